@@ -1,0 +1,72 @@
+//! The upstream's error answer: 400 with `{"error": <kind>, "detail": <what>}`.
+
+use std::fmt;
+use std::io;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct LbError {
+    error: String,
+    detail: String,
+}
+
+impl LbError {
+    pub fn new(error: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn param_required(param: &str) -> Self {
+        Self::new("param required", param)
+    }
+
+    /// What the upstream answers instead of its worker panicking: the storage
+    /// layer's own "invalid data" kind.
+    pub fn invalid_data(detail: impl Into<String>) -> Self {
+        Self::from(io::Error::new(io::ErrorKind::InvalidData, detail.into()))
+    }
+
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
+        Self::from(io::Error::new(io::ErrorKind::InvalidInput, detail.into()))
+    }
+
+    pub fn out_of_range(end: impl fmt::Display) -> Self {
+        Self::from(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            end.to_string(),
+        ))
+    }
+
+    pub fn query(err: serde_qs::Error) -> Self {
+        Self::new("invalid query", err.to_string())
+    }
+}
+
+impl From<io::Error> for LbError {
+    fn from(err: io::Error) -> Self {
+        // ErrorKind's Display is the upstream's "error" text ("entity not
+        // found", ...); an error built from a bare kind displays the same.
+        Self::new(err.kind().to_string(), err.to_string())
+    }
+}
+
+impl fmt::Display for LbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error, self.detail)
+    }
+}
+
+impl ResponseError for LbError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::BadRequest().json(self)
+    }
+}

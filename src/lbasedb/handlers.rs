@@ -1,0 +1,295 @@
+//! One handler per row of the upstream's API table. Each checks what would
+//! make the `lbasedb` crate panic (a type mismatch, an unknown datatype, a
+//! range that overflows) and answers 400 instead, before anything is written.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use lbasedb::prelude::{Conn, Dataset, Datatype, Dataunit};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::LbError;
+use super::query::{ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_qs};
+
+/// The upstream API version this server reproduces.
+pub const API_VERSION: &str = "0.1.10";
+
+type Db = web::Data<Conn>;
+type Answer = Result<HttpResponse, LbError>;
+
+#[derive(Debug, Deserialize)]
+pub struct NameBody {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ColBody {
+    name: String,
+    datatype: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SizeBody {
+    size: usize,
+}
+
+pub async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "version": API_VERSION }))
+}
+
+pub async fn feed_list(db: Db) -> HttpResponse {
+    let mut names: Vec<String> = db.feed_list().await.iter().map(|f| f.get_name()).collect();
+    names.sort();
+    let items: Vec<_> = names
+        .into_iter()
+        .map(|name| json!({ "name": name }))
+        .collect();
+    HttpResponse::Ok().json(items)
+}
+
+pub async fn feed_add(db: Db, body: web::Json<NameBody>) -> Answer {
+    db.feed_add(&body.name).await?;
+    Ok(HttpResponse::Created().finish())
+}
+
+pub async fn feed_rename(
+    db: Db,
+    query: web::Query<NameQuery>,
+    body: web::Json<NameBody>,
+) -> Answer {
+    db.feed_rename(&query.name, &body.name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn feed_remove(db: Db, query: web::Query<NameQuery>) -> Answer {
+    db.feed_remove(&query.name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn col_list(db: Db, query: web::Query<FeedQuery>) -> Answer {
+    let mut cols = db.col_list(&query.feed).await?;
+    cols.sort_by_key(|c| c.get_name());
+    let items: Vec<_> = cols
+        .iter()
+        .map(|c| json!({ "name": c.get_name(), "datatype": c.get_datatype() }))
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+pub async fn col_add(db: Db, query: web::Query<FeedQuery>, body: web::Json<ColBody>) -> Answer {
+    // The crate unwraps the parse (the upstream's worker panics here), and a
+    // zero-sized type would divide by zero on the first write.
+    match body.datatype.parse::<Datatype>() {
+        Ok(datatype) if datatype.size() > 0 => {}
+        _ => return Err(LbError::invalid_input("Unknown datatype")),
+    }
+    db.col_add(&query.feed, &body.name, &body.datatype).await?;
+    Ok(HttpResponse::Created().finish())
+}
+
+pub async fn col_rename(db: Db, query: web::Query<ColQuery>, body: web::Json<NameBody>) -> Answer {
+    db.col_rename(&query.feed, &query.name, &body.name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn col_remove(db: Db, query: web::Query<ColQuery>) -> Answer {
+    db.col_remove(&query.feed, &query.name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn size_get(db: Db, query: web::Query<FeedQuery>) -> Answer {
+    let size = db.size_get(&query.feed).await?;
+    Ok(HttpResponse::Ok().json(json!({ "size": size })))
+}
+
+pub async fn size_set(db: Db, query: web::Query<FeedQuery>, body: web::Json<SizeBody>) -> Answer {
+    db.size_set(&query.feed, body.size).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn data_query(req: &HttpRequest) -> Result<DataQuery, LbError> {
+    parse_qs(req.query_string()).map_err(LbError::query)
+}
+
+fn required<T>(value: Option<T>, name: &str) -> Result<T, LbError> {
+    value.ok_or_else(|| LbError::param_required(name))
+}
+
+/// The crate compares `ix + size` unchecked: an overflow would panic.
+async fn check_range(db: &Conn, feed: &str, ix: usize, size: usize) -> Result<(), LbError> {
+    let len = db.size_get(feed).await?;
+    match ix.checked_add(size) {
+        Some(end) if end <= len => Ok(()),
+        Some(end) => Err(LbError::out_of_range(end)),
+        None => Err(LbError::out_of_range(format!("{ix}+{size}"))),
+    }
+}
+
+/// The crate unwraps the conversion of every value to its column's type, so
+/// a mismatch (an integer for a Float64, bad Base64) must be refused first.
+async fn check_dataset(db: &Conn, feed: &str, ds: &Dataset) -> Result<usize, LbError> {
+    let mut rows = None;
+    for series in ds.values() {
+        if *rows.get_or_insert(series.len()) != series.len() {
+            return Err(LbError::invalid_data("columns differ in length"));
+        }
+    }
+    for col in db.col_list(feed).await? {
+        let name = col.get_name();
+        let Some(series) = ds.get(&name) else {
+            continue;
+        };
+        if let Some(bad) = series.iter().position(|unit| !fits(&col.datatype, unit)) {
+            return Err(LbError::invalid_data(format!(
+                "{name}[{bad}]: not a {} value",
+                col.get_datatype()
+            )));
+        }
+    }
+    Ok(rows.unwrap_or(0))
+}
+
+fn fits(datatype: &Datatype, unit: &Dataunit) -> bool {
+    match (datatype, unit) {
+        (Datatype::Int64 | Datatype::Int32, Dataunit::I(_)) => true,
+        (Datatype::Float64 | Datatype::Float32, Dataunit::F(_)) => true,
+        (Datatype::Bytes(_) | Datatype::Blob, Dataunit::S(s)) => BASE64_STANDARD.decode(s).is_ok(),
+        (Datatype::String(_) | Datatype::Text, Dataunit::S(_)) => true,
+        _ => false,
+    }
+}
+
+pub async fn data_get(db: Db, req: HttpRequest) -> Answer {
+    let query = data_query(&req)?;
+    let ix = required(query.ix, "ix")?;
+    let size = required(query.size, "size")?;
+    let cols = query.col.unwrap_or_default();
+    check_range(&db, &query.feed, ix, size).await?;
+    let ds = db.data_get(&query.feed, ix, size, &cols).await?;
+    Ok(HttpResponse::Ok().json(InOrder {
+        ds: &ds,
+        cols: &cols,
+    }))
+}
+
+/// A dataset serialised with its columns in the order they were asked for.
+/// The upstream's order is a hash map's (it varies from call to call); a
+/// fixed one is still the upstream's answer, and makes answers comparable.
+struct InOrder<'a> {
+    ds: &'a Dataset,
+    cols: &'a [String],
+}
+
+impl serde::Serialize for InOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seen = std::collections::HashSet::new();
+        serializer.collect_map(
+            self.cols
+                .iter()
+                .filter(|col| seen.insert(col.as_str()))
+                .filter_map(|col| self.ds.get(col).map(|series| (col, series))),
+        )
+    }
+}
+
+pub async fn data_push(db: Db, req: HttpRequest, ds: web::Json<Dataset>) -> Answer {
+    let query = data_query(&req)?;
+    check_dataset(&db, &query.feed, &ds).await?;
+    db.data_push(&query.feed, &ds).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn data_save(db: Db, req: HttpRequest, ds: web::Json<Dataset>) -> Answer {
+    let query = data_query(&req)?;
+    let ix = required(query.ix, "ix")?;
+    let rows = check_dataset(&db, &query.feed, &ds).await?;
+    check_range(&db, &query.feed, ix, rows).await?;
+    db.data_save(&query.feed, ix, &ds).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn data_patch(db: Db, req: HttpRequest, ds: web::Json<Dataset>) -> Answer {
+    let query = data_query(&req)?;
+    let ix = required(query.ix, "ix")?;
+    let rows = check_dataset(&db, &query.feed, &ds).await?;
+    check_range(&db, &query.feed, ix, rows).await?;
+    db.data_patch(&query.feed, ix, &ds).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Columns and row size of a `/bytes` write; the body holds whole rows.
+async fn bytes_rows(db: &Conn, feed: &str, cols: &[String], body: &[u8]) -> Result<usize, LbError> {
+    db.size_get(feed).await?;
+    let rowsize = db.rowsize(feed, cols).await?;
+    if rowsize == 0 {
+        return Err(LbError::param_required("col[]"));
+    }
+    Ok(body.len() / rowsize)
+}
+
+pub async fn bytes_get(db: Db, req: HttpRequest) -> Answer {
+    let query = data_query(&req)?;
+    let ix = required(query.ix, "ix")?;
+    let size = required(query.size, "size")?;
+    let cols = required(query.col, "col[]")?;
+    check_range(&db, &query.feed, ix, size).await?;
+    let buffer = db.bytes_get(&query.feed, &cols, ix, size).await?;
+    Ok(HttpResponse::Ok().body(buffer))
+}
+
+pub async fn bytes_push(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
+    let query = data_query(&req)?;
+    let cols = required(query.col, "col[]")?;
+    bytes_rows(&db, &query.feed, &cols, &body).await?;
+    db.bytes_push(&query.feed, &cols, &body).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn bytes_save(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
+    let query = data_query(&req)?;
+    let ix = required(query.ix, "ix")?;
+    let cols = required(query.col, "col[]")?;
+    let rows = bytes_rows(&db, &query.feed, &cols, &body).await?;
+    // Unlike /data, the crate does not check the range of a bytes write and
+    // would grow the column files past the feed's size.
+    check_range(&db, &query.feed, ix, rows).await?;
+    db.bytes_save(&query.feed, &cols, ix, &body).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn bytes_patch(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
+    let query = data_query(&req)?;
+    let ix = required(query.ix, "ix")?;
+    let cols = required(query.col, "col[]")?;
+    let rows = bytes_rows(&db, &query.feed, &cols, &body).await?;
+    check_range(&db, &query.feed, ix, rows).await?;
+    db.bytes_patch(&query.feed, &cols, ix, &body).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn bytes_reset(db: Db, req: HttpRequest) -> Answer {
+    let query = data_query(&req)?;
+    let ix = required(query.ix, "ix")?;
+    let size = required(query.size, "size")?;
+    let cols = required(query.col, "col[]")?;
+    db.rowsize(&query.feed, &cols).await?;
+    check_range(&db, &query.feed, ix, size).await?;
+    db.bytes_reset(&query.feed, &cols, ix, size).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn raw_get(db: Db, query: web::Query<RawQuery>) -> Answer {
+    let size = required(query.size, "size")?;
+    check_range(&db, &query.feed, query.ix, size).await?;
+    let block = db.raw_get(&query.feed, &query.col, query.ix, size).await?;
+    Ok(HttpResponse::Ok().body(block))
+}
+
+pub async fn raw_set(db: Db, query: web::Query<RawQuery>, body: web::Bytes) -> Answer {
+    let rowsize = db
+        .rowsize(&query.feed, std::slice::from_ref(&query.col))
+        .await?;
+    check_range(&db, &query.feed, query.ix, body.len() / rowsize.max(1)).await?;
+    db.raw_set(&query.feed, &query.col, query.ix, &body).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

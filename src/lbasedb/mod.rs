@@ -1,0 +1,116 @@
+//! The embedded Lbasedb-compatible server, on the `lbasedb` crate: the
+//! default upstream of `serve`, the `lbasedb` subcommand, and the upstream of
+//! every test. It answers as the upstream's HTTP server does
+//! (`shared/LBASEDB_API.md`).
+
+mod error;
+mod handlers;
+pub mod query;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use lbasedb::prelude::Conn;
+
+use crate::config::LbasedbSettings;
+
+pub use error::LbError;
+pub use handlers::API_VERSION;
+
+/// A running embedded server: where it listens, and its task.
+pub struct EmbeddedServer {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl EmbeddedServer {
+    pub async fn start(settings: &LbasedbSettings) -> io::Result<Self> {
+        let path = settings.data.to_str().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the Lbasedb data path is not UTF-8",
+            )
+        })?;
+        let conn = web::Data::new(Conn::new(path).await?);
+        let listener = TcpListener::bind(&settings.bind)?;
+        let addr = listener.local_addr()?;
+        let limit = usize::try_from(settings.payload_limit).unwrap_or(usize::MAX);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(conn.clone())
+                .app_data(web::PayloadConfig::new(limit))
+                .app_data(web::JsonConfig::default().limit(limit))
+                .configure(routes)
+                .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
+        })
+        .workers(settings.workers.max(1))
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        // A server only accepts while its future is polled: spawn it now, so
+        // it serves alongside the proxy rather than after it.
+        let task = tokio::spawn(server);
+        Ok(Self { addr, handle, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        self.task.await.map_err(io::Error::other)?
+    }
+}
+
+/// Every path and method of the upstream; any other method on these paths
+/// gets actix-web's 405 with an `Allow` header, as upstream.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use handlers as h;
+    cfg.service(web::resource("/version").route(web::get().to(h::version)))
+        .service(
+            web::resource("/feed")
+                .route(web::get().to(h::feed_list))
+                .route(web::post().to(h::feed_add))
+                .route(web::patch().to(h::feed_rename))
+                .route(web::delete().to(h::feed_remove)),
+        )
+        .service(
+            web::resource("/col")
+                .route(web::get().to(h::col_list))
+                .route(web::post().to(h::col_add))
+                .route(web::patch().to(h::col_rename))
+                .route(web::delete().to(h::col_remove)),
+        )
+        .service(
+            web::resource("/size")
+                .route(web::get().to(h::size_get))
+                .route(web::put().to(h::size_set)),
+        )
+        .service(
+            web::resource("/data")
+                .route(web::get().to(h::data_get))
+                .route(web::post().to(h::data_push))
+                .route(web::put().to(h::data_save))
+                .route(web::patch().to(h::data_patch)),
+        )
+        .service(
+            web::resource("/bytes")
+                .route(web::get().to(h::bytes_get))
+                .route(web::post().to(h::bytes_push))
+                .route(web::put().to(h::bytes_save))
+                .route(web::patch().to(h::bytes_patch))
+                .route(web::delete().to(h::bytes_reset)),
+        )
+        .service(
+            web::resource("/raw")
+                .route(web::get().to(h::raw_get))
+                .route(web::post().to(h::raw_set)),
+        );
+}

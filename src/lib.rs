@@ -1,0 +1,12 @@
+//! lbasedb-proxy: an authenticating, streaming HTTP gateway in front of Lbasedb.
+//!
+//! The library builds the whole application so that `main.rs` and the
+//! integration tests boot exactly the same thing (see `startup`).
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod lbasedb;
+pub mod proxy;
+pub mod startup;

@@ -1,0 +1,530 @@
+//! Which endpoint, which feed, which permission: a pure function over the
+//! request line, and the one place the permission layer decides on.
+//!
+//! A query is read with the upstream's own parsers (`crate::lbasedb::query`),
+//! after a strict scan that refuses everything those parsers are lenient
+//! about (repeated keys where the last one wins, encoded or nested keys,
+//! mixed `col`/`col[]`). What passes names exactly one feed, the one the
+//! upstream will act on.
+
+use actix_web::http::Method;
+
+use crate::lbasedb::query::{
+    ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_form, parse_qs,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Version,
+    Feed,
+    Col,
+    Size,
+    Data,
+    Bytes,
+    Raw,
+}
+
+impl Endpoint {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "version" => Self::Version,
+            "feed" => Self::Feed,
+            "col" => Self::Col,
+            "size" => Self::Size,
+            "data" => Self::Data,
+            "bytes" => Self::Bytes,
+            "raw" => Self::Raw,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Version => "version",
+            Self::Feed => "feed",
+            Self::Col => "col",
+            Self::Size => "size",
+            Self::Data => "data",
+            Self::Bytes => "bytes",
+            Self::Raw => "raw",
+        }
+    }
+
+    /// The methods the upstream serves on this path.
+    pub fn methods(self) -> &'static [Method] {
+        const GET: &[Method] = &[Method::GET];
+        const CRUD: &[Method] = &[Method::GET, Method::POST, Method::PATCH, Method::DELETE];
+        const SIZE: &[Method] = &[Method::GET, Method::PUT];
+        const DATA: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::PATCH];
+        const BYTES: &[Method] = &[
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ];
+        const RAW: &[Method] = &[Method::GET, Method::POST];
+        match self {
+            Self::Version => GET,
+            Self::Feed | Self::Col => CRUD,
+            Self::Size => SIZE,
+            Self::Data => DATA,
+            Self::Bytes => BYTES,
+            Self::Raw => RAW,
+        }
+    }
+
+    /// `/data` and `/bytes` read their query with `serde_qs`.
+    fn uses_serde_qs(self) -> bool {
+        matches!(self, Self::Data | Self::Bytes)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    View,
+    Add,
+    Change,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Object {
+    Feed,
+    Col,
+    Data,
+}
+
+/// A Django-style model permission of the `lbasedb` app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Perm {
+    pub action: Action,
+    pub object: Object,
+}
+
+impl Perm {
+    pub const fn new(action: Action, object: Object) -> Self {
+        Self { action, object }
+    }
+
+    /// `lbasedb.view_data` and the like.
+    pub fn codename(self) -> String {
+        let action = match self.action {
+            Action::View => "view",
+            Action::Add => "add",
+            Action::Change => "change",
+            Action::Delete => "delete",
+        };
+        let object = match self.object {
+            Object::Feed => "feed",
+            Object::Col => "col",
+            Object::Data => "data",
+        };
+        format!("lbasedb.{action}_{object}")
+    }
+}
+
+/// What a request needs from the one who makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Any authenticated user (`GET /version`).
+    Authenticated,
+    /// The permission held globally: it acts on no existing feed, or renames one.
+    Global(Perm),
+    /// The permission held globally or granted for this feed.
+    Feed(Perm, String),
+    /// `GET /feed`: answered for anyone, listing only the feeds they may view.
+    FeedList,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub endpoint: Endpoint,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassifyError {
+    UnknownEndpoint,
+    MethodNotAllowed(&'static [Method]),
+    BadQuery(String),
+}
+
+pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classified, ClassifyError> {
+    use Action::*;
+    use Object::{Col, Data, Feed};
+
+    let endpoint = Endpoint::from_name(endpoint).ok_or(ClassifyError::UnknownEndpoint)?;
+    if !endpoint.methods().contains(method) {
+        return Err(ClassifyError::MethodNotAllowed(endpoint.methods()));
+    }
+    scan(endpoint, query)?;
+
+    let feed_scoped = |action, object| -> Result<Access, ClassifyError> {
+        Ok(Access::Feed(
+            Perm::new(action, object),
+            feed_of(endpoint, method, query)?,
+        ))
+    };
+    let access = match (endpoint, method.as_str()) {
+        (Endpoint::Version, _) => Access::Authenticated,
+        (Endpoint::Feed, "GET") => Access::FeedList,
+        (Endpoint::Feed, "POST") => Access::Global(Perm::new(Add, Feed)),
+        (Endpoint::Feed, "PATCH") => {
+            // Still read the old name, so that a query the upstream would
+            // read differently is refused here too.
+            feed_of(endpoint, method, query)?;
+            Access::Global(Perm::new(Change, Feed))
+        }
+        (Endpoint::Feed, _) => feed_scoped(Delete, Feed)?,
+        (Endpoint::Col, "GET") => feed_scoped(View, Col)?,
+        (Endpoint::Col, "POST") => feed_scoped(Add, Col)?,
+        (Endpoint::Col, "PATCH") => feed_scoped(Change, Col)?,
+        (Endpoint::Col, _) => feed_scoped(Delete, Col)?,
+        (Endpoint::Size, "GET") => feed_scoped(View, Data)?,
+        (Endpoint::Size, _) => feed_scoped(Change, Data)?,
+        (Endpoint::Data | Endpoint::Bytes | Endpoint::Raw, "GET") => feed_scoped(View, Data)?,
+        (Endpoint::Data | Endpoint::Bytes, "POST") => feed_scoped(Add, Data)?,
+        (Endpoint::Bytes, "DELETE") => feed_scoped(Delete, Data)?,
+        (Endpoint::Data | Endpoint::Bytes | Endpoint::Raw, _) => feed_scoped(Change, Data)?,
+    };
+    Ok(Classified { endpoint, access })
+}
+
+/// Refuses what the upstream's parsers would read leniently or differently
+/// from a plain reading: keys that are empty, encoded, nested or bracketed
+/// (but for `col[]` on `/data` and `/bytes`), keys without a value, any key
+/// but the list `col` given twice, and `col` mixed with `col[]`.
+fn scan(endpoint: Endpoint, query: &str) -> Result<(), ClassifyError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut bracketed_col = false;
+    let mut plain_col = false;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let Some((key, _)) = pair.split_once('=') else {
+            return Err(bad(format!("Query parameter \"{pair}\" has no value.")));
+        };
+        if endpoint.uses_serde_qs() && matches!(key, "col[]" | "col%5B%5D" | "col%5b%5d") {
+            bracketed_col = true;
+        } else if endpoint.uses_serde_qs() && key == "col" {
+            // serde_qs reads a repeated `col` as a list, as it reads `col[]`.
+            plain_col = true;
+        } else if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(bad(format!("Query parameter \"{key}\" is not accepted.")));
+        } else if seen.contains(&key) {
+            return Err(bad(format!(
+                "Query parameter \"{key}\" is given more than once."
+            )));
+        } else {
+            seen.push(key);
+        }
+    }
+    if bracketed_col && plain_col {
+        return Err(bad(
+            "Query parameters \"col\" and \"col[]\" cannot be mixed.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The feed the upstream will act on, read with the upstream's own parser
+/// for this endpoint and method.
+fn feed_of(endpoint: Endpoint, method: &Method, query: &str) -> Result<String, ClassifyError> {
+    let invalid = |err: &dyn std::fmt::Display| bad(format!("Invalid query: {err}."));
+    let feed = match endpoint {
+        Endpoint::Feed => {
+            parse_form::<NameQuery>(query)
+                .map_err(|e| invalid(&e))?
+                .name
+        }
+        Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
+            parse_form::<ColQuery>(query).map_err(|e| invalid(&e))?.feed
+        }
+        Endpoint::Col | Endpoint::Size => {
+            parse_form::<FeedQuery>(query)
+                .map_err(|e| invalid(&e))?
+                .feed
+        }
+        Endpoint::Data | Endpoint::Bytes => {
+            parse_qs::<DataQuery>(query).map_err(|e| invalid(&e))?.feed
+        }
+        Endpoint::Raw => parse_form::<RawQuery>(query).map_err(|e| invalid(&e))?.feed,
+        Endpoint::Version => unreachable!("/version names no feed"),
+    };
+    if !is_valid_name(&feed) {
+        return Err(bad(format!("\"{feed}\" is not a valid feed name.")));
+    }
+    Ok(feed)
+}
+
+/// Lbasedb's name rule (`lbasedb::utils::ALLOWED_NAME_PATTERN`): dot-separated
+/// segments of letters, digits and `_`, none starting with a digit. Written
+/// out because the crate compiles its regex on every call, and this runs on
+/// every proxied request.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|segment| {
+            let mut bytes = segment.bytes();
+            matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+                && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+fn bad(detail: String) -> ClassifyError {
+    ClassifyError::BadQuery(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(action: Action, object: Object, name: &str) -> Access {
+        Access::Feed(Perm::new(action, object), name.to_owned())
+    }
+
+    #[test]
+    fn every_endpoint_and_method_maps_to_its_permission() {
+        use Action::*;
+        use Object::{Col, Data, Feed};
+        let cases: Vec<(&str, Method, &str, Access)> = vec![
+            ("version", Method::GET, "", Access::Authenticated),
+            ("feed", Method::GET, "", Access::FeedList),
+            (
+                "feed",
+                Method::POST,
+                "",
+                Access::Global(Perm::new(Add, Feed)),
+            ),
+            (
+                "feed",
+                Method::PATCH,
+                "name=xy",
+                Access::Global(Perm::new(Change, Feed)),
+            ),
+            ("feed", Method::DELETE, "name=xy", feed(Delete, Feed, "xy")),
+            ("col", Method::GET, "feed=xy", feed(View, Col, "xy")),
+            ("col", Method::POST, "feed=xy", feed(Add, Col, "xy")),
+            (
+                "col",
+                Method::PATCH,
+                "feed=xy&name=x",
+                feed(Change, Col, "xy"),
+            ),
+            (
+                "col",
+                Method::DELETE,
+                "feed=xy&name=x",
+                feed(Delete, Col, "xy"),
+            ),
+            ("size", Method::GET, "feed=xy", feed(View, Data, "xy")),
+            ("size", Method::PUT, "feed=xy", feed(Change, Data, "xy")),
+            (
+                "data",
+                Method::GET,
+                "feed=xy&ix=0&size=2&col[]=x&col[]=y",
+                feed(View, Data, "xy"),
+            ),
+            ("data", Method::POST, "feed=xy", feed(Add, Data, "xy")),
+            (
+                "data",
+                Method::PUT,
+                "feed=xy&ix=0",
+                feed(Change, Data, "xy"),
+            ),
+            (
+                "data",
+                Method::PATCH,
+                "feed=xy&ix=0",
+                feed(Change, Data, "xy"),
+            ),
+            (
+                "bytes",
+                Method::GET,
+                "feed=xy&ix=0&size=1&col%5B%5D=x",
+                feed(View, Data, "xy"),
+            ),
+            (
+                "bytes",
+                Method::POST,
+                "feed=xy&col%5b%5d=x",
+                feed(Add, Data, "xy"),
+            ),
+            (
+                "bytes",
+                Method::PUT,
+                "feed=xy&ix=0&col=x",
+                feed(Change, Data, "xy"),
+            ),
+            (
+                "bytes",
+                Method::PATCH,
+                "feed=xy&ix=0&col=x&col=y",
+                feed(Change, Data, "xy"),
+            ),
+            (
+                "bytes",
+                Method::DELETE,
+                "feed=xy&ix=0&size=1&col[]=x",
+                feed(Delete, Data, "xy"),
+            ),
+            (
+                "raw",
+                Method::GET,
+                "feed=xy&col=x&ix=0&size=1",
+                feed(View, Data, "xy"),
+            ),
+            (
+                "raw",
+                Method::POST,
+                "feed=xy&col=x&ix=0",
+                feed(Change, Data, "xy"),
+            ),
+            // Readings every parser shares: percent-decoding, unknown keys,
+            // empty pairs, dotted names.
+            (
+                "data",
+                Method::GET,
+                "feed=%78y&ix=0",
+                feed(View, Data, "xy"),
+            ),
+            (
+                "data",
+                Method::GET,
+                "FEED=ab&feed=xy&_=123",
+                feed(View, Data, "xy"),
+            ),
+            (
+                "size",
+                Method::GET,
+                "&feed=a.b_c&",
+                feed(View, Data, "a.b_c"),
+            ),
+        ];
+        for (endpoint, method, query, access) in cases {
+            let got = classify(endpoint, &method, query);
+            assert_eq!(
+                got.map(|c| c.access),
+                Ok(access),
+                "{method} /{endpoint}?{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_endpoints_are_not_found() {
+        for endpoint in ["", "nope", "Data", "data/", "version.json", "..", "feed%2F"] {
+            assert_eq!(
+                classify(endpoint, &Method::GET, "feed=xy"),
+                Err(ClassifyError::UnknownEndpoint),
+                "{endpoint:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unserved_methods_are_not_allowed_with_the_served_ones() {
+        let cases = [
+            ("version", Method::POST, &[Method::GET][..]),
+            ("feed", Method::PUT, Endpoint::Feed.methods()),
+            ("size", Method::POST, &[Method::GET, Method::PUT][..]),
+            ("data", Method::DELETE, Endpoint::Data.methods()),
+            ("raw", Method::PUT, &[Method::GET, Method::POST][..]),
+            ("bytes", Method::HEAD, Endpoint::Bytes.methods()),
+            ("col", Method::OPTIONS, Endpoint::Col.methods()),
+        ];
+        for (endpoint, method, allowed) in cases {
+            assert_eq!(
+                classify(endpoint, &method, "feed=xy"),
+                Err(ClassifyError::MethodNotAllowed(
+                    Endpoint::from_name(endpoint).unwrap().methods()
+                )),
+                "{method} /{endpoint}"
+            );
+            assert_eq!(Endpoint::from_name(endpoint).unwrap().methods(), allowed);
+        }
+    }
+
+    #[test]
+    fn queries_the_upstream_could_read_otherwise_are_refused() {
+        let cases = [
+            // serde_qs: the last repeated key wins.
+            ("data", Method::GET, "feed=allowed&feed=secret&ix=0&size=1"),
+            (
+                "bytes",
+                Method::GET,
+                "feed=allowed&ix=0&size=1&col[]=x&feed=secret",
+            ),
+            ("data", Method::GET, "feed=a&ix=1&ix=2"),
+            // Keys that decode or nest into `feed`.
+            ("data", Method::GET, "fe%65d=secret&feed=allowed"),
+            ("data", Method::GET, "feed[]=secret"),
+            ("data", Method::GET, "feed[0]=secret"),
+            ("data", Method::GET, "feed[x]=secret"),
+            ("data", Method::GET, "feed%5B%5D=secret"),
+            ("data", Method::GET, "feed=a&col%5B%5d=x"),
+            ("data", Method::GET, "feed=a&col[0]=x"),
+            // Mixed list forms.
+            ("data", Method::GET, "feed=a&col=x&col[]=y"),
+            ("bytes", Method::GET, "feed=a&col[]=x&col=y"),
+            // Values that are no feed name.
+            ("data", Method::GET, "feed=a;feed=b"),
+            ("data", Method::GET, "feed=a+b"),
+            ("data", Method::GET, "feed=a%20b"),
+            ("data", Method::GET, "feed="),
+            ("data", Method::GET, "feed=..%2Fetc"),
+            ("size", Method::GET, "feed=1xy"),
+            // Missing, valueless or unparsable.
+            ("data", Method::GET, ""),
+            ("data", Method::GET, "feed"),
+            ("data", Method::GET, "feed=a&ix=abc"),
+            ("feed", Method::DELETE, ""),
+            ("feed", Method::DELETE, "feed=xy"),
+            ("feed", Method::PATCH, "name=a&name=b"),
+            ("col", Method::GET, "feed=a&feed=b"),
+            ("col", Method::PATCH, "feed=a"),
+            ("raw", Method::GET, "feed=a&col=x&col=y&ix=0"),
+            ("raw", Method::GET, "feed=a&col=x"),
+            ("raw", Method::GET, "feed=a&col[]=x&ix=0"),
+        ];
+        for (endpoint, method, query) in cases {
+            assert!(
+                matches!(
+                    classify(endpoint, &method, query),
+                    Err(ClassifyError::BadQuery(_))
+                ),
+                "{method} /{endpoint}?{query} was not refused: {:?}",
+                classify(endpoint, &method, query)
+            );
+        }
+    }
+
+    #[test]
+    fn name_rule_matches_the_lbasedb_crate() {
+        let names = [
+            "xy",
+            "x",
+            "_",
+            "a.b",
+            "a_1.B_2.c3",
+            "A",
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "1a",
+            "a.1b",
+            "a-b",
+            "a b",
+            "é",
+            "a/b",
+            "a\0",
+        ];
+        for name in names {
+            assert_eq!(
+                is_valid_name(name),
+                lbasedb::utils::validate_allowed_name(name).is_ok(),
+                "{name:?}"
+            );
+        }
+    }
+}

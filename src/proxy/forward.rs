@@ -1,0 +1,250 @@
+//! The streaming path to the upstream: one awc client per worker, bodies
+//! piped both ways without buffering, and failures turned into 413/502/504.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use awc::error::SendRequestError;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::oneshot;
+
+use super::ProxyState;
+use super::classify::Endpoint;
+use super::headers::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, forward_request_header,
+    forward_response_header,
+};
+use crate::config::Settings;
+use crate::error::ApiError;
+
+/// One client per worker (built in the app factory), with a keep-alive pool.
+/// awc's total timeout would also cover the time spent sending a body, and
+/// so cut large uploads: it is off, and `forward` times only the wait for
+/// the response head.
+pub fn build_client(settings: &Settings) -> awc::Client {
+    let connector = awc::Connector::new()
+        .timeout(settings.connect_timeout)
+        .limit(settings.upstream_pool_limit)
+        .conn_keep_alive(Duration::from_secs(30));
+    awc::Client::builder()
+        .connector(connector)
+        .disable_timeout()
+        .disable_redirects()
+        .no_default_headers()
+        .finish()
+}
+
+/// How the client framed its request body.
+enum BodyFraming {
+    None,
+    Sized(u64),
+    Chunked,
+}
+
+fn body_framing(headers: &HeaderMap) -> Result<BodyFraming, ApiError> {
+    if let Some(value) = headers.get(header::CONTENT_LENGTH) {
+        let len = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| ApiError::BadRequest("Invalid Content-Length.".into()))?;
+        return Ok(BodyFraming::Sized(len));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(BodyFraming::Chunked);
+    }
+    Ok(BodyFraming::None)
+}
+
+pub async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    endpoint: Endpoint,
+    state: &ProxyState,
+    client: &awc::Client,
+) -> Result<HttpResponse, ApiError> {
+    let framing = body_framing(req.headers())?;
+    if let BodyFraming::Sized(len) = framing
+        && len > state.body_limit
+    {
+        return Err(ApiError::PayloadTooLarge {
+            limit: state.body_limit,
+        });
+    }
+
+    // The query goes on byte for byte: the classifier read this very string.
+    let query = req.query_string();
+    let mut url =
+        String::with_capacity(state.upstream.len() + endpoint.name().len() + query.len() + 2);
+    url.push_str(&state.upstream);
+    url.push('/');
+    url.push_str(endpoint.name());
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+
+    let mut upstream_req = client.request(req.method().clone(), url.as_str());
+    let headers = upstream_req.headers_mut();
+    for (name, value) in req.headers() {
+        if forward_request_header(req.headers(), name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // Set from what the proxy saw, never from what the client claims.
+    if let Some(peer) = req.peer_addr()
+        && let Ok(value) = HeaderValue::from_str(&peer.ip().to_string())
+    {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Some(host) = req.headers().get(header::HOST) {
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+
+    let over_limit = Rc::new(Cell::new(false));
+    let (body_done, body_sent) = oneshot::channel();
+    let body = RequestBody {
+        payload,
+        sent: 0,
+        limit: state.body_limit,
+        over_limit: over_limit.clone(),
+        done: Some(body_done),
+    };
+    let send = match framing {
+        BodyFraming::None => {
+            drop(body);
+            upstream_req.send()
+        }
+        BodyFraming::Sized(len) => upstream_req.send_body(SizedStream::new(len, body)),
+        BodyFraming::Chunked => upstream_req.send_stream(body),
+    };
+
+    // The response head is timed from the end of the request body: an
+    // upload of any size that keeps flowing is never cut.
+    let response_timeout = state.response_timeout;
+    let head_deadline = async move {
+        let _ = body_sent.await;
+        tokio::time::sleep(response_timeout).await;
+    };
+    let response = tokio::select! {
+        response = send => response,
+        () = head_deadline => {
+            log::warn!("upstream gave no response head within {response_timeout:?}");
+            return Err(ApiError::UpstreamTimeout);
+        }
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(_) if over_limit.get() => {
+            return Err(ApiError::PayloadTooLarge {
+                limit: state.body_limit,
+            });
+        }
+        Err(err) => return Err(upstream_error(err)),
+    };
+
+    let status = response.status();
+    let mut builder = HttpResponseBuilder::new(status);
+    for (name, value) in response.headers() {
+        if forward_response_header(response.headers(), name) {
+            builder.append_header((name.clone(), value.clone()));
+        }
+    }
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || req.method() == Method::HEAD
+    {
+        return Ok(builder.finish());
+    }
+    let length = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    Ok(match length {
+        Some(len) => builder.body(SizedStream::new(len, response)),
+        None => builder.streaming(response),
+    })
+}
+
+fn upstream_error(err: SendRequestError) -> ApiError {
+    match err {
+        SendRequestError::Connect(err) => {
+            log::warn!("upstream unreachable: {err}");
+            ApiError::UpstreamUnreachable
+        }
+        SendRequestError::Timeout => ApiError::UpstreamTimeout,
+        SendRequestError::Body(err) => {
+            log::info!("request body from the client failed: {err}");
+            ApiError::BadRequest("The request body ended early.".into())
+        }
+        err => {
+            log::warn!("upstream failed: {err}");
+            ApiError::UpstreamBroken
+        }
+    }
+}
+
+/// The client's body on its way upstream: counts bytes against the limit
+/// (a chunked body has no length to check up front) and says when it ends,
+/// which starts the response-head timer.
+struct RequestBody {
+    payload: web::Payload,
+    sent: u64,
+    limit: u64,
+    over_limit: Rc<Cell<bool>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl RequestBody {
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Stream for RequestBody {
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.payload.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.sent += chunk.len() as u64;
+                if this.sent > this.limit {
+                    this.over_limit.set(true);
+                    this.finish();
+                    return Poll::Ready(Some(Err(io::Error::other("request body over the limit"))));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                this.finish();
+                Poll::Ready(Some(Err(io::Error::other(err.to_string()))))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,226 @@
+//! Booting the application per test, and the broken upstreams of the fault
+//! tests (raw sockets that close, reset, stall or record).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lbasedb_proxy::config::Settings;
+use lbasedb_proxy::startup::Application;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, mpsc};
+
+pub struct TestApp {
+    pub address: String,
+    pub upstream: String,
+    pub client: reqwest::Client,
+    _data: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Boots the application with its own data folder (and so its own embedded
+/// Lbasedb), after `configure` has had its say on the settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let data = tempfile::tempdir().expect("temporary data folder");
+    let mut settings = Settings::with_data_dir(data.path());
+    settings.bind = "127.0.0.1:0".into();
+    settings.workers = Some(2);
+    configure(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("the application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let upstream = app.upstream().to_owned();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        upstream,
+        client: client(),
+        _data: data,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client")
+}
+
+impl TestApp {
+    /// `/api/proxy/<path_and_query>`.
+    pub fn proxy(&self, path_and_query: &str) -> String {
+        format!("{}/api/proxy/{path_and_query}", self.address)
+    }
+
+    /// The upstream itself, bypassing the proxy.
+    pub fn direct(&self, path_and_query: &str) -> String {
+        format!("{}/{path_and_query}", self.upstream)
+    }
+
+    /// Creates a feed with columns straight on the upstream.
+    pub async fn create_feed(&self, feed: &str, cols: &[(&str, &str)]) {
+        let response = self
+            .client
+            .post(self.direct("feed"))
+            .json(&json!({ "name": feed }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "create feed {feed}");
+        for (name, datatype) in cols {
+            let response = self
+                .client
+                .post(self.direct(&format!("col?feed={feed}")))
+                .json(&json!({ "name": name, "datatype": datatype }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201, "create column {name}");
+        }
+    }
+
+    pub async fn size_of(&self, feed: &str) -> u64 {
+        let body: Value = self
+            .client
+            .get(self.direct(&format!("size?feed={feed}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["size"].as_u64().expect("a size")
+    }
+}
+
+/// A listener on a free loopback port, and that port's base URL.
+pub async fn listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+/// A base URL where nothing listens.
+pub async fn down_upstream() -> String {
+    let (listener, url) = listener().await;
+    drop(listener);
+    url
+}
+
+/// Reads one request head (up to the blank line), or what came before EOF.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// What a broken upstream does with each connection.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Read the request, then close without a word (Lbasedb's worker panic).
+    Close,
+    /// Read the request, then reset the connection.
+    Reset,
+    /// Read the request and never answer; report when the peer hangs up.
+    Stall,
+}
+
+pub struct BrokenUpstream {
+    pub url: String,
+    pub connections: Arc<AtomicUsize>,
+    /// With `Fault::Stall`: one message each time the proxy hangs up.
+    pub hangups: mpsc::UnboundedReceiver<()>,
+}
+
+pub async fn broken_upstream(fault: Fault) -> BrokenUpstream {
+    let (listener, url) = listener().await;
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (hangup_tx, hangups) = mpsc::unbounded_channel();
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let hangup_tx = hangup_tx.clone();
+            tokio::spawn(async move {
+                read_head(&mut stream).await;
+                match fault {
+                    Fault::Close => drop(stream),
+                    Fault::Reset => {
+                        // SO_LINGER 0 closes with a RST; its blocking drop is
+                        // moot with nothing left to send.
+                        #[allow(deprecated)]
+                        stream.set_linger(Some(Duration::ZERO)).ok();
+                        drop(stream);
+                    }
+                    Fault::Stall => {
+                        let mut buf = [0u8; 4096];
+                        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                        let _ = hangup_tx.send(());
+                    }
+                }
+            });
+        }
+    });
+    BrokenUpstream {
+        url,
+        connections,
+        hangups,
+    }
+}
+
+/// An upstream that answers every request with 200 and records each request
+/// head; its answer carries headers the proxy must not pass back.
+pub struct RecordingUpstream {
+    pub url: String,
+    pub heads: Arc<Mutex<Vec<String>>>,
+}
+
+pub async fn recording_upstream() -> RecordingUpstream {
+    let (listener, url) = listener().await;
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let recorded = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let head = read_head(&mut stream).await;
+                recorded.lock().await.push(head);
+                let body = br#"{"ok":true}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     set-cookie: upstream=1\r\naccess-control-allow-origin: *\r\n\
+                     connection: close, x-upstream-hop\r\nx-upstream-hop: 1\r\nx-lbasedb: kept\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).await.ok();
+                stream.write_all(body).await.ok();
+            });
+        }
+    });
+    RecordingUpstream { url, heads }
+}
+
+/// The request heads a recording upstream saw, as they came.
+pub async fn recorded(upstream: &RecordingUpstream) -> Vec<String> {
+    upstream.heads.lock().await.clone()
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary: the real application on a random port,
+//! over real HTTP, in front of a real Lbasedb-compatible upstream on the
+//! `lbasedb` storage (or a deliberately broken one, for fault tests).
+
+mod embedded;
+mod faults;
+mod helpers;
+mod proxy;
