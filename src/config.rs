@@ -24,9 +24,8 @@ pub struct Settings {
     #[arg(long, env = "LBASEDB_URL")]
     pub lbasedb_url: Option<String>,
 
-    /// Folder for the proxy's own data (and the embedded Lbasedb's files).
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// Time allowed to open a connection to the upstream (e.g. "5s", "500ms").
     #[arg(long, env = "UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -52,6 +51,67 @@ pub struct Settings {
     /// Worker threads of the embedded Lbasedb server (unused with LBASEDB_URL).
     #[arg(long, env = "LBASEDB_WORKERS", default_value_t = 1)]
     pub lbasedb_workers: usize,
+
+    /// Password of the superuser `admin` made on first run (when the
+    /// database has no user); unset, a random one is printed once.
+    #[arg(long, env = "LBASEDB_PROXY_SUPERUSER_PASSWORD", hide_env_values = true)]
+    pub superuser_password: Option<String>,
+
+    /// Secret (32 bytes or more) that signs and encrypts session cookies.
+    /// Unset: a random one is made once and kept in DATA_DIR/secret.key.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Mark cookies Secure (set this behind HTTPS).
+    #[arg(long, env = "SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// A session ends after this long without a request.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// A session ends this long after login, however busy.
+    #[arg(long, env = "SESSION_MAX_AGE", default_value = "14days", value_parser = humantime::parse_duration)]
+    pub session_max_age: Duration,
+
+    /// How long a resolved user (permissions, grants) is cached. Changes made
+    /// by this process clear the cache at once; this bounds how long a change
+    /// made by another process (the CLI) takes to be seen.
+    #[arg(long, env = "AUTH_CACHE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub auth_cache_ttl: Duration,
+
+    /// Failed logins for one account from one address before 429.
+    #[arg(long, env = "LOGIN_FAILURE_LIMIT", default_value_t = 5)]
+    pub login_failure_limit: u32,
+
+    /// Requests with a bad token from one address before 429.
+    #[arg(long, env = "BAD_TOKEN_LIMIT", default_value_t = 20)]
+    pub bad_token_limit: u32,
+
+    /// How long throttling lasts after the last failure.
+    #[arg(long, env = "THROTTLE_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub throttle_window: Duration,
+}
+
+/// Where the proxy keeps its data; shared by `serve` and the management
+/// commands.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Folder for the proxy's own data (and the embedded Lbasedb's files).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The SQLite database file (default: DATA_DIR/db.sqlite3).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DbArgs {
+    pub fn database_path(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            self.data_dir.join("db.sqlite3").to_string_lossy().into_owned()
+        })
+    }
 }
 
 impl Settings {
@@ -61,18 +121,27 @@ impl Settings {
         Self {
             bind: "127.0.0.1:8000".into(),
             lbasedb_url: None,
-            data_dir: data_dir.into(),
+            db: DbArgs { data_dir: data_dir.into(), database_url: None },
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             body_limit: DEFAULT_BODY_LIMIT,
             workers: None,
             upstream_pool_limit: 100,
             lbasedb_workers: 1,
+            superuser_password: None,
+            secret_key: None,
+            secure_cookies: false,
+            session_idle_timeout: Duration::from_secs(12 * 3600),
+            session_max_age: Duration::from_secs(14 * 24 * 3600),
+            auth_cache_ttl: Duration::from_secs(10),
+            login_failure_limit: 5,
+            bad_token_limit: 20,
+            throttle_window: Duration::from_secs(300),
         }
     }
 
     pub fn embedded_data_path(&self) -> PathBuf {
-        self.data_dir.join("lbasedb")
+        self.db.data_dir.join("lbasedb")
     }
 }
 

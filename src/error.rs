@@ -2,6 +2,8 @@
 //! `{"detail": ...}`, the Django REST framework convention. Causes that the
 //! client must not see (an upstream's address, an I/O error) go to the log.
 
+use std::time::Duration;
+
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -25,6 +27,31 @@ pub enum ApiError {
     UpstreamBroken,
     #[error("The upstream Lbasedb server did not answer in time.")]
     UpstreamTimeout,
+    #[error("{0}")]
+    NotAuthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("Request was throttled. Expected available in {} seconds.", .0.as_secs().max(1))]
+    Throttled(Duration),
+    /// The cause goes to the log, never to the client.
+    #[error("A server error occurred.")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn no_credentials() -> Self {
+        Self::NotAuthenticated("Authentication credentials were not provided.".into())
+    }
+
+    pub fn permission_denied() -> Self {
+        Self::Forbidden("You do not have permission to perform this action.".into())
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> Self {
+        Self::Internal(err.to_string())
+    }
 }
 
 impl ResponseError for ApiError {
@@ -36,13 +63,27 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable | Self::UpstreamBroken => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotAuthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::MethodNotAllowed { allowed, .. } = self {
-            response.insert_header(header::Allow(allowed.to_vec()));
+        match self {
+            Self::MethodNotAllowed { allowed, .. } => {
+                response.insert_header(header::Allow(allowed.to_vec()));
+            }
+            Self::NotAuthenticated(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Token"));
+            }
+            Self::Throttled(wait) => {
+                response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
+            }
+            Self::Internal(cause) => log::error!("internal error: {cause}"),
+            _ => {}
         }
         response.json(json!({ "detail": self.to_string() }))
     }

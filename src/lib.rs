@@ -4,7 +4,9 @@
 //! integration tests boot exactly the same thing (see `startup`).
 
 pub mod cli;
+pub mod auth;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod health;
 pub mod lbasedb;

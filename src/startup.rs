@@ -4,11 +4,22 @@
 use std::io;
 use std::net::TcpListener;
 
+use actix_identity::IdentityMiddleware;
+use actix_session::SessionMiddleware;
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, ResponseError, web};
+use rand::RngCore;
 
+use crate::auth::principal::AuthCache;
+use crate::auth::session::DbSessionStore;
+use crate::auth::throttle::Throttle;
+use crate::auth::users::{self, UserSpec};
+use crate::auth::{AuthState, api, password};
 use crate::config::{LbasedbSettings, Settings};
+use crate::db::{self, Pool, queries};
 use crate::error::ApiError;
 use crate::health;
 use crate::lbasedb::EmbeddedServer;
@@ -23,6 +34,24 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> io::Result<Self> {
+        let pool = db::connect(&settings.db.database_path()).map_err(io::Error::other)?;
+        let applied = db::migrate(&pool).map_err(io::Error::other)?;
+        if !applied.is_empty() {
+            log::info!("applied migrations: {}", applied.join(", "));
+        }
+        first_run_superuser(&pool, settings.superuser_password.as_deref())?;
+        let key = session_key(&settings)?;
+        let auth = web::Data::new(AuthState {
+            pool: pool.clone(),
+            cache: AuthCache::new(settings.auth_cache_ttl),
+            throttle: Throttle::new(
+                settings.login_failure_limit,
+                settings.bad_token_limit,
+                settings.throttle_window,
+            ),
+            secure_cookies: settings.secure_cookies,
+        });
+
         let embedded = match settings.lbasedb_url {
             Some(_) => None,
             None => {
@@ -47,8 +76,29 @@ impl Application {
         let state = web::Data::new(ProxyState::new(&upstream, &settings));
         let workers = settings.workers;
         let server = HttpServer::new(move || {
+            let idle = actix_web::cookie::time::Duration::seconds(
+                settings.session_idle_timeout.as_secs() as i64,
+            );
+            let sessions = SessionMiddleware::builder(DbSessionStore::new(auth.pool.clone()), key.clone())
+                .cookie_name("sessionid".into())
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_secure(settings.secure_cookies)
+                .session_lifecycle(
+                    PersistentSession::default()
+                        .session_ttl(idle)
+                        .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                )
+                .build();
+            let identity = IdentityMiddleware::builder()
+                .login_deadline(Some(settings.session_max_age))
+                .build();
             App::new()
+                // Last wrapped runs first: log, then session, then identity.
+                .wrap(identity)
+                .wrap(sessions)
                 .wrap(access_log())
+                .app_data(auth.clone())
                 .app_data(state.clone())
                 // Built here, so each worker gets its own client and pool.
                 .app_data(web::Data::new(proxy::build_client(&settings)))
@@ -106,7 +156,83 @@ impl Application {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
-        .service(web::scope("/api").route("/proxy/{endpoint}", web::route().to(proxy::proxy)));
+        .service(
+            web::scope("/api")
+                .route("/proxy/{endpoint}", web::route().to(proxy::proxy))
+                .service(
+                    web::scope("/auth")
+                        .service(
+                            web::resource("/token/")
+                                .route(web::post().to(api::obtain_token))
+                                .route(web::delete().to(api::revoke_token)),
+                        )
+                        .route("/login/", web::post().to(api::login))
+                        .route("/logout/", web::post().to(api::logout))
+                        .route("/csrf/", web::get().to(api::csrf))
+                        .route("/me/", web::get().to(api::me)),
+                ),
+        );
+}
+
+/// On an empty database, makes superuser `admin` so that a first run gives
+/// a working login: with the configured password, or a random one printed
+/// once (on standard output, never to the log).
+fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> {
+    let mut conn = pool.get().map_err(io::Error::other)?;
+    if queries::user_count(&mut conn).map_err(io::Error::other)? > 0 {
+        return Ok(());
+    }
+    let generated = configured.is_none().then(random_password);
+    let password = configured.or(generated.as_deref()).unwrap_or_default();
+    let spec = UserSpec { username: "admin".into(), superuser: true, staff: true, ..Default::default() };
+    users::create_user(&mut conn, &spec, &password::hash(password)).map_err(io::Error::other)?;
+    match generated {
+        Some(password) => println!(
+            "Created superuser \"admin\" with password: {password}\n(shown this once; change it with `lbasedb-proxy changepassword admin`)"
+        ),
+        None => log::info!("created superuser \"admin\" with the configured password"),
+    }
+    Ok(())
+}
+
+pub fn random_password() -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
+}
+
+/// The key that signs and encrypts session cookies: derived from SECRET_KEY,
+/// or from a random secret made once and kept in DATA_DIR/secret.key, so
+/// sessions survive a restart.
+fn session_key(settings: &Settings) -> io::Result<Key> {
+    if let Some(secret) = &settings.secret_key {
+        if secret.len() < 32 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "SECRET_KEY must be 32 bytes or more"));
+        }
+        return Ok(Key::derive_from(secret.as_bytes()));
+    }
+    let path = settings.db.data_dir.join("secret.key");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= 32 => Ok(Key::derive_from(&secret)),
+        _ => {
+            std::fs::create_dir_all(&settings.db.data_dir)?;
+            let mut secret = [0u8; 64];
+            rand::thread_rng().fill_bytes(&mut secret);
+            write_private(&path, &secret)?;
+            Ok(Key::derive_from(&secret))
+        }
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(bytes)
 }
 
 /// One line per request: peer, method, path, status, bytes, duration. The

@@ -108,19 +108,23 @@ impl Perm {
     }
 
     /// `lbasedb.view_data` and the like.
-    pub fn codename(self) -> String {
-        let action = match self.action {
-            Action::View => "view",
-            Action::Add => "add",
-            Action::Change => "change",
-            Action::Delete => "delete",
-        };
-        let object = match self.object {
-            Object::Feed => "feed",
-            Object::Col => "col",
-            Object::Data => "data",
-        };
-        format!("lbasedb.{action}_{object}")
+    pub fn codename(self) -> &'static str {
+        use Action::*;
+        use Object::*;
+        match (self.action, self.object) {
+            (View, Feed) => "lbasedb.view_feed",
+            (Add, Feed) => "lbasedb.add_feed",
+            (Change, Feed) => "lbasedb.change_feed",
+            (Delete, Feed) => "lbasedb.delete_feed",
+            (View, Col) => "lbasedb.view_col",
+            (Add, Col) => "lbasedb.add_col",
+            (Change, Col) => "lbasedb.change_col",
+            (Delete, Col) => "lbasedb.delete_col",
+            (View, Data) => "lbasedb.view_data",
+            (Add, Data) => "lbasedb.add_data",
+            (Change, Data) => "lbasedb.change_data",
+            (Delete, Data) => "lbasedb.delete_data",
+        }
     }
 }
 

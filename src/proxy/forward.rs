@@ -65,13 +65,15 @@ fn body_framing(headers: &HeaderMap) -> Result<BodyFraming, ApiError> {
     Ok(BodyFraming::None)
 }
 
-pub async fn forward(
+/// Sends the request on, its body streamed; answers the upstream's response
+/// head (or the error that stands for it).
+pub async fn send(
     req: &HttpRequest,
     payload: web::Payload,
     endpoint: Endpoint,
     state: &ProxyState,
     client: &awc::Client,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<awc::ClientResponse, ApiError> {
     let framing = body_framing(req.headers())?;
     if let BodyFraming::Sized(len) = framing
         && len > state.body_limit
@@ -143,16 +145,18 @@ pub async fn forward(
             return Err(ApiError::UpstreamTimeout);
         }
     };
-    let response = match response {
-        Ok(response) => response,
-        Err(_) if over_limit.get() => {
-            return Err(ApiError::PayloadTooLarge {
-                limit: state.body_limit,
-            });
-        }
-        Err(err) => return Err(upstream_error(err)),
-    };
+    match response {
+        Ok(response) => Ok(response),
+        Err(_) if over_limit.get() => Err(ApiError::PayloadTooLarge {
+            limit: state.body_limit,
+        }),
+        Err(err) => Err(upstream_error(err)),
+    }
+}
 
+/// Streams the upstream's answer back: status, the headers the policy
+/// lets through, and the body with its length.
+pub fn respond(req: &HttpRequest, response: awc::ClientResponse) -> HttpResponse {
     let status = response.status();
     let mut builder = HttpResponseBuilder::new(status);
     for (name, value) in response.headers() {
@@ -165,17 +169,17 @@ pub async fn forward(
         || status == StatusCode::NOT_MODIFIED
         || req.method() == Method::HEAD
     {
-        return Ok(builder.finish());
+        return builder.finish();
     }
     let length = response
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    Ok(match length {
+    match length {
         Some(len) => builder.body(SizedStream::new(len, response)),
         None => builder.streaming(response),
-    })
+    }
 }
 
 fn upstream_error(err: SendRequestError) -> ApiError {

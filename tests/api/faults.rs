@@ -116,8 +116,12 @@ async fn a_client_that_hangs_up_drops_the_upstream_request() {
     let mut client = TcpStream::connect(app.address.trim_start_matches("http://"))
         .await
         .unwrap();
+    let request = format!(
+        "GET /api/proxy/version HTTP/1.1\r\nhost: test\r\nauthorization: Token {}\r\n\r\n",
+        app.token
+    );
     client
-        .write_all(b"GET /api/proxy/version HTTP/1.1\r\nhost: test\r\n\r\n")
+        .write_all(request.as_bytes())
         .await
         .unwrap();
     for _ in 0..100 {

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lbasedb_proxy::auth::password;
+use lbasedb_proxy::auth::users::{self, UserSpec};
 use lbasedb_proxy::config::Settings;
+use lbasedb_proxy::db::{self, Pool, queries};
 use lbasedb_proxy::startup::Application;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -16,9 +19,18 @@ use tokio::sync::{Mutex, mpsc};
 pub struct TestApp {
     pub address: String,
     pub upstream: String,
+    /// Carries the superuser's token.
     pub client: reqwest::Client,
-    _data: TempDir,
+    /// The superuser's token.
+    pub token: String,
+    /// No credentials, a cookie store, no redirects.
+    pub anon: reqwest::Client,
+    /// The application's own database, for arranging users and tokens.
+    pub pool: Pool,
+    pub data: TempDir,
 }
+
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -31,27 +43,62 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::with_data_dir(data.path());
     settings.bind = "127.0.0.1:0".into();
     settings.workers = Some(2);
+    settings.superuser_password = Some(ADMIN_PASSWORD.into());
     configure(&mut settings);
-    let app = Application::build(settings)
-        .await
-        .expect("the application builds");
+    let database = settings.db.database_path();
+    let app = Application::build(settings).await.expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let upstream = app.upstream().to_owned();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        upstream,
-        client: client(),
-        _data: data,
-    }
+    let pool = db::connect(&database).expect("the test database");
+    let token = issue_token(&pool, "admin", None);
+    TestApp { address, upstream, client: client_with_token(&token), token, anon: client(), pool, data }
 }
 
-pub fn client() -> reqwest::Client {
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
-        .build()
-        .expect("an HTTP client")
+}
+
+/// A cookie-aware client with no credentials.
+pub fn client() -> reqwest::Client {
+    builder().cookie_store(true).build().expect("an HTTP client")
+}
+
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Token {token}").parse().unwrap());
+    builder().default_headers(headers).build().expect("an HTTP client")
+}
+
+/// A token for `username`, straight in the database.
+pub fn issue_token(pool: &Pool, username: &str, expires_at: Option<chrono::NaiveDateTime>) -> String {
+    let mut conn = pool.get().unwrap();
+    let user = queries::user_by_username(&mut conn, username).unwrap().expect("the user exists");
+    users::issue_token(&mut conn, user.id, "test", expires_at).unwrap().1.secret
+}
+
+pub const USER_PASSWORD: &str = "a-long-test-password";
+
+/// One argon2 hash for every arranged user: hashing is slow by design.
+static TEST_PHC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| password::hash(USER_PASSWORD));
+
+/// A user, straight in the database, with password `USER_PASSWORD`.
+pub fn create_user(pool: &Pool, spec: UserSpec) -> i32 {
+    let mut conn = pool.get().unwrap();
+    users::create_user(&mut conn, &spec, &TEST_PHC).unwrap().id
+}
+
+pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &str)]) {
+    let perms: Vec<String> = perms.iter().map(|p| p.to_string()).collect();
+    let grants: Vec<(String, String)> = grants.iter().map(|(p, f)| (p.to_string(), f.to_string())).collect();
+    let mut conn = pool.get().unwrap();
+    users::create_group(&mut conn, name, &perms, &grants).unwrap();
+}
+
+pub fn spec(username: &str) -> UserSpec {
+    UserSpec { username: username.into(), ..Default::default() }
 }
 
 impl TestApp {
@@ -205,7 +252,8 @@ pub async fn recording_upstream() -> RecordingUpstream {
             tokio::spawn(async move {
                 let head = read_head(&mut stream).await;
                 recorded.lock().await.push(head);
-                let body = br#"{"ok":true}"#;
+                // A feed list, so `GET /feed` can be filtered too.
+                let body = br#"[{"name":"xy"},{"name":"zz"}]"#;
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
                      set-cookie: upstream=1\r\naccess-control-allow-origin: *\r\n\

@@ -1,0 +1,183 @@
+//! `/api/auth/`: obtain a token, log in and out with a session, fetch the
+//! CSRF token, and ask who you are.
+
+use std::collections::BTreeMap;
+
+use actix_identity::Identity;
+use actix_session::Session;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AuthState, CSRF_SESSION_KEY, check_csrf, client_ip, ensure_csrf_token, password, users};
+use crate::db::models::User;
+use crate::db::{self, queries};
+use crate::error::ApiError;
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+    /// For `/api/auth/token/`: a name for the token.
+    name: Option<String>,
+    /// For `/api/auth/token/`: a lifetime such as "30d" or "12h".
+    expires_in: Option<String>,
+}
+
+/// A form or a JSON body alike.
+type CredentialsBody = web::Either<web::Json<Credentials>, web::Form<Credentials>>;
+
+const BAD_CREDENTIALS: &str = "Unable to log in with provided credentials.";
+
+/// Checks a username and password: throttled per (account, address), one
+/// message for an unknown user, a wrong password or an inactive account,
+/// and the same argon2 work in each case.
+pub async fn check_credentials(
+    state: &AuthState,
+    req: &HttpRequest,
+    username: &str,
+    password: &str,
+) -> Result<User, ApiError> {
+    let ip = client_ip(req);
+    state.throttle.check_login(username, ip).map_err(ApiError::Throttled)?;
+    let name = username.to_owned();
+    let user = db::run(&state.pool, move |conn| queries::user_by_username(conn, &name)).await?;
+    let phc = user.as_ref().map(|u| u.password.clone());
+    let attempt = password.to_owned();
+    let matches = web::block(move || password::verify(&attempt, phc.as_deref()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match user {
+        Some(user) if matches && user.is_active => {
+            state.throttle.succeed_login(username, ip);
+            Ok(user)
+        }
+        _ => {
+            state.throttle.fail_login(username, ip);
+            log::info!("failed login for an account from {ip}");
+            Err(ApiError::BadRequest(BAD_CREDENTIALS.into()))
+        }
+    }
+}
+
+/// `POST /api/auth/token/`: a new token for the user, shown this once.
+pub async fn obtain_token(
+    req: HttpRequest,
+    body: CredentialsBody,
+    state: web::Data<AuthState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let expires_at = match body.expires_in.as_deref() {
+        None | Some("") => None,
+        Some(text) => {
+            let lifetime = humantime::parse_duration(text)
+                .map_err(|e| ApiError::BadRequest(format!("expires_in: {e}.")))?;
+            let lifetime = chrono::Duration::from_std(lifetime)
+                .map_err(|_| ApiError::BadRequest("expires_in: too long.".into()))?;
+            Some(queries::now() + lifetime)
+        }
+    };
+    let user = check_credentials(&state, &req, &body.username, &body.password).await?;
+    let name = body.name.unwrap_or_else(|| "api".into());
+    let (token, plain) =
+        db::run(&state.pool, move |conn| users::issue_token(conn, user.id, &name, expires_at)).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "token": plain.secret,
+        "prefix": token.prefix,
+        "name": token.name,
+        "expires_at": token.expires_at,
+    })))
+}
+
+/// `POST /api/auth/login/`: a session for browser code (cookie + CSRF).
+pub async fn login(
+    req: HttpRequest,
+    body: CredentialsBody,
+    session: Session,
+    state: web::Data<AuthState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let user = check_credentials(&state, &req, &body.username, &body.password).await?;
+    // A new session id at login, and a new CSRF token with it.
+    session.renew();
+    session.remove(CSRF_SESSION_KEY);
+    Identity::login(&req.extensions(), user.id.to_string()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let csrf = ensure_csrf_token(&req)?;
+    let user_id = user.id;
+    db::run(&state.pool, move |conn| queries::touch_last_login(conn, user_id)).await?;
+    Ok(HttpResponse::Ok().cookie(state.csrf_cookie(&csrf)).json(json!({
+        "detail": "Logged in.",
+        "username": user.username,
+        "csrfToken": csrf,
+    })))
+}
+
+/// `POST /api/auth/logout/`: ends the session (CSRF-checked, so that
+/// another site cannot log a user out).
+pub async fn logout(req: HttpRequest, identity: Option<Identity>) -> Result<HttpResponse, ApiError> {
+    if let Some(identity) = identity {
+        check_csrf(&req)?;
+        identity.logout();
+    }
+    Ok(HttpResponse::Ok().json(json!({ "detail": "Logged out." })))
+}
+
+/// `GET /api/auth/csrf/`: the session's CSRF token, also set as the
+/// `csrftoken` cookie.
+pub async fn csrf(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
+    let token = ensure_csrf_token(&req)?;
+    Ok(HttpResponse::Ok().cookie(state.csrf_cookie(&token)).json(json!({ "csrfToken": token })))
+}
+
+/// `GET /api/auth/me/`: who you are, your groups, your effective
+/// permissions and feed grants.
+pub async fn me(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
+    let who = state.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
+    let p = &who.principal;
+    let mut permissions: Vec<String> = if p.is_superuser {
+        db::run(&state.pool, queries::all_permissions)
+            .await?
+            .iter()
+            .map(|perm| perm.full_codename())
+            .collect()
+    } else {
+        p.perms.iter().cloned().collect()
+    };
+    permissions.sort();
+    permissions.dedup();
+    let grants: BTreeMap<&String, Vec<&String>> = p
+        .grants
+        .iter()
+        .map(|(feed, held)| {
+            let mut held: Vec<&String> = held.iter().collect();
+            held.sort();
+            (feed, held)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "id": p.user_id,
+        "username": p.username,
+        "email": p.email,
+        "is_staff": p.is_staff,
+        "is_superuser": p.is_superuser,
+        "authenticated_by": if who.by_session { "session" } else { "token" },
+        "groups": p.groups,
+        "permissions": permissions,
+        "feed_grants": grants,
+    })))
+}
+
+/// `DELETE /api/auth/token/`: revokes the token this request carries
+/// (django-rest-knox's logout); it stops working at once.
+pub async fn revoke_token(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
+    let who = state.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
+    if who.by_session {
+        return Err(ApiError::BadRequest("Only a token can revoke itself.".into()));
+    }
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes());
+    let key = super::parse_authorization(header.unwrap_or_default())?;
+    let digest = super::token::digest(key);
+    db::run(&state.pool, move |conn| queries::revoke_token_by_digest(conn, &digest)).await?;
+    state.cache.clear();
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,206 @@
+//! Authentication and authorisation: passwords, tokens, sessions, CSRF,
+//! throttling, and the principal every proxied request is decided on.
+
+pub mod api;
+pub mod password;
+pub mod principal;
+pub mod session;
+pub mod throttle;
+pub mod token;
+pub mod users;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use actix_identity::IdentityExt;
+use actix_session::SessionExt;
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+
+use crate::db::{self, DbError, Pool, queries};
+use crate::error::ApiError;
+use principal::{AuthCache, Principal, TokenAuth};
+use throttle::Throttle;
+
+/// What the request handlers share for authentication.
+#[derive(Clone)]
+pub struct AuthState {
+    pub pool: Pool,
+    pub cache: AuthCache,
+    pub throttle: Throttle,
+    pub secure_cookies: bool,
+}
+
+/// An authenticated request: who, and whether by session (which makes
+/// unsafe methods need a CSRF token) or by token (which does not).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Arc<Principal>,
+    pub by_session: bool,
+}
+
+pub const CSRF_SESSION_KEY: &str = "csrftoken";
+pub const CSRF_COOKIE: &str = "csrftoken";
+pub const CSRF_HEADER: &str = "x-csrftoken";
+
+pub fn client_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+impl AuthState {
+    /// Token first (when an `Authorization` header is sent), else the
+    /// session. `Ok(None)`: no credentials at all.
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
+        if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+            let key = parse_authorization(value.as_bytes())?;
+            let principal = self.by_token(key, client_ip(req)).await?;
+            return Ok(Some(Authenticated { principal, by_session: false }));
+        }
+        let Ok(identity) = req.get_identity() else { return Ok(None) };
+        let Ok(Ok(user_id)) = identity.id().map(|id| id.parse::<i32>()) else { return Ok(None) };
+        Ok(self
+            .principal_of(user_id)
+            .await?
+            .filter(|p| p.is_active)
+            .map(|principal| Authenticated { principal, by_session: true }))
+    }
+
+    async fn by_token(&self, key: &str, ip: IpAddr) -> Result<Arc<Principal>, ApiError> {
+        self.throttle.check_token(ip).map_err(ApiError::Throttled)?;
+        let digest = token::digest(key);
+        let auth = match self.cache.tokens.get(&digest) {
+            Some(auth) => auth,
+            None => {
+                let found = db::run(&self.pool, {
+                    let digest = digest.clone();
+                    move |conn| {
+                        let Some((token, user)) = queries::token_with_user(conn, &digest)? else {
+                            return Ok(None);
+                        };
+                        let holdings = queries::holdings(conn, user.id)?;
+                        Ok(Some((token, Principal::new(&user, holdings))))
+                    }
+                })
+                .await?;
+                let Some((token, principal)) = found else {
+                    self.throttle.fail_token(ip);
+                    return Err(ApiError::NotAuthenticated("Invalid token.".into()));
+                };
+                let auth = Arc::new(TokenAuth {
+                    token_id: token.id,
+                    expires_at: token.expires_at,
+                    revoked: token.revoked,
+                    principal: Arc::new(principal),
+                    last_touched: AtomicI64::new(token.last_used_at.map_or(0, |t| t.and_utc().timestamp())),
+                });
+                self.cache.tokens.insert(digest, auth.clone());
+                auth
+            }
+        };
+        let now = queries::now();
+        if auth.revoked {
+            self.throttle.fail_token(ip);
+            return Err(ApiError::NotAuthenticated("Invalid token.".into()));
+        }
+        if auth.expires_at.is_some_and(|at| at <= now) {
+            return Err(ApiError::NotAuthenticated("Token has expired.".into()));
+        }
+        if !auth.principal.is_active {
+            return Err(ApiError::NotAuthenticated("User inactive or deleted.".into()));
+        }
+        if auth.claim_touch(now.and_utc().timestamp()) {
+            let (pool, id) = (self.pool.clone(), auth.token_id);
+            actix_web::rt::spawn(async move {
+                if let Err(err) = db::run(&pool, move |conn| queries::touch_token(conn, id)).await {
+                    log::warn!("could not record token use: {err}");
+                }
+            });
+        }
+        Ok(auth.principal.clone())
+    }
+
+    /// A user's principal, from the cache or the database.
+    pub async fn principal_of(&self, user_id: i32) -> Result<Option<Arc<Principal>>, DbError> {
+        if let Some(principal) = self.cache.users.get(&user_id) {
+            return Ok(Some(principal));
+        }
+        let principal = db::run(&self.pool, move |conn| {
+            let Some(user) = queries::user_by_id(conn, user_id)? else { return Ok(None) };
+            let holdings = queries::holdings(conn, user.id)?;
+            Ok(Some(Arc::new(Principal::new(&user, holdings))))
+        })
+        .await?;
+        if let Some(principal) = &principal {
+            self.cache.users.insert(user_id, principal.clone());
+        }
+        Ok(principal)
+    }
+
+    /// The `csrftoken` cookie that goes with a session's CSRF token.
+    pub fn csrf_cookie(&self, token: &str) -> Cookie<'static> {
+        Cookie::build(CSRF_COOKIE, token.to_owned())
+            .path("/")
+            .same_site(SameSite::Lax)
+            .secure(self.secure_cookies)
+            .http_only(false)
+            .finish()
+    }
+}
+
+/// DRF's `Token <key>`, and `Bearer <key>`.
+fn parse_authorization(value: &[u8]) -> Result<&str, ApiError> {
+    let invalid = || ApiError::NotAuthenticated("Invalid token header.".into());
+    let value = std::str::from_utf8(value).map_err(|_| invalid())?;
+    let mut words = value.split_ascii_whitespace();
+    let (Some(scheme), Some(key), None) = (words.next(), words.next(), words.next()) else {
+        return Err(invalid());
+    };
+    if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
+        Ok(key)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// The session's CSRF token, made (and so the session started) if missing.
+pub fn ensure_csrf_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let session = req.get_session();
+    if let Ok(Some(token)) = session.get::<String>(CSRF_SESSION_KEY) {
+        return Ok(token);
+    }
+    let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    session
+        .insert(CSRF_SESSION_KEY, &token)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(token)
+}
+
+/// Django REST framework's rule: a session-authenticated request with an
+/// unsafe method must send `X-CSRFToken` matching the session's token.
+pub fn check_csrf(req: &HttpRequest) -> Result<(), ApiError> {
+    let failed = |why: &str| ApiError::Forbidden(format!("CSRF Failed: {why}"));
+    let expected = req
+        .get_session()
+        .get::<String>(CSRF_SESSION_KEY)
+        .ok()
+        .flatten()
+        .ok_or_else(|| failed("CSRF token missing from the session."))?;
+    let sent = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| failed("CSRF token missing."))?;
+    if constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(failed("CSRF token incorrect."))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,109 @@
+//! Who is asking and what they hold, resolved once and cached.
+//!
+//! `has_perm` follows Django's `ModelBackend`: an inactive user has
+//! nothing, a superuser everything, anyone else the union of their own and
+//! their groups' permissions. A feed-scoped permission is also held when
+//! granted for that feed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use moka::sync::Cache;
+use serde::Serialize;
+
+use crate::db::models::User;
+use crate::db::queries::Holdings;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Principal {
+    pub user_id: i32,
+    pub username: String,
+    pub email: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub groups: Vec<String>,
+    pub perms: HashSet<String>,
+    /// feed -> permission codenames granted for it.
+    pub grants: HashMap<String, HashSet<String>>,
+}
+
+impl Principal {
+    pub fn new(user: &User, holdings: Holdings) -> Self {
+        let mut grants: HashMap<String, HashSet<String>> = HashMap::new();
+        for (feed, codename) in holdings.grants {
+            grants.entry(feed).or_default().insert(codename);
+        }
+        Self {
+            user_id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            is_active: user.is_active,
+            is_staff: user.is_staff,
+            is_superuser: user.is_superuser,
+            groups: holdings.groups,
+            perms: holdings.perms.into_iter().collect(),
+            grants,
+        }
+    }
+
+    pub fn has_perm(&self, codename: &str) -> bool {
+        self.is_active && (self.is_superuser || self.perms.contains(codename))
+    }
+
+    /// Held globally, or granted for this feed.
+    pub fn has_feed_perm(&self, codename: &str, feed: &str) -> bool {
+        self.has_perm(codename)
+            || (self.is_active && self.grants.get(feed).is_some_and(|held| held.contains(codename)))
+    }
+}
+
+/// A token's cached authentication: its principal, when it stops working,
+/// and when its `last_used_at` was last written (at most once a minute, so
+/// that a busy token does not cost a write per request).
+#[derive(Debug)]
+pub struct TokenAuth {
+    pub token_id: i32,
+    pub expires_at: Option<NaiveDateTime>,
+    pub revoked: bool,
+    pub principal: Arc<Principal>,
+    pub last_touched: AtomicI64,
+}
+
+impl TokenAuth {
+    /// Whether `last_used_at` is due a write; claims it if so.
+    pub fn claim_touch(&self, now: i64) -> bool {
+        let last = self.last_touched.load(Ordering::Relaxed);
+        now - last >= 60
+            && self
+                .last_touched
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// Principals by token digest and by user id. Any change this process makes
+/// to users, groups, grants or tokens clears both at once; a change made by
+/// another process (the CLI beside a running server) is seen within `ttl`.
+#[derive(Clone)]
+pub struct AuthCache {
+    pub tokens: Cache<String, Arc<TokenAuth>>,
+    pub users: Cache<i32, Arc<Principal>>,
+}
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            tokens: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            users: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+        }
+    }
+
+    pub fn clear(&self) {
+        self.tokens.invalidate_all();
+        self.users.invalidate_all();
+    }
+}

@@ -1,0 +1,166 @@
+//! Management commands, for people and for provisioning scripts: each
+//! fails with a message and a non-zero status on bad input.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use super::Command;
+use crate::auth::password;
+use crate::auth::users::{self, UserSpec};
+use crate::config::DbArgs;
+use crate::db::{self, DbError, Pool, queries};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn open(db_args: &DbArgs) -> Result<Pool> {
+    let pool = db::connect(&db_args.database_path()).map_err(|e| e.to_string())?;
+    db::migrate(&pool).map_err(|e| e.to_string())?;
+    Ok(pool)
+}
+
+fn with_conn<T>(pool: &Pool, f: impl FnOnce(&mut diesel::SqliteConnection) -> std::result::Result<T, DbError>) -> Result<T> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    f(&mut conn).map_err(|e| e.to_string())
+}
+
+pub(crate) fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Migrate(db_args) => {
+            let pool = db::connect(&db_args.database_path()).map_err(|e| e.to_string())?;
+            let applied = db::migrate(&pool).map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                println!("No migrations to apply.");
+            }
+            for name in applied {
+                println!("Applied {name}");
+            }
+            Ok(())
+        }
+        Command::Createsuperuser { username, email, noinput, db } => {
+            let pool = open(&db)?;
+            let username = match (username, noinput) {
+                (Some(name), _) => name,
+                (None, true) => return Err("--username is required with --noinput".into()),
+                (None, false) => prompt("Username: ")?,
+            };
+            let email = match (email, noinput) {
+                (Some(email), _) => email,
+                (None, true) => String::new(),
+                (None, false) => prompt("Email address: ")?,
+            };
+            let secret = if noinput {
+                std::env::var("LBASEDB_PROXY_SUPERUSER_PASSWORD")
+                    .map_err(|_| "--noinput needs LBASEDB_PROXY_SUPERUSER_PASSWORD".to_string())?
+            } else {
+                new_password(&username, &email)?
+            };
+            check_password(&secret, &username, &email)?;
+            let spec = UserSpec { username, email, superuser: true, staff: true, ..Default::default() };
+            let phc = password::hash(&secret);
+            with_conn(&pool, |conn| users::create_user(conn, &spec, &phc))?;
+            println!("Superuser created successfully.");
+            Ok(())
+        }
+        Command::Changepassword { username, db } => {
+            let pool = open(&db)?;
+            let user = find_user(&pool, &username)?;
+            println!("Changing password for user '{username}'");
+            let secret = new_password(&username, &user.email)?;
+            check_password(&secret, &username, &user.email)?;
+            let phc = password::hash(&secret);
+            with_conn(&pool, |conn| users::change_password(conn, user.id, &phc, None))?;
+            println!("Password changed successfully for user '{username}'");
+            Ok(())
+        }
+        Command::Createuser { username, email, staff, superuser, groups, perms, grants, db } => {
+            let pool = open(&db)?;
+            let grants = parse_grants(&grants)?;
+            let secret = match std::env::var("LBASEDB_PROXY_PASSWORD") {
+                Ok(secret) => secret,
+                Err(_) => new_password(&username, &email)?,
+            };
+            check_password(&secret, &username, &email)?;
+            let spec = UserSpec { username, email, staff, superuser, groups, perms, grants };
+            let phc = password::hash(&secret);
+            let user = with_conn(&pool, |conn| users::create_user(conn, &spec, &phc))?;
+            println!("User '{}' created (id {}).", user.username, user.id);
+            Ok(())
+        }
+        Command::Creategroup { name, perms, grants, db } => {
+            let pool = open(&db)?;
+            let grants = parse_grants(&grants)?;
+            let group = with_conn(&pool, |conn| users::create_group(conn, &name, &perms, &grants))?;
+            println!("Group '{}' created (id {}).", group.name, group.id);
+            Ok(())
+        }
+        Command::Createtoken { username, name, expires_in, db } => {
+            let pool = open(&db)?;
+            let user = find_user(&pool, &username)?;
+            let expires_at = expires_in
+                .map(|d| chrono::Duration::from_std(d).map(|d| queries::now() + d))
+                .transpose()
+                .map_err(|_| "--expires-in is too long".to_string())?;
+            let (token, plain) = with_conn(&pool, |conn| users::issue_token(conn, user.id, &name, expires_at))?;
+            eprintln!(
+                "Token '{}' ({}) for '{username}'{}; it is shown this once:",
+                token.name,
+                token.prefix,
+                token.expires_at.map(|at| format!(", expires {at} UTC")).unwrap_or_default()
+            );
+            println!("{}", plain.secret);
+            Ok(())
+        }
+        Command::Revoketoken { prefix, db } => {
+            let pool = open(&db)?;
+            if with_conn(&pool, |conn| queries::revoke_token(conn, &prefix))? {
+                println!("Token {prefix} revoked.");
+                Ok(())
+            } else {
+                Err(format!("no token with prefix {prefix:?}"))
+            }
+        }
+        Command::Serve(_) | Command::Lbasedb(_) => unreachable!("not a management command"),
+    }
+}
+
+fn find_user(pool: &Pool, username: &str) -> Result<crate::db::models::User> {
+    with_conn(pool, |conn| queries::user_by_username(conn, username))?
+        .ok_or_else(|| format!("user '{username}' does not exist"))
+}
+
+fn parse_grants(grants: &[String]) -> Result<Vec<(String, String)>> {
+    grants.iter().map(|g| users::parse_grant(g).map_err(|e| e.to_string())).collect()
+}
+
+fn check_password(secret: &str, username: &str, email: &str) -> Result<()> {
+    password::validate(secret, username, email).map_err(|errors| errors.join(" "))
+}
+
+fn prompt(label: &str) -> Result<String> {
+    eprint!("{label}");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+    let line = line.trim().to_owned();
+    if line.is_empty() { Err(format!("{} cannot be blank", label.trim_end_matches(": "))) } else { Ok(line) }
+}
+
+/// Asks twice, as Django does; refuses without a terminal rather than
+/// reading a password from a pipe unasked.
+fn new_password(username: &str, email: &str) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to ask for a password on (set LBASEDB_PROXY_PASSWORD, or --noinput)".into());
+    }
+    for _ in 0..3 {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Password (again): ").map_err(|e| e.to_string())?;
+        if first != again {
+            eprintln!("Error: Your passwords didn't match.");
+            continue;
+        }
+        match password::validate(&first, username, email) {
+            Ok(()) => return Ok(first),
+            Err(errors) => eprintln!("Error: {}", errors.join(" ")),
+        }
+    }
+    Err("too many attempts".into())
+}

@@ -1,0 +1,148 @@
+//! The command line, shaped like Django's `manage.py`: `serve` is what runs
+//! when no subcommand is given.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{DbArgs, LbasedbSettings, Settings};
+use crate::startup::Application;
+
+mod manage;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lbasedb-proxy",
+    version,
+    about = "Authenticating streaming proxy and admin site for Lbasedb"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve the proxy and the admin site (the default).
+    Serve(Settings),
+    /// Run only the embedded Lbasedb-compatible server.
+    Lbasedb(LbasedbSettings),
+    /// Apply the database migrations.
+    Migrate(DbArgs),
+    /// Create a superuser (interactive; --noinput reads
+    /// LBASEDB_PROXY_SUPERUSER_PASSWORD).
+    Createsuperuser {
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        noinput: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Change a user's password (ends their sessions).
+    Changepassword {
+        username: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Create a user; the password comes from LBASEDB_PROXY_PASSWORD or a prompt.
+    Createuser {
+        username: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        #[arg(long)]
+        staff: bool,
+        #[arg(long)]
+        superuser: bool,
+        /// A group to join (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A permission held everywhere, e.g. lbasedb.view_data (repeatable).
+        #[arg(long = "perm")]
+        perms: Vec<String>,
+        /// A permission held for one feed, e.g. lbasedb.view_data=sensors (repeatable).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Create a group with permissions and feed grants.
+    Creategroup {
+        name: String,
+        #[arg(long = "perm")]
+        perms: Vec<String>,
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Create an API token for a user; prints it alone on the last line.
+    Createtoken {
+        username: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// A lifetime such as "30d" or "12h" (default: no expiry).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke the token with this prefix (as shown by the admin, e.g. lbp_AbCd1234).
+    Revoketoken {
+        prefix: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// Used when no subcommand is given, so that `lbasedb-proxy` alone still
+/// reads `serve`'s settings from the environment.
+#[derive(Debug, Parser)]
+#[command(name = "lbasedb-proxy")]
+struct ServeDefaults {
+    #[command(flatten)]
+    settings: Settings,
+}
+
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeDefaults::parse_from(["lbasedb-proxy"]).settings));
+    if !matches!(command, Command::Serve(_) | Command::Lbasedb(_)) {
+        return match manage::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("lbasedb-proxy: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let result = actix_web::rt::System::new().block_on(async move {
+        match command {
+            Command::Serve(settings) => {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped().await
+            }
+            Command::Lbasedb(settings) => {
+                let server = crate::lbasedb::EmbeddedServer::start(&settings).await?;
+                log::info!(
+                    "Lbasedb-compatible server listening on http://{}",
+                    server.addr()
+                );
+                server.run_until_stopped().await
+            }
+            _ => unreachable!("management commands run above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lbasedb-proxy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Rows of the proxy's tables.
+
+use std::fmt;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::schema::{auth_group, auth_permission, auth_user, authtoken_token, feed_grant};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
+#[diesel(table_name = auth_user)]
+pub struct User {
+    pub id: i32,
+    pub username: String,
+    /// The argon2 PHC string; serialised only by `dumpdata`.
+    pub password: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: NaiveDateTime,
+    pub last_login: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = auth_user)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub email: &'a str,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
+#[diesel(table_name = auth_group)]
+pub struct Group {
+    pub id: i32,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = auth_permission)]
+pub struct Permission {
+    pub id: i32,
+    pub app_label: String,
+    pub codename: String,
+    pub name: String,
+}
+
+impl Permission {
+    /// Django's `app_label.codename`, e.g. `lbasedb.view_data`.
+    pub fn full_codename(&self) -> String {
+        format!("{}.{}", self.app_label, self.codename)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = feed_grant)]
+pub struct FeedGrant {
+    pub id: i32,
+    pub group_id: Option<i32>,
+    pub user_id: Option<i32>,
+    pub permission_id: i32,
+    pub feed: String,
+}
+
+#[derive(Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = authtoken_token)]
+pub struct Token {
+    pub id: i32,
+    pub user_id: i32,
+    pub name: String,
+    pub prefix: String,
+    pub digest: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked: bool,
+}
+
+/// The digest stays out of logs and debug output.
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .field("prefix", &self.prefix)
+            .field("expires_at", &self.expires_at)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
+}

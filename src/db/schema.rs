@@ -1,0 +1,112 @@
+//! Diesel's view of the tables in `migrations/` (what `diesel
+//! print-schema` writes; see `diesel.toml`).
+
+diesel::table! {
+    auth_user (id) {
+        id -> Integer,
+        username -> Text,
+        password -> Text,
+        email -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        is_active -> Bool,
+        is_staff -> Bool,
+        is_superuser -> Bool,
+        date_joined -> Timestamp,
+        last_login -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    auth_group (id) {
+        id -> Integer,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    auth_permission (id) {
+        id -> Integer,
+        app_label -> Text,
+        codename -> Text,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    auth_user_groups (id) {
+        id -> Integer,
+        user_id -> Integer,
+        group_id -> Integer,
+    }
+}
+
+diesel::table! {
+    auth_group_permissions (id) {
+        id -> Integer,
+        group_id -> Integer,
+        permission_id -> Integer,
+    }
+}
+
+diesel::table! {
+    auth_user_user_permissions (id) {
+        id -> Integer,
+        user_id -> Integer,
+        permission_id -> Integer,
+    }
+}
+
+diesel::table! {
+    feed_grant (id) {
+        id -> Integer,
+        group_id -> Nullable<Integer>,
+        user_id -> Nullable<Integer>,
+        permission_id -> Integer,
+        feed -> Text,
+    }
+}
+
+diesel::table! {
+    authtoken_token (id) {
+        id -> Integer,
+        user_id -> Integer,
+        name -> Text,
+        prefix -> Text,
+        digest -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    session (key_digest) {
+        key_digest -> Text,
+        state -> Text,
+        user_id -> Nullable<Integer>,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(auth_user_groups -> auth_user (user_id));
+diesel::joinable!(auth_user_groups -> auth_group (group_id));
+diesel::joinable!(auth_group_permissions -> auth_group (group_id));
+diesel::joinable!(auth_group_permissions -> auth_permission (permission_id));
+diesel::joinable!(auth_user_user_permissions -> auth_user (user_id));
+diesel::joinable!(auth_user_user_permissions -> auth_permission (permission_id));
+diesel::joinable!(feed_grant -> auth_permission (permission_id));
+diesel::joinable!(authtoken_token -> auth_user (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    auth_user,
+    auth_group,
+    auth_permission,
+    auth_user_groups,
+    auth_group_permissions,
+    auth_user_user_permissions,
+    feed_grant,
+    authtoken_token,
+    session,
+);
