@@ -109,7 +109,10 @@ pub struct DbArgs {
 impl DbArgs {
     pub fn database_path(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
-            self.data_dir.join("db.sqlite3").to_string_lossy().into_owned()
+            self.data_dir
+                .join("db.sqlite3")
+                .to_string_lossy()
+                .into_owned()
         })
     }
 }
@@ -121,7 +124,10 @@ impl Settings {
         Self {
             bind: "127.0.0.1:8000".into(),
             lbasedb_url: None,
-            db: DbArgs { data_dir: data_dir.into(), database_url: None },
+            db: DbArgs {
+                data_dir: data_dir.into(),
+                database_url: None,
+            },
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             body_limit: DEFAULT_BODY_LIMIT,

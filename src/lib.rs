@@ -3,8 +3,8 @@
 //! The library builds the whole application so that `main.rs` and the
 //! integration tests boot exactly the same thing (see `startup`).
 
-pub mod cli;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;

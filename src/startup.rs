@@ -79,17 +79,18 @@ impl Application {
             let idle = actix_web::cookie::time::Duration::seconds(
                 settings.session_idle_timeout.as_secs() as i64,
             );
-            let sessions = SessionMiddleware::builder(DbSessionStore::new(auth.pool.clone()), key.clone())
-                .cookie_name("sessionid".into())
-                .cookie_http_only(true)
-                .cookie_same_site(SameSite::Lax)
-                .cookie_secure(settings.secure_cookies)
-                .session_lifecycle(
-                    PersistentSession::default()
-                        .session_ttl(idle)
-                        .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-                )
-                .build();
+            let sessions =
+                SessionMiddleware::builder(DbSessionStore::new(auth.pool.clone()), key.clone())
+                    .cookie_name("sessionid".into())
+                    .cookie_http_only(true)
+                    .cookie_same_site(SameSite::Lax)
+                    .cookie_secure(settings.secure_cookies)
+                    .session_lifecycle(
+                        PersistentSession::default()
+                            .session_ttl(idle)
+                            .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                    )
+                    .build();
             let identity = IdentityMiddleware::builder()
                 .login_deadline(Some(settings.session_max_age))
                 .build();
@@ -184,7 +185,12 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
     }
     let generated = configured.is_none().then(random_password);
     let password = configured.or(generated.as_deref()).unwrap_or_default();
-    let spec = UserSpec { username: "admin".into(), superuser: true, staff: true, ..Default::default() };
+    let spec = UserSpec {
+        username: "admin".into(),
+        superuser: true,
+        staff: true,
+        ..Default::default()
+    };
     users::create_user(&mut conn, &spec, &password::hash(password)).map_err(io::Error::other)?;
     match generated {
         Some(password) => println!(
@@ -210,7 +216,10 @@ pub fn random_password() -> String {
 fn session_key(settings: &Settings) -> io::Result<Key> {
     if let Some(secret) = &settings.secret_key {
         if secret.len() < 32 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "SECRET_KEY must be 32 bytes or more"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "SECRET_KEY must be 32 bytes or more",
+            ));
         }
         return Ok(Key::derive_from(secret.as_bytes()));
     }
@@ -231,7 +240,12 @@ fn session_key(settings: &Settings) -> io::Result<Key> {
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(bytes)
 }
 

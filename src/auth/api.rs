@@ -9,7 +9,9 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AuthState, CSRF_SESSION_KEY, check_csrf, client_ip, ensure_csrf_token, password, users};
+use super::{
+    AuthState, CSRF_SESSION_KEY, check_csrf, client_ip, ensure_csrf_token, password, users,
+};
 use crate::db::models::User;
 use crate::db::{self, queries};
 use crate::error::ApiError;
@@ -39,9 +41,15 @@ pub async fn check_credentials(
     password: &str,
 ) -> Result<User, ApiError> {
     let ip = client_ip(req);
-    state.throttle.check_login(username, ip).map_err(ApiError::Throttled)?;
+    state
+        .throttle
+        .check_login(username, ip)
+        .map_err(ApiError::Throttled)?;
     let name = username.to_owned();
-    let user = db::run(&state.pool, move |conn| queries::user_by_username(conn, &name)).await?;
+    let user = db::run(&state.pool, move |conn| {
+        queries::user_by_username(conn, &name)
+    })
+    .await?;
     let phc = user.as_ref().map(|u| u.password.clone());
     let attempt = password.to_owned();
     let matches = web::block(move || password::verify(&attempt, phc.as_deref()))
@@ -79,8 +87,10 @@ pub async fn obtain_token(
     };
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
-    let (token, plain) =
-        db::run(&state.pool, move |conn| users::issue_token(conn, user.id, &name, expires_at)).await?;
+    let (token, plain) = db::run(&state.pool, move |conn| {
+        users::issue_token(conn, user.id, &name, expires_at)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "token": plain.secret,
         "prefix": token.prefix,
@@ -101,20 +111,29 @@ pub async fn login(
     // A new session id at login, and a new CSRF token with it.
     session.renew();
     session.remove(CSRF_SESSION_KEY);
-    Identity::login(&req.extensions(), user.id.to_string()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Identity::login(&req.extensions(), user.id.to_string())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let csrf = ensure_csrf_token(&req)?;
     let user_id = user.id;
-    db::run(&state.pool, move |conn| queries::touch_last_login(conn, user_id)).await?;
-    Ok(HttpResponse::Ok().cookie(state.csrf_cookie(&csrf)).json(json!({
-        "detail": "Logged in.",
-        "username": user.username,
-        "csrfToken": csrf,
-    })))
+    db::run(&state.pool, move |conn| {
+        queries::touch_last_login(conn, user_id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .cookie(state.csrf_cookie(&csrf))
+        .json(json!({
+            "detail": "Logged in.",
+            "username": user.username,
+            "csrfToken": csrf,
+        })))
 }
 
 /// `POST /api/auth/logout/`: ends the session (CSRF-checked, so that
 /// another site cannot log a user out).
-pub async fn logout(req: HttpRequest, identity: Option<Identity>) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    req: HttpRequest,
+    identity: Option<Identity>,
+) -> Result<HttpResponse, ApiError> {
     if let Some(identity) = identity {
         check_csrf(&req)?;
         identity.logout();
@@ -126,13 +145,18 @@ pub async fn logout(req: HttpRequest, identity: Option<Identity>) -> Result<Http
 /// `csrftoken` cookie.
 pub async fn csrf(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
     let token = ensure_csrf_token(&req)?;
-    Ok(HttpResponse::Ok().cookie(state.csrf_cookie(&token)).json(json!({ "csrfToken": token })))
+    Ok(HttpResponse::Ok()
+        .cookie(state.csrf_cookie(&token))
+        .json(json!({ "csrfToken": token })))
 }
 
 /// `GET /api/auth/me/`: who you are, your groups, your effective
 /// permissions and feed grants.
 pub async fn me(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
-    let who = state.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
+    let who = state
+        .authenticate(&req)
+        .await?
+        .ok_or_else(ApiError::no_credentials)?;
     let p = &who.principal;
     let mut permissions: Vec<String> = if p.is_superuser {
         db::run(&state.pool, queries::all_permissions)
@@ -169,15 +193,29 @@ pub async fn me(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpRes
 
 /// `DELETE /api/auth/token/`: revokes the token this request carries
 /// (django-rest-knox's logout); it stops working at once.
-pub async fn revoke_token(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
-    let who = state.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
+pub async fn revoke_token(
+    req: HttpRequest,
+    state: web::Data<AuthState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state
+        .authenticate(&req)
+        .await?
+        .ok_or_else(ApiError::no_credentials)?;
     if who.by_session {
-        return Err(ApiError::BadRequest("Only a token can revoke itself.".into()));
+        return Err(ApiError::BadRequest(
+            "Only a token can revoke itself.".into(),
+        ));
     }
-    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes());
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     let key = super::parse_authorization(header.unwrap_or_default())?;
     let digest = super::token::digest(key);
-    db::run(&state.pool, move |conn| queries::revoke_token_by_digest(conn, &digest)).await?;
+    db::run(&state.pool, move |conn| {
+        queries::revoke_token_by_digest(conn, &digest)
+    })
+    .await?;
     state.cache.clear();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -48,7 +48,8 @@ pub const CSRF_COOKIE: &str = "csrftoken";
 pub const CSRF_HEADER: &str = "x-csrftoken";
 
 pub fn client_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+    req.peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
 }
 
 impl AuthState {
@@ -58,15 +59,25 @@ impl AuthState {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let key = parse_authorization(value.as_bytes())?;
             let principal = self.by_token(key, client_ip(req)).await?;
-            return Ok(Some(Authenticated { principal, by_session: false }));
+            return Ok(Some(Authenticated {
+                principal,
+                by_session: false,
+            }));
         }
-        let Ok(identity) = req.get_identity() else { return Ok(None) };
-        let Ok(Ok(user_id)) = identity.id().map(|id| id.parse::<i32>()) else { return Ok(None) };
+        let Ok(identity) = req.get_identity() else {
+            return Ok(None);
+        };
+        let Ok(Ok(user_id)) = identity.id().map(|id| id.parse::<i32>()) else {
+            return Ok(None);
+        };
         Ok(self
             .principal_of(user_id)
             .await?
             .filter(|p| p.is_active)
-            .map(|principal| Authenticated { principal, by_session: true }))
+            .map(|principal| Authenticated {
+                principal,
+                by_session: true,
+            }))
     }
 
     async fn by_token(&self, key: &str, ip: IpAddr) -> Result<Arc<Principal>, ApiError> {
@@ -95,7 +106,9 @@ impl AuthState {
                     expires_at: token.expires_at,
                     revoked: token.revoked,
                     principal: Arc::new(principal),
-                    last_touched: AtomicI64::new(token.last_used_at.map_or(0, |t| t.and_utc().timestamp())),
+                    last_touched: AtomicI64::new(
+                        token.last_used_at.map_or(0, |t| t.and_utc().timestamp()),
+                    ),
                 });
                 self.cache.tokens.insert(digest, auth.clone());
                 auth
@@ -110,7 +123,9 @@ impl AuthState {
             return Err(ApiError::NotAuthenticated("Token has expired.".into()));
         }
         if !auth.principal.is_active {
-            return Err(ApiError::NotAuthenticated("User inactive or deleted.".into()));
+            return Err(ApiError::NotAuthenticated(
+                "User inactive or deleted.".into(),
+            ));
         }
         if auth.claim_touch(now.and_utc().timestamp()) {
             let (pool, id) = (self.pool.clone(), auth.token_id);
@@ -129,7 +144,9 @@ impl AuthState {
             return Ok(Some(principal));
         }
         let principal = db::run(&self.pool, move |conn| {
-            let Some(user) = queries::user_by_id(conn, user_id)? else { return Ok(None) };
+            let Some(user) = queries::user_by_id(conn, user_id)? else {
+                return Ok(None);
+            };
             let holdings = queries::holdings(conn, user.id)?;
             Ok(Some(Arc::new(Principal::new(&user, holdings))))
         })
@@ -172,7 +189,11 @@ pub fn ensure_csrf_token(req: &HttpRequest) -> Result<String, ApiError> {
     if let Ok(Some(token)) = session.get::<String>(CSRF_SESSION_KEY) {
         return Ok(token);
     }
-    let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    let token: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     session
         .insert(CSRF_SESSION_KEY, &token)
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -31,8 +31,11 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash("an unknown user's p
 /// checks against a dummy, so both cases take the same time. Slow.
 pub fn verify(password: &str, phc: Option<&str>) -> bool {
     let stored = phc.unwrap_or(DUMMY_HASH.as_str());
-    let matches = PasswordHash::new(stored)
-        .is_ok_and(|parsed| hasher().verify_password(password.as_bytes(), &parsed).is_ok());
+    let matches = PasswordHash::new(stored).is_ok_and(|parsed| {
+        hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    });
     matches && phc.is_some()
 }
 
@@ -43,16 +46,26 @@ pub fn summary(phc: &str) -> String {
             "algorithm: {} {} salt: {}****** hash: {}******",
             parsed.algorithm,
             parsed.params,
-            parsed.salt.map(|s| s.as_str().chars().take(6).collect::<String>()).unwrap_or_default(),
-            parsed.hash.map(|h| h.to_string().chars().take(6).collect::<String>()).unwrap_or_default(),
+            parsed
+                .salt
+                .map(|s| s.as_str().chars().take(6).collect::<String>())
+                .unwrap_or_default(),
+            parsed
+                .hash
+                .map(|h| h.to_string().chars().take(6).collect::<String>())
+                .unwrap_or_default(),
         ),
         Err(_) => "No password set.".into(),
     }
 }
 
 /// Django's `common-passwords.txt.gz` (20,000 passwords), lowercased.
-static COMMON: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| include_str!("common-passwords.txt").lines().map(str::trim).collect());
+static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("common-passwords.txt")
+        .lines()
+        .map(str::trim)
+        .collect()
+});
 
 const MIN_LENGTH: usize = 8;
 const MAX_SIMILARITY: f64 = 0.7;
@@ -78,7 +91,11 @@ pub fn validate(password: &str, username: &str, email: &str) -> Result<(), Vec<S
     if !password.is_empty() && password.chars().all(|c| c.is_ascii_digit()) {
         errors.push("This password is entirely numeric.".into());
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Django's `UserAttributeSimilarityValidator`: the value, and each of its
@@ -133,11 +150,30 @@ mod tests {
     fn validators_answer_with_djangos_messages() {
         let cases: [(&str, &str, &[&str]); 6] = [
             ("Tr0ub4dor&3x", "alice", &[]),
-            ("short1!", "alice", &["This password is too short. It must contain at least 8 characters."]),
+            (
+                "short1!",
+                "alice",
+                &["This password is too short. It must contain at least 8 characters."],
+            ),
             ("password", "alice", &["This password is too common."]),
-            ("84736251908", "alice", &["This password is entirely numeric."]),
-            ("alicealice1", "alicealice", &["The password is too similar to the username."]),
-            ("12345678", "bob", &["This password is too common.", "This password is entirely numeric."]),
+            (
+                "84736251908",
+                "alice",
+                &["This password is entirely numeric."],
+            ),
+            (
+                "alicealice1",
+                "alicealice",
+                &["The password is too similar to the username."],
+            ),
+            (
+                "12345678",
+                "bob",
+                &[
+                    "This password is too common.",
+                    "This password is entirely numeric.",
+                ],
+            ),
         ];
         for (password, username, expected) in cases {
             let got = validate(password, username, "").err().unwrap_or_default();

@@ -57,7 +57,11 @@ impl Principal {
     /// Held globally, or granted for this feed.
     pub fn has_feed_perm(&self, codename: &str, feed: &str) -> bool {
         self.has_perm(codename)
-            || (self.is_active && self.grants.get(feed).is_some_and(|held| held.contains(codename)))
+            || (self.is_active
+                && self
+                    .grants
+                    .get(feed)
+                    .is_some_and(|held| held.contains(codename)))
     }
 }
 
@@ -97,8 +101,14 @@ pub struct AuthCache {
 impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            tokens: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
-            users: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            tokens: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            users: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 

@@ -50,7 +50,11 @@ fn user_of(state: &State) -> Option<i32> {
 }
 
 fn new_key() -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(64)
+        .map(char::from)
+        .collect()
 }
 
 impl SessionStore for DbSessionStore {
@@ -66,12 +70,21 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         let key = new_key();
-        self.write(&key, state, ttl).await.map_err(SaveError::Other)?;
+        self.write(&key, state, ttl)
+            .await
+            .map_err(SaveError::Other)?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
-    async fn update(&self, key: SessionKey, state: State, ttl: &Duration) -> Result<SessionKey, UpdateError> {
-        self.write(key.as_ref(), state, ttl).await.map_err(UpdateError::Other)?;
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        self.write(key.as_ref(), state, ttl)
+            .await
+            .map_err(UpdateError::Other)?;
         Ok(key)
     }
 
@@ -82,13 +95,19 @@ impl SessionStore for DbSessionStore {
         }
         self.extended.insert(digest.clone(), ());
         let expires = expiry(ttl);
-        db::run(&self.pool, move |conn| queries::session_extend(conn, &digest, expires)).await?;
+        db::run(&self.pool, move |conn| {
+            queries::session_extend(conn, &digest, expires)
+        })
+        .await?;
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
         let digest = digest(key.as_ref());
-        db::run(&self.pool, move |conn| queries::session_delete(conn, &digest)).await?;
+        db::run(&self.pool, move |conn| {
+            queries::session_delete(conn, &digest)
+        })
+        .await?;
         Ok(())
     }
 }
@@ -99,7 +118,10 @@ impl DbSessionStore {
         let user = user_of(&state);
         let raw = serde_json::to_string(&state)?;
         let expires = expiry(ttl);
-        db::run(&self.pool, move |conn| queries::session_store(conn, &digest, &raw, user, expires)).await?;
+        db::run(&self.pool, move |conn| {
+            queries::session_store(conn, &digest, &raw, user, expires)
+        })
+        .await?;
         Ok(())
     }
 }

@@ -19,8 +19,14 @@ pub struct Throttle {
 impl Throttle {
     pub fn new(login_limit: u32, token_limit: u32, window: Duration) -> Self {
         Self {
-            logins: Cache::builder().max_capacity(100_000).time_to_live(window).build(),
-            tokens: Cache::builder().max_capacity(100_000).time_to_live(window).build(),
+            logins: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
+            tokens: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
             login_limit,
             token_limit,
             window,
@@ -29,7 +35,10 @@ impl Throttle {
 
     /// `Err(retry_after)` while the account is throttled from this address.
     pub fn check_login(&self, username: &str, ip: IpAddr) -> Result<(), Duration> {
-        self.check(self.logins.get(&(username.to_lowercase(), ip)), self.login_limit)
+        self.check(
+            self.logins.get(&(username.to_lowercase(), ip)),
+            self.login_limit,
+        )
     }
 
     pub fn fail_login(&self, username: &str, ip: IpAddr) {
@@ -53,9 +62,10 @@ impl Throttle {
 
     fn check(&self, entry: Option<(u32, Instant)>, limit: u32) -> Result<(), Duration> {
         match entry {
-            Some((count, last)) if count >= limit => {
-                Err(self.window.saturating_sub(last.elapsed()).max(Duration::from_secs(1)))
-            }
+            Some((count, last)) if count >= limit => Err(self
+                .window
+                .saturating_sub(last.elapsed())
+                .max(Duration::from_secs(1))),
             _ => Ok(()),
         }
     }

@@ -31,7 +31,11 @@ pub fn generate() -> PlainToken {
         .map(char::from)
         .collect();
     let secret = format!("{TOKEN_PREFIX}{random}");
-    PlainToken { prefix: secret[..SHOWN_LEN].to_owned(), digest: digest(&secret), secret }
+    PlainToken {
+        prefix: secret[..SHOWN_LEN].to_owned(),
+        digest: digest(&secret),
+        secret,
+    }
 }
 
 pub fn digest(secret: &str) -> String {

@@ -29,10 +29,14 @@ pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
         .split_once('=')
         .ok_or_else(|| DbError::Invalid(format!("grant {text:?}: expected CODENAME=FEED")))?;
     if !codename.starts_with("lbasedb.") {
-        return Err(DbError::Invalid(format!("grant {text:?}: only lbasedb permissions are granted per feed")));
+        return Err(DbError::Invalid(format!(
+            "grant {text:?}: only lbasedb permissions are granted per feed"
+        )));
     }
     if !is_valid_name(feed) {
-        return Err(DbError::Invalid(format!("grant {text:?}: {feed:?} is not a valid feed name")));
+        return Err(DbError::Invalid(format!(
+            "grant {text:?}: {feed:?} is not a valid feed name"
+        )));
     }
     Ok((codename.to_owned(), feed.to_owned()))
 }
@@ -40,7 +44,9 @@ pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
 pub fn validate_username(username: &str) -> Result<(), DbError> {
     let ok = !username.is_empty()
         && username.len() <= 150
-        && username.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
+        && username
+            .chars()
+            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
     if ok {
         Ok(())
     } else {
@@ -53,11 +59,17 @@ pub fn validate_username(username: &str) -> Result<(), DbError> {
 
 /// Creates a user (the password already hashed) with groups, permissions
 /// and grants, all or nothing.
-pub fn create_user(conn: &mut SqliteConnection, spec: &UserSpec, phc: &str) -> Result<User, DbError> {
+pub fn create_user(
+    conn: &mut SqliteConnection,
+    spec: &UserSpec,
+    phc: &str,
+) -> Result<User, DbError> {
     validate_username(&spec.username)?;
     conn.transaction(|conn| {
         if queries::user_by_username(conn, &spec.username)?.is_some() {
-            return Err(DbError::Invalid("A user with that username already exists.".into()));
+            return Err(DbError::Invalid(
+                "A user with that username already exists.".into(),
+            ));
         }
         let user = queries::create_user(
             conn,
@@ -94,11 +106,15 @@ pub fn create_group(
     grants: &[(String, String)],
 ) -> Result<Group, DbError> {
     if name.trim().is_empty() || name.len() > 150 {
-        return Err(DbError::Invalid("A group name is 1 to 150 characters.".into()));
+        return Err(DbError::Invalid(
+            "A group name is 1 to 150 characters.".into(),
+        ));
     }
     conn.transaction(|conn| {
         if queries::group_by_name(conn, name)?.is_some() {
-            return Err(DbError::Invalid("Group with this Name already exists.".into()));
+            return Err(DbError::Invalid(
+                "Group with this Name already exists.".into(),
+            ));
         }
         let group = queries::create_group(conn, name)?;
         for codename in perms {
@@ -123,7 +139,13 @@ pub fn issue_token(
     let plain = token::generate();
     let stored = queries::create_token(
         conn,
-        &NewToken { user_id, name, prefix: &plain.prefix, digest: &plain.digest, expires_at },
+        &NewToken {
+            user_id,
+            name,
+            prefix: &plain.prefix,
+            digest: &plain.digest,
+            expires_at,
+        },
     )?;
     Ok((stored, plain))
 }

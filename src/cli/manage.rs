@@ -17,7 +17,10 @@ fn open(db_args: &DbArgs) -> Result<Pool> {
     Ok(pool)
 }
 
-fn with_conn<T>(pool: &Pool, f: impl FnOnce(&mut diesel::SqliteConnection) -> std::result::Result<T, DbError>) -> Result<T> {
+fn with_conn<T>(
+    pool: &Pool,
+    f: impl FnOnce(&mut diesel::SqliteConnection) -> std::result::Result<T, DbError>,
+) -> Result<T> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     f(&mut conn).map_err(|e| e.to_string())
 }
@@ -35,7 +38,12 @@ pub(crate) fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Createsuperuser { username, email, noinput, db } => {
+        Command::Createsuperuser {
+            username,
+            email,
+            noinput,
+            db,
+        } => {
             let pool = open(&db)?;
             let username = match (username, noinput) {
                 (Some(name), _) => name,
@@ -54,7 +62,13 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 new_password(&username, &email)?
             };
             check_password(&secret, &username, &email)?;
-            let spec = UserSpec { username, email, superuser: true, staff: true, ..Default::default() };
+            let spec = UserSpec {
+                username,
+                email,
+                superuser: true,
+                staff: true,
+                ..Default::default()
+            };
             let phc = password::hash(&secret);
             with_conn(&pool, |conn| users::create_user(conn, &spec, &phc))?;
             println!("Superuser created successfully.");
@@ -67,11 +81,22 @@ pub(crate) fn run(command: Command) -> Result<()> {
             let secret = new_password(&username, &user.email)?;
             check_password(&secret, &username, &user.email)?;
             let phc = password::hash(&secret);
-            with_conn(&pool, |conn| users::change_password(conn, user.id, &phc, None))?;
+            with_conn(&pool, |conn| {
+                users::change_password(conn, user.id, &phc, None)
+            })?;
             println!("Password changed successfully for user '{username}'");
             Ok(())
         }
-        Command::Createuser { username, email, staff, superuser, groups, perms, grants, db } => {
+        Command::Createuser {
+            username,
+            email,
+            staff,
+            superuser,
+            groups,
+            perms,
+            grants,
+            db,
+        } => {
             let pool = open(&db)?;
             let grants = parse_grants(&grants)?;
             let secret = match std::env::var("LBASEDB_PROXY_PASSWORD") {
@@ -79,32 +104,57 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 Err(_) => new_password(&username, &email)?,
             };
             check_password(&secret, &username, &email)?;
-            let spec = UserSpec { username, email, staff, superuser, groups, perms, grants };
+            let spec = UserSpec {
+                username,
+                email,
+                staff,
+                superuser,
+                groups,
+                perms,
+                grants,
+            };
             let phc = password::hash(&secret);
             let user = with_conn(&pool, |conn| users::create_user(conn, &spec, &phc))?;
             println!("User '{}' created (id {}).", user.username, user.id);
             Ok(())
         }
-        Command::Creategroup { name, perms, grants, db } => {
+        Command::Creategroup {
+            name,
+            perms,
+            grants,
+            db,
+        } => {
             let pool = open(&db)?;
             let grants = parse_grants(&grants)?;
-            let group = with_conn(&pool, |conn| users::create_group(conn, &name, &perms, &grants))?;
+            let group = with_conn(&pool, |conn| {
+                users::create_group(conn, &name, &perms, &grants)
+            })?;
             println!("Group '{}' created (id {}).", group.name, group.id);
             Ok(())
         }
-        Command::Createtoken { username, name, expires_in, db } => {
+        Command::Createtoken {
+            username,
+            name,
+            expires_in,
+            db,
+        } => {
             let pool = open(&db)?;
             let user = find_user(&pool, &username)?;
             let expires_at = expires_in
                 .map(|d| chrono::Duration::from_std(d).map(|d| queries::now() + d))
                 .transpose()
                 .map_err(|_| "--expires-in is too long".to_string())?;
-            let (token, plain) = with_conn(&pool, |conn| users::issue_token(conn, user.id, &name, expires_at))?;
+            let (token, plain) = with_conn(&pool, |conn| {
+                users::issue_token(conn, user.id, &name, expires_at)
+            })?;
             eprintln!(
                 "Token '{}' ({}) for '{username}'{}; it is shown this once:",
                 token.name,
                 token.prefix,
-                token.expires_at.map(|at| format!(", expires {at} UTC")).unwrap_or_default()
+                token
+                    .expires_at
+                    .map(|at| format!(", expires {at} UTC"))
+                    .unwrap_or_default()
             );
             println!("{}", plain.secret);
             Ok(())
@@ -128,7 +178,10 @@ fn find_user(pool: &Pool, username: &str) -> Result<crate::db::models::User> {
 }
 
 fn parse_grants(grants: &[String]) -> Result<Vec<(String, String)>> {
-    grants.iter().map(|g| users::parse_grant(g).map_err(|e| e.to_string())).collect()
+    grants
+        .iter()
+        .map(|g| users::parse_grant(g).map_err(|e| e.to_string()))
+        .collect()
 }
 
 fn check_password(secret: &str, username: &str, email: &str) -> Result<()> {
@@ -139,16 +192,26 @@ fn prompt(label: &str) -> Result<String> {
     eprint!("{label}");
     std::io::stderr().flush().ok();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
     let line = line.trim().to_owned();
-    if line.is_empty() { Err(format!("{} cannot be blank", label.trim_end_matches(": "))) } else { Ok(line) }
+    if line.is_empty() {
+        Err(format!("{} cannot be blank", label.trim_end_matches(": ")))
+    } else {
+        Ok(line)
+    }
 }
 
 /// Asks twice, as Django does; refuses without a terminal rather than
 /// reading a password from a pipe unasked.
 fn new_password(username: &str, email: &str) -> Result<String> {
     if !std::io::stdin().is_terminal() {
-        return Err("no terminal to ask for a password on (set LBASEDB_PROXY_PASSWORD, or --noinput)".into());
+        return Err(
+            "no terminal to ask for a password on (set LBASEDB_PROXY_PASSWORD, or --noinput)"
+                .into(),
+        );
     }
     for _ in 0..3 {
         let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;

@@ -31,7 +31,11 @@ pub fn user_by_username(conn: &mut Conn, username: &str) -> Result<Option<User>,
 }
 
 pub fn user_by_id(conn: &mut Conn, id: i32) -> Result<Option<User>, DbError> {
-    Ok(auth_user::table.find(id).select(User::as_select()).first(conn).optional()?)
+    Ok(auth_user::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn create_user(conn: &mut Conn, new: &NewUser<'_>) -> Result<User, DbError> {
@@ -79,14 +83,21 @@ pub fn create_group(conn: &mut Conn, name: &str) -> Result<Group, DbError> {
 
 pub fn add_user_to_group(conn: &mut Conn, user_id: i32, group_id: i32) -> Result<(), DbError> {
     diesel::insert_or_ignore_into(auth_user_groups::table)
-        .values((auth_user_groups::user_id.eq(user_id), auth_user_groups::group_id.eq(group_id)))
+        .values((
+            auth_user_groups::user_id.eq(user_id),
+            auth_user_groups::group_id.eq(group_id),
+        ))
         .execute(conn)?;
     Ok(())
 }
 
 /// A permission by its full codename (`lbasedb.view_data`).
 pub fn permission_by_codename(conn: &mut Conn, full: &str) -> Result<Permission, DbError> {
-    let unknown = || DbError::Invalid(format!("unknown permission {full:?} (expected e.g. lbasedb.view_data)"));
+    let unknown = || {
+        DbError::Invalid(format!(
+            "unknown permission {full:?} (expected e.g. lbasedb.view_data)"
+        ))
+    };
     let (app_label, codename) = full.split_once('.').ok_or_else(unknown)?;
     auth_permission::table
         .filter(auth_permission::app_label.eq(app_label))
@@ -98,10 +109,17 @@ pub fn permission_by_codename(conn: &mut Conn, full: &str) -> Result<Permission,
 }
 
 pub fn all_permissions(conn: &mut Conn) -> Result<Vec<Permission>, DbError> {
-    Ok(auth_permission::table.order(auth_permission::id).select(Permission::as_select()).load(conn)?)
+    Ok(auth_permission::table
+        .order(auth_permission::id)
+        .select(Permission::as_select())
+        .load(conn)?)
 }
 
-pub fn add_user_permission(conn: &mut Conn, user_id: i32, permission_id: i32) -> Result<(), DbError> {
+pub fn add_user_permission(
+    conn: &mut Conn,
+    user_id: i32,
+    permission_id: i32,
+) -> Result<(), DbError> {
     diesel::insert_or_ignore_into(auth_user_user_permissions::table)
         .values((
             auth_user_user_permissions::user_id.eq(user_id),
@@ -111,7 +129,11 @@ pub fn add_user_permission(conn: &mut Conn, user_id: i32, permission_id: i32) ->
     Ok(())
 }
 
-pub fn add_group_permission(conn: &mut Conn, group_id: i32, permission_id: i32) -> Result<(), DbError> {
+pub fn add_group_permission(
+    conn: &mut Conn,
+    group_id: i32,
+    permission_id: i32,
+) -> Result<(), DbError> {
     diesel::insert_or_ignore_into(auth_group_permissions::table)
         .values((
             auth_group_permissions::group_id.eq(group_id),
@@ -128,7 +150,12 @@ pub enum Holder {
     Group(i32),
 }
 
-pub fn add_feed_grant(conn: &mut Conn, holder: Holder, permission_id: i32, feed: &str) -> Result<(), DbError> {
+pub fn add_feed_grant(
+    conn: &mut Conn,
+    holder: Holder,
+    permission_id: i32,
+    feed: &str,
+) -> Result<(), DbError> {
     let (user_id, group_id) = match holder {
         Holder::User(id) => (Some(id), None),
         Holder::Group(id) => (None, Some(id)),
@@ -187,12 +214,20 @@ pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
                 .eq(user_id)
                 .or(feed_grant::group_id.eq_any(&group_ids)),
         )
-        .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
+        .select((
+            feed_grant::feed,
+            auth_permission::app_label,
+            auth_permission::codename,
+        ))
         .load::<(String, String, String)>(conn)?
         .into_iter()
         .map(|(feed, app, code)| (feed, format!("{app}.{code}")))
         .collect();
-    Ok(Holdings { groups, perms, grants })
+    Ok(Holdings {
+        groups,
+        perms,
+        grants,
+    })
 }
 
 pub struct NewToken<'a> {
@@ -269,7 +304,11 @@ pub fn session_store(
     Ok(())
 }
 
-pub fn session_extend(conn: &mut Conn, digest: &str, expires_at: NaiveDateTime) -> Result<(), DbError> {
+pub fn session_extend(
+    conn: &mut Conn,
+    digest: &str,
+    expires_at: NaiveDateTime,
+) -> Result<(), DbError> {
     diesel::update(session::table.find(digest))
         .set(session::expires_at.eq(expires_at))
         .execute(conn)?;
@@ -282,7 +321,11 @@ pub fn session_delete(conn: &mut Conn, digest: &str) -> Result<(), DbError> {
 }
 
 /// Ends a user's sessions, all of them or all but one.
-pub fn sessions_end_for_user(conn: &mut Conn, user_id: i32, keep: Option<&str>) -> Result<usize, DbError> {
+pub fn sessions_end_for_user(
+    conn: &mut Conn,
+    user_id: i32,
+    keep: Option<&str>,
+) -> Result<usize, DbError> {
     let query = session::table.filter(session::user_id.eq(user_id));
     Ok(match keep {
         Some(keep) => diesel::delete(query.filter(session::key_digest.ne(keep))).execute(conn)?,

@@ -46,17 +46,22 @@ pub async fn proxy(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
     // Deny by default: nothing about the upstream for the unauthenticated.
-    let who = auth.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
+    let who = auth
+        .authenticate(&req)
+        .await?
+        .ok_or_else(ApiError::no_credentials)?;
     if who.by_session && !req.method().is_safe() {
         check_csrf(&req)?;
     }
-    let classified = classify(&endpoint, req.method(), req.query_string()).map_err(|err| match err {
-        ClassifyError::UnknownEndpoint => ApiError::NotFound,
-        ClassifyError::MethodNotAllowed(allowed) => {
-            ApiError::MethodNotAllowed { method: req.method().clone(), allowed }
-        }
-        ClassifyError::BadQuery(detail) => ApiError::BadRequest(detail),
-    })?;
+    let classified =
+        classify(&endpoint, req.method(), req.query_string()).map_err(|err| match err {
+            ClassifyError::UnknownEndpoint => ApiError::NotFound,
+            ClassifyError::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
+                method: req.method().clone(),
+                allowed,
+            },
+            ClassifyError::BadQuery(detail) => ApiError::BadRequest(detail),
+        })?;
     authorize(&classified, &who.principal)?;
     let response = forward::send(&req, payload, classified.endpoint, &state, &client).await?;
     if classified.access == Access::FeedList && !who.principal.has_perm(VIEW_FEED) {
@@ -74,12 +79,19 @@ pub fn authorize(classified: &Classified, who: &Principal) -> Result<(), ApiErro
         Access::Global(perm) => who.has_perm(perm.codename()),
         Access::Feed(perm, feed) => who.has_feed_perm(perm.codename(), feed),
     };
-    if allowed { Ok(()) } else { Err(ApiError::permission_denied()) }
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::permission_denied())
+    }
 }
 
 /// `GET /feed` for a user without `view_feed` everywhere: only the feeds
 /// they may view. The list is small (names only), so it is read whole.
-async fn visible_feeds(mut response: awc::ClientResponse, who: &Principal) -> Result<HttpResponse, ApiError> {
+async fn visible_feeds(
+    mut response: awc::ClientResponse,
+    who: &Principal,
+) -> Result<HttpResponse, ApiError> {
     const LIST_LIMIT: usize = 16 << 20;
     let status = response.status();
     let body = response.body().limit(LIST_LIMIT).await.map_err(|err| {
@@ -87,7 +99,9 @@ async fn visible_feeds(mut response: awc::ClientResponse, who: &Principal) -> Re
         ApiError::UpstreamBroken
     })?;
     if !status.is_success() {
-        return Ok(HttpResponse::build(status).content_type("application/json").body(body));
+        return Ok(HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body));
     }
     let feeds: Vec<Value> = serde_json::from_slice(&body).map_err(|err| {
         log::warn!("the upstream's feed list is not a JSON list: {err}");
@@ -95,7 +109,11 @@ async fn visible_feeds(mut response: awc::ClientResponse, who: &Principal) -> Re
     })?;
     let visible: Vec<Value> = feeds
         .into_iter()
-        .filter(|feed| feed["name"].as_str().is_some_and(|name| who.has_feed_perm(VIEW_FEED, name)))
+        .filter(|feed| {
+            feed["name"]
+                .as_str()
+                .is_some_and(|name| who.has_feed_perm(VIEW_FEED, name))
+        })
         .collect();
     Ok(HttpResponse::Ok().json(visible))
 }

@@ -120,10 +120,7 @@ async fn a_client_that_hangs_up_drops_the_upstream_request() {
         "GET /api/proxy/version HTTP/1.1\r\nhost: test\r\nauthorization: Token {}\r\n\r\n",
         app.token
     );
-    client
-        .write_all(request.as_bytes())
-        .await
-        .unwrap();
+    client.write_all(request.as_bytes()).await.unwrap();
     for _ in 0..100 {
         if upstream.connections.load(Ordering::SeqCst) == 1 {
             break;

@@ -46,13 +46,23 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.superuser_password = Some(ADMIN_PASSWORD.into());
     configure(&mut settings);
     let database = settings.db.database_path();
-    let app = Application::build(settings).await.expect("the application builds");
+    let app = Application::build(settings)
+        .await
+        .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let upstream = app.upstream().to_owned();
     tokio::spawn(app.run_until_stopped());
     let pool = db::connect(&database).expect("the test database");
     let token = issue_token(&pool, "admin", None);
-    TestApp { address, upstream, client: client_with_token(&token), token, anon: client(), pool, data }
+    TestApp {
+        address,
+        upstream,
+        client: client_with_token(&token),
+        token,
+        anon: client(),
+        pool,
+        data,
+    }
 }
 
 fn builder() -> reqwest::ClientBuilder {
@@ -63,26 +73,42 @@ fn builder() -> reqwest::ClientBuilder {
 
 /// A cookie-aware client with no credentials.
 pub fn client() -> reqwest::Client {
-    builder().cookie_store(true).build().expect("an HTTP client")
+    builder()
+        .cookie_store(true)
+        .build()
+        .expect("an HTTP client")
 }
 
 pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Token {token}").parse().unwrap());
-    builder().default_headers(headers).build().expect("an HTTP client")
+    builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
 }
 
 /// A token for `username`, straight in the database.
-pub fn issue_token(pool: &Pool, username: &str, expires_at: Option<chrono::NaiveDateTime>) -> String {
+pub fn issue_token(
+    pool: &Pool,
+    username: &str,
+    expires_at: Option<chrono::NaiveDateTime>,
+) -> String {
     let mut conn = pool.get().unwrap();
-    let user = queries::user_by_username(&mut conn, username).unwrap().expect("the user exists");
-    users::issue_token(&mut conn, user.id, "test", expires_at).unwrap().1.secret
+    let user = queries::user_by_username(&mut conn, username)
+        .unwrap()
+        .expect("the user exists");
+    users::issue_token(&mut conn, user.id, "test", expires_at)
+        .unwrap()
+        .1
+        .secret
 }
 
 pub const USER_PASSWORD: &str = "a-long-test-password";
 
 /// One argon2 hash for every arranged user: hashing is slow by design.
-static TEST_PHC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| password::hash(USER_PASSWORD));
+static TEST_PHC: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| password::hash(USER_PASSWORD));
 
 /// A user, straight in the database, with password `USER_PASSWORD`.
 pub fn create_user(pool: &Pool, spec: UserSpec) -> i32 {
@@ -92,13 +118,19 @@ pub fn create_user(pool: &Pool, spec: UserSpec) -> i32 {
 
 pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &str)]) {
     let perms: Vec<String> = perms.iter().map(|p| p.to_string()).collect();
-    let grants: Vec<(String, String)> = grants.iter().map(|(p, f)| (p.to_string(), f.to_string())).collect();
+    let grants: Vec<(String, String)> = grants
+        .iter()
+        .map(|(p, f)| (p.to_string(), f.to_string()))
+        .collect();
     let mut conn = pool.get().unwrap();
     users::create_group(&mut conn, name, &perms, &grants).unwrap();
 }
 
 pub fn spec(username: &str) -> UserSpec {
-    UserSpec { username: username.into(), ..Default::default() }
+    UserSpec {
+        username: username.into(),
+        ..Default::default()
+    }
 }
 
 impl TestApp {

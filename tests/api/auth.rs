@@ -1,0 +1,746 @@
+//! Who may do what through the proxy: the permission matrix, feed
+//! isolation, sessions with CSRF, ending sessions and tokens, throttling,
+//! and the management commands.
+
+use std::process::Command;
+use std::time::Duration;
+
+use lbasedb_proxy::auth::users::{self, UserSpec};
+use lbasedb_proxy::db::queries;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ADMIN_PASSWORD, TestApp, USER_PASSWORD, client, client_with_token, create_group, create_user,
+    issue_token, recorded, recording_upstream, spawn_app, spawn_app_with, spec,
+};
+
+/// Every endpoint and method, with the permission it needs, on feed `xy`.
+const ROUTES: [(&str, &str, &str, Option<&str>); 22] = [
+    ("GET", "version", "", None),
+    ("GET", "feed", "", Some("lbasedb.view_feed")),
+    ("POST", "feed", "", Some("lbasedb.add_feed")),
+    ("PATCH", "feed", "name=xy", Some("lbasedb.change_feed")),
+    ("DELETE", "feed", "name=xy", Some("lbasedb.delete_feed")),
+    ("GET", "col", "feed=xy", Some("lbasedb.view_col")),
+    ("POST", "col", "feed=xy", Some("lbasedb.add_col")),
+    ("PATCH", "col", "feed=xy&name=x", Some("lbasedb.change_col")),
+    (
+        "DELETE",
+        "col",
+        "feed=xy&name=x",
+        Some("lbasedb.delete_col"),
+    ),
+    ("GET", "size", "feed=xy", Some("lbasedb.view_data")),
+    ("PUT", "size", "feed=xy", Some("lbasedb.change_data")),
+    (
+        "GET",
+        "data",
+        "feed=xy&ix=0&size=1&col[]=x",
+        Some("lbasedb.view_data"),
+    ),
+    ("POST", "data", "feed=xy", Some("lbasedb.add_data")),
+    ("PUT", "data", "feed=xy&ix=0", Some("lbasedb.change_data")),
+    ("PATCH", "data", "feed=xy&ix=0", Some("lbasedb.change_data")),
+    (
+        "GET",
+        "bytes",
+        "feed=xy&ix=0&size=1&col[]=x",
+        Some("lbasedb.view_data"),
+    ),
+    ("POST", "bytes", "feed=xy&col[]=x", Some("lbasedb.add_data")),
+    (
+        "PUT",
+        "bytes",
+        "feed=xy&ix=0&col[]=x",
+        Some("lbasedb.change_data"),
+    ),
+    (
+        "PATCH",
+        "bytes",
+        "feed=xy&ix=0&col[]=x",
+        Some("lbasedb.change_data"),
+    ),
+    (
+        "DELETE",
+        "bytes",
+        "feed=xy&ix=0&size=1&col[]=x",
+        Some("lbasedb.delete_data"),
+    ),
+    (
+        "GET",
+        "raw",
+        "feed=xy&col=x&ix=0&size=1",
+        Some("lbasedb.view_data"),
+    ),
+    (
+        "POST",
+        "raw",
+        "feed=xy&col=x&ix=0",
+        Some("lbasedb.change_data"),
+    ),
+];
+
+/// Permissions a feed grant cannot give: they act on no existing feed.
+const GLOBAL_ONLY: [&str; 2] = ["lbasedb.add_feed", "lbasedb.change_feed"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Nobody,
+    BadToken,
+    ExpiredToken,
+    RevokedToken,
+    InactiveUser,
+    NoPermission,
+    ViaUser,
+    ViaGroup,
+    GrantThisFeed,
+    GrantOtherFeed,
+    Superuser,
+}
+
+/// The status a principal should get: 401, 403 or through (200 from the
+/// recording upstream).
+fn expected(who: Who, perm: Option<&str>) -> u16 {
+    match who {
+        Who::Nobody | Who::BadToken | Who::ExpiredToken | Who::RevokedToken | Who::InactiveUser => {
+            401
+        }
+        Who::Superuser | Who::ViaUser | Who::ViaGroup => 200,
+        // /version and the feed list answer any authenticated user.
+        _ if matches!(perm, None | Some("lbasedb.view_feed")) => 200,
+        Who::GrantThisFeed if !GLOBAL_ONLY.contains(&perm.unwrap()) => 200,
+        Who::NoPermission | Who::GrantThisFeed | Who::GrantOtherFeed => 403,
+    }
+}
+
+#[tokio::test]
+async fn the_permission_matrix_holds_for_every_endpoint_and_method() {
+    let upstream = recording_upstream().await;
+    let url = upstream.url.clone();
+    let app = spawn_app_with(|s| {
+        s.lbasedb_url = Some(url);
+        // Bad tokens are sent on purpose, many times, from one address.
+        s.bad_token_limit = 10_000;
+    })
+    .await;
+    let pool = &app.pool;
+
+    create_user(pool, spec("plain"));
+    let mut inactive = spec("inactive");
+    inactive.superuser = true;
+    let inactive_id = create_user(pool, inactive);
+    {
+        let mut conn = pool.get().unwrap();
+        users::issue_token(&mut conn, inactive_id, "t", None).unwrap();
+    }
+    let inactive_token = issue_token(pool, "inactive", None);
+    users::set_active(&mut pool.get().unwrap(), inactive_id, false).unwrap();
+    let expired = issue_token(
+        pool,
+        "plain",
+        Some(queries::now() - chrono::Duration::seconds(1)),
+    );
+    let revoked = issue_token(pool, "plain", None);
+    queries::revoke_token(&mut pool.get().unwrap(), &revoked[..12]).unwrap();
+
+    for (method, endpoint, query, perm) in ROUTES {
+        let codename = perm.unwrap_or("lbasedb.view_feed");
+        let slug = format!("{method}_{endpoint}").to_lowercase();
+        create_user(
+            pool,
+            UserSpec {
+                perms: vec![codename.into()],
+                ..spec(&format!("user_{slug}"))
+            },
+        );
+        create_group(pool, &format!("group_{slug}"), &[codename], &[]);
+        create_user(
+            pool,
+            UserSpec {
+                groups: vec![format!("group_{slug}")],
+                ..spec(&format!("member_{slug}"))
+            },
+        );
+        create_user(
+            pool,
+            UserSpec {
+                grants: vec![(codename.into(), "xy".into())],
+                ..spec(&format!("grant_{slug}"))
+            },
+        );
+        create_user(
+            pool,
+            UserSpec {
+                grants: vec![(codename.into(), "zz".into())],
+                ..spec(&format!("other_{slug}"))
+            },
+        );
+
+        for who in [
+            Who::Nobody,
+            Who::BadToken,
+            Who::ExpiredToken,
+            Who::RevokedToken,
+            Who::InactiveUser,
+            Who::NoPermission,
+            Who::ViaUser,
+            Who::ViaGroup,
+            Who::GrantThisFeed,
+            Who::GrantOtherFeed,
+            Who::Superuser,
+        ] {
+            let client = match who {
+                Who::Nobody => client(),
+                Who::BadToken => client_with_token("lbp_not-a-real-token"),
+                Who::ExpiredToken => client_with_token(&expired),
+                Who::RevokedToken => client_with_token(&revoked),
+                Who::InactiveUser => client_with_token(&inactive_token),
+                Who::NoPermission => client_with_token(&issue_token(pool, "plain", None)),
+                Who::ViaUser => {
+                    client_with_token(&issue_token(pool, &format!("user_{slug}"), None))
+                }
+                Who::ViaGroup => {
+                    client_with_token(&issue_token(pool, &format!("member_{slug}"), None))
+                }
+                Who::GrantThisFeed => {
+                    client_with_token(&issue_token(pool, &format!("grant_{slug}"), None))
+                }
+                Who::GrantOtherFeed => {
+                    client_with_token(&issue_token(pool, &format!("other_{slug}"), None))
+                }
+                Who::Superuser => app.client.clone(),
+            };
+            let seen_before = recorded(&upstream).await.len();
+            let url = if query.is_empty() {
+                app.proxy(endpoint)
+            } else {
+                app.proxy(&format!("{endpoint}?{query}"))
+            };
+            let response = client
+                .request(Method::from_bytes(method.as_bytes()).unwrap(), url)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let want = expected(who, perm);
+            assert_eq!(status, want, "{who:?} {method} /{endpoint}?{query}");
+            if status == 401 {
+                assert_eq!(response.headers()["www-authenticate"], "Token");
+            }
+            if status == 403 {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(
+                    body,
+                    json!({"detail": "You do not have permission to perform this action."})
+                );
+            }
+            let seen = recorded(&upstream).await.len() - seen_before;
+            assert_eq!(
+                seen,
+                usize::from(want == 200),
+                "upstream contact: {who:?} {method} /{endpoint}"
+            );
+        }
+    }
+}
+
+async fn arrange_two_feeds(app: &TestApp) {
+    app.create_feed("a", &[("x", "Int64")]).await;
+    app.create_feed("b", &[("x", "Int64")]).await;
+    for (feed, value) in [("a", 1), ("b", 42)] {
+        let pushed = app
+            .client
+            .post(app.direct(&format!("data?feed={feed}")))
+            .json(&json!({"x": [value]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), 204);
+    }
+}
+
+#[tokio::test]
+async fn a_user_granted_one_feed_can_never_read_another() {
+    let app = spawn_app().await;
+    arrange_two_feeds(&app).await;
+    create_user(
+        &app.pool,
+        UserSpec {
+            grants: vec![
+                ("lbasedb.view_data".into(), "a".into()),
+                ("lbasedb.view_feed".into(), "a".into()),
+            ],
+            ..spec("reader")
+        },
+    );
+    let reader = client_with_token(&issue_token(&app.pool, "reader", None));
+
+    let own = reader
+        .get(app.proxy("data?feed=a&ix=0&size=1&col=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.json::<Value>().await.unwrap(), json!({"x": [1]}));
+
+    let attempts = [
+        "data?feed=b&ix=0&size=1&col=x",
+        "data?feed=a&feed=b&ix=0&size=1&col=x",
+        "data?fe%65d=b&feed=a&ix=0&size=1&col=x",
+        "data?feed[]=b&ix=0&size=1&col=x",
+        "data?feed=a&feed[]=b&ix=0&size=1&col=x",
+        "data?feed[0]=b&feed=a&ix=0&size=1&col=x",
+        "data?feed=%62&ix=0&size=1&col=x",
+        "bytes?feed=b&ix=0&size=1&col[]=x",
+        "bytes?col[]=x&feed=a&ix=0&size=1&feed=b",
+        "raw?feed=b&col=x&ix=0&size=1",
+        "raw?feed=a&feed=b&col=x&ix=0&size=1",
+        "size?feed=b",
+        "col?feed=b",
+    ];
+    for attempt in attempts {
+        let response = reader.get(app.proxy(attempt)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        assert!(matches!(status, 400 | 403), "{attempt}: {status}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("42"),
+            "{attempt} leaked feed b"
+        );
+    }
+
+    let feeds: Value = reader
+        .get(app.proxy("feed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feeds, json!([{"name": "a"}]));
+    let all: Value = app
+        .client
+        .get(app.proxy("feed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all, json!([{"name": "a"}, {"name": "b"}]));
+}
+
+async fn login(app: &TestApp, username: &str, password: &str) -> (reqwest::Client, String) {
+    let browser = client();
+    let response = browser
+        .post(format!("{}/api/auth/login/", app.address))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "login");
+    let cookie = response
+        .cookies()
+        .find(|c| c.name() == "csrftoken")
+        .expect("a csrftoken cookie")
+        .value()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["csrfToken"], cookie.as_str());
+    (browser, cookie)
+}
+
+#[tokio::test]
+async fn session_writes_need_the_csrf_header_and_token_writes_do_not() {
+    let app = spawn_app().await;
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    let (browser, csrf) = login(&app, "admin", ADMIN_PASSWORD).await;
+    let url = app.proxy("data?feed=xy");
+
+    let read = browser.get(app.proxy("size?feed=xy")).send().await.unwrap();
+    assert_eq!(read.status(), 200, "safe methods need no CSRF token");
+    let without = browser
+        .post(&url)
+        .json(&json!({"x": [1]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 403);
+    assert!(
+        without.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("CSRF Failed")
+    );
+    let wrong = browser
+        .post(&url)
+        .header("x-csrftoken", "nope")
+        .json(&json!({"x": [1]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let with = browser
+        .post(&url)
+        .header("x-csrftoken", &csrf)
+        .json(&json!({"x": [1]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.status(), 204);
+    let by_token = app
+        .client
+        .post(&url)
+        .json(&json!({"x": [2]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_token.status(), 204);
+    assert_eq!(app.size_of("xy").await, 2);
+
+    let csrf_again: Value = browser
+        .get(format!("{}/api/auth/csrf/", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(csrf_again["csrfToken"], csrf.as_str());
+    let me: Value = browser
+        .get(format!("{}/api/auth/me/", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["username"].as_str(), me["authenticated_by"].as_str()),
+        (Some("admin"), Some("session"))
+    );
+}
+
+#[tokio::test]
+async fn logout_password_change_and_deactivation_end_sessions() {
+    let app = spawn_app().await;
+    let id = create_user(
+        &app.pool,
+        UserSpec {
+            perms: vec!["lbasedb.view_feed".into()],
+            ..spec("carol")
+        },
+    );
+    let me = format!("{}/api/auth/me/", app.address);
+
+    let (browser, csrf) = login(&app, "carol", USER_PASSWORD).await;
+    assert_eq!(browser.get(&me).send().await.unwrap().status(), 200);
+    let logout = browser
+        .post(format!("{}/api/auth/logout/", app.address))
+        .header("x-csrftoken", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
+    assert_eq!(browser.get(&me).send().await.unwrap().status(), 401);
+
+    let (browser, _) = login(&app, "carol", USER_PASSWORD).await;
+    users::change_password(
+        &mut app.pool.get().unwrap(),
+        id,
+        "$argon2id$v=19$m=19456,t=2,p=1$x$y",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        browser.get(&me).send().await.unwrap().status(),
+        401,
+        "password change ends sessions"
+    );
+
+    let mut conn = app.pool.get().unwrap();
+    let phc = queries::user_by_username(&mut conn, "admin")
+        .unwrap()
+        .unwrap()
+        .password;
+    users::change_password(&mut conn, id, &phc, None).unwrap();
+    let (browser, _) = login(&app, "carol", ADMIN_PASSWORD).await;
+    users::set_active(&mut conn, id, false).unwrap();
+    assert_eq!(
+        browser.get(&me).send().await.unwrap().status(),
+        401,
+        "deactivation ends sessions"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_working_at_once() {
+    let app = spawn_app().await;
+    let token = issue_token(&app.pool, "admin", None);
+    let holder = client_with_token(&token);
+    assert_eq!(
+        holder
+            .get(app.proxy("version"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let revoked = holder
+        .delete(format!("{}/api/auth/token/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    let after = holder.get(app.proxy("version")).send().await.unwrap();
+    assert_eq!(after.status(), 401);
+    assert_eq!(
+        after.json::<Value>().await.unwrap(),
+        json!({"detail": "Invalid token."})
+    );
+    assert_eq!(
+        app.client
+            .get(app.proxy("version"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "other tokens live on"
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_obtained_with_a_password_and_used_at_once() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/auth/token/", app.address);
+    let wrong = app
+        .anon
+        .post(&url)
+        .form(&[("username", "admin"), ("password", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400);
+    let unknown = app
+        .anon
+        .post(&url)
+        .json(&json!({"username": "nobody", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap(),
+        wrong_message(),
+        "one message for an unknown user and a wrong password"
+    );
+    let good = app
+        .anon
+        .post(&url)
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
+    let token = good.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = app
+        .anon
+        .get(app.proxy("version"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+}
+
+fn wrong_message() -> Value {
+    json!({"detail": "Unable to log in with provided credentials."})
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_and_recover() {
+    let app = spawn_app_with(|s| {
+        s.login_failure_limit = 3;
+        s.throttle_window = Duration::from_secs(2);
+    })
+    .await;
+    let url = format!("{}/api/auth/login/", app.address);
+    for _ in 0..3 {
+        let response = app
+            .anon
+            .post(&url)
+            .json(&json!({"username": "admin", "password": "nope"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+    }
+    let throttled = app
+        .anon
+        .post(&url)
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().contains_key("retry-after"));
+    assert!(throttled.json::<Value>().await.unwrap()["detail"].is_string());
+    // Another account from the same address is not locked out.
+    let other = app
+        .anon
+        .post(format!("{}/api/auth/token/", app.address))
+        .json(&json!({"username": "someone", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 400);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let recovered = app
+        .anon
+        .post(&url)
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recovered.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_throttled() {
+    let app = spawn_app_with(|s| s.bad_token_limit = 3).await;
+    let bad = client_with_token("lbp_wrong");
+    for _ in 0..3 {
+        assert_eq!(
+            bad.get(app.proxy("version")).send().await.unwrap().status(),
+            401
+        );
+    }
+    let throttled = bad.get(app.proxy("version")).send().await.unwrap();
+    assert_eq!(throttled.status(), 429);
+}
+
+fn manage(app: &TestApp, args: &[&str], password: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"));
+    command
+        .args(args)
+        .env("DATA_DIR", app.data.path())
+        .env_remove("DATABASE_URL");
+    match password {
+        Some(password) => command.env("LBASEDB_PROXY_PASSWORD", password),
+        None => command.env_remove("LBASEDB_PROXY_PASSWORD"),
+    };
+    command.output().expect("the binary runs")
+}
+
+#[tokio::test]
+async fn management_commands_provision_access_that_the_proxy_honours() {
+    let app = spawn_app().await;
+    arrange_two_feeds(&app).await;
+
+    let group = manage(
+        &app,
+        &["creategroup", "readers", "--grant", "lbasedb.view_data=a"],
+        None,
+    );
+    assert!(
+        group.status.success(),
+        "{}",
+        String::from_utf8_lossy(&group.stderr)
+    );
+    let user = manage(
+        &app,
+        &["createuser", "dave", "--group", "readers"],
+        Some("a-long-dave-password"),
+    );
+    assert!(
+        user.status.success(),
+        "{}",
+        String::from_utf8_lossy(&user.stderr)
+    );
+    let token = manage(
+        &app,
+        &[
+            "createtoken",
+            "dave",
+            "--name",
+            "script",
+            "--expires-in",
+            "1h",
+        ],
+        None,
+    );
+    assert!(token.status.success());
+    let stdout = String::from_utf8(token.stdout).unwrap();
+    let secret = stdout.lines().last().unwrap().trim();
+    assert!(secret.starts_with("lbp_"));
+
+    let dave = client_with_token(secret);
+    assert_eq!(
+        dave.get(app.proxy("data?feed=a&ix=0&size=1&col=x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        dave.get(app.proxy("data?feed=b&ix=0&size=1&col=x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    let failures: [(&[&str], Option<&str>); 6] = [
+        (&["createuser", "dave"], Some("a-long-dave-password")),
+        (
+            &["createuser", "erin", "--group", "nope"],
+            Some("a-long-erin-password"),
+        ),
+        (
+            &["createuser", "erin", "--perm", "lbasedb.fly"],
+            Some("a-long-erin-password"),
+        ),
+        (&["createuser", "erin"], Some("password")),
+        (&["createtoken", "nobody"], None),
+        (&["revoketoken", "lbp_nothing"], None),
+    ];
+    for (args, password) in failures {
+        let output = manage(&app, args, password);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(!output.stderr.is_empty(), "{args:?} said nothing");
+    }
+    let migrate = manage(&app, &["migrate"], None);
+    assert!(migrate.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&migrate.stdout).trim(),
+        "No migrations to apply."
+    );
+}
+
+#[tokio::test]
+async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+        .args(["migrate"])
+        .env("DATA_DIR", dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Applied"));
+    assert!(dir.path().join("db.sqlite3").exists());
+
+    let app = spawn_app().await;
+    let admin = queries::user_by_username(&mut app.pool.get().unwrap(), "admin")
+        .unwrap()
+        .unwrap();
+    assert!(admin.is_superuser && admin.is_staff && admin.is_active);
+    assert!(admin.password.starts_with("$argon2id$"));
+}
