@@ -69,9 +69,18 @@ pub async fn feed_remove(db: Db, query: web::Query<NameQuery>) -> Answer {
 pub async fn col_list(db: Db, query: web::Query<FeedQuery>) -> Answer {
     let mut cols = db.col_list(&query.feed).await?;
     cols.sort_by_key(|c| c.get_name());
-    let items: Vec<_> = cols
+    // A struct, not `json!`: the upstream writes "name" before "datatype".
+    #[derive(serde::Serialize)]
+    struct Col {
+        name: String,
+        datatype: String,
+    }
+    let items: Vec<Col> = cols
         .iter()
-        .map(|c| json!({ "name": c.get_name(), "datatype": c.get_datatype() }))
+        .map(|c| Col {
+            name: c.get_name(),
+            datatype: c.get_datatype(),
+        })
         .collect();
     Ok(HttpResponse::Ok().json(items))
 }

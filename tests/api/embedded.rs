@@ -124,8 +124,12 @@ async fn columns_are_created_listed_renamed_and_deleted() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    let list = json_of(c.get(app.direct("col?feed=xy")).send().await.unwrap()).await;
-    assert_eq!(list, json!([{"name": "z", "datatype": "Float64"}]));
+    let list = c.get(app.direct("col?feed=xy")).send().await.unwrap();
+    assert_eq!(
+        list.text().await.unwrap(),
+        r#"[{"name":"z","datatype":"Float64"}]"#,
+        "the upstream's key order"
+    );
 
     let unknown_feed = c.get(app.direct("col?feed=nope")).send().await.unwrap();
     assert_eq!(
