@@ -168,6 +168,26 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 Err(format!("no token with prefix {prefix:?}"))
             }
         }
+        Command::Dumpdata { db } => {
+            let pool = open(&db)?;
+            let dump = with_conn(&pool, db::dump::dump)?;
+            let text = serde_json::to_string_pretty(&dump).map_err(|e| e.to_string())?;
+            println!("{text}");
+            Ok(())
+        }
+        Command::Loaddata { file, db } => {
+            let pool = open(&db)?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let dump: db::dump::Dump = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a dump: {e}", file.display()))?;
+            let counts = with_conn(&pool, |conn| db::dump::load(conn, &dump))?;
+            println!(
+                "Installed {} group(s), {} user(s) and {} token(s).",
+                counts.groups, counts.users, counts.tokens
+            );
+            Ok(())
+        }
         Command::Serve(_) | Command::Lbasedb(_) => unreachable!("not a management command"),
     }
 }

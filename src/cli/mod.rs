@@ -89,6 +89,18 @@ pub(crate) enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Print users (with password hashes), groups, permissions, grants and
+    /// token digests as JSON, for backups and moving between machines.
+    Dumpdata {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Load what `dumpdata` printed (all or nothing).
+    Loaddata {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Revoke the token with this prefix (as shown by the admin, e.g. lbp_AbCd1234).
     Revoketoken {
         prefix: String,

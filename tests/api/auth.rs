@@ -744,3 +744,138 @@ async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
     assert!(admin.is_superuser && admin.is_staff && admin.is_active);
     assert!(admin.password.starts_with("$argon2id$"));
 }
+
+#[tokio::test]
+async fn dumpdata_and_loaddata_move_everything_to_another_database() {
+    let app = spawn_app().await;
+    create_group(
+        &app.pool,
+        "readers",
+        &["lbasedb.view_feed"],
+        &[("lbasedb.view_data", "a")],
+    );
+    create_user(
+        &app.pool,
+        UserSpec {
+            email: "f@example.com".into(),
+            groups: vec!["readers".into()],
+            perms: vec!["lbasedb.add_feed".into()],
+            grants: vec![("lbasedb.change_data".into(), "b".into())],
+            ..spec("frank")
+        },
+    );
+    let token = issue_token(&app.pool, "frank", None);
+
+    let dumped = manage(&app, &["dumpdata"], None);
+    assert!(dumped.status.success());
+    let dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&dumped.stdout).contains(&token),
+        "no token secret in a dump"
+    );
+    let file = app.data.path().join("dump.json");
+    std::fs::write(&file, &dumped.stdout).unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+            .args(args)
+            .env("DATA_DIR", other.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let loaded = run(&["loaddata", file.to_str().unwrap()]);
+        assert!(
+            loaded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+    }
+    let again: Value = serde_json::from_slice(&run(&["dumpdata"]).stdout).unwrap();
+    assert_eq!(again, dump, "the same data, loaded twice, dumps the same");
+    assert_eq!(dump["users"][1]["username"], "frank");
+    assert_eq!(
+        dump["users"][1]["feed_grants"],
+        json!([{"permission": "lbasedb.change_data", "feed": "b"}])
+    );
+
+    // A token carried over still authenticates against the new database.
+    let moved = spawn_app_with(|s| {
+        s.db.database_url = Some(
+            other
+                .path()
+                .join("db.sqlite3")
+                .to_string_lossy()
+                .into_owned(),
+        )
+    })
+    .await;
+    let me: Value = client_with_token(&token)
+        .get(format!("{}/api/auth/me/", moved.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "frank");
+    assert_eq!(me["groups"], json!(["readers"]));
+    assert_eq!(
+        me["permissions"],
+        json!(["lbasedb.add_feed", "lbasedb.view_feed"])
+    );
+    assert_eq!(
+        me["feed_grants"],
+        json!({"a": ["lbasedb.view_data"], "b": ["lbasedb.change_data"]})
+    );
+
+    let broken = std::fs::write(app.data.path().join("bad.json"), "{}");
+    broken.unwrap();
+    let refused = run(&[
+        "loaddata",
+        app.data.path().join("bad.json").to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+}
+
+#[tokio::test]
+async fn createsuperuser_without_input_reads_the_environment() {
+    let app = spawn_app().await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"));
+    command
+        .args([
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+        ])
+        .env("DATA_DIR", app.data.path())
+        .env_remove("DATABASE_URL");
+    let weak = command
+        .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", "12345678")
+        .output()
+        .unwrap();
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("too common"));
+    let made = command
+        .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", "a-strong-root-password")
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = app
+        .anon
+        .post(format!("{}/api/auth/token/", app.address))
+        .json(&json!({"username": "root", "password": "a-strong-root-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+}

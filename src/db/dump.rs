@@ -1,0 +1,298 @@
+//! `dumpdata` / `loaddata`: users (with their password hashes), groups,
+//! permissions, feed grants and token digests as JSON, keyed by natural
+//! keys (usernames, group names, codenames, token prefixes) so that a dump
+//! loads into another database whatever its ids.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use serde::{Deserialize, Serialize};
+
+use super::DbError;
+use super::models::{Group, Token, User};
+use super::queries::{self, Holder};
+use super::schema::{
+    auth_group, auth_group_permissions, auth_permission, auth_user, auth_user_groups,
+    auth_user_user_permissions, authtoken_token, feed_grant,
+};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Dump {
+    pub version: u32,
+    pub groups: Vec<GroupDump>,
+    pub users: Vec<UserDump>,
+    pub tokens: Vec<TokenDump>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Grant {
+    pub permission: String,
+    pub feed: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct GroupDump {
+    pub name: String,
+    pub permissions: Vec<String>,
+    pub feed_grants: Vec<Grant>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct UserDump {
+    pub username: String,
+    pub password: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: NaiveDateTime,
+    pub last_login: Option<NaiveDateTime>,
+    pub groups: Vec<String>,
+    pub permissions: Vec<String>,
+    pub feed_grants: Vec<Grant>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenDump {
+    pub user: String,
+    pub name: String,
+    pub prefix: String,
+    /// SHA-256 of the secret; the secret itself exists nowhere.
+    pub digest: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked: bool,
+}
+
+fn codenames(rows: Vec<(String, String)>) -> Vec<String> {
+    let mut names: Vec<String> = rows
+        .into_iter()
+        .map(|(app, code)| format!("{app}.{code}"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn grants(rows: Vec<(String, String, String)>) -> Vec<Grant> {
+    let mut grants: Vec<Grant> = rows
+        .into_iter()
+        .map(|(feed, app, code)| Grant {
+            permission: format!("{app}.{code}"),
+            feed,
+        })
+        .collect();
+    grants.sort_by(|a, b| (&a.feed, &a.permission).cmp(&(&b.feed, &b.permission)));
+    grants
+}
+
+pub fn dump(conn: &mut SqliteConnection) -> Result<Dump, DbError> {
+    let mut groups = Vec::new();
+    for group in auth_group::table
+        .order(auth_group::name)
+        .select(Group::as_select())
+        .load(conn)?
+    {
+        let permissions = auth_group_permissions::table
+            .inner_join(auth_permission::table)
+            .filter(auth_group_permissions::group_id.eq(group.id))
+            .select((auth_permission::app_label, auth_permission::codename))
+            .load(conn)?;
+        let feed_grants = feed_grant::table
+            .inner_join(auth_permission::table)
+            .filter(feed_grant::group_id.eq(group.id))
+            .select((
+                feed_grant::feed,
+                auth_permission::app_label,
+                auth_permission::codename,
+            ))
+            .load(conn)?;
+        groups.push(GroupDump {
+            name: group.name,
+            permissions: codenames(permissions),
+            feed_grants: grants(feed_grants),
+        });
+    }
+    let mut users = Vec::new();
+    for user in auth_user::table
+        .order(auth_user::username)
+        .select(User::as_select())
+        .load(conn)?
+    {
+        let mut member_of: Vec<String> = auth_user_groups::table
+            .inner_join(auth_group::table)
+            .filter(auth_user_groups::user_id.eq(user.id))
+            .select(auth_group::name)
+            .load(conn)?;
+        member_of.sort();
+        let permissions = auth_user_user_permissions::table
+            .inner_join(auth_permission::table)
+            .filter(auth_user_user_permissions::user_id.eq(user.id))
+            .select((auth_permission::app_label, auth_permission::codename))
+            .load(conn)?;
+        let feed_grants = feed_grant::table
+            .inner_join(auth_permission::table)
+            .filter(feed_grant::user_id.eq(user.id))
+            .select((
+                feed_grant::feed,
+                auth_permission::app_label,
+                auth_permission::codename,
+            ))
+            .load(conn)?;
+        users.push(UserDump {
+            username: user.username,
+            password: user.password,
+            email: user.email,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            is_active: user.is_active,
+            is_staff: user.is_staff,
+            is_superuser: user.is_superuser,
+            date_joined: user.date_joined,
+            last_login: user.last_login,
+            groups: member_of,
+            permissions: codenames(permissions),
+            feed_grants: grants(feed_grants),
+        });
+    }
+    let tokens = authtoken_token::table
+        .inner_join(auth_user::table)
+        .order(authtoken_token::id)
+        .select((Token::as_select(), auth_user::username))
+        .load::<(Token, String)>(conn)?
+        .into_iter()
+        .map(|(t, user)| TokenDump {
+            user,
+            name: t.name,
+            prefix: t.prefix,
+            digest: t.digest,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            revoked: t.revoked,
+        })
+        .collect();
+    Ok(Dump {
+        version: FORMAT_VERSION,
+        groups,
+        users,
+        tokens,
+    })
+}
+
+/// Loads a dump, all or nothing: groups and users are created or updated by
+/// name (their permissions, grants and memberships become the dump's);
+/// tokens are added unless their prefix is already known.
+pub fn load(conn: &mut SqliteConnection, dump: &Dump) -> Result<LoadCounts, DbError> {
+    if dump.version != FORMAT_VERSION {
+        return Err(DbError::Invalid(format!(
+            "unsupported dump version {}",
+            dump.version
+        )));
+    }
+    conn.transaction(|conn| {
+        let mut counts = LoadCounts::default();
+        for group in &dump.groups {
+            let id = match queries::group_by_name(conn, &group.name)? {
+                Some(existing) => existing.id,
+                None => queries::create_group(conn, &group.name)?.id,
+            };
+            diesel::delete(
+                auth_group_permissions::table.filter(auth_group_permissions::group_id.eq(id)),
+            )
+            .execute(conn)?;
+            diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(id))).execute(conn)?;
+            for codename in &group.permissions {
+                let perm = queries::permission_by_codename(conn, codename)?;
+                queries::add_group_permission(conn, id, perm.id)?;
+            }
+            for grant in &group.feed_grants {
+                let perm = queries::permission_by_codename(conn, &grant.permission)?;
+                queries::add_feed_grant(conn, Holder::Group(id), perm.id, &grant.feed)?;
+            }
+            counts.groups += 1;
+        }
+        for user in &dump.users {
+            let values = (
+                auth_user::username.eq(&user.username),
+                auth_user::password.eq(&user.password),
+                auth_user::email.eq(&user.email),
+                auth_user::first_name.eq(&user.first_name),
+                auth_user::last_name.eq(&user.last_name),
+                auth_user::is_active.eq(user.is_active),
+                auth_user::is_staff.eq(user.is_staff),
+                auth_user::is_superuser.eq(user.is_superuser),
+                auth_user::date_joined.eq(user.date_joined),
+                auth_user::last_login.eq(user.last_login),
+            );
+            let id = match queries::user_by_username(conn, &user.username)? {
+                Some(existing) => {
+                    diesel::update(auth_user::table.find(existing.id))
+                        .set(values)
+                        .execute(conn)?;
+                    existing.id
+                }
+                None => diesel::insert_into(auth_user::table)
+                    .values(values)
+                    .returning(auth_user::id)
+                    .get_result(conn)?,
+            };
+            diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(id)))
+                .execute(conn)?;
+            diesel::delete(
+                auth_user_user_permissions::table
+                    .filter(auth_user_user_permissions::user_id.eq(id)),
+            )
+            .execute(conn)?;
+            diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(id))).execute(conn)?;
+            for name in &user.groups {
+                let group = queries::group_by_name(conn, name)?.ok_or_else(|| {
+                    DbError::Invalid(format!("user {}: unknown group {name:?}", user.username))
+                })?;
+                queries::add_user_to_group(conn, id, group.id)?;
+            }
+            for codename in &user.permissions {
+                let perm = queries::permission_by_codename(conn, codename)?;
+                queries::add_user_permission(conn, id, perm.id)?;
+            }
+            for grant in &user.feed_grants {
+                let perm = queries::permission_by_codename(conn, &grant.permission)?;
+                queries::add_feed_grant(conn, Holder::User(id), perm.id, &grant.feed)?;
+            }
+            counts.users += 1;
+        }
+        for token in &dump.tokens {
+            let user = queries::user_by_username(conn, &token.user)?.ok_or_else(|| {
+                DbError::Invalid(format!(
+                    "token {}: unknown user {:?}",
+                    token.prefix, token.user
+                ))
+            })?;
+            let inserted = diesel::insert_or_ignore_into(authtoken_token::table)
+                .values((
+                    authtoken_token::user_id.eq(user.id),
+                    authtoken_token::name.eq(&token.name),
+                    authtoken_token::prefix.eq(&token.prefix),
+                    authtoken_token::digest.eq(&token.digest),
+                    authtoken_token::created_at.eq(token.created_at),
+                    authtoken_token::expires_at.eq(token.expires_at),
+                    authtoken_token::last_used_at.eq(token.last_used_at),
+                    authtoken_token::revoked.eq(token.revoked),
+                ))
+                .execute(conn)?;
+            counts.tokens += inserted;
+        }
+        Ok(counts)
+    })
+}
+
+#[derive(Debug, Default)]
+pub struct LoadCounts {
+    pub groups: usize,
+    pub users: usize,
+    pub tokens: usize,
+}
