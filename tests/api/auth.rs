@@ -879,3 +879,13 @@ async fn createsuperuser_without_input_reads_the_environment() {
         .unwrap();
     assert_eq!(token.status(), 200);
 }
+
+#[tokio::test]
+async fn an_idle_session_expires() {
+    let app = spawn_app_with(|s| s.session_idle_timeout = Duration::from_secs(1)).await;
+    let (browser, _) = login(&app, "admin", ADMIN_PASSWORD).await;
+    let me = format!("{}/api/auth/me/", app.address);
+    assert_eq!(browser.get(&me).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(browser.get(&me).send().await.unwrap().status(), 401);
+}
