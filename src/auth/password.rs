@@ -6,23 +6,65 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 
 /// OWASP's argon2id minimum: 19 MiB, two passes, one lane.
-fn hasher() -> Argon2<'static> {
-    let params = Params::new(19_456, 2, 1, None).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn params() -> Params {
+    Params::new(19_456, 2, 1, Some(32)).expect("valid argon2 parameters")
+}
+
+/// argon2's working memory is allocated here with a capacity over glibc's
+/// largest dynamic mmap threshold (32 MiB), so each hash gets its own
+/// mapping and gives it back when done. A 19 MiB allocation would instead
+/// raise the threshold, and stay resident in the allocator's arena after
+/// the first login on each thread: about 19 MiB of idle memory per thread.
+const MEMORY_CAPACITY_BLOCKS: usize = 33 * 1024;
+
+/// The raw argon2 output for a password and salt under `params`.
+fn raw_hash(
+    password: &[u8],
+    salt: &[u8],
+    params: Params,
+    algorithm: Algorithm,
+    version: Version,
+) -> Option<Vec<u8>> {
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let count = params.block_count();
+    let mut blocks: Vec<Block> = Vec::with_capacity(MEMORY_CAPACITY_BLOCKS.max(count));
+    blocks.resize(count, Block::default());
+    let mut out = vec![0u8; len];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut blocks)
+        .ok()?;
+    Some(out)
 }
 
 /// Hashes a password into a PHC string. Slow by design: call it off the
 /// async workers (`web::block`).
 pub fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing with valid parameters")
-        .to_string()
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt
+        .decode_b64(&mut salt_bytes)
+        .expect("a generated salt decodes");
+    let params = params();
+    let out = raw_hash(
+        password.as_bytes(),
+        raw_salt,
+        params.clone(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+    )
+    .expect("argon2 hashing with valid parameters");
+    PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).expect("argon2 parameters as a PHC string"),
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).expect("a 32-byte output")),
+    }
+    .to_string()
 }
 
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash("an unknown user's password"));
@@ -31,12 +73,23 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash("an unknown user's p
 /// checks against a dummy, so both cases take the same time. Slow.
 pub fn verify(password: &str, phc: Option<&str>) -> bool {
     let stored = phc.unwrap_or(DUMMY_HASH.as_str());
-    let matches = PasswordHash::new(stored).is_ok_and(|parsed| {
-        hasher()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    });
+    let matches = check(password, stored).unwrap_or(false);
     matches && phc.is_some()
+}
+
+fn check(password: &str, stored: &str) -> Option<bool> {
+    let parsed = PasswordHash::new(stored).ok()?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = parsed
+        .version
+        .map_or(Some(Version::V0x13), |v| Version::try_from(v).ok())?;
+    let params = Params::try_from(&parsed).ok()?;
+    let expected = parsed.hash?;
+    let mut salt_bytes = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt_bytes).ok()?;
+    let out = raw_hash(password.as_bytes(), salt, params, algorithm, version)?;
+    // Output's equality is constant-time.
+    Some(Output::new(&out).ok()? == expected)
 }
 
 /// "argon2id" and a masked summary, as Django's admin shows a hash.
@@ -144,6 +197,25 @@ mod tests {
         assert!(verify("correct horse battery", Some(&phc)));
         assert!(!verify("wrong", Some(&phc)));
         assert!(!verify("correct horse battery", None));
+    }
+
+    #[test]
+    fn hashes_made_by_the_argon2_crate_verify_and_the_other_way_round() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"s3cret-words", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("s3cret-words", Some(&theirs)));
+        assert!(!verify("other-words", Some(&theirs)));
+        let ours = hash("s3cret-words");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"s3cret-words", &parsed)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""The original load test, direct against proxied, in one run, with memory.
+
+Builds the release binary, starts the embedded Lbasedb as its own process
+(`lbasedb-proxy lbasedb`) and the proxy in front of it, fills feed `xy` with
+1,000,000 rows of two Float64 columns, makes a user with grants on `xy` and a
+token (and a session), then runs each workload with wrk against the upstream
+directly and through /api/proxy/, back to back. Prints a table and writes
+target/bench/results.json and target/bench/chart.svg.
+
+Usage: python3 bench/run.py [--quick]   (--quick: shorter runs, for a smoke test)
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "lbasedb-proxy")
+OUT = os.path.join(ROOT, "target", "bench")
+UP_PORT, PROXY_PORT = 18080, 18000
+ROWS = 1_000_000
+QUICK = "--quick" in sys.argv
+
+
+def run(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return
+    print("installing wrk (Debian package)...", flush=True)
+    run("apt-get", "update", "-qq")
+    run("apt-get", "install", "-y", "-qq", "wrk")
+
+
+def wait_ready(url):
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} never became ready")
+
+
+def request(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return r.status, r.headers, r.read()
+
+
+def status_field(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_peak(pid):
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+WRK_LUA = """
+local f = io.open(os.getenv("BENCH_BODY"), "rb")
+wrk.method = os.getenv("BENCH_METHOD")
+if f then wrk.body = f:read("*a"); f:close() end
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def wrk(url, connections, seconds, headers=(), method="GET", body=None):
+    args = ["wrk", "--latency", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "60s"]
+    for h in headers:
+        args += ["-H", h]
+    env = dict(os.environ)
+    if method != "GET":
+        lua = os.path.join(OUT, "body.lua")
+        with open(lua, "w") as f:
+            f.write(WRK_LUA)
+        args += ["-s", lua]
+        env["BENCH_METHOD"] = method
+        env["BENCH_BODY"] = body
+    out = subprocess.run(args + [url], check=True, capture_output=True, text=True, env=env).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    if non2xx or errors:
+        raise SystemExit(f"wrk {url}: failures\n{out}")
+    return {"rps": rps, "requests": total, "p50_ms": pct(50), "p99_ms": pct(99)}
+
+
+def main():
+    ensure_wrk()
+    run("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="lbasedb-bench-")
+    procs = []
+    try:
+        up = subprocess.Popen([BIN, "lbasedb", "--bind", f"127.0.0.1:{UP_PORT}", "--data", f"{work}/lbasedb"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(up)
+        env = dict(os.environ, LBASEDB_URL=f"http://127.0.0.1:{UP_PORT}", BIND=f"127.0.0.1:{PROXY_PORT}",
+                   DATA_DIR=f"{work}/proxy", RUST_LOG="warn", LBASEDB_PROXY_SUPERUSER_PASSWORD="bench-admin-pass")
+        proxy = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proxy)
+        direct = f"http://127.0.0.1:{UP_PORT}"
+        proxied = f"http://127.0.0.1:{PROXY_PORT}"
+        wait_ready(f"{proxied}/readyz")
+
+        # The user of the load test: grants on xy only, a token and a session.
+        denv = dict(os.environ, DATA_DIR=f"{work}/proxy", LBASEDB_PROXY_PASSWORD="a-bench-user-password")
+        run(BIN, "createuser", "bench", "--grant", "lbasedb.view_data=xy", "--grant", "lbasedb.change_data=xy",
+            env=denv, stdout=subprocess.DEVNULL)
+        token = subprocess.run([BIN, "createtoken", "bench", "--name", "bench"], env=denv, check=True,
+                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        _, headers, _ = request("POST", f"{proxied}/api/auth/login/",
+                                json.dumps({"username": "bench", "password": "a-bench-user-password"}).encode(),
+                                {"Content-Type": "application/json"})
+        cookies = "; ".join(c.split(";")[0] for c in headers.get_all("Set-Cookie"))
+        auth = [f"Authorization: Token {token}"]
+        session = [f"Cookie: {cookies}"]
+
+        # Feed xy: 1,000,000 rows of two Float64 columns (about 38 MB of JSON).
+        j = {"Content-Type": "application/json"}
+        request("POST", f"{direct}/feed", b'{"name":"xy"}', j)
+        for col in ("x", "y"):
+            request("POST", f"{direct}/col?feed=xy", json.dumps({"name": col, "datatype": "Float64"}).encode(), j)
+        body_path = os.path.join(work, "xy.json")
+        with open(body_path, "w") as f:
+            json.dump({"x": [i / 3 for i in range(ROWS)], "y": [i / 7 + 0.5 for i in range(ROWS)]}, f)
+        with open(body_path, "rb") as f:
+            request("POST", f"{direct}/data?feed=xy", f.read(), j)
+        body_mb = os.path.getsize(body_path) / 1e6
+
+        short, big, write, many = (2, 4, 8, 6) if QUICK else (10, 15, 40, 20)
+        read_path = f"/data?feed=xy&ix=0&size={ROWS}&col[]=x&col[]=y"
+        workloads = [
+            ("1. GET /version, c=1", "/version", 1, short, "GET", ["token", "session"]),
+            ("1. GET /version, c=32", "/version", 32, short, "GET", ["token"]),
+            (f"2. big read ({body_mb:.0f} MB), c=1", read_path, 1, big, "GET", ["token"]),
+            (f"3. big write ({body_mb:.0f} MB), c=1", "/data?feed=xy&ix=0", 1, write, "PUT", ["token"]),
+            (f"4. big reads, c=32", read_path, 32, many, "GET", ["token"]),
+        ]
+        results = {"machine": machine(), "rows": ROWS, "body_bytes": os.path.getsize(body_path), "workloads": []}
+        idle = status_field(proxy.pid, "VmRSS")
+        results["proxy_idle_rss_kb"] = idle
+        for name, path, conns, secs, method, kinds in workloads:
+            d = wrk(direct + path, conns, secs, method=method, body=body_path)
+            row = {"workload": name, "connections": conns, "seconds": secs, "direct": d, "proxied": {}}
+            for kind in kinds:
+                rss_before = status_field(proxy.pid, "VmRSS")
+                reset_peak(proxy.pid)
+                p = wrk(proxied + "/api/proxy" + path, conns, secs, headers=auth if kind == "token" else session,
+                        method=method, body=body_path)
+                p["rss_before_kb"] = rss_before
+                p["rss_after_kb"] = status_field(proxy.pid, "VmRSS")
+                p["peak_rss_kb"] = status_field(proxy.pid, "VmHWM")
+                p["ratio"] = p["rps"] / d["rps"]
+                row["proxied"][kind] = p
+            results["workloads"].append(row)
+            print_row(row, flush=True)
+        results["proxy_final_rss_kb"] = status_field(proxy.pid, "VmRSS")
+        with open(os.path.join(OUT, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        with open(os.path.join(OUT, "chart.svg"), "w") as f:
+            f.write(chart(results))
+        print(f"\nproxy RSS idle {idle} kB, at the end {results['proxy_final_rss_kb']} kB")
+        print(f"wrote {OUT}/results.json and {OUT}/chart.svg")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+HEADER_PRINTED = []
+
+
+def print_row(row, flush=False):
+    if not HEADER_PRINTED:
+        print(f"| workload | direct req/s | proxied req/s | ratio | p50 direct / proxied (ms) | p99 direct / proxied (ms) | proxy RSS before / peak / after (kB) |")
+        print("|---|---|---|---|---|---|---|")
+        HEADER_PRINTED.append(1)
+    d = row["direct"]
+    for kind, p in row["proxied"].items():
+        print(f"| {row['workload']} ({kind}) | {d['rps']:.1f} | {p['rps']:.1f} | {p['ratio']:.2f} | "
+              f"{d['p50_ms']:.2f} / {p['p50_ms']:.2f} | {d['p99_ms']:.2f} / {p['p99_ms']:.2f} | "
+              f"{p['rss_before_kb']} / {p['peak_rss_kb']} / {p['rss_after_kb']} |", flush=flush)
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "kernel": os.uname().release}
+
+
+def chart(results):
+    """A bar chart of proxied/direct ratios per workload."""
+    bars = [(f"{w['workload']} ({k})", p["ratio"]) for w in results["workloads"] for k, p in w["proxied"].items()]
+    width, bar_h, gap, left = 760, 26, 10, 330
+    height = 40 + len(bars) * (bar_h + gap) + 30
+    scale = (width - left - 60) / 1.2
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">lbasedb-proxy: requests/s proxied / direct (1.0 = no overhead)</text>']
+    for i, (label, ratio) in enumerate(bars):
+        y = 40 + i * (bar_h + gap)
+        out.append(f'<text x="10" y="{y + 17}">{label}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{ratio * scale:.1f}" height="{bar_h}" fill="#417690"/>')
+        out.append(f'<text x="{left + ratio * scale + 5:.1f}" y="{y + 17}">{ratio:.2f}</text>')
+    x1 = left + scale
+    out.append(f'<line x1="{x1:.1f}" y1="30" x2="{x1:.1f}" y2="{height - 20}" stroke="#999" stroke-dasharray="4"/>')
+    out.append(f'<text x="{x1 - 10:.1f}" y="{height - 5}">1.0</text></svg>')
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
