@@ -3,6 +3,7 @@
 //! The library builds the whole application so that `main.rs` and the
 //! integration tests boot exactly the same thing (see `startup`).
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;

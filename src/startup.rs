@@ -155,7 +155,8 @@ impl Application {
 
 /// Every route and scope of the application.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    cfg.configure(crate::admin::routes)
+        .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .service(
             web::scope("/api")

@@ -96,3 +96,17 @@ impl fmt::Debug for Token {
             .finish_non_exhaustive()
     }
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = super::schema::admin_log)]
+pub struct LogEntry {
+    pub id: i32,
+    pub action_time: NaiveDateTime,
+    pub user_id: Option<i32>,
+    pub username: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub object_repr: String,
+    pub action: String,
+    pub changes: String,
+}

@@ -343,3 +343,224 @@ pub fn revoke_token_by_digest(conn: &mut Conn, digest: &str) -> Result<bool, DbE
         .execute(conn)?;
     Ok(changed > 0)
 }
+
+/// One row of the admin's history.
+pub struct NewLogEntry<'a> {
+    pub user_id: Option<i32>,
+    pub username: &'a str,
+    pub object_type: &'a str,
+    pub object_id: &'a str,
+    pub object_repr: &'a str,
+    pub action: &'a str,
+    pub changes: &'a str,
+}
+
+pub fn log_action(conn: &mut Conn, entry: &NewLogEntry<'_>) -> Result<(), DbError> {
+    use super::schema::admin_log;
+    diesel::insert_into(admin_log::table)
+        .values((
+            admin_log::action_time.eq(now()),
+            admin_log::user_id.eq(entry.user_id),
+            admin_log::username.eq(entry.username),
+            admin_log::object_type.eq(entry.object_type),
+            admin_log::object_id.eq(entry.object_id),
+            admin_log::object_repr.eq(entry.object_repr),
+            admin_log::action.eq(entry.action),
+            admin_log::changes.eq(entry.changes),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn recent_actions(
+    conn: &mut Conn,
+    user_id: i32,
+    limit: i64,
+) -> Result<Vec<super::models::LogEntry>, DbError> {
+    use super::schema::admin_log;
+    Ok(admin_log::table
+        .filter(admin_log::user_id.eq(user_id))
+        .filter(admin_log::action.eq_any(["add", "change", "delete"]))
+        .order(admin_log::id.desc())
+        .limit(limit)
+        .select(super::models::LogEntry::as_select())
+        .load(conn)?)
+}
+
+pub fn object_history(
+    conn: &mut Conn,
+    object_type: &str,
+    object_id: &str,
+) -> Result<Vec<super::models::LogEntry>, DbError> {
+    use super::schema::admin_log;
+    Ok(admin_log::table
+        .filter(admin_log::object_type.eq(object_type))
+        .filter(admin_log::object_id.eq(object_id))
+        .order(admin_log::id.asc())
+        .select(super::models::LogEntry::as_select())
+        .load(conn)?)
+}
+
+/// The user list's filters, search, sort and page.
+#[derive(Debug, Default, Clone)]
+pub struct UserQuery {
+    pub search: String,
+    pub is_staff: Option<bool>,
+    pub is_superuser: Option<bool>,
+    pub is_active: Option<bool>,
+    pub group: Option<i32>,
+    /// Column name and direction.
+    pub order: Option<(String, bool)>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+pub fn list_users(conn: &mut Conn, q: &UserQuery) -> Result<(Vec<User>, i64), DbError> {
+    let build = || {
+        let mut query = auth_user::table.into_boxed();
+        if !q.search.is_empty() {
+            let like = format!(
+                "%{}%",
+                q.search
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            query = query.filter(
+                auth_user::username
+                    .like(like.clone())
+                    .escape('\\')
+                    .or(auth_user::email.like(like.clone()).escape('\\'))
+                    .or(auth_user::first_name.like(like.clone()).escape('\\'))
+                    .or(auth_user::last_name.like(like).escape('\\')),
+            );
+        }
+        if let Some(v) = q.is_staff {
+            query = query.filter(auth_user::is_staff.eq(v));
+        }
+        if let Some(v) = q.is_superuser {
+            query = query.filter(auth_user::is_superuser.eq(v));
+        }
+        if let Some(v) = q.is_active {
+            query = query.filter(auth_user::is_active.eq(v));
+        }
+        if let Some(group) = q.group {
+            query = query.filter(
+                auth_user::id.eq_any(
+                    auth_user_groups::table
+                        .filter(auth_user_groups::group_id.eq(group))
+                        .select(auth_user_groups::user_id),
+                ),
+            );
+        }
+        query
+    };
+    let total: i64 = build().count().get_result(conn)?;
+    let mut query = build();
+    query = match q.order.as_ref().map(|(c, desc)| (c.as_str(), *desc)) {
+        Some(("email", false)) => query.order(auth_user::email.asc()),
+        Some(("email", true)) => query.order(auth_user::email.desc()),
+        Some(("first_name", false)) => query.order(auth_user::first_name.asc()),
+        Some(("first_name", true)) => query.order(auth_user::first_name.desc()),
+        Some(("last_name", false)) => query.order(auth_user::last_name.asc()),
+        Some(("last_name", true)) => query.order(auth_user::last_name.desc()),
+        Some(("is_staff", false)) => query.order(auth_user::is_staff.asc()),
+        Some(("is_staff", true)) => query.order(auth_user::is_staff.desc()),
+        Some(("username", true)) => query.order(auth_user::username.desc()),
+        _ => query.order(auth_user::username.asc()),
+    };
+    let users = query
+        .then_order_by(auth_user::id.asc())
+        .offset(q.page * q.per_page)
+        .limit(q.per_page)
+        .select(User::as_select())
+        .load(conn)?;
+    Ok((users, total))
+}
+
+pub fn all_groups(conn: &mut Conn) -> Result<Vec<Group>, DbError> {
+    Ok(auth_group::table
+        .order(auth_group::name)
+        .select(Group::as_select())
+        .load(conn)?)
+}
+
+/// A user's own links: group ids, permission ids, (permission id, feed) grants.
+pub struct UserLinks {
+    pub groups: Vec<i32>,
+    pub perms: Vec<i32>,
+    pub grants: Vec<(i32, String)>,
+}
+
+pub fn user_links(conn: &mut Conn, user_id: i32) -> Result<UserLinks, DbError> {
+    Ok(UserLinks {
+        groups: auth_user_groups::table
+            .filter(auth_user_groups::user_id.eq(user_id))
+            .select(auth_user_groups::group_id)
+            .load(conn)?,
+        perms: auth_user_user_permissions::table
+            .filter(auth_user_user_permissions::user_id.eq(user_id))
+            .select(auth_user_user_permissions::permission_id)
+            .load(conn)?,
+        grants: feed_grant::table
+            .filter(feed_grant::user_id.eq(user_id))
+            .order((feed_grant::feed, feed_grant::permission_id))
+            .select((feed_grant::permission_id, feed_grant::feed))
+            .load(conn)?,
+    })
+}
+
+/// Replaces a user's own fields and links, as the change form gives them.
+pub struct UserUpdate {
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub links: UserLinks,
+}
+
+pub fn update_user(conn: &mut Conn, user_id: i32, update: &UserUpdate) -> Result<(), DbError> {
+    diesel::update(auth_user::table.find(user_id))
+        .set((
+            auth_user::username.eq(&update.username),
+            auth_user::email.eq(&update.email),
+            auth_user::first_name.eq(&update.first_name),
+            auth_user::last_name.eq(&update.last_name),
+            auth_user::is_active.eq(update.is_active),
+            auth_user::is_staff.eq(update.is_staff),
+            auth_user::is_superuser.eq(update.is_superuser),
+        ))
+        .execute(conn)?;
+    diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(user_id)))
+        .execute(conn)?;
+    diesel::delete(
+        auth_user_user_permissions::table.filter(auth_user_user_permissions::user_id.eq(user_id)),
+    )
+    .execute(conn)?;
+    diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(user_id))).execute(conn)?;
+    for group in &update.links.groups {
+        add_user_to_group(conn, user_id, *group)?;
+    }
+    for perm in &update.links.perms {
+        add_user_permission(conn, user_id, *perm)?;
+    }
+    for (perm, feed) in &update.links.grants {
+        add_feed_grant(conn, Holder::User(user_id), *perm, feed)?;
+    }
+    Ok(())
+}
+
+pub fn delete_user(conn: &mut Conn, user_id: i32) -> Result<(), DbError> {
+    diesel::delete(auth_user::table.find(user_id)).execute(conn)?;
+    Ok(())
+}
+
+pub fn user_token_count(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
+    Ok(authtoken_token::table
+        .filter(authtoken_token::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?)
+}

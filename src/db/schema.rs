@@ -110,3 +110,17 @@ diesel::allow_tables_to_appear_in_same_query!(
     authtoken_token,
     session,
 );
+
+diesel::table! {
+    admin_log (id) {
+        id -> Integer,
+        action_time -> Timestamp,
+        user_id -> Nullable<Integer>,
+        username -> Text,
+        object_type -> Text,
+        object_id -> Text,
+        object_repr -> Text,
+        action -> Text,
+        changes -> Text,
+    }
+}

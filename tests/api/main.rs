@@ -2,6 +2,7 @@
 //! over real HTTP, in front of a real Lbasedb-compatible upstream on the
 //! `lbasedb` storage (or a deliberately broken one, for fault tests).
 
+mod admin;
 mod auth;
 mod embedded;
 mod faults;

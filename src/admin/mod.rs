@@ -1,0 +1,348 @@
+//! The administration site under `/admin/`: Django's admin habits (login,
+//! an index of models, lists with search, filters, sorting and pages, add
+//! and change forms, delete with confirmation, history, a message after each
+//! save), server-rendered with askama and usable without JavaScript.
+
+mod account;
+mod users;
+
+use std::sync::Arc;
+
+use actix_identity::IdentityExt;
+use actix_session::SessionExt;
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::principal::Principal;
+use crate::auth::{AuthState, ensure_csrf_token};
+use crate::db::{self, DbError, queries};
+
+/// Every admin route; `/admin` is one scope with the admin's security headers.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/admin/admin.css", web::get().to(stylesheet))
+        .service(
+            web::scope("/admin")
+                .wrap(security_headers())
+                .route("/", web::get().to(account::index))
+                .service(
+                    web::resource("/login/")
+                        .route(web::get().to(account::login_form))
+                        .route(web::post().to(account::login)),
+                )
+                .route("/logout/", web::post().to(account::logout))
+                .service(
+                    web::resource("/password_change/")
+                        .route(web::get().to(account::password_change_form))
+                        .route(web::post().to(account::password_change)),
+                )
+                .service(
+                    web::resource("/auth/user/")
+                        .route(web::get().to(users::list))
+                        .route(web::post().to(users::bulk_action)),
+                )
+                .service(
+                    web::resource("/auth/user/add/")
+                        .route(web::get().to(users::add_form))
+                        .route(web::post().to(users::add)),
+                )
+                .service(
+                    web::resource("/auth/user/{id}/change/")
+                        .route(web::get().to(users::change_form))
+                        .route(web::post().to(users::change)),
+                )
+                .service(
+                    web::resource("/auth/user/{id}/password/")
+                        .route(web::get().to(users::password_form))
+                        .route(web::post().to(users::password)),
+                )
+                .service(
+                    web::resource("/auth/user/{id}/delete/")
+                        .route(web::get().to(users::delete_form))
+                        .route(web::post().to(users::delete)),
+                )
+                .route("/auth/user/{id}/history/", web::get().to(users::history))
+                .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
+        );
+}
+
+/// No framing, no inline script or style, no sniffing, no caching.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+        .add((header::CACHE_CONTROL, "no-store"))
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/admin/admin.css"))
+}
+
+/// What every admin page knows: who, their CSRF token, pending messages.
+pub struct Ctx {
+    pub principal: Arc<Principal>,
+    pub csrf: String,
+    pub messages: Vec<Message>,
+}
+
+impl Ctx {
+    pub fn user(&self) -> Option<&str> {
+        Some(&self.principal.username)
+    }
+
+    pub fn can(&self, codename: &str) -> bool {
+        self.principal.has_perm(codename)
+    }
+
+    pub fn require(&self, codename: &str) -> Result<(), AdminError> {
+        if self.can(codename) {
+            Ok(())
+        } else {
+            Err(AdminError::Forbidden)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub level: String,
+    pub text: String,
+}
+
+const MESSAGES_KEY: &str = "_messages";
+
+/// Queues a message for the next page, as Django's messages framework does.
+pub fn flash(req: &HttpRequest, level: &str, text: impl Into<String>) {
+    let session = req.get_session();
+    let mut queued: Vec<Message> = session.get(MESSAGES_KEY).ok().flatten().unwrap_or_default();
+    queued.push(Message {
+        level: level.into(),
+        text: text.into(),
+    });
+    let _ = session.insert(MESSAGES_KEY, queued);
+}
+
+/// The active staff user behind this request, or a redirect to the login.
+pub async fn staff(req: &HttpRequest, auth: &AuthState) -> Result<Ctx, AdminError> {
+    let to_login = || {
+        let next = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/admin/");
+        let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+        AdminError::Redirect(format!("/admin/login/?{query}"))
+    };
+    let Ok(identity) = req.get_identity() else {
+        return Err(to_login());
+    };
+    let Ok(Ok(user_id)) = identity.id().map(|id| id.parse::<i32>()) else {
+        return Err(to_login());
+    };
+    let principal = auth.principal_of(user_id).await?.ok_or_else(to_login)?;
+    if !principal.is_active || !principal.is_staff {
+        return Err(to_login());
+    }
+    let csrf = ensure_csrf_token(req).map_err(|e| AdminError::Internal(e.to_string()))?;
+    let session = req.get_session();
+    let messages = session
+        .remove_as::<Vec<Message>>(MESSAGES_KEY)
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Ok(Ctx {
+        principal,
+        csrf,
+        messages,
+    })
+}
+
+/// A submitted form, keeping repeated fields (multi-selects).
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Self {
+        Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), "on" | "true" | "1")
+    }
+
+    /// The form's CSRF token must match the session's.
+    pub fn check_csrf(&self, ctx_csrf: &str) -> Result<(), AdminError> {
+        let sent = self.get("csrfmiddlewaretoken");
+        if !sent.is_empty()
+            && sent.len() == ctx_csrf.len()
+            && sent
+                .bytes()
+                .zip(ctx_csrf.bytes())
+                .fold(0, |a, (x, y)| a | (x ^ y))
+                == 0
+        {
+            Ok(())
+        } else {
+            Err(AdminError::Csrf)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("redirect to {0}")]
+    Redirect(String),
+    #[error("403 Forbidden")]
+    Forbidden,
+    #[error("CSRF verification failed. Request aborted.")]
+    Csrf,
+    #[error("404 Not Found")]
+    NotFound,
+    #[error("server error: {0}")]
+    Internal(String),
+}
+
+impl From<DbError> for AdminError {
+    fn from(err: DbError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<crate::error::ApiError> for AdminError {
+    fn from(err: crate::error::ApiError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/error.html")]
+struct ErrorPage<'a> {
+    user: Option<&'a str>,
+    csrf: &'a str,
+    messages: Vec<Message>,
+    title: &'a str,
+    detail: &'a str,
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Redirect(_) => StatusCode::FOUND,
+            Self::Forbidden | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (title, detail) = match self {
+            Self::Redirect(to) => {
+                return HttpResponse::Found()
+                    .insert_header((header::LOCATION, to.as_str()))
+                    .finish();
+            }
+            Self::Forbidden => (
+                "403 Forbidden",
+                "You do not have permission to view this page.",
+            ),
+            Self::Csrf => (
+                "403 Forbidden",
+                "CSRF verification failed. Request aborted.",
+            ),
+            Self::NotFound => (
+                "Not Found",
+                "The requested resource was not found on this server.",
+            ),
+            Self::Internal(cause) => {
+                log::error!("admin: {cause}");
+                (
+                    "Server Error (500)",
+                    "There's been an error. It's been reported to the site administrators.",
+                )
+            }
+        };
+        let page = ErrorPage {
+            user: None,
+            csrf: "",
+            messages: Vec::new(),
+            title,
+            detail,
+        };
+        html(self.status_code(), &page)
+    }
+}
+
+pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(body),
+        Err(err) => {
+            log::error!("rendering a template: {err}");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+pub fn ok(page: &impl Template) -> Result<HttpResponse, AdminError> {
+    Ok(html(StatusCode::OK, page))
+}
+
+pub fn redirect(to: &str) -> Result<HttpResponse, AdminError> {
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, to))
+        .finish())
+}
+
+/// Records an admin action for the history pages.
+pub async fn log_action(
+    auth: &AuthState,
+    actor: Option<(i32, String)>,
+    object: (&str, String, String),
+    action: &str,
+    changes: serde_json::Value,
+) -> Result<(), AdminError> {
+    let (object_type, object_id, object_repr) = (object.0.to_owned(), object.1, object.2);
+    let action = action.to_owned();
+    db::run(&auth.pool, move |conn| {
+        let (user_id, username) =
+            actor.map_or((None, String::new()), |(id, name)| (Some(id), name));
+        queries::log_action(
+            conn,
+            &queries::NewLogEntry {
+                user_id,
+                username: &username,
+                object_type: &object_type,
+                object_id: &object_id,
+                object_repr: &object_repr,
+                action: &action,
+                changes: &changes.to_string(),
+            },
+        )
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,596 @@
+//! The admin site over HTTP: login rules, security headers, CSRF, the
+//! two-step add, the change form, permissions per page, list search,
+//! filters and sorting, delete with confirmation, history.
+
+use lbasedb_proxy::auth::users::UserSpec;
+use reqwest::StatusCode;
+
+use crate::helpers::{
+    ADMIN_PASSWORD, TestApp, USER_PASSWORD, client, create_group, create_user, spawn_app, spec,
+};
+
+fn csrf_of(html: &str) -> String {
+    let marker = r#"name="csrfmiddlewaretoken" value=""#;
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Posts a form with the CSRF token of the page at `form_page`.
+    async fn post(
+        &self,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let (_, html) = self.get(form_page).await;
+        let csrf = csrf_of(&html);
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        fields.push(("csrfmiddlewaretoken", &csrf));
+        self.client
+            .post(format!("{}{path}", self.base))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, reqwest::Response) {
+    let browser = Browser {
+        client: client(),
+        base: app.address.clone(),
+    };
+    let response = browser
+        .post(
+            "/admin/login/",
+            "/admin/login/",
+            &[
+                ("username", username),
+                ("password", password),
+                ("next", "/admin/"),
+            ],
+        )
+        .await;
+    (browser, response)
+}
+
+async fn admin(app: &TestApp) -> Browser {
+    let (browser, response) = log_in(app, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], "/admin/");
+    browser
+}
+
+const STAFF_ONLY: &str = "Please enter the correct username and password for a staff account.";
+
+#[tokio::test]
+async fn only_active_staff_may_log_in_and_pages_carry_security_headers() {
+    let app = spawn_app().await;
+    create_user(&app.pool, spec("plain"));
+    let (_, wrong) = log_in(&app, "admin", "not-the-password").await;
+    assert_eq!(wrong.status(), 200);
+    assert!(wrong.text().await.unwrap().contains(STAFF_ONLY));
+    let (_, not_staff) = log_in(&app, "plain", USER_PASSWORD).await;
+    assert!(not_staff.text().await.unwrap().contains(STAFF_ONLY));
+
+    let browser = admin(&app).await;
+    let response = browser
+        .client
+        .get(format!("{}/admin/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert_eq!(headers["cache-control"], "no-store");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("Authentication and authorization") && html.contains("/admin/auth/user/")
+    );
+    assert!(
+        !html.contains("<script"),
+        "usable without JavaScript, no inline script"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_visitors_are_sent_to_the_login_and_next_stays_local() {
+    let app = spawn_app().await;
+    let anon = client();
+    let response = anon
+        .get(format!("{}/admin/auth/user/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        response.headers()["location"],
+        "/admin/login/?next=%2Fadmin%2Fauth%2Fuser%2F"
+    );
+
+    let browser = Browser {
+        client: client(),
+        base: app.address.clone(),
+    };
+    for (next, expected) in [
+        ("/admin/auth/user/", "/admin/auth/user/"),
+        ("https://evil.example/", "/admin/"),
+        ("//evil.example/", "/admin/"),
+    ] {
+        let browser = Browser {
+            client: client(),
+            base: browser.base.clone(),
+        };
+        let response = browser
+            .post(
+                "/admin/login/",
+                "/admin/login/",
+                &[
+                    ("username", "admin"),
+                    ("password", ADMIN_PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(response.headers()["location"], expected, "next={next}");
+    }
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused() {
+    let app = spawn_app().await;
+    let browser = admin(&app).await;
+    let response = browser
+        .client
+        .post(format!("{}/admin/auth/user/add/", app.address))
+        .form(&[
+            ("username", "mallory"),
+            ("password1", "a-long-password-1"),
+            ("password2", "a-long-password-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("CSRF verification failed")
+    );
+    let (_, list) = browser.get("/admin/auth/user/?q=mallory").await;
+    assert!(list.contains("0 result(s)"));
+}
+
+#[tokio::test]
+async fn adding_a_user_takes_two_steps_and_bad_input_keeps_what_was_typed() {
+    let app = spawn_app().await;
+    let browser = admin(&app).await;
+    let add = "/admin/auth/user/add/";
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "erin",
+            "iloveyou",
+            "iloveyou",
+            "This password is too common.",
+        ),
+        (
+            "erin",
+            "a-long-password-1",
+            "a-long-password-2",
+            "The two password fields didn’t match.",
+        ),
+        (
+            "admin",
+            "a-long-password-1",
+            "a-long-password-1",
+            "A user with that username already exists.",
+        ),
+        (
+            "bad name!",
+            "a-long-password-1",
+            "a-long-password-1",
+            "Enter a valid username.",
+        ),
+    ];
+    for (username, p1, p2, error) in cases {
+        let response = browser
+            .post(
+                add,
+                add,
+                &[("username", username), ("password1", p1), ("password2", p2)],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{username}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains(error), "{error} missing");
+        assert!(
+            html.contains(&format!(r#"value="{username}""#)),
+            "typed username kept"
+        );
+        assert!(!html.contains(p1), "a password was echoed back");
+    }
+    let response = browser
+        .post(
+            add,
+            add,
+            &[
+                ("username", "erin"),
+                ("password1", "a-long-password-1"),
+                ("password2", "a-long-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 302);
+    let change = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(change.starts_with("/admin/auth/user/") && change.ends_with("/change/"));
+    let (status, html) = browser.get(&change).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("was added successfully"));
+    assert!(
+        html.contains("argon2id"),
+        "the password shown as its algorithm"
+    );
+}
+
+#[tokio::test]
+async fn the_change_form_saves_groups_grants_and_shows_effective_permissions_and_history() {
+    let app = spawn_app().await;
+    create_group(
+        &app.pool,
+        "readers",
+        &["lbasedb.view_feed"],
+        &[("lbasedb.view_data", "xy")],
+    );
+    let id = create_user(&app.pool, spec("frank"));
+    let browser = admin(&app).await;
+    let page = format!("/admin/auth/user/{id}/change/");
+    let (_, html) = browser.get(&page).await;
+    let group_id = option_value(&html, "readers");
+    let add_data = option_value(&html, "lbasedb.add_data");
+
+    let fields = [
+        ("username", "frank"),
+        ("email", "frank@example.com"),
+        ("first_name", "Frank"),
+        ("last_name", ""),
+        ("is_active", "on"),
+        ("groups", group_id.as_str()),
+        ("grant_perm", add_data.as_str()),
+        ("grant_feed", "sensors"),
+        ("_action", "_continue"),
+    ];
+    let response = browser.post(&page, &page, &fields).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], page.as_str());
+    let (_, html) = browser.get(&page).await;
+    assert!(html.contains("was changed successfully"));
+    assert!(
+        html.contains("lbasedb.view_feed"),
+        "a group's permission is effective"
+    );
+    assert!(
+        html.contains("xy: lbasedb.view_data"),
+        "a group's grant is effective"
+    );
+    assert!(
+        html.contains("sensors: lbasedb.add_data"),
+        "the user's own grant is effective"
+    );
+
+    let bad = [
+        ("username", "frank"),
+        ("email", "not-an-email"),
+        ("groups", "9999"),
+        ("grant_perm", add_data.as_str()),
+        ("grant_feed", "bad feed"),
+    ];
+    let response = browser.post(&page, &page, &bad).await;
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Enter a valid email address."));
+    assert!(html.contains("9999 is not one of the available choices"));
+    assert!(html.contains("is not a valid feed name"));
+    assert!(
+        html.contains(r#"value="not-an-email""#),
+        "typed values kept"
+    );
+
+    let (_, history) = browser
+        .get(&format!("/admin/auth/user/{id}/history/"))
+        .await;
+    assert!(
+        history.contains("email: “” → “frank@example.com”"),
+        "{history}"
+    );
+    assert!(history.contains("feed_grants: “” → “lbasedb.add_data=sensors”"));
+    assert!(
+        !history.contains("argon2"),
+        "no password hash in the history"
+    );
+}
+
+fn option_value(html: &str, label: &str) -> String {
+    let end = html
+        .find(&format!(">{label}<"))
+        .unwrap_or_else(|| panic!("option {label}"));
+    let start = html[..end].rfind("value=\"").unwrap() + 7;
+    html[start..end].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn each_page_checks_its_model_permission() {
+    let app = spawn_app().await;
+    create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            ..spec("viewer")
+        },
+    );
+    create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            perms: vec!["auth.view_user".into()],
+            ..spec("reader")
+        },
+    );
+    let (viewer, _) = log_in(&app, "viewer", USER_PASSWORD).await;
+    let (_, index) = viewer.get("/admin/").await;
+    assert!(index.contains("You don’t have permission to view or edit anything."));
+    assert_eq!(viewer.get("/admin/auth/user/").await.0, 403);
+
+    let (reader, _) = log_in(&app, "reader", USER_PASSWORD).await;
+    assert_eq!(reader.get("/admin/auth/user/").await.0, 200);
+    assert_eq!(reader.get("/admin/auth/user/add/").await.0, 403);
+    assert_eq!(reader.get("/admin/auth/user/1/delete/").await.0, 403);
+    assert_eq!(reader.get("/admin/auth/user/9999/change/").await.0, 404);
+    let (_, change) = reader.get("/admin/auth/user/1/change/").await;
+    assert!(
+        !change.contains("Save and continue editing"),
+        "no save button without change_user"
+    );
+}
+
+#[tokio::test]
+async fn the_user_list_searches_filters_sorts() {
+    let app = spawn_app().await;
+    create_user(
+        &app.pool,
+        UserSpec {
+            email: "zed@example.com".into(),
+            ..spec("zed")
+        },
+    );
+    create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            ..spec("amy")
+        },
+    );
+    create_group(&app.pool, "team", &[], &[]);
+    create_user(
+        &app.pool,
+        UserSpec {
+            groups: vec!["team".into()],
+            ..spec("bob")
+        },
+    );
+    let browser = admin(&app).await;
+    let rows = |html: &str| -> Vec<String> {
+        html.match_indices("/change/\">")
+            .map(|(i, m)| html[i + m.len()..].split('<').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        rows(&browser.get("/admin/auth/user/").await.1),
+        ["admin", "amy", "bob", "zed"]
+    );
+    assert_eq!(
+        rows(&browser.get("/admin/auth/user/?o=-username").await.1),
+        ["zed", "bob", "amy", "admin"]
+    );
+    assert_eq!(
+        rows(&browser.get("/admin/auth/user/?q=zed%40example").await.1),
+        ["zed"]
+    );
+    assert_eq!(
+        rows(&browser.get("/admin/auth/user/?is_staff=1").await.1),
+        ["admin", "amy"]
+    );
+    assert_eq!(
+        rows(
+            &browser
+                .get("/admin/auth/user/?is_superuser=0&is_staff=0")
+                .await
+                .1
+        ),
+        ["bob", "zed"]
+    );
+    let (_, html) = browser.get("/admin/auth/user/").await;
+    let team = option_href(&html, "team");
+    assert_eq!(
+        rows(&browser.get(&format!("/admin/auth/user/{team}")).await.1),
+        ["bob"]
+    );
+    assert_eq!(
+        rows(&browser.get("/admin/auth/user/?q=%25").await.1),
+        Vec::<String>::new(),
+        "% is literal"
+    );
+}
+
+fn option_href(html: &str, label: &str) -> String {
+    let end = html.find(&format!("\">{label}</a>")).unwrap();
+    let start = html[..end].rfind("href=\"").unwrap() + 6;
+    html[start..end].replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn deleting_asks_first_and_bulk_delete_too() {
+    let app = spawn_app().await;
+    let gone = create_user(&app.pool, spec("gone"));
+    let a = create_user(&app.pool, spec("bulk_a"));
+    let b = create_user(&app.pool, spec("bulk_b"));
+    let browser = admin(&app).await;
+    let page = format!("/admin/auth/user/{gone}/delete/");
+    let (_, confirm) = browser.get(&page).await;
+    assert!(confirm.contains("Are you sure?") && confirm.contains("gone"));
+    let response = browser.post(&page, &page, &[]).await;
+    assert_eq!(response.headers()["location"], "/admin/auth/user/");
+    assert_eq!(
+        browser
+            .get(&format!("/admin/auth/user/{gone}/change/"))
+            .await
+            .0,
+        404
+    );
+
+    let (a, b) = (a.to_string(), b.to_string());
+    let list = "/admin/auth/user/";
+    let response = browser
+        .post(
+            list,
+            list,
+            &[
+                ("action", "delete_selected"),
+                ("_selected_action", &a),
+                ("_selected_action", &b),
+            ],
+        )
+        .await;
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Are you sure?") && html.contains("bulk_a") && html.contains("bulk_b"));
+    assert_eq!(
+        browser
+            .get(&format!("/admin/auth/user/{a}/change/"))
+            .await
+            .0,
+        200,
+        "nothing deleted before confirming"
+    );
+    let response = browser
+        .post(
+            list,
+            list,
+            &[
+                ("action", "delete_selected"),
+                ("_selected_action", &a),
+                ("_selected_action", &b),
+                ("post", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 302);
+    let (_, html) = browser.get(list).await;
+    assert!(html.contains("Successfully deleted 2 user(s).") && !html.contains("bulk_a"));
+}
+
+#[tokio::test]
+async fn setting_a_password_or_deactivating_ends_the_users_sessions() {
+    let app = spawn_app().await;
+    let id = create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            ..spec("gina")
+        },
+    );
+    let (gina, _) = log_in(&app, "gina", USER_PASSWORD).await;
+    assert_eq!(gina.get("/admin/").await.0, 200);
+    let browser = admin(&app).await;
+    let page = format!("/admin/auth/user/{id}/password/");
+    let response = browser
+        .post(
+            &page,
+            &page,
+            &[
+                ("password1", "another-long-pass"),
+                ("password2", "another-long-pass"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 302);
+    let response = gina
+        .client
+        .get(format!("{}/admin/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "gina's session ended");
+
+    let (gina, _) = log_in(&app, "gina", "another-long-pass").await;
+    assert_eq!(gina.get("/admin/").await.0, 200);
+    let change = format!("/admin/auth/user/{id}/change/");
+    let response = browser
+        .post(
+            &change,
+            &change,
+            &[("username", "gina"), ("is_staff", "on")],
+        )
+        .await;
+    assert_eq!(response.status(), 302);
+    let response = gina
+        .client
+        .get(format!("{}/admin/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "deactivation ended gina's session");
+}
+
+#[tokio::test]
+async fn own_password_change_keeps_this_session() {
+    let app = spawn_app().await;
+    let browser = admin(&app).await;
+    let page = "/admin/password_change/";
+    let wrong = browser
+        .post(
+            page,
+            page,
+            &[
+                ("old_password", "nope"),
+                ("new_password1", "x"),
+                ("new_password2", "y"),
+            ],
+        )
+        .await;
+    let html = wrong.text().await.unwrap();
+    assert!(html.contains("Your old password was entered incorrectly"));
+    assert!(html.contains("didn’t match"));
+    let fields = [
+        ("old_password", ADMIN_PASSWORD),
+        ("new_password1", "a-brand-new-secret"),
+        ("new_password2", "a-brand-new-secret"),
+    ];
+    let response = browser.post(page, page, &fields).await;
+    assert_eq!(response.status(), 302);
+    let (status, html) = browser.get("/admin/").await;
+    assert_eq!(status, 200, "this session stays");
+    assert!(html.contains("Your password was changed."));
+    let (_, relog) = log_in(&app, "admin", "a-brand-new-secret").await;
+    assert_eq!(relog.status(), 302);
+}
