@@ -198,7 +198,25 @@ pub async fn index(
         ),
         (
             "Lbasedb",
-            vec![model("Feeds", "/admin/lbasedb/feed/", "feed", "lbasedb")],
+            // Feeds show for a grant on any one feed too; the page lists
+            // only those the user may view.
+            vec![
+                ctx.principal
+                    .grants
+                    .values()
+                    .any(|held| held.contains("lbasedb.view_feed"))
+                    .then_some(ModelLink {
+                        name: "Feeds",
+                        url: "/admin/lbasedb/feed/",
+                        can_add: false,
+                    })
+                    .or_else(|| model("Feeds", "/admin/lbasedb/feed/", "feed", "lbasedb"))
+                    // Feeds are created through the API, not here.
+                    .map(|link| ModelLink {
+                        can_add: false,
+                        ..link
+                    }),
+            ],
         ),
     ]
     .into_iter()

@@ -4,6 +4,9 @@
 //! save), server-rendered with askama and usable without JavaScript.
 
 mod account;
+mod feeds;
+mod groups;
+mod tokens;
 mod users;
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use crate::db::{self, DbError, queries};
 /// Every admin route; `/admin` is one scope with the admin's security headers.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/admin/admin.css", web::get().to(stylesheet))
+        .route("/static/admin/chooser.js", web::get().to(chooser_script))
         .service(
             web::scope("/admin")
                 .wrap(security_headers())
@@ -64,6 +68,39 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route(web::post().to(users::delete)),
                 )
                 .route("/auth/user/{id}/history/", web::get().to(users::history))
+                .route("/auth/group/", web::get().to(groups::list))
+                .service(
+                    web::resource("/auth/group/add/")
+                        .route(web::get().to(groups::add_form))
+                        .route(web::post().to(groups::add)),
+                )
+                .service(
+                    web::resource("/auth/group/{id}/change/")
+                        .route(web::get().to(groups::change_form))
+                        .route(web::post().to(groups::change)),
+                )
+                .service(
+                    web::resource("/auth/group/{id}/delete/")
+                        .route(web::get().to(groups::delete_form))
+                        .route(web::post().to(groups::delete)),
+                )
+                .route("/auth/group/{id}/history/", web::get().to(groups::history))
+                .route("/authtoken/token/", web::get().to(tokens::list))
+                .service(
+                    web::resource("/authtoken/token/add/")
+                        .route(web::get().to(tokens::add_form))
+                        .route(web::post().to(tokens::add)),
+                )
+                .route(
+                    "/authtoken/token/{id}/revoke/",
+                    web::post().to(tokens::revoke),
+                )
+                .route(
+                    "/authtoken/token/{id}/history/",
+                    web::get().to(tokens::history),
+                )
+                .route("/lbasedb/feed/", web::get().to(feeds::list))
+                .route("/lbasedb/feed/{name}/", web::get().to(feeds::detail))
                 .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
         );
 }
@@ -87,6 +124,13 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/admin/admin.css"))
+}
+
+async fn chooser_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/admin/chooser.js"))
 }
 
 /// What every admin page knows: who, their CSRF token, pending messages.
@@ -315,6 +359,152 @@ pub fn redirect(to: &str) -> Result<HttpResponse, AdminError> {
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, to))
         .finish())
+}
+
+#[derive(Template)]
+#[template(path = "admin/delete_confirm.html")]
+pub struct DeletePage<'a> {
+    pub user: Option<&'a str>,
+    pub csrf: &'a str,
+    pub messages: Vec<Message>,
+    pub title: String,
+    pub kind: &'static str,
+    pub objects: Vec<(i32, String, String)>,
+    /// What else the deletion touches (a group's members).
+    pub affected: Vec<String>,
+    pub action: String,
+    pub cancel: String,
+}
+
+pub type Errors = std::collections::BTreeMap<&'static str, Vec<String>>;
+
+/// The ids chosen in a multi-select, each one checked against `valid`.
+pub fn choices(form: &Form, field: &'static str, valid: &[i32], errors: &mut Errors) -> Vec<i32> {
+    let mut chosen = Vec::new();
+    for value in form.all(field) {
+        match value.parse::<i32>().ok().filter(|id| valid.contains(id)) {
+            Some(id) => chosen.push(id),
+            None => errors.entry(field).or_default().push(format!(
+                "Select a valid choice. {value} is not one of the available choices."
+            )),
+        }
+    }
+    chosen
+}
+
+/// Feed grant rows (`grant_perm`, `grant_feed`): empty rows are dropped,
+/// others need an lbasedb permission and a valid feed name.
+pub fn grant_rows(
+    form: &Form,
+    perms: &[crate::db::models::Permission],
+    errors: &mut Errors,
+) -> Vec<(i32, String)> {
+    let mut grants = Vec::new();
+    for (perm, feed) in form.all("grant_perm").zip(form.all("grant_feed")) {
+        let feed = feed.trim();
+        if perm.is_empty() && feed.is_empty() {
+            continue;
+        }
+        let perm_id = perm.parse::<i32>().ok().filter(|id| {
+            perms
+                .iter()
+                .any(|p| p.id == *id && p.app_label == "lbasedb")
+        });
+        match perm_id {
+            Some(id) if crate::proxy::classify::is_valid_name(feed) => {
+                grants.push((id, feed.to_owned()))
+            }
+            Some(_) => errors
+                .entry("feed_grants")
+                .or_default()
+                .push(format!("“{feed}” is not a valid feed name.")),
+            None => errors
+                .entry("feed_grants")
+                .or_default()
+                .push("Choose a permission for each feed grant.".into()),
+        }
+    }
+    grants
+}
+
+/// The feeds the upstream has, to offer in grant rows (none if it is down).
+pub async fn upstream_feeds(state: &crate::proxy::ProxyState, client: &awc::Client) -> Vec<String> {
+    let url = format!("{}/feed", state.upstream);
+    let Ok(mut response) = client
+        .get(url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let feeds: Vec<serde_json::Value> = response.json().limit(16 << 20).await.unwrap_or_default();
+    feeds
+        .iter()
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+struct HistoryRow {
+    when: String,
+    who: String,
+    action: String,
+    changes: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/history.html")]
+struct HistoryPage<'a> {
+    user: Option<&'a str>,
+    csrf: &'a str,
+    messages: Vec<Message>,
+    object: String,
+    back: String,
+    rows: Vec<HistoryRow>,
+}
+
+/// An object's History page: each action, who, when, and each changed
+/// field's old and new value.
+pub async fn history_page(
+    ctx: &Ctx,
+    auth: &AuthState,
+    object_type: &'static str,
+    id: i32,
+    object: String,
+    back: String,
+) -> Result<HttpResponse, AdminError> {
+    let key = id.to_string();
+    let entries = db::run(&auth.pool, move |conn| {
+        queries::object_history(conn, object_type, &key)
+    })
+    .await?;
+    let rows = entries
+        .into_iter()
+        .map(|e| {
+            let changes: Vec<serde_json::Value> =
+                serde_json::from_str(&e.changes).unwrap_or_default();
+            HistoryRow {
+                when: e.action_time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                who: e.username,
+                action: e.action,
+                changes: changes
+                    .iter()
+                    .map(|c| {
+                        let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                        (text("field"), text("old"), text("new"))
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    ok(&HistoryPage {
+        user: ctx.user(),
+        csrf: &ctx.csrf,
+        messages: ctx.messages.clone(),
+        object,
+        back,
+        rows,
+    })
 }
 
 /// Records an admin action for the history pages.

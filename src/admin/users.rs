@@ -8,12 +8,11 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AdminError, Form, Message, flash, log_action, ok, redirect, staff};
+use super::{AdminError, DeletePage, Form, Message, flash, log_action, ok, redirect, staff};
 use crate::auth::principal::Principal;
 use crate::auth::{AuthState, password, users};
-use crate::db::models::{Group, LogEntry, Permission, User};
+use crate::db::models::{Group, Permission, User};
 use crate::db::{self, DbError, queries};
-use crate::proxy::classify::is_valid_name;
 
 const PER_PAGE: i64 = 100;
 
@@ -218,18 +217,6 @@ pub async fn list(
     })
 }
 
-#[derive(Template)]
-#[template(path = "admin/delete_confirm.html")]
-struct DeletePage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
-    title: String,
-    objects: Vec<(i32, String, String)>,
-    action: String,
-    cancel: String,
-}
-
 /// "Delete selected users": a confirmation page, then the deletion.
 pub async fn bulk_action(
     req: HttpRequest,
@@ -274,7 +261,9 @@ pub async fn bulk_action(
             csrf: &ctx.csrf,
             messages: Vec::new(),
             title: "Are you sure?".into(),
+            kind: "User",
             objects,
+            affected: Vec::new(),
             action: "/admin/auth/user/".into(),
             cancel: "/admin/auth/user/".into(),
         });
@@ -633,56 +622,11 @@ pub async fn change(
             .or_default()
             .push("Enter a valid email address.".into());
     }
-    let mut groups = Vec::new();
-    for value in form.all("groups") {
-        match value
-            .parse::<i32>()
-            .ok()
-            .filter(|id| catalog.groups.iter().any(|g| g.id == *id))
-        {
-            Some(id) => groups.push(id),
-            None => errors.entry("groups").or_default().push(format!(
-                "Select a valid choice. {value} is not one of the available choices."
-            )),
-        }
-    }
-    let mut perms = Vec::new();
-    for value in form.all("user_permissions") {
-        match value
-            .parse::<i32>()
-            .ok()
-            .filter(|id| catalog.perms.iter().any(|p| p.id == *id))
-        {
-            Some(id) => perms.push(id),
-            None => errors.entry("user_permissions").or_default().push(format!(
-                "Select a valid choice. {value} is not one of the available choices."
-            )),
-        }
-    }
-    let mut grants = Vec::new();
-    for (perm, feed) in form.all("grant_perm").zip(form.all("grant_feed")) {
-        let feed = feed.trim();
-        if perm.is_empty() && feed.is_empty() {
-            continue;
-        }
-        let perm_id = perm.parse::<i32>().ok().filter(|id| {
-            catalog
-                .perms
-                .iter()
-                .any(|p| p.id == *id && p.app_label == "lbasedb")
-        });
-        match perm_id {
-            Some(id) if is_valid_name(feed) => grants.push((id, feed.to_owned())),
-            Some(_) => errors
-                .entry("feed_grants")
-                .or_default()
-                .push(format!("“{feed}” is not a valid feed name.")),
-            None => errors
-                .entry("feed_grants")
-                .or_default()
-                .push("Choose a permission for each feed grant.".into()),
-        }
-    }
+    let group_ids: Vec<i32> = catalog.groups.iter().map(|g| g.id).collect();
+    let groups = super::choices(&form, "groups", &group_ids, &mut errors);
+    let perm_ids: Vec<i32> = catalog.perms.iter().map(|p| p.id).collect();
+    let perms = super::choices(&form, "user_permissions", &perm_ids, &mut errors);
+    let grants = super::grant_rows(&form, &catalog.perms, &mut errors);
     let update = queries::UserUpdate {
         username: username.clone(),
         email: email.clone(),
@@ -860,6 +804,8 @@ pub async fn delete_form(
         csrf: &ctx.csrf,
         messages: ctx.messages.clone(),
         title: "Are you sure?".into(),
+        kind: "User",
+        affected: Vec::new(),
         objects: vec![(
             id,
             target.username.clone(),
@@ -891,24 +837,6 @@ pub async fn delete(
     redirect("/admin/auth/user/")
 }
 
-struct HistoryRow {
-    when: String,
-    who: String,
-    action: String,
-    changes: Vec<(String, String, String)>,
-}
-
-#[derive(Template)]
-#[template(path = "admin/history.html")]
-struct HistoryPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
-    object: String,
-    back: String,
-    rows: Vec<HistoryRow>,
-}
-
 pub async fn history(
     req: HttpRequest,
     path: web::Path<i32>,
@@ -919,35 +847,6 @@ pub async fn history(
         return Err(AdminError::Forbidden);
     }
     let target = load_user(&auth, *path).await?;
-    let id = target.id.to_string();
-    let entries: Vec<LogEntry> = db::run(&auth.pool, move |conn| {
-        queries::object_history(conn, "auth.user", &id)
-    })
-    .await?;
-    let rows = entries
-        .into_iter()
-        .map(|e| {
-            let changes: Vec<Value> = serde_json::from_str(&e.changes).unwrap_or_default();
-            HistoryRow {
-                when: e.action_time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                who: e.username,
-                action: e.action,
-                changes: changes
-                    .iter()
-                    .map(|c| {
-                        let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-                        (text("field"), text("old"), text("new"))
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    ok(&HistoryPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
-        object: target.username,
-        back: format!("/admin/auth/user/{}/change/", target.id),
-        rows,
-    })
+    let back = format!("/admin/auth/user/{}/change/", target.id);
+    super::history_page(&ctx, &auth, "auth.user", target.id, target.username, back).await
 }

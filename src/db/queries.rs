@@ -564,3 +564,182 @@ pub fn user_token_count(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
         .count()
         .get_result(conn)?)
 }
+
+pub fn group_by_id(conn: &mut Conn, id: i32) -> Result<Option<Group>, DbError> {
+    Ok(auth_group::table
+        .find(id)
+        .select(Group::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Groups whose name contains `search`, by name, with their member counts.
+pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<(Group, i64)>, DbError> {
+    let like = format!(
+        "%{}%",
+        search
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let groups: Vec<Group> = auth_group::table
+        .filter(auth_group::name.like(like).escape('\\'))
+        .order(auth_group::name)
+        .select(Group::as_select())
+        .load(conn)?;
+    groups
+        .into_iter()
+        .map(|g| {
+            let members = auth_user_groups::table
+                .filter(auth_user_groups::group_id.eq(g.id))
+                .count()
+                .get_result(conn)?;
+            Ok((g, members))
+        })
+        .collect()
+}
+
+/// A group's permission ids and (permission id, feed) grants.
+pub fn group_links(
+    conn: &mut Conn,
+    group_id: i32,
+) -> Result<(Vec<i32>, Vec<(i32, String)>), DbError> {
+    let perms = auth_group_permissions::table
+        .filter(auth_group_permissions::group_id.eq(group_id))
+        .select(auth_group_permissions::permission_id)
+        .load(conn)?;
+    let grants = feed_grant::table
+        .filter(feed_grant::group_id.eq(group_id))
+        .order((feed_grant::feed, feed_grant::permission_id))
+        .select((feed_grant::permission_id, feed_grant::feed))
+        .load(conn)?;
+    Ok((perms, grants))
+}
+
+pub fn group_members(conn: &mut Conn, group_id: i32) -> Result<Vec<User>, DbError> {
+    Ok(auth_user::table
+        .filter(
+            auth_user::id.eq_any(
+                auth_user_groups::table
+                    .filter(auth_user_groups::group_id.eq(group_id))
+                    .select(auth_user_groups::user_id),
+            ),
+        )
+        .order(auth_user::username)
+        .select(User::as_select())
+        .load(conn)?)
+}
+
+pub fn update_group(
+    conn: &mut Conn,
+    group_id: i32,
+    name: &str,
+    perms: &[i32],
+    grants: &[(i32, String)],
+) -> Result<(), DbError> {
+    diesel::update(auth_group::table.find(group_id))
+        .set(auth_group::name.eq(name))
+        .execute(conn)?;
+    diesel::delete(
+        auth_group_permissions::table.filter(auth_group_permissions::group_id.eq(group_id)),
+    )
+    .execute(conn)?;
+    diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(group_id))).execute(conn)?;
+    for perm in perms {
+        add_group_permission(conn, group_id, *perm)?;
+    }
+    for (perm, feed) in grants {
+        add_feed_grant(conn, Holder::Group(group_id), *perm, feed)?;
+    }
+    Ok(())
+}
+
+pub fn delete_group(conn: &mut Conn, group_id: i32) -> Result<(), DbError> {
+    diesel::delete(auth_group::table.find(group_id)).execute(conn)?;
+    Ok(())
+}
+
+/// Tokens with their users' names, newest first; `status` is "active",
+/// "revoked" or "expired".
+pub fn list_tokens(
+    conn: &mut Conn,
+    user: Option<i32>,
+    status: Option<&str>,
+) -> Result<Vec<(Token, String)>, DbError> {
+    let mut query = authtoken_token::table
+        .inner_join(auth_user::table)
+        .into_boxed();
+    if let Some(user) = user {
+        query = query.filter(authtoken_token::user_id.eq(user));
+    }
+    let now = now();
+    match status {
+        Some("revoked") => query = query.filter(authtoken_token::revoked.eq(true)),
+        Some("expired") => {
+            query = query
+                .filter(authtoken_token::revoked.eq(false))
+                .filter(authtoken_token::expires_at.le(now))
+        }
+        Some("active") => {
+            query = query.filter(authtoken_token::revoked.eq(false)).filter(
+                authtoken_token::expires_at
+                    .is_null()
+                    .or(authtoken_token::expires_at.gt(now)),
+            )
+        }
+        _ => {}
+    }
+    Ok(query
+        .order(authtoken_token::id.desc())
+        .select((Token::as_select(), auth_user::username))
+        .load(conn)?)
+}
+
+pub fn token_by_id(conn: &mut Conn, id: i32) -> Result<Option<(Token, String)>, DbError> {
+    Ok(authtoken_token::table
+        .inner_join(auth_user::table)
+        .filter(authtoken_token::id.eq(id))
+        .select((Token::as_select(), auth_user::username))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn revoke_token_by_id(conn: &mut Conn, id: i32) -> Result<(), DbError> {
+    diesel::update(authtoken_token::table.find(id))
+        .set(authtoken_token::revoked.eq(true))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn all_users(conn: &mut Conn) -> Result<Vec<User>, DbError> {
+    Ok(auth_user::table
+        .order(auth_user::username)
+        .select(User::as_select())
+        .load(conn)?)
+}
+
+/// Who holds grants on a feed: (group names, usernames) with the codenames.
+pub fn feed_holders(
+    conn: &mut Conn,
+    feed: &str,
+) -> Result<(Vec<(i32, String, String)>, Vec<(i32, String, String)>), DbError> {
+    let groups = feed_grant::table
+        .inner_join(auth_permission::table)
+        .inner_join(auth_group::table.on(feed_grant::group_id.eq(auth_group::id.nullable())))
+        .filter(feed_grant::feed.eq(feed))
+        .order((auth_group::name, auth_permission::codename))
+        .select((auth_group::id, auth_group::name, auth_permission::codename))
+        .load(conn)?;
+    let users = feed_grant::table
+        .inner_join(auth_permission::table)
+        .inner_join(auth_user::table.on(feed_grant::user_id.eq(auth_user::id.nullable())))
+        .filter(feed_grant::feed.eq(feed))
+        .order((auth_user::username, auth_permission::codename))
+        .select((
+            auth_user::id,
+            auth_user::username,
+            auth_permission::codename,
+        ))
+        .load(conn)?;
+    Ok((groups, users))
+}

@@ -594,3 +594,212 @@ async fn own_password_change_keeps_this_session() {
     let (_, relog) = log_in(&app, "admin", "a-brand-new-secret").await;
     assert_eq!(relog.status(), 302);
 }
+
+#[tokio::test]
+async fn groups_are_added_with_permissions_and_grants_and_deleting_names_the_members() {
+    let app = spawn_app().await;
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    let browser = admin(&app).await;
+    let add = "/admin/auth/group/add/";
+    let (_, form) = browser.get(add).await;
+    assert!(
+        form.contains(r#"<option value="xy">"#),
+        "the upstream's feeds are offered"
+    );
+    assert!(form.contains(r#"class="chooser""#) && form.contains("/static/admin/chooser.js"));
+    let view_feed = option_value(&form, "lbasedb | Can view feed");
+    let view_data = option_value(&form, "lbasedb.view_data");
+
+    let response = browser
+        .post(
+            add,
+            add,
+            &[
+                ("name", "analysts"),
+                ("permissions", &view_feed),
+                ("grant_perm", &view_data),
+                ("grant_feed", "xy"),
+                ("_action", "_continue"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 302);
+    let change = response.headers()["location"].to_str().unwrap().to_owned();
+    let duplicate = browser.post(add, add, &[("name", "analysts")]).await;
+    assert!(
+        duplicate
+            .text()
+            .await
+            .unwrap()
+            .contains("Group with this Name already exists.")
+    );
+
+    create_user(
+        &app.pool,
+        UserSpec {
+            groups: vec!["analysts".into()],
+            ..spec("hank")
+        },
+    );
+    let token = crate::helpers::issue_token(&app.pool, "hank", None);
+    let hank = crate::helpers::client_with_token(&token);
+    assert_eq!(
+        hank.get(app.proxy("data?feed=xy&ix=0&size=0&col=x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let (_, list) = browser.get("/admin/auth/group/?q=analy").await;
+    assert!(
+        list.contains("analysts") && list.contains("<td>1</td>"),
+        "the member count"
+    );
+    let delete = change.replace("/change/", "/delete/");
+    let (_, confirm) = browser.get(&delete).await;
+    assert!(
+        confirm.contains("These users lose what the group gave them") && confirm.contains("hank")
+    );
+    let response = browser.post(&delete, &delete, &[]).await;
+    assert_eq!(response.status(), 302);
+    let after = hank
+        .get(app.proxy("data?feed=xy&ix=0&size=0&col=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        403,
+        "the group's grant went with it, at once"
+    );
+}
+
+#[tokio::test]
+async fn a_token_made_in_the_admin_is_shown_once_works_and_revokes_at_once() {
+    let app = spawn_app().await;
+    let id = create_user(
+        &app.pool,
+        UserSpec {
+            perms: vec!["lbasedb.view_feed".into()],
+            ..spec("ivy")
+        },
+    );
+    let browser = admin(&app).await;
+    let add = "/admin/authtoken/token/add/";
+    let bad = browser
+        .post(
+            add,
+            add,
+            &[
+                ("user", &id.to_string()),
+                ("name", "laptop"),
+                ("expires_in", "soon"),
+            ],
+        )
+        .await;
+    assert!(bad.text().await.unwrap().contains("Enter a duration"));
+    let response = browser
+        .post(
+            add,
+            add,
+            &[
+                ("user", &id.to_string()),
+                ("name", "laptop"),
+                ("expires_in", "30d"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    let start = html.find(r#"id="token-secret">"#).unwrap() + r#"id="token-secret">"#.len();
+    let secret = html[start..].split('<').next().unwrap().to_owned();
+    assert!(secret.starts_with("lbp_"));
+    let ivy = crate::helpers::client_with_token(&secret);
+    assert_eq!(
+        ivy.get(app.proxy("feed")).send().await.unwrap().status(),
+        200
+    );
+
+    let (_, list) = browser.get("/admin/authtoken/token/?status=active").await;
+    assert!(list.contains("laptop") && list.contains(&secret[..12]));
+    assert!(!list.contains(&secret), "the secret is never shown again");
+    let end = list.find("/revoke/").expect("a revoke button");
+    let start = list[..end].rfind('"').unwrap() + 1;
+    let revoke_path = format!("{}/revoke/", &list[start..end]);
+    let response = browser
+        .post("/admin/authtoken/token/", &revoke_path, &[])
+        .await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        ivy.get(app.proxy("feed")).send().await.unwrap().status(),
+        401
+    );
+    let (_, revoked) = browser.get("/admin/authtoken/token/?status=revoked").await;
+    assert!(revoked.contains("laptop"));
+}
+
+#[tokio::test]
+async fn feeds_show_what_the_admin_user_may_view_with_columns_preview_and_grants() {
+    let app = spawn_app().await;
+    app.create_feed("xy", &[("x", "Int64"), ("y", "Float64")])
+        .await;
+    app.create_feed("secret", &[("x", "Int64")]).await;
+    app.client
+        .post(app.direct("data?feed=xy"))
+        .json(&serde_json::json!({"x": [7, 8], "y": [0.5, 1.5]}))
+        .send()
+        .await
+        .unwrap();
+    create_group(&app.pool, "readers", &[], &[("lbasedb.view_data", "xy")]);
+    create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            grants: vec![("lbasedb.view_feed".into(), "xy".into())],
+            ..spec("jo")
+        },
+    );
+
+    let browser = admin(&app).await;
+    let (_, list) = browser.get("/admin/lbasedb/feed/").await;
+    assert!(
+        list.contains("/admin/lbasedb/feed/xy/") && list.contains("/admin/lbasedb/feed/secret/")
+    );
+    let (_, detail) = browser.get("/admin/lbasedb/feed/xy/").await;
+    assert!(detail.contains("2 rows") && detail.contains("Float64"));
+    assert!(detail.contains("<td>7</td><td>0.5</td>"), "{detail}");
+    assert!(
+        detail.contains("readers") && detail.contains("jo"),
+        "who holds grants"
+    );
+
+    let (jo, _) = log_in(&app, "jo", USER_PASSWORD).await;
+    let (_, index) = jo.get("/admin/").await;
+    assert!(index.contains("/admin/lbasedb/feed/"));
+    let (_, list) = jo.get("/admin/lbasedb/feed/").await;
+    assert!(list.contains("/admin/lbasedb/feed/xy/") && !list.contains("secret"));
+    let (_, detail) = jo.get("/admin/lbasedb/feed/xy/").await;
+    assert!(
+        detail.contains("You may not view this feed’s data."),
+        "no view_data for jo"
+    );
+    assert_eq!(jo.get("/admin/lbasedb/feed/secret/").await.0, 403);
+}
+
+#[tokio::test]
+async fn admin_logins_failed_ones_included_are_in_the_history() {
+    let app = spawn_app().await;
+    let _ = log_in(&app, "admin", "wrong-password").await;
+    let browser = admin(&app).await;
+    let (_, history) = browser.get("/admin/auth/user/1/history/").await;
+    assert!(history.contains("<td>login</td>"), "{history}");
+    let mut conn = app.pool.get().unwrap();
+    let failed = lbasedb_proxy::db::queries::object_history(&mut conn, "auth.user", "").unwrap();
+    assert!(
+        failed
+            .iter()
+            .any(|e| e.action == "login_failed" && e.object_repr == "admin")
+    );
+}
