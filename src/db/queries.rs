@@ -600,10 +600,12 @@ pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<(Group, i64)>, D
 }
 
 /// A group's permission ids and (permission id, feed) grants.
-pub fn group_links(
-    conn: &mut Conn,
-    group_id: i32,
-) -> Result<(Vec<i32>, Vec<(i32, String)>), DbError> {
+pub type GroupLinks = (Vec<i32>, Vec<(i32, String)>);
+
+/// Grant holders: (id, name, codename).
+pub type Holders = Vec<(i32, String, String)>;
+
+pub fn group_links(conn: &mut Conn, group_id: i32) -> Result<GroupLinks, DbError> {
     let perms = auth_group_permissions::table
         .filter(auth_group_permissions::group_id.eq(group_id))
         .select(auth_group_permissions::permission_id)
@@ -719,10 +721,7 @@ pub fn all_users(conn: &mut Conn) -> Result<Vec<User>, DbError> {
 }
 
 /// Who holds grants on a feed: (group names, usernames) with the codenames.
-pub fn feed_holders(
-    conn: &mut Conn,
-    feed: &str,
-) -> Result<(Vec<(i32, String, String)>, Vec<(i32, String, String)>), DbError> {
+pub fn feed_holders(conn: &mut Conn, feed: &str) -> Result<(Holders, Holders), DbError> {
     let groups = feed_grant::table
         .inner_join(auth_permission::table)
         .inner_join(auth_group::table.on(feed_grant::group_id.eq(auth_group::id.nullable())))
