@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod browser;
 mod embedded;
 mod faults;
 mod helpers;
