@@ -803,3 +803,29 @@ async fn admin_logins_failed_ones_included_are_in_the_history() {
             .any(|e| e.action == "login_failed" && e.object_repr == "admin")
     );
 }
+
+#[tokio::test]
+async fn admin_logins_are_throttled_like_the_api() {
+    let app = crate::helpers::spawn_app_with(|s| s.login_failure_limit = 2).await;
+    for _ in 0..2 {
+        let (_, response) = log_in(&app, "admin", "wrong-password").await;
+        assert!(response.text().await.unwrap().contains(STAFF_ONLY));
+    }
+    let (_, response) = log_in(&app, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), 200, "no login while throttled");
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed login attempts")
+    );
+    let api = app
+        .anon
+        .post(format!("{}/api/auth/token/", app.address))
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 429, "the same count on every login path");
+}
