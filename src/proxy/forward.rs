@@ -32,6 +32,7 @@ use crate::error::ApiError;
 /// the response head.
 pub fn build_client(settings: &Settings) -> awc::Client {
     let connector = awc::Connector::new()
+        .connector(super::buffered::BufferedConnector::default())
         .timeout(settings.connect_timeout)
         .limit(settings.upstream_pool_limit)
         .conn_keep_alive(Duration::from_secs(30));

@@ -1,6 +1,7 @@
 //! `/api/proxy/{endpoint}`: classify the request, decide, and stream it to
 //! the upstream and the answer back.
 
+mod buffered;
 pub mod classify;
 mod forward;
 pub mod headers;
