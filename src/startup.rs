@@ -156,6 +156,14 @@ impl Application {
 /// Every route and scope of the application.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(crate::admin::routes)
+        .route(
+            "/",
+            web::get().to(|| async {
+                actix_web::HttpResponse::Found()
+                    .insert_header((actix_web::http::header::LOCATION, "/admin/"))
+                    .finish()
+            }),
+        )
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .service(
