@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    AdminError, DeletePage, Errors, Form, Message, choices, flash, grant_rows, log_action, ok,
-    redirect, staff, upstream_feeds,
+    AdminError, DeletePage, Errors, Message, choices, flash, grant_rows, log_action, ok, redirect,
+    staff, staff_form, upstream_feeds,
 };
 use crate::auth::AuthState;
 use crate::db::models::{Group, Permission};
@@ -31,21 +31,13 @@ struct ListPage<'a> {
     can_add: bool,
 }
 
-fn may_view(ctx: &super::Ctx) -> Result<(), AdminError> {
-    if ctx.can("auth.view_group") || ctx.can("auth.change_group") {
-        Ok(())
-    } else {
-        Err(AdminError::Forbidden)
-    }
-}
-
 pub async fn list(
     req: HttpRequest,
     query: web::Query<ListQuery>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    may_view(&ctx)?;
+    ctx.require_view("auth", "group")?;
     let search = query.q.clone().unwrap_or_default().trim().to_owned();
     let term = search.clone();
     let groups = db::run(&auth.pool, move |conn| queries::list_groups(conn, &term)).await?;
@@ -180,7 +172,7 @@ pub async fn change_form(
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    may_view(&ctx)?;
+    ctx.require_view("auth", "group")?;
     let id = *path;
     let (group, (perms, grants)) = db::run(&auth.pool, move |conn| {
         let group = queries::group_by_id(conn, id)?;
@@ -213,14 +205,12 @@ async fn save(
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require(if id.is_some() {
+    let needed = if id.is_some() {
         "auth.change_group"
     } else {
         "auth.add_group"
-    })?;
+    };
+    let (ctx, form) = staff_form(&req, &auth, &body, needed).await?;
     let all: Vec<Permission> = db::run(&auth.pool, queries::all_permissions).await?;
     let before = match id {
         Some(id) => {
@@ -400,9 +390,7 @@ pub async fn delete(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    Form::parse(&body).check_csrf(&ctx.csrf)?;
-    ctx.require("auth.delete_group")?;
+    let (ctx, _) = staff_form(&req, &auth, &body, "auth.delete_group").await?;
     let id = *path;
     let group = db::run(&auth.pool, move |conn| queries::group_by_id(conn, id))
         .await?
@@ -431,7 +419,7 @@ pub async fn history(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    may_view(&ctx)?;
+    ctx.require_view("auth", "group")?;
     let id = *path;
     let group = db::run(&auth.pool, move |conn| queries::group_by_id(conn, id))
         .await?

@@ -156,6 +156,16 @@ impl Ctx {
             Err(AdminError::Forbidden)
         }
     }
+
+    /// Django's rule for read pages: `view_<model>` or `change_<model>`.
+    pub fn require_view(&self, app: &str, model: &str) -> Result<(), AdminError> {
+        let held = |action: &str| self.can(&format!("{app}.{action}_{model}"));
+        if held("view") || held("change") {
+            Ok(())
+        } else {
+            Err(AdminError::Forbidden)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +219,21 @@ pub async fn staff(req: &HttpRequest, auth: &AuthState) -> Result<Ctx, AdminErro
         csrf,
         messages,
     })
+}
+
+/// A form submitted to an admin page: by active staff, with the session's
+/// CSRF token, holding `codename`.
+pub async fn staff_form(
+    req: &HttpRequest,
+    auth: &AuthState,
+    body: &[u8],
+    codename: &str,
+) -> Result<(Ctx, Form), AdminError> {
+    let ctx = staff(req, auth).await?;
+    let form = Form::parse(body);
+    form.check_csrf(&ctx.csrf)?;
+    ctx.require(codename)?;
+    Ok((ctx, form))
 }
 
 /// A submitted form, keeping repeated fields (multi-selects).

@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminError, Errors, Form, Message, flash, log_action, ok, redirect, staff};
+use super::{AdminError, Errors, Message, flash, log_action, ok, redirect, staff, staff_form};
 use crate::auth::{AuthState, users};
 use crate::db::models::{Token, User};
 use crate::db::{self, queries};
@@ -53,9 +53,7 @@ pub async fn list(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    if !ctx.can("authtoken.view_token") && !ctx.can("authtoken.change_token") {
-        return Err(AdminError::Forbidden);
-    }
+    ctx.require_view("authtoken", "token")?;
     let status = query
         .status
         .clone()
@@ -131,10 +129,7 @@ pub async fn add(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require("authtoken.add_token")?;
+    let (ctx, form) = staff_form(&req, &auth, &body, "authtoken.add_token").await?;
     let users = db::run(&auth.pool, queries::all_users).await?;
     let mut errors = Errors::new();
     let chosen = form.get("user").parse::<i32>().unwrap_or(0);
@@ -239,9 +234,7 @@ pub async fn revoke(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    Form::parse(&body).check_csrf(&ctx.csrf)?;
-    ctx.require("authtoken.change_token")?;
+    let (ctx, _) = staff_form(&req, &auth, &body, "authtoken.change_token").await?;
     let id = *path;
     let (token, owner) = db::run(&auth.pool, move |conn| queries::token_by_id(conn, id))
         .await?
@@ -278,9 +271,7 @@ pub async fn history(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    if !ctx.can("authtoken.view_token") && !ctx.can("authtoken.change_token") {
-        return Err(AdminError::Forbidden);
-    }
+    ctx.require_view("authtoken", "token")?;
     let id = *path;
     let (token, owner) = db::run(&auth.pool, move |conn| queries::token_by_id(conn, id))
         .await?

@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AdminError, DeletePage, Form, Message, flash, log_action, ok, redirect, staff};
+use super::{AdminError, DeletePage, Message, flash, log_action, ok, redirect, staff, staff_form};
 use crate::auth::principal::Principal;
 use crate::auth::{AuthState, password, users};
 use crate::db::models::{Group, Permission, User};
@@ -94,9 +94,7 @@ pub async fn list(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    if !ctx.can("auth.view_user") && !ctx.can("auth.change_user") {
-        return Err(AdminError::Forbidden);
-    }
+    ctx.require_view("auth", "user")?;
     let order = query
         .o
         .clone()
@@ -223,10 +221,7 @@ pub async fn bulk_action(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require("auth.delete_user")?;
+    let (ctx, form) = staff_form(&req, &auth, &body, "auth.delete_user").await?;
     if form.get("action") != "delete_selected" {
         flash(&req, "warning", "No action selected.");
         return redirect("/admin/auth/user/");
@@ -326,10 +321,7 @@ pub async fn add(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require("auth.add_user")?;
+    let (ctx, form) = staff_form(&req, &auth, &body, "auth.add_user").await?;
     let username = form.get("username").trim().to_owned();
     let (p1, p2) = (form.get("password1"), form.get("password2"));
     let mut errors: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
@@ -541,9 +533,7 @@ pub async fn change_form(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    if !ctx.can("auth.view_user") && !ctx.can("auth.change_user") {
-        return Err(AdminError::Forbidden);
-    }
+    ctx.require_view("auth", "user")?;
     let target = load_user(&auth, *path).await?;
     let id = target.id;
     let links = db::run(&auth.pool, move |conn| queries::user_links(conn, id)).await?;
@@ -601,10 +591,7 @@ pub async fn change(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require("auth.change_user")?;
+    let (ctx, form) = staff_form(&req, &auth, &body, "auth.change_user").await?;
     let before = load_user(&auth, *path).await?;
     let id = before.id;
     let old_links = db::run(&auth.pool, move |conn| queries::user_links(conn, id)).await?;
@@ -745,10 +732,7 @@ pub async fn password(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require("auth.change_user")?;
+    let (ctx, form) = staff_form(&req, &auth, &body, "auth.change_user").await?;
     let target = load_user(&auth, *path).await?;
     let (p1, p2) = (form.get("password1"), form.get("password2"));
     let errors = if p1 != p2 {
@@ -822,10 +806,7 @@ pub async fn delete(
     body: web::Bytes,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require("auth.delete_user")?;
+    let (ctx, _) = staff_form(&req, &auth, &body, "auth.delete_user").await?;
     let target = load_user(&auth, *path).await?;
     delete_one(&auth, &ctx.principal, &target).await?;
     auth.cache.clear();
@@ -843,9 +824,7 @@ pub async fn history(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let ctx = staff(&req, &auth).await?;
-    if !ctx.can("auth.view_user") && !ctx.can("auth.change_user") {
-        return Err(AdminError::Forbidden);
-    }
+    ctx.require_view("auth", "user")?;
     let target = load_user(&auth, *path).await?;
     let back = format!("/admin/auth/user/{}/change/", target.id);
     super::history_page(&ctx, &auth, "auth.user", target.id, target.username, back).await
