@@ -563,7 +563,7 @@ async fn setting_a_password_or_deactivating_ends_the_users_sessions() {
 }
 
 #[tokio::test]
-async fn own_password_change_keeps_this_session() {
+async fn own_password_change_keeps_this_session_and_ends_the_others() {
     let app = spawn_app().await;
     let browser = admin(&app).await;
     let page = "/admin/password_change/";
@@ -581,6 +581,8 @@ async fn own_password_change_keeps_this_session() {
     let html = wrong.text().await.unwrap();
     assert!(html.contains("Your old password was entered incorrectly"));
     assert!(html.contains("didn’t match"));
+    let (other, _) = log_in(&app, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(other.get("/admin/").await.0, 200);
     let fields = [
         ("old_password", ADMIN_PASSWORD),
         ("new_password1", "a-brand-new-secret"),
@@ -591,6 +593,13 @@ async fn own_password_change_keeps_this_session() {
     let (status, html) = browser.get("/admin/").await;
     assert_eq!(status, 200, "this session stays");
     assert!(html.contains("Your password was changed."));
+    let elsewhere = other
+        .client
+        .get(format!("{}/admin/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 302, "the other session ended");
     let (_, relog) = log_in(&app, "admin", "a-brand-new-secret").await;
     assert_eq!(relog.status(), 302);
 }
