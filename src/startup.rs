@@ -41,6 +41,7 @@ impl Application {
         }
         first_run_superuser(&pool, settings.superuser_password.as_deref())?;
         let key = session_key(&settings)?;
+        spawn_session_purge(pool.clone());
         let auth = web::Data::new(AuthState {
             pool: pool.clone(),
             cache: AuthCache::new(settings.auth_cache_ttl),
@@ -182,6 +183,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route("/me/", web::get().to(api::me)),
                 ),
         );
+}
+
+/// Expired sessions are refused when read, but their rows would stay for
+/// good: they are purged at start-up and every hour.
+fn spawn_session_purge(pool: Pool) {
+    tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            match db::run(&pool, queries::sessions_purge_expired).await {
+                Ok(0) => {}
+                Ok(purged) => log::info!("purged {purged} expired session(s)"),
+                Err(err) => log::warn!("purging expired sessions: {err}"),
+            }
+        }
+    });
 }
 
 /// On an empty database, makes superuser `admin` so that a first run gives

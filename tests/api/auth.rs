@@ -889,3 +889,29 @@ async fn an_idle_session_expires() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(browser.get(&me).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn expired_session_rows_are_purged_and_live_ones_kept() {
+    let app = spawn_app().await;
+    let mut conn = app.pool.get().unwrap();
+    let now = queries::now();
+    queries::session_store(
+        &mut conn,
+        "old",
+        "{}",
+        None,
+        now - chrono::Duration::seconds(1),
+    )
+    .unwrap();
+    queries::session_store(
+        &mut conn,
+        "live",
+        "{}",
+        None,
+        now + chrono::Duration::hours(1),
+    )
+    .unwrap();
+    assert_eq!(queries::sessions_purge_expired(&mut conn).unwrap(), 1);
+    assert!(queries::session_load(&mut conn, "live").unwrap().is_some());
+    assert!(queries::session_load(&mut conn, "old").unwrap().is_none());
+}
