@@ -838,3 +838,19 @@ async fn admin_logins_are_throttled_like_the_api() {
         .unwrap();
     assert_eq!(api.status(), 429, "the same count on every login path");
 }
+
+#[tokio::test]
+async fn the_user_list_pages_by_a_hundred() {
+    let app = spawn_app().await;
+    for i in 0..104 {
+        create_user(&app.pool, spec(&format!("user{i:03}")));
+    }
+    let browser = admin(&app).await;
+    let (_, first) = browser.get("/admin/auth/user/").await;
+    assert!(first.contains("105 user(s), page 1 of 2"));
+    assert_eq!(first.matches("/change/\">").count(), 100);
+    let (_, second) = browser.get("/admin/auth/user/?p=1").await;
+    assert!(second.contains("page 2 of 2"));
+    assert_eq!(second.matches("/change/\">").count(), 5);
+    assert!(second.contains(">user103<"));
+}
