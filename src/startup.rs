@@ -9,7 +9,7 @@ use actix_session::SessionMiddleware;
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, ResponseError, web};
 use rand::RngCore;
 
@@ -76,6 +76,10 @@ impl Application {
         let port = addr.port();
         let state = web::Data::new(ProxyState::new(&upstream, &settings));
         let workers = settings.workers;
+        // The access log renders its fields on every request; with info
+        // logging off for it (RUST_LOG=warn), skip it altogether.
+        let access_log_on =
+            log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
         let server = HttpServer::new(move || {
             let idle = actix_web::cookie::time::Duration::seconds(
                 settings.session_idle_timeout.as_secs() as i64,
@@ -99,7 +103,7 @@ impl Application {
                 // Last wrapped runs first: log, then session, then identity.
                 .wrap(identity)
                 .wrap(sessions)
-                .wrap(access_log())
+                .wrap(Condition::new(access_log_on, access_log()))
                 .app_data(auth.clone())
                 .app_data(state.clone())
                 // Built here, so each worker gets its own client and pool.
