@@ -295,7 +295,7 @@ async fn save(
     })
     .await?;
     auth.cache.clear();
-    let actor = Some((ctx.principal.user_id, ctx.principal.username.clone()));
+    let actor = ctx.actor();
     let (action, changes) = match &before {
         None => ("add", json!([])),
         Some((group, (old_perms, old_grants))) => {
@@ -399,7 +399,7 @@ pub async fn delete(
     auth.cache.clear();
     log_action(
         &auth,
-        Some((ctx.principal.user_id, ctx.principal.username.clone())),
+        ctx.actor(),
         ("auth.group", id.to_string(), group.name.clone()),
         "delete",
         json!([]),

@@ -157,6 +157,11 @@ impl Ctx {
         }
     }
 
+    /// Who the history records as having done an action.
+    pub fn actor(&self) -> Option<(i32, String)> {
+        Some((self.principal.user_id, self.principal.username.clone()))
+    }
+
     /// Django's rule for read pages: `view_<model>` or `change_<model>`.
     pub fn require_view(&self, app: &str, model: &str) -> Result<(), AdminError> {
         let held = |action: &str| self.can(&format!("{app}.{action}_{model}"));

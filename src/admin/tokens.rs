@@ -197,7 +197,7 @@ pub async fn add(
     .await?;
     log_action(
         &auth,
-        Some((ctx.principal.user_id, ctx.principal.username.clone())),
+        ctx.actor(),
         (
             "authtoken.token",
             token.id.to_string(),
@@ -247,7 +247,7 @@ pub async fn revoke(
     auth.cache.clear();
     log_action(
         &auth,
-        Some((ctx.principal.user_id, ctx.principal.username.clone())),
+        ctx.actor(),
         (
             "authtoken.token",
             id.to_string(),

@@ -354,7 +354,7 @@ pub async fn add(
                 auth.cache.clear();
                 log_action(
                     &auth,
-                    Some((ctx.principal.user_id, ctx.principal.username.clone())),
+                    ctx.actor(),
                     ("auth.user", user.id.to_string(), user.username.clone()),
                     "add",
                     json!([]),
@@ -681,7 +681,7 @@ pub async fn change(
     auth.cache.clear();
     log_action(
         &auth,
-        Some((ctx.principal.user_id, ctx.principal.username.clone())),
+        ctx.actor(),
         ("auth.user", id.to_string(), after.username.clone()),
         "change",
         Value::Array(changes),
@@ -763,7 +763,7 @@ pub async fn password(
     auth.cache.clear();
     log_action(
         &auth,
-        Some((ctx.principal.user_id, ctx.principal.username.clone())),
+        ctx.actor(),
         ("auth.user", id.to_string(), target.username.clone()),
         "change",
         json!([{"field": "password", "old": "(hidden)", "new": "(changed)"}]),
