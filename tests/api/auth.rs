@@ -624,17 +624,26 @@ async fn bad_tokens_are_throttled() {
     assert_eq!(throttled.status(), 429);
 }
 
-fn manage(app: &TestApp, args: &[&str], password: Option<&str>) -> std::process::Output {
+/// Runs a management command on the data folder `dir`, with `env` and no
+/// password variables or `DATABASE_URL` inherited from the test's own.
+fn manage_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"));
     command
         .args(args)
-        .env("DATA_DIR", app.data.path())
-        .env_remove("DATABASE_URL");
-    match password {
-        Some(password) => command.env("LBASEDB_PROXY_PASSWORD", password),
-        None => command.env_remove("LBASEDB_PROXY_PASSWORD"),
-    };
+        .env("DATA_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LBASEDB_PROXY_PASSWORD")
+        .env_remove("LBASEDB_PROXY_SUPERUSER_PASSWORD")
+        .envs(env.iter().copied());
     command.output().expect("the binary runs")
+}
+
+fn manage(app: &TestApp, args: &[&str], password: Option<&str>) -> std::process::Output {
+    let env: Vec<(&str, &str)> = password
+        .map(|p| ("LBASEDB_PROXY_PASSWORD", p))
+        .into_iter()
+        .collect();
+    manage_in(app.data.path(), args, &env)
 }
 
 #[tokio::test]
@@ -727,12 +736,7 @@ async fn management_commands_provision_access_that_the_proxy_honours() {
 #[tokio::test]
 async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
-        .args(["migrate"])
-        .env("DATA_DIR", dir.path())
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+    let output = manage_in(dir.path(), &["migrate"], &[]);
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("Applied"));
     assert!(dir.path().join("db.sqlite3").exists());
@@ -777,14 +781,7 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
     std::fs::write(&file, &dumped.stdout).unwrap();
 
     let other = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
-            .args(args)
-            .env("DATA_DIR", other.path())
-            .env_remove("DATABASE_URL")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| manage_in(other.path(), args, &[]);
     for _ in 0..2 {
         let loaded = run(&["loaddata", file.to_str().unwrap()]);
         assert!(
@@ -843,28 +840,23 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
 #[tokio::test]
 async fn createsuperuser_without_input_reads_the_environment() {
     let app = spawn_app().await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"));
-    command
-        .args([
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            "root",
-            "--email",
-            "root@example.com",
-        ])
-        .env("DATA_DIR", app.data.path())
-        .env_remove("DATABASE_URL");
-    let weak = command
-        .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", "12345678")
-        .output()
-        .unwrap();
+    let args = [
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "root",
+        "--email",
+        "root@example.com",
+    ];
+    let password = "LBASEDB_PROXY_SUPERUSER_PASSWORD";
+    let weak = manage_in(app.data.path(), &args, &[(password, "12345678")]);
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("too common"));
-    let made = command
-        .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", "a-strong-root-password")
-        .output()
-        .unwrap();
+    let made = manage_in(
+        app.data.path(),
+        &args,
+        &[(password, "a-strong-root-password")],
+    );
     assert!(
         made.status.success(),
         "{}",
