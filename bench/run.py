@@ -125,7 +125,7 @@ def main():
     work = tempfile.mkdtemp(prefix="lbasedb-bench-")
     procs = []
     try:
-        up = subprocess.Popen([BIN, "lbasedb", "--bind", f"127.0.0.1:{UP_PORT}", "--data", f"{work}/lbasedb"],
+        up = subprocess.Popen([BIN, "lbasedb", "--open", "--bind", f"127.0.0.1:{UP_PORT}", "--data", f"{work}/lbasedb"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(up)
         env = dict(os.environ, LBASEDB_URL=f"http://127.0.0.1:{UP_PORT}", BIND=f"127.0.0.1:{PROXY_PORT}",

@@ -10,6 +10,36 @@ use clap::Args;
 /// Lbasedb's own default payload limit (1 GiB); the proxy uses the same.
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 30;
 
+/// Refusals that keep one user from taking the service down: each answer
+/// of the storage is built whole in memory, and a size is a promise of
+/// disk. Both the proxy (before forwarding) and the embedded server apply
+/// them. The defaults are far past honest use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct Limits {
+    /// Most rows one request may read (GET /data, /bytes, /raw) or zero
+    /// (DELETE /bytes). 10 million Float64 rows are 80 MB a column, about
+    /// 200 MB a column as JSON.
+    #[arg(long, env = "MAX_ROWS_PER_READ", default_value_t = Limits::DEFAULT.max_rows_per_read)]
+    pub max_rows_per_read: u64,
+
+    /// Largest size a feed may be set to with PUT /size.
+    #[arg(long, env = "MAX_FEED_ROWS", default_value_t = Limits::DEFAULT.max_feed_rows)]
+    pub max_feed_rows: u64,
+}
+
+impl Limits {
+    pub const DEFAULT: Self = Self {
+        max_rows_per_read: 10_000_000,
+        max_feed_rows: 1_000_000_000,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// How `serve` runs: where it listens, which upstream it pipes to, and the
 /// limits of the proxy path.
 #[derive(Debug, Clone, Args)]
@@ -39,6 +69,15 @@ pub struct Settings {
     /// Largest request body the proxy forwards, in bytes.
     #[arg(long, env = "BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: u64,
+
+    #[command(flatten)]
+    pub limits: Limits,
+
+    /// Secret sent to an upstream at LBASEDB_URL (`Authorization: Bearer`),
+    /// for an `lbasedb-proxy lbasedb` started with the same LBASEDB_SECRET.
+    /// The embedded upstream gets a random one of its own per process.
+    #[arg(long, env = "LBASEDB_SECRET", hide_env_values = true)]
+    pub lbasedb_secret: Option<String>,
 
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "WORKERS")]
@@ -88,6 +127,13 @@ pub struct Settings {
     #[arg(long, env = "BAD_TOKEN_LIMIT", default_value_t = 20)]
     pub bad_token_limit: u32,
 
+    /// Reverse proxies whose `X-Forwarded-For` is believed: addresses or
+    /// networks, comma-separated (e.g. "127.0.0.1,10.0.0.0/8"). The client
+    /// is then the last hop not in this list. Empty (the default): the
+    /// peer address is the client, whatever the headers say.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::net::parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// How long throttling lasts after the last failure.
     #[arg(long, env = "THROTTLE_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub throttle_window: Duration,
@@ -131,6 +177,8 @@ impl Settings {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             body_limit: DEFAULT_BODY_LIMIT,
+            limits: Limits::DEFAULT,
+            lbasedb_secret: None,
             workers: None,
             upstream_pool_limit: 100,
             lbasedb_workers: 1,
@@ -143,6 +191,7 @@ impl Settings {
             login_failure_limit: 5,
             bad_token_limit: 20,
             throttle_window: Duration::from_secs(300),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -170,4 +219,17 @@ pub struct LbasedbSettings {
     /// HTTP worker threads.
     #[arg(long, env = "LBASEDB_WORKERS", default_value_t = 1)]
     pub workers: usize,
+
+    #[command(flatten)]
+    pub limits: Limits,
+
+    /// Secret every request must carry as `Authorization: Bearer <secret>`
+    /// (set the same LBASEDB_SECRET on `serve`). Required unless --open.
+    #[arg(long, env = "LBASEDB_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Serve without a secret, as the upstream Lbasedb server does: anyone
+    /// who reaches the port reads and writes every feed.
+    #[arg(long, conflicts_with = "secret")]
+    pub open: bool,
 }

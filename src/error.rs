@@ -50,7 +50,10 @@ impl ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
-        Self::Internal(err.to_string())
+        match err {
+            crate::db::DbError::Denied(denied) => Self::Forbidden(denied.0),
+            err => Self::Internal(err.to_string()),
+        }
     }
 }
 

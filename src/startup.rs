@@ -23,17 +23,20 @@ use crate::db::{self, Pool, queries};
 use crate::error::ApiError;
 use crate::health;
 use crate::lbasedb::EmbeddedServer;
+use crate::net::{TrustedProxies, client_ip_of};
 use crate::proxy::{self, ProxyState};
 
 pub struct Application {
     port: u16,
     upstream: String,
+    upstream_secret: Option<String>,
     server: Server,
     embedded: Option<EmbeddedServer>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> io::Result<Self> {
+        crate::fsperm::private_dir(&settings.db.data_dir)?;
         let pool = db::connect(&settings.db.database_path()).map_err(io::Error::other)?;
         let applied = db::migrate(&pool).map_err(io::Error::other)?;
         if !applied.is_empty() {
@@ -61,9 +64,21 @@ impl Application {
                     data: settings.embedded_data_path(),
                     payload_limit: settings.body_limit,
                     workers: settings.lbasedb_workers,
+                    limits: settings.limits,
+                    // Its port is on loopback, where any local process can
+                    // reach it: it answers only this process.
+                    secret: Some(random_secret()),
+                    open: false,
                 };
-                Some(EmbeddedServer::start(&embedded_settings).await?)
+                Some((
+                    EmbeddedServer::start(&embedded_settings).await?,
+                    embedded_settings.secret,
+                ))
             }
+        };
+        let (embedded, upstream_secret) = match embedded {
+            Some((server, secret)) => (Some(server), secret),
+            None => (None, settings.lbasedb_secret.clone()),
         };
         let upstream = match (&settings.lbasedb_url, &embedded) {
             (Some(url), _) => check_upstream_url(url)?,
@@ -74,8 +89,14 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)?;
         let addr = listener.local_addr()?;
         let port = addr.port();
-        let state = web::Data::new(ProxyState::new(&upstream, &settings));
+        let state = web::Data::new(ProxyState::new(
+            &upstream,
+            upstream_secret.clone(),
+            &settings,
+        ));
         let workers = settings.workers;
+        let app_secret = upstream_secret.clone();
+        let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
         // The access log renders its fields on every request; with info
         // logging off for it (RUST_LOG=warn), skip it altogether.
         let access_log_on =
@@ -103,11 +124,15 @@ impl Application {
                 // Last wrapped runs first: log, then session, then identity.
                 .wrap(identity)
                 .wrap(sessions)
-                .wrap(Condition::new(access_log_on, access_log()))
+                .wrap(Condition::new(access_log_on, access_log(trusted.clone())))
+                .app_data(web::Data::new(trusted.clone()))
                 .app_data(auth.clone())
                 .app_data(state.clone())
                 // Built here, so each worker gets its own client and pool.
-                .app_data(web::Data::new(proxy::build_client(&settings)))
+                .app_data(web::Data::new(proxy::build_client(
+                    &settings,
+                    app_secret.as_deref(),
+                )))
                 .configure(routes)
                 .default_service(web::to(|| async { ApiError::NotFound.error_response() }))
         });
@@ -129,6 +154,7 @@ impl Application {
         Ok(Self {
             port,
             upstream,
+            upstream_secret,
             server,
             embedded,
         })
@@ -141,6 +167,12 @@ impl Application {
     /// The upstream's base URL (the embedded server's when it runs one).
     pub fn upstream(&self) -> &str {
         &self.upstream
+    }
+
+    /// What the upstream demands as `Authorization: Bearer` (tests reach
+    /// the embedded server directly with it).
+    pub fn upstream_secret(&self) -> Option<&str> {
+        self.upstream_secret.as_deref()
     }
 
     pub async fn run_until_stopped(self) -> io::Result<()> {
@@ -173,6 +205,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .service(
             web::scope("/api")
+                .wrap(api_headers())
                 .route("/proxy/{endpoint}", web::route().to(proxy::proxy))
                 .service(
                     web::scope("/auth")
@@ -185,8 +218,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route("/logout/", web::post().to(api::logout))
                         .route("/csrf/", web::get().to(api::csrf))
                         .route("/me/", web::get().to(api::me)),
-                ),
+                )
+                .default_service(web::to(|| async { ApiError::NotFound.error_response() })),
         );
+}
+
+/// Every `/api` answer is data, never a page: a feed may hold any bytes a
+/// user wrote (`<html><script>…`), and a browser must neither sniff it into
+/// HTML nor run it with this origin's cookies should it render it.
+fn api_headers() -> actix_web::middleware::DefaultHeaders {
+    use actix_web::http::header;
+    actix_web::middleware::DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        ))
 }
 
 /// Expired sessions are refused when read, but their rows would stay for
@@ -231,6 +278,13 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
     Ok(())
 }
 
+/// A per-process secret for the embedded upstream: 256 bits, hex.
+fn random_secret() -> String {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    hex::encode(secret)
+}
+
 pub fn random_password() -> String {
     use rand::Rng;
     rand::thread_rng()
@@ -255,9 +309,11 @@ fn session_key(settings: &Settings) -> io::Result<Key> {
     }
     let path = settings.db.data_dir.join("secret.key");
     match std::fs::read(&path) {
-        Ok(secret) if secret.len() >= 32 => Ok(Key::derive_from(&secret)),
+        Ok(secret) if secret.len() >= 32 => {
+            crate::fsperm::private_file(&path)?;
+            Ok(Key::derive_from(&secret))
+        }
         _ => {
-            std::fs::create_dir_all(&settings.db.data_dir)?;
             let mut secret = [0u8; 64];
             rand::thread_rng().fill_bytes(&mut secret);
             write_private(&path, &secret)?;
@@ -276,14 +332,19 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(bytes)
+    file.write_all(bytes)?;
+    crate::fsperm::private_file(path)
 }
 
 /// One line per request: peer, method, path, status, bytes, duration. The
 /// query string is left out (it may carry secrets), and so are headers.
-fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+fn access_log(trusted: TrustedProxies) -> Logger {
+    Logger::new(r#"%{client}xi "%{method}xi %U" %s %b %Dms"#)
         .custom_request_replace("method", |req| req.method().to_string())
+        // Not `%a`: it believes any client's `Forwarded` header.
+        .custom_request_replace("client", move |req| {
+            client_ip_of(req.peer_addr(), req.headers(), &trusted).to_string()
+        })
 }
 
 fn check_upstream_url(url: &str) -> io::Result<String> {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{AdminError, Ctx, Form, Message, flash, log_action, ok, redirect, staff};
 use crate::auth::api::check_credentials;
+use crate::auth::guard::Actor;
 use crate::auth::{AuthState, CSRF_SESSION_KEY, ensure_csrf_token, password, users};
 use crate::db::models::LogEntry;
 use crate::db::{self, queries};
@@ -33,14 +34,16 @@ pub struct Next {
     next: Option<String>,
 }
 
-/// `?next=` is honoured for local paths only.
-fn safe_next(next: Option<&str>) -> &str {
+/// `?next=` is honoured for local paths only: one leading `/`, and no
+/// backslash or control character anywhere, since browsers drop tabs and
+/// newlines and read `\\` as `/` (`/\t/evil.example/` is `//evil.example/`).
+pub fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n']) =>
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
         {
             n
         }
@@ -77,6 +80,7 @@ pub async fn login(
     let form = Form::parse(&body);
     let csrf = ensure_csrf_token(&req)?;
     form.check_csrf(&csrf)?;
+    crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     let username = form.get("username");
     let next = safe_next(Some(form.get("next"))).to_owned();
     let checked = check_credentials(&auth, &req, username, form.get("password")).await;
@@ -138,6 +142,7 @@ pub async fn logout(
     let form = Form::parse(&body);
     let csrf = ensure_csrf_token(&req)?;
     form.check_csrf(&csrf)?;
+    crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     if let Some(identity) = identity {
         identity.logout();
     }
@@ -312,7 +317,7 @@ pub async fn password_change(
         .map_err(|e| AdminError::Internal(e.to_string()))?;
     // Every session of the user ends; this one is renewed, so it stays.
     db::run(&auth.pool, move |conn| {
-        users::change_password(conn, user_id, &phc, None)
+        users::set_password(conn, Actor::User(user_id), user_id, &phc, None)
     })
     .await?;
     auth.cache.clear();

@@ -10,9 +10,10 @@ use serde_json::Value;
 
 use super::{AdminError, Message, ok, staff, upstream_feeds};
 use crate::auth::AuthState;
+use crate::auth::principal::Principal;
 use crate::db::{self, queries};
+use crate::lbasedb::names::is_valid_name;
 use crate::proxy::ProxyState;
-use crate::proxy::classify::is_valid_name;
 
 const PREVIEW_ROWS: u64 = 10;
 
@@ -23,8 +24,10 @@ struct Col {
 
 struct FeedInfo {
     name: String,
+    /// None: no `view_data` on this feed (or the upstream did not say).
     size: Option<u64>,
-    cols: Vec<Col>,
+    /// None: no `view_col` on this feed.
+    cols: Option<Vec<Col>>,
 }
 
 async fn get_json(proxy: &ProxyState, client: &awc::Client, path_and_query: &str) -> Option<Value> {
@@ -41,26 +44,43 @@ async fn get_json(proxy: &ProxyState, client: &awc::Client, path_and_query: &str
     response.json::<Value>().limit(64 << 20).await.ok()
 }
 
-async fn info(proxy: &ProxyState, client: &awc::Client, feed: &str) -> FeedInfo {
-    let size = get_json(proxy, client, &format!("size?feed={feed}"))
-        .await
-        .and_then(|v| v["size"].as_u64());
-    let cols = get_json(proxy, client, &format!("col?feed={feed}"))
-        .await
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| Col {
-            name: c["name"].as_str().unwrap_or_default().to_owned(),
-            datatype: c["datatype"].as_str().unwrap_or_default().to_owned(),
-        })
-        .collect();
+/// What a user may see of a feed, by the proxy's own rules: columns with
+/// `view_col`, the size with `view_data`.
+async fn info(proxy: &ProxyState, client: &awc::Client, who: &Principal, feed: &str) -> FeedInfo {
+    let size = if who.has_feed_perm(VIEW_DATA, feed) {
+        get_json(proxy, client, &format!("size?feed={feed}"))
+            .await
+            .and_then(|v| v["size"].as_u64())
+    } else {
+        None
+    };
+    let cols = if who.has_feed_perm(VIEW_COL, feed) {
+        let listed = get_json(proxy, client, &format!("col?feed={feed}")).await;
+        let listed = listed
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        Some(
+            listed
+                .iter()
+                .map(|c| Col {
+                    name: c["name"].as_str().unwrap_or_default().to_owned(),
+                    datatype: c["datatype"].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
     FeedInfo {
         name: feed.to_owned(),
         size,
         cols,
     }
 }
+
+const VIEW_FEED: &str = "lbasedb.view_feed";
+const VIEW_COL: &str = "lbasedb.view_col";
+const VIEW_DATA: &str = "lbasedb.view_data";
 
 #[derive(Template)]
 #[template(path = "admin/feed_list.html")]
@@ -80,8 +100,8 @@ pub async fn list(
     let ctx = staff(&req, &auth).await?;
     let mut feeds = Vec::new();
     for name in upstream_feeds(&proxy, &client).await {
-        if ctx.principal.has_feed_perm("lbasedb.view_feed", &name) {
-            feeds.push(info(&proxy, &client, &name).await);
+        if ctx.principal.has_feed_perm(VIEW_FEED, &name) {
+            feeds.push(info(&proxy, &client, &ctx.principal, &name).await);
         }
     }
     ok(&ListPage {
@@ -99,10 +119,12 @@ struct DetailPage<'a> {
     csrf: &'a str,
     messages: Vec<Message>,
     feed: FeedInfo,
-    /// None: no `view_data` on this feed.
+    /// None: no `view_data` and `view_col` on this feed.
     preview: Option<Vec<Vec<String>>>,
-    group_grants: Vec<(i32, String, String)>,
-    user_grants: Vec<(i32, String, String)>,
+    /// None: no `auth.view_group` (or `change_group`).
+    group_grants: Option<Vec<(i32, String, String)>>,
+    /// None: no `auth.view_user` (or `change_user`).
+    user_grants: Option<Vec<(i32, String, String)>>,
 }
 
 pub async fn detail(
@@ -117,57 +139,68 @@ pub async fn detail(
     if !is_valid_name(&name) {
         return Err(AdminError::NotFound);
     }
-    if !ctx.principal.has_feed_perm("lbasedb.view_feed", &name) {
+    if !ctx.principal.has_feed_perm(VIEW_FEED, &name) {
         return Err(AdminError::Forbidden);
     }
-    let feed = info(&proxy, &client, &name).await;
-    let Some(size) = feed.size else {
+    if !upstream_feeds(&proxy, &client).await.contains(&name) {
         return Err(AdminError::NotFound);
+    }
+    let feed = info(&proxy, &client, &ctx.principal, &name).await;
+    // Rows need the columns to be named, as through the API.
+    let preview = match (&feed.cols, feed.size) {
+        (Some(cols), Some(size)) if !cols.is_empty() => {
+            Some(preview(&proxy, &client, &name, cols, size).await)
+        }
+        (Some(cols), Some(_)) if cols.is_empty() => Some(Vec::new()),
+        _ => None,
     };
-    let preview =
-        if ctx.principal.has_feed_perm("lbasedb.view_data", &name) && !feed.cols.is_empty() {
-            let rows = size.min(PREVIEW_ROWS);
-            let cols: String = feed
-                .cols
-                .iter()
-                .map(|c| format!("&col[]={}", c.name))
-                .collect();
-            let data = get_json(
-                &proxy,
-                &client,
-                &format!("data?feed={name}&ix=0&size={rows}{cols}"),
-            )
-            .await
-            .unwrap_or_default();
-            Some(
-                (0..rows as usize)
-                    .map(|i| {
-                        feed.cols
-                            .iter()
-                            .map(|c| match &data[&c.name][i] {
-                                Value::String(s) => s.clone(),
-                                Value::Null => String::new(),
-                                other => other.to_string(),
-                            })
-                            .collect()
-                    })
-                    .collect(),
-            )
-        } else {
-            None
-        };
+    let (view_groups, view_users) = (ctx.can_view("auth", "group"), ctx.can_view("auth", "user"));
     let feed_name = name.clone();
-    let (group_grants, user_grants) = db::run(&auth.pool, move |conn| {
-        queries::feed_holders(conn, &feed_name)
-    })
-    .await?;
+    let (group_grants, user_grants) = if view_groups || view_users {
+        db::run(&auth.pool, move |conn| {
+            queries::feed_holders(conn, &feed_name)
+        })
+        .await?
+    } else {
+        Default::default()
+    };
     ok(&DetailPage {
         user: ctx.user(),
         csrf: &ctx.csrf,
         messages: ctx.messages.clone(),
         feed,
         preview,
-        group_grants,
-        user_grants,
+        group_grants: view_groups.then_some(group_grants),
+        user_grants: view_users.then_some(user_grants),
     })
+}
+
+/// The first rows of a feed, as text.
+async fn preview(
+    proxy: &ProxyState,
+    client: &awc::Client,
+    feed: &str,
+    cols: &[Col],
+    size: u64,
+) -> Vec<Vec<String>> {
+    let rows = size.min(PREVIEW_ROWS);
+    let names: String = cols.iter().map(|c| format!("&col[]={}", c.name)).collect();
+    let data = get_json(
+        proxy,
+        client,
+        &format!("data?feed={feed}&ix=0&size={rows}{names}"),
+    )
+    .await
+    .unwrap_or_default();
+    (0..rows as usize)
+        .map(|i| {
+            cols.iter()
+                .map(|c| match &data[&c.name][i] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@ use super::{
     AdminError, DeletePage, Errors, Message, choices, flash, grant_rows, log_action, ok, redirect,
     staff, staff_form, upstream_feeds,
 };
-use crate::auth::AuthState;
+use crate::auth::{AuthState, users};
 use crate::db::models::{Group, Permission};
 use crate::db::{self, queries};
 use crate::proxy::ProxyState;
@@ -282,19 +282,13 @@ async fn save(
     };
     let (new_perms, new_grants) = describe(&perms, &grants);
     let (saved_name, saved_perms, saved_grants) = (name.clone(), perms.clone(), grants.clone());
-    let saved_id = db::run(&auth.pool, move |conn| {
-        use diesel::Connection;
-        conn.transaction(|conn| {
-            let id = match id {
-                Some(id) => id,
-                None => queries::create_group(conn, &saved_name)?.id,
-            };
-            queries::update_group(conn, id, &saved_name, &saved_perms, &saved_grants)?;
-            Ok(id)
-        })
+    let actor = ctx.as_actor();
+    let saved = db::run(&auth.pool, move |conn| {
+        users::save_group(conn, actor, id, &saved_name, &saved_perms, &saved_grants)
     })
-    .await?;
+    .await;
     auth.cache.clear();
+    let saved_id = saved?;
     let actor = ctx.actor();
     let (action, changes) = match &before {
         None => ("add", json!([])),

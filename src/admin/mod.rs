@@ -157,15 +157,24 @@ impl Ctx {
         }
     }
 
+    /// Who writes, for the privilege rules of `auth::guard`.
+    pub fn as_actor(&self) -> crate::auth::guard::Actor {
+        crate::auth::guard::Actor::User(self.principal.user_id)
+    }
+
     /// Who the history records as having done an action.
     pub fn actor(&self) -> Option<(i32, String)> {
         Some((self.principal.user_id, self.principal.username.clone()))
     }
 
     /// Django's rule for read pages: `view_<model>` or `change_<model>`.
-    pub fn require_view(&self, app: &str, model: &str) -> Result<(), AdminError> {
+    pub fn can_view(&self, app: &str, model: &str) -> bool {
         let held = |action: &str| self.can(&format!("{app}.{action}_{model}"));
-        if held("view") || held("change") {
+        held("view") || held("change")
+    }
+
+    pub fn require_view(&self, app: &str, model: &str) -> Result<(), AdminError> {
+        if self.can_view(app, model) {
             Ok(())
         } else {
             Err(AdminError::Forbidden)
@@ -295,13 +304,20 @@ pub enum AdminError {
     Csrf,
     #[error("404 Not Found")]
     NotFound,
+    /// Refused by the privilege rules, with the reason.
+    #[error("{0}")]
+    Denied(String),
     #[error("server error: {0}")]
     Internal(String),
 }
 
 impl From<DbError> for AdminError {
     fn from(err: DbError) -> Self {
-        Self::Internal(err.to_string())
+        match err {
+            DbError::Denied(denied) => Self::Denied(denied.0),
+            err if err.is_not_found() => Self::NotFound,
+            err => Self::Internal(err.to_string()),
+        }
     }
 }
 
@@ -325,7 +341,7 @@ impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Redirect(_) => StatusCode::FOUND,
-            Self::Forbidden | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Csrf | Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -346,6 +362,7 @@ impl ResponseError for AdminError {
                 "403 Forbidden",
                 "CSRF verification failed. Request aborted.",
             ),
+            Self::Denied(why) => ("403 Forbidden", why.as_str()),
             Self::NotFound => (
                 "Not Found",
                 "The requested resource was not found on this server.",
@@ -441,7 +458,7 @@ pub fn grant_rows(
                 .any(|p| p.id == *id && p.app_label == "lbasedb")
         });
         match perm_id {
-            Some(id) if crate::proxy::classify::is_valid_name(feed) => {
+            Some(id) if crate::lbasedb::names::is_valid_name(feed) => {
                 grants.push((id, feed.to_owned()))
             }
             Some(_) => errors

@@ -153,21 +153,13 @@ pub async fn add(
     };
     let name = form.get("name").trim().to_owned();
     let expires_in = form.get("expires_in").trim().to_owned();
-    let expires_at = if expires_in.is_empty() {
-        None
-    } else {
-        match humantime::parse_duration(&expires_in)
-            .ok()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-        {
-            Some(lifetime) => Some(queries::now() + lifetime),
-            None => {
-                errors
-                    .entry("expires_in")
-                    .or_default()
-                    .push("Enter a duration such as 30d, 12h or 90min.".into());
-                None
-            }
+    let expires_at = match crate::auth::token::expiry_from_text(&expires_in) {
+        Ok(at) => at,
+        Err(why) => {
+            errors.entry("expires_in").or_default().push(format!(
+                "Enter a duration such as 30d, 12h or 90min ({why})."
+            ));
+            None
         }
     };
     if name.is_empty() {
@@ -191,8 +183,9 @@ pub async fn add(
         });
     }
     let token_name = name.clone();
+    let actor = ctx.as_actor();
     let (token, plain) = db::run(&auth.pool, move |conn| {
-        users::issue_token(conn, owner.id, &token_name, expires_at)
+        users::issue_token(conn, actor, owner.id, &token_name, expires_at)
     })
     .await?;
     log_action(

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AdminError, DeletePage, Message, flash, log_action, ok, redirect, staff, staff_form};
+use actix_identity::Identity;
+
+use crate::auth::guard::Actor;
 use crate::auth::principal::Principal;
 use crate::auth::{AuthState, password, users};
 use crate::db::models::{Group, Permission, User};
@@ -220,6 +223,7 @@ pub async fn bulk_action(
     req: HttpRequest,
     body: web::Bytes,
     auth: web::Data<AuthState>,
+    identity: Option<Identity>,
 ) -> Result<HttpResponse, AdminError> {
     let (ctx, form) = staff_form(&req, &auth, &body, "auth.delete_user").await?;
     if form.get("action") != "delete_selected" {
@@ -266,7 +270,9 @@ pub async fn bulk_action(
     for user in &found {
         delete_one(&auth, &ctx.principal, user).await?;
     }
-    auth.cache.clear();
+    if found.iter().any(|u| u.id == ctx.principal.user_id) {
+        return signed_out(identity);
+    }
     flash(
         &req,
         "success",
@@ -275,18 +281,39 @@ pub async fn bulk_action(
     redirect("/admin/auth/user/")
 }
 
+/// Deletes one user, with its history entry, by the privilege rules.
+/// Sessions and tokens go with the user (ON DELETE CASCADE), and the cache
+/// is cleared at once, so its tokens stop working now.
 async fn delete_one(auth: &AuthState, actor: &Principal, user: &User) -> Result<(), AdminError> {
     let id = user.id;
-    // Sessions and tokens go with the user (ON DELETE CASCADE).
-    db::run(&auth.pool, move |conn| queries::delete_user(conn, id)).await?;
-    log_action(
-        auth,
-        Some((actor.user_id, actor.username.clone())),
-        ("auth.user", id.to_string(), user.username.clone()),
-        "delete",
-        json!([]),
-    )
-    .await
+    let (actor_id, actor_name, repr) =
+        (actor.user_id, actor.username.clone(), user.username.clone());
+    let deleted = db::run(&auth.pool, move |conn| {
+        let id_text = id.to_string();
+        let entry = queries::NewLogEntry {
+            user_id: Some(actor_id),
+            username: &actor_name,
+            object_type: "auth.user",
+            object_id: &id_text,
+            object_repr: &repr,
+            action: "delete",
+            changes: "[]",
+        };
+        users::delete_user(conn, Actor::User(actor_id), id, Some(&entry))
+    })
+    .await;
+    auth.cache.clear();
+    deleted?;
+    Ok(())
+}
+
+/// After deleting oneself there is no session left to write a message to:
+/// log out and go to the login page.
+fn signed_out(identity: Option<Identity>) -> Result<HttpResponse, AdminError> {
+    if let Some(identity) = identity {
+        identity.logout();
+    }
+    redirect("/admin/login/")
 }
 
 #[derive(Template)]
@@ -666,19 +693,15 @@ pub async fn change(
         .filter(|(old, new)| old.1 != new.1)
         .map(|((field, old), (_, new))| json!({"field": field, "old": old, "new": new}))
         .collect();
-    let deactivated = before.is_active && !update.is_active;
-    db::run(&auth.pool, move |conn| {
-        use diesel::Connection;
-        conn.transaction(|conn| {
-            queries::update_user(conn, id, &update)?;
-            if deactivated {
-                queries::sessions_end_for_user(conn, id, None)?;
-            }
-            Ok(())
-        })
+    let actor = ctx.as_actor();
+    let saved = db::run(&auth.pool, move |conn| {
+        users::update_user(conn, actor, id, &update)
     })
-    .await?;
+    .await;
+    // Cleared whatever the outcome: a refused write changed nothing, and a
+    // saved one must be enforced at once.
     auth.cache.clear();
+    saved?;
     log_action(
         &auth,
         ctx.actor(),
@@ -756,8 +779,9 @@ pub async fn password(
         .await
         .map_err(|e| AdminError::Internal(e.to_string()))?;
     let id = target.id;
+    let actor = ctx.as_actor();
     db::run(&auth.pool, move |conn| {
-        users::change_password(conn, id, &phc, None)
+        users::set_password(conn, actor, id, &phc, None)
     })
     .await?;
     auth.cache.clear();
@@ -805,11 +829,14 @@ pub async fn delete(
     path: web::Path<i32>,
     body: web::Bytes,
     auth: web::Data<AuthState>,
+    identity: Option<Identity>,
 ) -> Result<HttpResponse, AdminError> {
     let (ctx, _) = staff_form(&req, &auth, &body, "auth.delete_user").await?;
     let target = load_user(&auth, *path).await?;
     delete_one(&auth, &ctx.principal, &target).await?;
-    auth.cache.clear();
+    if target.id == ctx.principal.user_id {
+        return signed_out(identity);
+    }
     flash(
         &req,
         "success",

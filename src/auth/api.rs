@@ -9,6 +9,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::guard::Actor;
 use super::{
     AuthState, CSRF_SESSION_KEY, check_csrf, client_ip, ensure_csrf_token, password, users,
 };
@@ -31,9 +32,10 @@ type CredentialsBody = web::Either<web::Json<Credentials>, web::Form<Credentials
 
 const BAD_CREDENTIALS: &str = "Unable to log in with provided credentials.";
 
-/// Checks a username and password: throttled per (account, address), one
-/// message for an unknown user, a wrong password or an inactive account,
-/// and the same argon2 work in each case.
+/// Checks a username and password: throttled per (account, address) with
+/// the attempt counted before the check, one message for an unknown user,
+/// a wrong password or an inactive account, and the same argon2 work in
+/// each case.
 pub async fn check_credentials(
     state: &AuthState,
     req: &HttpRequest,
@@ -43,7 +45,7 @@ pub async fn check_credentials(
     let ip = client_ip(req);
     state
         .throttle
-        .check_login(username, ip)
+        .attempt_login(username, ip)
         .map_err(ApiError::Throttled)?;
     let name = username.to_owned();
     let user = db::run(&state.pool, move |conn| {
@@ -61,7 +63,6 @@ pub async fn check_credentials(
             Ok(user)
         }
         _ => {
-            state.throttle.fail_login(username, ip);
             log::info!("failed login for an account from {ip}");
             Err(ApiError::BadRequest(BAD_CREDENTIALS.into()))
         }
@@ -75,20 +76,12 @@ pub async fn obtain_token(
     state: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let expires_at = match body.expires_in.as_deref() {
-        None | Some("") => None,
-        Some(text) => {
-            let lifetime = humantime::parse_duration(text)
-                .map_err(|e| ApiError::BadRequest(format!("expires_in: {e}.")))?;
-            let lifetime = chrono::Duration::from_std(lifetime)
-                .map_err(|_| ApiError::BadRequest("expires_in: too long.".into()))?;
-            Some(queries::now() + lifetime)
-        }
-    };
+    let expires_at = super::token::expiry_from_text(body.expires_in.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("expires_in: {e}.")))?;
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
     let (token, plain) = db::run(&state.pool, move |conn| {
-        users::issue_token(conn, user.id, &name, expires_at)
+        users::issue_token(conn, Actor::User(user.id), user.id, &name, expires_at)
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -106,6 +99,7 @@ pub async fn login(
     session: Session,
     state: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
+    check_same_origin(&req)?;
     let body = body.into_inner();
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     // A new session id at login, and a new CSRF token with it.
@@ -126,6 +120,36 @@ pub async fn login(
             "username": user.username,
             "csrfToken": csrf,
         })))
+}
+
+/// Login CSRF: a page on another site must not log its visitor in to an
+/// account of the attacker's (whose session would then see what the
+/// victim uploads). Browsers send `Origin` (or at least `Referer`) with a
+/// cross-site POST; it must name this site, as Django's CSRF check demands
+/// over HTTPS. A request with neither comes from no browser page (a script),
+/// which no third party can make a victim send.
+pub fn check_same_origin(req: &HttpRequest) -> Result<(), ApiError> {
+    use actix_web::http::header;
+    let claimed = req
+        .headers()
+        .get(header::ORIGIN)
+        .or_else(|| req.headers().get(header::REFERER));
+    let Some(claimed) = claimed else {
+        return Ok(());
+    };
+    let host = crate::net::request_host(req);
+    let same = claimed
+        .to_str()
+        .ok()
+        .zip(host)
+        .is_some_and(|(origin, host)| crate::net::same_origin(origin, &host));
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "CSRF Failed: Origin checking failed: the request does not come from this site.".into(),
+        ))
+    }
 }
 
 /// `POST /api/auth/logout/`: ends the session (CSRF-checked, so that

@@ -2,6 +2,7 @@
 //! throttling, and the principal every proxied request is decided on.
 
 pub mod api;
+pub mod guard;
 pub mod password;
 pub mod principal;
 pub mod session;
@@ -9,7 +10,7 @@ pub mod throttle;
 pub mod token;
 pub mod users;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
@@ -47,10 +48,7 @@ pub const CSRF_SESSION_KEY: &str = "csrftoken";
 pub const CSRF_COOKIE: &str = "csrftoken";
 pub const CSRF_HEADER: &str = "x-csrftoken";
 
-pub fn client_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
-}
+pub use crate::net::client_ip;
 
 impl AuthState {
     /// Token first (when an `Authorization` header is sent), else the
@@ -81,7 +79,6 @@ impl AuthState {
     }
 
     async fn by_token(&self, key: &str, ip: IpAddr) -> Result<Arc<Principal>, ApiError> {
-        self.throttle.check_token(ip).map_err(ApiError::Throttled)?;
         let digest = token::digest(key);
         let auth = match self.cache.tokens.get(&digest) {
             Some(auth) => auth,
@@ -98,8 +95,7 @@ impl AuthState {
                 })
                 .await?;
                 let Some((token, principal)) = found else {
-                    self.throttle.fail_token(ip);
-                    return Err(ApiError::NotAuthenticated("Invalid token.".into()));
+                    return Err(self.bad_token(ip));
                 };
                 let auth = Arc::new(TokenAuth {
                     token_id: token.id,
@@ -116,8 +112,7 @@ impl AuthState {
         };
         let now = queries::now();
         if auth.revoked {
-            self.throttle.fail_token(ip);
-            return Err(ApiError::NotAuthenticated("Invalid token.".into()));
+            return Err(self.bad_token(ip));
         }
         if auth.expires_at.is_some_and(|at| at <= now) {
             return Err(ApiError::NotAuthenticated("Token has expired.".into()));
@@ -136,6 +131,16 @@ impl AuthState {
             });
         }
         Ok(auth.principal.clone())
+    }
+
+    /// An unknown or revoked token: counted for its address, and 429 rather
+    /// than 401 once the address is over the limit. A valid token is never
+    /// refused for its neighbours' mistakes.
+    fn bad_token(&self, ip: IpAddr) -> ApiError {
+        match self.throttle.fail_token(ip) {
+            Ok(()) => ApiError::NotAuthenticated("Invalid token.".into()),
+            Err(wait) => ApiError::Throttled(wait),
+        }
     }
 
     /// A user's principal, from the cache or the database.

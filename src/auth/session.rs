@@ -2,6 +2,14 @@
 //! password or deactivating a user ends sessions at once, everywhere. Rows
 //! are keyed by the SHA-256 of the cookie's key, and carry the user id so
 //! they can be ended per user.
+//!
+//! An anonymous visitor's session (a CSRF token for the login form, and no
+//! identity) costs no row: its state travels in the session cookie itself,
+//! which actix-session encrypts and signs with the server's key, so the
+//! visitor can neither read nor forge it. Otherwise every request to the
+//! login page or `/api/auth/csrf/` would write a row anyone could fill the
+//! database with. Such a cookie never carries an identity: logging in makes
+//! a database session under a new key.
 
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;
@@ -41,7 +49,10 @@ impl DbSessionStore {
 type State = HashMap<String, String>;
 
 fn expiry(ttl: &Duration) -> chrono::NaiveDateTime {
-    queries::now() + chrono::Duration::seconds(ttl.whole_seconds())
+    // Settings may ask for an absurd idle timeout: saturate, never panic.
+    chrono::Duration::try_seconds(ttl.whole_seconds())
+        .and_then(|ttl| queries::now().checked_add_signed(ttl))
+        .unwrap_or(chrono::NaiveDateTime::MAX)
 }
 
 fn user_of(state: &State) -> Option<i32> {
@@ -57,8 +68,40 @@ fn new_key() -> String {
         .collect()
 }
 
+/// Keys of cookie-held sessions start with this; database keys are
+/// alphanumeric, so the two cannot be confused.
+const COOKIE_HELD: &str = "anon.";
+
+/// Past this size an anonymous state goes to the database after all: the
+/// whole cookie must stay under the browsers' 4 KiB.
+const COOKIE_HELD_MAX: usize = 2048;
+
+/// The key that carries an anonymous state itself, or `None` when the state
+/// must be kept in the database (it has an identity, or is too large).
+fn cookie_held_key(state: &State) -> Option<String> {
+    use base64::prelude::{BASE64_URL_SAFE_NO_PAD, Engine as _};
+    if state.contains_key(IDENTITY_KEY) {
+        return None;
+    }
+    let json = serde_json::to_vec(state).ok()?;
+    let key = format!("{COOKIE_HELD}{}", BASE64_URL_SAFE_NO_PAD.encode(json));
+    (key.len() <= COOKIE_HELD_MAX).then_some(key)
+}
+
+/// The state a cookie-held key carries; never one with an identity.
+fn cookie_held_state(key: &str) -> Option<State> {
+    use base64::prelude::{BASE64_URL_SAFE_NO_PAD, Engine as _};
+    let encoded = key.strip_prefix(COOKIE_HELD)?;
+    let json = BASE64_URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let state: State = serde_json::from_slice(&json).ok()?;
+    (!state.contains_key(IDENTITY_KEY)).then_some(state)
+}
+
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        if key.as_ref().starts_with(COOKIE_HELD) {
+            return Ok(cookie_held_state(key.as_ref()));
+        }
         let digest = digest(key.as_ref());
         let state = db::run(&self.pool, move |conn| queries::session_load(conn, &digest))
             .await
@@ -69,6 +112,9 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        if let Some(key) = cookie_held_key(&state) {
+            return SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()));
+        }
         let key = new_key();
         self.write(&key, state, ttl)
             .await
@@ -82,6 +128,18 @@ impl SessionStore for DbSessionStore {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
+        if key.as_ref().starts_with(COOKIE_HELD) {
+            // A cookie-held session stays one while anonymous; given an
+            // identity it moves to the database, under a key of its own.
+            if let Some(key) = cookie_held_key(&state) {
+                return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
+            }
+            let key = new_key();
+            self.write(&key, state, ttl)
+                .await
+                .map_err(UpdateError::Other)?;
+            return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
+        }
         self.write(key.as_ref(), state, ttl)
             .await
             .map_err(UpdateError::Other)?;
@@ -89,6 +147,9 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
+        if key.as_ref().starts_with(COOKIE_HELD) {
+            return Ok(());
+        }
         let digest = digest(key.as_ref());
         if self.extended.contains_key(&digest) {
             return Ok(());
@@ -103,6 +164,9 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        if key.as_ref().starts_with(COOKIE_HELD) {
+            return Ok(());
+        }
         let digest = digest(key.as_ref());
         db::run(&self.pool, move |conn| {
             queries::session_delete(conn, &digest)
@@ -118,10 +182,48 @@ impl DbSessionStore {
         let user = user_of(&state);
         let raw = serde_json::to_string(&state)?;
         let expires = expiry(ttl);
-        db::run(&self.pool, move |conn| {
+        let stored = db::run(&self.pool, move |conn| {
             queries::session_store(conn, &digest, &raw, user, expires)
         })
-        .await?;
-        Ok(())
+        .await;
+        match stored {
+            // The user was deleted while this request ran: there is no
+            // session left to keep, and nothing to fail the answer for.
+            Err(db::DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                _,
+            ))) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_state_rides_in_the_cookie_and_never_an_identity() {
+        let mut state = State::new();
+        state.insert("csrftoken".into(), "\"abc\"".into());
+        let key = cookie_held_key(&state).expect("anonymous state is cookie-held");
+        assert_eq!(cookie_held_state(&key), Some(state.clone()));
+
+        state.insert(IDENTITY_KEY.into(), "\"1\"".into());
+        assert_eq!(
+            cookie_held_key(&state),
+            None,
+            "an identity goes to the database"
+        );
+        use base64::prelude::{BASE64_URL_SAFE_NO_PAD, Engine as _};
+        let forged = format!(
+            "{COOKIE_HELD}{}",
+            BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&state).unwrap())
+        );
+        assert_eq!(cookie_held_state(&forged), None);
+
+        let mut big = State::new();
+        big.insert("x".into(), "y".repeat(COOKIE_HELD_MAX));
+        assert_eq!(cookie_held_key(&big), None, "too large for a cookie");
     }
 }

@@ -4,6 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::Command;
+use crate::auth::guard::Actor;
 use crate::auth::password;
 use crate::auth::users::{self, UserSpec};
 use crate::config::DbArgs;
@@ -82,7 +83,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             check_password(&secret, &username, &user.email)?;
             let phc = password::hash(&secret);
             with_conn(&pool, |conn| {
-                users::change_password(conn, user.id, &phc, None)
+                users::set_password(conn, Actor::System, user.id, &phc, None)
             })?;
             println!("Password changed successfully for user '{username}'");
             Ok(())
@@ -141,11 +142,11 @@ pub(crate) fn run(command: Command) -> Result<()> {
             let pool = open(&db)?;
             let user = find_user(&pool, &username)?;
             let expires_at = expires_in
-                .map(|d| chrono::Duration::from_std(d).map(|d| queries::now() + d))
+                .map(crate::auth::token::expiry_after)
                 .transpose()
-                .map_err(|_| "--expires-in is too long".to_string())?;
+                .map_err(|e| format!("--expires-in: {e}"))?;
             let (token, plain) = with_conn(&pool, |conn| {
-                users::issue_token(conn, user.id, &name, expires_at)
+                users::issue_token(conn, Actor::System, user.id, &name, expires_at)
             })?;
             eprintln!(
                 "Token '{}' ({}) for '{username}'{}; it is shown this once:",

@@ -31,6 +31,9 @@ pub enum DbError {
     Blocking(#[from] actix_web::error::BlockingError),
     #[error("{0}")]
     Invalid(String),
+    /// A write the privilege rules refuse (`auth::guard`).
+    #[error(transparent)]
+    Denied(#[from] crate::auth::guard::Denied),
 }
 
 impl DbError {
@@ -65,20 +68,56 @@ impl CustomizeConnection<SqliteConnection, r2d2::Error> for Pragmas {
     }
 }
 
-/// Opens (creating it if need be) the database at `url`, a file path.
+/// The SQLite file a `DATABASE_URL` names: a path, or `sqlite://PATH`.
+/// Any other URL is refused rather than taken as a file name (a
+/// `postgres://…` URL would otherwise make a file called `postgres:`); the
+/// message names only the scheme, never the credentials a URL may carry.
+pub fn sqlite_path(url: &str) -> Result<&str, DbError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(path);
+    }
+    match url.split_once(':') {
+        Some((scheme, rest))
+            if rest.starts_with("//")
+                || matches!(
+                    scheme.to_ascii_lowercase().as_str(),
+                    "postgres" | "postgresql" | "mysql" | "mariadb"
+                ) =>
+        {
+            Err(DbError::Invalid(format!(
+                "DATABASE_URL is a {scheme}: URL, but only SQLite is supported here: \
+                 give a file path or sqlite://PATH"
+            )))
+        }
+        _ if url.is_empty() => Err(DbError::Invalid("DATABASE_URL is empty".into())),
+        _ => Ok(url),
+    }
+}
+
+/// Opens (creating it if need be) the database at `url`, a file path or
+/// `sqlite://PATH`. A folder it creates is private (0700) and the file is
+/// kept readable by its owner only (0600): it holds password hashes and
+/// sessions. SQLite gives its `-wal` and `-shm` files the database file's
+/// mode.
 pub fn connect(url: &str) -> Result<Pool, DbError> {
-    if let Some(parent) = Path::new(url).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| DbError::Invalid(format!("cannot create {}: {e}", parent.display())))?;
+    let path = sqlite_path(url)?;
+    if path != ":memory:" {
+        if let Some(parent) = Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            crate::fsperm::private_dir(parent).map_err(|e| {
+                DbError::Invalid(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        crate::fsperm::private_file(Path::new(path))
+            .map_err(|e| DbError::Invalid(format!("cannot open database {path}: {e}")))?;
     }
     let pool = r2d2::Pool::builder()
         .max_size(8)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(Pragmas))
-        .build(ConnectionManager::<SqliteConnection>::new(url))
-        .map_err(|e| DbError::Invalid(format!("cannot open database {url}: {e}")))?;
+        .build(ConnectionManager::<SqliteConnection>::new(path))
+        .map_err(|e| DbError::Invalid(format!("cannot open database {path}: {e}")))?;
     Ok(pool)
 }
 

@@ -742,3 +742,111 @@ pub fn feed_holders(conn: &mut Conn, feed: &str) -> Result<(Holders, Holders), D
         .load(conn)?;
     Ok((groups, users))
 }
+
+/// Revokes every token of a user (deactivated users keep none working).
+pub fn revoke_tokens_of_user(conn: &mut Conn, user_id: i32) -> Result<usize, DbError> {
+    Ok(
+        diesel::update(authtoken_token::table.filter(authtoken_token::user_id.eq(user_id)))
+            .set(authtoken_token::revoked.eq(true))
+            .execute(conn)?,
+    )
+}
+
+/// Active superusers other than `user_id`.
+pub fn other_active_superusers(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
+    Ok(auth_user::table
+        .filter(auth_user::is_superuser.eq(true))
+        .filter(auth_user::is_active.eq(true))
+        .filter(auth_user::id.ne(user_id))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Removes every grant on a feed (the feed was deleted); answers how many.
+pub fn delete_feed_grants(conn: &mut Conn, feed: &str) -> Result<usize, DbError> {
+    Ok(diesel::delete(feed_grant::table.filter(feed_grant::feed.eq(feed))).execute(conn)?)
+}
+
+/// Moves every grant on `old` to `new` (the feed was renamed); a grant the
+/// holder already has on `new` is kept once.
+pub fn rename_feed_grants(conn: &mut Conn, old: &str, new: &str) -> Result<usize, DbError> {
+    let moved = diesel::update(feed_grant::table.filter(feed_grant::feed.eq(old)))
+        .set(feed_grant::feed.eq(new))
+        .execute(conn);
+    match moved {
+        Ok(moved) => Ok(moved),
+        // Some holder already has the same grant on `new`: move row by row.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            let rows: Vec<(Option<i32>, Option<i32>, i32)> = feed_grant::table
+                .filter(feed_grant::feed.eq(old))
+                .select((
+                    feed_grant::user_id,
+                    feed_grant::group_id,
+                    feed_grant::permission_id,
+                ))
+                .load(conn)?;
+            for (user, group, perm) in &rows {
+                let holder = match (user, group) {
+                    (Some(user), _) => Holder::User(*user),
+                    (None, Some(group)) => Holder::Group(*group),
+                    (None, None) => continue,
+                };
+                add_feed_grant(conn, holder, *perm, new)?;
+            }
+            delete_feed_grants(conn, old)?;
+            Ok(rows.len())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Group ids with the permission codenames and (codename, feed) grants
+/// each holds.
+pub fn group_powers(
+    conn: &mut Conn,
+    group_ids: &[i32],
+) -> Result<(Vec<String>, Vec<(String, String)>), DbError> {
+    let full = |(app, code): (String, String)| format!("{app}.{code}");
+    let perms = auth_group_permissions::table
+        .inner_join(auth_permission::table)
+        .filter(auth_group_permissions::group_id.eq_any(group_ids))
+        .select((auth_permission::app_label, auth_permission::codename))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .map(full)
+        .collect();
+    let grants = feed_grant::table
+        .inner_join(auth_permission::table)
+        .filter(feed_grant::group_id.eq_any(group_ids))
+        .select((
+            auth_permission::app_label,
+            auth_permission::codename,
+            feed_grant::feed,
+        ))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .map(|(app, code, feed)| (format!("{app}.{code}"), feed))
+        .collect();
+    Ok((perms, grants))
+}
+
+/// Full codenames (`app.codename`) by permission id.
+pub fn permission_codenames(
+    conn: &mut Conn,
+    ids: &[i32],
+) -> Result<std::collections::HashMap<i32, String>, DbError> {
+    Ok(auth_permission::table
+        .filter(auth_permission::id.eq_any(ids))
+        .select((
+            auth_permission::id,
+            auth_permission::app_label,
+            auth_permission::codename,
+        ))
+        .load::<(i32, String, String)>(conn)?
+        .into_iter()
+        .map(|(id, app, code)| (id, format!("{app}.{code}")))
+        .collect())
+}

@@ -15,6 +15,7 @@ use super::query::{ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_qs
 pub const API_VERSION: &str = "0.1.10";
 
 type Db = web::Data<Conn>;
+type Limits = web::Data<crate::config::Limits>;
 type Answer = Result<HttpResponse, LbError>;
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +48,32 @@ pub async fn feed_list(db: Db) -> HttpResponse {
     HttpResponse::Ok().json(items)
 }
 
+/// A name longer than a file system takes would be listed before its file
+/// fails, and the storage would then refuse to open at all.
+fn check_name(name: &str) -> Result<(), LbError> {
+    if super::names::is_too_long(name) {
+        return Err(LbError::invalid_input(format!(
+            "name longer than {} bytes",
+            super::names::MAX_NAME_LEN
+        )));
+    }
+    Ok(())
+}
+
+/// Every answer is built whole in memory: a read past the limit is refused
+/// rather than allocated.
+fn check_read(limits: &Limits, size: usize) -> Result<(), LbError> {
+    if size as u64 > limits.max_rows_per_read {
+        return Err(LbError::invalid_input(format!(
+            "size {size} is over the limit of {} rows per read",
+            limits.max_rows_per_read
+        )));
+    }
+    Ok(())
+}
+
 pub async fn feed_add(db: Db, body: web::Json<NameBody>) -> Answer {
+    check_name(&body.name)?;
     db.feed_add(&body.name).await?;
     Ok(HttpResponse::Created().finish())
 }
@@ -57,6 +83,7 @@ pub async fn feed_rename(
     query: web::Query<NameQuery>,
     body: web::Json<NameBody>,
 ) -> Answer {
+    check_name(&body.name)?;
     db.feed_rename(&query.name, &body.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -92,11 +119,13 @@ pub async fn col_add(db: Db, query: web::Query<FeedQuery>, body: web::Json<ColBo
         Ok(datatype) if datatype.size() > 0 => {}
         _ => return Err(LbError::invalid_input("Unknown datatype")),
     }
+    check_name(&body.name)?;
     db.col_add(&query.feed, &body.name, &body.datatype).await?;
     Ok(HttpResponse::Created().finish())
 }
 
 pub async fn col_rename(db: Db, query: web::Query<ColQuery>, body: web::Json<NameBody>) -> Answer {
+    check_name(&body.name)?;
     db.col_rename(&query.feed, &query.name, &body.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -111,7 +140,18 @@ pub async fn size_get(db: Db, query: web::Query<FeedQuery>) -> Answer {
     Ok(HttpResponse::Ok().json(json!({ "size": size })))
 }
 
-pub async fn size_set(db: Db, query: web::Query<FeedQuery>, body: web::Json<SizeBody>) -> Answer {
+pub async fn size_set(
+    db: Db,
+    limits: Limits,
+    query: web::Query<FeedQuery>,
+    body: web::Json<SizeBody>,
+) -> Answer {
+    if body.size as u64 > limits.max_feed_rows {
+        return Err(LbError::invalid_input(format!(
+            "size {} is over the limit of {} rows per feed",
+            body.size, limits.max_feed_rows
+        )));
+    }
     db.size_set(&query.feed, body.size).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -168,10 +208,11 @@ fn fits(datatype: &Datatype, unit: &Dataunit) -> bool {
     }
 }
 
-pub async fn data_get(db: Db, req: HttpRequest) -> Answer {
+pub async fn data_get(db: Db, limits: Limits, req: HttpRequest) -> Answer {
     let query = data_query(&req)?;
     let ix = required(query.ix, "ix")?;
     let size = required(query.size, "size")?;
+    check_read(&limits, size)?;
     let cols = query.col.unwrap_or_default();
     check_range(&db, &query.feed, ix, size).await?;
     let ds = db.data_get(&query.feed, ix, size, &cols).await?;
@@ -236,14 +277,24 @@ async fn bytes_rows(db: &Conn, feed: &str, cols: &[String], body: &[u8]) -> Resu
     Ok(body.len() / rowsize)
 }
 
-pub async fn bytes_get(db: Db, req: HttpRequest) -> Answer {
+/// Raw column bytes. The upstream sends them with no type; this server
+/// says what they are, so that no browser sniffs them into a page.
+fn binary(bytes: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(bytes)
+}
+
+pub async fn bytes_get(db: Db, limits: Limits, req: HttpRequest) -> Answer {
     let query = data_query(&req)?;
     let ix = required(query.ix, "ix")?;
     let size = required(query.size, "size")?;
+    check_read(&limits, size)?;
     let cols = required(query.col, "col[]")?;
     check_range(&db, &query.feed, ix, size).await?;
     let buffer = db.bytes_get(&query.feed, &cols, ix, size).await?;
-    Ok(HttpResponse::Ok().body(buffer))
+    Ok(binary(buffer))
 }
 
 pub async fn bytes_push(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
@@ -276,10 +327,11 @@ pub async fn bytes_patch(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn bytes_reset(db: Db, req: HttpRequest) -> Answer {
+pub async fn bytes_reset(db: Db, limits: Limits, req: HttpRequest) -> Answer {
     let query = data_query(&req)?;
     let ix = required(query.ix, "ix")?;
     let size = required(query.size, "size")?;
+    check_read(&limits, size)?;
     let cols = required(query.col, "col[]")?;
     db.rowsize(&query.feed, &cols).await?;
     check_range(&db, &query.feed, ix, size).await?;
@@ -287,11 +339,12 @@ pub async fn bytes_reset(db: Db, req: HttpRequest) -> Answer {
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn raw_get(db: Db, query: web::Query<RawQuery>) -> Answer {
+pub async fn raw_get(db: Db, limits: Limits, query: web::Query<RawQuery>) -> Answer {
     let size = required(query.size, "size")?;
+    check_read(&limits, size)?;
     check_range(&db, &query.feed, query.ix, size).await?;
     let block = db.raw_get(&query.feed, &query.col, query.ix, size).await?;
-    Ok(HttpResponse::Ok().body(block))
+    Ok(binary(block))
 }
 
 pub async fn raw_set(db: Db, query: web::Query<RawQuery>, body: web::Bytes) -> Answer {

@@ -5,12 +5,18 @@
 
 mod error;
 mod handlers;
+pub mod names;
 pub mod query;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
-use actix_web::dev::ServerHandle;
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use lbasedb::prelude::Conn;
 
@@ -27,7 +33,28 @@ pub struct EmbeddedServer {
 }
 
 impl EmbeddedServer {
+    /// Starts the server. Every request must carry `settings.secret`
+    /// unless `settings.open` says to serve anyone, as the upstream does.
     pub async fn start(settings: &LbasedbSettings) -> io::Result<Self> {
+        let secret = match (&settings.secret, settings.open) {
+            (Some(secret), _) if secret.len() < 16 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "LBASEDB_SECRET must be 16 bytes or more",
+                ));
+            }
+            (Some(secret), _) => Secret(Some(Arc::from(secret.as_str()))),
+            (None, true) => Secret(None),
+            (None, false) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "set LBASEDB_SECRET (and the same on `serve`), or pass --open to serve \
+                     every feed to anyone who reaches the port",
+                ));
+            }
+        };
+        let secret = web::Data::new(secret);
+        let limits = web::Data::new(settings.limits);
         let path = settings.data.to_str().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -40,6 +67,9 @@ impl EmbeddedServer {
         let limit = usize::try_from(settings.payload_limit).unwrap_or(usize::MAX);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(require_secret))
+                .app_data(secret.clone())
+                .app_data(limits.clone())
                 .app_data(conn.clone())
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::JsonConfig::default().limit(limit))
@@ -67,6 +97,39 @@ impl EmbeddedServer {
     pub async fn run_until_stopped(self) -> io::Result<()> {
         self.task.await.map_err(io::Error::other)?
     }
+}
+
+/// The secret requests must carry; `None` serves anyone.
+struct Secret(Option<Arc<str>>);
+
+/// Refuses, before any handler reads the request, one that does not carry
+/// the secret: no port of ours serves data to whoever can reach it.
+async fn require_secret(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let expected = req
+        .app_data::<web::Data<Secret>>()
+        .and_then(|s| s.0.clone());
+    let Some(expected) = expected else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let sent = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if sent.is_some_and(|sent| constant_time_eq(sent, expected.as_bytes())) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let refusal = HttpResponse::Unauthorized().json(LbError::new(
+        "permission denied",
+        "this server answers only requests that carry its secret",
+    ));
+    Ok(req.into_response(refusal).map_into_right_body())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Every path and method of the upstream; any other method on these paths

@@ -21,7 +21,7 @@ use super::ProxyState;
 use super::classify::Endpoint;
 use super::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, forward_request_header,
-    forward_response_header,
+    forward_response_header, response_content_type,
 };
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -30,18 +30,31 @@ use crate::error::ApiError;
 /// awc's total timeout would also cover the time spent sending a body, and
 /// so cut large uploads: it is off, and `forward` times only the wait for
 /// the response head.
-pub fn build_client(settings: &Settings) -> awc::Client {
+pub fn build_client(settings: &Settings, upstream_secret: Option<&str>) -> awc::Client {
     let connector = awc::Connector::new()
         .connector(super::buffered::BufferedConnector::default())
         .timeout(settings.connect_timeout)
         .limit(settings.upstream_pool_limit)
         .conn_keep_alive(Duration::from_secs(30));
-    awc::Client::builder()
+    let mut builder = awc::Client::builder()
         .connector(connector)
         .disable_timeout()
         .disable_redirects()
-        .no_default_headers()
-        .finish()
+        .no_default_headers();
+    if let Some(secret) = upstream_secret {
+        let mut value = HeaderValue::from_str(&format!("Bearer {secret}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer -"));
+        value.set_sensitive(true);
+        builder = builder.add_default_header((header::AUTHORIZATION, value));
+    }
+    builder.finish()
+}
+
+/// A request body on its way upstream: the client's stream, piped as it
+/// comes, or a small body the proxy has read whole to check it.
+pub enum Body {
+    Stream(web::Payload),
+    Full(Bytes),
 }
 
 /// How the client framed its request body.
@@ -70,7 +83,7 @@ fn body_framing(headers: &HeaderMap) -> Result<BodyFraming, ApiError> {
 /// head (or the error that stands for it).
 pub async fn send(
     req: &HttpRequest,
-    payload: web::Payload,
+    body: Body,
     endpoint: Endpoint,
     state: &ProxyState,
     client: &awc::Client,
@@ -103,10 +116,9 @@ pub async fn send(
             headers.append(name.clone(), value.clone());
         }
     }
-    // Set from what the proxy saw, never from what the client claims.
-    if let Some(peer) = req.peer_addr()
-        && let Ok(value) = HeaderValue::from_str(&peer.ip().to_string())
-    {
+    // Set from what the proxy saw (through trusted proxies only), never
+    // from what the client claims.
+    if let Ok(value) = HeaderValue::from_str(&crate::net::client_ip(req).to_string()) {
         headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -116,20 +128,28 @@ pub async fn send(
 
     let over_limit = Rc::new(Cell::new(false));
     let (body_done, body_sent) = oneshot::channel();
-    let body = RequestBody {
-        payload,
-        sent: 0,
-        limit: state.body_limit,
-        over_limit: over_limit.clone(),
-        done: Some(body_done),
-    };
-    let send = match framing {
-        BodyFraming::None => {
-            drop(body);
-            upstream_req.send()
+    let send = match body {
+        Body::Full(bytes) => {
+            let _ = body_done.send(());
+            upstream_req.send_body(bytes)
         }
-        BodyFraming::Sized(len) => upstream_req.send_body(SizedStream::new(len, body)),
-        BodyFraming::Chunked => upstream_req.send_stream(body),
+        Body::Stream(payload) => {
+            let body = RequestBody {
+                payload,
+                sent: 0,
+                limit: state.body_limit,
+                over_limit: over_limit.clone(),
+                done: Some(body_done),
+            };
+            match framing {
+                BodyFraming::None => {
+                    drop(body);
+                    upstream_req.send()
+                }
+                BodyFraming::Sized(len) => upstream_req.send_body(SizedStream::new(len, body)),
+                BodyFraming::Chunked => upstream_req.send_stream(body),
+            }
+        }
     };
 
     // The response head is timed from the end of the request body: an
@@ -157,7 +177,7 @@ pub async fn send(
 
 /// Streams the upstream's answer back: status, the headers the policy
 /// lets through, and the body with its length.
-pub fn respond(req: &HttpRequest, response: awc::ClientResponse) -> HttpResponse {
+pub fn respond(req: &HttpRequest, response: awc::ClientResponse, binary: bool) -> HttpResponse {
     let status = response.status();
     let mut builder = HttpResponseBuilder::new(status);
     for (name, value) in response.headers() {
@@ -165,6 +185,11 @@ pub fn respond(req: &HttpRequest, response: awc::ClientResponse) -> HttpResponse
             builder.append_header((name.clone(), value.clone()));
         }
     }
+    let binary = binary && status.is_success();
+    builder.insert_header((
+        header::CONTENT_TYPE,
+        response_content_type(binary, response.headers().get(header::CONTENT_TYPE)),
+    ));
     if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED

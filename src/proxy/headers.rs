@@ -1,6 +1,6 @@
 //! Which headers cross the proxy, each way. Pure functions over names.
 
-use actix_web::http::header::{self, HeaderMap, HeaderName};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the non-standard ones
 /// still seen in the wild.
@@ -55,20 +55,56 @@ pub fn forward_request_header(headers: &HeaderMap, name: &HeaderName) -> bool {
     !hop_by_hop(headers, name) && !NOT_FORWARDED_REQUEST.contains(name)
 }
 
+/// Response headers the proxy sets itself: the length (re-created from the
+/// streamed body), the type (see `response_content_type`), cookies (the
+/// proxy's own), and the headers that keep an answer from being run as a
+/// page on this origin (`/api` sets its own, which an upstream must not
+/// loosen).
+const NOT_FORWARDED_RESPONSE: [HeaderName; 7] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::SET_COOKIE,
+    header::CONTENT_SECURITY_POLICY,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::CONTENT_DISPOSITION,
+    header::REFRESH,
+];
+
 /// Whether an upstream's response header goes back to the client. CORS is
-/// the proxy's to decide, cookies are the proxy's own, and the length is
-/// re-created from the streamed body.
+/// the proxy's to decide too.
 pub fn forward_response_header(headers: &HeaderMap, name: &HeaderName) -> bool {
     !hop_by_hop(headers, name)
-        && *name != header::CONTENT_LENGTH
-        && *name != header::SET_COOKIE
+        && !NOT_FORWARDED_RESPONSE.contains(name)
         && !name.as_str().starts_with("access-control-")
+}
+
+pub const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
+/// The type an upstream answer is served with. A user may write any bytes
+/// to a feed (`<html><script>…`), so an answer is never served as anything
+/// a browser would run: binary reads are always `application/octet-stream`,
+/// and otherwise only the upstream's JSON and plain-text types pass; a
+/// missing or any other type (HTML, SVG, XML…) becomes octet-stream.
+pub fn response_content_type(binary: bool, upstream: Option<&HeaderValue>) -> HeaderValue {
+    if binary {
+        return OCTET_STREAM;
+    }
+    let essence = upstream.and_then(|v| v.to_str().ok()).map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match essence.as_deref() {
+        Some("application/json" | "text/plain") => upstream.cloned().unwrap_or(OCTET_STREAM),
+        _ => OCTET_STREAM,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderValue;
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -117,7 +153,9 @@ mod tests {
     fn response_header_policy_table() {
         let headers = map(&[("connection", "close")]);
         let cases = [
-            ("content-type", true),
+            ("content-type", false),
+            ("content-security-policy", false),
+            ("x-content-type-options", false),
             ("allow", true),
             ("date", true),
             ("content-length", false),
@@ -130,6 +168,32 @@ mod tests {
         for (name, expected) in cases {
             let name = HeaderName::from_static(name);
             assert_eq!(forward_response_header(&headers, &name), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn answers_are_never_served_as_a_page() {
+        let json = HeaderValue::from_static("application/json");
+        let text = HeaderValue::from_static("text/plain; charset=utf-8");
+        let html = HeaderValue::from_static("text/html");
+        let svg = HeaderValue::from_static("image/svg+xml");
+        let odd = HeaderValue::from_static("Application/JSON ; x=1");
+        let cases = [
+            (true, Some(&json), "application/octet-stream"),
+            (true, None, "application/octet-stream"),
+            (false, Some(&json), "application/json"),
+            (false, Some(&text), "text/plain; charset=utf-8"),
+            (false, Some(&odd), "Application/JSON ; x=1"),
+            (false, Some(&html), "application/octet-stream"),
+            (false, Some(&svg), "application/octet-stream"),
+            (false, None, "application/octet-stream"),
+        ];
+        for (binary, upstream, expected) in cases {
+            assert_eq!(
+                response_content_type(binary, upstream),
+                expected,
+                "{upstream:?}"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@ mod buffered;
 pub mod classify;
 mod forward;
 pub mod headers;
+pub mod limits;
 
 use std::time::Duration;
 
@@ -13,26 +14,37 @@ use serde_json::Value;
 
 use crate::auth::principal::Principal;
 use crate::auth::{AuthState, check_csrf};
-use crate::config::Settings;
+use crate::config::{Limits, Settings};
 use crate::error::ApiError;
-use classify::{Access, Classified, ClassifyError, classify};
+use actix_web::http::Method;
+use classify::{Access, Classified, ClassifyError, Endpoint, classify};
 
-pub use forward::build_client;
+pub use forward::{Body, build_client};
+
+use crate::auth::users::{self, FeedChange};
+use crate::db;
+use crate::lbasedb::query::{NameQuery, parse_form};
 
 /// What every worker's proxy handler shares.
 #[derive(Debug, Clone)]
 pub struct ProxyState {
     /// The upstream's base URL, without a trailing slash.
     pub upstream: String,
+    /// Sent to the upstream as `Authorization: Bearer` (the embedded
+    /// server's per-process secret, or LBASEDB_SECRET).
+    pub upstream_secret: Option<String>,
     pub body_limit: u64,
+    pub limits: Limits,
     pub response_timeout: Duration,
 }
 
 impl ProxyState {
-    pub fn new(upstream: &str, settings: &Settings) -> Self {
+    pub fn new(upstream: &str, upstream_secret: Option<String>, settings: &Settings) -> Self {
         Self {
             upstream: upstream.trim_end_matches('/').to_owned(),
+            upstream_secret,
             body_limit: settings.body_limit,
+            limits: settings.limits,
             response_timeout: settings.response_timeout,
         }
     }
@@ -64,11 +76,67 @@ pub async fn proxy(
             ClassifyError::BadQuery(detail) => ApiError::BadRequest(detail),
         })?;
     authorize(&classified, &who.principal)?;
-    let response = forward::send(&req, payload, classified.endpoint, &state, &client).await?;
+    limits::check_query(
+        classified.endpoint,
+        req.method(),
+        req.query_string(),
+        &state.limits,
+    )
+    .map_err(ApiError::BadRequest)?;
+    let (body, facts) = match limits::body_rule(classified.endpoint, req.method()) {
+        Some(rule) => {
+            let body = read_small_body(payload).await?;
+            let facts =
+                limits::check_body(rule, &body, &state.limits).map_err(ApiError::BadRequest)?;
+            (Body::Full(body), facts)
+        }
+        None => (Body::Stream(payload), limits::BodyFacts::default()),
+    };
+    let response = forward::send(&req, body, classified.endpoint, &state, &client).await?;
+    if response.status().is_success() && classified.endpoint == Endpoint::Feed {
+        feed_changed(&req, &auth, facts).await;
+    }
     if classified.access == Access::FeedList && !who.principal.has_perm(VIEW_FEED) {
         return visible_feeds(response, &who.principal).await;
     }
-    Ok(forward::respond(&req, response))
+    // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
+    let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
+        && req.method() == Method::GET;
+    Ok(forward::respond(&req, response, binary))
+}
+
+/// A body the proxy must read before forwarding (a name, a size): small by
+/// nature, so read whole, up to `SMALL_BODY_LIMIT`.
+async fn read_small_body(payload: web::Payload) -> Result<bytes::Bytes, ApiError> {
+    match payload.to_bytes_limited(limits::SMALL_BODY_LIMIT).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(err)) => {
+            log::info!("request body from the client failed: {err}");
+            Err(ApiError::BadRequest("The request body ended early.".into()))
+        }
+        Err(_) => Err(ApiError::PayloadTooLarge {
+            limit: limits::SMALL_BODY_LIMIT as u64,
+        }),
+    }
+}
+
+/// A feed deleted or renamed through the proxy takes its grants along:
+/// deleted, they go (a new feed of the same name is not the old one's
+/// data); renamed, they move to the new name. The upstream has already
+/// acted, so a failure here is logged loudly rather than answered.
+async fn feed_changed(req: &HttpRequest, auth: &AuthState, facts: limits::BodyFacts) {
+    let Ok(NameQuery { name: old }) = parse_form::<NameQuery>(req.query_string()) else {
+        return;
+    };
+    let change = match (req.method().as_str(), facts.name) {
+        ("DELETE", _) => FeedChange::Deleted(old),
+        ("PATCH", Some(new)) => FeedChange::Renamed { old, new },
+        _ => return,
+    };
+    if let Err(err) = db::run(&auth.pool, move |conn| users::feed_changed(conn, &change)).await {
+        log::error!("feed grants not updated after a feed was deleted or renamed: {err}");
+    }
+    auth.cache.clear();
 }
 
 const VIEW_FEED: &str = "lbasedb.view_feed";

@@ -3,79 +3,11 @@
 //! filters and sorting, delete with confirmation, history.
 
 use lbasedb_proxy::auth::users::UserSpec;
-use reqwest::StatusCode;
 
 use crate::helpers::{
-    ADMIN_PASSWORD, TestApp, USER_PASSWORD, client, create_group, create_user, spawn_app, spec,
+    ADMIN_PASSWORD, Browser, USER_PASSWORD, admin, client, create_group, create_user, log_in,
+    spawn_app, spec,
 };
-
-fn csrf_of(html: &str) -> String {
-    let marker = r#"name="csrfmiddlewaretoken" value=""#;
-    let start = html.find(marker).expect("a CSRF field") + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Browser {
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.text().await.unwrap())
-    }
-
-    /// Posts a form with the CSRF token of the page at `form_page`.
-    async fn post(
-        &self,
-        form_page: &str,
-        path: &str,
-        fields: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let (_, html) = self.get(form_page).await;
-        let csrf = csrf_of(&html);
-        let mut fields: Vec<(&str, &str)> = fields.to_vec();
-        fields.push(("csrfmiddlewaretoken", &csrf));
-        self.client
-            .post(format!("{}{path}", self.base))
-            .form(&fields)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, reqwest::Response) {
-    let browser = Browser {
-        client: client(),
-        base: app.address.clone(),
-    };
-    let response = browser
-        .post(
-            "/admin/login/",
-            "/admin/login/",
-            &[
-                ("username", username),
-                ("password", password),
-                ("next", "/admin/"),
-            ],
-        )
-        .await;
-    (browser, response)
-}
-
-async fn admin(app: &TestApp) -> Browser {
-    let (browser, response) = log_in(app, "admin", ADMIN_PASSWORD).await;
-    assert_eq!(response.status(), 302);
-    assert_eq!(response.headers()["location"], "/admin/");
-    browser
-}
 
 const STAFF_ONLY: &str = "Please enter the correct username and password for a staff account.";
 
@@ -755,7 +687,7 @@ async fn feeds_show_what_the_admin_user_may_view_with_columns_preview_and_grants
     app.create_feed("xy", &[("x", "Int64"), ("y", "Float64")])
         .await;
     app.create_feed("secret", &[("x", "Int64")]).await;
-    app.client
+    app.upstream_client
         .post(app.direct("data?feed=xy"))
         .json(&serde_json::json!({"x": [7, 8], "y": [0.5, 1.5]}))
         .send()

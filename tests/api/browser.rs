@@ -175,7 +175,7 @@ async fn arrange_feeds(app: &TestApp) {
         ("other", json!({"x": [9.5]})),
     ] {
         let response = app
-            .client
+            .upstream_client
             .post(app.direct(&format!("data?feed={feed}")))
             .json(&body)
             .send()

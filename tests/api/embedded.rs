@@ -25,7 +25,12 @@ fn le_i64(values: &[i64]) -> Vec<u8> {
 #[tokio::test]
 async fn version_answers_the_upstream_api_version() {
     let app = spawn_app().await;
-    let response = app.client.get(app.direct("version")).send().await.unwrap();
+    let response = app
+        .upstream_client
+        .get(app.direct("version"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
     assert_eq!(response.text().await.unwrap(), r#"{"version":"0.1.10"}"#);
@@ -34,7 +39,7 @@ async fn version_answers_the_upstream_api_version() {
 #[tokio::test]
 async fn feeds_are_created_listed_renamed_and_deleted() {
     let app = spawn_app().await;
-    let c = &app.client;
+    let c = &app.upstream_client;
 
     let created = c
         .post(app.direct("feed"))
@@ -102,7 +107,7 @@ async fn feeds_are_created_listed_renamed_and_deleted() {
 #[tokio::test]
 async fn columns_are_created_listed_renamed_and_deleted() {
     let app = spawn_app().await;
-    let c = &app.client;
+    let c = &app.upstream_client;
     app.create_feed("xy", &[("x", "Float64"), ("b", "Bytes[4]")])
         .await;
 
@@ -144,7 +149,7 @@ async fn an_unknown_datatype_is_a_clean_400_and_the_server_goes_on() {
     app.create_feed("xy", &[]).await;
     for datatype in ["Nope", "Bytes[0]", "Bytes[x]", "Blob"] {
         let response = app
-            .client
+            .upstream_client
             .post(app.direct("col?feed=xy"))
             .json(&json!({"name": "z", "datatype": datatype}))
             .send()
@@ -160,7 +165,7 @@ async fn an_unknown_datatype_is_a_clean_400_and_the_server_goes_on() {
         );
     }
     let list = app
-        .client
+        .upstream_client
         .get(app.direct("col?feed=xy"))
         .send()
         .await
@@ -173,7 +178,7 @@ async fn size_is_read_and_set() {
     let app = spawn_app().await;
     app.create_feed("xy", &[("x", "Int64")]).await;
     let put = app
-        .client
+        .upstream_client
         .put(app.direct("size?feed=xy"))
         .json(&json!({"size": 3}))
         .send()
@@ -181,14 +186,14 @@ async fn size_is_read_and_set() {
         .unwrap();
     assert_eq!(put.status(), 204);
     let size = app
-        .client
+        .upstream_client
         .get(app.direct("size?feed=xy"))
         .send()
         .await
         .unwrap();
     assert_eq!(size.text().await.unwrap(), r#"{"size":3}"#);
     let data = json_of(
-        app.client
+        app.upstream_client
             .get(app.direct("data?feed=xy&ix=0&size=3&col[]=x"))
             .send()
             .await
@@ -201,7 +206,7 @@ async fn size_is_read_and_set() {
 #[tokio::test]
 async fn data_is_appended_read_saved_and_patched() {
     let app = spawn_app().await;
-    let c = &app.client;
+    let c = &app.upstream_client;
     app.create_feed("xy", &[("x", "Float64"), ("y", "Int64"), ("b", "Bytes[3]")])
         .await;
 
@@ -251,7 +256,7 @@ async fn data_is_appended_read_saved_and_patched() {
 #[tokio::test]
 async fn data_errors_answer_the_upstream_error_json() {
     let app = spawn_app().await;
-    let c = &app.client;
+    let c = &app.upstream_client;
     app.create_feed("xy", &[("x", "Float64")]).await;
 
     let cases = [
@@ -328,7 +333,7 @@ async fn data_errors_answer_the_upstream_error_json() {
 #[tokio::test]
 async fn bytes_are_column_major_little_endian() {
     let app = spawn_app().await;
-    let c = &app.client;
+    let c = &app.upstream_client;
     app.create_feed("xy", &[("x", "Float64"), ("y", "Int64")])
         .await;
 
@@ -346,9 +351,12 @@ async fn bytes_are_column_major_little_endian() {
         .send()
         .await
         .unwrap();
-    assert!(
-        got.headers().get(CONTENT_TYPE).is_none(),
-        "binary answers carry no content-type"
+    // The upstream sends none; ours names the bytes as bytes, so that no
+    // browser sniffs them into a page (see the security tests).
+    assert_eq!(
+        got.headers()[CONTENT_TYPE],
+        "application/octet-stream",
+        "binary answers are octet-stream"
     );
     assert_eq!(got.bytes().await.unwrap().to_vec(), body);
 
@@ -407,7 +415,7 @@ async fn bytes_are_column_major_little_endian() {
 #[tokio::test]
 async fn raw_reads_and_overwrites_one_column_in_place() {
     let app = spawn_app().await;
-    let c = &app.client;
+    let c = &app.upstream_client;
     app.create_feed("xy", &[("y", "Int64")]).await;
     c.put(app.direct("size?feed=xy"))
         .json(&json!({"size": 3}))
@@ -427,7 +435,7 @@ async fn raw_reads_and_overwrites_one_column_in_place() {
         .send()
         .await
         .unwrap();
-    assert!(got.headers().get(CONTENT_TYPE).is_none());
+    assert_eq!(got.headers()[CONTENT_TYPE], "application/octet-stream");
     assert_eq!(got.bytes().await.unwrap().to_vec(), le_i64(&[0, 4, 5]));
 
     let grows = c
@@ -449,7 +457,12 @@ async fn raw_reads_and_overwrites_one_column_in_place() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_other_methods_405_with_allow() {
     let app = spawn_app().await;
-    let missing = app.client.get(app.direct("nope")).send().await.unwrap();
+    let missing = app
+        .upstream_client
+        .get(app.direct("nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.text().await.unwrap(), "");
 
@@ -459,7 +472,12 @@ async fn unknown_paths_are_404_and_other_methods_405_with_allow() {
         ("raw", "GET, POST"),
     ];
     for (path, allow) in cases {
-        let response = app.client.delete(app.direct(path)).send().await.unwrap();
+        let response = app
+            .upstream_client
+            .delete(app.direct(path))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 405, "{path}");
         assert_eq!(response.headers()[ALLOW], allow, "{path}");
     }
@@ -471,14 +489,14 @@ async fn a_repeated_key_is_read_last_wins_as_upstream() {
     let app: TestApp = spawn_app().await;
     app.create_feed("a", &[("x", "Int64")]).await;
     app.create_feed("b", &[("x", "Int64")]).await;
-    app.client
+    app.upstream_client
         .post(app.direct("data?feed=b"))
         .json(&json!({"x": [42]}))
         .send()
         .await
         .unwrap();
     let got = app
-        .client
+        .upstream_client
         .get(app.direct("data?feed=a&feed=b&ix=0&size=1&col=x"))
         .send()
         .await

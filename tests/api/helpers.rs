@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lbasedb_proxy::auth::guard::Actor;
 use lbasedb_proxy::auth::password;
 use lbasedb_proxy::auth::users::{self, UserSpec};
 use lbasedb_proxy::config::Settings;
@@ -21,6 +22,9 @@ pub struct TestApp {
     pub upstream: String,
     /// Carries the superuser's token.
     pub client: reqwest::Client,
+    /// Carries the embedded upstream's per-process secret: for `direct`.
+    pub upstream_client: reqwest::Client,
+    pub upstream_secret: String,
     /// The superuser's token.
     pub token: String,
     /// No credentials, a cookie store, no redirects.
@@ -51,6 +55,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let upstream = app.upstream().to_owned();
+    let upstream_secret = app.upstream_secret().unwrap_or_default().to_owned();
     tokio::spawn(app.run_until_stopped());
     let pool = db::connect(&database).expect("the test database");
     let token = issue_token(&pool, "admin", None);
@@ -58,6 +63,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         address,
         upstream,
         client: client_with_token(&token),
+        upstream_client: client_with_authorization(&format!("Bearer {upstream_secret}")),
+        upstream_secret,
         token,
         anon: client(),
         pool,
@@ -80,8 +87,12 @@ pub fn client() -> reqwest::Client {
 }
 
 pub fn client_with_token(token: &str) -> reqwest::Client {
+    client_with_authorization(&format!("Token {token}"))
+}
+
+pub fn client_with_authorization(value: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Token {token}").parse().unwrap());
+    headers.insert("authorization", value.parse().unwrap());
     builder()
         .default_headers(headers)
         .build()
@@ -98,7 +109,7 @@ pub fn issue_token(
     let user = queries::user_by_username(&mut conn, username)
         .unwrap()
         .expect("the user exists");
-    users::issue_token(&mut conn, user.id, "test", expires_at)
+    users::issue_token(&mut conn, Actor::System, user.id, "test", expires_at)
         .unwrap()
         .1
         .secret
@@ -147,7 +158,7 @@ impl TestApp {
     /// Creates a feed with columns straight on the upstream.
     pub async fn create_feed(&self, feed: &str, cols: &[(&str, &str)]) {
         let response = self
-            .client
+            .upstream_client
             .post(self.direct("feed"))
             .json(&json!({ "name": feed }))
             .send()
@@ -156,7 +167,7 @@ impl TestApp {
         assert_eq!(response.status(), 201, "create feed {feed}");
         for (name, datatype) in cols {
             let response = self
-                .client
+                .upstream_client
                 .post(self.direct(&format!("col?feed={feed}")))
                 .json(&json!({ "name": name, "datatype": datatype }))
                 .send()
@@ -168,7 +179,7 @@ impl TestApp {
 
     pub async fn size_of(&self, feed: &str) -> u64 {
         let body: Value = self
-            .client
+            .upstream_client
             .get(self.direct(&format!("size?feed={feed}")))
             .send()
             .await
@@ -303,4 +314,74 @@ pub async fn recording_upstream() -> RecordingUpstream {
 /// The request heads a recording upstream saw, as they came.
 pub async fn recorded(upstream: &RecordingUpstream) -> Vec<String> {
     upstream.heads.lock().await.clone()
+}
+
+pub fn csrf_of(html: &str) -> String {
+    let marker = r#"name="csrfmiddlewaretoken" value=""#;
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A cookie-aware client on the admin site.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Browser {
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Posts a form with the CSRF token of the page at `form_page`.
+    pub async fn post(
+        &self,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let (_, html) = self.get(form_page).await;
+        let csrf = csrf_of(&html);
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        fields.push(("csrfmiddlewaretoken", &csrf));
+        self.client
+            .post(format!("{}{path}", self.base))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, reqwest::Response) {
+    let browser = Browser {
+        client: client(),
+        base: app.address.clone(),
+    };
+    let response = browser
+        .post(
+            "/admin/login/",
+            "/admin/login/",
+            &[
+                ("username", username),
+                ("password", password),
+                ("next", "/admin/"),
+            ],
+        )
+        .await;
+    (browser, response)
+}
+
+/// The superuser `admin`, logged in to the admin site.
+pub async fn admin(app: &TestApp) -> Browser {
+    let (browser, response) = log_in(app, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], "/admin/");
+    browser
 }

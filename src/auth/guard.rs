@@ -1,0 +1,227 @@
+//! Who may give what. Django lets `auth.change_user` tick `is_superuser`,
+//! and `auth.change_group` give its own group every permission; here a
+//! staff permission is never superuser in disguise:
+//!
+//! - only a superuser may set or clear `is_superuser`, or change, set the
+//!   password of, delete, or mint a token for a superuser;
+//! - a non-superuser may give (to a user, a group, or itself through a
+//!   group) only permissions and feed grants it holds itself, and may add
+//!   no one to a group that holds more than it does;
+//! - setting another user's password or minting a token for them is acting
+//!   as them: allowed only over a user who holds nothing the actor lacks.
+//!
+//! Pure functions over what the actor holds and what a write changes. The
+//! service layer (`auth::users`) runs them inside each write's transaction,
+//! with the actor's holdings read fresh there, so that no handler can skip
+//! them and no stale cache can widen them.
+
+use std::collections::HashSet;
+
+/// Who is writing. `System` is the command line (and `loaddata`, and tests
+/// arranging data): whoever runs it already has the database file, so the
+/// rules would guard nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    System,
+    User(i32),
+}
+
+/// What a user (or a group) holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Powers {
+    pub superuser: bool,
+    /// Full codenames (`auth.change_user`).
+    pub perms: HashSet<String>,
+    /// (full codename, feed).
+    pub grants: HashSet<(String, String)>,
+}
+
+/// A write the rules refuse, with the reason shown to the one who tried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+impl Powers {
+    pub fn holds(&self, codename: &str) -> bool {
+        self.superuser || self.perms.contains(codename)
+    }
+
+    pub fn holds_grant(&self, codename: &str, feed: &str) -> bool {
+        self.holds(codename)
+            || self
+                .grants
+                .contains(&(codename.to_owned(), feed.to_owned()))
+    }
+
+    /// Whether this holds everything `other` holds.
+    pub fn covers(&self, other: &Powers) -> bool {
+        self.superuser
+            || (!other.superuser
+                && other.perms.iter().all(|p| self.holds(p))
+                && other
+                    .grants
+                    .iter()
+                    .all(|(p, feed)| self.holds_grant(p, feed)))
+    }
+}
+
+/// Changing a user's own fields: a superuser, or `is_superuser` itself,
+/// only by a superuser.
+pub fn may_change_user(
+    actor: &Powers,
+    target_is_superuser: bool,
+    superuser_after: bool,
+) -> Result<(), Denied> {
+    if actor.superuser {
+        return Ok(());
+    }
+    if target_is_superuser {
+        return Err(Denied("Only a superuser may change a superuser.".into()));
+    }
+    if superuser_after {
+        return Err(Denied("Only a superuser may give superuser status.".into()));
+    }
+    Ok(())
+}
+
+/// Giving permissions and grants (to a user or a group): each one held.
+pub fn may_give(
+    actor: &Powers,
+    perms: &[String],
+    grants: &[(String, String)],
+) -> Result<(), Denied> {
+    if let Some(perm) = perms.iter().find(|p| !actor.holds(p)) {
+        return Err(Denied(format!(
+            "You cannot give the permission {perm}: you do not hold it."
+        )));
+    }
+    if let Some((perm, feed)) = grants.iter().find(|(p, f)| !actor.holds_grant(p, f)) {
+        return Err(Denied(format!(
+            "You cannot grant {perm} on feed {feed}: you do not hold it."
+        )));
+    }
+    Ok(())
+}
+
+/// Adding someone (oneself included) to a group: the group holds nothing
+/// the actor lacks.
+pub fn may_add_to_group(actor: &Powers, group: &str, holds: &Powers) -> Result<(), Denied> {
+    if actor.covers(holds) {
+        Ok(())
+    } else {
+        Err(Denied(format!(
+            "You cannot add anyone to the group {group}: it holds permissions you do not."
+        )))
+    }
+}
+
+/// Setting a user's password or minting a token for them: oneself, or a
+/// user who holds nothing the actor lacks (and so no superuser, unless the
+/// actor is one).
+pub fn may_act_as(
+    actor_id: i32,
+    actor: &Powers,
+    target_id: i32,
+    target: &Powers,
+) -> Result<(), Denied> {
+    if actor_id == target_id || actor.covers(target) {
+        return Ok(());
+    }
+    if target.superuser {
+        return Err(Denied(
+            "Only a superuser may set a superuser's password or make a token for one.".into(),
+        ));
+    }
+    Err(Denied(
+        "You cannot set the password of, or make a token for, a user who holds permissions you do not."
+            .into(),
+    ))
+}
+
+/// Deleting a user: a superuser only by a superuser.
+pub fn may_delete_user(actor: &Powers, target_is_superuser: bool) -> Result<(), Denied> {
+    if target_is_superuser && !actor.superuser {
+        return Err(Denied("Only a superuser may delete a superuser.".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn powers(superuser: bool, perms: &[&str], grants: &[(&str, &str)]) -> Powers {
+        Powers {
+            superuser,
+            perms: perms.iter().map(|p| p.to_string()).collect(),
+            grants: grants
+                .iter()
+                .map(|(p, f)| (p.to_string(), f.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn giving_needs_holding_as_a_table() {
+        let superuser = powers(true, &[], &[]);
+        let staff = powers(
+            false,
+            &["auth.change_user", "lbasedb.view_data"],
+            &[("lbasedb.add_data", "xy")],
+        );
+        let cases = [
+            (&superuser, vec!["auth.delete_user"], vec![], true),
+            (&staff, vec!["auth.change_user"], vec![], true),
+            (&staff, vec!["auth.delete_user"], vec![], false),
+            (&staff, vec![], vec![("lbasedb.view_data", "any")], true),
+            (&staff, vec![], vec![("lbasedb.add_data", "xy")], true),
+            (&staff, vec![], vec![("lbasedb.add_data", "other")], false),
+            (&staff, vec!["lbasedb.add_data"], vec![], false),
+        ];
+        for (actor, perms, grants, ok) in cases {
+            let perms: Vec<String> = perms.into_iter().map(String::from).collect();
+            let grants: Vec<(String, String)> = grants
+                .into_iter()
+                .map(|(p, f)| (p.to_owned(), f.to_owned()))
+                .collect();
+            assert_eq!(
+                may_give(actor, &perms, &grants).is_ok(),
+                ok,
+                "{perms:?} {grants:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn superuser_status_and_superusers_are_a_superusers_business() {
+        let superuser = powers(true, &[], &[]);
+        let staff = powers(false, &["auth.change_user"], &[]);
+        assert!(may_change_user(&superuser, true, false).is_ok());
+        assert!(may_change_user(&superuser, false, true).is_ok());
+        assert!(may_change_user(&staff, false, false).is_ok());
+        assert!(may_change_user(&staff, false, true).is_err());
+        assert!(may_change_user(&staff, true, true).is_err());
+        assert!(may_delete_user(&staff, true).is_err());
+        assert!(may_delete_user(&staff, false).is_ok());
+        assert!(may_delete_user(&superuser, true).is_ok());
+    }
+
+    #[test]
+    fn acting_as_someone_needs_covering_them() {
+        let superuser = powers(true, &[], &[]);
+        let staff = powers(false, &["lbasedb.view_data"], &[("lbasedb.add_data", "xy")]);
+        let less = powers(
+            false,
+            &[],
+            &[("lbasedb.view_data", "xy"), ("lbasedb.add_data", "xy")],
+        );
+        let more = powers(false, &["auth.change_user"], &[]);
+        assert!(may_act_as(1, &staff, 1, &staff).is_ok(), "oneself");
+        assert!(may_act_as(1, &staff, 2, &less).is_ok());
+        assert!(may_act_as(1, &staff, 2, &more).is_err());
+        assert!(may_act_as(1, &staff, 2, &superuser).is_err());
+        assert!(may_act_as(1, &superuser, 2, &more).is_ok());
+        assert!(may_add_to_group(&staff, "g", &less).is_ok());
+        assert!(may_add_to_group(&staff, "g", &more).is_err());
+    }
+}
