@@ -13,5 +13,7 @@ pub mod fsperm;
 pub mod health;
 pub mod lbasedb;
 pub mod net;
+#[cfg(test)]
+mod proptests;
 pub mod proxy;
 pub mod startup;

@@ -3,7 +3,7 @@
 //! and change forms, delete with confirmation, history, a message after each
 //! save), server-rendered with askama and usable without JavaScript.
 
-mod account;
+pub(crate) mod account;
 mod feeds;
 mod groups;
 mod tokens;

@@ -174,7 +174,7 @@ impl AuthState {
 }
 
 /// DRF's `Token <key>`, and `Bearer <key>`.
-fn parse_authorization(value: &[u8]) -> Result<&str, ApiError> {
+pub(crate) fn parse_authorization(value: &[u8]) -> Result<&str, ApiError> {
     let invalid = || ApiError::NotAuthenticated("Invalid token header.".into());
     let value = std::str::from_utf8(value).map_err(|_| invalid())?;
     let mut words = value.split_ascii_whitespace();

@@ -7,7 +7,6 @@
 //! than wait its turn.
 
 use chrono::NaiveDateTime;
-use diesel::Connection;
 use diesel::sqlite::SqliteConnection;
 
 use super::guard::{self, Actor, Denied, Powers};
@@ -233,14 +232,14 @@ pub fn update_user(
                 .iter()
                 .filter(|g| !old.groups.contains(g))
             {
-                let (perms, grants) = queries::group_powers(conn, &[*group])?;
+                let held = queries::group_powers(conn, &[*group])?;
                 let name = queries::group_by_id(conn, *group)?
                     .map(|g| g.name)
                     .unwrap_or_default();
                 let holds = Powers {
                     superuser: false,
-                    perms: perms.into_iter().collect(),
-                    grants: grants.into_iter().collect(),
+                    perms: held.perms.into_iter().collect(),
+                    grants: held.grants.into_iter().collect(),
                 };
                 guard::may_add_to_group(&powers, &name, &holds)?;
             }

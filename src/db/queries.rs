@@ -803,12 +803,13 @@ pub fn rename_feed_grants(conn: &mut Conn, old: &str, new: &str) -> Result<usize
     }
 }
 
-/// Group ids with the permission codenames and (codename, feed) grants
-/// each holds.
-pub fn group_powers(
-    conn: &mut Conn,
-    group_ids: &[i32],
-) -> Result<(Vec<String>, Vec<(String, String)>), DbError> {
+/// What groups hold together: full codenames, and (codename, feed) grants.
+pub struct GroupHoldings {
+    pub perms: Vec<String>,
+    pub grants: Vec<(String, String)>,
+}
+
+pub fn group_powers(conn: &mut Conn, group_ids: &[i32]) -> Result<GroupHoldings, DbError> {
     let full = |(app, code): (String, String)| format!("{app}.{code}");
     let perms = auth_group_permissions::table
         .inner_join(auth_permission::table)
@@ -830,7 +831,7 @@ pub fn group_powers(
         .into_iter()
         .map(|(app, code, feed)| (format!("{app}.{code}"), feed))
         .collect();
-    Ok((perms, grants))
+    Ok(GroupHoldings { perms, grants })
 }
 
 /// Full codenames (`app.codename`) by permission id.

@@ -385,3 +385,30 @@ pub async fn admin(app: &TestApp) -> Browser {
     assert_eq!(response.headers()["location"], "/admin/");
     browser
 }
+
+/// An upstream that answers every request with `head` (status line and
+/// headers, without the blank line) and `body`, and records each request
+/// head; for what the proxy does with answers the real server never gives.
+pub async fn fixed_upstream(head: &'static str, body: &'static [u8]) -> RecordingUpstream {
+    let (listener, url) = listener().await;
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let recorded = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                recorded.lock().await.push(read_head(&mut stream).await);
+                let answer = format!(
+                    "{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).await.ok();
+                stream.write_all(body).await.ok();
+            });
+        }
+    });
+    RecordingUpstream { url, heads }
+}

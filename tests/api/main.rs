@@ -9,3 +9,4 @@ mod embedded;
 mod faults;
 mod helpers;
 mod proxy;
+mod security;

@@ -1,0 +1,118 @@
+//! Property tests: whatever a client sends (query strings, headers, JSON
+//! bodies, form fields, durations), the readers answer with a value or an
+//! error and never panic; and what they let through keeps its promises
+//! (a classified feed is a valid name, a `next` is a local path).
+
+use actix_web::http::Method;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+
+use crate::admin::{Errors, Form, choices, grant_rows};
+use crate::config::Limits;
+use crate::lbasedb::names::is_valid_name;
+use crate::proxy::classify::{Access, Endpoint, classify};
+use crate::proxy::limits::{BodyRule, body_rule, check_body, check_query};
+
+const ENDPOINTS: [&str; 9] = [
+    "version", "feed", "col", "size", "data", "bytes", "raw", "nope", "",
+];
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Query strings made of the pieces that matter (keys the upstream reads,
+/// brackets, encodings, separators) as well as arbitrary text.
+fn query() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("feed".to_owned()),
+        Just("col".to_owned()),
+        Just("col[]".to_owned()),
+        Just("col%5B%5D".to_owned()),
+        Just("name".to_owned()),
+        Just("ix".to_owned()),
+        Just("size".to_owned()),
+        Just("=".to_owned()),
+        Just("&".to_owned()),
+        Just("%".to_owned()),
+        Just("[".to_owned()),
+        Just("]".to_owned()),
+        Just("99999999999999999999999".to_owned()),
+        "[a-z0-9_.]{0,6}",
+        any::<String>(),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+fn method() -> impl Strategy<Value = Method> {
+    prop::sample::select(METHODS.to_vec()).prop_map(|m| Method::from_bytes(m.as_bytes()).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_classifier_never_panics_and_names_only_valid_feeds(
+        endpoint in prop::sample::select(ENDPOINTS.to_vec()),
+        method in method(),
+        query in query(),
+    ) {
+        if let Ok(classified) = classify(endpoint, &method, &query) {
+            if let Access::Feed(_, feed) = &classified.access {
+                prop_assert!(is_valid_name(feed), "{feed:?}");
+            }
+            let _ = check_query(classified.endpoint, &method, &query, &Limits::DEFAULT);
+        }
+    }
+
+    #[test]
+    fn small_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), json in any::<String>()) {
+        for rule in [BodyRule::Name, BodyRule::Size] {
+            let _ = check_body(rule, &body, &Limits::DEFAULT);
+            let _ = check_body(rule, json.as_bytes(), &Limits::DEFAULT);
+            let named = format!(r#"{{"name":{json:?},"size":{}}}"#, body.len());
+            let _ = check_body(rule, named.as_bytes(), &Limits::DEFAULT);
+        }
+        let _ = body_rule(Endpoint::Feed, &Method::PATCH);
+    }
+
+    #[test]
+    fn the_authorization_header_parser_never_panics(value in prop::collection::vec(any::<u8>(), 0..128)) {
+        let _ = crate::auth::parse_authorization(&value);
+    }
+
+    #[test]
+    fn durations_never_panic(text in any::<String>(), number in any::<u64>(), unit in "[a-z]{0,6}") {
+        let _ = crate::auth::token::expiry_from_text(&text);
+        let _ = crate::auth::token::expiry_from_text(&format!("{number}{unit}"));
+        let _ = crate::auth::token::expiry_after(std::time::Duration::from_secs(number));
+    }
+
+    #[test]
+    fn admin_form_readers_never_panic(body in prop::collection::vec(any::<u8>(), 0..512), text in "[a-z_=&%0-9]{0,64}") {
+        for raw in [&body[..], text.as_bytes()] {
+            let form = Form::parse(raw);
+            let mut errors = Errors::new();
+            let _ = choices(&form, "groups", &[1, 2, 3], &mut errors);
+            let _ = grant_rows(&form, &[], &mut errors);
+            let _ = form.flag("is_active");
+            let _ = form.check_csrf("token");
+        }
+    }
+
+    #[test]
+    fn next_is_always_a_local_path(next in any::<String>()) {
+        let kept = crate::admin::account::safe_next(Some(&next));
+        prop_assert!(kept.starts_with('/') && !kept.starts_with("//"));
+        prop_assert!(!kept.contains('\\') && !kept.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn client_address_readers_never_panic(forwarded in any::<String>(), origin in any::<String>(), host in any::<String>()) {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(&forwarded) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+        }
+        let trusted = crate::net::TrustedProxies::new(vec![crate::net::parse_net("127.0.0.0/8").unwrap()]);
+        let _ = crate::net::client_ip_of(Some("127.0.0.1:1".parse().unwrap()), &headers, &trusted);
+        let _ = crate::net::same_origin(&origin, &host);
+        let _ = crate::net::parse_net(&forwarded);
+    }
+}
