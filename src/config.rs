@@ -73,6 +73,21 @@ pub struct Settings {
     #[command(flatten)]
     pub limits: Limits,
 
+    /// Longest a write waits for its feed's write lock (another write to
+    /// the same feed holding it) before it is answered 503.
+    #[arg(long, env = "WRITE_LOCK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_lock_timeout: Duration,
+
+    /// Most writes waiting for one feed's lock; one more is answered 503 at
+    /// once.
+    #[arg(long, env = "WRITE_LOCK_QUEUE", default_value_t = 1024)]
+    pub write_lock_queue: usize,
+
+    /// On SIGTERM or SIGINT: stop accepting, and let requests in flight
+    /// (uploads included) finish for up to this long before exiting.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Secret sent to an upstream at LBASEDB_URL (`Authorization: Bearer`),
     /// for an `lbasedb-proxy lbasedb` started with the same LBASEDB_SECRET.
     /// The embedded upstream gets a random one of its own per process.
@@ -178,6 +193,9 @@ impl Settings {
             response_timeout: Duration::from_secs(60),
             body_limit: DEFAULT_BODY_LIMIT,
             limits: Limits::DEFAULT,
+            write_lock_timeout: Duration::from_secs(30),
+            write_lock_queue: 1024,
+            shutdown_timeout: Duration::from_secs(30),
             lbasedb_secret: None,
             workers: None,
             upstream_pool_limit: 100,

@@ -33,6 +33,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("Request was throttled. Expected available in {} seconds.", .0.as_secs().max(1))]
     Throttled(Duration),
+    /// Other writes to the same feed hold its lock for too long, or too
+    /// many wait for it.
+    #[error("The feed is busy with other writes; retry in {} seconds.", .0.as_secs().max(1))]
+    Busy(Duration),
     /// The cause goes to the log, never to the client.
     #[error("A server error occurred.")]
     Internal(String),
@@ -69,6 +73,7 @@ impl ResponseError for ApiError {
             Self::NotAuthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,7 +87,7 @@ impl ResponseError for ApiError {
             Self::NotAuthenticated(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Token"));
             }
-            Self::Throttled(wait) => {
+            Self::Throttled(wait) | Self::Busy(wait) => {
                 response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
             }
             Self::Internal(cause) => log::error!("internal error: {cause}"),

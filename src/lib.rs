@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsperm;
 pub mod health;
 pub mod lbasedb;
+pub mod lock;
 pub mod net;
 #[cfg(test)]
 mod proptests;

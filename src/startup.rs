@@ -71,7 +71,7 @@ impl Application {
                     open: false,
                 };
                 Some((
-                    EmbeddedServer::start(&embedded_settings).await?,
+                    EmbeddedServer::start(&embedded_settings, false).await?,
                     embedded_settings.secret,
                 ))
             }
@@ -95,6 +95,7 @@ impl Application {
             &settings,
         ));
         let workers = settings.workers;
+        let settings_shutdown = settings.shutdown_timeout;
         let app_secret = upstream_secret.clone();
         let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
         // The access log renders its fields on every request; with info
@@ -138,7 +139,9 @@ impl Application {
         });
         // A client that hangs up must take its upstream request with it:
         // without this, actix-web keeps serving a half-closed connection.
-        let mut server = server.h1_allow_half_closed(false);
+        let mut server = server
+            .h1_allow_half_closed(false)
+            .shutdown_timeout(settings_shutdown.as_secs());
         if let Some(workers) = workers {
             server = server.workers(workers.max(1));
         }

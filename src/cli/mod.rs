@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Serve the proxy and the admin site (the default).
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Run only the embedded Lbasedb-compatible server.
     Lbasedb(LbasedbSettings),
     /// Apply the database migrations.
@@ -121,9 +121,11 @@ struct ServeDefaults {
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let command = cli
-        .command
-        .unwrap_or_else(|| Command::Serve(ServeDefaults::parse_from(["lbasedb-proxy"]).settings));
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Serve(Box::new(
+            ServeDefaults::parse_from(["lbasedb-proxy"]).settings,
+        ))
+    });
     if !matches!(command, Command::Serve(_) | Command::Lbasedb(_)) {
         return match manage::run(command) {
             Ok(()) => ExitCode::SUCCESS,
@@ -136,11 +138,11 @@ pub fn main() -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         match command {
             Command::Serve(settings) => {
-                let app = Application::build(settings).await?;
+                let app = Application::build(*settings).await?;
                 app.run_until_stopped().await
             }
             Command::Lbasedb(settings) => {
-                let server = crate::lbasedb::EmbeddedServer::start(&settings).await?;
+                let server = crate::lbasedb::EmbeddedServer::start(&settings, true).await?;
                 log::info!(
                     "Lbasedb-compatible server listening on http://{}",
                     server.addr()

@@ -42,8 +42,10 @@ impl LbError {
         ))
     }
 
-    pub fn query(err: serde_qs::Error) -> Self {
-        Self::new("invalid query", err.to_string())
+    /// The upstream's `qs_parse` failure: the kind of an `InvalidInput`
+    /// I/O error, with the (rewritten) query itself as the detail.
+    pub fn query(err: super::query::QsError) -> Self {
+        Self::invalid_input(err.query)
     }
 }
 

@@ -16,6 +16,17 @@ pub const API_VERSION: &str = "0.1.10";
 
 type Db = web::Data<Conn>;
 type Limits = web::Data<crate::config::Limits>;
+/// Per-feed serialisation of writes: the storage crate's append reads the
+/// size, grows it and writes at the old end with no lock across the steps.
+type Locks = web::Data<crate::lock::InProcessLocks>;
+
+/// Takes `feed`'s write lock; unbounded, so it only waits.
+async fn write_lock(locks: &Locks, feed: &str) -> Result<crate::lock::FeedGuard, LbError> {
+    locks
+        .lock(feed)
+        .await
+        .map_err(|err| LbError::new("resource busy", err.to_string()))
+}
 type Answer = Result<HttpResponse, LbError>;
 
 #[derive(Debug, Deserialize)]
@@ -23,10 +34,12 @@ pub struct NameBody {
     name: String,
 }
 
+/// The upstream reads `datatype` as optional and answers `param required`
+/// without it.
 #[derive(Debug, Deserialize)]
 pub struct ColBody {
     name: String,
-    datatype: String,
+    datatype: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,15 +93,18 @@ pub async fn feed_add(db: Db, body: web::Json<NameBody>) -> Answer {
 
 pub async fn feed_rename(
     db: Db,
+    locks: Locks,
     query: web::Query<NameQuery>,
     body: web::Json<NameBody>,
 ) -> Answer {
     check_name(&body.name)?;
+    let _lock = write_lock(&locks, &query.name).await?;
     db.feed_rename(&query.name, &body.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn feed_remove(db: Db, query: web::Query<NameQuery>) -> Answer {
+pub async fn feed_remove(db: Db, locks: Locks, query: web::Query<NameQuery>) -> Answer {
+    let _lock = write_lock(&locks, &query.name).await?;
     db.feed_remove(&query.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -112,26 +128,42 @@ pub async fn col_list(db: Db, query: web::Query<FeedQuery>) -> Answer {
     Ok(HttpResponse::Ok().json(items))
 }
 
-pub async fn col_add(db: Db, query: web::Query<FeedQuery>, body: web::Json<ColBody>) -> Answer {
+pub async fn col_add(
+    db: Db,
+    locks: Locks,
+    query: web::Query<FeedQuery>,
+    body: web::Json<ColBody>,
+) -> Answer {
+    let datatype = required(body.datatype.as_deref(), "datatype")?;
     // The crate unwraps the parse (the upstream's worker panics here), and a
     // zero-sized type would divide by zero on the first write.
-    match body.datatype.parse::<Datatype>() {
-        Ok(datatype) if datatype.size() > 0 => {}
+    match datatype.parse::<Datatype>() {
+        Ok(parsed) if parsed.size() > 0 => {}
         _ => return Err(LbError::invalid_input("Unknown datatype")),
     }
     check_name(&body.name)?;
-    db.col_add(&query.feed, &body.name, &body.datatype).await?;
+    let _lock = write_lock(&locks, &query.feed).await?;
+    db.col_add(&query.feed, &body.name, datatype).await?;
     Ok(HttpResponse::Created().finish())
 }
 
-pub async fn col_rename(db: Db, query: web::Query<ColQuery>, body: web::Json<NameBody>) -> Answer {
+pub async fn col_rename(
+    db: Db,
+    locks: Locks,
+    query: web::Query<ColQuery>,
+    body: web::Json<NameBody>,
+) -> Answer {
+    let name = required(query.name.as_deref(), "name")?;
     check_name(&body.name)?;
-    db.col_rename(&query.feed, &query.name, &body.name).await?;
+    let _lock = write_lock(&locks, &query.feed).await?;
+    db.col_rename(&query.feed, name, &body.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn col_remove(db: Db, query: web::Query<ColQuery>) -> Answer {
-    db.col_remove(&query.feed, &query.name).await?;
+pub async fn col_remove(db: Db, locks: Locks, query: web::Query<ColQuery>) -> Answer {
+    let name = required(query.name.as_deref(), "name")?;
+    let _lock = write_lock(&locks, &query.feed).await?;
+    db.col_remove(&query.feed, name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -143,6 +175,7 @@ pub async fn size_get(db: Db, query: web::Query<FeedQuery>) -> Answer {
 pub async fn size_set(
     db: Db,
     limits: Limits,
+    locks: Locks,
     query: web::Query<FeedQuery>,
     body: web::Json<SizeBody>,
 ) -> Answer {
@@ -152,6 +185,7 @@ pub async fn size_set(
             body.size, limits.max_feed_rows
         )));
     }
+    let _lock = write_lock(&locks, &query.feed).await?;
     db.size_set(&query.feed, body.size).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -242,15 +276,27 @@ impl serde::Serialize for InOrder<'_> {
     }
 }
 
-pub async fn data_push(db: Db, req: HttpRequest, ds: web::Json<Dataset>) -> Answer {
-    let query = data_query(&req)?;
+// The upstream reads the query of `/data` writes with the plain form
+// decoder (`web::Query`), not `serde_qs` as for `GET /data`.
+pub async fn data_push(
+    db: Db,
+    locks: Locks,
+    query: web::Query<DataQuery>,
+    ds: web::Json<Dataset>,
+) -> Answer {
+    let _lock = write_lock(&locks, &query.feed).await?;
     check_dataset(&db, &query.feed, &ds).await?;
     db.data_push(&query.feed, &ds).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn data_save(db: Db, req: HttpRequest, ds: web::Json<Dataset>) -> Answer {
-    let query = data_query(&req)?;
+pub async fn data_save(
+    db: Db,
+    locks: Locks,
+    query: web::Query<DataQuery>,
+    ds: web::Json<Dataset>,
+) -> Answer {
+    let _lock = write_lock(&locks, &query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let rows = check_dataset(&db, &query.feed, &ds).await?;
     check_range(&db, &query.feed, ix, rows).await?;
@@ -258,8 +304,13 @@ pub async fn data_save(db: Db, req: HttpRequest, ds: web::Json<Dataset>) -> Answ
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn data_patch(db: Db, req: HttpRequest, ds: web::Json<Dataset>) -> Answer {
-    let query = data_query(&req)?;
+pub async fn data_patch(
+    db: Db,
+    locks: Locks,
+    query: web::Query<DataQuery>,
+    ds: web::Json<Dataset>,
+) -> Answer {
+    let _lock = write_lock(&locks, &query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let rows = check_dataset(&db, &query.feed, &ds).await?;
     check_range(&db, &query.feed, ix, rows).await?;
@@ -297,16 +348,18 @@ pub async fn bytes_get(db: Db, limits: Limits, req: HttpRequest) -> Answer {
     Ok(binary(buffer))
 }
 
-pub async fn bytes_push(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
+pub async fn bytes_push(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
     let query = data_query(&req)?;
+    let _lock = write_lock(&locks, &query.feed).await?;
     let cols = required(query.col, "col[]")?;
     bytes_rows(&db, &query.feed, &cols, &body).await?;
     db.bytes_push(&query.feed, &cols, &body).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn bytes_save(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
+pub async fn bytes_save(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
     let query = data_query(&req)?;
+    let _lock = write_lock(&locks, &query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let cols = required(query.col, "col[]")?;
     let rows = bytes_rows(&db, &query.feed, &cols, &body).await?;
@@ -317,8 +370,9 @@ pub async fn bytes_save(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn bytes_patch(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
+pub async fn bytes_patch(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
     let query = data_query(&req)?;
+    let _lock = write_lock(&locks, &query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let cols = required(query.col, "col[]")?;
     let rows = bytes_rows(&db, &query.feed, &cols, &body).await?;
@@ -327,8 +381,9 @@ pub async fn bytes_patch(db: Db, req: HttpRequest, body: web::Bytes) -> Answer {
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn bytes_reset(db: Db, limits: Limits, req: HttpRequest) -> Answer {
+pub async fn bytes_reset(db: Db, limits: Limits, locks: Locks, req: HttpRequest) -> Answer {
     let query = data_query(&req)?;
+    let _lock = write_lock(&locks, &query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let size = required(query.size, "size")?;
     check_read(&limits, size)?;
@@ -347,7 +402,13 @@ pub async fn raw_get(db: Db, limits: Limits, query: web::Query<RawQuery>) -> Ans
     Ok(binary(block))
 }
 
-pub async fn raw_set(db: Db, query: web::Query<RawQuery>, body: web::Bytes) -> Answer {
+pub async fn raw_set(
+    db: Db,
+    locks: Locks,
+    query: web::Query<RawQuery>,
+    body: web::Bytes,
+) -> Answer {
+    let _lock = write_lock(&locks, &query.feed).await?;
     let rowsize = db
         .rowsize(&query.feed, std::slice::from_ref(&query.col))
         .await?;

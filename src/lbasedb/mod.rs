@@ -35,7 +35,9 @@ pub struct EmbeddedServer {
 impl EmbeddedServer {
     /// Starts the server. Every request must carry `settings.secret`
     /// unless `settings.open` says to serve anyone, as the upstream does.
-    pub async fn start(settings: &LbasedbSettings) -> io::Result<Self> {
+    /// `own_signals`: whether SIGTERM stops it (on its own), or its owner
+    /// does (inside `serve`, after the proxy's requests in flight are done).
+    pub async fn start(settings: &LbasedbSettings, own_signals: bool) -> io::Result<Self> {
         let secret = match (&settings.secret, settings.open) {
             (Some(secret), _) if secret.len() < 16 => {
                 return Err(io::Error::new(
@@ -55,6 +57,7 @@ impl EmbeddedServer {
         };
         let secret = web::Data::new(secret);
         let limits = web::Data::new(settings.limits);
+        let locks = web::Data::new(crate::lock::InProcessLocks::unbounded());
         let path = settings.data.to_str().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -70,15 +73,20 @@ impl EmbeddedServer {
                 .wrap(from_fn(require_secret))
                 .app_data(secret.clone())
                 .app_data(limits.clone())
+                .app_data(locks.clone())
                 .app_data(conn.clone())
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::JsonConfig::default().limit(limit))
                 .configure(routes)
                 .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
         })
-        .workers(settings.workers.max(1))
-        .listen(listener)?
-        .run();
+        .workers(settings.workers.max(1));
+        let server = if own_signals {
+            server
+        } else {
+            server.disable_signals()
+        };
+        let server = server.listen(listener)?.run();
         let handle = server.handle();
         // A server only accepts while its future is polled: spawn it now, so
         // it serves alongside the proxy rather than after it.

@@ -7,11 +7,26 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// `/data` and `/bytes`: `serde_qs` after the upstream's own rewrite of an
-/// encoded `[]` before `=`, so that `col%5B%5D=x` reads as `col[]=x`.
-pub fn parse_qs<T: DeserializeOwned>(query: &str) -> Result<T, serde_qs::Error> {
+/// `GET /data` and every `/bytes`: `serde_qs` after the upstream's own
+/// rewrite of an encoded `[]` before `=`, so that `col%5B%5D=x` reads as
+/// `col[]=x`. On failure the upstream answers `invalid input parameter`
+/// with the rewritten query as the detail; the error carries it.
+pub fn parse_qs<T: DeserializeOwned>(query: &str) -> Result<T, QsError> {
     let query = query.replace("%5B%5D=", "[]=").replace("%5b%5d=", "[]=");
-    serde_qs::from_str(&query)
+    serde_qs::from_str(&query).map_err(|cause| QsError { query, cause })
+}
+
+/// A query `serde_qs` could not read: the rewritten query, and why.
+#[derive(Debug)]
+pub struct QsError {
+    pub query: String,
+    pub cause: serde_qs::Error,
+}
+
+impl std::fmt::Display for QsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.cause.fmt(f)
+    }
 }
 
 /// Every other path: the plain form decoder behind actix-web's `web::Query`.
@@ -31,11 +46,12 @@ pub struct FeedQuery {
     pub feed: String,
 }
 
-/// `PATCH /col` and `DELETE /col`.
+/// `PATCH /col` and `DELETE /col`: the upstream reads `name` as optional
+/// and answers `param required` without it.
 #[derive(Debug, Deserialize)]
 pub struct ColQuery {
     pub feed: String,
-    pub name: String,
+    pub name: Option<String>,
 }
 
 /// `/data` and `/bytes`.

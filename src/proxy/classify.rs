@@ -146,6 +146,11 @@ pub enum Access {
 pub struct Classified {
     pub endpoint: Endpoint,
     pub access: Access,
+    /// The feed whose write lock the request takes (`crate::lock`): every
+    /// request but a read that acts on an existing feed. Creating a feed
+    /// locks none (there is nothing yet to race with); renaming one locks
+    /// its old name.
+    pub write_lock: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +183,12 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         (Endpoint::Feed, "PATCH") => {
             // Still read the old name, so that a query the upstream would
             // read differently is refused here too.
-            feed_of(endpoint, method, query)?;
-            Access::Global(Perm::new(Change, Feed))
+            let old = feed_of(endpoint, method, query)?;
+            return Ok(Classified {
+                endpoint,
+                access: Access::Global(Perm::new(Change, Feed)),
+                write_lock: Some(old),
+            });
         }
         (Endpoint::Feed, _) => feed_scoped(Delete, Feed)?,
         (Endpoint::Col, "GET") => feed_scoped(View, Col)?,
@@ -193,7 +202,15 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         (Endpoint::Bytes, "DELETE") => feed_scoped(Delete, Data)?,
         (Endpoint::Data | Endpoint::Bytes | Endpoint::Raw, _) => feed_scoped(Change, Data)?,
     };
-    Ok(Classified { endpoint, access })
+    let write_lock = match &access {
+        Access::Feed(_, feed) if *method != Method::GET => Some(feed.clone()),
+        _ => None,
+    };
+    Ok(Classified {
+        endpoint,
+        access,
+        write_lock,
+    })
 }
 
 /// Refuses what the upstream's parsers would read leniently or differently
@@ -242,7 +259,12 @@ fn feed_of(endpoint: Endpoint, method: &Method, query: &str) -> Result<String, C
                 .name
         }
         Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
-            parse_form::<ColQuery>(query).map_err(|e| invalid(&e))?.feed
+            let q = parse_form::<ColQuery>(query).map_err(|e| invalid(&e))?;
+            // The upstream would answer `param required`; nothing to forward.
+            if q.name.is_none() {
+                return Err(bad("Query parameter \"name\" is required.".into()));
+            }
+            q.feed
         }
         Endpoint::Col | Endpoint::Size => {
             parse_form::<FeedQuery>(query)
@@ -485,6 +507,46 @@ mod tests {
                 ),
                 "{method} /{endpoint}?{query} was not refused: {:?}",
                 classify(endpoint, &method, query)
+            );
+        }
+    }
+
+    #[test]
+    fn writes_lock_their_feed_and_reads_do_not() {
+        let cases = [
+            ("data", Method::GET, "feed=xy&ix=0&size=1", None),
+            ("size", Method::GET, "feed=xy", None),
+            ("col", Method::GET, "feed=xy", None),
+            ("feed", Method::GET, "", None),
+            ("version", Method::GET, "", None),
+            ("feed", Method::POST, "", None),
+            ("feed", Method::PATCH, "name=xy", Some("xy")),
+            ("feed", Method::DELETE, "name=xy", Some("xy")),
+            ("col", Method::POST, "feed=xy", Some("xy")),
+            ("col", Method::PATCH, "feed=xy&name=x", Some("xy")),
+            ("col", Method::DELETE, "feed=xy&name=x", Some("xy")),
+            ("size", Method::PUT, "feed=xy", Some("xy")),
+            ("data", Method::POST, "feed=xy", Some("xy")),
+            ("data", Method::PUT, "feed=xy&ix=0", Some("xy")),
+            ("data", Method::PATCH, "feed=xy&ix=0", Some("xy")),
+            ("bytes", Method::POST, "feed=xy&col=x", Some("xy")),
+            ("bytes", Method::PUT, "feed=xy&ix=0&col=x", Some("xy")),
+            ("bytes", Method::PATCH, "feed=xy&ix=0&col=x", Some("xy")),
+            (
+                "bytes",
+                Method::DELETE,
+                "feed=xy&ix=0&size=1&col=x",
+                Some("xy"),
+            ),
+            ("raw", Method::POST, "feed=xy&col=x&ix=0", Some("xy")),
+            ("raw", Method::GET, "feed=xy&col=x&ix=0&size=1", None),
+        ];
+        for (endpoint, method, query, lock) in cases {
+            let got = classify(endpoint, &method, query).unwrap();
+            assert_eq!(
+                got.write_lock.as_deref(),
+                lock,
+                "{method} /{endpoint}?{query}"
             );
         }
     }

@@ -110,8 +110,11 @@ pub fn check_query(
             }
         }
         Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
-            if let Ok(q) = parse_form::<ColQuery>(query) {
-                check_name(&q.name)?;
+            if let Ok(ColQuery {
+                name: Some(name), ..
+            }) = parse_form::<ColQuery>(query)
+            {
+                check_name(&name)?;
             }
         }
         _ => {}

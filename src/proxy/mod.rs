@@ -7,6 +7,7 @@ mod forward;
 pub mod headers;
 pub mod limits;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -16,6 +17,7 @@ use crate::auth::principal::Principal;
 use crate::auth::{AuthState, check_csrf};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
+use crate::lock::{InProcessLocks, LockError, WriteLocks};
 use actix_web::http::Method;
 use classify::{Access, Classified, ClassifyError, Endpoint, classify};
 
@@ -36,6 +38,15 @@ pub struct ProxyState {
     pub body_limit: u64,
     pub limits: Limits,
     pub response_timeout: Duration,
+    /// Per-feed write serialisation (`crate::lock`).
+    pub write_locks: Arc<dyn WriteLocks>,
+    pub write_lock_timeout: Duration,
+}
+
+impl std::fmt::Debug for dyn WriteLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteLocks")
+    }
 }
 
 impl ProxyState {
@@ -46,6 +57,11 @@ impl ProxyState {
             body_limit: settings.body_limit,
             limits: settings.limits,
             response_timeout: settings.response_timeout,
+            write_locks: Arc::new(InProcessLocks::new(
+                settings.write_lock_timeout,
+                settings.write_lock_queue,
+            )),
+            write_lock_timeout: settings.write_lock_timeout,
         }
     }
 }
@@ -91,6 +107,19 @@ pub async fn proxy(
             (Body::Full(body), facts)
         }
         None => (Body::Stream(payload), limits::BodyFacts::default()),
+    };
+    // Held until the upstream has answered; dropped on every way out (an
+    // error, or the client hanging up, which drops this whole future).
+    let _write_lock = match &classified.write_lock {
+        Some(feed) => Some(state.write_locks.acquire(feed).await.map_err(|err| {
+            log::warn!("write to a feed refused: {err}");
+            let wait = match err {
+                LockError::QueueFull => Duration::from_secs(1),
+                LockError::Timeout => state.write_lock_timeout.min(Duration::from_secs(60)),
+            };
+            ApiError::Busy(wait)
+        })?),
+        None => None,
     };
     let response = forward::send(&req, body, classified.endpoint, &state, &client).await?;
     if response.status().is_success() && classified.endpoint == Endpoint::Feed {

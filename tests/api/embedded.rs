@@ -503,3 +503,60 @@ async fn a_repeated_key_is_read_last_wins_as_upstream() {
         .unwrap();
     assert_eq!(json_of(got).await, json!({"x": [42]}));
 }
+
+#[tokio::test]
+async fn missing_optional_parameters_answer_as_the_real_server() {
+    // Read from the real server's handlers (fomalhaut88/lbasedb-api,
+    // src/resource/*.rs) and checked against it request by request
+    // (bench/compare_upstream.py).
+    let app = spawn_app().await;
+    let c = &app.upstream_client;
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    let error = |kind: &str, detail: &str| json!({"error": kind, "detail": detail});
+    let cases = [
+        (
+            c.post(app.direct("col?feed=xy"))
+                .json(&json!({"name": "z"})),
+            error("param required", "datatype"),
+        ),
+        (
+            c.patch(app.direct("col?feed=xy"))
+                .json(&json!({"name": "z"})),
+            error("param required", "name"),
+        ),
+        (
+            c.delete(app.direct("col?feed=xy")),
+            error("param required", "name"),
+        ),
+        (
+            c.get(app.direct("bytes?feed=xy&ix=zz&size=1&col%5B%5D=x")),
+            error("invalid input parameter", "feed=xy&ix=zz&size=1&col[]=x"),
+        ),
+        (
+            c.get(app.direct("data?feed=xy&ix=zz&size=1&col=x")),
+            error("invalid input parameter", "feed=xy&ix=zz&size=1&col=x"),
+        ),
+    ];
+    for (request, expected) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(json_of(response).await, expected);
+    }
+    // `/data` writes read their query with the plain form decoder, as the
+    // real server's `web::Query` does: no lists, no repeated keys.
+    for query in ["feed=xy&feed=xy", "feed=xy&col=x"] {
+        let response = c
+            .post(app.direct(&format!("data?{query}")))
+            .json(&json!({"x": [1]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.starts_with("Query deserialize error: "),
+            "{query}: {text}"
+        );
+    }
+    assert_eq!(app.size_of("xy").await, 0);
+}

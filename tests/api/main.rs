@@ -9,4 +9,5 @@ mod embedded;
 mod faults;
 mod helpers;
 mod proxy;
+mod safety;
 mod security;

@@ -1,0 +1,611 @@
+//! Data safety: no acknowledged write lost. Concurrent appends through the
+//! proxy and straight to the embedded server; the per-feed write lock (who
+//! waits, who does not, what releases it, its bounds); an upstream killed
+//! and restarted under 16 writers; a big answer cut by an upstream crash;
+//! graceful shutdown with an upload in flight.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::helpers::{
+    ADMIN_PASSWORD, Fault, TestApp, broken_upstream, client, client_with_authorization, spawn_app,
+    spawn_app_with,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
+
+/// Appends one row per request, `per_writer` times, from `writers` tasks at
+/// once; each row's value is unique. Answers the values acknowledged.
+async fn append_concurrently(
+    client: &reqwest::Client,
+    url: &str,
+    writers: i64,
+    per_writer: i64,
+) -> Vec<i64> {
+    let tasks = (0..writers).map(|w| {
+        let (client, url) = (client.clone(), url.to_owned());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..per_writer {
+                let value = (w + 1) * 1_000_000 + i;
+                let response = client
+                    .post(&url)
+                    .json(&json!({"v": [value]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
+                acked.push(value);
+            }
+            acked
+        })
+    });
+    futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect()
+}
+
+/// Every value of column `v` of a feed, read through `client` at `base`
+/// (`…/api/proxy/` or the upstream's own root).
+async fn stored_values(client: &reqwest::Client, base: &str, feed: &str) -> Vec<i64> {
+    let size: Value = client
+        .get(format!("{base}size?feed={feed}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let size = size["size"].as_u64().unwrap();
+    let data: Value = client
+        .get(format!("{base}data?feed={feed}&ix=0&size={size}&col=v"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    data["v"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
+}
+
+/// Lost (acknowledged, not stored) and duplicated (stored twice) values.
+fn losses(acked: &[i64], stored: &[i64]) -> (usize, usize) {
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    for v in stored.iter().filter(|v| **v != 0) {
+        *counts.entry(*v).or_default() += 1;
+    }
+    let lost = acked.iter().filter(|v| !counts.contains_key(v)).count();
+    let duplicated = counts.values().filter(|n| **n > 1).count();
+    (lost, duplicated)
+}
+
+#[tokio::test]
+async fn concurrent_appends_through_the_proxy_lose_nothing() {
+    let app = spawn_app().await;
+    app.create_feed("w", &[("v", "Int64")]).await;
+    let acked = append_concurrently(&app.client, &app.proxy("data?feed=w"), 16, 25).await;
+    let stored = stored_values(&app.client, &app.proxy(""), "w").await;
+    assert_eq!(stored.len(), acked.len());
+    assert_eq!(losses(&acked, &stored), (0, 0));
+}
+
+#[tokio::test]
+async fn concurrent_appends_straight_to_the_embedded_server_lose_nothing() {
+    let app = spawn_app().await;
+    app.create_feed("w", &[("v", "Int64")]).await;
+    let acked = append_concurrently(&app.upstream_client, &app.direct("data?feed=w"), 16, 25).await;
+    let stored = stored_values(&app.upstream_client, &app.direct(""), "w").await;
+    assert_eq!(stored.len(), acked.len());
+    assert_eq!(losses(&acked, &stored), (0, 0));
+}
+
+/// A `POST /data` whose body is sent in the pieces given to the returned
+/// sender; the request runs in its own task (abort it to hang up).
+fn stalled_upload(
+    app: &TestApp,
+    path: &str,
+) -> (
+    mpsc::UnboundedSender<Bytes>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    let request = app
+        .client
+        .post(app.proxy(path))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body));
+    tx.send(Bytes::from_static(b"{\"v\": [1")).unwrap();
+    (tx, tokio::spawn(request.send()))
+}
+
+async fn append(app: &TestApp, feed: &str, value: i64) -> reqwest::Response {
+    app.client
+        .post(app.proxy(&format!("data?feed={feed}")))
+        .json(&json!({"v": [value]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_write_waits_for_its_feed_reads_and_other_feeds_do_not() {
+    let app = spawn_app_with(|s| s.write_lock_timeout = Duration::from_millis(300)).await;
+    app.create_feed("w", &[("v", "Int64")]).await;
+    app.create_feed("other", &[("v", "Int64")]).await;
+    let (tx, upload) = stalled_upload(&app, "data?feed=w");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let waited = append(&app, "w", 2).await;
+    assert_eq!(waited.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(waited.headers().contains_key("retry-after"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let body: Value = waited.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("busy"));
+
+    let read = app
+        .client
+        .get(app.proxy("size?feed=w"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "reads take no lock");
+    assert_eq!(
+        append(&app, "other", 3).await.status(),
+        204,
+        "another feed is free"
+    );
+
+    // The upload finishes; the lock is free again.
+    tx.send(Bytes::from_static(b"]}")).unwrap();
+    drop(tx);
+    assert_eq!(upload.await.unwrap().unwrap().status(), 204);
+    assert_eq!(append(&app, "w", 4).await.status(), 204);
+    assert_eq!(app.size_of("w").await, 2);
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_releases_the_lock() {
+    let app = spawn_app_with(|s| s.write_lock_timeout = Duration::from_secs(5)).await;
+    app.create_feed("w", &[("v", "Int64")]).await;
+    let (tx, upload) = stalled_upload(&app, "data?feed=w");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.proxy("data?feed=w");
+        async move {
+            let started = Instant::now();
+            let response = client
+                .post(url)
+                .json(&json!({"v": [7]}))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    upload.abort();
+    drop(tx);
+    let (status, waited) = waiting.await.unwrap();
+    assert_eq!(status, 204);
+    assert!(
+        waited < Duration::from_secs(4),
+        "released when the client left: {waited:?}"
+    );
+    assert_eq!(
+        app.size_of("w").await,
+        1,
+        "the abandoned upload wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_fails_releases_the_lock() {
+    let upstream = broken_upstream(Fault::Close).await;
+    let url = upstream.url.clone();
+    let app = spawn_app_with(|s| {
+        s.lbasedb_url = Some(url);
+        s.write_lock_timeout = Duration::from_millis(200);
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(append(&app, "w", 1).await.status(), StatusCode::BAD_GATEWAY);
+    }
+}
+
+#[tokio::test]
+async fn the_queue_of_waiting_writes_is_bounded() {
+    let app = spawn_app_with(|s| {
+        s.write_lock_timeout = Duration::from_secs(10);
+        s.write_lock_queue = 1;
+    })
+    .await;
+    app.create_feed("w", &[("v", "Int64")]).await;
+    let (tx, upload) = stalled_upload(&app, "data?feed=w");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.proxy("data?feed=w");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"v": [2]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let refused = append(&app, "w", 3).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once"
+    );
+    tx.send(Bytes::from_static(b"]}")).unwrap();
+    drop(tx);
+    assert_eq!(upload.await.unwrap().unwrap().status(), 204);
+    assert_eq!(queued.await.unwrap(), 204);
+}
+
+/// A standalone upstream process (`lbasedb-proxy lbasedb`), so that it can
+/// be killed and started again.
+struct UpstreamProcess {
+    child: Child,
+    port: u16,
+    data: std::path::PathBuf,
+    secret: String,
+}
+
+impl UpstreamProcess {
+    async fn start(data: &std::path::Path, port: u16) -> Self {
+        let secret = "a-test-secret-of-32-bytes-or-so!".to_owned();
+        let child = Command::new(BIN)
+            .args(["lbasedb", "--bind", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .env("LBASEDB_SECRET", &secret)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let process = Self {
+            child,
+            port,
+            data: data.to_owned(),
+            secret,
+        };
+        process.wait_ready().await;
+        process
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let client = client_with_authorization(&format!("Bearer {}", self.secret));
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/version", self.url())).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the upstream process did not start");
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    async fn restart(&mut self) {
+        *self = Self::start(&self.data.clone(), self.port).await;
+    }
+}
+
+impl Drop for UpstreamProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn app_on(upstream: &UpstreamProcess) -> TestApp {
+    let (url, secret) = (upstream.url(), upstream.secret.clone());
+    spawn_app_with(move |s| {
+        s.lbasedb_url = Some(url);
+        s.lbasedb_secret = Some(secret);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn killing_the_upstream_under_16_writers_loses_no_acknowledged_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut upstream = UpstreamProcess::start(dir.path(), free_port()).await;
+    let app = app_on(&upstream).await;
+    for (path, body) in [
+        ("feed", json!({"name": "w"})),
+        ("col?feed=w", json!({"name": "v", "datatype": "Int64"})),
+    ] {
+        let made = app
+            .client
+            .post(app.proxy(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 201);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let writers = (0..16i64).map(|w| {
+        let (client, url) = (app.client.clone(), app.proxy("data?feed=w"));
+        tokio::spawn(async move {
+            let (mut acked, mut statuses) = (Vec::new(), HashMap::<u16, usize>::new());
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let value = (w + 1) * 1_000_000 + i;
+                i += 1;
+                // A dropped connection would be an error here, not a status.
+                let response = client
+                    .post(&url)
+                    .json(&json!({"v": [value]}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                *statuses.entry(status).or_default() += 1;
+                if status == 204 {
+                    acked.push(value);
+                } else {
+                    let body: Value = response.json().await.unwrap();
+                    assert!(body["detail"].is_string());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            (acked, statuses)
+        })
+    });
+    let writers = futures_util::future::join_all(writers);
+    let chaos = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        upstream.kill();
+        let ready = reqwest::get(format!("{}/readyz", app.address))
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503, "not ready while the upstream is down");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        upstream.restart().await;
+    };
+    let (results, ()) = tokio::join!(writers, chaos);
+
+    let mut acked = Vec::new();
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for result in results {
+        let (a, s) = result.unwrap();
+        acked.extend(a);
+        for (status, n) in s {
+            *statuses.entry(status).or_default() += n;
+        }
+    }
+    let allowed: HashSet<u16> = [204, 502, 503, 504].into();
+    assert!(statuses.keys().all(|s| allowed.contains(s)), "{statuses:?}");
+    assert!(
+        statuses.get(&502).copied().unwrap_or(0) > 0,
+        "the kill was seen: {statuses:?}"
+    );
+    let stored = stored_values(&app.client, &app.proxy(""), "w").await;
+    assert_eq!(losses(&acked, &stored), (0, 0), "{statuses:?}");
+    // Serving again: the writers' last appends went through after the restart.
+    assert_eq!(append(&app, "w", 99).await.status(), 204);
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", app.address))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_big_answer_cut_by_an_upstream_crash_reaches_the_client_cut() {
+    const ROWS: u64 = 8_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut upstream = UpstreamProcess::start(dir.path(), free_port()).await;
+    let app = app_on(&upstream).await;
+    for (path, body) in [
+        ("feed", json!({"name": "big"})),
+        ("col?feed=big", json!({"name": "x", "datatype": "Int64"})),
+    ] {
+        app.client
+            .post(app.proxy(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let sized = app
+        .client
+        .put(app.proxy("size?feed=big"))
+        .json(&json!({"size": ROWS}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sized.status(), 204);
+
+    let mut response = app
+        .client
+        .get(app.proxy(&format!("bytes?feed=big&ix=0&size={ROWS}&col[]=x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.content_length(), Some(ROWS * 8));
+    let mut received = response
+        .chunk()
+        .await
+        .unwrap()
+        .map_or(0, |c| c.len() as u64);
+    upstream.kill();
+    let ended = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len() as u64,
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    assert!(received < ROWS * 8, "the answer was cut");
+    assert!(
+        ended.is_err(),
+        "a cut answer must not end cleanly ({received} bytes)"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_upload_in_flight_finish_then_exits_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let serve = |data: &std::path::Path| {
+        Command::new(BIN)
+            .arg("serve")
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("DATA_DIR", data)
+            .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", ADMIN_PASSWORD)
+            .env("SHUTDOWN_TIMEOUT", "20s")
+            .env_remove("LBASEDB_URL")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let wait_up = || async {
+        for _ in 0..400 {
+            if reqwest::get(format!("{base}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("serve did not start");
+    };
+    let mut child = serve(data.path());
+    wait_up().await;
+    let token: Value = client()
+        .post(format!("{base}/api/auth/token/"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = client_with_authorization(&format!("Token {}", token["token"].as_str().unwrap()));
+    for (path, body) in [
+        ("feed", json!({"name": "xy"})),
+        ("col?feed=xy", json!({"name": "v", "datatype": "Int64"})),
+    ] {
+        let made = admin
+            .post(format!("{base}/api/proxy/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 201);
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    tx.send(Bytes::from_static(b"{\"v\": [1, 2")).unwrap();
+    let upload = tokio::spawn(
+        admin
+            .post(format!("{base}/api/proxy/data?feed=xy"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = reqwest::Client::builder()
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await;
+    assert!(
+        late.is_err(),
+        "no new request is served after SIGTERM: {late:?}"
+    );
+
+    tx.send(Bytes::from_static(b", 3]}")).unwrap();
+    drop(tx);
+    let finished = upload.await.unwrap().unwrap();
+    assert_eq!(finished.status(), 204, "the upload in flight finished");
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+
+    // What it acknowledged is there after a restart.
+    let mut again = serve(data.path());
+    wait_up().await;
+    let size: Value = admin
+        .get(format!("{base}/api/proxy/size?feed=xy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(size["size"], 3);
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
