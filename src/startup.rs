@@ -13,6 +13,7 @@ use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, ResponseError, web};
 use rand::RngCore;
 
+use crate::auth::perms::Granted;
 use crate::auth::principal::AuthCache;
 use crate::auth::session::DbSessionStore;
 use crate::auth::throttle::Throttle;
@@ -271,7 +272,13 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
         staff: true,
         ..Default::default()
     };
-    users::create_user(&mut conn, &spec, &password::hash(password)).map_err(io::Error::other)?;
+    users::create_user(
+        &mut conn,
+        &Granted::system(),
+        &spec,
+        &password::hash(password),
+    )
+    .map_err(io::Error::other)?;
     match generated {
         Some(password) => println!(
             "Created superuser \"admin\" with password: {password}\n(shown this once; change it with `lbasedb-proxy changepassword admin`)"

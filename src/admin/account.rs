@@ -6,13 +6,12 @@ use actix_session::Session;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::{AdminError, Ctx, Form, Message, flash, log_action, ok, redirect, staff};
+use super::{AdminError, CsrfForm, Layout, NoFields, Staff, flash, ok, redirect};
 use crate::auth::api::check_credentials;
-use crate::auth::guard::Actor;
+use crate::auth::perms::{self, Model};
 use crate::auth::{AuthState, CSRF_SESSION_KEY, ensure_csrf_token, password, users};
-use crate::db::models::LogEntry;
+use crate::db::models::{LogEntry, User};
 use crate::db::{self, queries};
 use crate::error::ApiError;
 
@@ -21,9 +20,7 @@ const STAFF_ONLY: &str = "Please enter the correct username and password for a s
 #[derive(Template)]
 #[template(path = "admin/login.html")]
 struct LoginPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     error: Option<String>,
     username: &'a str,
     next: &'a str,
@@ -53,38 +50,36 @@ pub fn safe_next(next: Option<&str>) -> &str {
 
 pub async fn login_form(
     req: HttpRequest,
+    staff: Option<Staff>,
     query: web::Query<Next>,
-    auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
     let next = safe_next(query.next.as_deref());
-    if staff(&req, &auth).await.is_ok() {
+    if staff.is_some() {
         return redirect(next);
     }
-    let csrf = ensure_csrf_token(&req)?;
+    let layout = Layout {
+        csrf: ensure_csrf_token(&req)?,
+        ..Layout::default()
+    };
     ok(&LoginPage {
-        user: None,
-        csrf: &csrf,
-        messages: Vec::new(),
+        layout: &layout,
         error: None,
         username: "",
         next,
     })
 }
 
-pub async fn login(
-    req: HttpRequest,
-    body: web::Bytes,
-    session: Session,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
-    let form = Form::parse(&body);
-    let csrf = ensure_csrf_token(&req)?;
-    form.check_csrf(&csrf)?;
-    crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
-    let username = form.get("username");
-    let next = safe_next(Some(form.get("next"))).to_owned();
-    let checked = check_credentials(&auth, &req, username, form.get("password")).await;
-    let error = match &checked {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    next: String,
+}
+
+/// What the login page says to a refused login, or `None` to let it in.
+fn refusal(checked: &Result<User, ApiError>) -> Result<Option<String>, AdminError> {
+    Ok(match checked {
         Ok(user) if user.is_staff => None,
         Ok(_) | Err(ApiError::BadRequest(_)) => Some(STAFF_ONLY.to_owned()),
         Err(ApiError::Throttled(wait)) => Some(format!(
@@ -92,56 +87,53 @@ pub async fn login(
             wait.as_secs().max(1)
         )),
         Err(other) => return Err(AdminError::Internal(other.to_string())),
-    };
-    if let Some(error) = error {
-        let actor = checked.as_ref().ok().map(|u| (u.id, u.username.clone()));
-        log_action(
-            &auth,
-            actor,
-            ("auth.user", String::new(), username.to_owned()),
-            "login_failed",
-            json!([]),
-        )
-        .await?;
-        let page = LoginPage {
-            user: None,
-            csrf: &csrf,
-            messages: Vec::new(),
-            error: Some(error),
-            username,
-            next: &next,
+    })
+}
+
+pub async fn login(
+    req: HttpRequest,
+    CsrfForm(form): CsrfForm<LoginForm>,
+    session: Session,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, AdminError> {
+    crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
+    let next = safe_next(Some(&form.next)).to_owned();
+    let checked = check_credentials(&auth, &req, &form.username, &form.password).await;
+    let error = refusal(&checked)?;
+    let (user, username) = (checked.ok(), form.username.clone());
+    let succeeded = error.is_none();
+    let recorded = user.clone();
+    db::run(&auth.pool, move |conn| {
+        if succeeded && let Some(user) = &recorded {
+            queries::touch_last_login(conn, user.id)?;
+        }
+        users::record_login(conn, recorded.as_ref(), &username, succeeded)
+    })
+    .await?;
+    let (Some(user), None) = (user, &error) else {
+        let layout = Layout {
+            csrf: ensure_csrf_token(&req)?,
+            ..Layout::default()
         };
-        return Ok(super::html(actix_web::http::StatusCode::OK, &page));
-    }
-    let user = checked.expect("checked above");
+        return ok(&LoginPage {
+            layout: &layout,
+            error,
+            username: &form.username,
+            next: &next,
+        });
+    };
     session.renew();
     session.remove(CSRF_SESSION_KEY);
     Identity::login(&req.extensions(), user.id.to_string())
         .map_err(|e| AdminError::Internal(e.to_string()))?;
-    let user_id = user.id;
-    db::run(&auth.pool, move |conn| {
-        queries::touch_last_login(conn, user_id)
-    })
-    .await?;
-    log_action(
-        &auth,
-        Some((user.id, user.username.clone())),
-        ("auth.user", user.id.to_string(), user.username),
-        "login",
-        json!([]),
-    )
-    .await?;
     redirect(&next)
 }
 
 pub async fn logout(
     req: HttpRequest,
-    body: web::Bytes,
+    _form: CsrfForm<NoFields>,
     identity: Option<Identity>,
 ) -> Result<HttpResponse, AdminError> {
-    let form = Form::parse(&body);
-    let csrf = ensure_csrf_token(&req)?;
-    form.check_csrf(&csrf)?;
     crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     if let Some(identity) = identity {
         identity.logout();
@@ -163,33 +155,48 @@ struct ModelLink {
 #[derive(Template)]
 #[template(path = "admin/index.html")]
 struct IndexPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     sections: Vec<Section>,
     recent: Vec<LogEntry>,
 }
 
-pub async fn index(
-    req: HttpRequest,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let model = |name, url, object: &str, app: &str| {
-        let view =
-            ctx.can(&format!("{app}.view_{object}")) || ctx.can(&format!("{app}.change_{object}"));
-        view.then(|| ModelLink {
-            name,
-            url,
-            can_add: ctx.can(&format!("{app}.add_{object}")),
-        })
+/// The index's sections: the models this user may see, with an "Add" link
+/// where it may add.
+fn sections(staff: &Staff) -> Vec<Section> {
+    let model = |name, url, model: Model, can_add: bool| {
+        staff
+            .can_view(model)
+            .then_some(ModelLink { name, url, can_add })
     };
-    let sections = [
+    // Feeds show for a grant on any one feed too (the page lists only those
+    // the user may view); they are created through the API, not here.
+    let feeds = (staff.can(VIEW_FEED)
+        || staff
+            .principal
+            .grants
+            .values()
+            .any(|held| held.contains(VIEW_FEED)))
+    .then_some(ModelLink {
+        name: "Feeds",
+        url: "/admin/lbasedb/feed/",
+        can_add: false,
+    });
+    [
         (
             "Authentication and authorization",
             vec![
-                model("Users", "/admin/auth/user/", "user", "auth"),
-                model("Groups", "/admin/auth/group/", "group", "auth"),
+                model(
+                    "Users",
+                    "/admin/auth/user/",
+                    Model::User,
+                    staff.holds::<perms::AddUser>(),
+                ),
+                model(
+                    "Groups",
+                    "/admin/auth/group/",
+                    Model::Group,
+                    staff.holds::<perms::AddGroup>(),
+                ),
             ],
         ),
         (
@@ -197,32 +204,11 @@ pub async fn index(
             vec![model(
                 "Tokens",
                 "/admin/authtoken/token/",
-                "token",
-                "authtoken",
+                Model::Token,
+                staff.holds::<perms::AddToken>(),
             )],
         ),
-        (
-            "Lbasedb",
-            // Feeds show for a grant on any one feed too; the page lists
-            // only those the user may view.
-            vec![
-                ctx.principal
-                    .grants
-                    .values()
-                    .any(|held| held.contains("lbasedb.view_feed"))
-                    .then_some(ModelLink {
-                        name: "Feeds",
-                        url: "/admin/lbasedb/feed/",
-                        can_add: false,
-                    })
-                    .or_else(|| model("Feeds", "/admin/lbasedb/feed/", "feed", "lbasedb"))
-                    // Feeds are created through the API, not here.
-                    .map(|link| ModelLink {
-                        can_add: false,
-                        ..link
-                    }),
-            ],
-        ),
+        ("Lbasedb", vec![feeds]),
     ]
     .into_iter()
     .map(|(name, models)| Section {
@@ -230,22 +216,20 @@ pub async fn index(
         models: models.into_iter().flatten().collect(),
     })
     .filter(|s| !s.models.is_empty())
-    .collect();
-    let user_id = ctx.principal.user_id;
+    .collect()
+}
+
+const VIEW_FEED: &str = "lbasedb.view_feed";
+
+pub async fn index(staff: Staff, auth: web::Data<AuthState>) -> Result<HttpResponse, AdminError> {
+    let user_id = staff.principal.user_id;
     let recent = db::run(&auth.pool, move |conn| {
         queries::recent_actions(conn, user_id, 10)
     })
     .await?;
-    let Ctx {
-        principal,
-        csrf,
-        messages,
-    } = &ctx;
     ok(&IndexPage {
-        user: Some(&principal.username),
-        csrf,
-        messages: messages.clone(),
-        sections,
+        layout: &staff.layout,
+        sections: sections(&staff),
         recent,
     })
 }
@@ -253,83 +237,61 @@ pub async fn index(
 #[derive(Template)]
 #[template(path = "admin/password_change.html")]
 struct PasswordChangePage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     errors: Vec<String>,
 }
 
-pub async fn password_change_form(
-    req: HttpRequest,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
+pub async fn password_change_form(staff: Staff) -> Result<HttpResponse, AdminError> {
     ok(&PasswordChangePage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         errors: Vec::new(),
     })
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordChangeForm {
+    old_password: String,
+    new_password1: String,
+    new_password2: String,
+}
+
 pub async fn password_change(
     req: HttpRequest,
-    body: web::Bytes,
+    staff: Staff,
+    CsrfForm(form): CsrfForm<PasswordChangeForm>,
     session: Session,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    let form = Form::parse(&body);
-    form.check_csrf(&ctx.csrf)?;
-    let (old, new1, new2) = (
-        form.get("old_password"),
-        form.get("new_password1"),
-        form.get("new_password2"),
-    );
-    let user_id = ctx.principal.user_id;
+    let user_id = staff.principal.user_id;
     let user = db::run(&auth.pool, move |conn| queries::user_by_id(conn, user_id))
         .await?
         .ok_or(AdminError::NotFound)?;
-    let (old_owned, stored) = (old.to_owned(), user.password.clone());
-    let old_ok = web::block(move || password::verify(&old_owned, Some(&stored)))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let (old, stored) = (form.old_password.clone(), user.password.clone());
+    let old_ok = web::block(move || password::verify(&old, Some(&stored))).await?;
     let mut errors = Vec::new();
     if !old_ok {
         errors.push("Your old password was entered incorrectly. Please enter it again.".to_owned());
     }
-    if new1 != new2 {
+    if form.new_password1 != form.new_password2 {
         errors.push("The two password fields didn’t match.".to_owned());
-    } else if let Err(problems) = password::validate(new1, &user.username, &user.email) {
+    } else if let Err(problems) =
+        password::validate(&form.new_password1, &user.username, &user.email)
+    {
         errors.extend(problems);
     }
     if !errors.is_empty() {
         return ok(&PasswordChangePage {
-            user: ctx.user(),
-            csrf: &ctx.csrf,
-            messages: Vec::new(),
+            layout: &staff.layout,
             errors,
         });
     }
-    let new = new1.to_owned();
-    let phc = web::block(move || password::hash(&new))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let new = form.new_password1;
+    let phc = web::block(move || password::hash(&new)).await?;
     // Every session of the user ends; this one is renewed, so it stays.
-    db::run(&auth.pool, move |conn| {
-        users::set_password(conn, Actor::User(user_id), user_id, &phc, None)
-    })
-    .await?;
-    auth.cache.clear();
+    auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None))
+        .await?;
     session.renew();
-    log_action(
-        &auth,
-        Some((user.id, user.username.clone())),
-        ("auth.user", user.id.to_string(), user.username),
-        "change",
-        json!([{"field": "password", "old": "(hidden)", "new": "(changed)"}]),
-    )
-    .await?;
     flash(&req, "success", "Your password was changed.");
     redirect("/admin/")
 }

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde_json::Value;
 
-use super::{AdminError, Message, ok, staff, upstream_feeds};
+use super::{AdminError, Layout, Staff, ok, upstream_feeds};
 use crate::auth::AuthState;
+use crate::auth::perms::Model;
 use crate::auth::principal::Principal;
 use crate::db::{self, queries};
 use crate::lbasedb::names::is_valid_name;
@@ -85,29 +86,23 @@ const VIEW_DATA: &str = "lbasedb.view_data";
 #[derive(Template)]
 #[template(path = "admin/feed_list.html")]
 struct ListPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     feeds: Vec<FeedInfo>,
 }
 
 pub async fn list(
-    req: HttpRequest,
-    auth: web::Data<AuthState>,
+    staff: Staff,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
     let mut feeds = Vec::new();
     for name in upstream_feeds(&proxy, &client).await {
-        if ctx.principal.has_feed_perm(VIEW_FEED, &name) {
-            feeds.push(info(&proxy, &client, &ctx.principal, &name).await);
+        if staff.principal.has_feed_perm(VIEW_FEED, &name) {
+            feeds.push(info(&proxy, &client, &staff.principal, &name).await);
         }
     }
     ok(&ListPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         feeds,
     })
 }
@@ -115,9 +110,7 @@ pub async fn list(
 #[derive(Template)]
 #[template(path = "admin/feed_detail.html")]
 struct DetailPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     feed: FeedInfo,
     /// None: no `view_data` and `view_col` on this feed.
     preview: Option<Vec<Vec<String>>>,
@@ -128,24 +121,23 @@ struct DetailPage<'a> {
 }
 
 pub async fn detail(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<String>,
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
     let name = path.into_inner();
     if !is_valid_name(&name) {
         return Err(AdminError::NotFound);
     }
-    if !ctx.principal.has_feed_perm(VIEW_FEED, &name) {
+    if !staff.principal.has_feed_perm(VIEW_FEED, &name) {
         return Err(AdminError::Forbidden);
     }
     if !upstream_feeds(&proxy, &client).await.contains(&name) {
         return Err(AdminError::NotFound);
     }
-    let feed = info(&proxy, &client, &ctx.principal, &name).await;
+    let feed = info(&proxy, &client, &staff.principal, &name).await;
     // Rows need the columns to be named, as through the API.
     let preview = match (&feed.cols, feed.size) {
         (Some(cols), Some(size)) if !cols.is_empty() => {
@@ -154,7 +146,7 @@ pub async fn detail(
         (Some(cols), Some(_)) if cols.is_empty() => Some(Vec::new()),
         _ => None,
     };
-    let (view_groups, view_users) = (ctx.can_view("auth", "group"), ctx.can_view("auth", "user"));
+    let (view_groups, view_users) = (staff.can_view(Model::Group), staff.can_view(Model::User));
     let feed_name = name.clone();
     let (group_grants, user_grants) = if view_groups || view_users {
         db::run(&auth.pool, move |conn| {
@@ -165,9 +157,7 @@ pub async fn detail(
         Default::default()
     };
     ok(&DetailPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         feed,
         preview,
         group_grants: view_groups.then_some(group_grants),

@@ -4,15 +4,16 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{
-    AdminError, DeletePage, Errors, Message, choices, flash, grant_rows, log_action, ok, redirect,
-    staff, staff_form, upstream_feeds,
+    AdminError, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Staff,
+    after_save, choices, flash, grant_rows, history_page, ok, redirect, upstream_feeds,
 };
-use crate::auth::{AuthState, users};
+use crate::auth::AuthState;
+use crate::auth::perms::{self, Model};
+use crate::auth::users::{self, FieldChange};
 use crate::db::models::{Group, Permission};
-use crate::db::{self, queries};
+use crate::db::{self, DbError, queries};
 use crate::proxy::ProxyState;
 
 #[derive(Deserialize)]
@@ -23,31 +24,26 @@ pub struct ListQuery {
 #[derive(Template)]
 #[template(path = "admin/group_list.html")]
 struct ListPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
-    groups: Vec<(Group, i64)>,
+    layout: &'a Layout,
+    groups: Vec<queries::GroupRow>,
     search: String,
     can_add: bool,
 }
 
 pub async fn list(
-    req: HttpRequest,
+    staff: Staff,
     query: web::Query<ListQuery>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("auth", "group")?;
+    staff.require_view(Model::Group)?;
     let search = query.q.clone().unwrap_or_default().trim().to_owned();
     let term = search.clone();
     let groups = db::run(&auth.pool, move |conn| queries::list_groups(conn, &term)).await?;
     ok(&ListPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         groups,
         search,
-        can_add: ctx.can("auth.add_group"),
+        can_add: staff.holds::<perms::AddGroup>(),
     })
 }
 
@@ -65,9 +61,7 @@ struct GrantRow {
 #[derive(Template)]
 #[template(path = "admin/group_change.html")]
 struct ChangePage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     /// None when adding.
     id: Option<i32>,
     name: String,
@@ -81,31 +75,31 @@ struct ChangePage<'a> {
     can_delete: bool,
 }
 
-struct Form2 {
+/// A group as the form holds it.
+struct Values {
     name: String,
     perms: Vec<i32>,
     grants: Vec<(i32, String)>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The form page, for a group (`id`) or a new one, with `values` and the
+/// errors they have.
 async fn page<'a>(
-    ctx: &'a super::Ctx,
+    staff: &'a Staff,
     auth: &AuthState,
-    proxy: &ProxyState,
-    client: &awc::Client,
+    upstream: (&ProxyState, &awc::Client),
     id: Option<i32>,
-    values: Form2,
+    values: Values,
     errors: Errors,
 ) -> Result<ChangePage<'a>, AdminError> {
-    let all: Vec<Permission> = db::run(&auth.pool, queries::all_permissions).await?;
-    let members = match id {
-        Some(id) => db::run(&auth.pool, move |conn| queries::group_members(conn, id))
-            .await?
-            .into_iter()
-            .map(|u| u.username)
-            .collect(),
-        None => Vec::new(),
-    };
+    let (all, members) = db::run(&auth.pool, move |conn| {
+        let members = match id {
+            Some(id) => queries::group_members(conn, id)?,
+            None => Vec::new(),
+        };
+        Ok((queries::all_permissions(conn)?, members))
+    })
+    .await?;
     let mut grants: Vec<GrantRow> = values
         .grants
         .into_iter()
@@ -115,15 +109,12 @@ async fn page<'a>(
         perm: 0,
         feed: String::new(),
     }));
-    let can_save = if id.is_some() {
-        ctx.can("auth.change_group")
-    } else {
-        ctx.can("auth.add_group")
+    let can_save = match id {
+        Some(_) => staff.holds::<perms::ChangeGroup>(),
+        None => staff.holds::<perms::AddGroup>(),
     };
     Ok(ChangePage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         id,
         name: values.name,
         perms: all
@@ -140,93 +131,81 @@ async fn page<'a>(
             .map(|p| (p.id, p.full_codename()))
             .collect(),
         grants,
-        feeds: upstream_feeds(proxy, client).await,
-        members,
+        feeds: upstream_feeds(upstream.0, upstream.1).await,
+        members: members.into_iter().map(|u| u.username).collect(),
         errors,
         can_save,
-        can_delete: ctx.can("auth.delete_group"),
+        can_delete: staff.holds::<perms::DeleteGroup>(),
     })
 }
 
 pub async fn add_form(
-    req: HttpRequest,
+    staff: Staff,
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require("auth.add_group")?;
-    let empty = Form2 {
+    staff.require::<perms::AddGroup>()?;
+    let empty = Values {
         name: String::new(),
         perms: Vec::new(),
         grants: Vec::new(),
     };
-    ok(&page(&ctx, &auth, &proxy, &client, None, empty, Errors::new()).await?)
+    ok(&page(&staff, &auth, (&proxy, &client), None, empty, Errors::new()).await?)
+}
+
+async fn load(auth: &AuthState, id: i32) -> Result<(Group, Values), AdminError> {
+    let (group, (perms, grants)) = db::run(&auth.pool, move |conn| {
+        Ok((
+            queries::group_by_id(conn, id)?,
+            queries::group_links(conn, id)?,
+        ))
+    })
+    .await?;
+    let group = group.ok_or(AdminError::NotFound)?;
+    let values = Values {
+        name: group.name.clone(),
+        perms,
+        grants,
+    };
+    Ok((group, values))
 }
 
 pub async fn change_form(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("auth", "group")?;
-    let id = *path;
-    let (group, (perms, grants)) = db::run(&auth.pool, move |conn| {
-        let group = queries::group_by_id(conn, id)?;
-        Ok((group, queries::group_links(conn, id)?))
-    })
-    .await?;
-    let group = group.ok_or(AdminError::NotFound)?;
+    staff.require_view(Model::Group)?;
+    let (group, values) = load(&auth, *path).await?;
+    let upstream = (proxy.as_ref(), client.as_ref());
     ok(&page(
-        &ctx,
+        &staff,
         &auth,
-        &proxy,
-        &client,
-        Some(id),
-        Form2 {
-            name: group.name,
-            perms,
-            grants,
-        },
+        upstream,
+        Some(group.id),
+        values,
         Errors::new(),
     )
     .await?)
 }
 
-/// Add (no id) or change (an id): the same form, the same checks.
-async fn save(
-    req: HttpRequest,
-    id: Option<i32>,
-    body: web::Bytes,
-    auth: web::Data<AuthState>,
-    proxy: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
-) -> Result<HttpResponse, AdminError> {
-    let needed = if id.is_some() {
-        "auth.change_group"
-    } else {
-        "auth.add_group"
-    };
-    let (ctx, form) = staff_form(&req, &auth, &body, needed).await?;
-    let all: Vec<Permission> = db::run(&auth.pool, queries::all_permissions).await?;
-    let before = match id {
-        Some(id) => {
-            let (group, links) = db::run(&auth.pool, move |conn| {
-                Ok((
-                    queries::group_by_id(conn, id)?,
-                    queries::group_links(conn, id)?,
-                ))
-            })
-            .await?;
-            Some((group.ok_or(AdminError::NotFound)?, links))
-        }
-        None => None,
-    };
-    let mut errors = Errors::new();
-    let name = form.get("name").trim().to_owned();
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct GroupForm {
+    name: String,
+    permissions: Vec<String>,
+    grant_perm: Vec<String>,
+    grant_feed: Vec<String>,
+    #[serde(rename = "_action")]
+    action: String,
+}
+
+/// The form read into a group's values, with its errors.
+fn read(form: &GroupForm, all: &[Permission], errors: &mut Errors) -> Values {
+    let name = form.name.trim().to_owned();
     if name.is_empty() || name.len() > 150 {
         errors
             .entry("name")
@@ -234,128 +213,162 @@ async fn save(
             .push("This field is required (150 characters or fewer).".into());
     }
     let perm_ids: Vec<i32> = all.iter().map(|p| p.id).collect();
-    let perms = choices(&form, "permissions", &perm_ids, &mut errors);
-    let grants = grant_rows(&form, &all, &mut errors);
-    if errors.is_empty() && before.as_ref().is_none_or(|(g, _)| g.name != name) {
-        let n = name.clone();
-        if db::run(&auth.pool, move |conn| queries::group_by_name(conn, &n))
-            .await?
-            .is_some()
-        {
-            errors
-                .entry("name")
-                .or_default()
-                .push("Group with this Name already exists.".into());
-        }
+    Values {
+        name,
+        perms: choices(&form.permissions, "permissions", &perm_ids, errors),
+        grants: grant_rows(&form.grant_perm, &form.grant_feed, all, errors),
     }
+}
+
+/// The history's view of a group's permissions and grants.
+fn describe(all: &[Permission], values: &Values) -> (String, String) {
+    let code = |id: i32| {
+        all.iter()
+            .find(|p| p.id == id)
+            .map(Permission::full_codename)
+            .unwrap_or_default()
+    };
+    let mut perms: Vec<String> = values.perms.iter().map(|id| code(*id)).collect();
+    perms.sort();
+    let mut grants: Vec<String> = values
+        .grants
+        .iter()
+        .map(|(id, feed)| format!("{}={feed}", code(*id)))
+        .collect();
+    grants.sort();
+    (perms.join(", "), grants.join(", "))
+}
+
+fn changes(all: &[Permission], before: &Values, after: &Values) -> Vec<FieldChange> {
+    let (old_perms, old_grants) = describe(all, before);
+    let (new_perms, new_grants) = describe(all, after);
+    [
+        ("name", before.name.clone(), after.name.clone()),
+        ("permissions", old_perms, new_perms),
+        ("feed_grants", old_grants, new_grants),
+    ]
+    .into_iter()
+    .filter(|(_, old, new)| old != new)
+    .map(|(field, old, new)| FieldChange::new(field, old, new))
+    .collect()
+}
+
+/// What a save came to: the group's id, or the form again with errors.
+enum Saved {
+    Id(i32),
+    Invalid(Values, Errors),
+}
+
+/// Saves through the service layer; a taken name is a form error.
+async fn save(
+    auth: &AuthState,
+    staff: &Staff,
+    id: Option<i32>,
+    values: Values,
+    mut errors: Errors,
+) -> Result<Saved, AdminError> {
     if !errors.is_empty() {
-        return ok(&page(
-            &ctx,
-            &auth,
-            &proxy,
-            &client,
-            id,
-            Form2 {
-                name,
-                perms,
-                grants,
-            },
-            errors,
-        )
-        .await?);
+        return Ok(Saved::Invalid(values, errors));
     }
-    let describe = |perms: &[i32], grants: &[(i32, String)]| {
-        let code = |id: i32| {
-            all.iter()
-                .find(|p| p.id == id)
-                .map(Permission::full_codename)
-                .unwrap_or_default()
-        };
-        let mut p: Vec<String> = perms.iter().map(|id| code(*id)).collect();
-        p.sort();
-        let mut g: Vec<String> = grants
-            .iter()
-            .map(|(id, f)| format!("{}={f}", code(*id)))
-            .collect();
-        g.sort();
-        (p.join(", "), g.join(", "))
-    };
-    let (new_perms, new_grants) = describe(&perms, &grants);
-    let (saved_name, saved_perms, saved_grants) = (name.clone(), perms.clone(), grants.clone());
-    let actor = ctx.as_actor();
-    let saved = db::run(&auth.pool, move |conn| {
-        users::save_group(conn, actor, id, &saved_name, &saved_perms, &saved_grants)
-    })
-    .await;
-    auth.cache.clear();
-    let saved_id = saved?;
-    let actor = ctx.actor();
-    let (action, changes) = match &before {
-        None => ("add", json!([])),
-        Some((group, (old_perms, old_grants))) => {
-            let (old_p, old_g) = describe(old_perms, old_grants);
-            let fields = [
-                ("name", group.name.clone(), name.clone()),
-                ("permissions", old_p, new_perms),
-                ("feed_grants", old_g, new_grants),
-            ];
-            let changed: Vec<Value> = fields
-                .into_iter()
-                .filter(|(_, old, new)| old != new)
-                .map(|(field, old, new)| json!({"field": field, "old": old, "new": new}))
-                .collect();
-            ("change", Value::Array(changed))
+    let all = db::run(&auth.pool, queries::all_permissions).await?;
+    let (name, perms, grants) = (
+        values.name.clone(),
+        values.perms.clone(),
+        values.grants.clone(),
+    );
+    let saved = match id {
+        None => {
+            let granted = staff.require::<perms::AddGroup>()?;
+            auth.write(move |conn| users::add_group(conn, &granted, &name, &perms, &grants))
+                .await
+        }
+        Some(id) => {
+            let granted = staff.require::<perms::ChangeGroup>()?;
+            let (_, before) = load(auth, id).await?;
+            let changes = changes(&all, &before, &values);
+            auth.write(move |conn| {
+                users::change_group(conn, &granted, id, &name, &perms, &grants, &changes)
+            })
+            .await
+            .map(|()| id)
         }
     };
-    log_action(
-        &auth,
-        actor,
-        ("auth.group", saved_id.to_string(), name.clone()),
-        action,
-        changes,
-    )
-    .await?;
-    let verb = if before.is_some() { "changed" } else { "added" };
+    match saved {
+        Ok(id) => Ok(Saved::Id(id)),
+        Err(DbError::Invalid(why)) => {
+            errors.entry("name").or_default().push(why);
+            Ok(Saved::Invalid(values, errors))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Add (no id) or change (an id): the same form, the same checks.
+async fn submit(
+    req: HttpRequest,
+    staff: Staff,
+    id: Option<i32>,
+    form: GroupForm,
+    auth: web::Data<AuthState>,
+    upstream: (&ProxyState, &awc::Client),
+) -> Result<HttpResponse, AdminError> {
+    match id {
+        Some(_) => staff.require::<perms::ChangeGroup>().map(drop)?,
+        None => staff.require::<perms::AddGroup>().map(drop)?,
+    }
+    let all = db::run(&auth.pool, queries::all_permissions).await?;
+    let mut errors = Errors::new();
+    let values = read(&form, &all, &mut errors);
+    let name = values.name.clone();
+    let saved_id = match save(&auth, &staff, id, values, errors).await? {
+        Saved::Id(saved) => saved,
+        Saved::Invalid(values, errors) => {
+            return ok(&page(&staff, &auth, upstream, id, values, errors).await?);
+        }
+    };
+    let verb = if id.is_some() { "changed" } else { "added" };
     flash(
         &req,
         "success",
         format!("The group “{name}” was {verb} successfully."),
     );
-    match form.get("_action") {
-        "_continue" => redirect(&format!("/admin/auth/group/{saved_id}/change/")),
-        "_addanother" => redirect("/admin/auth/group/add/"),
-        _ => redirect("/admin/auth/group/"),
-    }
+    after_save(
+        &form.action,
+        "/admin/auth/group/",
+        "/admin/auth/group/add/",
+        &format!("/admin/auth/group/{saved_id}/change/"),
+    )
 }
 
 pub async fn add(
     req: HttpRequest,
-    body: web::Bytes,
+    staff: Staff,
+    CsrfForm(form): CsrfForm<GroupForm>,
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
-    save(req, None, body, auth, proxy, client).await
+    submit(req, staff, None, form, auth, (&proxy, &client)).await
 }
 
 pub async fn change(
     req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
-    body: web::Bytes,
+    CsrfForm(form): CsrfForm<GroupForm>,
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
-    save(req, Some(*path), body, auth, proxy, client).await
+    submit(req, staff, Some(*path), form, auth, (&proxy, &client)).await
 }
 
 pub async fn delete_form(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require("auth.delete_group")?;
+    staff.require::<perms::DeleteGroup>()?;
     let id = *path;
     let (group, members) = db::run(&auth.pool, move |conn| {
         Ok((
@@ -366,12 +379,14 @@ pub async fn delete_form(
     .await?;
     let group = group.ok_or(AdminError::NotFound)?;
     ok(&DeletePage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
-        title: "Are you sure?".into(),
+        layout: &staff.layout,
+        title: "Are you sure?",
         kind: "Group",
-        objects: vec![(id, group.name, String::new())],
+        objects: vec![Doomed {
+            id,
+            name: group.name,
+            note: String::new(),
+        }],
         affected: members.into_iter().map(|u| u.username).collect(),
         action: format!("/admin/auth/group/{id}/delete/"),
         cancel: format!("/admin/auth/group/{id}/change/"),
@@ -380,51 +395,33 @@ pub async fn delete_form(
 
 pub async fn delete(
     req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
-    body: web::Bytes,
+    _form: CsrfForm<NoFields>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let (ctx, _) = staff_form(&req, &auth, &body, "auth.delete_group").await?;
+    let granted = staff.require::<perms::DeleteGroup>()?;
     let id = *path;
-    let group = db::run(&auth.pool, move |conn| queries::group_by_id(conn, id))
-        .await?
-        .ok_or(AdminError::NotFound)?;
-    db::run(&auth.pool, move |conn| queries::delete_group(conn, id)).await?;
-    auth.cache.clear();
-    log_action(
-        &auth,
-        ctx.actor(),
-        ("auth.group", id.to_string(), group.name.clone()),
-        "delete",
-        json!([]),
-    )
-    .await?;
-    flash(
-        &req,
-        "success",
-        format!("The group “{}” was deleted successfully.", group.name),
-    );
+    let group = auth
+        .write(move |conn| users::delete_group(conn, &granted, id))
+        .await?;
+    let message = format!("The group “{}” was deleted successfully.", group.name);
+    flash(&req, "success", message);
     redirect("/admin/auth/group/")
 }
 
 pub async fn history(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("auth", "group")?;
-    let id = *path;
-    let group = db::run(&auth.pool, move |conn| queries::group_by_id(conn, id))
-        .await?
-        .ok_or(AdminError::NotFound)?;
-    super::history_page(
-        &ctx,
-        &auth,
-        "auth.group",
-        id,
-        group.name,
-        format!("/admin/auth/group/{id}/change/"),
-    )
-    .await
+    staff.require_view(Model::Group)?;
+    let (group, _) = load(&auth, *path).await?;
+    let of = HistoryOf {
+        object_type: "auth.group",
+        id: group.id,
+        back: format!("/admin/auth/group/{}/change/", group.id),
+        name: group.name,
+    };
+    history_page(&staff, &auth, of).await
 }

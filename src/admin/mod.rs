@@ -4,14 +4,13 @@
 //! save), server-rendered with askama and usable without JavaScript.
 
 pub(crate) mod account;
+mod changelist;
+mod extract;
 mod feeds;
 mod groups;
 mod tokens;
 mod users;
 
-use std::sync::Arc;
-
-use actix_identity::IdentityExt;
 use actix_session::SessionExt;
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::DefaultHeaders;
@@ -19,9 +18,11 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::principal::Principal;
-use crate::auth::{AuthState, ensure_csrf_token};
+use crate::auth::AuthState;
+use crate::auth::users::FieldChange;
 use crate::db::{self, DbError, queries};
+
+pub use extract::{Checkbox, CsrfForm, Layout, NoFields, Staff};
 
 /// Every admin route; `/admin` is one scope with the admin's security headers.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -133,55 +134,6 @@ async fn chooser_script() -> HttpResponse {
         .body(include_str!("../../static/admin/chooser.js"))
 }
 
-/// What every admin page knows: who, their CSRF token, pending messages.
-pub struct Ctx {
-    pub principal: Arc<Principal>,
-    pub csrf: String,
-    pub messages: Vec<Message>,
-}
-
-impl Ctx {
-    pub fn user(&self) -> Option<&str> {
-        Some(&self.principal.username)
-    }
-
-    pub fn can(&self, codename: &str) -> bool {
-        self.principal.has_perm(codename)
-    }
-
-    pub fn require(&self, codename: &str) -> Result<(), AdminError> {
-        if self.can(codename) {
-            Ok(())
-        } else {
-            Err(AdminError::Forbidden)
-        }
-    }
-
-    /// Who writes, for the privilege rules of `auth::guard`.
-    pub fn as_actor(&self) -> crate::auth::guard::Actor {
-        crate::auth::guard::Actor::User(self.principal.user_id)
-    }
-
-    /// Who the history records as having done an action.
-    pub fn actor(&self) -> Option<(i32, String)> {
-        Some((self.principal.user_id, self.principal.username.clone()))
-    }
-
-    /// Django's rule for read pages: `view_<model>` or `change_<model>`.
-    pub fn can_view(&self, app: &str, model: &str) -> bool {
-        let held = |action: &str| self.can(&format!("{app}.{action}_{model}"));
-        held("view") || held("change")
-    }
-
-    pub fn require_view(&self, app: &str, model: &str) -> Result<(), AdminError> {
-        if self.can_view(app, model) {
-            Ok(())
-        } else {
-            Err(AdminError::Forbidden)
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     pub level: String,
@@ -201,97 +153,12 @@ pub fn flash(req: &HttpRequest, level: &str, text: impl Into<String>) {
     let _ = session.insert(MESSAGES_KEY, queued);
 }
 
-/// The active staff user behind this request, or a redirect to the login.
-pub async fn staff(req: &HttpRequest, auth: &AuthState) -> Result<Ctx, AdminError> {
-    let to_login = || {
-        let next = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/admin/");
-        let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
-        AdminError::Redirect(format!("/admin/login/?{query}"))
-    };
-    let Ok(identity) = req.get_identity() else {
-        return Err(to_login());
-    };
-    let Ok(Ok(user_id)) = identity.id().map(|id| id.parse::<i32>()) else {
-        return Err(to_login());
-    };
-    let principal = auth.principal_of(user_id).await?.ok_or_else(to_login)?;
-    if !principal.is_active || !principal.is_staff {
-        return Err(to_login());
-    }
-    let csrf = ensure_csrf_token(req).map_err(|e| AdminError::Internal(e.to_string()))?;
-    let session = req.get_session();
-    let messages = session
+/// The messages queued for this page, taken (each is shown once).
+fn take_messages(req: &HttpRequest) -> Vec<Message> {
+    req.get_session()
         .remove_as::<Vec<Message>>(MESSAGES_KEY)
         .and_then(Result::ok)
-        .unwrap_or_default();
-    Ok(Ctx {
-        principal,
-        csrf,
-        messages,
-    })
-}
-
-/// A form submitted to an admin page: by active staff, with the session's
-/// CSRF token, holding `codename`.
-pub async fn staff_form(
-    req: &HttpRequest,
-    auth: &AuthState,
-    body: &[u8],
-    codename: &str,
-) -> Result<(Ctx, Form), AdminError> {
-    let ctx = staff(req, auth).await?;
-    let form = Form::parse(body);
-    form.check_csrf(&ctx.csrf)?;
-    ctx.require(codename)?;
-    Ok((ctx, form))
-}
-
-/// A submitted form, keeping repeated fields (multi-selects).
-pub struct Form(Vec<(String, String)>);
-
-impl Form {
-    pub fn parse(body: &[u8]) -> Self {
-        Self(form_urlencoded::parse(body).into_owned().collect())
-    }
-
-    pub fn get(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-
-    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn flag(&self, name: &str) -> bool {
-        matches!(self.get(name), "on" | "true" | "1")
-    }
-
-    /// The form's CSRF token must match the session's.
-    pub fn check_csrf(&self, ctx_csrf: &str) -> Result<(), AdminError> {
-        let sent = self.get("csrfmiddlewaretoken");
-        if !sent.is_empty()
-            && sent.len() == ctx_csrf.len()
-            && sent
-                .bytes()
-                .zip(ctx_csrf.bytes())
-                .fold(0, |a, (x, y)| a | (x ^ y))
-                == 0
-        {
-            Ok(())
-        } else {
-            Err(AdminError::Csrf)
-        }
-    }
+        .unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -302,12 +169,14 @@ pub enum AdminError {
     Forbidden,
     #[error("CSRF verification failed. Request aborted.")]
     Csrf,
+    #[error("400 Bad Request")]
+    BadForm,
     #[error("404 Not Found")]
     NotFound,
     /// Refused by the privilege rules, with the reason.
     #[error("{0}")]
     Denied(String),
-    #[error("server error: {0}")]
+    #[error("server error")]
     Internal(String),
 }
 
@@ -327,12 +196,16 @@ impl From<crate::error::ApiError> for AdminError {
     }
 }
 
+impl From<actix_web::error::BlockingError> for AdminError {
+    fn from(err: actix_web::error::BlockingError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
 #[derive(Template)]
 #[template(path = "admin/error.html")]
 struct ErrorPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     title: &'a str,
     detail: &'a str,
 }
@@ -342,6 +215,7 @@ impl ResponseError for AdminError {
         match self {
             Self::Redirect(_) => StatusCode::FOUND,
             Self::Forbidden | Self::Csrf | Self::Denied(_) => StatusCode::FORBIDDEN,
+            Self::BadForm => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -362,6 +236,7 @@ impl ResponseError for AdminError {
                 "403 Forbidden",
                 "CSRF verification failed. Request aborted.",
             ),
+            Self::BadForm => ("400 Bad Request", "The form could not be read."),
             Self::Denied(why) => ("403 Forbidden", why.as_str()),
             Self::NotFound => (
                 "Not Found",
@@ -375,14 +250,15 @@ impl ResponseError for AdminError {
                 )
             }
         };
-        let page = ErrorPage {
-            user: None,
-            csrf: "",
-            messages: Vec::new(),
-            title,
-            detail,
-        };
-        html(self.status_code(), &page)
+        let layout = Layout::default();
+        html(
+            self.status_code(),
+            &ErrorPage {
+                layout: &layout,
+                title,
+                detail,
+            },
+        )
     }
 }
 
@@ -408,15 +284,20 @@ pub fn redirect(to: &str) -> Result<HttpResponse, AdminError> {
         .finish())
 }
 
+/// One object a deletion lists: its id, name, and what goes with it.
+pub struct Doomed {
+    pub id: i32,
+    pub name: String,
+    pub note: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin/delete_confirm.html")]
 pub struct DeletePage<'a> {
-    pub user: Option<&'a str>,
-    pub csrf: &'a str,
-    pub messages: Vec<Message>,
-    pub title: String,
+    pub layout: &'a Layout,
+    pub title: &'static str,
     pub kind: &'static str,
-    pub objects: Vec<(i32, String, String)>,
+    pub objects: Vec<Doomed>,
     /// What else the deletion touches (a group's members).
     pub affected: Vec<String>,
     pub action: String,
@@ -426,9 +307,14 @@ pub struct DeletePage<'a> {
 pub type Errors = std::collections::BTreeMap<&'static str, Vec<String>>;
 
 /// The ids chosen in a multi-select, each one checked against `valid`.
-pub fn choices(form: &Form, field: &'static str, valid: &[i32], errors: &mut Errors) -> Vec<i32> {
+pub fn choices(
+    values: &[String],
+    field: &'static str,
+    valid: &[i32],
+    errors: &mut Errors,
+) -> Vec<i32> {
     let mut chosen = Vec::new();
-    for value in form.all(field) {
+    for value in values {
         match value.parse::<i32>().ok().filter(|id| valid.contains(id)) {
             Some(id) => chosen.push(id),
             None => errors.entry(field).or_default().push(format!(
@@ -439,15 +325,16 @@ pub fn choices(form: &Form, field: &'static str, valid: &[i32], errors: &mut Err
     chosen
 }
 
-/// Feed grant rows (`grant_perm`, `grant_feed`): empty rows are dropped,
-/// others need an lbasedb permission and a valid feed name.
+/// Feed grant rows (`grant_perm`, `grant_feed`, as sent): empty rows are
+/// dropped, others need an lbasedb permission and a valid feed name.
 pub fn grant_rows(
-    form: &Form,
+    grant_perm: &[String],
+    grant_feed: &[String],
     perms: &[crate::db::models::Permission],
     errors: &mut Errors,
 ) -> Vec<(i32, String)> {
     let mut grants = Vec::new();
-    for (perm, feed) in form.all("grant_perm").zip(form.all("grant_feed")) {
+    for (perm, feed) in grant_perm.iter().zip(grant_feed) {
         let feed = feed.trim();
         if perm.is_empty() && feed.is_empty() {
             continue;
@@ -474,6 +361,20 @@ pub fn grant_rows(
     grants
 }
 
+/// Where a form's "Save and …" button goes after saving.
+pub fn after_save(
+    action: &str,
+    list: &str,
+    add: &str,
+    change: &str,
+) -> Result<HttpResponse, AdminError> {
+    match action {
+        "_continue" => redirect(change),
+        "_addanother" => redirect(add),
+        _ => redirect(list),
+    }
+}
+
 /// The feeds the upstream has, to offer in grant rows (none if it is down).
 pub async fn upstream_feeds(state: &crate::proxy::ProxyState, client: &awc::Client) -> Vec<String> {
     let url = format!("{}/feed", state.upstream);
@@ -496,90 +397,52 @@ struct HistoryRow {
     when: String,
     who: String,
     action: String,
-    changes: Vec<(String, String, String)>,
+    changes: Vec<FieldChange>,
 }
 
 #[derive(Template)]
 #[template(path = "admin/history.html")]
 struct HistoryPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     object: String,
     back: String,
     rows: Vec<HistoryRow>,
 }
 
+/// What a History page is about.
+pub struct HistoryOf {
+    pub object_type: &'static str,
+    pub id: i32,
+    pub name: String,
+    pub back: String,
+}
+
 /// An object's History page: each action, who, when, and each changed
 /// field's old and new value.
 pub async fn history_page(
-    ctx: &Ctx,
+    staff: &Staff,
     auth: &AuthState,
-    object_type: &'static str,
-    id: i32,
-    object: String,
-    back: String,
+    of: HistoryOf,
 ) -> Result<HttpResponse, AdminError> {
-    let key = id.to_string();
+    let key = of.id.to_string();
+    let object_type = of.object_type;
     let entries = db::run(&auth.pool, move |conn| {
         queries::object_history(conn, object_type, &key)
     })
     .await?;
     let rows = entries
         .into_iter()
-        .map(|e| {
-            let changes: Vec<serde_json::Value> =
-                serde_json::from_str(&e.changes).unwrap_or_default();
-            HistoryRow {
-                when: e.action_time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                who: e.username,
-                action: e.action,
-                changes: changes
-                    .iter()
-                    .map(|c| {
-                        let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-                        (text("field"), text("old"), text("new"))
-                    })
-                    .collect(),
-            }
+        .map(|e| HistoryRow {
+            when: e.action_time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            who: e.username,
+            action: e.action,
+            changes: serde_json::from_str(&e.changes).unwrap_or_default(),
         })
         .collect();
     ok(&HistoryPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
-        object,
-        back,
+        layout: &staff.layout,
+        object: of.name,
+        back: of.back,
         rows,
     })
-}
-
-/// Records an admin action for the history pages.
-pub async fn log_action(
-    auth: &AuthState,
-    actor: Option<(i32, String)>,
-    object: (&str, String, String),
-    action: &str,
-    changes: serde_json::Value,
-) -> Result<(), AdminError> {
-    let (object_type, object_id, object_repr) = (object.0.to_owned(), object.1, object.2);
-    let action = action.to_owned();
-    db::run(&auth.pool, move |conn| {
-        let (user_id, username) =
-            actor.map_or((None, String::new()), |(id, name)| (Some(id), name));
-        queries::log_action(
-            conn,
-            &queries::NewLogEntry {
-                user_id,
-                username: &username,
-                object_type: &object_type,
-                object_id: &object_id,
-                object_repr: &object_repr,
-                action: &action,
-                changes: &changes.to_string(),
-            },
-        )
-    })
-    .await?;
-    Ok(())
 }

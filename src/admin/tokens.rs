@@ -4,11 +4,14 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::{AdminError, Errors, Message, flash, log_action, ok, redirect, staff, staff_form};
-use crate::auth::{AuthState, users};
-use crate::db::models::{Token, User};
+use super::{
+    AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Staff, flash, history_page,
+    ok, redirect,
+};
+use crate::auth::perms::{self, Model};
+use crate::auth::{AuthState, token, users};
+use crate::db::models::{Token, TokenStatus, User};
 use crate::db::{self, queries};
 
 #[derive(Deserialize)]
@@ -20,15 +23,13 @@ pub struct ListQuery {
 struct Row {
     token: Token,
     username: String,
-    status: &'static str,
+    status: TokenStatus,
 }
 
 #[derive(Template)]
 #[template(path = "admin/token_list.html")]
 struct ListPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     rows: Vec<Row>,
     users: Vec<User>,
     status: String,
@@ -37,62 +38,45 @@ struct ListPage<'a> {
     can_revoke: bool,
 }
 
-fn status_of(token: &Token) -> &'static str {
-    if token.revoked {
-        "revoked"
-    } else if token.expires_at.is_some_and(|at| at <= queries::now()) {
-        "expired"
-    } else {
-        "active"
-    }
-}
-
 pub async fn list(
-    req: HttpRequest,
+    staff: Staff,
     query: web::Query<ListQuery>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("authtoken", "token")?;
-    let status = query
-        .status
-        .clone()
-        .filter(|s| matches!(s.as_str(), "active" | "revoked" | "expired"));
-    let (user_filter, wanted) = (query.user, status.clone());
+    staff.require_view(Model::Token)?;
+    let status = query.status.as_deref().and_then(TokenStatus::parse);
+    let user_filter = query.user;
     let (tokens, users) = db::run(&auth.pool, move |conn| {
         Ok((
-            queries::list_tokens(conn, user_filter, wanted.as_deref())?,
+            queries::list_tokens(conn, user_filter, status)?,
             queries::all_users(conn)?,
         ))
     })
     .await?;
+    let now = queries::now();
     let rows = tokens
         .into_iter()
         .map(|(token, username)| Row {
-            status: status_of(&token),
+            status: token.status(now),
             token,
             username,
         })
         .collect();
     ok(&ListPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         rows,
         users,
-        status: status.unwrap_or_default(),
-        user_filter: query.user,
-        can_add: ctx.can("authtoken.add_token"),
-        can_revoke: ctx.can("authtoken.change_token"),
+        status: status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        user_filter,
+        can_add: staff.holds::<perms::AddToken>(),
+        can_revoke: staff.holds::<perms::ChangeToken>(),
     })
 }
 
 #[derive(Template)]
 #[template(path = "admin/token_add.html")]
 struct AddPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     users: Vec<User>,
     chosen: i32,
     name: String,
@@ -103,153 +87,114 @@ struct AddPage<'a> {
     prefix: String,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AddForm {
+    user: String,
+    name: String,
+    expires_in: String,
+}
+
+impl AddPage<'_> {
+    /// The form, with what was typed and its errors.
+    fn form<'a>(
+        layout: &'a Layout,
+        users: Vec<User>,
+        form: &AddForm,
+        errors: Errors,
+    ) -> AddPage<'a> {
+        AddPage {
+            layout,
+            users,
+            chosen: form.user.parse().unwrap_or(0),
+            name: form.name.trim().to_owned(),
+            expires_in: form.expires_in.trim().to_owned(),
+            errors,
+            secret: None,
+            prefix: String::new(),
+        }
+    }
+}
+
 pub async fn add_form(
-    req: HttpRequest,
+    staff: Staff,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require("authtoken.add_token")?;
+    staff.require::<perms::AddToken>()?;
     let users = db::run(&auth.pool, queries::all_users).await?;
-    ok(&AddPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+    ok(&AddPage::form(
+        &staff.layout,
         users,
-        chosen: 0,
-        name: String::new(),
-        expires_in: String::new(),
-        errors: Errors::new(),
-        secret: None,
-        prefix: String::new(),
-    })
+        &AddForm::default(),
+        Errors::new(),
+    ))
 }
 
 pub async fn add(
-    req: HttpRequest,
-    body: web::Bytes,
+    staff: Staff,
+    CsrfForm(form): CsrfForm<AddForm>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let (ctx, form) = staff_form(&req, &auth, &body, "authtoken.add_token").await?;
+    let granted = staff.require::<perms::AddToken>()?;
     let users = db::run(&auth.pool, queries::all_users).await?;
     let mut errors = Errors::new();
-    let chosen = form.get("user").parse::<i32>().unwrap_or(0);
-    let Some(owner) = users.iter().find(|u| u.id == chosen).cloned() else {
+    let chosen = form.user.parse::<i32>().unwrap_or(0);
+    let owner = users.iter().find(|u| u.id == chosen).cloned();
+    if owner.is_none() {
         errors
             .entry("user")
             .or_default()
             .push("Select a valid choice.".into());
-        return ok(&AddPage {
-            user: ctx.user(),
-            csrf: &ctx.csrf,
-            messages: Vec::new(),
-            users,
-            chosen,
-            name: form.get("name").into(),
-            expires_in: form.get("expires_in").into(),
-            errors,
-            secret: None,
-            prefix: String::new(),
-        });
-    };
-    let name = form.get("name").trim().to_owned();
-    let expires_in = form.get("expires_in").trim().to_owned();
-    let expires_at = match crate::auth::token::expiry_from_text(&expires_in) {
-        Ok(at) => at,
-        Err(why) => {
-            errors.entry("expires_in").or_default().push(format!(
-                "Enter a duration such as 30d, 12h or 90min ({why})."
-            ));
-            None
-        }
-    };
+    }
+    let expires_at = token::expiry_from_text(&form.expires_in).unwrap_or_else(|why| {
+        errors.entry("expires_in").or_default().push(format!(
+            "Enter a duration such as 30d, 12h or 90min ({why})."
+        ));
+        None
+    });
+    let name = form.name.trim().to_owned();
     if name.is_empty() {
         errors
             .entry("name")
             .or_default()
             .push("This field is required.".into());
     }
-    if !errors.is_empty() {
-        return ok(&AddPage {
-            user: ctx.user(),
-            csrf: &ctx.csrf,
-            messages: Vec::new(),
-            users,
-            chosen,
-            name,
-            expires_in,
-            errors,
-            secret: None,
-            prefix: String::new(),
-        });
-    }
+    let Some(owner) = owner.filter(|_| errors.is_empty()) else {
+        return ok(&AddPage::form(&staff.layout, users, &form, errors));
+    };
     let token_name = name.clone();
-    let actor = ctx.as_actor();
-    let (token, plain) = db::run(&auth.pool, move |conn| {
-        users::issue_token(conn, actor, owner.id, &token_name, expires_at)
-    })
-    .await?;
-    log_action(
-        &auth,
-        ctx.actor(),
-        (
-            "authtoken.token",
-            token.id.to_string(),
-            format!("{} ({})", token.prefix, owner.username),
-        ),
-        "add",
-        json!([]),
-    )
-    .await?;
+    let (token, plain) = auth
+        .write(move |conn| users::issue_token(conn, &granted, owner.id, &token_name, expires_at))
+        .await?;
     // Rendered, not redirected: the secret must appear on this page only.
+    let mut layout = staff.layout;
+    layout.messages.push(Message {
+        level: "success".into(),
+        text: format!(
+            "The token “{name}” for “{}” was added successfully.",
+            owner.username
+        ),
+    });
     ok(&AddPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: vec![Message {
-            level: "success".into(),
-            text: format!(
-                "The token “{name}” for “{}” was added successfully.",
-                owner.username
-            ),
-        }],
-        users: Vec::new(),
-        chosen,
-        name,
-        expires_in,
-        errors: Errors::new(),
         secret: Some(plain.secret),
         prefix: token.prefix,
+        ..AddPage::form(&layout, Vec::new(), &form, Errors::new())
     })
 }
 
 pub async fn revoke(
     req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
-    body: web::Bytes,
+    _form: CsrfForm<NoFields>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let (ctx, _) = staff_form(&req, &auth, &body, "authtoken.change_token").await?;
+    let granted = staff.require::<perms::ChangeToken>()?;
     let id = *path;
-    let (token, owner) = db::run(&auth.pool, move |conn| queries::token_by_id(conn, id))
-        .await?
-        .ok_or(AdminError::NotFound)?;
-    db::run(&auth.pool, move |conn| {
-        queries::revoke_token_by_id(conn, id)
-    })
-    .await?;
-    // Revoked here, so it stops working at once.
-    auth.cache.clear();
-    log_action(
-        &auth,
-        ctx.actor(),
-        (
-            "authtoken.token",
-            id.to_string(),
-            format!("{} ({owner})", token.prefix),
-        ),
-        "change",
-        json!([{"field": "revoked", "old": "false", "new": "true"}]),
-    )
-    .await?;
+    // Revoked here, and the cache cleared: it stops working at once.
+    let token = auth
+        .write(move |conn| users::revoke_token(conn, &granted, id))
+        .await?;
     flash(
         &req,
         "success",
@@ -259,23 +204,20 @@ pub async fn revoke(
 }
 
 pub async fn history(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("authtoken", "token")?;
+    staff.require_view(Model::Token)?;
     let id = *path;
     let (token, owner) = db::run(&auth.pool, move |conn| queries::token_by_id(conn, id))
         .await?
         .ok_or(AdminError::NotFound)?;
-    super::history_page(
-        &ctx,
-        &auth,
-        "authtoken.token",
+    let of = HistoryOf {
+        object_type: "authtoken.token",
         id,
-        format!("{} ({owner})", token.prefix),
-        "/admin/authtoken/token/".into(),
-    )
-    .await
+        name: format!("{} ({owner})", token.prefix),
+        back: "/admin/authtoken/token/".into(),
+    };
+    history_page(&staff, &auth, of).await
 }

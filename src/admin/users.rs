@@ -3,17 +3,19 @@
 
 use std::collections::BTreeMap;
 
+use actix_identity::Identity;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{AdminError, DeletePage, Message, flash, log_action, ok, redirect, staff, staff_form};
-use actix_identity::Identity;
-
-use crate::auth::guard::Actor;
-use crate::auth::principal::Principal;
-use crate::auth::{AuthState, password, users};
+use super::changelist::{ChangeList, Column, Filter, Order, PageLink};
+use super::{
+    AdminError, Checkbox, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Staff,
+    after_save, choices, flash, grant_rows, history_page, ok, redirect,
+};
+use crate::auth::perms::{self, Granted, Model};
+use crate::auth::users::{self, FieldChange};
+use crate::auth::{AuthState, password};
 use crate::db::models::{Group, Permission, User};
 use crate::db::{self, DbError, queries};
 
@@ -38,29 +40,10 @@ fn flag(value: &Option<String>) -> Option<bool> {
     }
 }
 
-struct FilterLink {
-    label: String,
-    url: String,
-    selected: bool,
-}
-
-struct Filter {
-    title: &'static str,
-    links: Vec<FilterLink>,
-}
-
-struct Column {
-    label: &'static str,
-    url: String,
-    sorted: &'static str,
-}
-
 #[derive(Template)]
 #[template(path = "admin/user_list.html")]
 struct ListPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     users: Vec<User>,
     total: i64,
     search: String,
@@ -68,51 +51,33 @@ struct ListPage<'a> {
     columns: Vec<Column>,
     page: i64,
     pages: i64,
-    page_links: Vec<(i64, String)>,
+    page_links: Vec<PageLink>,
     can_add: bool,
     can_delete: bool,
 }
 
-/// The list's URL with one parameter changed (or removed), others kept.
-fn with_param(params: &[(&str, String)], key: &str, value: Option<String>) -> String {
-    let mut kept: Vec<(&str, String)> = params
-        .iter()
-        .filter(|(k, _)| *k != key && *k != "p")
-        .cloned()
-        .collect();
-    if let Some(value) = value {
-        kept.push((key, value));
-    }
-    let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
-    if query.is_empty() {
-        "?".into()
-    } else {
-        format!("?{query}")
-    }
-}
+const COLUMNS: [(&str, &str); 5] = [
+    ("Username", "username"),
+    ("Email address", "email"),
+    ("First name", "first_name"),
+    ("Last name", "last_name"),
+    ("Staff status", "is_staff"),
+];
 
 pub async fn list(
-    req: HttpRequest,
+    staff: Staff,
     query: web::Query<ListQuery>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("auth", "user")?;
-    let order = query
-        .o
-        .clone()
-        .filter(|o| !o.is_empty())
-        .map(|o| match o.strip_prefix('-') {
-            Some(col) => (col.to_owned(), true),
-            None => (o, false),
-        });
+    staff.require_view(Model::User)?;
+    let order = Order::parse(query.o.as_deref());
     let filter = queries::UserQuery {
         search: query.q.clone().unwrap_or_default().trim().to_owned(),
         is_staff: flag(&query.is_staff),
         is_superuser: flag(&query.is_superuser),
         is_active: flag(&query.is_active),
         group: query.group,
-        order: order.clone(),
+        order: order.clone().map(|o| (o.column, o.descending)),
         page: query.p.unwrap_or(0).max(0),
         per_page: PER_PAGE,
     };
@@ -122,116 +87,66 @@ pub async fn list(
         Ok((found, total, queries::all_groups(conn)?))
     })
     .await?;
-
-    let mut params: Vec<(&str, String)> = Vec::new();
-    for (key, value) in [
-        ("q", &query.q),
-        ("is_staff", &query.is_staff),
-        ("is_superuser", &query.is_superuser),
-        ("is_active", &query.is_active),
-        ("o", &query.o),
-    ] {
-        if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
-            params.push((key, v.clone()));
-        }
-    }
-    if let Some(g) = query.group {
-        params.push(("group", g.to_string()));
-    }
-    let yes_no = |key: &'static str, title: &'static str, current: Option<bool>| Filter {
-        title,
-        links: [("All", None), ("Yes", Some("1")), ("No", Some("0"))]
-            .into_iter()
-            .map(|(label, v)| FilterLink {
-                label: label.into(),
-                url: with_param(&params, key, v.map(str::to_owned)),
-                selected: current.map(|c| if c { "1" } else { "0" }) == v,
-            })
-            .collect(),
-    };
-    let mut filters = vec![
-        yes_no("is_staff", "By staff status", filter.is_staff),
-        yes_no("is_superuser", "By superuser status", filter.is_superuser),
-        yes_no("is_active", "By active", filter.is_active),
-    ];
-    let mut group_links = vec![FilterLink {
-        label: "All".into(),
-        url: with_param(&params, "group", None),
-        selected: query.group.is_none(),
-    }];
-    group_links.extend(groups.iter().map(|g| FilterLink {
-        label: g.name.clone(),
-        url: with_param(&params, "group", Some(g.id.to_string())),
-        selected: query.group == Some(g.id),
-    }));
-    filters.push(Filter {
-        title: "By group",
-        links: group_links,
-    });
-
-    let columns = [
-        ("Username", "username"),
-        ("Email address", "email"),
-        ("First name", "first_name"),
-        ("Last name", "last_name"),
-        ("Staff status", "is_staff"),
-    ]
-    .into_iter()
-    .map(|(label, col)| {
-        let (sorted, next) = match &order {
-            Some((c, false)) if c == col => ("ascending", format!("-{col}")),
-            Some((c, true)) if c == col => ("descending", col.to_owned()),
-            None if col == "username" => ("ascending", "-username".to_owned()),
-            _ => ("", col.to_owned()),
-        };
-        Column {
-            label,
-            url: with_param(&params, "o", Some(next)),
-            sorted,
-        }
-    })
-    .collect();
-    let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
-    let base = with_param(&params, "p", None);
-    let page_links = (0..pages)
-        .map(|p| {
-            (
-                p + 1,
-                format!("{base}{}p={p}", if base == "?" { "" } else { "&" }),
-            )
-        })
+    let list = ChangeList::new([
+        ("q", query.q.clone()),
+        ("is_staff", query.is_staff.clone()),
+        ("is_superuser", query.is_superuser.clone()),
+        ("is_active", query.is_active.clone()),
+        ("o", query.o.clone()),
+        ("group", query.group.map(|g| g.to_string())),
+    ]);
+    let group_choices = groups
+        .iter()
+        .map(|g| (g.name.clone(), g.id.to_string()))
         .collect();
+    let current_group = query.group.map(|g| g.to_string());
+    let filters = vec![
+        list.yes_no("is_staff", "By staff status", filter.is_staff),
+        list.yes_no("is_superuser", "By superuser status", filter.is_superuser),
+        list.yes_no("is_active", "By active", filter.is_active),
+        list.filter("group", "By group", group_choices, current_group.as_deref()),
+    ];
+    let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
     ok(&ListPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         users: found,
         total,
         search: filter.search,
         filters,
-        columns,
+        columns: list.columns(&COLUMNS, order.as_ref(), "username"),
         page: filter.page + 1,
         pages,
-        page_links,
-        can_add: ctx.can("auth.add_user"),
-        can_delete: ctx.can("auth.delete_user"),
+        page_links: list.pages(pages),
+        can_add: staff.holds::<perms::AddUser>(),
+        can_delete: staff.holds::<perms::DeleteUser>(),
     })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct BulkForm {
+    action: String,
+    #[serde(rename = "_selected_action")]
+    selected: Vec<String>,
+    post: String,
 }
 
 /// "Delete selected users": a confirmation page, then the deletion.
 pub async fn bulk_action(
     req: HttpRequest,
-    body: web::Bytes,
+    staff: Staff,
+    CsrfForm(form): CsrfForm<BulkForm>,
     auth: web::Data<AuthState>,
     identity: Option<Identity>,
 ) -> Result<HttpResponse, AdminError> {
-    let (ctx, form) = staff_form(&req, &auth, &body, "auth.delete_user").await?;
-    if form.get("action") != "delete_selected" {
+    let granted = staff.require::<perms::DeleteUser>()?;
+    if form.action != "delete_selected" {
         flash(&req, "warning", "No action selected.");
         return redirect("/admin/auth/user/");
     }
     let ids: Vec<i32> = form
-        .all("_selected_action")
+        .selected
+        .iter()
         .filter_map(|v| v.parse().ok())
         .collect();
     if ids.is_empty() {
@@ -242,69 +157,52 @@ pub async fn bulk_action(
         );
         return redirect("/admin/auth/user/");
     }
-    let ids_for_db = ids.clone();
     let found: Vec<User> = db::run(&auth.pool, move |conn| {
-        ids_for_db
-            .iter()
+        ids.iter()
             .filter_map(|id| queries::user_by_id(conn, *id).transpose())
             .collect::<Result<_, _>>()
     })
     .await?;
-    if form.get("post") != "yes" {
-        let objects = found
-            .iter()
-            .map(|u| (u.id, u.username.clone(), String::new()))
-            .collect();
+    if form.post != "yes" {
         return ok(&DeletePage {
-            user: ctx.user(),
-            csrf: &ctx.csrf,
-            messages: Vec::new(),
-            title: "Are you sure?".into(),
+            layout: &staff.layout,
+            title: "Are you sure?",
             kind: "User",
-            objects,
+            objects: found
+                .iter()
+                .map(|u| Doomed {
+                    id: u.id,
+                    name: u.username.clone(),
+                    note: String::new(),
+                })
+                .collect(),
             affected: Vec::new(),
             action: "/admin/auth/user/".into(),
             cancel: "/admin/auth/user/".into(),
         });
     }
     for user in &found {
-        delete_one(&auth, &ctx.principal, user).await?;
+        delete_one(&auth, &granted, user.id).await?;
     }
-    if found.iter().any(|u| u.id == ctx.principal.user_id) {
+    if found.iter().any(|u| u.id == staff.principal.user_id) {
         return signed_out(identity);
     }
-    flash(
-        &req,
-        "success",
-        format!("Successfully deleted {} user(s).", found.len()),
-    );
+    let message = format!("Successfully deleted {} user(s).", found.len());
+    flash(&req, "success", message);
     redirect("/admin/auth/user/")
 }
 
-/// Deletes one user, with its history entry, by the privilege rules.
-/// Sessions and tokens go with the user (ON DELETE CASCADE), and the cache
-/// is cleared at once, so its tokens stop working now.
-async fn delete_one(auth: &AuthState, actor: &Principal, user: &User) -> Result<(), AdminError> {
-    let id = user.id;
-    let (actor_id, actor_name, repr) =
-        (actor.user_id, actor.username.clone(), user.username.clone());
-    let deleted = db::run(&auth.pool, move |conn| {
-        let id_text = id.to_string();
-        let entry = queries::NewLogEntry {
-            user_id: Some(actor_id),
-            username: &actor_name,
-            object_type: "auth.user",
-            object_id: &id_text,
-            object_repr: &repr,
-            action: "delete",
-            changes: "[]",
-        };
-        users::delete_user(conn, Actor::User(actor_id), id, Some(&entry))
-    })
-    .await;
-    auth.cache.clear();
-    deleted?;
-    Ok(())
+/// Deletes one user through the service layer (history, privilege rules,
+/// the cache cleared so its tokens stop at once).
+async fn delete_one(
+    auth: &AuthState,
+    granted: &Granted<perms::DeleteUser>,
+    id: i32,
+) -> Result<User, AdminError> {
+    let granted = granted.clone();
+    Ok(auth
+        .write(move |conn| users::delete_user(conn, &granted, id))
+        .await?)
 }
 
 /// After deleting oneself there is no session left to write a message to:
@@ -319,82 +217,77 @@ fn signed_out(identity: Option<Identity>) -> Result<HttpResponse, AdminError> {
 #[derive(Template)]
 #[template(path = "admin/user_add.html")]
 struct AddPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     username: String,
-    errors: BTreeMap<&'static str, Vec<String>>,
+    errors: Errors,
 }
 
-pub async fn add_form(
-    req: HttpRequest,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require("auth.add_user")?;
+pub async fn add_form(staff: Staff) -> Result<HttpResponse, AdminError> {
+    staff.require::<perms::AddUser>()?;
     ok(&AddPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         username: String::new(),
-        errors: BTreeMap::new(),
+        errors: Errors::new(),
     })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AddForm {
+    username: String,
+    password1: String,
+    password2: String,
+}
+
+/// The two password fields: the same, and passing the validators.
+fn check_new_password(p1: &str, p2: &str, username: &str, email: &str) -> Vec<String> {
+    if p1 != p2 {
+        return vec!["The two password fields didn’t match.".to_owned()];
+    }
+    password::validate(p1, username, email)
+        .err()
+        .unwrap_or_default()
+}
+
+/// Hashes a password off the async workers.
+async fn hash(secret: String) -> Result<String, AdminError> {
+    Ok(web::block(move || password::hash(&secret)).await?)
 }
 
 /// Step one of two, as Django's: a username and a password twice; the
 /// full form follows.
 pub async fn add(
     req: HttpRequest,
-    body: web::Bytes,
+    staff: Staff,
+    CsrfForm(form): CsrfForm<AddForm>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let (ctx, form) = staff_form(&req, &auth, &body, "auth.add_user").await?;
-    let username = form.get("username").trim().to_owned();
-    let (p1, p2) = (form.get("password1"), form.get("password2"));
-    let mut errors: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let granted = staff.require::<perms::AddUser>()?;
+    let username = form.username.trim().to_owned();
+    let mut errors = Errors::new();
     if let Err(err) = users::validate_username(&username) {
         errors.entry("username").or_default().push(err.to_string());
     }
-    if p1 != p2 {
-        errors
-            .entry("password2")
-            .or_default()
-            .push("The two password fields didn’t match.".into());
-    } else if let Err(problems) = password::validate(p1, &username, "") {
+    let problems = check_new_password(&form.password1, &form.password2, &username, "");
+    if !problems.is_empty() {
         errors.entry("password2").or_default().extend(problems);
     }
     if errors.is_empty() {
-        let secret = p1.to_owned();
-        let phc = web::block(move || password::hash(&secret))
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        let phc = hash(form.password1).await?;
         let spec = users::UserSpec {
             username: username.clone(),
             ..Default::default()
         };
-        match db::run(&auth.pool, move |conn| {
-            users::create_user(conn, &spec, &phc)
-        })
-        .await
+        match auth
+            .write(move |conn| users::create_user(conn, &granted, &spec, &phc))
+            .await
         {
             Ok(user) => {
-                auth.cache.clear();
-                log_action(
-                    &auth,
-                    ctx.actor(),
-                    ("auth.user", user.id.to_string(), user.username.clone()),
-                    "add",
-                    json!([]),
-                )
-                .await?;
-                flash(
-                    &req,
-                    "success",
-                    format!(
-                        "The user “{}” was added successfully. You may edit it again below.",
-                        user.username
-                    ),
+                let message = format!(
+                    "The user “{}” was added successfully. You may edit it again below.",
+                    user.username
                 );
+                flash(&req, "success", message);
                 return redirect(&format!("/admin/auth/user/{}/change/", user.id));
             }
             Err(DbError::Invalid(why)) => errors.entry("username").or_default().push(why),
@@ -403,9 +296,7 @@ pub async fn add(
     }
     // A failed form keeps what was typed, never the password.
     ok(&AddPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: Vec::new(),
+        layout: &staff.layout,
         username,
         errors,
     })
@@ -434,9 +325,7 @@ struct GrantRow {
 #[derive(Template)]
 #[template(path = "admin/user_change.html")]
 struct ChangePage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     target: User,
     password_summary: String,
     groups: Vec<Choice>,
@@ -445,7 +334,7 @@ struct ChangePage<'a> {
     grants: Vec<GrantRow>,
     effective_perms: Vec<String>,
     effective_grants: Vec<(String, Vec<String>)>,
-    errors: BTreeMap<&'static str, Vec<String>>,
+    errors: Errors,
     can_change: bool,
     can_delete: bool,
 }
@@ -471,38 +360,48 @@ async fn catalog(auth: &AuthState) -> Result<Catalog, AdminError> {
     .await?)
 }
 
-async fn change_page<'a>(
-    ctx: &'a super::Ctx,
+/// What the user holds in effect: every permission for a superuser.
+async fn effective(
     auth: &AuthState,
-    target: User,
-    links: queries::UserLinks,
-    errors: BTreeMap<&'static str, Vec<String>>,
-) -> Result<ChangePage<'a>, AdminError> {
-    let catalog = catalog(auth).await?;
-    let effective = auth
+    target: &User,
+    catalog: &Catalog,
+) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), AdminError> {
+    let held = auth
         .principal_of(target.id)
         .await?
         .ok_or(AdminError::NotFound)?;
-    let mut effective_perms: Vec<String> = if target.is_superuser {
+    let mut perms: Vec<String> = if target.is_superuser {
         catalog
             .perms
             .iter()
             .map(Permission::full_codename)
             .collect()
     } else {
-        effective.perms.iter().cloned().collect()
+        held.perms.iter().cloned().collect()
     };
-    effective_perms.sort();
-    let mut effective_grants: Vec<(String, Vec<String>)> = effective
+    perms.sort();
+    let mut grants: Vec<(String, Vec<String>)> = held
         .grants
         .iter()
-        .map(|(feed, held)| {
-            let mut held: Vec<String> = held.iter().cloned().collect();
-            held.sort();
-            (feed.clone(), held)
+        .map(|(feed, codenames)| {
+            let mut codenames: Vec<String> = codenames.iter().cloned().collect();
+            codenames.sort();
+            (feed.clone(), codenames)
         })
         .collect();
-    effective_grants.sort();
+    grants.sort();
+    Ok((perms, grants))
+}
+
+async fn change_page<'a>(
+    staff: &'a Staff,
+    auth: &AuthState,
+    target: User,
+    links: queries::UserLinks,
+    errors: Errors,
+) -> Result<ChangePage<'a>, AdminError> {
+    let catalog = catalog(auth).await?;
+    let (effective_perms, effective_grants) = effective(auth, &target, &catalog).await?;
     let mut grants: Vec<GrantRow> = links
         .grants
         .iter()
@@ -515,28 +414,23 @@ async fn change_page<'a>(
         perm: 0,
         feed: String::new(),
     }));
+    let choice = |id: i32, label: String, chosen: &[i32]| Choice {
+        id,
+        label,
+        selected: chosen.contains(&id),
+    };
     Ok(ChangePage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         password_summary: password::summary(&target.password),
         groups: catalog
             .groups
             .iter()
-            .map(|g| Choice {
-                id: g.id,
-                label: g.name.clone(),
-                selected: links.groups.contains(&g.id),
-            })
+            .map(|g| choice(g.id, g.name.clone(), &links.groups))
             .collect(),
         perms: catalog
             .perms
             .iter()
-            .map(|p| Choice {
-                id: p.id,
-                label: format!("{} | {}", p.app_label, p.name),
-                selected: links.perms.contains(&p.id),
-            })
+            .map(|p| choice(p.id, format!("{} | {}", p.app_label, p.name), &links.perms))
             .collect(),
         lbasedb_perms: catalog
             .perms
@@ -548,23 +442,22 @@ async fn change_page<'a>(
         effective_perms,
         effective_grants,
         errors,
-        can_change: ctx.can("auth.change_user"),
-        can_delete: ctx.can("auth.delete_user"),
+        can_change: staff.holds::<perms::ChangeUser>(),
+        can_delete: staff.holds::<perms::DeleteUser>(),
         target,
     })
 }
 
 pub async fn change_form(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("auth", "user")?;
+    staff.require_view(Model::User)?;
     let target = load_user(&auth, *path).await?;
     let id = target.id;
     let links = db::run(&auth.pool, move |conn| queries::user_links(conn, id)).await?;
-    ok(&change_page(&ctx, &auth, target, links, BTreeMap::new()).await?)
+    ok(&change_page(&staff, &auth, target, links, BTreeMap::new()).await?)
 }
 
 /// What the change form shows as a field's value in the history.
@@ -573,31 +466,29 @@ fn snapshot(
     links: &queries::UserLinks,
     catalog: &Catalog,
 ) -> Vec<(&'static str, String)> {
-    let names = |ids: &[i32], list: &dyn Fn(i32) -> Option<String>| {
-        let mut names: Vec<String> = ids.iter().filter_map(|id| list(*id)).collect();
-        names.sort();
-        names.join(", ")
-    };
-    let group_name = |id| {
+    let group_name = |id: &i32| {
         catalog
             .groups
             .iter()
-            .find(|g| g.id == id)
+            .find(|g| g.id == *id)
             .map(|g| g.name.clone())
     };
-    let perm_name = |id| {
+    let perm_name = |id: &i32| {
         catalog
             .perms
             .iter()
-            .find(|p| p.id == id)
+            .find(|p| p.id == *id)
             .map(Permission::full_codename)
     };
-    let mut grants: Vec<String> = links
+    let sorted = |mut names: Vec<String>| {
+        names.sort();
+        names.join(", ")
+    };
+    let grants = links
         .grants
         .iter()
-        .filter_map(|(p, f)| perm_name(*p).map(|p| format!("{p}={f}")))
+        .filter_map(|(p, f)| perm_name(p).map(|p| format!("{p}={f}")))
         .collect();
-    grants.sort();
     vec![
         ("username", user.username.clone()),
         ("email", user.email.clone()),
@@ -606,30 +497,43 @@ fn snapshot(
         ("is_active", user.is_active.to_string()),
         ("is_staff", user.is_staff.to_string()),
         ("is_superuser", user.is_superuser.to_string()),
-        ("groups", names(&links.groups, &group_name)),
-        ("user_permissions", names(&links.perms, &perm_name)),
-        ("feed_grants", grants.join(", ")),
+        (
+            "groups",
+            sorted(links.groups.iter().filter_map(group_name).collect()),
+        ),
+        (
+            "user_permissions",
+            sorted(links.perms.iter().filter_map(perm_name).collect()),
+        ),
+        ("feed_grants", sorted(grants)),
     ]
 }
 
-pub async fn change(
-    req: HttpRequest,
-    path: web::Path<i32>,
-    body: web::Bytes,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
-    let (ctx, form) = staff_form(&req, &auth, &body, "auth.change_user").await?;
-    let before = load_user(&auth, *path).await?;
-    let id = before.id;
-    let old_links = db::run(&auth.pool, move |conn| queries::user_links(conn, id)).await?;
-    let catalog = catalog(&auth).await?;
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ChangeForm {
+    username: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+    is_active: Checkbox,
+    is_staff: Checkbox,
+    is_superuser: Checkbox,
+    groups: Vec<String>,
+    user_permissions: Vec<String>,
+    grant_perm: Vec<String>,
+    grant_feed: Vec<String>,
+    #[serde(rename = "_action")]
+    action: String,
+}
 
-    let mut errors: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    let username = form.get("username").trim().to_owned();
+/// The form read into an update, with the errors of what it holds.
+fn read_change(form: &ChangeForm, catalog: &Catalog, errors: &mut Errors) -> queries::UserUpdate {
+    let username = form.username.trim().to_owned();
     if let Err(err) = users::validate_username(&username) {
         errors.entry("username").or_default().push(err.to_string());
     }
-    let email = form.get("email").trim().to_owned();
+    let email = form.email.trim().to_owned();
     if !valid_email(&email) {
         errors
             .entry("email")
@@ -637,188 +541,158 @@ pub async fn change(
             .push("Enter a valid email address.".into());
     }
     let group_ids: Vec<i32> = catalog.groups.iter().map(|g| g.id).collect();
-    let groups = super::choices(&form, "groups", &group_ids, &mut errors);
     let perm_ids: Vec<i32> = catalog.perms.iter().map(|p| p.id).collect();
-    let perms = super::choices(&form, "user_permissions", &perm_ids, &mut errors);
-    let grants = super::grant_rows(&form, &catalog.perms, &mut errors);
-    let update = queries::UserUpdate {
-        username: username.clone(),
-        email: email.clone(),
-        first_name: form.get("first_name").trim().to_owned(),
-        last_name: form.get("last_name").trim().to_owned(),
-        is_active: form.flag("is_active"),
-        is_staff: form.flag("is_staff"),
-        is_superuser: form.flag("is_superuser"),
+    queries::UserUpdate {
+        username,
+        email,
+        first_name: form.first_name.trim().to_owned(),
+        last_name: form.last_name.trim().to_owned(),
+        is_active: form.is_active.0,
+        is_staff: form.is_staff.0,
+        is_superuser: form.is_superuser.0,
         links: queries::UserLinks {
-            groups,
-            perms,
-            grants,
+            groups: choices(&form.groups, "groups", &group_ids, errors),
+            perms: choices(
+                &form.user_permissions,
+                "user_permissions",
+                &perm_ids,
+                errors,
+            ),
+            grants: grant_rows(&form.grant_perm, &form.grant_feed, &catalog.perms, errors),
         },
-    };
-    if errors.is_empty() && username != before.username {
-        let name = username.clone();
-        if db::run(&auth.pool, move |conn| {
-            queries::user_by_username(conn, &name)
-        })
-        .await?
-        .is_some()
-        {
-            errors
-                .entry("username")
-                .or_default()
-                .push("A user with that username already exists.".into());
-        }
     }
+}
+
+pub async fn change(
+    req: HttpRequest,
+    staff: Staff,
+    path: web::Path<i32>,
+    CsrfForm(form): CsrfForm<ChangeForm>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, AdminError> {
+    let granted = staff.require::<perms::ChangeUser>()?;
+    let before = load_user(&auth, *path).await?;
+    let id = before.id;
+    let old_links = db::run(&auth.pool, move |conn| queries::user_links(conn, id)).await?;
+    let catalog = catalog(&auth).await?;
+    let mut errors = Errors::new();
+    let update = read_change(&form, &catalog, &mut errors);
     let mut after = before.clone();
-    (
-        after.username,
-        after.email,
-        after.first_name,
-        after.last_name,
-    ) = (
-        update.username.clone(),
-        update.email.clone(),
-        update.first_name.clone(),
-        update.last_name.clone(),
-    );
+    after.username.clone_from(&update.username);
+    after.email.clone_from(&update.email);
+    after.first_name.clone_from(&update.first_name);
+    after.last_name.clone_from(&update.last_name);
     (after.is_active, after.is_staff, after.is_superuser) =
         (update.is_active, update.is_staff, update.is_superuser);
-    if !errors.is_empty() {
-        // What was typed stays in the form, beside its errors.
-        return ok(&change_page(&ctx, &auth, after, update.links, errors).await?);
-    }
-    let changes: Vec<Value> = snapshot(&before, &old_links, &catalog)
+    let changes: Vec<FieldChange> = snapshot(&before, &old_links, &catalog)
         .into_iter()
         .zip(snapshot(&after, &update.links, &catalog))
         .filter(|(old, new)| old.1 != new.1)
-        .map(|((field, old), (_, new))| json!({"field": field, "old": old, "new": new}))
+        .map(|((field, old), (_, new))| FieldChange::new(field, old, new))
         .collect();
-    let actor = ctx.as_actor();
-    let saved = db::run(&auth.pool, move |conn| {
-        users::update_user(conn, actor, id, &update)
-    })
-    .await;
-    // Cleared whatever the outcome: a refused write changed nothing, and a
-    // saved one must be enforced at once.
-    auth.cache.clear();
-    saved?;
-    log_action(
-        &auth,
-        ctx.actor(),
-        ("auth.user", id.to_string(), after.username.clone()),
-        "change",
-        Value::Array(changes),
-    )
-    .await?;
-    flash(
-        &req,
-        "success",
-        format!("The user “{}” was changed successfully.", after.username),
-    );
-    match form.get("_action") {
-        "_continue" => redirect(&format!("/admin/auth/user/{id}/change/")),
-        "_addanother" => redirect("/admin/auth/user/add/"),
-        _ => redirect("/admin/auth/user/"),
+    if errors.is_empty() {
+        let saving = update.clone();
+        let saved = auth
+            .write(move |conn| users::update_user(conn, &granted, id, &saving, &changes))
+            .await;
+        match saved {
+            Ok(()) => {}
+            Err(DbError::Invalid(why)) => errors.entry("username").or_default().push(why),
+            Err(other) => return Err(other.into()),
+        }
     }
+    if !errors.is_empty() {
+        // What was typed stays in the form, beside its errors.
+        return ok(&change_page(&staff, &auth, after, update.links, errors).await?);
+    }
+    let message = format!("The user “{}” was changed successfully.", after.username);
+    flash(&req, "success", message);
+    after_save(
+        &form.action,
+        "/admin/auth/user/",
+        "/admin/auth/user/add/",
+        &format!("/admin/auth/user/{id}/change/"),
+    )
 }
 
 #[derive(Template)]
 #[template(path = "admin/user_password.html")]
 struct PasswordPage<'a> {
-    user: Option<&'a str>,
-    csrf: &'a str,
-    messages: Vec<Message>,
+    layout: &'a Layout,
     target: User,
     errors: Vec<String>,
 }
 
 pub async fn password_form(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require("auth.change_user")?;
+    staff.require::<perms::ChangeUser>()?;
     let target = load_user(&auth, *path).await?;
     ok(&PasswordPage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
+        layout: &staff.layout,
         target,
         errors: Vec::new(),
     })
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    password1: String,
+    password2: String,
+}
+
 pub async fn password(
     req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
-    body: web::Bytes,
+    CsrfForm(form): CsrfForm<PasswordForm>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let (ctx, form) = staff_form(&req, &auth, &body, "auth.change_user").await?;
+    let granted = staff.require::<perms::ChangeUser>()?;
     let target = load_user(&auth, *path).await?;
-    let (p1, p2) = (form.get("password1"), form.get("password2"));
-    let errors = if p1 != p2 {
-        vec!["The two password fields didn’t match.".to_owned()]
-    } else {
-        password::validate(p1, &target.username, &target.email)
-            .err()
-            .unwrap_or_default()
-    };
+    let errors = check_new_password(
+        &form.password1,
+        &form.password2,
+        &target.username,
+        &target.email,
+    );
     if !errors.is_empty() {
         return ok(&PasswordPage {
-            user: ctx.user(),
-            csrf: &ctx.csrf,
-            messages: Vec::new(),
+            layout: &staff.layout,
             target,
             errors,
         });
     }
-    let secret = p1.to_owned();
-    let phc = web::block(move || password::hash(&secret))
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    let phc = hash(form.password1).await?;
     let id = target.id;
-    let actor = ctx.as_actor();
-    db::run(&auth.pool, move |conn| {
-        users::set_password(conn, actor, id, &phc, None)
-    })
-    .await?;
-    auth.cache.clear();
-    log_action(
-        &auth,
-        ctx.actor(),
-        ("auth.user", id.to_string(), target.username.clone()),
-        "change",
-        json!([{"field": "password", "old": "(hidden)", "new": "(changed)"}]),
-    )
-    .await?;
+    auth.write(move |conn| users::set_password(conn, &granted, id, &phc))
+        .await?;
     flash(&req, "success", "Password changed successfully.");
     redirect(&format!("/admin/auth/user/{id}/change/"))
 }
 
 pub async fn delete_form(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require("auth.delete_user")?;
+    staff.require::<perms::DeleteUser>()?;
     let target = load_user(&auth, *path).await?;
     let id = target.id;
     let tokens = db::run(&auth.pool, move |conn| queries::user_token_count(conn, id)).await?;
     ok(&DeletePage {
-        user: ctx.user(),
-        csrf: &ctx.csrf,
-        messages: ctx.messages.clone(),
-        title: "Are you sure?".into(),
+        layout: &staff.layout,
+        title: "Are you sure?",
         kind: "User",
         affected: Vec::new(),
-        objects: vec![(
+        objects: vec![Doomed {
             id,
-            target.username.clone(),
-            format!("with {tokens} API token(s) and every session"),
-        )],
+            name: target.username.clone(),
+            note: format!("with {tokens} API token(s) and every session"),
+        }],
         action: format!("/admin/auth/user/{id}/delete/"),
         cancel: format!("/admin/auth/user/{id}/change/"),
     })
@@ -826,33 +700,34 @@ pub async fn delete_form(
 
 pub async fn delete(
     req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
-    body: web::Bytes,
+    _form: CsrfForm<NoFields>,
     auth: web::Data<AuthState>,
     identity: Option<Identity>,
 ) -> Result<HttpResponse, AdminError> {
-    let (ctx, _) = staff_form(&req, &auth, &body, "auth.delete_user").await?;
-    let target = load_user(&auth, *path).await?;
-    delete_one(&auth, &ctx.principal, &target).await?;
-    if target.id == ctx.principal.user_id {
+    let granted = staff.require::<perms::DeleteUser>()?;
+    let target = delete_one(&auth, &granted, *path).await?;
+    if target.id == staff.principal.user_id {
         return signed_out(identity);
     }
-    flash(
-        &req,
-        "success",
-        format!("The user “{}” was deleted successfully.", target.username),
-    );
+    let message = format!("The user “{}” was deleted successfully.", target.username);
+    flash(&req, "success", message);
     redirect("/admin/auth/user/")
 }
 
 pub async fn history(
-    req: HttpRequest,
+    staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, AdminError> {
-    let ctx = staff(&req, &auth).await?;
-    ctx.require_view("auth", "user")?;
+    staff.require_view(Model::User)?;
     let target = load_user(&auth, *path).await?;
-    let back = format!("/admin/auth/user/{}/change/", target.id);
-    super::history_page(&ctx, &auth, "auth.user", target.id, target.username, back).await
+    let of = HistoryOf {
+        object_type: "auth.user",
+        id: target.id,
+        back: format!("/admin/auth/user/{}/change/", target.id),
+        name: target.username,
+    };
+    history_page(&staff, &auth, of).await
 }

@@ -9,7 +9,6 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::guard::Actor;
 use super::{
     AuthState, CSRF_SESSION_KEY, check_csrf, client_ip, ensure_csrf_token, password, users,
 };
@@ -81,7 +80,7 @@ pub async fn obtain_token(
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
     let (token, plain) = db::run(&state.pool, move |conn| {
-        users::issue_token(conn, Actor::User(user.id), user.id, &name, expires_at)
+        users::issue_own_token(conn, user.id, &name, expires_at)
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -236,10 +235,8 @@ pub async fn revoke_token(
         .map(|v| v.as_bytes());
     let key = super::parse_authorization(header.unwrap_or_default())?;
     let digest = super::token::digest(key);
-    db::run(&state.pool, move |conn| {
-        queries::revoke_token_by_digest(conn, &digest)
-    })
-    .await?;
-    state.cache.clear();
+    state
+        .write(move |conn| queries::revoke_token_by_digest(conn, &digest))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

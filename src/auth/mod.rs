@@ -4,6 +4,7 @@
 pub mod api;
 pub mod guard;
 pub mod password;
+pub mod perms;
 pub mod principal;
 pub mod session;
 pub mod throttle;
@@ -141,6 +142,20 @@ impl AuthState {
             Ok(()) => ApiError::NotAuthenticated("Invalid token.".into()),
             Err(wait) => ApiError::Throttled(wait),
         }
+    }
+
+    /// Runs a write of the service layer (`users`) on a pooled connection,
+    /// off the async workers, then clears the authentication cache whatever
+    /// the outcome: what a write changes about who may do what is enforced
+    /// from the next request on.
+    pub async fn write<F, T>(&self, write: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut diesel::SqliteConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let result = db::run(&self.pool, write).await;
+        self.cache.clear();
+        result
     }
 
     /// A user's principal, from the cache or the database.

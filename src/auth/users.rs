@@ -10,6 +10,7 @@ use chrono::NaiveDateTime;
 use diesel::sqlite::SqliteConnection;
 
 use super::guard::{self, Actor, Denied, Powers};
+use super::perms::{self, Granted};
 use super::token::{self, PlainToken};
 use crate::db::DbError;
 use crate::db::models::{Group, NewUser, Token, User};
@@ -62,20 +63,102 @@ pub fn validate_username(username: &str) -> Result<(), DbError> {
     }
 }
 
+/// One changed field, as the history pages show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl FieldChange {
+    pub fn new(field: &str, old: impl Into<String>, new: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            old: old.into(),
+            new: new.into(),
+        }
+    }
+}
+
+/// What a history entry is about.
+struct Object<'a> {
+    kind: &'static str,
+    id: String,
+    repr: &'a str,
+}
+
+/// Records an action of a person in the admin's history, in the caller's
+/// transaction. The command line leaves no history (as Django's shell).
+fn record(
+    conn: &mut SqliteConnection,
+    actor: Actor,
+    object: Object<'_>,
+    action: &str,
+    changes: &[FieldChange],
+) -> Result<(), DbError> {
+    let Actor::User(id) = actor else {
+        return Ok(());
+    };
+    let username = queries::user_by_id(conn, id)?
+        .map(|u| u.username)
+        .unwrap_or_default();
+    let changes = serde_json::to_string(changes).unwrap_or_else(|_| "[]".into());
+    queries::log_action(
+        conn,
+        &NewLogEntry {
+            user_id: Some(id),
+            username: &username,
+            object_type: object.kind,
+            object_id: &object.id,
+            object_repr: object.repr,
+            action,
+            changes: &changes,
+        },
+    )
+}
+
+fn user_object(user: &User) -> Object<'_> {
+    Object {
+        kind: "auth.user",
+        id: user.id.to_string(),
+        repr: &user.username,
+    }
+}
+
+/// Records an admin login, or a failed one (`user` is then who it would
+/// have been, if anyone).
+pub fn record_login(
+    conn: &mut SqliteConnection,
+    user: Option<&User>,
+    username: &str,
+    succeeded: bool,
+) -> Result<(), DbError> {
+    queries::log_action(
+        conn,
+        &NewLogEntry {
+            user_id: user.map(|u| u.id),
+            username: user.map_or(username, |u| u.username.as_str()),
+            object_type: "auth.user",
+            object_id: &user.map(|u| u.id.to_string()).unwrap_or_default(),
+            object_repr: username,
+            action: if succeeded { "login" } else { "login_failed" },
+            changes: "[]",
+        },
+    )
+}
+
 /// Creates a user (the password already hashed) with groups, permissions
-/// and grants, all or nothing.
+/// and grants, all or nothing; a taken name is a validation error (the
+/// unique index says so, no read first).
 pub fn create_user(
     conn: &mut SqliteConnection,
+    by: &Granted<perms::AddUser>,
     spec: &UserSpec,
     phc: &str,
 ) -> Result<User, DbError> {
     validate_username(&spec.username)?;
     conn.immediate_transaction(|conn| {
-        if queries::user_by_username(conn, &spec.username)?.is_some() {
-            return Err(DbError::Invalid(
-                "A user with that username already exists.".into(),
-            ));
-        }
         let user = queries::create_user(
             conn,
             &NewUser {
@@ -86,7 +169,8 @@ pub fn create_user(
                 is_superuser: spec.superuser,
                 date_joined: queries::now(),
             },
-        )?;
+        )
+        .map_err(|e| unique_as(e, "A user with that username already exists."))?;
         for name in &spec.groups {
             let group = queries::group_by_name(conn, name)?
                 .ok_or_else(|| DbError::Invalid(format!("unknown group {name:?}")))?;
@@ -100,87 +184,162 @@ pub fn create_user(
             let perm = queries::permission_by_codename(conn, codename)?;
             queries::add_feed_grant(conn, Holder::User(user.id), perm.id, feed)?;
         }
+        record(conn, by.actor(), user_object(&user), "add", &[])?;
         Ok(user)
     })
 }
 
+/// A unique violation as the form error it stands for.
+fn unique_as(err: DbError, message: &str) -> DbError {
+    if err.is_unique_violation() {
+        DbError::Invalid(message.into())
+    } else {
+        err
+    }
+}
+
+/// Creates a group from codenames (the command line's and tests' form).
 pub fn create_group(
     conn: &mut SqliteConnection,
+    by: &Granted<perms::AddGroup>,
     name: &str,
     perms: &[String],
     grants: &[(String, String)],
 ) -> Result<Group, DbError> {
-    if name.trim().is_empty() || name.len() > 150 {
-        return Err(DbError::Invalid(
-            "A group name is 1 to 150 characters.".into(),
-        ));
-    }
-    conn.immediate_transaction(|conn| {
-        if queries::group_by_name(conn, name)?.is_some() {
-            return Err(DbError::Invalid(
-                "Group with this Name already exists.".into(),
-            ));
-        }
-        let group = queries::create_group(conn, name)?;
-        for codename in perms {
-            let perm = queries::permission_by_codename(conn, codename)?;
-            queries::add_group_permission(conn, group.id, perm.id)?;
-        }
-        for (codename, feed) in grants {
-            let perm = queries::permission_by_codename(conn, codename)?;
-            queries::add_feed_grant(conn, Holder::Group(group.id), perm.id, feed)?;
-        }
-        Ok(group)
-    })
+    let ids = conn.immediate_transaction(|conn| {
+        let perms = perms
+            .iter()
+            .map(|c| Ok(queries::permission_by_codename(conn, c)?.id))
+            .collect::<Result<Vec<i32>, DbError>>()?;
+        let grants = grants
+            .iter()
+            .map(|(c, feed)| Ok((queries::permission_by_codename(conn, c)?.id, feed.clone())))
+            .collect::<Result<Vec<(i32, String)>, DbError>>()?;
+        Ok::<_, DbError>((perms, grants))
+    })?;
+    let id = add_group(conn, by, name, &ids.0, &ids.1)?;
+    Ok(queries::group_by_id(conn, id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?)
 }
 
 /// Issues a token for a user: the secret is in the answer, and nowhere
 /// else. Making a token for someone else is acting as them (`guard`).
 pub fn issue_token(
     conn: &mut SqliteConnection,
-    actor: Actor,
+    by: &Granted<perms::AddToken>,
     user_id: i32,
     name: &str,
     expires_at: Option<NaiveDateTime>,
 ) -> Result<(Token, PlainToken), DbError> {
     conn.immediate_transaction(|conn| {
         let target = find_user(conn, user_id)?;
-        if let Some((actor_id, powers)) = actor_powers(conn, actor)? {
+        if let Some((actor_id, powers)) = actor_powers(conn, by.actor())? {
             guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
         }
-        let plain = token::generate();
-        let stored = queries::create_token(
-            conn,
-            &NewToken {
-                user_id,
-                name,
-                prefix: &plain.prefix,
-                digest: &plain.digest,
-                expires_at,
-            },
-        )?;
+        let (stored, plain) = insert_token(conn, user_id, name, expires_at)?;
+        let repr = format!("{} ({})", stored.prefix, target.username);
+        let object = Object {
+            kind: "authtoken.token",
+            id: stored.id.to_string(),
+            repr: &repr,
+        };
+        record(conn, by.actor(), object, "add", &[])?;
         Ok((stored, plain))
     })
 }
 
-/// Sets a password (already hashed) and ends the user's sessions, but for
-/// the one (by its key digest) that changed it, if any. Setting someone
-/// else's password is acting as them (`guard`).
+/// A user's token for itself (`POST /api/auth/token/`): its password was
+/// the check.
+pub fn issue_own_token(
+    conn: &mut SqliteConnection,
+    user_id: i32,
+    name: &str,
+    expires_at: Option<NaiveDateTime>,
+) -> Result<(Token, PlainToken), DbError> {
+    insert_token(conn, user_id, name, expires_at)
+}
+
+fn insert_token(
+    conn: &mut SqliteConnection,
+    user_id: i32,
+    name: &str,
+    expires_at: Option<NaiveDateTime>,
+) -> Result<(Token, PlainToken), DbError> {
+    let plain = token::generate();
+    let stored = queries::create_token(
+        conn,
+        &NewToken {
+            user_id,
+            name,
+            prefix: &plain.prefix,
+            digest: &plain.digest,
+            expires_at,
+        },
+    )?;
+    Ok((stored, plain))
+}
+
+/// Revokes a token at once (the caller clears the cache).
+pub fn revoke_token(
+    conn: &mut SqliteConnection,
+    by: &Granted<perms::ChangeToken>,
+    token_id: i32,
+) -> Result<Token, DbError> {
+    conn.immediate_transaction(|conn| {
+        let (token, owner) = queries::token_by_id(conn, token_id)?
+            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        queries::revoke_token_by_id(conn, token_id)?;
+        let repr = format!("{} ({owner})", token.prefix);
+        let object = Object {
+            kind: "authtoken.token",
+            id: token_id.to_string(),
+            repr: &repr,
+        };
+        let changes = [FieldChange::new("revoked", "false", "true")];
+        record(conn, by.actor(), object, "change", &changes)?;
+        Ok(token)
+    })
+}
+
+/// Sets a user's password (already hashed) and ends all its sessions.
+/// Setting someone else's password is acting as them (`guard`).
 pub fn set_password(
     conn: &mut SqliteConnection,
-    actor: Actor,
+    by: &Granted<perms::ChangeUser>,
+    user_id: i32,
+    phc: &str,
+) -> Result<(), DbError> {
+    conn.immediate_transaction(|conn| {
+        let target = find_user(conn, user_id)?;
+        if let Some((actor_id, powers)) = actor_powers(conn, by.actor())? {
+            guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
+        }
+        queries::set_password(conn, user_id, phc)?;
+        queries::sessions_end_for_user(conn, user_id, None)?;
+        let changes = [FieldChange::new("password", "(hidden)", "(changed)")];
+        record(conn, by.actor(), user_object(&target), "change", &changes)
+    })
+}
+
+/// A user's own password change: every other session ends, the one that
+/// changed it (by its key digest) stays.
+pub fn change_own_password(
+    conn: &mut SqliteConnection,
     user_id: i32,
     phc: &str,
     keep_session: Option<&str>,
 ) -> Result<(), DbError> {
     conn.immediate_transaction(|conn| {
-        let target = find_user(conn, user_id)?;
-        if let Some((actor_id, powers)) = actor_powers(conn, actor)? {
-            guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
-        }
+        let user = find_user(conn, user_id)?;
         queries::set_password(conn, user_id, phc)?;
         queries::sessions_end_for_user(conn, user_id, keep_session)?;
-        Ok(())
+        let changes = [FieldChange::new("password", "(hidden)", "(changed)")];
+        record(
+            conn,
+            Actor::User(user_id),
+            user_object(&user),
+            "change",
+            &changes,
+        )
     })
 }
 
@@ -188,13 +347,13 @@ pub fn set_password(
 /// and revokes its tokens at once; the last active superuser stays.
 pub fn set_active(
     conn: &mut SqliteConnection,
-    actor: Actor,
+    by: &Granted<perms::ChangeUser>,
     user_id: i32,
     active: bool,
 ) -> Result<(), DbError> {
     conn.immediate_transaction(|conn| {
         let target = find_user(conn, user_id)?;
-        if let Some((_, powers)) = actor_powers(conn, actor)? {
+        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_change_user(&powers, target.is_superuser, target.is_superuser)?;
         }
         keep_a_superuser(conn, &target, target.is_superuser && active)?;
@@ -202,22 +361,29 @@ pub fn set_active(
         if target.is_active && !active {
             end_access(conn, user_id)?;
         }
-        Ok(())
+        let changes = [FieldChange::new(
+            "is_active",
+            target.is_active.to_string(),
+            active.to_string(),
+        )];
+        record(conn, by.actor(), user_object(&target), "change", &changes)
     })
 }
 
 /// Saves the change form: fields, groups, permissions and grants, by the
 /// rules of `guard` for what was added, and never leaving no active
-/// superuser. Deactivating ends sessions and tokens at once.
+/// superuser. Deactivating ends sessions and tokens at once. `changes` is
+/// what the history shows.
 pub fn update_user(
     conn: &mut SqliteConnection,
-    actor: Actor,
+    by: &Granted<perms::ChangeUser>,
     user_id: i32,
     update: &UserUpdate,
+    changes: &[FieldChange],
 ) -> Result<(), DbError> {
     conn.immediate_transaction(|conn| {
         let before = find_user(conn, user_id)?;
-        if let Some((_, powers)) = actor_powers(conn, actor)? {
+        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_change_user(&powers, before.is_superuser, update.is_superuser)?;
             let old = queries::user_links(conn, user_id)?;
             check_gifts(
@@ -232,77 +398,138 @@ pub fn update_user(
                 .iter()
                 .filter(|g| !old.groups.contains(g))
             {
-                let held = queries::group_powers(conn, &[*group])?;
-                let name = queries::group_by_id(conn, *group)?
-                    .map(|g| g.name)
-                    .unwrap_or_default();
-                let holds = Powers {
-                    superuser: false,
-                    perms: held.perms.into_iter().collect(),
-                    grants: held.grants.into_iter().collect(),
-                };
-                guard::may_add_to_group(&powers, &name, &holds)?;
+                check_joining(conn, &powers, *group)?;
             }
         }
         keep_a_superuser(conn, &before, update.is_superuser && update.is_active)?;
-        queries::update_user(conn, user_id, update)?;
+        queries::update_user(conn, user_id, update)
+            .map_err(|e| unique_as(e, "A user with that username already exists."))?;
         if before.is_active && !update.is_active {
             end_access(conn, user_id)?;
         }
-        Ok(())
+        let after = find_user(conn, user_id)?;
+        record(conn, by.actor(), user_object(&after), "change", changes)
     })
 }
 
-/// Deletes a user (its tokens and sessions go with it), recording `log`
-/// in the same transaction; a superuser only by a superuser, and never the
-/// last active one.
+/// Adding someone to a group that holds more than the actor is refused.
+fn check_joining(conn: &mut SqliteConnection, powers: &Powers, group: i32) -> Result<(), DbError> {
+    let held = queries::group_powers(conn, &[group])?;
+    let name = queries::group_by_id(conn, group)?
+        .map(|g| g.name)
+        .unwrap_or_default();
+    let holds = Powers {
+        superuser: false,
+        perms: held.perms.into_iter().collect(),
+        grants: held.grants.into_iter().collect(),
+    };
+    guard::may_add_to_group(powers, &name, &holds)?;
+    Ok(())
+}
+
+/// Deletes a user (its tokens and sessions go with it); a superuser only
+/// by a superuser, and never the last active one.
 pub fn delete_user(
     conn: &mut SqliteConnection,
-    actor: Actor,
+    by: &Granted<perms::DeleteUser>,
     user_id: i32,
-    log: Option<&NewLogEntry<'_>>,
 ) -> Result<User, DbError> {
     conn.immediate_transaction(|conn| {
         let target = find_user(conn, user_id)?;
-        if let Some((_, powers)) = actor_powers(conn, actor)? {
+        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_delete_user(&powers, target.is_superuser)?;
         }
         keep_a_superuser(conn, &target, false)?;
-        if let Some(log) = log {
-            // Before the deletion: an actor deleting itself is still there
-            // to be named (the row's user id then becomes NULL).
-            queries::log_action(conn, log)?;
-        }
+        // Before the deletion: an actor deleting itself is still there to
+        // be named (the entry's user id then becomes NULL).
+        record(conn, by.actor(), user_object(&target), "delete", &[])?;
         queries::delete_user(conn, user_id)?;
         Ok(target)
     })
 }
 
-/// Adds (no id) or changes a group, giving only what the actor holds.
-/// Answers the group's id.
-pub fn save_group(
+/// Adds a group from the admin's form (permission ids), giving only what
+/// the actor holds. Answers the group's id; a taken name is a validation
+/// error.
+pub fn add_group(
     conn: &mut SqliteConnection,
-    actor: Actor,
-    id: Option<i32>,
+    by: &Granted<perms::AddGroup>,
     name: &str,
     perms: &[i32],
     grants: &[(i32, String)],
 ) -> Result<i32, DbError> {
+    validate_group_name(name)?;
     conn.immediate_transaction(|conn| {
-        if let Some((_, powers)) = actor_powers(conn, actor)? {
-            let (old_perms, old_grants) = match id {
-                Some(id) => queries::group_links(conn, id)?,
-                None => (Vec::new(), Vec::new()),
-            };
+        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
+            check_gifts(conn, &powers, (&[], &[]), (perms, grants))?;
+        }
+        let group = queries::create_group(conn, name)
+            .map_err(|e| unique_as(e, "Group with this Name already exists."))?;
+        queries::update_group(conn, group.id, name, perms, grants)?;
+        let object = Object {
+            kind: "auth.group",
+            id: group.id.to_string(),
+            repr: name,
+        };
+        record(conn, by.actor(), object, "add", &[])?;
+        Ok(group.id)
+    })
+}
+
+/// Changes a group, giving only what the actor holds.
+pub fn change_group(
+    conn: &mut SqliteConnection,
+    by: &Granted<perms::ChangeGroup>,
+    id: i32,
+    name: &str,
+    perms: &[i32],
+    grants: &[(i32, String)],
+    changes: &[FieldChange],
+) -> Result<(), DbError> {
+    validate_group_name(name)?;
+    conn.immediate_transaction(|conn| {
+        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
+            let (old_perms, old_grants) = queries::group_links(conn, id)?;
             check_gifts(conn, &powers, (&old_perms, &old_grants), (perms, grants))?;
         }
-        let id = match id {
-            Some(id) => id,
-            None => queries::create_group(conn, name)?.id,
+        queries::update_group(conn, id, name, perms, grants)
+            .map_err(|e| unique_as(e, "Group with this Name already exists."))?;
+        let object = Object {
+            kind: "auth.group",
+            id: id.to_string(),
+            repr: name,
         };
-        queries::update_group(conn, id, name, perms, grants)?;
-        Ok(id)
+        record(conn, by.actor(), object, "change", changes)
     })
+}
+
+/// Deletes a group (its members lose what it gave them).
+pub fn delete_group(
+    conn: &mut SqliteConnection,
+    by: &Granted<perms::DeleteGroup>,
+    id: i32,
+) -> Result<Group, DbError> {
+    conn.immediate_transaction(|conn| {
+        let group = queries::group_by_id(conn, id)?
+            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        let object = Object {
+            kind: "auth.group",
+            id: id.to_string(),
+            repr: &group.name,
+        };
+        record(conn, by.actor(), object, "delete", &[])?;
+        queries::delete_group(conn, id)?;
+        Ok(group)
+    })
+}
+
+fn validate_group_name(name: &str) -> Result<(), DbError> {
+    if name.trim().is_empty() || name.len() > 150 {
+        return Err(DbError::Invalid(
+            "This field is required (150 characters or fewer).".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What happened to a feed through the proxy.

@@ -4,8 +4,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::Command;
-use crate::auth::guard::Actor;
 use crate::auth::password;
+use crate::auth::perms::Granted;
 use crate::auth::users::{self, UserSpec};
 use crate::config::DbArgs;
 use crate::db::{self, DbError, Pool, queries};
@@ -71,7 +71,9 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 ..Default::default()
             };
             let phc = password::hash(&secret);
-            with_conn(&pool, |conn| users::create_user(conn, &spec, &phc))?;
+            with_conn(&pool, |conn| {
+                users::create_user(conn, &Granted::system(), &spec, &phc)
+            })?;
             println!("Superuser created successfully.");
             Ok(())
         }
@@ -83,7 +85,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             check_password(&secret, &username, &user.email)?;
             let phc = password::hash(&secret);
             with_conn(&pool, |conn| {
-                users::set_password(conn, Actor::System, user.id, &phc, None)
+                users::set_password(conn, &Granted::system(), user.id, &phc)
             })?;
             println!("Password changed successfully for user '{username}'");
             Ok(())
@@ -115,7 +117,9 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 grants,
             };
             let phc = password::hash(&secret);
-            let user = with_conn(&pool, |conn| users::create_user(conn, &spec, &phc))?;
+            let user = with_conn(&pool, |conn| {
+                users::create_user(conn, &Granted::system(), &spec, &phc)
+            })?;
             println!("User '{}' created (id {}).", user.username, user.id);
             Ok(())
         }
@@ -128,7 +132,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             let pool = open(&db)?;
             let grants = parse_grants(&grants)?;
             let group = with_conn(&pool, |conn| {
-                users::create_group(conn, &name, &perms, &grants)
+                users::create_group(conn, &Granted::system(), &name, &perms, &grants)
             })?;
             println!("Group '{}' created (id {}).", group.name, group.id);
             Ok(())
@@ -146,7 +150,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 .transpose()
                 .map_err(|e| format!("--expires-in: {e}"))?;
             let (token, plain) = with_conn(&pool, |conn| {
-                users::issue_token(conn, Actor::System, user.id, &name, expires_at)
+                users::issue_token(conn, &Granted::system(), user.id, &name, expires_at)
             })?;
             eprintln!(
                 "Token '{}' ({}) for '{username}'{}; it is shown this once:",

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
 use super::DbError;
-use super::models::{Group, NewUser, Permission, Token, User};
+use super::models::{Group, NewUser, Permission, Token, TokenStatus, User};
 use super::schema::{
     auth_group, auth_group_permissions, auth_permission, auth_user, auth_user_groups,
     auth_user_user_permissions, authtoken_token, feed_grant, session,
@@ -419,13 +419,7 @@ pub fn list_users(conn: &mut Conn, q: &UserQuery) -> Result<(Vec<User>, i64), Db
     let build = || {
         let mut query = auth_user::table.into_boxed();
         if !q.search.is_empty() {
-            let like = format!(
-                "%{}%",
-                q.search
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
+            let like = like_pattern(&q.search);
             query = query.filter(
                 auth_user::username
                     .like(like.clone())
@@ -486,6 +480,7 @@ pub fn all_groups(conn: &mut Conn) -> Result<Vec<Group>, DbError> {
 }
 
 /// A user's own links: group ids, permission ids, (permission id, feed) grants.
+#[derive(Debug, Clone)]
 pub struct UserLinks {
     pub groups: Vec<i32>,
     pub perms: Vec<i32>,
@@ -511,6 +506,7 @@ pub fn user_links(conn: &mut Conn, user_id: i32) -> Result<UserLinks, DbError> {
 }
 
 /// Replaces a user's own fields and links, as the change form gives them.
+#[derive(Debug, Clone)]
 pub struct UserUpdate {
     pub username: String,
     pub email: String,
@@ -573,30 +569,37 @@ pub fn group_by_id(conn: &mut Conn, id: i32) -> Result<Option<Group>, DbError> {
         .optional()?)
 }
 
-/// Groups whose name contains `search`, by name, with their member counts.
-pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<(Group, i64)>, DbError> {
-    let like = format!(
-        "%{}%",
-        search
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let groups: Vec<Group> = auth_group::table
-        .filter(auth_group::name.like(like).escape('\\'))
-        .order(auth_group::name)
-        .select(Group::as_select())
-        .load(conn)?;
-    groups
-        .into_iter()
-        .map(|g| {
-            let members = auth_user_groups::table
-                .filter(auth_user_groups::group_id.eq(g.id))
-                .count()
-                .get_result(conn)?;
-            Ok((g, members))
-        })
-        .collect()
+/// A group in the list: its name and how many members it has.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct GroupRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub id: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub name: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub members: i64,
+}
+
+/// Groups whose name contains `search`, by name, with their member counts,
+/// in one query.
+pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<GroupRow>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT g.id, g.name, COUNT(m.id) AS members FROM auth_group g \
+         LEFT JOIN auth_user_groups m ON m.group_id = g.id \
+         WHERE g.name LIKE ? ESCAPE '\\' GROUP BY g.id, g.name ORDER BY g.name",
+    )
+    .bind::<diesel::sql_types::Text, _>(like_pattern(search))
+    .load(conn)?)
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its own `%`, `_` and `\`
+/// taken literally (with `ESCAPE '\'`).
+pub fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 /// A group's permission ids and (permission id, feed) grants.
@@ -666,7 +669,7 @@ pub fn delete_group(conn: &mut Conn, group_id: i32) -> Result<(), DbError> {
 pub fn list_tokens(
     conn: &mut Conn,
     user: Option<i32>,
-    status: Option<&str>,
+    status: Option<TokenStatus>,
 ) -> Result<Vec<(Token, String)>, DbError> {
     let mut query = authtoken_token::table
         .inner_join(auth_user::table)
@@ -676,20 +679,20 @@ pub fn list_tokens(
     }
     let now = now();
     match status {
-        Some("revoked") => query = query.filter(authtoken_token::revoked.eq(true)),
-        Some("expired") => {
+        Some(TokenStatus::Revoked) => query = query.filter(authtoken_token::revoked.eq(true)),
+        Some(TokenStatus::Expired) => {
             query = query
                 .filter(authtoken_token::revoked.eq(false))
                 .filter(authtoken_token::expires_at.le(now))
         }
-        Some("active") => {
+        Some(TokenStatus::Active) => {
             query = query.filter(authtoken_token::revoked.eq(false)).filter(
                 authtoken_token::expires_at
                     .is_null()
                     .or(authtoken_token::expires_at.gt(now)),
             )
         }
-        _ => {}
+        None => {}
     }
     Ok(query
         .order(authtoken_token::id.desc())

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use lbasedb_proxy::auth::guard::Actor;
+use lbasedb_proxy::auth::perms::Granted;
 use lbasedb_proxy::auth::users::{self, UserSpec};
 use lbasedb_proxy::db::queries;
 use reqwest::Method;
@@ -133,10 +133,16 @@ async fn the_permission_matrix_holds_for_every_endpoint_and_method() {
     let inactive_id = create_user(pool, inactive);
     {
         let mut conn = pool.get().unwrap();
-        users::issue_token(&mut conn, Actor::System, inactive_id, "t", None).unwrap();
+        users::issue_token(&mut conn, &Granted::system(), inactive_id, "t", None).unwrap();
     }
     let inactive_token = issue_token(pool, "inactive", None);
-    users::set_active(&mut pool.get().unwrap(), Actor::System, inactive_id, false).unwrap();
+    users::set_active(
+        &mut pool.get().unwrap(),
+        &Granted::system(),
+        inactive_id,
+        false,
+    )
+    .unwrap();
     let expired = issue_token(
         pool,
         "plain",
@@ -454,10 +460,9 @@ async fn logout_password_change_and_deactivation_end_sessions() {
     let (browser, _) = login(&app, "carol", USER_PASSWORD).await;
     users::set_password(
         &mut app.pool.get().unwrap(),
-        Actor::System,
+        &Granted::system(),
         id,
         "$argon2id$v=19$m=19456,t=2,p=1$x$y",
-        None,
     )
     .unwrap();
     assert_eq!(
@@ -471,9 +476,9 @@ async fn logout_password_change_and_deactivation_end_sessions() {
         .unwrap()
         .unwrap()
         .password;
-    users::set_password(&mut conn, Actor::System, id, &phc, None).unwrap();
+    users::set_password(&mut conn, &Granted::system(), id, &phc).unwrap();
     let (browser, _) = login(&app, "carol", ADMIN_PASSWORD).await;
-    users::set_active(&mut conn, Actor::System, id, false).unwrap();
+    users::set_active(&mut conn, &Granted::system(), id, false).unwrap();
     assert_eq!(
         browser.get(&me).send().await.unwrap().status(),
         401,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lbasedb_proxy::auth::guard::Actor;
 use lbasedb_proxy::auth::password;
+use lbasedb_proxy::auth::perms::Granted;
 use lbasedb_proxy::auth::users::{self, UserSpec};
 use lbasedb_proxy::config::Settings;
 use lbasedb_proxy::db::{self, Pool, queries};
@@ -109,7 +109,7 @@ pub fn issue_token(
     let user = queries::user_by_username(&mut conn, username)
         .unwrap()
         .expect("the user exists");
-    users::issue_token(&mut conn, Actor::System, user.id, "test", expires_at)
+    users::issue_token(&mut conn, &Granted::system(), user.id, "test", expires_at)
         .unwrap()
         .1
         .secret
@@ -124,7 +124,9 @@ static TEST_PHC: std::sync::LazyLock<String> =
 /// A user, straight in the database, with password `USER_PASSWORD`.
 pub fn create_user(pool: &Pool, spec: UserSpec) -> i32 {
     let mut conn = pool.get().unwrap();
-    users::create_user(&mut conn, &spec, &TEST_PHC).unwrap().id
+    users::create_user(&mut conn, &Granted::system(), &spec, &TEST_PHC)
+        .unwrap()
+        .id
 }
 
 pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &str)]) {
@@ -134,7 +136,7 @@ pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &s
         .map(|(p, f)| (p.to_string(), f.to_string()))
         .collect();
     let mut conn = pool.get().unwrap();
-    users::create_group(&mut conn, name, &perms, &grants).unwrap();
+    users::create_group(&mut conn, &Granted::system(), name, &perms, &grants).unwrap();
 }
 
 pub fn spec(username: &str) -> UserSpec {

@@ -423,10 +423,9 @@ async fn staff_permissions_give_only_what_their_holder_holds() {
             let mut conn = app.pool.get().unwrap();
             lbasedb_proxy::auth::users::set_password(
                 &mut conn,
-                lbasedb_proxy::auth::guard::Actor::System,
+                &lbasedb_proxy::auth::perms::Granted::system(),
                 user_id(&app.pool, "boss2"),
                 &user(&app.pool, "plain").password,
-                None,
             )
             .unwrap();
             diesel::update(

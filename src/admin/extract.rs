@@ -1,0 +1,162 @@
+//! What an admin handler declares instead of checking by hand: `Staff` (an
+//! active staff user, or a redirect to the login page), its typed
+//! permission check (`staff.require::<ChangeUser>()?`, whose proof the
+//! service layer's writes demand), and `CsrfForm<T>` (a form posted with
+//! this session's CSRF token, parsed with `serde_html_form`, repeated
+//! fields into `Vec`s).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_identity::IdentityExt;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use super::{AdminError, Message, take_messages};
+use crate::auth::perms::{Granted, Model, Permission};
+use crate::auth::principal::Principal;
+use crate::auth::{AuthState, ensure_csrf_token};
+
+/// What every admin page shows around its content: who, the CSRF token of
+/// its forms, and the messages queued for it.
+#[derive(Debug, Default)]
+pub struct Layout {
+    pub user: Option<String>,
+    pub csrf: String,
+    pub messages: Vec<Message>,
+}
+
+/// The active staff user behind the request.
+pub struct Staff {
+    pub principal: Arc<Principal>,
+    pub layout: Layout,
+}
+
+type LocalFuture<T> = Pin<Box<dyn Future<Output = Result<T, AdminError>>>>;
+
+impl FromRequest for Staff {
+    type Error = AdminError;
+    type Future = LocalFuture<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { staff(&req).await })
+    }
+}
+
+async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
+    let to_login = || {
+        let next = req.uri().path_and_query().map_or("/admin/", |p| p.as_str());
+        let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+        AdminError::Redirect(format!("/admin/login/?{query}"))
+    };
+    let auth = req
+        .app_data::<web::Data<AuthState>>()
+        .ok_or_else(|| AdminError::Internal("no AuthState".into()))?;
+    let user_id = req
+        .get_identity()
+        .ok()
+        .and_then(|identity| identity.id().ok())
+        .and_then(|id| id.parse::<i32>().ok())
+        .ok_or_else(to_login)?;
+    let principal = auth.principal_of(user_id).await?.ok_or_else(to_login)?;
+    if !principal.is_active || !principal.is_staff {
+        return Err(to_login());
+    }
+    let layout = Layout {
+        user: Some(principal.username.clone()),
+        csrf: ensure_csrf_token(req)?,
+        messages: take_messages(req),
+    };
+    Ok(Staff { principal, layout })
+}
+
+impl Staff {
+    pub fn can(&self, codename: &str) -> bool {
+        self.principal.has_perm(codename)
+    }
+
+    pub fn holds<P: Permission>(&self) -> bool {
+        self.can(P::CODENAME)
+    }
+
+    /// The proof that this user holds `P`, or 403.
+    pub fn require<P: Permission>(&self) -> Result<Granted<P>, AdminError> {
+        if self.holds::<P>() {
+            Ok(Granted::checked(crate::auth::guard::Actor::User(
+                self.principal.user_id,
+            )))
+        } else {
+            Err(AdminError::Forbidden)
+        }
+    }
+
+    /// Django's rule for read pages: `view_<model>` or `change_<model>`.
+    pub fn can_view(&self, model: Model) -> bool {
+        model.readers().iter().any(|codename| self.can(codename))
+    }
+
+    pub fn require_view(&self, model: Model) -> Result<(), AdminError> {
+        if self.can_view(model) {
+            Ok(())
+        } else {
+            Err(AdminError::Forbidden)
+        }
+    }
+}
+
+/// A form posted with this session's CSRF token (`csrfmiddlewaretoken`),
+/// parsed into `T`: unknown fields ignored, repeated ones into `Vec`s.
+pub struct CsrfForm<T>(pub T);
+
+/// The largest admin form accepted.
+const FORM_LIMIT: usize = 1 << 20;
+
+impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
+    type Error = AdminError;
+    type Future = LocalFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            let body = body.await.map_err(|_| AdminError::BadForm)?;
+            if body.len() > FORM_LIMIT {
+                return Err(AdminError::BadForm);
+            }
+            let expected = ensure_csrf_token(&req)?;
+            let sent = form_urlencoded::parse(&body)
+                .find(|(key, _)| key == "csrfmiddlewaretoken")
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default();
+            if sent.is_empty() || !constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+                return Err(AdminError::Csrf);
+            }
+            serde_html_form::from_bytes(&body)
+                .map(CsrfForm)
+                .map_err(|_| AdminError::BadForm)
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A form with nothing but its CSRF token (a delete or a revoke button).
+#[derive(Debug, Default, Deserialize)]
+pub struct NoFields {}
+
+/// An HTML checkbox: sent ("on") when ticked, absent otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checkbox(pub bool);
+
+impl<'de> Deserialize<'de> for Checkbox {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Ok(Self(matches!(value.as_str(), "on" | "true" | "1")))
+    }
+}

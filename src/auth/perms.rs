@@ -1,0 +1,92 @@
+//! The permissions of the admin site as types, and the proof that someone
+//! holds one. A write of the service layer (`auth::users`) demands a
+//! `Granted<P>` for its permission, and the only ways to get one are to
+//! pass the check (`admin::Staff::require`) or to be the command line
+//! (`Granted::system`): a handler that forgets the check does not compile.
+
+use std::marker::PhantomData;
+
+use super::guard::Actor;
+
+/// A Django-style permission of the admin site.
+pub trait Permission {
+    /// `app_label.codename`.
+    const CODENAME: &'static str;
+}
+
+macro_rules! permissions {
+    ($($name:ident => $codename:literal,)*) => {
+        $(
+            #[doc = concat!("`", $codename, "`")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+
+            impl Permission for $name {
+                const CODENAME: &'static str = $codename;
+            }
+        )*
+    };
+}
+
+permissions! {
+    ViewUser => "auth.view_user",
+    AddUser => "auth.add_user",
+    ChangeUser => "auth.change_user",
+    DeleteUser => "auth.delete_user",
+    ViewGroup => "auth.view_group",
+    AddGroup => "auth.add_group",
+    ChangeGroup => "auth.change_group",
+    DeleteGroup => "auth.delete_group",
+    ViewToken => "authtoken.view_token",
+    AddToken => "authtoken.add_token",
+    ChangeToken => "authtoken.change_token",
+}
+
+/// The models of the admin site, for Django's rule on read pages:
+/// `view_<model>` or `change_<model>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    User,
+    Group,
+    Token,
+}
+
+impl Model {
+    /// The codenames that let one read the model's pages.
+    pub fn readers(self) -> [&'static str; 2] {
+        match self {
+            Self::User => [ViewUser::CODENAME, ChangeUser::CODENAME],
+            Self::Group => [ViewGroup::CODENAME, ChangeGroup::CODENAME],
+            Self::Token => [ViewToken::CODENAME, ChangeToken::CODENAME],
+        }
+    }
+}
+
+/// Proof that `actor` held permission `P` when the request was checked.
+/// The privilege rules of `guard` still run inside each write, on what the
+/// actor holds at that moment.
+#[derive(Debug, Clone)]
+pub struct Granted<P> {
+    actor: Actor,
+    _permission: PhantomData<fn() -> P>,
+}
+
+impl<P: Permission> Granted<P> {
+    /// Only the admin's permission check makes one for a user.
+    pub(crate) fn checked(actor: Actor) -> Self {
+        Self {
+            actor,
+            _permission: PhantomData,
+        }
+    }
+
+    /// The command line (and `loaddata`, and tests arranging data): whoever
+    /// runs it has the database file already.
+    pub fn system() -> Self {
+        Self::checked(Actor::System)
+    }
+
+    pub fn actor(&self) -> Actor {
+        self.actor
+    }
+}
