@@ -218,7 +218,7 @@ pub fn create_group(
         Ok::<_, DbError>((perms, grants))
     })?;
     let id = add_group(conn, by, name, &ids.0, &ids.1)?;
-    Ok(queries::group_by_id(conn, id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?)
+    queries::group_by_id(conn, id)?.ok_or_else(not_found)
 }
 
 /// Issues a token for a user: the secret is in the answer, and nowhere
@@ -285,8 +285,7 @@ pub fn revoke_token(
     token_id: i32,
 ) -> Result<Token, DbError> {
     conn.immediate_transaction(|conn| {
-        let (token, owner) = queries::token_by_id(conn, token_id)?
-            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        let (token, owner) = queries::token_by_id(conn, token_id)?.ok_or_else(not_found)?;
         queries::revoke_token_by_id(conn, token_id)?;
         let repr = format!("{} ({owner})", token.prefix);
         let object = Object {
@@ -510,8 +509,7 @@ pub fn delete_group(
     id: i32,
 ) -> Result<Group, DbError> {
     conn.immediate_transaction(|conn| {
-        let group = queries::group_by_id(conn, id)?
-            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        let group = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
         let object = Object {
             kind: "auth.group",
             id: id.to_string(),
@@ -547,8 +545,12 @@ pub fn feed_changed(conn: &mut SqliteConnection, change: &FeedChange) -> Result<
     })
 }
 
+fn not_found() -> DbError {
+    DbError::Query(diesel::result::Error::NotFound)
+}
+
 fn find_user(conn: &mut SqliteConnection, user_id: i32) -> Result<User, DbError> {
-    queries::user_by_id(conn, user_id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))
+    queries::user_by_id(conn, user_id)?.ok_or_else(not_found)
 }
 
 /// What a user holds now, read in the caller's transaction.
