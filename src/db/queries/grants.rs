@@ -1,0 +1,98 @@
+//! `feed_grant`: a permission held for one feed only, by a user or a group.
+
+use super::*;
+
+/// Who holds a feed grant: exactly one of a group and a user.
+#[derive(Debug, Clone, Copy)]
+pub enum Holder {
+    User(i32),
+    Group(i32),
+}
+
+pub fn add_feed_grant(
+    conn: &mut Conn,
+    holder: Holder,
+    permission_id: i32,
+    feed: &str,
+) -> Result<(), DbError> {
+    let (user_id, group_id) = match holder {
+        Holder::User(id) => (Some(id), None),
+        Holder::Group(id) => (None, Some(id)),
+    };
+    diesel::insert_or_ignore_into(feed_grant::table)
+        .values((
+            feed_grant::user_id.eq(user_id),
+            feed_grant::group_id.eq(group_id),
+            feed_grant::permission_id.eq(permission_id),
+            feed_grant::feed.eq(feed),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Grant holders: (id, name, codename).
+pub type Holders = Vec<(i32, String, String)>;
+
+/// Who holds grants on a feed: (group names, usernames) with the codenames.
+pub fn feed_holders(conn: &mut Conn, feed: &str) -> Result<(Holders, Holders), DbError> {
+    let groups = feed_grant::table
+        .inner_join(auth_permission::table)
+        .inner_join(auth_group::table.on(feed_grant::group_id.eq(auth_group::id.nullable())))
+        .filter(feed_grant::feed.eq(feed))
+        .order((auth_group::name, auth_permission::codename))
+        .select((auth_group::id, auth_group::name, auth_permission::codename))
+        .load(conn)?;
+    let users = feed_grant::table
+        .inner_join(auth_permission::table)
+        .inner_join(auth_user::table.on(feed_grant::user_id.eq(auth_user::id.nullable())))
+        .filter(feed_grant::feed.eq(feed))
+        .order((auth_user::username, auth_permission::codename))
+        .select((
+            auth_user::id,
+            auth_user::username,
+            auth_permission::codename,
+        ))
+        .load(conn)?;
+    Ok((groups, users))
+}
+
+/// Removes every grant on a feed (the feed was deleted); answers how many.
+pub fn delete_feed_grants(conn: &mut Conn, feed: &str) -> Result<usize, DbError> {
+    Ok(diesel::delete(feed_grant::table.filter(feed_grant::feed.eq(feed))).execute(conn)?)
+}
+
+/// Moves every grant on `old` to `new` (the feed was renamed); a grant the
+/// holder already has on `new` is kept once.
+pub fn rename_feed_grants(conn: &mut Conn, old: &str, new: &str) -> Result<usize, DbError> {
+    let moved = diesel::update(feed_grant::table.filter(feed_grant::feed.eq(old)))
+        .set(feed_grant::feed.eq(new))
+        .execute(conn);
+    match moved {
+        Ok(moved) => Ok(moved),
+        // Some holder already has the same grant on `new`: move row by row.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            let rows: Vec<(Option<i32>, Option<i32>, i32)> = feed_grant::table
+                .filter(feed_grant::feed.eq(old))
+                .select((
+                    feed_grant::user_id,
+                    feed_grant::group_id,
+                    feed_grant::permission_id,
+                ))
+                .load(conn)?;
+            for (user, group, perm) in &rows {
+                let holder = match (user, group) {
+                    (Some(user), _) => Holder::User(*user),
+                    (None, Some(group)) => Holder::Group(*group),
+                    (None, None) => continue,
+                };
+                add_feed_grant(conn, holder, *perm, new)?;
+            }
+            delete_feed_grants(conn, old)?;
+            Ok(rows.len())
+        }
+        Err(err) => Err(err.into()),
+    }
+}

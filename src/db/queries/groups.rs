@@ -1,0 +1,156 @@
+//! `auth_group` and its links: groups, members, permissions and grants.
+
+use super::*;
+
+pub fn group_by_name(conn: &mut Conn, name: &str) -> Result<Option<Group>, DbError> {
+    Ok(auth_group::table
+        .filter(auth_group::name.eq(name))
+        .select(Group::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn create_group(conn: &mut Conn, name: &str) -> Result<Group, DbError> {
+    Ok(diesel::insert_into(auth_group::table)
+        .values(auth_group::name.eq(name))
+        .returning(Group::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn add_user_to_group(conn: &mut Conn, user_id: i32, group_id: i32) -> Result<(), DbError> {
+    diesel::insert_or_ignore_into(auth_user_groups::table)
+        .values((
+            auth_user_groups::user_id.eq(user_id),
+            auth_user_groups::group_id.eq(group_id),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn all_groups(conn: &mut Conn) -> Result<Vec<Group>, DbError> {
+    Ok(auth_group::table
+        .order(auth_group::name)
+        .select(Group::as_select())
+        .load(conn)?)
+}
+
+pub fn group_by_id(conn: &mut Conn, id: i32) -> Result<Option<Group>, DbError> {
+    Ok(auth_group::table
+        .find(id)
+        .select(Group::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// A group in the list: its name and how many members it has.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct GroupRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub id: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub name: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub members: i64,
+}
+
+/// Groups whose name contains `search`, by name, with their member counts,
+/// in one query.
+pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<GroupRow>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT g.id, g.name, COUNT(m.id) AS members FROM auth_group g \
+         LEFT JOIN auth_user_groups m ON m.group_id = g.id \
+         WHERE g.name LIKE ? ESCAPE '\\' GROUP BY g.id, g.name ORDER BY g.name",
+    )
+    .bind::<diesel::sql_types::Text, _>(like_pattern(search))
+    .load(conn)?)
+}
+
+/// A group's permission ids and (permission id, feed) grants.
+pub type GroupLinks = (Vec<i32>, Vec<(i32, String)>);
+
+pub fn group_links(conn: &mut Conn, group_id: i32) -> Result<GroupLinks, DbError> {
+    let perms = auth_group_permissions::table
+        .filter(auth_group_permissions::group_id.eq(group_id))
+        .select(auth_group_permissions::permission_id)
+        .load(conn)?;
+    let grants = feed_grant::table
+        .filter(feed_grant::group_id.eq(group_id))
+        .order((feed_grant::feed, feed_grant::permission_id))
+        .select((feed_grant::permission_id, feed_grant::feed))
+        .load(conn)?;
+    Ok((perms, grants))
+}
+
+pub fn group_members(conn: &mut Conn, group_id: i32) -> Result<Vec<User>, DbError> {
+    Ok(auth_user::table
+        .filter(
+            auth_user::id.eq_any(
+                auth_user_groups::table
+                    .filter(auth_user_groups::group_id.eq(group_id))
+                    .select(auth_user_groups::user_id),
+            ),
+        )
+        .order(auth_user::username)
+        .select(User::as_select())
+        .load(conn)?)
+}
+
+pub fn update_group(
+    conn: &mut Conn,
+    group_id: i32,
+    name: &str,
+    perms: &[i32],
+    grants: &[(i32, String)],
+) -> Result<(), DbError> {
+    diesel::update(auth_group::table.find(group_id))
+        .set(auth_group::name.eq(name))
+        .execute(conn)?;
+    diesel::delete(
+        auth_group_permissions::table.filter(auth_group_permissions::group_id.eq(group_id)),
+    )
+    .execute(conn)?;
+    diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(group_id))).execute(conn)?;
+    for perm in perms {
+        add_group_permission(conn, group_id, *perm)?;
+    }
+    for (perm, feed) in grants {
+        add_feed_grant(conn, Holder::Group(group_id), *perm, feed)?;
+    }
+    Ok(())
+}
+
+pub fn delete_group(conn: &mut Conn, group_id: i32) -> Result<(), DbError> {
+    diesel::delete(auth_group::table.find(group_id)).execute(conn)?;
+    Ok(())
+}
+
+/// What groups hold together: full codenames, and (codename, feed) grants.
+pub struct GroupHoldings {
+    pub perms: Vec<String>,
+    pub grants: Vec<(String, String)>,
+}
+
+pub fn group_powers(conn: &mut Conn, group_ids: &[i32]) -> Result<GroupHoldings, DbError> {
+    let full = |(app, code): (String, String)| format!("{app}.{code}");
+    let perms = auth_group_permissions::table
+        .inner_join(auth_permission::table)
+        .filter(auth_group_permissions::group_id.eq_any(group_ids))
+        .select((auth_permission::app_label, auth_permission::codename))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .map(full)
+        .collect();
+    let grants = feed_grant::table
+        .inner_join(auth_permission::table)
+        .filter(feed_grant::group_id.eq_any(group_ids))
+        .select((
+            auth_permission::app_label,
+            auth_permission::codename,
+            feed_grant::feed,
+        ))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .map(|(app, code, feed)| (format!("{app}.{code}"), feed))
+        .collect();
+    Ok(GroupHoldings { perms, grants })
+}

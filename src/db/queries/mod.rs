@@ -1,0 +1,47 @@
+//! Query functions by table: plain, synchronous, over `&mut SqliteConnection`;
+//! the async side calls them through `db::run`, and every write that a person
+//! makes goes through the service layer (`auth::users`). Each table's module
+//! is re-exported here, so callers name `queries::user_by_id`.
+
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::DbError;
+use super::models::{Group, NewUser, Permission, Token, TokenStatus, User};
+use super::schema::{
+    auth_group, auth_group_permissions, auth_permission, auth_user, auth_user_groups,
+    auth_user_user_permissions, authtoken_token, feed_grant, session,
+};
+
+type Conn = SqliteConnection;
+
+mod grants;
+mod groups;
+mod log;
+mod permissions;
+mod sessions;
+mod tokens;
+mod users;
+
+pub use grants::*;
+pub use groups::*;
+pub use log::*;
+pub use permissions::*;
+pub use sessions::*;
+pub use tokens::*;
+pub use users::*;
+
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its own `%`, `_` and `\`
+/// taken literally (with `ESCAPE '\'`).
+pub fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}

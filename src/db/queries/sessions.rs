@@ -1,0 +1,63 @@
+//! `session`: server-side sessions, keyed by the digest of the cookie's key.
+
+use super::*;
+
+pub fn session_load(conn: &mut Conn, digest: &str) -> Result<Option<String>, DbError> {
+    Ok(session::table
+        .filter(session::key_digest.eq(digest))
+        .filter(session::expires_at.gt(now()))
+        .select(session::state)
+        .first(conn)
+        .optional()?)
+}
+
+pub fn session_store(
+    conn: &mut Conn,
+    digest: &str,
+    state: &str,
+    user_id: Option<i32>,
+    expires_at: NaiveDateTime,
+) -> Result<(), DbError> {
+    diesel::replace_into(session::table)
+        .values((
+            session::key_digest.eq(digest),
+            session::state.eq(state),
+            session::user_id.eq(user_id),
+            session::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn session_extend(
+    conn: &mut Conn,
+    digest: &str,
+    expires_at: NaiveDateTime,
+) -> Result<(), DbError> {
+    diesel::update(session::table.find(digest))
+        .set(session::expires_at.eq(expires_at))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn session_delete(conn: &mut Conn, digest: &str) -> Result<(), DbError> {
+    diesel::delete(session::table.find(digest)).execute(conn)?;
+    Ok(())
+}
+
+/// Ends a user's sessions, all of them or all but one.
+pub fn sessions_end_for_user(
+    conn: &mut Conn,
+    user_id: i32,
+    keep: Option<&str>,
+) -> Result<usize, DbError> {
+    let query = session::table.filter(session::user_id.eq(user_id));
+    Ok(match keep {
+        Some(keep) => diesel::delete(query.filter(session::key_digest.ne(keep))).execute(conn)?,
+        None => diesel::delete(query).execute(conn)?,
+    })
+}
+
+pub fn sessions_purge_expired(conn: &mut Conn) -> Result<usize, DbError> {
+    Ok(diesel::delete(session::table.filter(session::expires_at.le(now()))).execute(conn)?)
+}

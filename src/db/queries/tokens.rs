@@ -1,0 +1,125 @@
+//! `authtoken_token`: API tokens, stored as digests.
+
+use super::*;
+
+pub struct NewToken<'a> {
+    pub user_id: i32,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub digest: &'a str,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+pub fn create_token(conn: &mut Conn, new: &NewToken<'_>) -> Result<Token, DbError> {
+    Ok(diesel::insert_into(authtoken_token::table)
+        .values((
+            authtoken_token::user_id.eq(new.user_id),
+            authtoken_token::name.eq(new.name),
+            authtoken_token::prefix.eq(new.prefix),
+            authtoken_token::digest.eq(new.digest),
+            authtoken_token::created_at.eq(now()),
+            authtoken_token::expires_at.eq(new.expires_at),
+        ))
+        .returning(Token::as_returning())
+        .get_result(conn)?)
+}
+
+/// The one read that authenticates a token request (when not cached).
+pub fn token_with_user(conn: &mut Conn, digest: &str) -> Result<Option<(Token, User)>, DbError> {
+    Ok(authtoken_token::table
+        .inner_join(auth_user::table)
+        .filter(authtoken_token::digest.eq(digest))
+        .select((Token::as_select(), User::as_select()))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn touch_token(conn: &mut Conn, token_id: i32) -> Result<(), DbError> {
+    diesel::update(authtoken_token::table.find(token_id))
+        .set(authtoken_token::last_used_at.eq(Some(now())))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Revokes the token with this prefix; answers whether there was one.
+pub fn revoke_token(conn: &mut Conn, prefix: &str) -> Result<bool, DbError> {
+    let changed = diesel::update(authtoken_token::table.filter(authtoken_token::prefix.eq(prefix)))
+        .set(authtoken_token::revoked.eq(true))
+        .execute(conn)?;
+    Ok(changed > 0)
+}
+
+pub fn revoke_token_by_digest(conn: &mut Conn, digest: &str) -> Result<bool, DbError> {
+    let changed = diesel::update(authtoken_token::table.filter(authtoken_token::digest.eq(digest)))
+        .set(authtoken_token::revoked.eq(true))
+        .execute(conn)?;
+    Ok(changed > 0)
+}
+
+pub fn user_token_count(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
+    Ok(authtoken_token::table
+        .filter(authtoken_token::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Tokens with their users' names, newest first; `status` is "active",
+/// "revoked" or "expired".
+pub fn list_tokens(
+    conn: &mut Conn,
+    user: Option<i32>,
+    status: Option<TokenStatus>,
+) -> Result<Vec<(Token, String)>, DbError> {
+    let mut query = authtoken_token::table
+        .inner_join(auth_user::table)
+        .into_boxed();
+    if let Some(user) = user {
+        query = query.filter(authtoken_token::user_id.eq(user));
+    }
+    let now = now();
+    match status {
+        Some(TokenStatus::Revoked) => query = query.filter(authtoken_token::revoked.eq(true)),
+        Some(TokenStatus::Expired) => {
+            query = query
+                .filter(authtoken_token::revoked.eq(false))
+                .filter(authtoken_token::expires_at.le(now))
+        }
+        Some(TokenStatus::Active) => {
+            query = query.filter(authtoken_token::revoked.eq(false)).filter(
+                authtoken_token::expires_at
+                    .is_null()
+                    .or(authtoken_token::expires_at.gt(now)),
+            )
+        }
+        None => {}
+    }
+    Ok(query
+        .order(authtoken_token::id.desc())
+        .select((Token::as_select(), auth_user::username))
+        .load(conn)?)
+}
+
+pub fn token_by_id(conn: &mut Conn, id: i32) -> Result<Option<(Token, String)>, DbError> {
+    Ok(authtoken_token::table
+        .inner_join(auth_user::table)
+        .filter(authtoken_token::id.eq(id))
+        .select((Token::as_select(), auth_user::username))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn revoke_token_by_id(conn: &mut Conn, id: i32) -> Result<(), DbError> {
+    diesel::update(authtoken_token::table.find(id))
+        .set(authtoken_token::revoked.eq(true))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Revokes every token of a user (deactivated users keep none working).
+pub fn revoke_tokens_of_user(conn: &mut Conn, user_id: i32) -> Result<usize, DbError> {
+    Ok(
+        diesel::update(authtoken_token::table.filter(authtoken_token::user_id.eq(user_id)))
+            .set(authtoken_token::revoked.eq(true))
+            .execute(conn)?,
+    )
+}

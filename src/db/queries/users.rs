@@ -1,0 +1,274 @@
+//! `auth_user`: users, their list with search, filters and sorting, their
+//! links (groups, permissions, grants), and what they hold in effect.
+
+use super::*;
+
+pub fn user_count(conn: &mut Conn) -> Result<i64, DbError> {
+    Ok(auth_user::table.count().get_result(conn)?)
+}
+
+pub fn user_by_username(conn: &mut Conn, username: &str) -> Result<Option<User>, DbError> {
+    Ok(auth_user::table
+        .filter(auth_user::username.eq(username))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn user_by_id(conn: &mut Conn, id: i32) -> Result<Option<User>, DbError> {
+    Ok(auth_user::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn create_user(conn: &mut Conn, new: &NewUser<'_>) -> Result<User, DbError> {
+    Ok(diesel::insert_into(auth_user::table)
+        .values(new)
+        .returning(User::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn set_password(conn: &mut Conn, user_id: i32, phc: &str) -> Result<(), DbError> {
+    diesel::update(auth_user::table.find(user_id))
+        .set(auth_user::password.eq(phc))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_active(conn: &mut Conn, user_id: i32, active: bool) -> Result<(), DbError> {
+    diesel::update(auth_user::table.find(user_id))
+        .set(auth_user::is_active.eq(active))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn touch_last_login(conn: &mut Conn, user_id: i32) -> Result<(), DbError> {
+    diesel::update(auth_user::table.find(user_id))
+        .set(auth_user::last_login.eq(Some(now())))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Everything a user holds: group names, permission codenames (own and
+/// groups'), and (feed, codename) grants (own and groups').
+pub struct Holdings {
+    pub groups: Vec<String>,
+    pub perms: Vec<String>,
+    pub grants: Vec<(String, String)>,
+}
+
+pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
+    let group_ids: Vec<i32> = auth_user_groups::table
+        .filter(auth_user_groups::user_id.eq(user_id))
+        .select(auth_user_groups::group_id)
+        .load(conn)?;
+    let groups = auth_group::table
+        .filter(auth_group::id.eq_any(&group_ids))
+        .order(auth_group::name)
+        .select(auth_group::name)
+        .load(conn)?;
+    let full = |(app, code): (String, String)| format!("{app}.{code}");
+    let mut perms: Vec<String> = auth_user_user_permissions::table
+        .inner_join(auth_permission::table)
+        .filter(auth_user_user_permissions::user_id.eq(user_id))
+        .select((auth_permission::app_label, auth_permission::codename))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .map(full)
+        .collect();
+    perms.extend(
+        auth_group_permissions::table
+            .inner_join(auth_permission::table)
+            .filter(auth_group_permissions::group_id.eq_any(&group_ids))
+            .select((auth_permission::app_label, auth_permission::codename))
+            .load::<(String, String)>(conn)?
+            .into_iter()
+            .map(full),
+    );
+    let grants = feed_grant::table
+        .inner_join(auth_permission::table)
+        .filter(
+            feed_grant::user_id
+                .eq(user_id)
+                .or(feed_grant::group_id.eq_any(&group_ids)),
+        )
+        .select((
+            feed_grant::feed,
+            auth_permission::app_label,
+            auth_permission::codename,
+        ))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .map(|(feed, app, code)| (feed, format!("{app}.{code}")))
+        .collect();
+    Ok(Holdings {
+        groups,
+        perms,
+        grants,
+    })
+}
+
+/// The user list's filters, search, sort and page.
+#[derive(Debug, Default, Clone)]
+pub struct UserQuery {
+    pub search: String,
+    pub is_staff: Option<bool>,
+    pub is_superuser: Option<bool>,
+    pub is_active: Option<bool>,
+    pub group: Option<i32>,
+    /// Column name and direction.
+    pub order: Option<(String, bool)>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+pub fn list_users(conn: &mut Conn, q: &UserQuery) -> Result<(Vec<User>, i64), DbError> {
+    let build = || {
+        let mut query = auth_user::table.into_boxed();
+        if !q.search.is_empty() {
+            let like = like_pattern(&q.search);
+            query = query.filter(
+                auth_user::username
+                    .like(like.clone())
+                    .escape('\\')
+                    .or(auth_user::email.like(like.clone()).escape('\\'))
+                    .or(auth_user::first_name.like(like.clone()).escape('\\'))
+                    .or(auth_user::last_name.like(like).escape('\\')),
+            );
+        }
+        if let Some(v) = q.is_staff {
+            query = query.filter(auth_user::is_staff.eq(v));
+        }
+        if let Some(v) = q.is_superuser {
+            query = query.filter(auth_user::is_superuser.eq(v));
+        }
+        if let Some(v) = q.is_active {
+            query = query.filter(auth_user::is_active.eq(v));
+        }
+        if let Some(group) = q.group {
+            query = query.filter(
+                auth_user::id.eq_any(
+                    auth_user_groups::table
+                        .filter(auth_user_groups::group_id.eq(group))
+                        .select(auth_user_groups::user_id),
+                ),
+            );
+        }
+        query
+    };
+    let total: i64 = build().count().get_result(conn)?;
+    let mut query = build();
+    query = match q.order.as_ref().map(|(c, desc)| (c.as_str(), *desc)) {
+        Some(("email", false)) => query.order(auth_user::email.asc()),
+        Some(("email", true)) => query.order(auth_user::email.desc()),
+        Some(("first_name", false)) => query.order(auth_user::first_name.asc()),
+        Some(("first_name", true)) => query.order(auth_user::first_name.desc()),
+        Some(("last_name", false)) => query.order(auth_user::last_name.asc()),
+        Some(("last_name", true)) => query.order(auth_user::last_name.desc()),
+        Some(("is_staff", false)) => query.order(auth_user::is_staff.asc()),
+        Some(("is_staff", true)) => query.order(auth_user::is_staff.desc()),
+        Some(("username", true)) => query.order(auth_user::username.desc()),
+        _ => query.order(auth_user::username.asc()),
+    };
+    let users = query
+        .then_order_by(auth_user::id.asc())
+        .offset(q.page * q.per_page)
+        .limit(q.per_page)
+        .select(User::as_select())
+        .load(conn)?;
+    Ok((users, total))
+}
+
+/// A user's own links: group ids, permission ids, (permission id, feed) grants.
+#[derive(Debug, Clone)]
+pub struct UserLinks {
+    pub groups: Vec<i32>,
+    pub perms: Vec<i32>,
+    pub grants: Vec<(i32, String)>,
+}
+
+pub fn user_links(conn: &mut Conn, user_id: i32) -> Result<UserLinks, DbError> {
+    Ok(UserLinks {
+        groups: auth_user_groups::table
+            .filter(auth_user_groups::user_id.eq(user_id))
+            .select(auth_user_groups::group_id)
+            .load(conn)?,
+        perms: auth_user_user_permissions::table
+            .filter(auth_user_user_permissions::user_id.eq(user_id))
+            .select(auth_user_user_permissions::permission_id)
+            .load(conn)?,
+        grants: feed_grant::table
+            .filter(feed_grant::user_id.eq(user_id))
+            .order((feed_grant::feed, feed_grant::permission_id))
+            .select((feed_grant::permission_id, feed_grant::feed))
+            .load(conn)?,
+    })
+}
+
+/// Replaces a user's own fields and links, as the change form gives them.
+#[derive(Debug, Clone)]
+pub struct UserUpdate {
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub links: UserLinks,
+}
+
+pub fn update_user(conn: &mut Conn, user_id: i32, update: &UserUpdate) -> Result<(), DbError> {
+    diesel::update(auth_user::table.find(user_id))
+        .set((
+            auth_user::username.eq(&update.username),
+            auth_user::email.eq(&update.email),
+            auth_user::first_name.eq(&update.first_name),
+            auth_user::last_name.eq(&update.last_name),
+            auth_user::is_active.eq(update.is_active),
+            auth_user::is_staff.eq(update.is_staff),
+            auth_user::is_superuser.eq(update.is_superuser),
+        ))
+        .execute(conn)?;
+    diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(user_id)))
+        .execute(conn)?;
+    diesel::delete(
+        auth_user_user_permissions::table.filter(auth_user_user_permissions::user_id.eq(user_id)),
+    )
+    .execute(conn)?;
+    diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(user_id))).execute(conn)?;
+    for group in &update.links.groups {
+        add_user_to_group(conn, user_id, *group)?;
+    }
+    for perm in &update.links.perms {
+        add_user_permission(conn, user_id, *perm)?;
+    }
+    for (perm, feed) in &update.links.grants {
+        add_feed_grant(conn, Holder::User(user_id), *perm, feed)?;
+    }
+    Ok(())
+}
+
+pub fn delete_user(conn: &mut Conn, user_id: i32) -> Result<(), DbError> {
+    diesel::delete(auth_user::table.find(user_id)).execute(conn)?;
+    Ok(())
+}
+
+pub fn all_users(conn: &mut Conn) -> Result<Vec<User>, DbError> {
+    Ok(auth_user::table
+        .order(auth_user::username)
+        .select(User::as_select())
+        .load(conn)?)
+}
+
+/// Active superusers other than `user_id`.
+pub fn other_active_superusers(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
+    Ok(auth_user::table
+        .filter(auth_user::is_superuser.eq(true))
+        .filter(auth_user::is_active.eq(true))
+        .filter(auth_user::id.ne(user_id))
+        .count()
+        .get_result(conn)?)
+}
