@@ -37,17 +37,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> io::Result<Self> {
-        crate::fsperm::private_dir(&settings.db.data_dir)?;
-        let pool = db::connect(&settings.db.database_path()).map_err(io::Error::other)?;
-        let applied = db::migrate(&pool).map_err(io::Error::other)?;
-        if !applied.is_empty() {
-            log::info!("applied migrations: {}", applied.join(", "));
-        }
-        first_run_superuser(&pool, settings.superuser_password.as_deref())?;
+        let pool = open_database(&settings)?;
         let key = session_key(&settings)?;
         spawn_session_purge(pool.clone());
         let auth = web::Data::new(AuthState {
-            pool: pool.clone(),
+            pool,
             cache: AuthCache::new(settings.auth_cache_ttl),
             throttle: Throttle::new(
                 settings.login_failure_limit,
@@ -56,76 +50,29 @@ impl Application {
             ),
             secure_cookies: settings.secure_cookies,
         });
-
-        let embedded = match settings.lbasedb_url {
-            Some(_) => None,
-            None => {
-                let embedded_settings = LbasedbSettings {
-                    bind: "127.0.0.1:0".into(),
-                    data: settings.embedded_data_path(),
-                    payload_limit: settings.body_limit,
-                    workers: settings.lbasedb_workers,
-                    limits: settings.limits,
-                    // Its port is on loopback, where any local process can
-                    // reach it: it answers only this process.
-                    secret: Some(random_secret()),
-                    open: false,
-                };
-                Some((
-                    EmbeddedServer::start(&embedded_settings, false).await?,
-                    embedded_settings.secret,
-                ))
-            }
-        };
-        let (embedded, upstream_secret) = match embedded {
-            Some((server, secret)) => (Some(server), secret),
-            None => (None, settings.lbasedb_secret.clone()),
-        };
-        let upstream = match (&settings.lbasedb_url, &embedded) {
-            (Some(url), _) => check_upstream_url(url)?,
-            (None, Some(embedded)) => format!("http://{}", embedded.addr()),
-            (None, None) => unreachable!("no URL means an embedded upstream"),
-        };
-
+        let upstream = Upstream::start(&settings).await?;
         let listener = TcpListener::bind(&settings.bind)?;
         let addr = listener.local_addr()?;
-        let port = addr.port();
         let state = web::Data::new(ProxyState::new(
-            &upstream,
-            upstream_secret.clone(),
+            &upstream.url,
+            upstream.secret.clone(),
             &settings,
         ));
-        let workers = settings.workers;
-        let settings_shutdown = settings.shutdown_timeout;
-        let app_secret = upstream_secret.clone();
+        let (workers, shutdown) = (settings.workers, settings.shutdown_timeout);
         let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
         // The access log renders its fields on every request; with info
         // logging off for it (RUST_LOG=warn), skip it altogether.
         let access_log_on =
             log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
         let server = HttpServer::new(move || {
-            let idle = actix_web::cookie::time::Duration::seconds(
-                settings.session_idle_timeout.as_secs() as i64,
-            );
-            let sessions =
-                SessionMiddleware::builder(DbSessionStore::new(auth.pool.clone()), key.clone())
-                    .cookie_name("sessionid".into())
-                    .cookie_http_only(true)
-                    .cookie_same_site(SameSite::Lax)
-                    .cookie_secure(settings.secure_cookies)
-                    .session_lifecycle(
-                        PersistentSession::default()
-                            .session_ttl(idle)
-                            .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-                    )
-                    .build();
-            let identity = IdentityMiddleware::builder()
-                .login_deadline(Some(settings.session_max_age))
-                .build();
             App::new()
                 // Last wrapped runs first: log, then session, then identity.
-                .wrap(identity)
-                .wrap(sessions)
+                .wrap(
+                    IdentityMiddleware::builder()
+                        .login_deadline(Some(settings.session_max_age))
+                        .build(),
+                )
+                .wrap(sessions(&settings, &auth, &key))
                 .wrap(Condition::new(access_log_on, access_log(trusted.clone())))
                 .app_data(web::Data::new(trusted.clone()))
                 .app_data(auth.clone())
@@ -133,7 +80,7 @@ impl Application {
                 // Built here, so each worker gets its own client and pool.
                 .app_data(web::Data::new(proxy::build_client(
                     &settings,
-                    app_secret.as_deref(),
+                    state.upstream_secret.as_deref(),
                 )))
                 .configure(routes)
                 .default_service(web::to(|| async { ApiError::NotFound.error_response() }))
@@ -142,25 +89,26 @@ impl Application {
         // without this, actix-web keeps serving a half-closed connection.
         let mut server = server
             .h1_allow_half_closed(false)
-            .shutdown_timeout(settings_shutdown.as_secs());
+            .shutdown_timeout(shutdown.as_secs());
         if let Some(workers) = workers {
             server = server.workers(workers.max(1));
         }
         let server = server.listen(listener)?.run();
+        let kind = if upstream.embedded.is_some() {
+            " (embedded)"
+        } else {
+            ""
+        };
         log::info!(
-            "lbasedb-proxy listening on http://{addr}, upstream {upstream}{}",
-            if embedded.is_some() {
-                " (embedded)"
-            } else {
-                ""
-            }
+            "lbasedb-proxy listening on http://{addr}, upstream {}{kind}",
+            upstream.url
         );
         Ok(Self {
-            port,
-            upstream,
-            upstream_secret,
+            port: addr.port(),
+            upstream: upstream.url,
+            upstream_secret: upstream.secret,
             server,
-            embedded,
+            embedded: upstream.embedded,
         })
     }
 
@@ -192,6 +140,73 @@ impl Application {
             None => self.server.await,
         }
     }
+}
+
+/// The upstream the proxy pipes to: the embedded server (started here, with
+/// a secret of its own) or the one at `LBASEDB_URL`.
+struct Upstream {
+    url: String,
+    secret: Option<String>,
+    embedded: Option<EmbeddedServer>,
+}
+
+impl Upstream {
+    async fn start(settings: &Settings) -> io::Result<Self> {
+        if let Some(url) = &settings.lbasedb_url {
+            return Ok(Self {
+                url: check_upstream_url(url)?,
+                secret: settings.lbasedb_secret.clone(),
+                embedded: None,
+            });
+        }
+        let embedded = LbasedbSettings {
+            bind: "127.0.0.1:0".into(),
+            data: settings.embedded_data_path(),
+            payload_limit: settings.body_limit,
+            workers: settings.lbasedb_workers,
+            limits: settings.limits,
+            // Its port is on loopback, where any local process can reach
+            // it: it answers only this process.
+            secret: Some(random_secret()),
+            open: false,
+        };
+        let server = EmbeddedServer::start(&embedded, false).await?;
+        Ok(Self {
+            url: format!("http://{}", server.addr()),
+            secret: embedded.secret,
+            embedded: Some(server),
+        })
+    }
+}
+
+/// The proxy's own database, private, migrated, with a first superuser.
+fn open_database(settings: &Settings) -> io::Result<Pool> {
+    crate::fsperm::private_dir(&settings.db.data_dir)?;
+    let pool = db::connect(&settings.db.database_path()).map_err(io::Error::other)?;
+    let applied = db::migrate(&pool).map_err(io::Error::other)?;
+    if !applied.is_empty() {
+        log::info!("applied migrations: {}", applied.join(", "));
+    }
+    first_run_superuser(&pool, settings.superuser_password.as_deref())?;
+    Ok(pool)
+}
+
+/// Sessions in the database, their cookie `sessionid` (HttpOnly, Lax,
+/// Secure behind HTTPS), renewed on every request until idle too long.
+fn sessions(settings: &Settings, auth: &AuthState, key: &Key) -> SessionMiddleware<DbSessionStore> {
+    let idle =
+        actix_web::cookie::time::Duration::seconds(settings.session_idle_timeout.as_secs() as i64);
+    SessionMiddleware::builder(DbSessionStore::new(auth.pool.clone()), key.clone())
+        .cookie_name("sessionid".into())
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_secure(settings.secure_cookies)
+        .session_lifecycle(
+            PersistentSession::default()
+                .session_ttl(idle)
+                .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+        )
+        .build()
 }
 
 /// Every route and scope of the application.

@@ -28,68 +28,14 @@ fn with_conn<T>(
 
 pub(crate) fn run(command: Command) -> Result<()> {
     match command {
-        Command::Migrate(db_args) => {
-            let pool = db::connect(&db_args.database_path()).map_err(|e| e.to_string())?;
-            let applied = db::migrate(&pool).map_err(|e| e.to_string())?;
-            if applied.is_empty() {
-                println!("No migrations to apply.");
-            }
-            for name in applied {
-                println!("Applied {name}");
-            }
-            Ok(())
-        }
+        Command::Migrate(db_args) => migrate(&db_args),
         Command::Createsuperuser {
             username,
             email,
             noinput,
             db,
-        } => {
-            let pool = open(&db)?;
-            let username = match (username, noinput) {
-                (Some(name), _) => name,
-                (None, true) => return Err("--username is required with --noinput".into()),
-                (None, false) => prompt("Username: ")?,
-            };
-            let email = match (email, noinput) {
-                (Some(email), _) => email,
-                (None, true) => String::new(),
-                (None, false) => prompt("Email address: ")?,
-            };
-            let secret = if noinput {
-                std::env::var("LBASEDB_PROXY_SUPERUSER_PASSWORD")
-                    .map_err(|_| "--noinput needs LBASEDB_PROXY_SUPERUSER_PASSWORD".to_string())?
-            } else {
-                new_password(&username, &email)?
-            };
-            check_password(&secret, &username, &email)?;
-            let spec = UserSpec {
-                username,
-                email,
-                superuser: true,
-                staff: true,
-                ..Default::default()
-            };
-            let phc = password::hash(&secret);
-            with_conn(&pool, |conn| {
-                users::create_user(conn, &Granted::system(), &spec, &phc)
-            })?;
-            println!("Superuser created successfully.");
-            Ok(())
-        }
-        Command::Changepassword { username, db } => {
-            let pool = open(&db)?;
-            let user = find_user(&pool, &username)?;
-            println!("Changing password for user '{username}'");
-            let secret = new_password(&username, &user.email)?;
-            check_password(&secret, &username, &user.email)?;
-            let phc = password::hash(&secret);
-            with_conn(&pool, |conn| {
-                users::set_password(conn, &Granted::system(), user.id, &phc)
-            })?;
-            println!("Password changed successfully for user '{username}'");
-            Ok(())
-        }
+        } => createsuperuser(username, email, noinput, &db),
+        Command::Changepassword { username, db } => changepassword(&username, &db),
         Command::Createuser {
             username,
             email,
@@ -100,13 +46,6 @@ pub(crate) fn run(command: Command) -> Result<()> {
             grants,
             db,
         } => {
-            let pool = open(&db)?;
-            let grants = parse_grants(&grants)?;
-            let secret = match std::env::var("LBASEDB_PROXY_PASSWORD") {
-                Ok(secret) => secret,
-                Err(_) => new_password(&username, &email)?,
-            };
-            check_password(&secret, &username, &email)?;
             let spec = UserSpec {
                 username,
                 email,
@@ -114,14 +53,9 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 superuser,
                 groups,
                 perms,
-                grants,
+                grants: parse_grants(&grants)?,
             };
-            let phc = password::hash(&secret);
-            let user = with_conn(&pool, |conn| {
-                users::create_user(conn, &Granted::system(), &spec, &phc)
-            })?;
-            println!("User '{}' created (id {}).", user.username, user.id);
-            Ok(())
+            createuser(spec, &db)
         }
         Command::Creategroup {
             name,
@@ -129,9 +63,8 @@ pub(crate) fn run(command: Command) -> Result<()> {
             grants,
             db,
         } => {
-            let pool = open(&db)?;
             let grants = parse_grants(&grants)?;
-            let group = with_conn(&pool, |conn| {
+            let group = with_conn(&open(&db)?, |conn| {
                 users::create_group(conn, &Granted::system(), &name, &perms, &grants)
             })?;
             println!("Group '{}' created (id {}).", group.name, group.id);
@@ -142,31 +75,9 @@ pub(crate) fn run(command: Command) -> Result<()> {
             name,
             expires_in,
             db,
-        } => {
-            let pool = open(&db)?;
-            let user = find_user(&pool, &username)?;
-            let expires_at = expires_in
-                .map(crate::auth::token::expiry_after)
-                .transpose()
-                .map_err(|e| format!("--expires-in: {e}"))?;
-            let (token, plain) = with_conn(&pool, |conn| {
-                users::issue_token(conn, &Granted::system(), user.id, &name, expires_at)
-            })?;
-            eprintln!(
-                "Token '{}' ({}) for '{username}'{}; it is shown this once:",
-                token.name,
-                token.prefix,
-                token
-                    .expires_at
-                    .map(|at| format!(", expires {at} UTC"))
-                    .unwrap_or_default()
-            );
-            println!("{}", plain.secret);
-            Ok(())
-        }
+        } => createtoken(&username, &name, expires_in, &db),
         Command::Revoketoken { prefix, db } => {
-            let pool = open(&db)?;
-            if with_conn(&pool, |conn| queries::revoke_token(conn, &prefix))? {
+            if with_conn(&open(&db)?, |conn| queries::revoke_token(conn, &prefix))? {
                 println!("Token {prefix} revoked.");
                 Ok(())
             } else {
@@ -174,27 +85,144 @@ pub(crate) fn run(command: Command) -> Result<()> {
             }
         }
         Command::Dumpdata { db } => {
-            let pool = open(&db)?;
-            let dump = with_conn(&pool, db::dump::dump)?;
+            let dump = with_conn(&open(&db)?, db::dump::dump)?;
             let text = serde_json::to_string_pretty(&dump).map_err(|e| e.to_string())?;
             println!("{text}");
             Ok(())
         }
-        Command::Loaddata { file, db } => {
-            let pool = open(&db)?;
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let dump: db::dump::Dump = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: not a dump: {e}", file.display()))?;
-            let counts = with_conn(&pool, |conn| db::dump::load(conn, &dump))?;
-            println!(
-                "Installed {} group(s), {} user(s) and {} token(s).",
-                counts.groups, counts.users, counts.tokens
-            );
-            Ok(())
-        }
+        Command::Loaddata { file, db } => loaddata(&file, &db),
         Command::Serve(_) | Command::Lbasedb(_) => unreachable!("not a management command"),
     }
+}
+
+fn migrate(db_args: &DbArgs) -> Result<()> {
+    let pool = db::connect(&db_args.database_path()).map_err(|e| e.to_string())?;
+    let applied = db::migrate(&pool).map_err(|e| e.to_string())?;
+    if applied.is_empty() {
+        println!("No migrations to apply.");
+    }
+    for name in applied {
+        println!("Applied {name}");
+    }
+    Ok(())
+}
+
+/// As Django's: prompts for what is not given, or with `--noinput` takes
+/// the password from `LBASEDB_PROXY_SUPERUSER_PASSWORD`.
+fn createsuperuser(
+    username: Option<String>,
+    email: Option<String>,
+    noinput: bool,
+    db: &DbArgs,
+) -> Result<()> {
+    let pool = open(db)?;
+    let username = match (username, noinput) {
+        (Some(name), _) => name,
+        (None, true) => return Err("--username is required with --noinput".into()),
+        (None, false) => prompt("Username: ")?,
+    };
+    let email = match (email, noinput) {
+        (Some(email), _) => email,
+        (None, true) => String::new(),
+        (None, false) => prompt("Email address: ")?,
+    };
+    let secret = if noinput {
+        std::env::var("LBASEDB_PROXY_SUPERUSER_PASSWORD")
+            .map_err(|_| "--noinput needs LBASEDB_PROXY_SUPERUSER_PASSWORD".to_string())?
+    } else {
+        new_password(&username, &email)?
+    };
+    check_password(&secret, &username, &email)?;
+    let spec = UserSpec {
+        username,
+        email,
+        superuser: true,
+        staff: true,
+        ..Default::default()
+    };
+    let phc = password::hash(&secret);
+    with_conn(&pool, |conn| {
+        users::create_user(conn, &Granted::system(), &spec, &phc)
+    })?;
+    println!("Superuser created successfully.");
+    Ok(())
+}
+
+/// A new password from `LBASEDB_PROXY_PASSWORD` (scripts and CI have no
+/// terminal), or asked twice.
+fn password_from_env_or_prompt(username: &str, email: &str) -> Result<String> {
+    match std::env::var("LBASEDB_PROXY_PASSWORD") {
+        Ok(secret) => Ok(secret),
+        Err(_) => new_password(username, email),
+    }
+}
+
+fn changepassword(username: &str, db: &DbArgs) -> Result<()> {
+    let pool = open(db)?;
+    let user = find_user(&pool, username)?;
+    println!("Changing password for user '{username}'");
+    let secret = password_from_env_or_prompt(username, &user.email)?;
+    check_password(&secret, username, &user.email)?;
+    let phc = password::hash(&secret);
+    with_conn(&pool, |conn| {
+        users::set_password(conn, &Granted::system(), user.id, &phc)
+    })?;
+    println!("Password changed successfully for user '{username}'");
+    Ok(())
+}
+
+fn createuser(spec: UserSpec, db: &DbArgs) -> Result<()> {
+    let pool = open(db)?;
+    let secret = password_from_env_or_prompt(&spec.username, &spec.email)?;
+    check_password(&secret, &spec.username, &spec.email)?;
+    let phc = password::hash(&secret);
+    let user = with_conn(&pool, |conn| {
+        users::create_user(conn, &Granted::system(), &spec, &phc)
+    })?;
+    println!("User '{}' created (id {}).", user.username, user.id);
+    Ok(())
+}
+
+/// Prints the token alone on standard output's last line (for scripts);
+/// what it is goes to standard error.
+fn createtoken(
+    username: &str,
+    name: &str,
+    expires_in: Option<std::time::Duration>,
+    db: &DbArgs,
+) -> Result<()> {
+    let pool = open(db)?;
+    let user = find_user(&pool, username)?;
+    let expires_at = expires_in
+        .map(crate::auth::token::expiry_after)
+        .transpose()
+        .map_err(|e| format!("--expires-in: {e}"))?;
+    let (token, plain) = with_conn(&pool, |conn| {
+        users::issue_token(conn, &Granted::system(), user.id, name, expires_at)
+    })?;
+    let expiry = token
+        .expires_at
+        .map(|at| format!(", expires {at} UTC"))
+        .unwrap_or_default();
+    eprintln!(
+        "Token '{}' ({}) for '{username}'{expiry}; it is shown this once:",
+        token.name, token.prefix
+    );
+    println!("{}", plain.secret);
+    Ok(())
+}
+
+fn loaddata(file: &std::path::Path, db: &DbArgs) -> Result<()> {
+    let pool = open(db)?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let dump: db::dump::Dump =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a dump: {e}", file.display()))?;
+    let counts = with_conn(&pool, |conn| db::dump::load(conn, &dump))?;
+    println!(
+        "Installed {} group(s), {} user(s) and {} token(s).",
+        counts.groups, counts.users, counts.tokens
+    );
+    Ok(())
 }
 
 fn find_user(pool: &Pool, username: &str) -> Result<crate::db::models::User> {

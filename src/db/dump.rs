@@ -91,6 +91,15 @@ fn grants(rows: Vec<(String, String, String)>) -> Vec<Grant> {
 }
 
 pub fn dump(conn: &mut SqliteConnection) -> Result<Dump, DbError> {
+    Ok(Dump {
+        version: FORMAT_VERSION,
+        groups: dump_groups(conn)?,
+        users: dump_users(conn)?,
+        tokens: dump_tokens(conn)?,
+    })
+}
+
+fn dump_groups(conn: &mut SqliteConnection) -> Result<Vec<GroupDump>, DbError> {
     let mut groups = Vec::new();
     for group in auth_group::table
         .order(auth_group::name)
@@ -117,6 +126,10 @@ pub fn dump(conn: &mut SqliteConnection) -> Result<Dump, DbError> {
             feed_grants: grants(feed_grants),
         });
     }
+    Ok(groups)
+}
+
+fn dump_users(conn: &mut SqliteConnection) -> Result<Vec<UserDump>, DbError> {
     let mut users = Vec::new();
     for user in auth_user::table
         .order(auth_user::username)
@@ -159,7 +172,11 @@ pub fn dump(conn: &mut SqliteConnection) -> Result<Dump, DbError> {
             feed_grants: grants(feed_grants),
         });
     }
-    let tokens = authtoken_token::table
+    Ok(users)
+}
+
+fn dump_tokens(conn: &mut SqliteConnection) -> Result<Vec<TokenDump>, DbError> {
+    Ok(authtoken_token::table
         .inner_join(auth_user::table)
         .order(authtoken_token::id)
         .select((Token::as_select(), auth_user::username))
@@ -175,13 +192,7 @@ pub fn dump(conn: &mut SqliteConnection) -> Result<Dump, DbError> {
             last_used_at: t.last_used_at,
             revoked: t.revoked,
         })
-        .collect();
-    Ok(Dump {
-        version: FORMAT_VERSION,
-        groups,
-        users,
-        tokens,
-    })
+        .collect())
 }
 
 /// Loads a dump, all or nothing: groups and users are created or updated by
@@ -197,97 +208,111 @@ pub fn load(conn: &mut SqliteConnection, dump: &Dump) -> Result<LoadCounts, DbEr
     conn.transaction(|conn| {
         let mut counts = LoadCounts::default();
         for group in &dump.groups {
-            let id = match queries::group_by_name(conn, &group.name)? {
-                Some(existing) => existing.id,
-                None => queries::create_group(conn, &group.name)?.id,
-            };
-            diesel::delete(
-                auth_group_permissions::table.filter(auth_group_permissions::group_id.eq(id)),
-            )
-            .execute(conn)?;
-            diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(id))).execute(conn)?;
-            for codename in &group.permissions {
-                let perm = queries::permission_by_codename(conn, codename)?;
-                queries::add_group_permission(conn, id, perm.id)?;
-            }
-            for grant in &group.feed_grants {
-                let perm = queries::permission_by_codename(conn, &grant.permission)?;
-                queries::add_feed_grant(conn, Holder::Group(id), perm.id, &grant.feed)?;
-            }
+            load_group(conn, group)?;
             counts.groups += 1;
         }
         for user in &dump.users {
-            let values = (
-                auth_user::username.eq(&user.username),
-                auth_user::password.eq(&user.password),
-                auth_user::email.eq(&user.email),
-                auth_user::first_name.eq(&user.first_name),
-                auth_user::last_name.eq(&user.last_name),
-                auth_user::is_active.eq(user.is_active),
-                auth_user::is_staff.eq(user.is_staff),
-                auth_user::is_superuser.eq(user.is_superuser),
-                auth_user::date_joined.eq(user.date_joined),
-                auth_user::last_login.eq(user.last_login),
-            );
-            let id = match queries::user_by_username(conn, &user.username)? {
-                Some(existing) => {
-                    diesel::update(auth_user::table.find(existing.id))
-                        .set(values)
-                        .execute(conn)?;
-                    existing.id
-                }
-                None => diesel::insert_into(auth_user::table)
-                    .values(values)
-                    .returning(auth_user::id)
-                    .get_result(conn)?,
-            };
-            diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(id)))
-                .execute(conn)?;
-            diesel::delete(
-                auth_user_user_permissions::table
-                    .filter(auth_user_user_permissions::user_id.eq(id)),
-            )
-            .execute(conn)?;
-            diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(id))).execute(conn)?;
-            for name in &user.groups {
-                let group = queries::group_by_name(conn, name)?.ok_or_else(|| {
-                    DbError::Invalid(format!("user {}: unknown group {name:?}", user.username))
-                })?;
-                queries::add_user_to_group(conn, id, group.id)?;
-            }
-            for codename in &user.permissions {
-                let perm = queries::permission_by_codename(conn, codename)?;
-                queries::add_user_permission(conn, id, perm.id)?;
-            }
-            for grant in &user.feed_grants {
-                let perm = queries::permission_by_codename(conn, &grant.permission)?;
-                queries::add_feed_grant(conn, Holder::User(id), perm.id, &grant.feed)?;
-            }
+            load_user(conn, user)?;
             counts.users += 1;
         }
         for token in &dump.tokens {
-            let user = queries::user_by_username(conn, &token.user)?.ok_or_else(|| {
-                DbError::Invalid(format!(
-                    "token {}: unknown user {:?}",
-                    token.prefix, token.user
-                ))
-            })?;
-            let inserted = diesel::insert_or_ignore_into(authtoken_token::table)
-                .values((
-                    authtoken_token::user_id.eq(user.id),
-                    authtoken_token::name.eq(&token.name),
-                    authtoken_token::prefix.eq(&token.prefix),
-                    authtoken_token::digest.eq(&token.digest),
-                    authtoken_token::created_at.eq(token.created_at),
-                    authtoken_token::expires_at.eq(token.expires_at),
-                    authtoken_token::last_used_at.eq(token.last_used_at),
-                    authtoken_token::revoked.eq(token.revoked),
-                ))
-                .execute(conn)?;
-            counts.tokens += inserted;
+            counts.tokens += load_token(conn, token)?;
         }
         Ok(counts)
     })
+}
+
+/// A group by name, created or made the dump's.
+fn load_group(conn: &mut SqliteConnection, group: &GroupDump) -> Result<(), DbError> {
+    let id = match queries::group_by_name(conn, &group.name)? {
+        Some(existing) => existing.id,
+        None => queries::create_group(conn, &group.name)?.id,
+    };
+    diesel::delete(auth_group_permissions::table.filter(auth_group_permissions::group_id.eq(id)))
+        .execute(conn)?;
+    diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(id))).execute(conn)?;
+    for codename in &group.permissions {
+        let perm = queries::permission_by_codename(conn, codename)?;
+        queries::add_group_permission(conn, id, perm.id)?;
+    }
+    for grant in &group.feed_grants {
+        let perm = queries::permission_by_codename(conn, &grant.permission)?;
+        queries::add_feed_grant(conn, Holder::Group(id), perm.id, &grant.feed)?;
+    }
+    Ok(())
+}
+
+/// A user by name, created or made the dump's (password hash included).
+fn load_user(conn: &mut SqliteConnection, user: &UserDump) -> Result<(), DbError> {
+    let values = (
+        auth_user::username.eq(&user.username),
+        auth_user::password.eq(&user.password),
+        auth_user::email.eq(&user.email),
+        auth_user::first_name.eq(&user.first_name),
+        auth_user::last_name.eq(&user.last_name),
+        auth_user::is_active.eq(user.is_active),
+        auth_user::is_staff.eq(user.is_staff),
+        auth_user::is_superuser.eq(user.is_superuser),
+        auth_user::date_joined.eq(user.date_joined),
+        auth_user::last_login.eq(user.last_login),
+    );
+    let id = match queries::user_by_username(conn, &user.username)? {
+        Some(existing) => {
+            diesel::update(auth_user::table.find(existing.id))
+                .set(values)
+                .execute(conn)?;
+            existing.id
+        }
+        None => diesel::insert_into(auth_user::table)
+            .values(values)
+            .returning(auth_user::id)
+            .get_result(conn)?,
+    };
+    diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(id)))
+        .execute(conn)?;
+    diesel::delete(
+        auth_user_user_permissions::table.filter(auth_user_user_permissions::user_id.eq(id)),
+    )
+    .execute(conn)?;
+    diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(id))).execute(conn)?;
+    for name in &user.groups {
+        let group = queries::group_by_name(conn, name)?.ok_or_else(|| {
+            DbError::Invalid(format!("user {}: unknown group {name:?}", user.username))
+        })?;
+        queries::add_user_to_group(conn, id, group.id)?;
+    }
+    for codename in &user.permissions {
+        let perm = queries::permission_by_codename(conn, codename)?;
+        queries::add_user_permission(conn, id, perm.id)?;
+    }
+    for grant in &user.feed_grants {
+        let perm = queries::permission_by_codename(conn, &grant.permission)?;
+        queries::add_feed_grant(conn, Holder::User(id), perm.id, &grant.feed)?;
+    }
+    Ok(())
+}
+
+/// A token, unless its prefix is known already; answers 1 if added.
+fn load_token(conn: &mut SqliteConnection, token: &TokenDump) -> Result<usize, DbError> {
+    let user = queries::user_by_username(conn, &token.user)?.ok_or_else(|| {
+        DbError::Invalid(format!(
+            "token {}: unknown user {:?}",
+            token.prefix, token.user
+        ))
+    })?;
+    let inserted = diesel::insert_or_ignore_into(authtoken_token::table)
+        .values((
+            authtoken_token::user_id.eq(user.id),
+            authtoken_token::name.eq(&token.name),
+            authtoken_token::prefix.eq(&token.prefix),
+            authtoken_token::digest.eq(&token.digest),
+            authtoken_token::created_at.eq(token.created_at),
+            authtoken_token::expires_at.eq(token.expires_at),
+            authtoken_token::last_used_at.eq(token.last_used_at),
+            authtoken_token::revoked.eq(token.revoked),
+        ))
+        .execute(conn)?;
+    Ok(inserted)
 }
 
 #[derive(Debug, Default)]

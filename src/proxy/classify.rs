@@ -295,11 +295,22 @@ mod tests {
         Access::Feed(Perm::new(action, object), name.to_owned())
     }
 
+    fn check(cases: Vec<(&str, Method, &str, Access)>) {
+        for (endpoint, method, query, access) in cases {
+            let got = classify(endpoint, &method, query);
+            assert_eq!(
+                got.map(|c| c.access),
+                Ok(access),
+                "{method} /{endpoint}?{query}"
+            );
+        }
+    }
+
     #[test]
-    fn every_endpoint_and_method_maps_to_its_permission() {
+    fn version_feed_col_and_size_map_to_their_permissions() {
         use Action::*;
         use Object::{Col, Data, Feed};
-        let cases: Vec<(&str, Method, &str, Access)> = vec![
+        check(vec![
             ("version", Method::GET, "", Access::Authenticated),
             ("feed", Method::GET, "", Access::FeedList),
             (
@@ -331,6 +342,14 @@ mod tests {
             ),
             ("size", Method::GET, "feed=xy", feed(View, Data, "xy")),
             ("size", Method::PUT, "feed=xy", feed(Change, Data, "xy")),
+        ]);
+    }
+
+    #[test]
+    fn data_bytes_and_raw_map_to_their_permissions() {
+        use Action::*;
+        use Object::Data;
+        check(vec![
             (
                 "data",
                 Method::GET,
@@ -392,6 +411,14 @@ mod tests {
                 "feed=xy&col=x&ix=0",
                 feed(Change, Data, "xy"),
             ),
+        ]);
+    }
+
+    #[test]
+    fn readings_every_parser_shares_name_the_same_feed() {
+        use Action::*;
+        use Object::Data;
+        check(vec![
             // Readings every parser shares: percent-decoding, unknown keys,
             // empty pairs, dotted names.
             (
@@ -412,15 +439,7 @@ mod tests {
                 "&feed=a.b_c&",
                 feed(View, Data, "a.b_c"),
             ),
-        ];
-        for (endpoint, method, query, access) in cases {
-            let got = classify(endpoint, &method, query);
-            assert_eq!(
-                got.map(|c| c.access),
-                Ok(access),
-                "{method} /{endpoint}?{query}"
-            );
-        }
+        ]);
     }
 
     #[test]

@@ -97,34 +97,9 @@ pub async fn send(
         });
     }
 
-    // The query goes on byte for byte: the classifier read this very string.
-    let query = req.query_string();
-    let mut url =
-        String::with_capacity(state.upstream.len() + endpoint.name().len() + query.len() + 2);
-    url.push_str(&state.upstream);
-    url.push('/');
-    url.push_str(endpoint.name());
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
-
+    let url = upstream_url(state, endpoint, req.query_string());
     let mut upstream_req = client.request(req.method().clone(), url.as_str());
-    let headers = upstream_req.headers_mut();
-    for (name, value) in req.headers() {
-        if forward_request_header(req.headers(), name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    // Set from what the proxy saw (through trusted proxies only), never
-    // from what the client claims.
-    if let Ok(value) = HeaderValue::from_str(&crate::net::client_ip(req).to_string()) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = req.headers().get(header::HOST) {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-    }
+    copy_headers(req, upstream_req.headers_mut());
 
     let over_limit = Rc::new(Cell::new(false));
     let (body_done, body_sent) = oneshot::channel();
@@ -172,6 +147,40 @@ pub async fn send(
             limit: state.body_limit,
         }),
         Err(err) => Err(upstream_error(err)),
+    }
+}
+
+/// The upstream's URL for this endpoint. The query goes on byte for byte:
+/// the classifier read this very string.
+fn upstream_url(state: &ProxyState, endpoint: Endpoint, query: &str) -> String {
+    let mut url =
+        String::with_capacity(state.upstream.len() + endpoint.name().len() + query.len() + 2);
+    url.push_str(&state.upstream);
+    url.push('/');
+    url.push_str(endpoint.name());
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// The client's headers that the policy lets through, and the forwarding
+/// headers the proxy sets itself.
+fn copy_headers(req: &HttpRequest, headers: &mut HeaderMap) {
+    for (name, value) in req.headers() {
+        if forward_request_header(req.headers(), name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // Set from what the proxy saw (through trusted proxies only), never
+    // from what the client claims.
+    if let Ok(value) = HeaderValue::from_str(&crate::net::client_ip(req).to_string()) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Some(host) = req.headers().get(header::HOST) {
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
 }
 
