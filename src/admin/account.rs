@@ -1,6 +1,7 @@
 //! Logging in and out of the admin, changing one's own password, and the
 //! index of models.
 
+use crate::lbasedb::perms::VIEW_FEED;
 use actix_identity::Identity;
 use actix_session::Session;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
@@ -218,8 +219,6 @@ fn sections(staff: &Staff) -> Vec<Section> {
     .filter(|s| !s.models.is_empty())
     .collect()
 }
-
-const VIEW_FEED: &str = "lbasedb.view_feed";
 
 pub async fn index(staff: Staff, auth: web::Data<AuthState>) -> Result<HttpResponse, AdminError> {
     let user_id = staff.principal.user_id;

@@ -2,26 +2,20 @@
 //! rules as the proxy, with their columns, sizes, a preview of the first
 //! rows, and who holds grants on each.
 
-use std::time::Duration;
-
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde_json::Value;
 
-use super::{AdminError, Layout, Staff, ok, upstream_feeds};
+use super::{AdminError, Layout, Staff, ok};
 use crate::auth::AuthState;
 use crate::auth::perms::Model;
 use crate::auth::principal::Principal;
 use crate::db::{self, queries};
 use crate::lbasedb::names::is_valid_name;
+use crate::lbasedb::perms::{VIEW_COL, VIEW_DATA, VIEW_FEED};
 use crate::proxy::ProxyState;
+use crate::proxy::upstream::{Col, Upstream};
 
 const PREVIEW_ROWS: u64 = 10;
-
-struct Col {
-    name: String,
-    datatype: String,
-}
 
 struct FeedInfo {
     name: String,
@@ -31,46 +25,16 @@ struct FeedInfo {
     cols: Option<Vec<Col>>,
 }
 
-async fn get_json(proxy: &ProxyState, client: &awc::Client, path_and_query: &str) -> Option<Value> {
-    let url = format!("{}/{path_and_query}", proxy.upstream);
-    let mut response = client
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json::<Value>().limit(64 << 20).await.ok()
-}
-
 /// What a user may see of a feed, by the proxy's own rules: columns with
 /// `view_col`, the size with `view_data`.
-async fn info(proxy: &ProxyState, client: &awc::Client, who: &Principal, feed: &str) -> FeedInfo {
-    let size = if who.has_feed_perm(VIEW_DATA, feed) {
-        get_json(proxy, client, &format!("size?feed={feed}"))
-            .await
-            .and_then(|v| v["size"].as_u64())
-    } else {
-        None
+async fn info(upstream: &Upstream<'_>, who: &Principal, feed: &str) -> FeedInfo {
+    let size = match who.has_feed_perm(VIEW_DATA, feed) {
+        true => upstream.size(feed).await,
+        false => None,
     };
-    let cols = if who.has_feed_perm(VIEW_COL, feed) {
-        let listed = get_json(proxy, client, &format!("col?feed={feed}")).await;
-        let listed = listed
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default();
-        Some(
-            listed
-                .iter()
-                .map(|c| Col {
-                    name: c["name"].as_str().unwrap_or_default().to_owned(),
-                    datatype: c["datatype"].as_str().unwrap_or_default().to_owned(),
-                })
-                .collect(),
-        )
-    } else {
-        None
+    let cols = match who.has_feed_perm(VIEW_COL, feed) {
+        true => Some(upstream.cols(feed).await.unwrap_or_default()),
+        false => None,
     };
     FeedInfo {
         name: feed.to_owned(),
@@ -78,10 +42,6 @@ async fn info(proxy: &ProxyState, client: &awc::Client, who: &Principal, feed: &
         cols,
     }
 }
-
-const VIEW_FEED: &str = "lbasedb.view_feed";
-const VIEW_COL: &str = "lbasedb.view_col";
-const VIEW_DATA: &str = "lbasedb.view_data";
 
 #[derive(Template)]
 #[template(path = "admin/feed_list.html")]
@@ -95,10 +55,11 @@ pub async fn list(
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
 ) -> Result<HttpResponse, AdminError> {
+    let upstream = Upstream::new(&proxy, &client);
     let mut feeds = Vec::new();
-    for name in upstream_feeds(&proxy, &client).await {
+    for name in upstream.feeds().await {
         if staff.principal.has_feed_perm(VIEW_FEED, &name) {
-            feeds.push(info(&proxy, &client, &staff.principal, &name).await);
+            feeds.push(info(&upstream, &staff.principal, &name).await);
         }
     }
     ok(&ListPage {
@@ -115,9 +76,9 @@ struct DetailPage<'a> {
     /// None: no `view_data` and `view_col` on this feed.
     preview: Option<Vec<Vec<String>>>,
     /// None: no `auth.view_group` (or `change_group`).
-    group_grants: Option<Vec<(i32, String, String)>>,
+    group_grants: Option<queries::Holders>,
     /// None: no `auth.view_user` (or `change_user`).
-    user_grants: Option<Vec<(i32, String, String)>>,
+    user_grants: Option<queries::Holders>,
 }
 
 pub async fn detail(
@@ -134,25 +95,22 @@ pub async fn detail(
     if !staff.principal.has_feed_perm(VIEW_FEED, &name) {
         return Err(AdminError::Forbidden);
     }
-    if !upstream_feeds(&proxy, &client).await.contains(&name) {
+    let upstream = Upstream::new(&proxy, &client);
+    if !upstream.feeds().await.contains(&name) {
         return Err(AdminError::NotFound);
     }
-    let feed = info(&proxy, &client, &staff.principal, &name).await;
+    let feed = info(&upstream, &staff.principal, &name).await;
     // Rows need the columns to be named, as through the API.
     let preview = match (&feed.cols, feed.size) {
         (Some(cols), Some(size)) if !cols.is_empty() => {
-            Some(preview(&proxy, &client, &name, cols, size).await)
+            Some(upstream.preview(&name, cols, size.min(PREVIEW_ROWS)).await)
         }
-        (Some(cols), Some(_)) if cols.is_empty() => Some(Vec::new()),
+        (Some(_), Some(_)) => Some(Vec::new()),
         _ => None,
     };
     let (view_groups, view_users) = (staff.can_view(Model::Group), staff.can_view(Model::User));
-    let feed_name = name.clone();
     let (group_grants, user_grants) = if view_groups || view_users {
-        db::run(&auth.pool, move |conn| {
-            queries::feed_holders(conn, &feed_name)
-        })
-        .await?
+        db::run(&auth.pool, move |conn| queries::feed_holders(conn, &name)).await?
     } else {
         Default::default()
     };
@@ -163,34 +121,4 @@ pub async fn detail(
         group_grants: view_groups.then_some(group_grants),
         user_grants: view_users.then_some(user_grants),
     })
-}
-
-/// The first rows of a feed, as text.
-async fn preview(
-    proxy: &ProxyState,
-    client: &awc::Client,
-    feed: &str,
-    cols: &[Col],
-    size: u64,
-) -> Vec<Vec<String>> {
-    let rows = size.min(PREVIEW_ROWS);
-    let names: String = cols.iter().map(|c| format!("&col[]={}", c.name)).collect();
-    let data = get_json(
-        proxy,
-        client,
-        &format!("data?feed={feed}&ix=0&size={rows}{names}"),
-    )
-    .await
-    .unwrap_or_default();
-    (0..rows as usize)
-        .map(|i| {
-            cols.iter()
-                .map(|c| match &data[&c.name][i] {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                })
-                .collect()
-        })
-        .collect()
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{
     AdminError, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Staff,
-    after_save, choices, flash, grant_rows, history_page, ok, redirect, upstream_feeds,
+    after_save, choices, flash, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::AuthState;
 use crate::auth::perms::{self, Model};
@@ -15,6 +15,7 @@ use crate::auth::users::{self, FieldChange};
 use crate::db::models::{Group, Permission};
 use crate::db::{self, DbError, queries};
 use crate::proxy::ProxyState;
+use crate::proxy::upstream::Upstream;
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -127,11 +128,11 @@ async fn page<'a>(
             .collect(),
         lbasedb_perms: all
             .iter()
-            .filter(|p| p.app_label == "lbasedb")
+            .filter(|p| p.app_label == crate::lbasedb::perms::APP_LABEL)
             .map(|p| (p.id, p.full_codename()))
             .collect(),
         grants,
-        feeds: upstream_feeds(upstream.0, upstream.1).await,
+        feeds: Upstream::new(upstream.0, upstream.1).feeds().await,
         members: members.into_iter().map(|u| u.username).collect(),
         errors,
         can_save,

@@ -342,7 +342,7 @@ pub fn grant_rows(
         let perm_id = perm.parse::<i32>().ok().filter(|id| {
             perms
                 .iter()
-                .any(|p| p.id == *id && p.app_label == "lbasedb")
+                .any(|p| p.id == *id && p.app_label == crate::lbasedb::perms::APP_LABEL)
         });
         match perm_id {
             Some(id) if crate::lbasedb::names::is_valid_name(feed) => {
@@ -373,24 +373,6 @@ pub fn after_save(
         "_addanother" => redirect(add),
         _ => redirect(list),
     }
-}
-
-/// The feeds the upstream has, to offer in grant rows (none if it is down).
-pub async fn upstream_feeds(state: &crate::proxy::ProxyState, client: &awc::Client) -> Vec<String> {
-    let url = format!("{}/feed", state.upstream);
-    let Ok(mut response) = client
-        .get(url)
-        .timeout(std::time::Duration::from_secs(5))
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let feeds: Vec<serde_json::Value> = response.json().limit(16 << 20).await.unwrap_or_default();
-    feeds
-        .iter()
-        .filter_map(|f| f["name"].as_str().map(str::to_owned))
-        .collect()
 }
 
 struct HistoryRow {

@@ -435,7 +435,7 @@ async fn change_page<'a>(
         lbasedb_perms: catalog
             .perms
             .iter()
-            .filter(|p| p.app_label == "lbasedb")
+            .filter(|p| p.app_label == crate::lbasedb::perms::APP_LABEL)
             .map(|p| (p.id, p.full_codename()))
             .collect(),
         grants,

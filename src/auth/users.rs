@@ -34,7 +34,10 @@ pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
     let (codename, feed) = text
         .split_once('=')
         .ok_or_else(|| DbError::Invalid(format!("grant {text:?}: expected CODENAME=FEED")))?;
-    if !codename.starts_with("lbasedb.") {
+    if codename
+        .split_once('.')
+        .is_none_or(|(app, _)| app != crate::lbasedb::perms::APP_LABEL)
+    {
         return Err(DbError::Invalid(format!(
             "grant {text:?}: only lbasedb permissions are granted per feed"
         )));

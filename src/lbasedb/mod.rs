@@ -6,6 +6,7 @@
 mod error;
 mod handlers;
 pub mod names;
+pub mod perms;
 pub mod query;
 
 use std::io;

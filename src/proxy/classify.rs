@@ -10,6 +10,7 @@
 use actix_web::http::Method;
 
 pub use crate::lbasedb::names::is_valid_name;
+pub use crate::lbasedb::perms::{Action, Object, Perm};
 use crate::lbasedb::query::{
     ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_form, parse_qs,
 };
@@ -78,54 +79,6 @@ impl Endpoint {
     /// `/data` and `/bytes` read their query with `serde_qs`.
     fn uses_serde_qs(self) -> bool {
         matches!(self, Self::Data | Self::Bytes)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    View,
-    Add,
-    Change,
-    Delete,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Object {
-    Feed,
-    Col,
-    Data,
-}
-
-/// A Django-style model permission of the `lbasedb` app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Perm {
-    pub action: Action,
-    pub object: Object,
-}
-
-impl Perm {
-    pub const fn new(action: Action, object: Object) -> Self {
-        Self { action, object }
-    }
-
-    /// `lbasedb.view_data` and the like.
-    pub fn codename(self) -> &'static str {
-        use Action::*;
-        use Object::*;
-        match (self.action, self.object) {
-            (View, Feed) => "lbasedb.view_feed",
-            (Add, Feed) => "lbasedb.add_feed",
-            (Change, Feed) => "lbasedb.change_feed",
-            (Delete, Feed) => "lbasedb.delete_feed",
-            (View, Col) => "lbasedb.view_col",
-            (Add, Col) => "lbasedb.add_col",
-            (Change, Col) => "lbasedb.change_col",
-            (Delete, Col) => "lbasedb.delete_col",
-            (View, Data) => "lbasedb.view_data",
-            (Add, Data) => "lbasedb.add_data",
-            (Change, Data) => "lbasedb.change_data",
-            (Delete, Data) => "lbasedb.delete_data",
-        }
     }
 }
 

@@ -6,7 +6,9 @@ pub mod classify;
 mod forward;
 pub mod headers;
 pub mod limits;
+pub mod upstream;
 
+use crate::lbasedb::perms::VIEW_FEED;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,8 +169,6 @@ async fn feed_changed(req: &HttpRequest, auth: &AuthState, facts: limits::BodyFa
     }
     auth.cache.clear();
 }
-
-const VIEW_FEED: &str = "lbasedb.view_feed";
 
 /// The one place where a classified request is allowed or refused.
 pub fn authorize(classified: &Classified, who: &Principal) -> Result<(), ApiError> {

@@ -1,0 +1,108 @@
+//! The upstream's API as the proxy calls it for itself (never a client's
+//! request): the feed list for the admin's grant rows, columns, sizes and
+//! first rows for its feed pages, the version for `/readyz`. Each call has
+//! a timeout and a size limit, and answers `None` (logged) when the
+//! upstream is down or says something else than expected.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ProxyState;
+
+/// Largest answer read whole: a feed list, a column list, ten rows.
+const ANSWER_LIMIT: usize = 16 << 20;
+
+pub struct Upstream<'a> {
+    state: &'a ProxyState,
+    client: &'a awc::Client,
+}
+
+/// A column as `GET /col` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Col {
+    pub name: String,
+    pub datatype: String,
+}
+
+impl<'a> Upstream<'a> {
+    pub fn new(state: &'a ProxyState, client: &'a awc::Client) -> Self {
+        Self { state, client }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Option<T> {
+        let url = format!("{}/{path_and_query}", self.state.upstream);
+        let mut response = match self.client.get(url).timeout(timeout).send().await {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                log::debug!(
+                    "upstream answered {} to {path_and_query}",
+                    response.status()
+                );
+                return None;
+            }
+            Err(err) => {
+                log::warn!("upstream not answering {path_and_query}: {err}");
+                return None;
+            }
+        };
+        response.json::<T>().limit(ANSWER_LIMIT).await.ok()
+    }
+
+    /// `GET /version`'s `version`, within 2 s.
+    pub async fn version(&self) -> Option<Value> {
+        let answer: Value = self.get("version", Duration::from_secs(2)).await?;
+        answer.get("version").cloned()
+    }
+
+    /// The names of the upstream's feeds (none if it is down).
+    pub async fn feeds(&self) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct Feed {
+            name: String,
+        }
+        let feeds: Vec<Feed> = self
+            .get("feed", Duration::from_secs(5))
+            .await
+            .unwrap_or_default();
+        feeds.into_iter().map(|f| f.name).collect()
+    }
+
+    pub async fn cols(&self, feed: &str) -> Option<Vec<Col>> {
+        self.get(&format!("col?feed={feed}"), Duration::from_secs(10))
+            .await
+    }
+
+    pub async fn size(&self, feed: &str) -> Option<u64> {
+        let answer: Value = self
+            .get(&format!("size?feed={feed}"), Duration::from_secs(10))
+            .await?;
+        answer["size"].as_u64()
+    }
+
+    /// The first `rows` rows of the named columns, as text.
+    pub async fn preview(&self, feed: &str, cols: &[Col], rows: u64) -> Vec<Vec<String>> {
+        let names: String = cols.iter().map(|c| format!("&col[]={}", c.name)).collect();
+        let path = format!("data?feed={feed}&ix=0&size={rows}{names}");
+        let data: Value = self
+            .get(&path, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        (0..rows as usize)
+            .map(|i| {
+                cols.iter()
+                    .map(|c| match &data[&c.name][i] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
