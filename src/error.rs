@@ -39,10 +39,14 @@ pub enum ApiError {
     Busy(Duration),
     /// The cause goes to the log, never to the client.
     #[error("A server error occurred.")]
-    Internal(String),
+    Internal(#[source] anyhow::Error),
 }
 
 impl ApiError {
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+
     pub fn no_credentials() -> Self {
         Self::NotAuthenticated("Authentication credentials were not provided.".into())
     }
@@ -56,7 +60,7 @@ impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
         match err {
             crate::db::DbError::Denied(denied) => Self::Forbidden(denied.0),
-            err => Self::Internal(err.to_string()),
+            err => Self::internal(err),
         }
     }
 }
@@ -90,7 +94,7 @@ impl ResponseError for ApiError {
             Self::Throttled(wait) | Self::Busy(wait) => {
                 response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
             }
-            Self::Internal(cause) => log::error!("internal error: {cause}"),
+            Self::Internal(cause) => log::error!("internal error: {cause:#}"),
             _ => {}
         }
         response.json(json!({ "detail": self.to_string() }))

@@ -9,12 +9,12 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{AdminError, CsrfForm, Layout, NoFields, Staff, flash, ok, redirect};
+use crate::auth::AuthError;
 use crate::auth::api::check_credentials;
 use crate::auth::perms::{self, Model};
 use crate::auth::{AuthState, CSRF_SESSION_KEY, ensure_csrf_token, password, users};
 use crate::db::models::{LogEntry, User};
 use crate::db::{self, queries};
-use crate::error::ApiError;
 
 const STAFF_ONLY: &str = "Please enter the correct username and password for a staff account. Note that both fields may be case-sensitive.";
 
@@ -79,15 +79,19 @@ pub struct LoginForm {
 }
 
 /// What the login page says to a refused login, or `None` to let it in.
-fn refusal(checked: &Result<User, ApiError>) -> Result<Option<String>, AdminError> {
+fn refusal(checked: Result<User, AuthError>) -> Result<(Option<User>, Option<String>), AdminError> {
     Ok(match checked {
-        Ok(user) if user.is_staff => None,
-        Ok(_) | Err(ApiError::BadRequest(_)) => Some(STAFF_ONLY.to_owned()),
-        Err(ApiError::Throttled(wait)) => Some(format!(
-            "Too many failed login attempts. Try again in {} seconds.",
-            wait.as_secs().max(1)
-        )),
-        Err(other) => return Err(AdminError::Internal(other.to_string())),
+        Ok(user) if user.is_staff => (Some(user), None),
+        Ok(user) => (Some(user), Some(STAFF_ONLY.to_owned())),
+        Err(AuthError::BadCredentials) => (None, Some(STAFF_ONLY.to_owned())),
+        Err(AuthError::Throttled(wait)) => (
+            None,
+            Some(format!(
+                "Too many failed login attempts. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            )),
+        ),
+        Err(other) => return Err(AdminError::Internal(other.into())),
     })
 }
 
@@ -100,8 +104,8 @@ pub async fn login(
     crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     let next = safe_next(Some(&form.next)).to_owned();
     let checked = check_credentials(&auth, &req, &form.username, &form.password).await;
-    let error = refusal(&checked)?;
-    let (user, username) = (checked.ok(), form.username.clone());
+    let (user, error) = refusal(checked)?;
+    let username = form.username.clone();
     let succeeded = error.is_none();
     let recorded = user.clone();
     db::run(&auth.pool, move |conn| {
@@ -126,7 +130,7 @@ pub async fn login(
     session.renew();
     session.remove(CSRF_SESSION_KEY);
     Identity::login(&req.extensions(), user.id.to_string())
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+        .map_err(|e| AdminError::Internal(e.into()))?;
     redirect(&next)
 }
 

@@ -55,7 +55,7 @@ async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
     };
     let auth = req
         .app_data::<web::Data<AuthState>>()
-        .ok_or_else(|| AdminError::Internal("no AuthState".into()))?;
+        .ok_or_else(|| AdminError::Internal(anyhow::anyhow!("no AuthState registered")))?;
     let user_id = req
         .get_identity()
         .ok()

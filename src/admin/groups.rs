@@ -296,8 +296,11 @@ async fn save(
     };
     match saved {
         Ok(id) => Ok(Saved::Id(id)),
-        Err(DbError::Invalid(why)) => {
-            errors.entry("name").or_default().push(why);
+        Err(DbError::Invalid(invalid)) => {
+            errors
+                .entry(invalid.field)
+                .or_default()
+                .push(invalid.message);
             Ok(Saved::Invalid(values, errors))
         }
         Err(other) => Err(other.into()),

@@ -177,7 +177,7 @@ pub enum AdminError {
     #[error("{0}")]
     Denied(String),
     #[error("server error")]
-    Internal(String),
+    Internal(#[source] anyhow::Error),
 }
 
 impl From<DbError> for AdminError {
@@ -185,20 +185,20 @@ impl From<DbError> for AdminError {
         match err {
             DbError::Denied(denied) => Self::Denied(denied.0),
             err if err.is_not_found() => Self::NotFound,
-            err => Self::Internal(err.to_string()),
+            err => Self::Internal(err.into()),
         }
     }
 }
 
 impl From<crate::error::ApiError> for AdminError {
     fn from(err: crate::error::ApiError) -> Self {
-        Self::Internal(err.to_string())
+        Self::Internal(err.into())
     }
 }
 
 impl From<actix_web::error::BlockingError> for AdminError {
     fn from(err: actix_web::error::BlockingError) -> Self {
-        Self::Internal(err.to_string())
+        Self::Internal(err.into())
     }
 }
 
@@ -243,7 +243,7 @@ impl ResponseError for AdminError {
                 "The requested resource was not found on this server.",
             ),
             Self::Internal(cause) => {
-                log::error!("admin: {cause}");
+                log::error!("admin: {cause:#}");
                 (
                     "Server Error (500)",
                     "There's been an error. It's been reported to the site administrators.",

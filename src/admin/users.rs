@@ -290,7 +290,10 @@ pub async fn add(
                 flash(&req, "success", message);
                 return redirect(&format!("/admin/auth/user/{}/change/", user.id));
             }
-            Err(DbError::Invalid(why)) => errors.entry("username").or_default().push(why),
+            Err(DbError::Invalid(invalid)) => errors
+                .entry(invalid.field)
+                .or_default()
+                .push(invalid.message),
             Err(other) => return Err(other.into()),
         }
     }
@@ -597,7 +600,10 @@ pub async fn change(
             .await;
         match saved {
             Ok(()) => {}
-            Err(DbError::Invalid(why)) => errors.entry("username").or_default().push(why),
+            Err(DbError::Invalid(invalid)) => errors
+                .entry(invalid.field)
+                .or_default()
+                .push(invalid.message),
             Err(other) => return Err(other.into()),
         }
     }

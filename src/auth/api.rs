@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    AuthState, CSRF_SESSION_KEY, check_csrf, client_ip, ensure_csrf_token, password, users,
+    AuthError, AuthState, CSRF_SESSION_KEY, check_csrf, client_ip, ensure_csrf_token, password,
+    users,
 };
 use crate::db::models::User;
 use crate::db::{self, queries};
@@ -29,8 +30,6 @@ pub struct Credentials {
 /// A form or a JSON body alike.
 type CredentialsBody = web::Either<web::Json<Credentials>, web::Form<Credentials>>;
 
-const BAD_CREDENTIALS: &str = "Unable to log in with provided credentials.";
-
 /// Checks a username and password: throttled per (account, address) with
 /// the attempt counted before the check, one message for an unknown user,
 /// a wrong password or an inactive account, and the same argon2 work in
@@ -40,12 +39,12 @@ pub async fn check_credentials(
     req: &HttpRequest,
     username: &str,
     password: &str,
-) -> Result<User, ApiError> {
+) -> Result<User, AuthError> {
     let ip = client_ip(req);
     state
         .throttle
         .attempt_login(username, ip)
-        .map_err(ApiError::Throttled)?;
+        .map_err(AuthError::Throttled)?;
     let name = username.to_owned();
     let user = db::run(&state.pool, move |conn| {
         queries::user_by_username(conn, &name)
@@ -53,9 +52,7 @@ pub async fn check_credentials(
     .await?;
     let phc = user.as_ref().map(|u| u.password.clone());
     let attempt = password.to_owned();
-    let matches = web::block(move || password::verify(&attempt, phc.as_deref()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let matches = web::block(move || password::verify(&attempt, phc.as_deref())).await?;
     match user {
         Some(user) if matches && user.is_active => {
             state.throttle.succeed_login(username, ip);
@@ -63,7 +60,7 @@ pub async fn check_credentials(
         }
         _ => {
             log::info!("failed login for an account from {ip}");
-            Err(ApiError::BadRequest(BAD_CREDENTIALS.into()))
+            Err(AuthError::BadCredentials)
         }
     }
 }
@@ -104,8 +101,7 @@ pub async fn login(
     // A new session id at login, and a new CSRF token with it.
     session.renew();
     session.remove(CSRF_SESSION_KEY);
-    Identity::login(&req.extensions(), user.id.to_string())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Identity::login(&req.extensions(), user.id.to_string()).map_err(ApiError::internal)?;
     let csrf = ensure_csrf_token(&req)?;
     let user_id = user.id;
     db::run(&state.pool, move |conn| {

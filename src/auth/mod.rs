@@ -37,6 +37,33 @@ pub struct AuthState {
     pub secure_cookies: bool,
 }
 
+/// Why a login was refused or failed: the JSON API and the HTML admin each
+/// put it in their own words (`ApiError`, `admin::AdminError`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// An unknown user, a wrong password or an inactive account: one
+    /// answer for all three.
+    #[error("Unable to log in with provided credentials.")]
+    BadCredentials,
+    /// Too many failed attempts for this account from this address.
+    #[error("too many failed logins; retry in {0:?}")]
+    Throttled(std::time::Duration),
+    #[error("reading the user")]
+    Db(#[from] DbError),
+    #[error("checking the password")]
+    Hashing(#[from] actix_web::error::BlockingError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::BadCredentials => Self::BadRequest(err.to_string()),
+            AuthError::Throttled(wait) => Self::Throttled(wait),
+            err => Self::internal(err),
+        }
+    }
+}
+
 /// An authenticated request: who, and whether by session (which makes
 /// unsafe methods need a CSRF token) or by token (which does not).
 #[derive(Debug, Clone)]
@@ -216,7 +243,7 @@ pub fn ensure_csrf_token(req: &HttpRequest) -> Result<String, ApiError> {
         .collect();
     session
         .insert(CSRF_SESSION_KEY, &token)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
     Ok(token)
 }
 

@@ -31,21 +31,23 @@ pub struct UserSpec {
 
 /// `lbasedb.view_data=sensors` into its codename and feed.
 pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
-    let (codename, feed) = text
-        .split_once('=')
-        .ok_or_else(|| DbError::Invalid(format!("grant {text:?}: expected CODENAME=FEED")))?;
+    let (codename, feed) = text.split_once('=').ok_or_else(|| {
+        DbError::invalid("grants", format!("grant {text:?}: expected CODENAME=FEED"))
+    })?;
     if codename
         .split_once('.')
         .is_none_or(|(app, _)| app != crate::lbasedb::perms::APP_LABEL)
     {
-        return Err(DbError::Invalid(format!(
-            "grant {text:?}: only lbasedb permissions are granted per feed"
-        )));
+        return Err(DbError::invalid(
+            "grants",
+            format!("grant {text:?}: only lbasedb permissions are granted per feed"),
+        ));
     }
     if !is_valid_name(feed) {
-        return Err(DbError::Invalid(format!(
-            "grant {text:?}: {feed:?} is not a valid feed name"
-        )));
+        return Err(DbError::invalid(
+            "grants",
+            format!("grant {text:?}: {feed:?} is not a valid feed name"),
+        ));
     }
     Ok((codename.to_owned(), feed.to_owned()))
 }
@@ -59,9 +61,9 @@ pub fn validate_username(username: &str) -> Result<(), DbError> {
     if ok {
         Ok(())
     } else {
-        Err(DbError::Invalid(
-            "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
-                .into(),
+        Err(DbError::invalid(
+            "username",
+            "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
         ))
     }
 }
@@ -173,10 +175,10 @@ pub fn create_user(
                 date_joined: queries::now(),
             },
         )
-        .map_err(|e| unique_as(e, "A user with that username already exists."))?;
+        .map_err(|e| unique_as(e, "username", "A user with that username already exists."))?;
         for name in &spec.groups {
             let group = queries::group_by_name(conn, name)?
-                .ok_or_else(|| DbError::Invalid(format!("unknown group {name:?}")))?;
+                .ok_or_else(|| DbError::invalid("groups", format!("unknown group {name:?}")))?;
             queries::add_user_to_group(conn, user.id, group.id)?;
         }
         for codename in &spec.perms {
@@ -193,9 +195,9 @@ pub fn create_user(
 }
 
 /// A unique violation as the form error it stands for.
-fn unique_as(err: DbError, message: &str) -> DbError {
+fn unique_as(err: DbError, field: &'static str, message: &str) -> DbError {
     if err.is_unique_violation() {
-        DbError::Invalid(message.into())
+        DbError::invalid(field, message)
     } else {
         err
     }
@@ -405,7 +407,7 @@ pub fn update_user(
         }
         keep_a_superuser(conn, &before, update.is_superuser && update.is_active)?;
         queries::update_user(conn, user_id, update)
-            .map_err(|e| unique_as(e, "A user with that username already exists."))?;
+            .map_err(|e| unique_as(e, "username", "A user with that username already exists."))?;
         if before.is_active && !update.is_active {
             end_access(conn, user_id)?;
         }
@@ -466,7 +468,7 @@ pub fn add_group(
             check_gifts(conn, &powers, (&[], &[]), (perms, grants))?;
         }
         let group = queries::create_group(conn, name)
-            .map_err(|e| unique_as(e, "Group with this Name already exists."))?;
+            .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
         queries::update_group(conn, group.id, name, perms, grants)?;
         let object = Object {
             kind: "auth.group",
@@ -495,7 +497,7 @@ pub fn change_group(
             check_gifts(conn, &powers, (&old_perms, &old_grants), (perms, grants))?;
         }
         queries::update_group(conn, id, name, perms, grants)
-            .map_err(|e| unique_as(e, "Group with this Name already exists."))?;
+            .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
         let object = Object {
             kind: "auth.group",
             id: id.to_string(),
@@ -526,8 +528,9 @@ pub fn delete_group(
 
 fn validate_group_name(name: &str) -> Result<(), DbError> {
     if name.trim().is_empty() || name.len() > 150 {
-        return Err(DbError::Invalid(
-            "This field is required (150 characters or fewer).".into(),
+        return Err(DbError::invalid(
+            "name",
+            "This field is required (150 characters or fewer).",
         ));
     }
     Ok(())

@@ -200,10 +200,10 @@ fn dump_tokens(conn: &mut SqliteConnection) -> Result<Vec<TokenDump>, DbError> {
 /// tokens are added unless their prefix is already known.
 pub fn load(conn: &mut SqliteConnection, dump: &Dump) -> Result<LoadCounts, DbError> {
     if dump.version != FORMAT_VERSION {
-        return Err(DbError::Invalid(format!(
-            "unsupported dump version {}",
-            dump.version
-        )));
+        return Err(DbError::invalid(
+            "version",
+            format!("unsupported dump version {}", dump.version),
+        ));
     }
     conn.transaction(|conn| {
         let mut counts = LoadCounts::default();
@@ -277,7 +277,10 @@ fn load_user(conn: &mut SqliteConnection, user: &UserDump) -> Result<(), DbError
     diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(id))).execute(conn)?;
     for name in &user.groups {
         let group = queries::group_by_name(conn, name)?.ok_or_else(|| {
-            DbError::Invalid(format!("user {}: unknown group {name:?}", user.username))
+            DbError::invalid(
+                "groups",
+                format!("user {}: unknown group {name:?}", user.username),
+            )
         })?;
         queries::add_user_to_group(conn, id, group.id)?;
     }
@@ -295,10 +298,10 @@ fn load_user(conn: &mut SqliteConnection, user: &UserDump) -> Result<(), DbError
 /// A token, unless its prefix is known already; answers 1 if added.
 fn load_token(conn: &mut SqliteConnection, token: &TokenDump) -> Result<usize, DbError> {
     let user = queries::user_by_username(conn, &token.user)?.ok_or_else(|| {
-        DbError::Invalid(format!(
-            "token {}: unknown user {:?}",
-            token.prefix, token.user
-        ))
+        DbError::invalid(
+            "user",
+            format!("token {}: unknown user {:?}", token.prefix, token.user),
+        )
     })?;
     let inserted = diesel::insert_or_ignore_into(authtoken_token::table)
         .values((

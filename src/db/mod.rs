@@ -25,18 +25,38 @@ pub enum DbError {
     Pool(#[from] r2d2::PoolError),
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
-    #[error("migrations: {0}")]
-    Migration(String),
+    #[error("migrations")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("blocking task failed: {0}")]
     Blocking(#[from] actix_web::error::BlockingError),
+    /// Input the data refuses (a taken name, an unknown group): a form
+    /// shows it beside its field.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The database cannot be opened as configured.
     #[error("{0}")]
-    Invalid(String),
+    Config(String),
     /// A write the privilege rules refuse (`auth::guard`).
     #[error(transparent)]
     Denied(#[from] crate::auth::guard::Denied),
 }
 
+/// What is wrong with one field of the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
 impl DbError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(Invalid {
+            field,
+            message: message.into(),
+        })
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Query(diesel::result::Error::NotFound))
     }
@@ -84,12 +104,12 @@ pub fn sqlite_path(url: &str) -> Result<&str, DbError> {
                     "postgres" | "postgresql" | "mysql" | "mariadb"
                 ) =>
         {
-            Err(DbError::Invalid(format!(
+            Err(DbError::Config(format!(
                 "DATABASE_URL is a {scheme}: URL, but only SQLite is supported here: \
                  give a file path or sqlite://PATH"
             )))
         }
-        _ if url.is_empty() => Err(DbError::Invalid("DATABASE_URL is empty".into())),
+        _ if url.is_empty() => Err(DbError::Config("DATABASE_URL is empty".into())),
         _ => Ok(url),
     }
 }
@@ -105,19 +125,18 @@ pub fn connect(url: &str) -> Result<Pool, DbError> {
         if let Some(parent) = Path::new(path).parent()
             && !parent.as_os_str().is_empty()
         {
-            crate::fsperm::private_dir(parent).map_err(|e| {
-                DbError::Invalid(format!("cannot create {}: {e}", parent.display()))
-            })?;
+            crate::fsperm::private_dir(parent)
+                .map_err(|e| DbError::Config(format!("cannot create {}: {e}", parent.display())))?;
         }
         crate::fsperm::private_file(Path::new(path))
-            .map_err(|e| DbError::Invalid(format!("cannot open database {path}: {e}")))?;
+            .map_err(|e| DbError::Config(format!("cannot open database {path}: {e}")))?;
     }
     let pool = r2d2::Pool::builder()
         .max_size(8)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(Pragmas))
         .build(ConnectionManager::<SqliteConnection>::new(path))
-        .map_err(|e| DbError::Invalid(format!("cannot open database {path}: {e}")))?;
+        .map_err(|e| DbError::Config(format!("cannot open database {path}: {e}")))?;
     Ok(pool)
 }
 
@@ -126,7 +145,7 @@ pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let mut conn = pool.get()?;
     let applied = conn
         .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| DbError::Migration(e.to_string()))?;
+        .map_err(DbError::Migration)?;
     Ok(applied.iter().map(|m| m.to_string()).collect())
 }
 

@@ -5,9 +5,10 @@ use super::*;
 /// A permission by its full codename (`lbasedb.view_data`).
 pub fn permission_by_codename(conn: &mut Conn, full: &str) -> Result<Permission, DbError> {
     let unknown = || {
-        DbError::Invalid(format!(
-            "unknown permission {full:?} (expected e.g. lbasedb.view_data)"
-        ))
+        DbError::invalid(
+            "permissions",
+            format!("unknown permission {full:?} (expected e.g. lbasedb.view_data)"),
+        )
     };
     let (app_label, codename) = full.split_once('.').ok_or_else(unknown)?;
     auth_permission::table
