@@ -59,7 +59,7 @@ impl ApiError {
 impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
         match err {
-            crate::db::DbError::Denied(denied) => Self::Forbidden(denied.0),
+            crate::db::DbError::Denied(why) => Self::Forbidden(why),
             err => Self::internal(err),
         }
     }

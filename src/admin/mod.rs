@@ -183,7 +183,7 @@ pub enum AdminError {
 impl From<DbError> for AdminError {
     fn from(err: DbError) -> Self {
         match err {
-            DbError::Denied(denied) => Self::Denied(denied.0),
+            DbError::Denied(why) => Self::Denied(why),
             err if err.is_not_found() => Self::NotFound,
             err => Self::Internal(err.into()),
         }

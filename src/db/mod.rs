@@ -36,9 +36,10 @@ pub enum DbError {
     /// The database cannot be opened as configured.
     #[error("{0}")]
     Config(String),
-    /// A write the privilege rules refuse (`auth::guard`).
-    #[error(transparent)]
-    Denied(#[from] crate::auth::guard::Denied),
+    /// A write the privilege rules of the layer above refuse, with the
+    /// reason shown to the one who tried.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// What is wrong with one field of the input.

@@ -26,7 +26,6 @@ use classify::{Access, Classified, ClassifyError, Endpoint, classify};
 pub use forward::{Body, build_client};
 
 use crate::auth::users::{self, FeedChange};
-use crate::db;
 use crate::lbasedb::query::{NameQuery, parse_form};
 
 /// What every worker's proxy handler shares.
@@ -164,10 +163,12 @@ async fn feed_changed(req: &HttpRequest, auth: &AuthState, facts: limits::BodyFa
         ("PATCH", Some(new)) => FeedChange::Renamed { old, new },
         _ => return,
     };
-    if let Err(err) = db::run(&auth.pool, move |conn| users::feed_changed(conn, &change)).await {
+    if let Err(err) = auth
+        .write(move |conn| users::feed_changed(conn, &change))
+        .await
+    {
         log::error!("feed grants not updated after a feed was deleted or renamed: {err}");
     }
-    auth.cache.clear();
 }
 
 /// The one place where a classified request is allowed or refused.
