@@ -146,7 +146,31 @@ pub fn spec(username: &str) -> UserSpec {
     }
 }
 
+/// A request body, for `TestApp::send`.
+pub enum Body {
+    None,
+    Json(Value),
+    Bytes(Vec<u8>),
+}
+
 impl TestApp {
+    /// Sends a request with `client` to `url`, with a body if given.
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+        body: Body,
+    ) -> reqwest::Response {
+        let request = client.request(method, url);
+        let request = match body {
+            Body::None => request,
+            Body::Json(value) => request.json(&value),
+            Body::Bytes(bytes) => request.body(bytes),
+        };
+        request.send().await.expect("the request is answered")
+    }
+
     /// `/api/proxy/<path_and_query>`.
     pub fn proxy(&self, path_and_query: &str) -> String {
         format!("{}/api/proxy/{path_and_query}", self.address)

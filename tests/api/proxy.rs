@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::stream;
+use reqwest::Method;
 use reqwest::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Fault, TestApp, broken_upstream, recorded, recording_upstream, spawn_app, spawn_app_with,
+    Body, Fault, TestApp, broken_upstream, recorded, recording_upstream, spawn_app, spawn_app_with,
 };
 
 /// Sends the same request to the proxy and to the upstream directly.
@@ -41,167 +42,109 @@ async fn both(
 #[tokio::test]
 async fn every_endpoint_and_method_answers_as_the_upstream() {
     let app = spawn_app().await;
-    let c = &app.client;
-    let status = |r: reqwest::Response| r.status().as_u16();
-
     // Writes go through the proxy; reads are compared with the upstream's.
-    assert_eq!(
-        status(
-            c.post(app.proxy("feed"))
-                .json(&json!({"name": "xy"}))
-                .send()
-                .await
-                .unwrap()
+    let le = |f: f64, i: i64| -> Vec<u8> { [f.to_le_bytes(), i.to_le_bytes()].concat() };
+    let writes: Vec<(Method, &str, Body, u16)> = vec![
+        (Method::POST, "feed", Body::Json(json!({"name": "xy"})), 201),
+        (
+            Method::POST,
+            "feed",
+            Body::Json(json!({"name": "tmp"})),
+            201,
         ),
-        201
-    );
-    assert_eq!(
-        status(
-            c.post(app.proxy("feed"))
-                .json(&json!({"name": "tmp"}))
-                .send()
-                .await
-                .unwrap()
+        (
+            Method::PATCH,
+            "feed?name=tmp",
+            Body::Json(json!({"name": "tmp2"})),
+            204,
         ),
-        201
-    );
-    assert_eq!(
-        status(
-            c.patch(app.proxy("feed?name=tmp"))
-                .json(&json!({"name": "tmp2"}))
-                .send()
-                .await
-                .unwrap()
+        (Method::DELETE, "feed?name=tmp2", Body::None, 204),
+        (
+            Method::POST,
+            "col?feed=xy",
+            Body::Json(json!({"name": "x", "datatype": "Float64"})),
+            201,
         ),
-        204
-    );
-    assert_eq!(
-        status(c.delete(app.proxy("feed?name=tmp2")).send().await.unwrap()),
-        204
-    );
-    for (name, datatype) in [("x", "Float64"), ("y", "Int64"), ("t", "Int32")] {
-        let response = c
-            .post(app.proxy("col?feed=xy"))
-            .json(&json!({"name": name, "datatype": datatype}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(response), 201);
+        (
+            Method::POST,
+            "col?feed=xy",
+            Body::Json(json!({"name": "y", "datatype": "Int64"})),
+            201,
+        ),
+        (
+            Method::POST,
+            "col?feed=xy",
+            Body::Json(json!({"name": "t", "datatype": "Int32"})),
+            201,
+        ),
+        (
+            Method::PATCH,
+            "col?feed=xy&name=t",
+            Body::Json(json!({"name": "u"})),
+            204,
+        ),
+        (Method::DELETE, "col?feed=xy&name=u", Body::None, 204),
+        (
+            Method::PUT,
+            "size?feed=xy",
+            Body::Json(json!({"size": 1})),
+            204,
+        ),
+        (
+            Method::POST,
+            "data?feed=xy",
+            Body::Json(json!({"x": [0.5, 1.5], "y": [5, 6]})),
+            204,
+        ),
+        (
+            Method::PUT,
+            "data?feed=xy&ix=0",
+            Body::Json(json!({"x": [9.5]})),
+            204,
+        ),
+        (
+            Method::PATCH,
+            "data?feed=xy&ix=1",
+            Body::Json(json!({"y": [8]})),
+            204,
+        ),
+        (
+            Method::POST,
+            "bytes?feed=xy&col[]=x&col[]=y",
+            Body::Bytes(le(3.25, 4)),
+            204,
+        ),
+        (
+            Method::PUT,
+            "bytes?feed=xy&ix=3&col=x",
+            Body::Bytes(2.5f64.to_le_bytes().to_vec()),
+            204,
+        ),
+        (
+            Method::PATCH,
+            "bytes?feed=xy&ix=2&col=x",
+            Body::Bytes(1.0f64.to_le_bytes().to_vec()),
+            204,
+        ),
+        (
+            Method::DELETE,
+            "bytes?feed=xy&ix=1&size=1&col[]=x",
+            Body::None,
+            204,
+        ),
+        (
+            Method::POST,
+            "raw?feed=xy&col=y&ix=0",
+            Body::Bytes(7i64.to_le_bytes().to_vec()),
+            204,
+        ),
+    ];
+    for (method, path, body, expected) in writes {
+        let response = app
+            .send(&app.client, method.clone(), &app.proxy(path), body)
+            .await;
+        assert_eq!(response.status(), expected, "{method} {path}");
     }
-    assert_eq!(
-        status(
-            c.patch(app.proxy("col?feed=xy&name=t"))
-                .json(&json!({"name": "u"}))
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.delete(app.proxy("col?feed=xy&name=u"))
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.put(app.proxy("size?feed=xy"))
-                .json(&json!({"size": 1}))
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    let rows = json!({"x": [0.5, 1.5], "y": [5, 6]});
-    assert_eq!(
-        status(
-            c.post(app.proxy("data?feed=xy"))
-                .json(&rows)
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.put(app.proxy("data?feed=xy&ix=0"))
-                .json(&json!({"x": [9.5]}))
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.patch(app.proxy("data?feed=xy&ix=1"))
-                .json(&json!({"y": [8]}))
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    let bytes: Vec<u8> = 3.25f64
-        .to_le_bytes()
-        .into_iter()
-        .chain(4i64.to_le_bytes())
-        .collect();
-    assert_eq!(
-        status(
-            c.post(app.proxy("bytes?feed=xy&col[]=x&col[]=y"))
-                .body(bytes.clone())
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.put(app.proxy("bytes?feed=xy&ix=3&col=x"))
-                .body(2.5f64.to_le_bytes().to_vec())
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.patch(app.proxy("bytes?feed=xy&ix=2&col=x"))
-                .body(1.0f64.to_le_bytes().to_vec())
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.delete(app.proxy("bytes?feed=xy&ix=1&size=1&col[]=x"))
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            c.post(app.proxy("raw?feed=xy&col=y&ix=0"))
-                .body(7i64.to_le_bytes().to_vec())
-                .send()
-                .await
-                .unwrap()
-        ),
-        204
-    );
 
     let reads = [
         "version",
@@ -219,11 +162,14 @@ async fn every_endpoint_and_method_answers_as_the_upstream() {
         let [proxied, direct] = both(&app, reqwest::Method::GET, path, None).await;
         assert_eq!(proxied, direct, "GET {path}");
     }
-    let data: Value = c
-        .get(app.proxy("data?feed=xy&ix=0&size=4&col[]=x&col[]=y"))
-        .send()
+    let data: Value = app
+        .send(
+            &app.client,
+            Method::GET,
+            &app.proxy("data?feed=xy&ix=0&size=4&col[]=x&col[]=y"),
+            Body::None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -1,0 +1,264 @@
+//! The management commands, end to end: each runs the real binary on the
+//! data folder of a running application, whose proxy then honours what the
+//! command made.
+
+use std::process::Command;
+
+use lbasedb_proxy::auth::users::UserSpec;
+use serde_json::{Value, json};
+
+use crate::auth::arrange_two_feeds;
+use lbasedb_proxy::db::queries;
+
+use crate::helpers::{
+    TestApp, client_with_token, create_group, create_user, issue_token, spawn_app, spawn_app_with,
+    spec,
+};
+
+/// Runs a management command on the data folder `dir`, with `env` and no
+/// password variables or `DATABASE_URL` inherited from the test's own.
+fn manage_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"));
+    command
+        .args(args)
+        .env("DATA_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LBASEDB_PROXY_PASSWORD")
+        .env_remove("LBASEDB_PROXY_SUPERUSER_PASSWORD")
+        .envs(env.iter().copied());
+    command.output().expect("the binary runs")
+}
+
+fn manage(app: &TestApp, args: &[&str], password: Option<&str>) -> std::process::Output {
+    let env: Vec<(&str, &str)> = password
+        .map(|p| ("LBASEDB_PROXY_PASSWORD", p))
+        .into_iter()
+        .collect();
+    manage_in(app.data.path(), args, &env)
+}
+
+#[tokio::test]
+async fn management_commands_provision_access_that_the_proxy_honours() {
+    let app = spawn_app().await;
+    arrange_two_feeds(&app).await;
+
+    let group = manage(
+        &app,
+        &["creategroup", "readers", "--grant", "lbasedb.view_data=a"],
+        None,
+    );
+    assert!(
+        group.status.success(),
+        "{}",
+        String::from_utf8_lossy(&group.stderr)
+    );
+    let user = manage(
+        &app,
+        &["createuser", "dave", "--group", "readers"],
+        Some("a-long-dave-password"),
+    );
+    assert!(
+        user.status.success(),
+        "{}",
+        String::from_utf8_lossy(&user.stderr)
+    );
+    let token = manage(
+        &app,
+        &[
+            "createtoken",
+            "dave",
+            "--name",
+            "script",
+            "--expires-in",
+            "1h",
+        ],
+        None,
+    );
+    assert!(token.status.success());
+    let stdout = String::from_utf8(token.stdout).unwrap();
+    let secret = stdout.lines().last().unwrap().trim();
+    assert!(secret.starts_with("lbp_"));
+
+    let dave = client_with_token(secret);
+    assert_eq!(
+        dave.get(app.proxy("data?feed=a&ix=0&size=1&col=x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        dave.get(app.proxy("data?feed=b&ix=0&size=1&col=x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    let failures: [(&[&str], Option<&str>); 6] = [
+        (&["createuser", "dave"], Some("a-long-dave-password")),
+        (
+            &["createuser", "erin", "--group", "nope"],
+            Some("a-long-erin-password"),
+        ),
+        (
+            &["createuser", "erin", "--perm", "lbasedb.fly"],
+            Some("a-long-erin-password"),
+        ),
+        (&["createuser", "erin"], Some("password")),
+        (&["createtoken", "nobody"], None),
+        (&["revoketoken", "lbp_nothing"], None),
+    ];
+    for (args, password) in failures {
+        let output = manage(&app, args, password);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(!output.stderr.is_empty(), "{args:?} said nothing");
+    }
+    let migrate = manage(&app, &["migrate"], None);
+    assert!(migrate.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&migrate.stdout).trim(),
+        "No migrations to apply."
+    );
+}
+
+#[tokio::test]
+async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = manage_in(dir.path(), &["migrate"], &[]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Applied"));
+    assert!(dir.path().join("db.sqlite3").exists());
+
+    let app = spawn_app().await;
+    let admin = queries::user_by_username(&mut app.pool.get().unwrap(), "admin")
+        .unwrap()
+        .unwrap();
+    assert!(admin.is_superuser && admin.is_staff && admin.is_active);
+    assert!(admin.password.starts_with("$argon2id$"));
+}
+
+#[tokio::test]
+async fn dumpdata_and_loaddata_move_everything_to_another_database() {
+    let app = spawn_app().await;
+    create_group(
+        &app.pool,
+        "readers",
+        &["lbasedb.view_feed"],
+        &[("lbasedb.view_data", "a")],
+    );
+    create_user(
+        &app.pool,
+        UserSpec {
+            email: "f@example.com".into(),
+            groups: vec!["readers".into()],
+            perms: vec!["lbasedb.add_feed".into()],
+            grants: vec![("lbasedb.change_data".into(), "b".into())],
+            ..spec("frank")
+        },
+    );
+    let token = issue_token(&app.pool, "frank", None);
+
+    let dumped = manage(&app, &["dumpdata"], None);
+    assert!(dumped.status.success());
+    let dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&dumped.stdout).contains(&token),
+        "no token secret in a dump"
+    );
+    let file = app.data.path().join("dump.json");
+    std::fs::write(&file, &dumped.stdout).unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| manage_in(other.path(), args, &[]);
+    for _ in 0..2 {
+        let loaded = run(&["loaddata", file.to_str().unwrap()]);
+        assert!(
+            loaded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+    }
+    let again: Value = serde_json::from_slice(&run(&["dumpdata"]).stdout).unwrap();
+    assert_eq!(again, dump, "the same data, loaded twice, dumps the same");
+    assert_eq!(dump["users"][1]["username"], "frank");
+    assert_eq!(
+        dump["users"][1]["feed_grants"],
+        json!([{"permission": "lbasedb.change_data", "feed": "b"}])
+    );
+
+    // A token carried over still authenticates against the new database.
+    let moved = spawn_app_with(|s| {
+        s.db.database_url = Some(
+            other
+                .path()
+                .join("db.sqlite3")
+                .to_string_lossy()
+                .into_owned(),
+        )
+    })
+    .await;
+    let me: Value = client_with_token(&token)
+        .get(format!("{}/api/auth/me/", moved.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "frank");
+    assert_eq!(me["groups"], json!(["readers"]));
+    assert_eq!(
+        me["permissions"],
+        json!(["lbasedb.add_feed", "lbasedb.view_feed"])
+    );
+    assert_eq!(
+        me["feed_grants"],
+        json!({"a": ["lbasedb.view_data"], "b": ["lbasedb.change_data"]})
+    );
+
+    let broken = std::fs::write(app.data.path().join("bad.json"), "{}");
+    broken.unwrap();
+    let refused = run(&[
+        "loaddata",
+        app.data.path().join("bad.json").to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+}
+
+#[tokio::test]
+async fn createsuperuser_without_input_reads_the_environment() {
+    let app = spawn_app().await;
+    let args = [
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "root",
+        "--email",
+        "root@example.com",
+    ];
+    let password = "LBASEDB_PROXY_SUPERUSER_PASSWORD";
+    let weak = manage_in(app.data.path(), &args, &[(password, "12345678")]);
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("too common"));
+    let made = manage_in(
+        app.data.path(),
+        &args,
+        &[(password, "a-strong-root-password")],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = app
+        .anon
+        .post(format!("{}/api/auth/token/", app.address))
+        .json(&json!({"username": "root", "password": "a-strong-root-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+}
