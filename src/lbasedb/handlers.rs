@@ -290,18 +290,21 @@ pub async fn data_push(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `PUT` overwrites from `ix` and zeroes the columns not given; `PATCH`
+/// keeps them.
+#[derive(Clone, Copy)]
+enum Overwrite {
+    Save,
+    Patch,
+}
+
 pub async fn data_save(
     db: Db,
     locks: Locks,
     query: web::Query<DataQuery>,
     ds: web::Json<Dataset>,
 ) -> Answer {
-    let _lock = write_lock(&locks, &query.feed).await?;
-    let ix = required(query.ix, "ix")?;
-    let rows = check_dataset(&db, &query.feed, &ds).await?;
-    check_range(&db, &query.feed, ix, rows).await?;
-    db.data_save(&query.feed, ix, &ds).await?;
-    Ok(HttpResponse::NoContent().finish())
+    data_overwrite(db, locks, query, ds, Overwrite::Save).await
 }
 
 pub async fn data_patch(
@@ -310,11 +313,24 @@ pub async fn data_patch(
     query: web::Query<DataQuery>,
     ds: web::Json<Dataset>,
 ) -> Answer {
+    data_overwrite(db, locks, query, ds, Overwrite::Patch).await
+}
+
+async fn data_overwrite(
+    db: Db,
+    locks: Locks,
+    query: web::Query<DataQuery>,
+    ds: web::Json<Dataset>,
+    how: Overwrite,
+) -> Answer {
     let _lock = write_lock(&locks, &query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let rows = check_dataset(&db, &query.feed, &ds).await?;
     check_range(&db, &query.feed, ix, rows).await?;
-    db.data_patch(&query.feed, ix, &ds).await?;
+    match how {
+        Overwrite::Save => db.data_save(&query.feed, ix, &ds).await?,
+        Overwrite::Patch => db.data_patch(&query.feed, ix, &ds).await?,
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -358,6 +374,20 @@ pub async fn bytes_push(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes
 }
 
 pub async fn bytes_save(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
+    bytes_overwrite(db, locks, req, body, Overwrite::Save).await
+}
+
+pub async fn bytes_patch(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
+    bytes_overwrite(db, locks, req, body, Overwrite::Patch).await
+}
+
+async fn bytes_overwrite(
+    db: Db,
+    locks: Locks,
+    req: HttpRequest,
+    body: web::Bytes,
+    how: Overwrite,
+) -> Answer {
     let query = data_query(&req)?;
     let _lock = write_lock(&locks, &query.feed).await?;
     let ix = required(query.ix, "ix")?;
@@ -366,18 +396,10 @@ pub async fn bytes_save(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes
     // Unlike /data, the crate does not check the range of a bytes write and
     // would grow the column files past the feed's size.
     check_range(&db, &query.feed, ix, rows).await?;
-    db.bytes_save(&query.feed, &cols, ix, &body).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-pub async fn bytes_patch(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
-    let query = data_query(&req)?;
-    let _lock = write_lock(&locks, &query.feed).await?;
-    let ix = required(query.ix, "ix")?;
-    let cols = required(query.col, "col[]")?;
-    let rows = bytes_rows(&db, &query.feed, &cols, &body).await?;
-    check_range(&db, &query.feed, ix, rows).await?;
-    db.bytes_patch(&query.feed, &cols, ix, &body).await?;
+    match how {
+        Overwrite::Save => db.bytes_save(&query.feed, &cols, ix, &body).await?,
+        Overwrite::Patch => db.bytes_patch(&query.feed, &cols, ix, &body).await?,
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

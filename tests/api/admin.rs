@@ -585,10 +585,8 @@ async fn groups_are_added_with_permissions_and_grants_and_deleting_names_the_mem
     let token = crate::helpers::issue_token(&app.pool, "hank", None);
     let hank = crate::helpers::client_with_token(&token);
     assert_eq!(
-        hank.get(app.proxy("data?feed=xy&ix=0&size=0&col=x"))
-            .send()
+        app.get_proxy_as(&hank, "data?feed=xy&ix=0&size=0&col=x")
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -605,11 +603,9 @@ async fn groups_are_added_with_permissions_and_grants_and_deleting_names_the_mem
     );
     let response = browser.post(&delete, &delete, &[]).await;
     assert_eq!(response.status(), 302);
-    let after = hank
-        .get(app.proxy("data?feed=xy&ix=0&size=0&col=x"))
-        .send()
-        .await
-        .unwrap();
+    let after = app
+        .get_proxy_as(&hank, "data?feed=xy&ix=0&size=0&col=x")
+        .await;
     assert_eq!(
         after.status(),
         403,
@@ -658,10 +654,7 @@ async fn a_token_made_in_the_admin_is_shown_once_works_and_revokes_at_once() {
     let secret = html[start..].split('<').next().unwrap().to_owned();
     assert!(secret.starts_with("lbp_"));
     let ivy = crate::helpers::client_with_token(&secret);
-    assert_eq!(
-        ivy.get(app.proxy("feed")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(app.get_proxy_as(&ivy, "feed").await.status(), 200);
 
     let (_, list) = browser.get("/admin/authtoken/token/?status=active").await;
     assert!(list.contains("laptop") && list.contains(&secret[..12]));
@@ -673,10 +666,7 @@ async fn a_token_made_in_the_admin_is_shown_once_works_and_revokes_at_once() {
         .post("/admin/authtoken/token/", &revoke_path, &[])
         .await;
     assert_eq!(response.status(), 302);
-    assert_eq!(
-        ivy.get(app.proxy("feed")).send().await.unwrap().status(),
-        401
-    );
+    assert_eq!(app.get_proxy_as(&ivy, "feed").await.status(), 401);
     let (_, revoked) = browser.get("/admin/authtoken/token/?status=revoked").await;
     assert!(revoked.contains("laptop"));
 }

@@ -288,11 +288,9 @@ async fn a_user_granted_one_feed_can_never_read_another() {
     );
     let reader = client_with_token(&issue_token(&app.pool, "reader", None));
 
-    let own = reader
-        .get(app.proxy("data?feed=a&ix=0&size=1&col=x"))
-        .send()
-        .await
-        .unwrap();
+    let own = app
+        .get_proxy_as(&reader, "data?feed=a&ix=0&size=1&col=x")
+        .await;
     assert_eq!(own.json::<Value>().await.unwrap(), json!({"x": [1]}));
 
     let attempts = [
@@ -311,7 +309,7 @@ async fn a_user_granted_one_feed_can_never_read_another() {
         "col?feed=b",
     ];
     for attempt in attempts {
-        let response = reader.get(app.proxy(attempt)).send().await.unwrap();
+        let response = app.get_proxy_as(&reader, attempt).await;
         let status = response.status().as_u16();
         let body = response.bytes().await.unwrap();
         assert!(matches!(status, 400 | 403), "{attempt}: {status}");
@@ -321,24 +319,14 @@ async fn a_user_granted_one_feed_can_never_read_another() {
         );
     }
 
-    let feeds: Value = reader
-        .get(app.proxy("feed"))
-        .send()
+    let feeds: Value = app
+        .get_proxy_as(&reader, "feed")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(feeds, json!([{"name": "a"}]));
-    let all: Value = app
-        .client
-        .get(app.proxy("feed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get_proxy("feed").await.json().await.unwrap();
     assert_eq!(all, json!([{"name": "a"}, {"name": "b"}]));
 }
 
@@ -369,7 +357,7 @@ async fn session_writes_need_the_csrf_header_and_token_writes_do_not() {
     let (browser, csrf) = login(&app, "admin", ADMIN_PASSWORD).await;
     let url = app.proxy("data?feed=xy");
 
-    let read = browser.get(app.proxy("size?feed=xy")).send().await.unwrap();
+    let read = app.get_proxy_as(&browser, "size?feed=xy").await;
     assert_eq!(read.status(), 200, "safe methods need no CSRF token");
     let without = browser
         .post(&url)
@@ -490,34 +478,21 @@ async fn a_revoked_token_stops_working_at_once() {
     let app = spawn_app().await;
     let token = issue_token(&app.pool, "admin", None);
     let holder = client_with_token(&token);
-    assert_eq!(
-        holder
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_proxy_as(&holder, "version").await.status(), 200);
     let revoked = holder
         .delete(format!("{}/api/auth/token/", app.address))
         .send()
         .await
         .unwrap();
     assert_eq!(revoked.status(), 204);
-    let after = holder.get(app.proxy("version")).send().await.unwrap();
+    let after = app.get_proxy_as(&holder, "version").await;
     assert_eq!(after.status(), 401);
     assert_eq!(
         after.json::<Value>().await.unwrap(),
         json!({"detail": "Invalid token."})
     );
     assert_eq!(
-        app.client
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.get_proxy("version").await.status(),
         200,
         "other tokens live on"
     );
@@ -627,12 +602,9 @@ async fn bad_tokens_are_throttled() {
     let app = spawn_app_with(|s| s.bad_token_limit = 3).await;
     let bad = client_with_token("lbp_wrong");
     for _ in 0..3 {
-        assert_eq!(
-            bad.get(app.proxy("version")).send().await.unwrap().status(),
-            401
-        );
+        assert_eq!(app.get_proxy_as(&bad, "version").await.status(), 401);
     }
-    let throttled = bad.get(app.proxy("version")).send().await.unwrap();
+    let throttled = app.get_proxy_as(&bad, "version").await;
     assert_eq!(throttled.status(), 429);
 }
 

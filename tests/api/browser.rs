@@ -265,17 +265,13 @@ async fn a_newcomer_sets_up_access_in_the_browser_and_browser_code_uses_it() {
     assert!(secret.starts_with("lbp_"));
     snap(&c, "token_created").await;
     let script = client_with_token(&secret);
-    let own = script
-        .get(app.proxy("data?feed=xy&ix=0&size=2&col[]=x"))
-        .send()
-        .await
-        .unwrap();
+    let own = app
+        .get_proxy_as(&script, "data?feed=xy&ix=0&size=2&col[]=x")
+        .await;
     assert_eq!(own.json::<Value>().await.unwrap(), json!({"x": [1.5, 2.5]}));
-    let other = script
-        .get(app.proxy("data?feed=other&ix=0&size=1&col[]=x"))
-        .send()
-        .await
-        .unwrap();
+    let other = app
+        .get_proxy_as(&script, "data?feed=other&ix=0&size=1&col[]=x")
+        .await;
     assert_eq!(other.status(), 403);
     c.goto(&format!("{base}/admin/authtoken/token/"))
         .await

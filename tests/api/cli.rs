@@ -81,18 +81,14 @@ async fn management_commands_provision_access_that_the_proxy_honours() {
 
     let dave = client_with_token(secret);
     assert_eq!(
-        dave.get(app.proxy("data?feed=a&ix=0&size=1&col=x"))
-            .send()
+        app.get_proxy_as(&dave, "data?feed=a&ix=0&size=1&col=x")
             .await
-            .unwrap()
             .status(),
         200
     );
     assert_eq!(
-        dave.get(app.proxy("data?feed=b&ix=0&size=1&col=x"))
-            .send()
+        app.get_proxy_as(&dave, "data?feed=b&ix=0&size=1&col=x")
             .await
-            .unwrap()
             .status(),
         403
     );

@@ -15,7 +15,7 @@ use tokio::time::timeout;
 use crate::helpers::{Fault, TestApp, broken_upstream, down_upstream, spawn_app, spawn_app_with};
 
 async fn expect_error(app: &TestApp, path: &str, status: u16) {
-    let response = app.client.get(app.proxy(path)).send().await.unwrap();
+    let response = app.get_proxy(path).await;
     assert_eq!(response.status(), status, "{path}");
     let body: Value = response.json().await.expect("a JSON error");
     assert!(body["detail"].is_string(), "{body}");

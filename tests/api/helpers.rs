@@ -171,6 +171,22 @@ impl TestApp {
         request.send().await.expect("the request is answered")
     }
 
+    /// `GET /api/proxy/<path_and_query>` as the superuser.
+    pub async fn get_proxy(&self, path_and_query: &str) -> reqwest::Response {
+        self.get_proxy_as(&self.client, path_and_query).await
+    }
+
+    /// `GET /api/proxy/<path_and_query>` with `client`'s credentials.
+    pub async fn get_proxy_as(
+        &self,
+        client: &reqwest::Client,
+        path_and_query: &str,
+    ) -> reqwest::Response {
+        let url = self.proxy(path_and_query);
+        self.send(client, reqwest::Method::GET, &url, Body::None)
+            .await
+    }
+
     /// `/api/proxy/<path_and_query>`.
     pub fn proxy(&self, path_and_query: &str) -> String {
         format!("{}/api/proxy/{path_and_query}", self.address)

@@ -196,7 +196,7 @@ async fn two_hundred_thousand_rows_round_trip_byte_for_byte() {
     assert_eq!(app.size_of("xy").await, ROWS as u64);
 
     let path = format!("data?feed=xy&ix=0&size={ROWS}&col[]=x&col[]=y");
-    let proxied = app.client.get(app.proxy(&path)).send().await.unwrap();
+    let proxied = app.get_proxy(&path).await;
     assert_eq!(proxied.headers()[CONTENT_TYPE], "application/json");
     let length = proxied.headers()[CONTENT_LENGTH]
         .to_str()
@@ -231,21 +231,15 @@ async fn two_hundred_thousand_rows_round_trip_byte_for_byte() {
         .unwrap();
     assert_eq!(put.status(), 204);
     let got = app
-        .client
-        .get(app.proxy(&format!(
+        .get_proxy(&format!(
             "bytes?feed=xy&ix=0&size={ROWS}&col%5B%5D=x&col%5B%5D=y"
-        )))
-        .send()
-        .await
-        .unwrap();
+        ))
+        .await;
     assert_eq!(got.headers()[CONTENT_TYPE], "application/octet-stream");
     assert!(got.bytes().await.unwrap() == binary, "binary body changed");
     let raw = app
-        .client
-        .get(app.proxy(&format!("raw?feed=xy&col=y&ix=0&size={ROWS}")))
-        .send()
-        .await
-        .unwrap();
+        .get_proxy(&format!("raw?feed=xy&col=y&ix=0&size={ROWS}"))
+        .await;
     assert!(
         raw.bytes().await.unwrap() == binary[ROWS * 8..],
         "raw body changed"
@@ -265,7 +259,7 @@ async fn query_strings_are_forwarded_unchanged() {
         "feed",
     ];
     for query in queries {
-        let response = app.client.get(app.proxy(query)).send().await.unwrap();
+        let response = app.get_proxy(query).await;
         assert_eq!(response.status(), 200, "{query}");
     }
     let heads = recorded(&upstream).await;
@@ -292,7 +286,7 @@ async fn ambiguous_queries_are_refused_and_never_forwarded() {
         "data?ix=0&size=1",
     ];
     for query in queries {
-        let response = app.client.get(app.proxy(query)).send().await.unwrap();
+        let response = app.get_proxy(query).await;
         assert_eq!(response.status(), 400, "{query}");
         let body: Value = response.json().await.unwrap();
         assert!(body["detail"].is_string(), "{query}: {body}");
@@ -306,7 +300,7 @@ async fn unknown_endpoints_and_methods_never_reach_the_upstream() {
     let url = upstream.url.clone();
     let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
 
-    let missing = app.client.get(app.proxy("nope")).send().await.unwrap();
+    let missing = app.get_proxy("nope").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(
         missing.json::<Value>().await.unwrap(),

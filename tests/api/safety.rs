@@ -161,12 +161,7 @@ async fn a_write_waits_for_its_feed_reads_and_other_feeds_do_not() {
     let body: Value = waited.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("busy"));
 
-    let read = app
-        .client
-        .get(app.proxy("size?feed=w"))
-        .send()
-        .await
-        .unwrap();
+    let read = app.get_proxy("size?feed=w").await;
     assert_eq!(read.status(), 200, "reads take no lock");
     assert_eq!(
         append(&app, "other", 3).await.status(),
@@ -468,11 +463,8 @@ async fn a_big_answer_cut_by_an_upstream_crash_reaches_the_client_cut() {
     assert_eq!(sized.status(), 204);
 
     let mut response = app
-        .client
-        .get(app.proxy(&format!("bytes?feed=big&ix=0&size={ROWS}&col[]=x")))
-        .send()
-        .await
-        .unwrap();
+        .get_proxy(&format!("bytes?feed=big&ix=0&size={ROWS}&col[]=x"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.content_length(), Some(ROWS * 8));
     let mut received = response

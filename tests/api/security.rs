@@ -77,7 +77,7 @@ async fn html_written_to_a_feed_is_read_back_as_bytes_never_as_a_page() {
         format!("raw?feed=public&col=x&ix=0&size={rows}"),
         format!("bytes?feed=public&ix=0&size={rows}&col[]=x"),
     ] {
-        let read = app.client.get(app.proxy(&path)).send().await.unwrap();
+        let read = app.get_proxy(&path).await;
         assert_eq!(read.status(), 200);
         assert_eq!(read.headers()[CONTENT_TYPE], "application/octet-stream");
         assert_not_a_page(&read, &path);
@@ -116,7 +116,7 @@ async fn an_upstream_answer_typed_as_html_or_untyped_is_served_as_bytes() {
         let url = upstream.url.clone();
         let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
         for path in ["version", "size?feed=xy", "data?feed=xy&ix=0&size=1&col=x"] {
-            let response = app.client.get(app.proxy(path)).send().await.unwrap();
+            let response = app.get_proxy(path).await;
             assert_eq!(
                 response.headers()[CONTENT_TYPE],
                 "application/octet-stream",
@@ -590,15 +590,7 @@ async fn the_embedded_server_refuses_the_same_and_storage_opens_again() {
         .map(|c| c.get_name())
         .collect();
     assert_eq!(cols, ["x"]);
-    assert_eq!(
-        app.client
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_proxy("version").await.status(), 200);
 }
 
 // 4. The embedded Lbasedb is no open door.
@@ -623,15 +615,7 @@ async fn the_embedded_upstream_answers_only_this_process() {
         .unwrap();
     assert_eq!(with_secret.status(), 200);
     // And through the proxy, as ever.
-    assert_eq!(
-        app.client
-            .get(app.proxy("feed"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_proxy("feed").await.status(), 200);
 }
 
 #[tokio::test]
@@ -721,18 +705,11 @@ async fn a_valid_token_passes_however_many_bad_ones_its_address_sent() {
     let bad = client_with_token("lbp_wrong");
     let mut statuses = Vec::new();
     for _ in 0..25 {
-        statuses.push(
-            bad.get(app.proxy("version"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-        );
+        statuses.push(app.get_proxy_as(&bad, "version").await.status().as_u16());
     }
     assert_eq!(&statuses[..4], [401, 401, 401, 429]);
     assert!(statuses[3..].iter().all(|s| *s == 429));
-    let valid = app.client.get(app.proxy("version")).send().await.unwrap();
+    let valid = app.get_proxy("version").await;
     assert_eq!(valid.status(), 200);
 }
 
@@ -989,15 +966,7 @@ async fn deleting_oneself_signs_out_and_ends_ones_tokens_at_once() {
         },
     );
     let token = client_with_token(&issue_token(&app.pool, "boss2", None));
-    assert_eq!(
-        token
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_proxy_as(&token, "version").await.status(), 200);
     let (boss2, _) = log_in(&app, "boss2", USER_PASSWORD).await;
     let id = user_id(&app.pool, "boss2");
     let response = submit(
@@ -1008,15 +977,7 @@ async fn deleting_oneself_signs_out_and_ends_ones_tokens_at_once() {
     .await;
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()[LOCATION], "/admin/login/");
-    assert_eq!(
-        token
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.get_proxy_as(&token, "version").await.status(), 401);
     assert_eq!(boss2.get("/admin/").await.0, 302, "signed out");
     let history: i64 = schema::admin_log::table
         .filter(schema::admin_log::object_id.eq(id.to_string()))
@@ -1095,15 +1056,7 @@ async fn deactivating_a_user_revokes_its_tokens_at_once() {
     let app = spawn_app().await;
     create_user(&app.pool, spec("leaver"));
     let token = client_with_token(&issue_token(&app.pool, "leaver", None));
-    assert_eq!(
-        token
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_proxy_as(&token, "version").await.status(), 200);
     let browser = admin(&app).await;
     let id = user_id(&app.pool, "leaver");
     let response = submit(
@@ -1113,15 +1066,7 @@ async fn deactivating_a_user_revokes_its_tokens_at_once() {
     )
     .await;
     assert_eq!(response.status(), 302);
-    assert_eq!(
-        token
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.get_proxy_as(&token, "version").await.status(), 401);
     let live: i64 = schema::authtoken_token::table
         .filter(schema::authtoken_token::user_id.eq(id))
         .filter(schema::authtoken_token::revoked.eq(false))
