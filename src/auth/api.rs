@@ -56,6 +56,7 @@ pub async fn check_credentials(
     match user {
         Some(user) if matches && user.is_active => {
             state.throttle.succeed_login(username, ip);
+            upgrade_hash(state, &user, password).await?;
             Ok(user)
         }
         _ => {
@@ -63,6 +64,24 @@ pub async fn check_credentials(
             Err(AuthError::BadCredentials)
         }
     }
+}
+
+/// A hash imported from Django (or made with older parameters) is replaced
+/// by our argon2id once its password is known to be right, as Django's
+/// `must_update` does. Only if it is still the one that was checked: a
+/// password changed meanwhile stays.
+async fn upgrade_hash(state: &AuthState, user: &User, password: &str) -> Result<(), AuthError> {
+    if !password::needs_rehash(&user.password) {
+        return Ok(());
+    }
+    let secret = password.to_owned();
+    let new = web::block(move || password::hash(&secret)).await?;
+    let (id, old) = (user.id, user.password.clone());
+    db::run(&state.pool, move |conn| {
+        queries::replace_password_hash(conn, id, &old, &new)
+    })
+    .await?;
+    Ok(())
 }
 
 /// `POST /api/auth/token/`: a new token for the user, shown this once.

@@ -2,7 +2,9 @@
 //! throttling, and the principal every proxied request is decided on.
 
 pub mod api;
+pub mod django;
 pub mod guard;
+pub mod import;
 pub mod password;
 pub mod perms;
 pub mod principal;

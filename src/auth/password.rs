@@ -73,8 +73,23 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash("an unknown user's p
 /// checks against a dummy, so both cases take the same time. Slow.
 pub fn verify(password: &str, phc: Option<&str>) -> bool {
     let stored = phc.unwrap_or(DUMMY_HASH.as_str());
-    let matches = check(password, stored).unwrap_or(false);
+    let matches = if stored.starts_with('$') {
+        check(password, stored).unwrap_or(false)
+    } else {
+        // A hash imported from Django (`importdjango`).
+        super::django::verify(password, stored)
+    };
     matches && phc.is_some()
+}
+
+/// Whether a stored hash is not our argon2id with today's parameters (an
+/// imported Django hash, or older parameters): replaced at the next login,
+/// as Django's `must_update` does.
+pub fn needs_rehash(stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return true;
+    };
+    parsed.algorithm != ARGON2ID_IDENT || Params::try_from(&parsed).ok() != Some(params())
 }
 
 fn check(password: &str, stored: &str) -> Option<bool> {
@@ -94,6 +109,9 @@ fn check(password: &str, stored: &str) -> Option<bool> {
 
 /// "argon2id" and a masked summary, as Django's admin shows a hash.
 pub fn summary(phc: &str) -> String {
+    if !phc.starts_with('$') {
+        return super::django::summary(phc);
+    }
     match PasswordHash::new(phc) {
         Ok(parsed) => format!(
             "algorithm: {} {} salt: {}****** hash: {}******",

@@ -91,6 +91,11 @@ pub(crate) fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Loaddata { file, db } => loaddata(&file, &db),
+        Command::Importdjango {
+            source,
+            replace,
+            db,
+        } => importdjango(&source, replace, &db),
         Command::Serve(_) | Command::Lbasedb(_) => unreachable!("not a management command"),
     }
 }
@@ -209,6 +214,23 @@ fn createtoken(
         token.name, token.prefix
     );
     println!("{}", plain.secret);
+    Ok(())
+}
+
+fn importdjango(source: &str, replace: bool, db: &DbArgs) -> Result<()> {
+    if source.contains("://") {
+        return Err(format!(
+            "{}: give the path of the Django database's SQLite file (a PostgreSQL \
+             database can be copied to one with Django's dumpdata and loaddata)",
+            source.split("://").next().unwrap_or_default()
+        ));
+    }
+    let django =
+        db::django::read_sqlite(std::path::Path::new(source)).map_err(|e| e.to_string())?;
+    let report = with_conn(&open(db)?, |conn| {
+        crate::auth::import::import_django(conn, &django, replace)
+    })?;
+    print!("Imported from {source}:\n{report}");
     Ok(())
 }
 

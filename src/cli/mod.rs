@@ -95,6 +95,17 @@ pub(crate) enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Import users (with their password hashes), groups, memberships,
+    /// permissions and DRF tokens from the Django proxy's database: the path
+    /// of its SQLite file. All or nothing; a second run changes nothing.
+    Importdjango {
+        source: String,
+        /// Overwrite a user of the same name whose password differs.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Load what `dumpdata` printed (all or nothing).
     Loaddata {
         file: std::path::PathBuf,

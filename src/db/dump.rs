@@ -9,7 +9,7 @@ use diesel::sqlite::SqliteConnection;
 use serde::{Deserialize, Serialize};
 
 use super::DbError;
-use super::models::{Group, Token, User};
+use super::models::{Group, Token, TokenRecord, User, UserRecord};
 use super::queries::{self, Holder};
 use super::schema::{
     auth_group, auth_group_permissions, auth_permission, auth_user, auth_user_groups,
@@ -244,30 +244,21 @@ fn load_group(conn: &mut SqliteConnection, group: &GroupDump) -> Result<(), DbEr
 
 /// A user by name, created or made the dump's (password hash included).
 fn load_user(conn: &mut SqliteConnection, user: &UserDump) -> Result<(), DbError> {
-    let values = (
-        auth_user::username.eq(&user.username),
-        auth_user::password.eq(&user.password),
-        auth_user::email.eq(&user.email),
-        auth_user::first_name.eq(&user.first_name),
-        auth_user::last_name.eq(&user.last_name),
-        auth_user::is_active.eq(user.is_active),
-        auth_user::is_staff.eq(user.is_staff),
-        auth_user::is_superuser.eq(user.is_superuser),
-        auth_user::date_joined.eq(user.date_joined),
-        auth_user::last_login.eq(user.last_login),
-    );
-    let id = match queries::user_by_username(conn, &user.username)? {
-        Some(existing) => {
-            diesel::update(auth_user::table.find(existing.id))
-                .set(values)
-                .execute(conn)?;
-            existing.id
-        }
-        None => diesel::insert_into(auth_user::table)
-            .values(values)
-            .returning(auth_user::id)
-            .get_result(conn)?,
-    };
+    let id = queries::put_user_record(
+        conn,
+        &UserRecord {
+            username: &user.username,
+            password: &user.password,
+            email: &user.email,
+            first_name: &user.first_name,
+            last_name: &user.last_name,
+            is_active: user.is_active,
+            is_staff: user.is_staff,
+            is_superuser: user.is_superuser,
+            date_joined: user.date_joined,
+            last_login: user.last_login,
+        },
+    )?;
     diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(id)))
         .execute(conn)?;
     diesel::delete(
@@ -303,18 +294,19 @@ fn load_token(conn: &mut SqliteConnection, token: &TokenDump) -> Result<usize, D
             format!("token {}: unknown user {:?}", token.prefix, token.user),
         )
     })?;
-    let inserted = diesel::insert_or_ignore_into(authtoken_token::table)
-        .values((
-            authtoken_token::user_id.eq(user.id),
-            authtoken_token::name.eq(&token.name),
-            authtoken_token::prefix.eq(&token.prefix),
-            authtoken_token::digest.eq(&token.digest),
-            authtoken_token::created_at.eq(token.created_at),
-            authtoken_token::expires_at.eq(token.expires_at),
-            authtoken_token::last_used_at.eq(token.last_used_at),
-            authtoken_token::revoked.eq(token.revoked),
-        ))
-        .execute(conn)?;
+    let inserted = queries::put_token_record(
+        conn,
+        &TokenRecord {
+            user_id: user.id,
+            name: &token.name,
+            prefix: &token.prefix,
+            digest: &token.digest,
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+            last_used_at: token.last_used_at,
+            revoked: token.revoked,
+        },
+    )?;
     Ok(inserted)
 }
 

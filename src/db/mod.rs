@@ -1,6 +1,7 @@
 //! The proxy's own database: SQLite through diesel, an r2d2 pool whose every
 //! connection gets the same pragmas, and migrations embedded in the binary.
 
+pub mod django;
 pub mod dump;
 pub mod models;
 pub mod queries;

@@ -36,6 +36,38 @@ pub struct NewUser<'a> {
     pub date_joined: NaiveDateTime,
 }
 
+/// Every field of a user, as a dump or a Django database brings it (the
+/// password hash as is).
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = auth_user)]
+pub struct UserRecord<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: NaiveDateTime,
+    #[diesel(treat_none_as_null = true)]
+    pub last_login: Option<NaiveDateTime>,
+}
+
+/// A token as a dump or a Django database brings it (its digest only).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = authtoken_token)]
+pub struct TokenRecord<'a> {
+    pub user_id: i32,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub digest: &'a str,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked: bool,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
 #[diesel(table_name = auth_group)]
 pub struct Group {

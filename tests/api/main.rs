@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod browser;
 mod cli;
+mod django;
 mod embedded;
 mod faults;
 mod helpers;

@@ -1,6 +1,7 @@
 //! `authtoken_token`: API tokens, stored as digests.
 
 use super::*;
+use crate::db::models::TokenRecord;
 
 pub struct NewToken<'a> {
     pub user_id: i32,
@@ -122,4 +123,11 @@ pub fn revoke_tokens_of_user(conn: &mut Conn, user_id: i32) -> Result<usize, DbE
             .set(authtoken_token::revoked.eq(true))
             .execute(conn)?,
     )
+}
+
+/// Adds a token unless its prefix or digest is known; answers 1 if added.
+pub fn put_token_record(conn: &mut Conn, record: &TokenRecord<'_>) -> Result<usize, DbError> {
+    Ok(diesel::insert_or_ignore_into(authtoken_token::table)
+        .values(record)
+        .execute(conn)?)
 }

@@ -2,6 +2,7 @@
 //! links (groups, permissions, grants), and what they hold in effect.
 
 use super::*;
+use crate::db::models::UserRecord;
 
 pub fn user_count(conn: &mut Conn) -> Result<i64, DbError> {
     Ok(auth_user::table.count().get_result(conn)?)
@@ -271,4 +272,39 @@ pub fn other_active_superusers(conn: &mut Conn, user_id: i32) -> Result<i64, DbE
         .filter(auth_user::id.ne(user_id))
         .count()
         .get_result(conn)?)
+}
+
+/// Replaces a user's hash only if it is still `old` (a login's upgrade
+/// racing a password change leaves the change); answers whether it did.
+pub fn replace_password_hash(
+    conn: &mut Conn,
+    user_id: i32,
+    old: &str,
+    new: &str,
+) -> Result<bool, DbError> {
+    let changed = diesel::update(
+        auth_user::table
+            .filter(auth_user::id.eq(user_id))
+            .filter(auth_user::password.eq(old)),
+    )
+    .set(auth_user::password.eq(new))
+    .execute(conn)?;
+    Ok(changed > 0)
+}
+
+/// Creates a user, or makes the one of that name `record` whole (its
+/// password hash included); answers its id.
+pub fn put_user_record(conn: &mut Conn, record: &UserRecord<'_>) -> Result<i32, DbError> {
+    match user_by_username(conn, record.username)? {
+        Some(existing) => {
+            diesel::update(auth_user::table.find(existing.id))
+                .set(record)
+                .execute(conn)?;
+            Ok(existing.id)
+        }
+        None => Ok(diesel::insert_into(auth_user::table)
+            .values(record)
+            .returning(auth_user::id)
+            .get_result(conn)?),
+    }
 }

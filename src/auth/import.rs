@@ -1,0 +1,333 @@
+//! `importdjango`: users, groups, memberships, permissions and DRF tokens
+//! from the Django + REST framework proxy's database, all or nothing, in
+//! one transaction. Users and groups are matched by name, so a second run
+//! changes nothing; a user of the same name with another password hash is
+//! reported and kept, unless `replace`. Password hashes come as they are
+//! (`auth::django` checks them, and a login upgrades them to argon2id); DRF
+//! keys are stored as digests only, like our own tokens.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use diesel::sqlite::SqliteConnection;
+
+use super::{django, token};
+use crate::db::DbError;
+use crate::db::django::{DjangoAuth, DjangoUser, parse_datetime};
+use crate::db::models::{TokenRecord, UserRecord};
+use crate::db::queries;
+use crate::lbasedb::perms::APP_LABEL;
+
+/// What an import did, and what it could not.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub users_created: Vec<String>,
+    pub users_replaced: Vec<String>,
+    pub users_unchanged: Vec<String>,
+    /// Same name, another hash: kept as they are (without `replace`).
+    pub users_clashing: Vec<String>,
+    pub groups_created: Vec<String>,
+    pub groups_existing: Vec<String>,
+    pub memberships: usize,
+    pub permissions_mapped: usize,
+    /// `app_label.codename` of the permissions that mean nothing here.
+    pub permissions_skipped: BTreeSet<String>,
+    pub tokens_added: usize,
+    pub tokens_known: usize,
+    /// Users who cannot log in until given a new password, and why.
+    pub cannot_log_in: Vec<(String, String)>,
+}
+
+/// Our permission for a Django one: a codename of ours under any app label
+/// (the seed project's `api.view_data` is `lbasedb.view_data`), Django's
+/// own on users and groups, DRF's on tokens; `None` for the rest.
+pub fn map_permission(app_label: &str, codename: &str) -> Option<String> {
+    let (action, model) = codename.split_once('_')?;
+    if !matches!(action, "view" | "add" | "change" | "delete") {
+        return None;
+    }
+    match (app_label, model) {
+        (_, "feed" | "col" | "data") => Some(format!("{APP_LABEL}.{codename}")),
+        ("auth", "user" | "group") => Some(format!("auth.{codename}")),
+        ("authtoken", "token") => Some(format!("authtoken.{codename}")),
+        _ => None,
+    }
+}
+
+/// Imports `source` into our database; see the module's doc.
+pub fn import_django(
+    conn: &mut SqliteConnection,
+    source: &DjangoAuth,
+    replace: bool,
+) -> Result<ImportReport, DbError> {
+    conn.immediate_transaction(|conn| {
+        let mut report = ImportReport::default();
+        let perms = map_permissions(conn, source, &mut report)?;
+        let groups = import_groups(conn, source, &perms, &mut report)?;
+        let users = import_users(conn, source, replace, &mut report)?;
+        for link in &source.user_groups {
+            if let (Some(user), Some(group)) = (users.get(&link.from), groups.get(&link.to)) {
+                queries::add_user_to_group(conn, *user, *group)?;
+                report.memberships += 1;
+            }
+        }
+        for link in &source.user_permissions {
+            if let (Some(user), Some(perm)) = (users.get(&link.from), perms.get(&link.to)) {
+                queries::add_user_permission(conn, *user, *perm)?;
+                report.permissions_mapped += 1;
+            }
+        }
+        import_tokens(conn, source, &users, &mut report)?;
+        Ok(report)
+    })
+}
+
+/// Django's permission ids to ours; the rest go in the report.
+fn map_permissions(
+    conn: &mut SqliteConnection,
+    source: &DjangoAuth,
+    report: &mut ImportReport,
+) -> Result<HashMap<i32, i32>, DbError> {
+    let mut ours = HashMap::new();
+    let used: BTreeSet<i32> = source
+        .group_permissions
+        .iter()
+        .chain(&source.user_permissions)
+        .map(|link| link.to)
+        .collect();
+    for perm in source.permissions.iter().filter(|p| used.contains(&p.id)) {
+        match map_permission(&perm.app_label, &perm.codename) {
+            Some(codename) => {
+                ours.insert(
+                    perm.id,
+                    queries::permission_by_codename(conn, &codename)?.id,
+                );
+            }
+            None => {
+                report
+                    .permissions_skipped
+                    .insert(format!("{}.{}", perm.app_label, perm.codename));
+            }
+        }
+    }
+    Ok(ours)
+}
+
+/// Groups by name, with the permissions that mean something here; answers
+/// Django's group ids to ours.
+fn import_groups(
+    conn: &mut SqliteConnection,
+    source: &DjangoAuth,
+    perms: &HashMap<i32, i32>,
+    report: &mut ImportReport,
+) -> Result<HashMap<i32, i32>, DbError> {
+    let mut ids = HashMap::new();
+    for group in &source.groups {
+        let id = match queries::group_by_name(conn, &group.name)? {
+            Some(existing) => {
+                report.groups_existing.push(group.name.clone());
+                existing.id
+            }
+            None => {
+                report.groups_created.push(group.name.clone());
+                queries::create_group(conn, &group.name)?.id
+            }
+        };
+        ids.insert(group.id, id);
+    }
+    for link in &source.group_permissions {
+        if let (Some(group), Some(perm)) = (ids.get(&link.from), perms.get(&link.to)) {
+            queries::add_group_permission(conn, *group, *perm)?;
+            report.permissions_mapped += 1;
+        }
+    }
+    Ok(ids)
+}
+
+/// Users by name; answers Django's user ids to ours, for the users that
+/// were created, replaced or found the same (not the clashing ones).
+fn import_users(
+    conn: &mut SqliteConnection,
+    source: &DjangoAuth,
+    replace: bool,
+    report: &mut ImportReport,
+) -> Result<HashMap<i32, i32>, DbError> {
+    let mut ids = HashMap::new();
+    for user in &source.users {
+        let existing = queries::user_by_username(conn, &user.username)?;
+        let list = match &existing {
+            Some(ours) if ours.password == user.password => {
+                ids.insert(user.id, ours.id);
+                &mut report.users_unchanged
+            }
+            Some(_) if !replace => {
+                report.users_clashing.push(user.username.clone());
+                continue;
+            }
+            Some(_) => &mut report.users_replaced,
+            None => &mut report.users_created,
+        };
+        list.push(user.username.clone());
+        if existing
+            .as_ref()
+            .is_none_or(|ours| ours.password != user.password)
+        {
+            ids.insert(user.id, queries::put_user_record(conn, &record(user)?)?);
+        }
+        if let Some(why) = why_no_login(&user.password) {
+            report.cannot_log_in.push((user.username.clone(), why));
+        }
+    }
+    Ok(ids)
+}
+
+fn record(user: &DjangoUser) -> Result<UserRecord<'_>, DbError> {
+    let joined = parse_datetime(&user.date_joined).ok_or_else(|| {
+        DbError::invalid(
+            "date_joined",
+            format!(
+                "user {}: date_joined {:?} is no date",
+                user.username, user.date_joined
+            ),
+        )
+    })?;
+    Ok(UserRecord {
+        username: &user.username,
+        password: &user.password,
+        email: &user.email,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+        is_active: user.is_active,
+        is_staff: user.is_staff,
+        is_superuser: user.is_superuser,
+        date_joined: joined,
+        last_login: user.last_login.as_deref().and_then(parse_datetime),
+    })
+}
+
+/// Why a hash will never log in, if it will not.
+fn why_no_login(encoded: &str) -> Option<String> {
+    match django::algorithm(encoded) {
+        None => Some("unusable password (as in Django)".into()),
+        Some(_) if django::is_supported(encoded) => None,
+        Some(algorithm) => Some(format!(
+            "{algorithm} hashes are not accepted here; set a new password"
+        )),
+    }
+}
+
+/// DRF tokens, by the digest of their key; the prefix `drf_` and the key's
+/// first 8 characters name them in the admin.
+fn import_tokens(
+    conn: &mut SqliteConnection,
+    source: &DjangoAuth,
+    users: &HashMap<i32, i32>,
+    report: &mut ImportReport,
+) -> Result<(), DbError> {
+    for drf in source.tokens.iter().flatten() {
+        let Some(user_id) = users.get(&drf.user_id) else {
+            continue;
+        };
+        let prefix = format!("drf_{}", drf.key.chars().take(8).collect::<String>());
+        let digest = token::digest(&drf.key);
+        let added = queries::put_token_record(
+            conn,
+            &TokenRecord {
+                user_id: *user_id,
+                name: "imported from Django",
+                prefix: &prefix,
+                digest: &digest,
+                created_at: parse_datetime(&drf.created).unwrap_or_else(queries::now),
+                expires_at: None,
+                last_used_at: None,
+                revoked: false,
+            },
+        )?;
+        report.tokens_added += added;
+        report.tokens_known += 1 - added.min(1);
+    }
+    Ok(())
+}
+
+impl fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let users = self.users_created.len()
+            + self.users_replaced.len()
+            + self.users_unchanged.len()
+            + self.users_clashing.len();
+        writeln!(
+            f,
+            "users: {users} ({} created, {} replaced, {} unchanged, {} clashing)",
+            self.users_created.len(),
+            self.users_replaced.len(),
+            self.users_unchanged.len(),
+            self.users_clashing.len()
+        )?;
+        writeln!(
+            f,
+            "groups: {} ({} created, {} existing)",
+            self.groups_created.len() + self.groups_existing.len(),
+            self.groups_created.len(),
+            self.groups_existing.len()
+        )?;
+        writeln!(f, "memberships: {}", self.memberships)?;
+        writeln!(f, "permissions mapped: {}", self.permissions_mapped)?;
+        let skipped: Vec<&str> = self
+            .permissions_skipped
+            .iter()
+            .map(String::as_str)
+            .collect();
+        writeln!(
+            f,
+            "permissions skipped (no meaning here): {}",
+            if skipped.is_empty() {
+                "none".into()
+            } else {
+                skipped.join(", ")
+            }
+        )?;
+        writeln!(
+            f,
+            "tokens: {} added, {} known already",
+            self.tokens_added, self.tokens_known
+        )?;
+        for (user, why) in &self.cannot_log_in {
+            writeln!(f, "cannot log in: {user}: {why}")?;
+        }
+        for user in &self.users_clashing {
+            writeln!(
+                f,
+                "clash: {user} exists here with another password; kept (--replace overwrites)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn djangos_permissions_map_to_ours_or_to_none() {
+        let cases = [
+            ("api", "view_data", Some("lbasedb.view_data")),
+            ("lbasedb", "add_feed", Some("lbasedb.add_feed")),
+            ("auth", "change_user", Some("auth.change_user")),
+            ("auth", "view_group", Some("auth.view_group")),
+            ("authtoken", "add_token", Some("authtoken.add_token")),
+            ("auth", "add_permission", None),
+            ("authtoken", "view_tokenproxy", None),
+            ("admin", "view_logentry", None),
+            ("contenttypes", "view_contenttype", None),
+            ("api", "export_data", None),
+        ];
+        for (app, codename, ours) in cases {
+            assert_eq!(
+                map_permission(app, codename).as_deref(),
+                ours,
+                "{app}.{codename}"
+            );
+        }
+    }
+}
