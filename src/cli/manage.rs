@@ -218,19 +218,22 @@ fn createtoken(
 }
 
 fn importdjango(source: &str, replace: bool, db: &DbArgs) -> Result<()> {
-    if source.contains("://") {
-        return Err(format!(
-            "{}: give the path of the Django database's SQLite file (a PostgreSQL \
-             database can be copied to one with Django's dumpdata and loaddata)",
-            source.split("://").next().unwrap_or_default()
-        ));
+    let django = match source.split_once("://") {
+        Some(("postgres" | "postgresql", _)) => db::django::read_postgres(source),
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{scheme}: give the path of the Django database's SQLite file, or a \
+                 postgres:// URL"
+            ));
+        }
+        None => db::django::read_sqlite(std::path::Path::new(source)),
     }
-    let django =
-        db::django::read_sqlite(std::path::Path::new(source)).map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?;
     let report = with_conn(&open(db)?, |conn| {
         crate::auth::import::import_django(conn, &django, replace)
     })?;
-    print!("Imported from {source}:\n{report}");
+    let shown = source.rsplit_once('@').map_or(source, |(_, host)| host);
+    print!("Imported from {shown}:\n{report}");
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! Reads a Django project's database (the Django + REST framework proxy's):
 //! `auth_user`, `auth_group`, `auth_permission` with `django_content_type`,
 //! the three link tables, and `authtoken_token` when present. Read-only,
-//! with plain SQL: the tables are Django's, not ours.
+//! with plain SQL: the tables are Django's, not ours. On SQLite (a file) or
+//! on PostgreSQL (a `postgres://` URL).
 
 use std::path::Path;
 
@@ -176,6 +177,138 @@ fn read(conn: &mut SqliteConnection) -> Result<DjangoAuth, DbError> {
             conn,
             "SELECT user_id AS \"from\", permission_id AS \"to\" FROM auth_user_user_permissions",
         )?,
+        tokens,
+    })
+}
+
+/// The URL without its credentials, for messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// Django's datetimes as our readers take them: UTC text, to the second.
+const PG_TIME: &str = "'YYYY-MM-DD HH24:MI:SS'";
+
+/// Reads a Django database on PostgreSQL (`postgres://…`), in a read-only
+/// session. Errors name the server without its credentials.
+pub fn read_postgres(url: &str) -> Result<DjangoAuth, DbError> {
+    let shown = redacted(url);
+    let fail = |why: String| DbError::Config(format!("{shown}: {why}"));
+    let mut client = postgres::Client::connect(url, postgres::NoTls)
+        .map_err(|e| fail(format!("cannot connect ({e})")))?;
+    client
+        .batch_execute("SET default_transaction_read_only = on")
+        .map_err(|e| fail(e.to_string()))?;
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema()",
+            &[],
+        )
+        .map_err(|e| fail(e.to_string()))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if let Some(missing) = REQUIRED
+        .iter()
+        .find(|t| !tables.iter().any(|have| have == *t))
+    {
+        return Err(fail(format!(
+            "not a Django database: it has no table {missing}"
+        )));
+    }
+    read_pg(&mut client, tables.iter().any(|t| t == "authtoken_token"))
+        .map_err(|e| fail(e.to_string()))
+}
+
+fn read_pg(
+    client: &mut postgres::Client,
+    with_tokens: bool,
+) -> Result<DjangoAuth, postgres::Error> {
+    let mut rows = |sql: &str| client.query(sql, &[]);
+    let users = rows(&format!(
+        "SELECT id::int4, username::text, password::text, email::text, first_name::text, \
+         last_name::text, is_active, is_staff, is_superuser, \
+         to_char(date_joined AT TIME ZONE 'UTC', {PG_TIME}), \
+         to_char(last_login AT TIME ZONE 'UTC', {PG_TIME}) FROM auth_user ORDER BY id"
+    ))?
+    .iter()
+    .map(|r| DjangoUser {
+        id: r.get(0),
+        username: r.get(1),
+        password: r.get(2),
+        email: r.get(3),
+        first_name: r.get(4),
+        last_name: r.get(5),
+        is_active: r.get(6),
+        is_staff: r.get(7),
+        is_superuser: r.get(8),
+        date_joined: r.get(9),
+        last_login: r.get(10),
+    })
+    .collect();
+    let groups = rows("SELECT id::int4, name::text FROM auth_group ORDER BY id")?
+        .iter()
+        .map(|r| DjangoGroup {
+            id: r.get(0),
+            name: r.get(1),
+        })
+        .collect();
+    let permissions = rows(
+        "SELECT p.id::int4, c.app_label::text, p.codename::text FROM auth_permission p \
+         JOIN django_content_type c ON c.id = p.content_type_id ORDER BY p.id",
+    )?
+    .iter()
+    .map(|r| DjangoPermission {
+        id: r.get(0),
+        app_label: r.get(1),
+        codename: r.get(2),
+    })
+    .collect();
+    let mut links = |sql: &str| -> Result<Vec<Link>, postgres::Error> {
+        Ok(client
+            .query(sql, &[])?
+            .iter()
+            .map(|r| Link {
+                from: r.get(0),
+                to: r.get(1),
+            })
+            .collect())
+    };
+    let user_groups = links("SELECT user_id::int4, group_id::int4 FROM auth_user_groups")?;
+    let group_permissions =
+        links("SELECT group_id::int4, permission_id::int4 FROM auth_group_permissions")?;
+    let user_permissions =
+        links("SELECT user_id::int4, permission_id::int4 FROM auth_user_user_permissions")?;
+    let tokens = if with_tokens {
+        let sql = format!(
+            "SELECT key::text, to_char(created AT TIME ZONE 'UTC', {PG_TIME}), user_id::int4 \
+             FROM authtoken_token"
+        );
+        Some(
+            client
+                .query(&sql, &[])?
+                .iter()
+                .map(|r| DjangoToken {
+                    key: r.get(0),
+                    created: r.get(1),
+                    user_id: r.get(2),
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(DjangoAuth {
+        users,
+        groups,
+        permissions,
+        user_groups,
+        group_permissions,
+        user_permissions,
         tokens,
     })
 }

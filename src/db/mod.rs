@@ -165,3 +165,70 @@ where
     })
     .await?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+
+    /// A read on one connection must never leave a transaction open: a
+    /// pooled connection would then read an old snapshot for good, and miss
+    /// what another process (the CLI) wrote.
+    #[test]
+    fn reads_leave_no_snapshot_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let url = path.to_str().unwrap();
+        let reader = connect(url).unwrap();
+        migrate(&reader).unwrap();
+        let writer = connect(url).unwrap();
+        let mut conn = reader.get().unwrap();
+        let count = |conn: &mut SqliteConnection| -> i64 {
+            schema::auth_user::table.count().get_result(conn).unwrap()
+        };
+        assert_eq!(count(&mut conn), 0);
+        let spec = crate::auth::users::UserSpec {
+            username: "alice".into(),
+            ..Default::default()
+        };
+        let granted = crate::auth::perms::Granted::system();
+        crate::auth::users::create_user(&mut conn, &granted, &spec, "!x").unwrap();
+        let _ = queries::user_by_username(&mut conn, "alice").unwrap();
+        diesel::sql_query("UPDATE auth_user SET password = 'changed' WHERE username = 'alice'")
+            .execute(&mut writer.get().unwrap())
+            .unwrap();
+        let seen = queries::user_by_username(&mut conn, "alice")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            seen.password, "changed",
+            "an update by another connection is seen"
+        );
+        // And by another process.
+        let status = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import sqlite3; c = sqlite3.connect({url:?}); \
+                 c.execute(\"UPDATE auth_user SET password = 'other' WHERE username = 'alice'\"); c.commit()"
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let seen = queries::user_by_username(&mut conn, "alice")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            seen.password, "other",
+            "an update by another process is seen"
+        );
+        let _ = queries::user_by_username(&mut conn, "nobody").unwrap();
+        let _ = queries::user_count(&mut conn).unwrap();
+        diesel::sql_query(
+            "INSERT INTO auth_user (username, password, date_joined) VALUES ('x', '!', '2026-01-01 00:00:00')",
+        )
+        .execute(&mut writer.get().unwrap())
+        .unwrap();
+        assert_eq!(count(&mut conn), 2, "the reader sees the writer's row");
+        assert!(queries::user_by_username(&mut conn, "x").unwrap().is_some());
+    }
+}

@@ -454,3 +454,50 @@ pub async fn fixed_upstream(head: &'static str, body: &'static [u8]) -> Recordin
     });
     RecordingUpstream { url, heads }
 }
+
+/// The PostgreSQL server the tests may use (`LBASEDB_TEST_POSTGRES`, as
+/// `.ci/postgres.sh` prints it); without one a test skips, saying so,
+/// unless `POSTGRES_TESTS=required` (CI), which makes that a failure.
+pub fn postgres_server(test: &str) -> Option<String> {
+    match std::env::var("LBASEDB_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("POSTGRES_TESTS").as_deref() == Ok("required") => {
+            panic!("{test}: POSTGRES_TESTS=required but LBASEDB_TEST_POSTGRES is not set")
+        }
+        _ => {
+            eprintln!(
+                "skipping {test}: no PostgreSQL (set LBASEDB_TEST_POSTGRES, e.g. from .ci/postgres.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// A new empty database on `server`, unique to this test run; its URL.
+pub fn postgres_database(server: &str, name: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let unique = format!(
+        "{name}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    psql(server, &["-c", &format!("CREATE DATABASE {unique}")]);
+    format!(
+        "{}/{unique}",
+        server.rsplit_once('/').expect("a database URL").0
+    )
+}
+
+/// Runs `psql` (PostgreSQL's own client) on `url`, stopping at the first error.
+pub fn psql(url: &str, args: &[&str]) {
+    let output = std::process::Command::new("psql")
+        .args([url, "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
