@@ -149,6 +149,11 @@ pub struct Settings {
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::net::parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// Who may read `GET /metrics` without a superuser's token: addresses
+    /// or networks, comma-separated. Anyone else gets 404.
+    #[arg(long, env = "METRICS_ALLOW", value_delimiter = ',', value_parser = crate::net::parse_net, default_value = "127.0.0.0/8,::1")]
+    pub metrics_allow: Vec<ipnet::IpNet>,
+
     /// How long throttling lasts after the last failure.
     #[arg(long, env = "THROTTLE_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub throttle_window: Duration,
@@ -210,6 +215,10 @@ impl Settings {
             bad_token_limit: 20,
             throttle_window: Duration::from_secs(300),
             trusted_proxies: Vec::new(),
+            metrics_allow: vec![
+                crate::net::parse_net("127.0.0.0/8").expect("a network"),
+                crate::net::parse_net("::1").expect("an address"),
+            ],
         }
     }
 

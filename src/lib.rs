@@ -13,6 +13,7 @@ pub mod fsperm;
 pub mod health;
 pub mod lbasedb;
 pub mod lock;
+pub mod metrics;
 pub mod net;
 #[cfg(test)]
 mod proptests;

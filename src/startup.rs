@@ -24,8 +24,10 @@ use crate::db::{self, Pool, queries};
 use crate::error::ApiError;
 use crate::health;
 use crate::lbasedb::EmbeddedServer;
+use crate::metrics::{Metrics, MetricsAllow};
 use crate::net::{TrustedProxies, client_ip_of};
 use crate::proxy::{self, ProxyState};
+use std::sync::Arc;
 
 pub struct Application {
     port: u16,
@@ -40,8 +42,10 @@ impl Application {
         let pool = open_database(&settings)?;
         let key = session_key(&settings)?;
         spawn_session_purge(pool.clone());
+        let metrics = Arc::new(Metrics::new());
         let auth = web::Data::new(AuthState {
             pool,
+            metrics: metrics.clone(),
             cache: AuthCache::new(settings.auth_cache_ttl),
             throttle: Throttle::new(
                 settings.login_failure_limit,
@@ -57,9 +61,11 @@ impl Application {
             &upstream.url,
             upstream.secret.clone(),
             &settings,
+            metrics,
         ));
         let (workers, shutdown) = (settings.workers, settings.shutdown_timeout);
         let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
+        let metrics_allow = MetricsAllow(TrustedProxies::new(settings.metrics_allow.clone()));
         // The access log renders its fields on every request; with info
         // logging off for it (RUST_LOG=warn), skip it altogether.
         let access_log_on =
@@ -75,6 +81,7 @@ impl Application {
                 .wrap(sessions(&settings, &auth, &key))
                 .wrap(Condition::new(access_log_on, access_log(trusted.clone())))
                 .app_data(web::Data::new(trusted.clone()))
+                .app_data(web::Data::new(metrics_allow.clone()))
                 .app_data(auth.clone())
                 .app_data(state.clone())
                 // Built here, so each worker gets its own client and pool.
@@ -221,6 +228,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             }),
         )
         .route("/healthz", web::get().to(health::healthz))
+        .route("/metrics", web::get().to(crate::metrics::serve))
         .route("/readyz", web::get().to(health::readyz))
         .service(
             web::scope("/api")

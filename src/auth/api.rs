@@ -16,6 +16,7 @@ use super::{
 use crate::db::models::User;
 use crate::db::{self, queries};
 use crate::error::ApiError;
+use crate::metrics::AuthFailure;
 
 #[derive(Deserialize)]
 pub struct Credentials {
@@ -41,10 +42,10 @@ pub async fn check_credentials(
     password: &str,
 ) -> Result<User, AuthError> {
     let ip = client_ip(req);
-    state
-        .throttle
-        .attempt_login(username, ip)
-        .map_err(AuthError::Throttled)?;
+    state.throttle.attempt_login(username, ip).map_err(|wait| {
+        state.metrics.auth_failure(AuthFailure::Throttled);
+        AuthError::Throttled(wait)
+    })?;
     let name = username.to_owned();
     let user = db::run(&state.pool, move |conn| {
         queries::user_by_username(conn, &name)
@@ -60,6 +61,7 @@ pub async fn check_credentials(
             Ok(user)
         }
         _ => {
+            state.metrics.auth_failure(AuthFailure::BadPassword);
             log::info!("failed login for an account from {ip}");
             Err(AuthError::BadCredentials)
         }

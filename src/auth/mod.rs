@@ -27,6 +27,7 @@ use rand::distributions::Alphanumeric;
 
 use crate::db::{self, DbError, Pool, queries};
 use crate::error::ApiError;
+use crate::metrics::AuthFailure;
 use principal::{AuthCache, Principal, TokenAuth};
 use throttle::Throttle;
 
@@ -34,6 +35,7 @@ use throttle::Throttle;
 #[derive(Clone)]
 pub struct AuthState {
     pub pool: Pool,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub cache: AuthCache,
     pub throttle: Throttle,
     pub secure_cookies: bool,
@@ -145,9 +147,11 @@ impl AuthState {
             return Err(self.bad_token(ip));
         }
         if auth.expires_at.is_some_and(|at| at <= now) {
+            self.metrics.auth_failure(AuthFailure::ExpiredToken);
             return Err(ApiError::NotAuthenticated("Token has expired.".into()));
         }
         if !auth.principal.is_active {
+            self.metrics.auth_failure(AuthFailure::InactiveUser);
             return Err(ApiError::NotAuthenticated(
                 "User inactive or deleted.".into(),
             ));
@@ -167,6 +171,7 @@ impl AuthState {
     /// than 401 once the address is over the limit. A valid token is never
     /// refused for its neighbours' mistakes.
     fn bad_token(&self, ip: IpAddr) -> ApiError {
+        self.metrics.auth_failure(AuthFailure::BadToken);
         match self.throttle.fail_token(ip) {
             Ok(()) => ApiError::NotAuthenticated("Invalid token.".into()),
             Err(wait) => ApiError::Throttled(wait),

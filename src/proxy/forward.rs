@@ -12,7 +12,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use awc::error::SendRequestError;
+use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::oneshot;
@@ -25,6 +25,8 @@ use super::headers::{
 };
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::metrics::{Metrics, UpstreamError};
+use std::sync::Arc;
 
 /// One client per worker (built in the app factory), with a keep-alive pool.
 /// awc's total timeout would also cover the time spent sending a body, and
@@ -106,11 +108,16 @@ pub async fn send(
     let send = match body {
         Body::Full(bytes) => {
             let _ = body_done.send(());
+            state
+                .metrics
+                .request_bytes(endpoint.name(), bytes.len() as u64);
             upstream_req.send_body(bytes)
         }
         Body::Stream(payload) => {
             let body = RequestBody {
                 payload,
+                counted: state.metrics.clone(),
+                endpoint,
                 sent: 0,
                 limit: state.body_limit,
                 over_limit: over_limit.clone(),
@@ -137,6 +144,7 @@ pub async fn send(
     let response = tokio::select! {
         response = send => response,
         () = head_deadline => {
+            state.metrics.upstream_error(UpstreamError::Timeout);
             log::warn!("upstream gave no response head within {response_timeout:?}");
             return Err(ApiError::UpstreamTimeout);
         }
@@ -146,7 +154,7 @@ pub async fn send(
         Err(_) if over_limit.get() => Err(ApiError::PayloadTooLarge {
             limit: state.body_limit,
         }),
-        Err(err) => Err(upstream_error(err)),
+        Err(err) => Err(upstream_error(err, &state.metrics)),
     }
 }
 
@@ -186,7 +194,13 @@ fn copy_headers(req: &HttpRequest, headers: &mut HeaderMap) {
 
 /// Streams the upstream's answer back: status, the headers the policy
 /// lets through, and the body with its length.
-pub fn respond(req: &HttpRequest, response: awc::ClientResponse, binary: bool) -> HttpResponse {
+pub fn respond(
+    req: &HttpRequest,
+    response: awc::ClientResponse,
+    binary: bool,
+    state: &ProxyState,
+    endpoint: Endpoint,
+) -> HttpResponse {
     let status = response.status();
     let mut builder = HttpResponseBuilder::new(status);
     for (name, value) in response.headers() {
@@ -211,24 +225,47 @@ pub fn respond(req: &HttpRequest, response: awc::ClientResponse, binary: bool) -
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let counted = state.metrics.response_bytes(endpoint.name());
+    let response = response.inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            counted.inc_by(chunk.len() as u64);
+        }
+    });
     match length {
         Some(len) => builder.body(SizedStream::new(len, response)),
         None => builder.streaming(response),
     }
 }
 
-fn upstream_error(err: SendRequestError) -> ApiError {
+fn upstream_error(err: SendRequestError, metrics: &Metrics) -> ApiError {
     match err {
+        // awc's word for a connection the upstream closed with no answer
+        // (its worker panicked, or it was killed).
+        SendRequestError::Connect(ConnectError::Disconnected) => {
+            metrics.upstream_error(UpstreamError::Closed);
+            log::warn!("upstream closed the connection without a response");
+            ApiError::UpstreamBroken
+        }
+        SendRequestError::Connect(ConnectError::Timeout) => {
+            metrics.upstream_error(UpstreamError::Timeout);
+            log::warn!("upstream did not accept the connection in time");
+            ApiError::UpstreamUnreachable
+        }
         SendRequestError::Connect(err) => {
+            metrics.upstream_error(UpstreamError::Connect);
             log::warn!("upstream unreachable: {err}");
             ApiError::UpstreamUnreachable
         }
-        SendRequestError::Timeout => ApiError::UpstreamTimeout,
+        SendRequestError::Timeout => {
+            metrics.upstream_error(UpstreamError::Timeout);
+            ApiError::UpstreamTimeout
+        }
         SendRequestError::Body(err) => {
             log::info!("request body from the client failed: {err}");
             ApiError::BadRequest("The request body ended early.".into())
         }
         err => {
+            metrics.upstream_error(UpstreamError::Closed);
             log::warn!("upstream failed: {err}");
             ApiError::UpstreamBroken
         }
@@ -240,6 +277,8 @@ fn upstream_error(err: SendRequestError) -> ApiError {
 /// which starts the response-head timer.
 struct RequestBody {
     payload: web::Payload,
+    counted: Arc<Metrics>,
+    endpoint: Endpoint,
     sent: u64,
     limit: u64,
     over_limit: Rc<Cell<bool>>,
@@ -249,6 +288,7 @@ struct RequestBody {
 impl RequestBody {
     fn finish(&mut self) {
         if let Some(done) = self.done.take() {
+            self.counted.request_bytes(self.endpoint.name(), self.sent);
             let _ = done.send(());
         }
     }

@@ -10,9 +10,9 @@ pub mod upstream;
 
 use crate::lbasedb::perms::VIEW_FEED;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::Value;
 
 use crate::auth::principal::Principal;
@@ -20,6 +20,7 @@ use crate::auth::{AuthState, check_csrf};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
 use crate::lock::{InProcessLocks, LockError, WriteLocks};
+use crate::metrics::{AuthFailure, Metrics};
 use actix_web::http::Method;
 use classify::{Access, Classified, ClassifyError, Endpoint, classify};
 
@@ -39,6 +40,7 @@ pub struct ProxyState {
     pub body_limit: u64,
     pub limits: Limits,
     pub response_timeout: Duration,
+    pub metrics: Arc<Metrics>,
     /// Per-feed write serialisation (`crate::lock`).
     pub write_locks: Arc<dyn WriteLocks>,
     pub write_lock_timeout: Duration,
@@ -51,8 +53,14 @@ impl std::fmt::Debug for dyn WriteLocks {
 }
 
 impl ProxyState {
-    pub fn new(upstream: &str, upstream_secret: Option<String>, settings: &Settings) -> Self {
+    pub fn new(
+        upstream: &str,
+        upstream_secret: Option<String>,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
+            metrics,
             upstream: upstream.trim_end_matches('/').to_owned(),
             upstream_secret,
             body_limit: settings.body_limit,
@@ -75,13 +83,34 @@ pub async fn proxy(
     client: web::Data<awc::Client>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let _in_flight = auth.metrics.in_flight();
+    let label = Endpoint::from_name(&endpoint).map_or("unknown", Endpoint::name);
+    let answer = handle(&req, payload, &endpoint, &state, &client, &auth).await;
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(err) => err.status_code(),
+    };
+    auth.metrics.request(label, req.method(), status, started);
+    answer
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    endpoint: &str,
+    state: &ProxyState,
+    client: &awc::Client,
+    auth: &AuthState,
+) -> Result<HttpResponse, ApiError> {
+    let req = req.clone();
     // Deny by default: nothing about the upstream for the unauthenticated.
-    let who = auth
-        .authenticate(&req)
-        .await?
-        .ok_or_else(ApiError::no_credentials)?;
+    let who = auth.authenticate(&req).await?.ok_or_else(|| {
+        auth.metrics.auth_failure(AuthFailure::NoCredentials);
+        ApiError::no_credentials()
+    })?;
     if who.by_session && !req.method().is_safe() {
-        check_csrf(&req)?;
+        check_csrf(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
     let classified =
         classify(&endpoint, req.method(), req.query_string()).map_err(|err| match err {
@@ -92,7 +121,8 @@ pub async fn proxy(
             },
             ClassifyError::BadQuery(detail) => ApiError::BadRequest(detail),
         })?;
-    authorize(&classified, &who.principal)?;
+    authorize(&classified, &who.principal)
+        .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
     limits::check_query(
         classified.endpoint,
         req.method(),
@@ -111,6 +141,7 @@ pub async fn proxy(
     };
     // Held until the upstream has answered; dropped on every way out (an
     // error, or the client hanging up, which drops this whole future).
+    let waiting = Instant::now();
     let _write_lock = match &classified.write_lock {
         Some(feed) => Some(state.write_locks.acquire(feed).await.map_err(|err| {
             log::warn!("write to a feed refused: {err}");
@@ -122,9 +153,12 @@ pub async fn proxy(
         })?),
         None => None,
     };
-    let response = forward::send(&req, body, classified.endpoint, &state, &client).await?;
+    if classified.write_lock.is_some() {
+        auth.metrics.write_lock_waited(waiting);
+    }
+    let response = forward::send(&req, body, classified.endpoint, state, client).await?;
     if response.status().is_success() && classified.endpoint == Endpoint::Feed {
-        feed_changed(&req, &auth, facts).await;
+        feed_changed(&req, auth, facts).await;
     }
     if classified.access == Access::FeedList && !who.principal.has_perm(VIEW_FEED) {
         return visible_feeds(response, &who.principal).await;
@@ -132,7 +166,13 @@ pub async fn proxy(
     // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
     let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
         && req.method() == Method::GET;
-    Ok(forward::respond(&req, response, binary))
+    Ok(forward::respond(
+        &req,
+        response,
+        binary,
+        state,
+        classified.endpoint,
+    ))
 }
 
 /// A body the proxy must read before forwarding (a name, a size): small by

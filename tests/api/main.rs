@@ -10,6 +10,7 @@ mod django;
 mod embedded;
 mod faults;
 mod helpers;
+mod operations;
 mod proxy;
 mod safety;
 mod security;

@@ -1,0 +1,267 @@
+//! Prometheus metrics at `GET /metrics`, for the addresses in
+//! `METRICS_ALLOW` (loopback by default) and for a superuser's token; 404
+//! for anyone else. Every label is bounded: endpoint, method, status,
+//! reason, kind. Who and which feed belong in the audit, not here (a label
+//! per user or feed would grow without end).
+
+use std::time::Instant;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::auth::AuthState;
+use crate::error::ApiError;
+use crate::net::{TrustedProxies, client_ip};
+
+/// One process's metrics, registered in a registry of its own.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    auth_failures: IntCounterVec,
+    rate_limited: IntCounterVec,
+    in_flight: IntGauge,
+    write_lock_wait: Histogram,
+}
+
+/// Why an upstream request failed.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamError {
+    Connect,
+    Timeout,
+    Closed,
+}
+
+/// Why authentication or authorisation refused a request.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthFailure {
+    NoCredentials,
+    BadToken,
+    ExpiredToken,
+    InactiveUser,
+    BadPassword,
+    Throttled,
+    Csrf,
+    Forbidden,
+    TokenScope,
+    TokenNetwork,
+}
+
+impl AuthFailure {
+    fn label(self) -> &'static str {
+        match self {
+            Self::NoCredentials => "no_credentials",
+            Self::BadToken => "bad_token",
+            Self::ExpiredToken => "expired_token",
+            Self::InactiveUser => "inactive_user",
+            Self::BadPassword => "bad_password",
+            Self::Throttled => "throttled",
+            Self::Csrf => "csrf",
+            Self::Forbidden => "forbidden",
+            Self::TokenScope => "token_scope",
+            Self::TokenNetwork => "token_network",
+        }
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("registered once");
+    counter
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "lbasedb_proxy_request_duration_seconds",
+                "Time to the response head of proxied requests, by endpoint.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["endpoint"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("registered once");
+        let in_flight = IntGauge::new(
+            "lbasedb_proxy_in_flight_requests",
+            "Proxied requests being served now.",
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(in_flight.clone()))
+            .expect("registered once");
+        let write_lock_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "lbasedb_proxy_write_lock_wait_seconds",
+                "Time writes waited for their feed's write lock.",
+            )
+            .buckets(vec![0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(write_lock_wait.clone()))
+            .expect("registered once");
+        Self {
+            requests: counter(
+                &registry,
+                "lbasedb_proxy_requests_total",
+                "Proxied requests, by endpoint, method and status.",
+                &["endpoint", "method", "status"],
+            ),
+            request_bytes: counter(
+                &registry,
+                "lbasedb_proxy_request_bytes_total",
+                "Request body bytes sent upstream, by endpoint.",
+                &["endpoint"],
+            ),
+            response_bytes: counter(
+                &registry,
+                "lbasedb_proxy_response_bytes_total",
+                "Response body bytes streamed back, by endpoint.",
+                &["endpoint"],
+            ),
+            upstream_errors: counter(
+                &registry,
+                "lbasedb_proxy_upstream_errors_total",
+                "Upstream requests that failed, by kind (connect, timeout, closed).",
+                &["kind"],
+            ),
+            auth_failures: counter(
+                &registry,
+                "lbasedb_proxy_auth_failures_total",
+                "Requests refused by authentication or authorisation, by reason.",
+                &["reason"],
+            ),
+            rate_limited: counter(
+                &registry,
+                "lbasedb_proxy_rate_limited_total",
+                "Requests refused by a per-user limit, by limit (rate, in_flight).",
+                &["limit"],
+            ),
+            registry,
+            duration,
+            in_flight,
+            write_lock_wait,
+        }
+    }
+
+    /// A proxied request's outcome.
+    pub fn request(&self, endpoint: &str, method: &Method, status: StatusCode, started: Instant) {
+        let method = match *method {
+            Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE => {
+                method.as_str()
+            }
+            _ => "OTHER",
+        };
+        self.requests
+            .with_label_values(&[endpoint, method, status.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[endpoint])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    pub fn request_bytes(&self, endpoint: &str, bytes: u64) {
+        self.request_bytes
+            .with_label_values(&[endpoint])
+            .inc_by(bytes);
+    }
+
+    /// The counter of an endpoint's response bytes, to count a stream with.
+    pub fn response_bytes(&self, endpoint: &str) -> prometheus::IntCounter {
+        self.response_bytes.with_label_values(&[endpoint])
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        let kind = match kind {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Closed => "closed",
+        };
+        self.upstream_errors.with_label_values(&[kind]).inc();
+    }
+
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        self.auth_failures
+            .with_label_values(&[reason.label()])
+            .inc();
+    }
+
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.with_label_values(&[limit]).inc();
+    }
+
+    pub fn write_lock_waited(&self, since: Instant) {
+        self.write_lock_wait.observe(since.elapsed().as_secs_f64());
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// A request in flight; dropped when it is done (or abandoned).
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Who may read `/metrics`: these networks (`METRICS_ALLOW`), or a
+/// superuser's token.
+#[derive(Debug, Clone)]
+pub struct MetricsAllow(pub TrustedProxies);
+
+/// `GET /metrics`; 404 for anyone not allowed, so that its existence says
+/// nothing to the rest.
+pub async fn serve(
+    req: HttpRequest,
+    auth: web::Data<AuthState>,
+    allow: web::Data<MetricsAllow>,
+) -> Result<HttpResponse, ApiError> {
+    let from_allowed = allow.0.contains(client_ip(&req));
+    let superuser = || async {
+        req.headers()
+            .contains_key(actix_web::http::header::AUTHORIZATION)
+            && matches!(auth.authenticate(&req).await, Ok(Some(who)) if !who.by_session && who.principal.is_superuser && who.principal.is_active)
+    };
+    if !from_allowed && !superuser().await {
+        return Err(ApiError::NotFound);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(auth.metrics.render()))
+}
