@@ -113,7 +113,7 @@ async fn handle(
         check_csrf(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
     let classified =
-        classify(&endpoint, req.method(), req.query_string()).map_err(|err| match err {
+        classify(endpoint, req.method(), req.query_string()).map_err(|err| match err {
             ClassifyError::UnknownEndpoint => ApiError::NotFound,
             ClassifyError::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
                 method: req.method().clone(),
