@@ -149,6 +149,18 @@ pub struct Settings {
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::net::parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// Most requests one user may make through the proxy, as Django REST
+    /// framework writes it ("600/min", "10/s", "1000/hour"); a group's own
+    /// limit overrides it (the most generous wins); superusers are exempt.
+    /// Unset: no limit.
+    #[arg(long, env = "USER_RATE_LIMIT", value_parser = parse_rate)]
+    pub user_rate_limit: Option<crate::auth::ratelimit::Rate>,
+
+    /// Most requests one user may have in flight through the proxy at once
+    /// (superusers exempt). Unset: no limit.
+    #[arg(long, env = "USER_MAX_IN_FLIGHT")]
+    pub user_max_in_flight: Option<usize>,
+
     /// Who may read `GET /metrics` without a superuser's token: addresses
     /// or networks, comma-separated. Anyone else gets 404.
     #[arg(long, env = "METRICS_ALLOW", value_delimiter = ',', value_parser = crate::net::parse_net, default_value = "127.0.0.0/8,::1")]
@@ -157,6 +169,10 @@ pub struct Settings {
     /// How long throttling lasts after the last failure.
     #[arg(long, env = "THROTTLE_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub throttle_window: Duration,
+}
+
+fn parse_rate(text: &str) -> Result<crate::auth::ratelimit::Rate, String> {
+    text.parse()
 }
 
 /// Where the proxy keeps its data; shared by `serve` and the management
@@ -215,6 +231,8 @@ impl Settings {
             bad_token_limit: 20,
             throttle_window: Duration::from_secs(300),
             trusted_proxies: Vec::new(),
+            user_rate_limit: None,
+            user_max_in_flight: None,
             metrics_allow: vec![
                 crate::net::parse_net("127.0.0.0/8").expect("a network"),
                 crate::net::parse_net("::1").expect("an address"),

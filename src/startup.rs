@@ -46,6 +46,8 @@ impl Application {
         let auth = web::Data::new(AuthState {
             pool,
             metrics: metrics.clone(),
+            limits: crate::auth::ratelimit::UserLimits::new(settings.user_max_in_flight),
+            default_rate: settings.user_rate_limit,
             cache: AuthCache::new(settings.auth_cache_ttl),
             throttle: Throttle::new(
                 settings.login_failure_limit,

@@ -66,6 +66,7 @@ struct ChangePage<'a> {
     /// None when adding.
     id: Option<i32>,
     name: String,
+    rate_limit: String,
     perms: Vec<Choice>,
     lbasedb_perms: Vec<(i32, String)>,
     grants: Vec<GrantRow>,
@@ -81,6 +82,19 @@ struct Values {
     name: String,
     perms: Vec<i32>,
     grants: Vec<(i32, String)>,
+    /// Its members' rate limit, as typed ("" for none).
+    rate_limit: String,
+}
+
+impl Values {
+    fn spec(&self) -> users::GroupSpec<'_> {
+        users::GroupSpec {
+            name: &self.name,
+            perms: &self.perms,
+            grants: &self.grants,
+            rate_limit: Some(self.rate_limit.as_str()).filter(|r| !r.is_empty()),
+        }
+    }
 }
 
 /// The form page, for a group (`id`) or a new one, with `values` and the
@@ -118,6 +132,7 @@ async fn page<'a>(
         layout: &staff.layout,
         id,
         name: values.name,
+        rate_limit: values.rate_limit,
         perms: all
             .iter()
             .map(|p| Choice {
@@ -151,6 +166,7 @@ pub async fn add_form(
         name: String::new(),
         perms: Vec::new(),
         grants: Vec::new(),
+        rate_limit: String::new(),
     };
     ok(&page(&staff, &auth, (&proxy, &client), None, empty, Errors::new()).await?)
 }
@@ -168,6 +184,7 @@ async fn load(auth: &AuthState, id: i32) -> Result<(Group, Values), AdminError> 
         name: group.name.clone(),
         perms,
         grants,
+        rate_limit: group.rate_limit.clone().unwrap_or_default(),
     };
     Ok((group, values))
 }
@@ -200,6 +217,7 @@ pub struct GroupForm {
     permissions: Vec<String>,
     grant_perm: Vec<String>,
     grant_feed: Vec<String>,
+    rate_limit: String,
     #[serde(rename = "_action")]
     action: String,
 }
@@ -213,11 +231,29 @@ fn read(form: &GroupForm, all: &[Permission], errors: &mut Errors) -> Values {
             .or_default()
             .push("This field is required (150 characters or fewer).".into());
     }
+    let rate_limit = form.rate_limit.trim().to_owned();
+    if let Err(why) = rate_limit
+        .parse::<crate::auth::ratelimit::Rate>()
+        .map(drop)
+        .or_else(|why| {
+            if rate_limit.is_empty() {
+                Ok(())
+            } else {
+                Err(why)
+            }
+        })
+    {
+        errors
+            .entry("rate_limit")
+            .or_default()
+            .push(format!("Enter {why}."));
+    }
     let perm_ids: Vec<i32> = all.iter().map(|p| p.id).collect();
     Values {
         name,
         perms: choices(&form.permissions, "permissions", &perm_ids, errors),
         grants: grant_rows(&form.grant_perm, &form.grant_feed, all, errors),
+        rate_limit,
     }
 }
 
@@ -247,6 +283,11 @@ fn changes(all: &[Permission], before: &Values, after: &Values) -> Vec<FieldChan
         ("name", before.name.clone(), after.name.clone()),
         ("permissions", old_perms, new_perms),
         ("feed_grants", old_grants, new_grants),
+        (
+            "rate_limit",
+            before.rate_limit.clone(),
+            after.rate_limit.clone(),
+        ),
     ]
     .into_iter()
     .filter(|(_, old, new)| old != new)
@@ -272,15 +313,16 @@ async fn save(
         return Ok(Saved::Invalid(values, errors));
     }
     let all = db::run(&auth.pool, queries::all_permissions).await?;
-    let (name, perms, grants) = (
-        values.name.clone(),
-        values.perms.clone(),
-        values.grants.clone(),
-    );
+    let saving = Values {
+        name: values.name.clone(),
+        perms: values.perms.clone(),
+        grants: values.grants.clone(),
+        rate_limit: values.rate_limit.clone(),
+    };
     let saved = match id {
         None => {
             let granted = staff.require::<perms::AddGroup>()?;
-            auth.write(move |conn| users::add_group(conn, &granted, &name, &perms, &grants))
+            auth.write(move |conn| users::add_group(conn, &granted, &saving.spec()))
                 .await
         }
         Some(id) => {
@@ -288,7 +330,7 @@ async fn save(
             let (_, before) = load(auth, id).await?;
             let changes = changes(&all, &before, &values);
             auth.write(move |conn| {
-                users::change_group(conn, &granted, id, &name, &perms, &grants, &changes)
+                users::change_group(conn, &granted, id, &saving.spec(), &changes)
             })
             .await
             .map(|()| id)

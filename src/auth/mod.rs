@@ -8,6 +8,7 @@ pub mod import;
 pub mod password;
 pub mod perms;
 pub mod principal;
+pub mod ratelimit;
 pub mod session;
 pub mod throttle;
 pub mod token;
@@ -36,6 +37,9 @@ use throttle::Throttle;
 pub struct AuthState {
     pub pool: Pool,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub limits: ratelimit::UserLimits,
+    /// `USER_RATE_LIMIT`: the rate of a user none of whose groups has one.
+    pub default_rate: Option<ratelimit::Rate>,
     pub cache: AuthCache,
     pub throttle: Throttle,
     pub secure_cookies: bool,

@@ -26,6 +26,9 @@ pub struct Principal {
     pub is_staff: bool,
     pub is_superuser: bool,
     pub groups: Vec<String>,
+    /// Its groups' rate limits (`auth::ratelimit`).
+    #[serde(skip)]
+    pub group_rates: Vec<super::ratelimit::Rate>,
     pub perms: HashSet<String>,
     /// feed -> permission codenames granted for it.
     pub grants: HashMap<String, HashSet<String>>,
@@ -45,6 +48,11 @@ impl Principal {
             is_staff: user.is_staff,
             is_superuser: user.is_superuser,
             groups: holdings.groups,
+            group_rates: holdings
+                .group_rates
+                .iter()
+                .filter_map(|rate| rate.parse().ok())
+                .collect(),
             perms: holdings.perms.into_iter().collect(),
             grants,
         }

@@ -222,7 +222,13 @@ pub fn create_group(
             .collect::<Result<Vec<(i32, String)>, DbError>>()?;
         Ok::<_, DbError>((perms, grants))
     })?;
-    let id = add_group(conn, by, name, &ids.0, &ids.1)?;
+    let spec = GroupSpec {
+        name,
+        perms: &ids.0,
+        grants: &ids.1,
+        rate_limit: None,
+    };
+    let id = add_group(conn, by, &spec)?;
     queries::group_by_id(conn, id)?.ok_or_else(not_found)
 }
 
@@ -452,16 +458,30 @@ pub fn delete_user(
     })
 }
 
+/// A group as the admin's form gives it: permission ids, (permission id,
+/// feed) grants, and its members' rate limit ("600/min"), if any.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupSpec<'a> {
+    pub name: &'a str,
+    pub perms: &'a [i32],
+    pub grants: &'a [(i32, String)],
+    pub rate_limit: Option<&'a str>,
+}
+
 /// Adds a group from the admin's form (permission ids), giving only what
 /// the actor holds. Answers the group's id; a taken name is a validation
 /// error.
 pub fn add_group(
     conn: &mut SqliteConnection,
     by: &Granted<perms::AddGroup>,
-    name: &str,
-    perms: &[i32],
-    grants: &[(i32, String)],
+    group: &GroupSpec<'_>,
 ) -> Result<i32, DbError> {
+    let GroupSpec {
+        name,
+        perms,
+        grants,
+        rate_limit,
+    } = *group;
     validate_group_name(name)?;
     conn.immediate_transaction(|conn| {
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
@@ -470,6 +490,7 @@ pub fn add_group(
         let group = queries::create_group(conn, name)
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
         queries::update_group(conn, group.id, name, perms, grants)?;
+        queries::set_group_rate(conn, group.id, rate_limit)?;
         let object = Object {
             kind: "auth.group",
             id: group.id.to_string(),
@@ -485,11 +506,15 @@ pub fn change_group(
     conn: &mut SqliteConnection,
     by: &Granted<perms::ChangeGroup>,
     id: i32,
-    name: &str,
-    perms: &[i32],
-    grants: &[(i32, String)],
+    group: &GroupSpec<'_>,
     changes: &[FieldChange],
 ) -> Result<(), DbError> {
+    let GroupSpec {
+        name,
+        perms,
+        grants,
+        rate_limit,
+    } = *group;
     validate_group_name(name)?;
     conn.immediate_transaction(|conn| {
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
@@ -498,6 +523,7 @@ pub fn change_group(
         }
         queries::update_group(conn, id, name, perms, grants)
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
+        queries::set_group_rate(conn, id, rate_limit)?;
         let object = Object {
             kind: "auth.group",
             id: id.to_string(),

@@ -37,6 +37,9 @@ pub struct GroupDump {
     pub name: String,
     pub permissions: Vec<String>,
     pub feed_grants: Vec<Grant>,
+    /// Absent from dumps made before group rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -121,6 +124,7 @@ fn dump_groups(conn: &mut SqliteConnection) -> Result<Vec<GroupDump>, DbError> {
             ))
             .load(conn)?;
         groups.push(GroupDump {
+            rate_limit: group.rate_limit,
             name: group.name,
             permissions: codenames(permissions),
             feed_grants: grants(feed_grants),
@@ -228,6 +232,7 @@ fn load_group(conn: &mut SqliteConnection, group: &GroupDump) -> Result<(), DbEr
         Some(existing) => existing.id,
         None => queries::create_group(conn, &group.name)?.id,
     };
+    queries::set_group_rate(conn, id, group.rate_limit.as_deref())?;
     diesel::delete(auth_group_permissions::table.filter(auth_group_permissions::group_id.eq(id)))
         .execute(conn)?;
     diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(id))).execute(conn)?;

@@ -73,6 +73,8 @@ pub struct TokenRecord<'a> {
 pub struct Group {
     pub id: i32,
     pub name: String,
+    /// Its members' request rate, overriding `USER_RATE_LIMIT` ("600/min").
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]

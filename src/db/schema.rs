@@ -21,6 +21,7 @@ diesel::table! {
     auth_group (id) {
         id -> Integer,
         name -> Text,
+        rate_limit -> Nullable<Text>,
     }
 }
 

@@ -16,6 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::Value;
 
 use crate::auth::principal::Principal;
+use crate::auth::ratelimit::{Limited, Slot, effective_rate};
 use crate::auth::{AuthState, check_csrf};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
@@ -112,6 +113,7 @@ async fn handle(
     if who.by_session && !req.method().is_safe() {
         check_csrf(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
+    let _slot = admit(auth, &who.principal)?;
     let classified =
         classify(endpoint, req.method(), req.query_string()).map_err(|err| match err {
             ClassifyError::UnknownEndpoint => ApiError::NotFound,
@@ -173,6 +175,24 @@ async fn handle(
         state,
         classified.endpoint,
     ))
+}
+
+/// Per-user limits: the user's rate, and its requests in flight (held
+/// until this request is done).
+fn admit(auth: &AuthState, who: &Principal) -> Result<Slot, ApiError> {
+    let rate = effective_rate(who.is_superuser, &who.group_rates, auth.default_rate);
+    auth.limits
+        .admit(who.user_id, rate, who.is_superuser)
+        .map_err(|limited| match limited {
+            Limited::Rate(wait) => {
+                auth.metrics.rate_limited("rate");
+                ApiError::Throttled(wait)
+            }
+            Limited::InFlight => {
+                auth.metrics.rate_limited("in_flight");
+                ApiError::Throttled(Duration::from_secs(1))
+            }
+        })
 }
 
 /// A body the proxy must read before forwarding (a name, a size): small by

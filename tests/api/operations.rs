@@ -1,12 +1,15 @@
 //! Operating it: Prometheus metrics (names, counts after known requests,
-//! bounded labels, who may read them).
+//! bounded labels, who may read them) and per-user limits (a rate, a
+//! group's override, requests in flight).
 
+use lbasedb_proxy::auth::users::UserSpec;
+use lbasedb_proxy::db::queries;
 use lbasedb_proxy::net::parse_net;
 use serde_json::json;
 
 use crate::helpers::{
-    Fault, TestApp, broken_upstream, client_with_token, create_user, down_upstream, issue_token,
-    spawn_app, spawn_app_with, spec,
+    Fault, TestApp, admin, broken_upstream, client_with_token, create_group, create_user,
+    down_upstream, issue_token, spawn_app, spawn_app_with, spec,
 };
 
 /// The value of one series in `/metrics` (0 when absent).
@@ -191,5 +194,127 @@ async fn metrics_are_for_allowed_networks_and_superusers_only() {
             .await
             .unwrap()
             .contains("lbasedb_proxy_in_flight_requests")
+    );
+}
+
+// Rate limits per user.
+
+#[tokio::test]
+async fn a_user_over_its_rate_gets_429_and_superusers_are_exempt() {
+    let app = spawn_app_with(|s| s.user_rate_limit = Some("3/hour".parse().unwrap())).await;
+    create_user(&app.pool, spec("script"));
+    create_user(&app.pool, spec("other"));
+    let script = client_with_token(&issue_token(&app.pool, "script", None));
+    for _ in 0..3 {
+        assert_eq!(app.get_proxy_as(&script, "version").await.status(), 200);
+    }
+    let limited = app.get_proxy_as(&script, "version").await;
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1200).contains(&wait), "{wait}");
+    let other = client_with_token(&issue_token(&app.pool, "other", None));
+    assert_eq!(app.get_proxy_as(&other, "version").await.status(), 200);
+    for _ in 0..6 {
+        assert_eq!(app.get_proxy("version").await.status(), 200, "superuser");
+    }
+    let text = metrics(&app).await;
+    assert_eq!(
+        series(&text, "lbasedb_proxy_rate_limited_total{limit=\"rate\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_groups_rate_overrides_the_default_set_in_its_admin_form() {
+    let app = spawn_app_with(|s| s.user_rate_limit = Some("2/hour".parse().unwrap())).await;
+    create_group(&app.pool, "bulk", &[], &[]);
+    create_user(
+        &app.pool,
+        UserSpec {
+            groups: vec!["bulk".into()],
+            ..spec("loader")
+        },
+    );
+    let browser = admin(&app).await;
+    let id = queries::group_by_name(&mut app.pool.get().unwrap(), "bulk")
+        .unwrap()
+        .unwrap()
+        .id;
+    let change = format!("/admin/auth/group/{id}/change/");
+    let refused = browser
+        .post(
+            &change,
+            &change,
+            &[("name", "bulk"), ("rate_limit", "fast")],
+        )
+        .await;
+    assert_eq!(refused.status(), 200);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("expected a rate such as 600/min")
+    );
+    let saved = browser
+        .post(
+            &change,
+            &change,
+            &[("name", "bulk"), ("rate_limit", "100/hour")],
+        )
+        .await;
+    assert_eq!(saved.status(), 302);
+
+    let loader = client_with_token(&issue_token(&app.pool, "loader", None));
+    for _ in 0..5 {
+        assert_eq!(app.get_proxy_as(&loader, "version").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn one_user_cannot_have_more_than_its_share_in_flight() {
+    let app = spawn_app_with(|s| s.user_max_in_flight = Some(1)).await;
+    app.create_feed("w", &[("v", "Int64")]).await;
+    create_user(
+        &app.pool,
+        UserSpec {
+            grants: vec![("lbasedb.add_data".into(), "w".into())],
+            ..spec("script")
+        },
+    );
+    let script = client_with_token(&issue_token(&app.pool, "script", None));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    tx.send(bytes::Bytes::from_static(b"{\"v\": [1")).unwrap();
+    let upload = tokio::spawn(
+        script
+            .post(app.proxy("data?feed=w"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = app.get_proxy_as(&script, "version").await;
+    assert_eq!(second.status(), 429);
+    assert_eq!(app.get_proxy("version").await.status(), 200, "others go on");
+    tx.send(bytes::Bytes::from_static(b"]}")).unwrap();
+    drop(tx);
+    assert_eq!(upload.await.unwrap().unwrap().status(), 204);
+    assert_eq!(app.get_proxy_as(&script, "version").await.status(), 200);
+    let text = metrics(&app).await;
+    assert_eq!(
+        series(
+            &text,
+            "lbasedb_proxy_rate_limited_total{limit=\"in_flight\"}"
+        ),
+        1.0
     );
 }

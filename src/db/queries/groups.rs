@@ -95,6 +95,14 @@ pub fn group_members(conn: &mut Conn, group_id: i32) -> Result<Vec<User>, DbErro
         .load(conn)?)
 }
 
+/// Sets a group's rate limit ("600/min"), or clears it.
+pub fn set_group_rate(conn: &mut Conn, group_id: i32, rate: Option<&str>) -> Result<(), DbError> {
+    diesel::update(auth_group::table.find(group_id))
+        .set(auth_group::rate_limit.eq(rate))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn update_group(
     conn: &mut Conn,
     group_id: i32,

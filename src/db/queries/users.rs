@@ -56,6 +56,8 @@ pub fn touch_last_login(conn: &mut Conn, user_id: i32) -> Result<(), DbError> {
 /// groups'), and (feed, codename) grants (own and groups').
 pub struct Holdings {
     pub groups: Vec<String>,
+    /// The rate limits of the user's groups that have one ("600/min").
+    pub group_rates: Vec<String>,
     pub perms: Vec<String>,
     pub grants: Vec<(String, String)>,
 }
@@ -65,11 +67,13 @@ pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
         .filter(auth_user_groups::user_id.eq(user_id))
         .select(auth_user_groups::group_id)
         .load(conn)?;
-    let groups = auth_group::table
+    let (groups, rates): (Vec<String>, Vec<Option<String>>) = auth_group::table
         .filter(auth_group::id.eq_any(&group_ids))
         .order(auth_group::name)
-        .select(auth_group::name)
-        .load(conn)?;
+        .select((auth_group::name, auth_group::rate_limit))
+        .load::<(String, Option<String>)>(conn)?
+        .into_iter()
+        .unzip();
     let full = |(app, code): (String, String)| format!("{app}.{code}");
     let mut perms: Vec<String> = auth_user_user_permissions::table
         .inner_join(auth_permission::table)
@@ -106,6 +110,7 @@ pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
         .collect();
     Ok(Holdings {
         groups,
+        group_rates: rates.into_iter().flatten().collect(),
         perms,
         grants,
     })
