@@ -92,7 +92,7 @@ pub enum Limited {
 #[derive(Clone)]
 pub struct UserLimits {
     buckets: Cache<i32, (f64, Instant)>,
-    in_flight: Arc<Mutex<HashMap<i32, usize>>>,
+    in_flight: InFlightCounts,
     max_in_flight: Option<usize>,
 }
 
@@ -154,7 +154,10 @@ impl UserLimits {
 }
 
 /// A request's place in its user's flight, given back when dropped.
-pub struct Slot(Option<(Arc<Mutex<HashMap<i32, usize>>>, i32)>);
+pub struct Slot(Option<(InFlightCounts, i32)>);
+
+/// Requests in flight, per user.
+type InFlightCounts = Arc<Mutex<HashMap<i32, usize>>>;
 
 impl Drop for Slot {
     fn drop(&mut self) {
