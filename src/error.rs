@@ -60,6 +60,9 @@ impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
         match err {
             crate::db::DbError::Denied(why) => Self::Forbidden(why),
+            crate::db::DbError::Invalid(invalid) => {
+                Self::BadRequest(format!("{}: {}.", invalid.field, invalid.message))
+            }
             err => Self::internal(err),
         }
     }

@@ -81,6 +81,8 @@ struct AddPage<'a> {
     chosen: i32,
     name: String,
     expires_in: String,
+    scopes: String,
+    allowed_networks: String,
     errors: Errors,
     /// After saving: the secret, shown this once.
     secret: Option<String>,
@@ -93,6 +95,8 @@ pub struct AddForm {
     user: String,
     name: String,
     expires_in: String,
+    scopes: String,
+    allowed_networks: String,
 }
 
 impl AddPage<'_> {
@@ -109,11 +113,17 @@ impl AddPage<'_> {
             chosen: form.user.parse().unwrap_or(0),
             name: form.name.trim().to_owned(),
             expires_in: form.expires_in.trim().to_owned(),
+            scopes: form.scopes.trim().to_owned(),
+            allowed_networks: form.allowed_networks.trim().to_owned(),
             errors,
             secret: None,
             prefix: String::new(),
         }
     }
+}
+
+async fn users_list(auth: &AuthState) -> Result<Vec<User>, AdminError> {
+    Ok(db::run(&auth.pool, queries::all_users).await?)
 }
 
 pub async fn add_form(
@@ -152,6 +162,14 @@ pub async fn add(
         ));
         None
     });
+    let restrictions = crate::auth::scopes::Restrictions::parse(
+        std::slice::from_ref(&form.scopes),
+        std::slice::from_ref(&form.allowed_networks),
+    )
+    .unwrap_or_else(|why| {
+        errors.entry("scopes").or_default().push(why);
+        Default::default()
+    });
     let name = form.name.trim().to_owned();
     if name.is_empty() {
         errors
@@ -163,9 +181,33 @@ pub async fn add(
         return ok(&AddPage::form(&staff.layout, users, &form, errors));
     };
     let token_name = name.clone();
-    let (token, plain) = auth
-        .write(move |conn| users::issue_token(conn, &granted, owner.id, &token_name, expires_at))
-        .await?;
+    let issued = auth
+        .write(move |conn| {
+            let spec = users::TokenSpec {
+                name: &token_name,
+                expires_at,
+                restrictions,
+            };
+            users::issue_restricted_token(conn, &granted, owner.id, &spec)
+        })
+        .await;
+    let (token, plain) = match issued {
+        Ok(issued) => issued,
+        Err(crate::db::DbError::Invalid(invalid)) => {
+            let mut errors = Errors::new();
+            errors
+                .entry(invalid.field)
+                .or_default()
+                .push(invalid.message);
+            return ok(&AddPage::form(
+                &staff.layout,
+                users_list(&auth).await?,
+                &form,
+                errors,
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
     // Rendered, not redirected: the secret must appear on this page only.
     let mut layout = staff.layout;
     layout.messages.push(Message {

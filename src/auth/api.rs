@@ -26,6 +26,31 @@ pub struct Credentials {
     name: Option<String>,
     /// For `/api/auth/token/`: a lifetime such as "30d" or "12h".
     expires_in: Option<String>,
+    /// For `/api/auth/token/`: what the token keeps of the user's
+    /// permissions (`["lbasedb.view_data=xy"]`, or one comma-separated
+    /// string in a form).
+    #[serde(default)]
+    scopes: OneOrMany,
+}
+
+/// A list in JSON, or a single (comma-separated) string in a form.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(self) -> Vec<String> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(text) => vec![text],
+            Self::Many(list) => list,
+        }
+    }
 }
 
 /// A form or a JSON body alike.
@@ -95,10 +120,17 @@ pub async fn obtain_token(
     let body = body.into_inner();
     let expires_at = super::token::expiry_from_text(body.expires_in.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("expires_in: {e}.")))?;
+    let restrictions = super::scopes::Restrictions::parse(&body.scopes.items(), &[])
+        .map_err(|e| ApiError::BadRequest(format!("scopes: {e}.")))?;
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
     let (token, plain) = db::run(&state.pool, move |conn| {
-        users::issue_own_token(conn, user.id, &name, expires_at)
+        let spec = users::TokenSpec {
+            name: &name,
+            expires_at,
+            restrictions,
+        };
+        users::issue_own_token(conn, user.id, &spec)
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -241,6 +241,8 @@ fn import_tokens(
                 expires_at: None,
                 last_used_at: None,
                 revoked: false,
+                scopes: None,
+                allowed_networks: None,
             },
         )?;
         report.tokens_added += added;

@@ -9,6 +9,7 @@ pub mod password;
 pub mod perms;
 pub mod principal;
 pub mod ratelimit;
+pub mod scopes;
 pub mod session;
 pub mod throttle;
 pub mod token;
@@ -133,11 +134,16 @@ impl AuthState {
                 let Some((token, principal)) = found else {
                     return Err(self.bad_token(ip));
                 };
+                let restrictions = scopes::Restrictions::stored(
+                    token.scopes.as_deref(),
+                    token.allowed_networks.as_deref(),
+                );
                 let auth = Arc::new(TokenAuth {
                     token_id: token.id,
                     expires_at: token.expires_at,
                     revoked: token.revoked,
-                    principal: Arc::new(principal),
+                    principal: Arc::new(restrictions.restrict(&principal)),
+                    networks: restrictions.networks,
                     last_touched: AtomicI64::new(
                         token.last_used_at.map_or(0, |t| t.and_utc().timestamp()),
                     ),
@@ -153,6 +159,14 @@ impl AuthState {
         if auth.expires_at.is_some_and(|at| at <= now) {
             self.metrics.auth_failure(AuthFailure::ExpiredToken);
             return Err(ApiError::NotAuthenticated("Token has expired.".into()));
+        }
+        if !auth.networks.is_empty()
+            && !auth.networks.iter().any(|n| n.contains(&ip.to_canonical()))
+        {
+            self.metrics.auth_failure(AuthFailure::TokenNetwork);
+            return Err(ApiError::Forbidden(
+                "This token may not be used from this address.".into(),
+            ));
         }
         if !auth.principal.is_active {
             self.metrics.auth_failure(AuthFailure::InactiveUser);

@@ -81,7 +81,10 @@ pub struct TokenAuth {
     pub token_id: i32,
     pub expires_at: Option<NaiveDateTime>,
     pub revoked: bool,
+    /// The user's principal as this token restricts it (`auth::scopes`).
     pub principal: Arc<Principal>,
+    /// Where the token may be used from (empty: anywhere).
+    pub networks: Vec<ipnet::IpNet>,
     pub last_touched: AtomicI64,
 }
 

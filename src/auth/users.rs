@@ -11,6 +11,7 @@ use diesel::sqlite::SqliteConnection;
 
 use super::guard::{self, Actor, Denied, Powers};
 use super::perms::{self, Granted};
+use super::scopes::Restrictions;
 use super::token::{self, PlainToken};
 use crate::db::DbError;
 use crate::db::models::{Group, NewUser, Token, User};
@@ -241,12 +242,28 @@ pub fn issue_token(
     name: &str,
     expires_at: Option<NaiveDateTime>,
 ) -> Result<(Token, PlainToken), DbError> {
+    let spec = TokenSpec {
+        name,
+        expires_at,
+        restrictions: Restrictions::default(),
+    };
+    issue_restricted_token(conn, by, user_id, &spec)
+}
+
+/// A token for a user that may do only what `spec` keeps of its user's
+/// permissions, from where `spec` says.
+pub fn issue_restricted_token(
+    conn: &mut SqliteConnection,
+    by: &Granted<perms::AddToken>,
+    user_id: i32,
+    spec: &TokenSpec<'_>,
+) -> Result<(Token, PlainToken), DbError> {
     conn.immediate_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((actor_id, powers)) = actor_powers(conn, by.actor())? {
             guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
         }
-        let (stored, plain) = insert_token(conn, user_id, name, expires_at)?;
+        let (stored, plain) = insert_token(conn, user_id, spec)?;
         let repr = format!("{} ({})", stored.prefix, target.username);
         let object = Object {
             kind: "authtoken.token",
@@ -263,27 +280,46 @@ pub fn issue_token(
 pub fn issue_own_token(
     conn: &mut SqliteConnection,
     user_id: i32,
-    name: &str,
-    expires_at: Option<NaiveDateTime>,
+    spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
-    insert_token(conn, user_id, name, expires_at)
+    insert_token(conn, user_id, spec)
+}
+
+/// What a new token is: a name, a lifetime, and what it may not do of
+/// what its user may.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSpec<'a> {
+    pub name: &'a str,
+    pub expires_at: Option<NaiveDateTime>,
+    pub restrictions: Restrictions,
 }
 
 fn insert_token(
     conn: &mut SqliteConnection,
     user_id: i32,
-    name: &str,
-    expires_at: Option<NaiveDateTime>,
+    spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
+    // A scope names one of our permissions.
+    for scope in &spec.restrictions.scopes {
+        queries::permission_by_codename(conn, &scope.codename).map_err(|_| {
+            DbError::invalid("scopes", format!("unknown permission {}", scope.codename))
+        })?;
+    }
     let plain = token::generate();
+    let (scopes, networks) = (
+        spec.restrictions.scopes_text(),
+        spec.restrictions.networks_text(),
+    );
     let stored = queries::create_token(
         conn,
         &NewToken {
             user_id,
-            name,
+            name: spec.name,
             prefix: &plain.prefix,
             digest: &plain.digest,
-            expires_at,
+            expires_at: spec.expires_at,
+            scopes: scopes.as_deref(),
+            allowed_networks: networks.as_deref(),
         },
     )?;
     Ok((stored, plain))

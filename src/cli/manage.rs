@@ -74,8 +74,13 @@ pub(crate) fn run(command: Command) -> Result<()> {
             username,
             name,
             expires_in,
+            scopes,
+            allow_ips,
             db,
-        } => createtoken(&username, &name, expires_in, &db),
+        } => {
+            let restrictions = crate::auth::scopes::Restrictions::parse(&scopes, &allow_ips)?;
+            createtoken(&username, &name, expires_in, restrictions, &db)
+        }
         Command::Revoketoken { prefix, db } => {
             if with_conn(&open(&db)?, |conn| queries::revoke_token(conn, &prefix))? {
                 println!("Token {prefix} revoked.");
@@ -194,6 +199,7 @@ fn createtoken(
     username: &str,
     name: &str,
     expires_in: Option<std::time::Duration>,
+    restrictions: crate::auth::scopes::Restrictions,
     db: &DbArgs,
 ) -> Result<()> {
     let pool = open(db)?;
@@ -202,8 +208,13 @@ fn createtoken(
         .map(crate::auth::token::expiry_after)
         .transpose()
         .map_err(|e| format!("--expires-in: {e}"))?;
+    let spec = users::TokenSpec {
+        name,
+        expires_at,
+        restrictions,
+    };
     let (token, plain) = with_conn(&pool, |conn| {
-        users::issue_token(conn, &Granted::system(), user.id, name, expires_at)
+        users::issue_restricted_token(conn, &Granted::system(), user.id, &spec)
     })?;
     let expiry = token
         .expires_at

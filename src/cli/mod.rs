@@ -86,6 +86,13 @@ pub(crate) enum Command {
         /// A lifetime such as "30d" or "12h" (default: no expiry).
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<std::time::Duration>,
+        /// Keep only this permission of the user's (CODENAME or
+        /// CODENAME=FEED); repeatable. None: all of them.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Allow the token only from this address or network; repeatable.
+        #[arg(long = "allow-ip")]
+        allow_ips: Vec<String>,
         #[command(flatten)]
         db: DbArgs,
     },

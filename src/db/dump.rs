@@ -70,6 +70,11 @@ pub struct TokenDump {
     pub expires_at: Option<NaiveDateTime>,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked: bool,
+    /// Absent from dumps made before scoped tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_networks: Option<String>,
 }
 
 fn codenames(rows: Vec<(String, String)>) -> Vec<String> {
@@ -195,6 +200,8 @@ fn dump_tokens(conn: &mut SqliteConnection) -> Result<Vec<TokenDump>, DbError> {
             expires_at: t.expires_at,
             last_used_at: t.last_used_at,
             revoked: t.revoked,
+            scopes: t.scopes,
+            allowed_networks: t.allowed_networks,
         })
         .collect())
 }
@@ -310,6 +317,8 @@ fn load_token(conn: &mut SqliteConnection, token: &TokenDump) -> Result<usize, D
             expires_at: token.expires_at,
             last_used_at: token.last_used_at,
             revoked: token.revoked,
+            scopes: token.scopes.as_deref(),
+            allowed_networks: token.allowed_networks.as_deref(),
         },
     )?;
     Ok(inserted)

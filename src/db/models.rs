@@ -66,6 +66,8 @@ pub struct TokenRecord<'a> {
     pub expires_at: Option<NaiveDateTime>,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked: bool,
+    pub scopes: Option<&'a str>,
+    pub allowed_networks: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
@@ -115,6 +117,10 @@ pub struct Token {
     pub expires_at: Option<NaiveDateTime>,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked: bool,
+    /// What the token may do, of what its user may ("lbasedb.view_data=xy,…").
+    pub scopes: Option<String>,
+    /// Where it may be used from ("203.0.113.0/24,…").
+    pub allowed_networks: Option<String>,
 }
 
 /// Whether a token works: active, or why not.

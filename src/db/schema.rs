@@ -79,6 +79,8 @@ diesel::table! {
         expires_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
         revoked -> Bool,
+        scopes -> Nullable<Text>,
+        allowed_networks -> Nullable<Text>,
     }
 }
 

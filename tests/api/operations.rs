@@ -318,3 +318,154 @@ async fn one_user_cannot_have_more_than_its_share_in_flight() {
         1.0
     );
 }
+
+// Scoped tokens.
+
+#[tokio::test]
+async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
+    let app = spawn_app().await;
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    app.create_feed("zz", &[("x", "Int64")]).await;
+    create_user(
+        &app.pool,
+        UserSpec {
+            grants: vec![
+                ("lbasedb.view_data".into(), "xy".into()),
+                ("lbasedb.add_data".into(), "xy".into()),
+                ("lbasedb.view_data".into(), "zz".into()),
+            ],
+            ..spec("reader")
+        },
+    );
+    let obtained: serde_json::Value = app
+        .anon
+        .post(format!("{}/api/auth/token/", app.address))
+        .json(
+            &json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
+                      "scopes": ["lbasedb.view_data=xy"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scoped = client_with_token(obtained["token"].as_str().unwrap());
+    assert_eq!(
+        app.get_proxy_as(&scoped, "size?feed=xy").await.status(),
+        200
+    );
+    assert_eq!(
+        app.get_proxy_as(&scoped, "size?feed=zz").await.status(),
+        403,
+        "out of scope"
+    );
+    let write = scoped
+        .post(app.proxy("data?feed=xy"))
+        .json(&json!({"x": [1]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403, "the user may, the token may not");
+    assert_eq!(app.size_of("xy").await, 0);
+
+    // A superuser's scoped token is no superuser.
+    let root = client_with_token(&{
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+            .args(["createtoken", "admin", "--scope", "lbasedb.view_feed"])
+            .env("DATA_DIR", app.data.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    });
+    assert_eq!(app.get_proxy_as(&root, "feed").await.status(), 200);
+    let made = root
+        .post(app.proxy("feed"))
+        .json(&json!({"name": "new"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 403);
+    // A scope that names no permission is a clear error.
+    let refused = app
+        .anon
+        .post(format!("{}/api/auth/token/", app.address))
+        .json(
+            &json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
+                      "scopes": "lbasedb.fly"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+}
+
+#[tokio::test]
+async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
+    let app = spawn_app().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+        .args(["createtoken", "admin", "--allow-ip", "203.0.113.0/24"])
+        .env("DATA_DIR", app.data.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elsewhere = client_with_token(String::from_utf8(out.stdout).unwrap().trim());
+    let refused = app.get_proxy_as(&elsewhere, "version").await;
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("address"));
+    let text = metrics(&app).await;
+    assert_eq!(
+        series(
+            &text,
+            "lbasedb_proxy_auth_failures_total{reason=\"token_network\"}"
+        ),
+        1.0
+    );
+
+    // The admin's token form takes both, and the list shows them.
+    let browser = admin(&app).await;
+    let id = queries::user_by_username(&mut app.pool.get().unwrap(), "admin")
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+    let page = "/admin/authtoken/token/add/";
+    let added = browser
+        .post(
+            page,
+            page,
+            &[
+                ("user", id.as_str()),
+                ("name", "ci"),
+                ("scopes", "lbasedb.view_data=xy"),
+                ("allowed_networks", "10.0.0.0/8"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status(), 200);
+    let (_, list) = browser.get("/admin/authtoken/token/").await;
+    assert!(
+        list.contains("lbasedb.view_data=xy") && list.contains("10.0.0.0/8"),
+        "{list}"
+    );
+    let bad = browser
+        .post(
+            page,
+            page,
+            &[("user", id.as_str()), ("name", "x"), ("scopes", "nonsense")],
+        )
+        .await;
+    assert!(bad.text().await.unwrap().contains("expected CODENAME"));
+}

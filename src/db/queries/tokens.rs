@@ -9,6 +9,8 @@ pub struct NewToken<'a> {
     pub prefix: &'a str,
     pub digest: &'a str,
     pub expires_at: Option<NaiveDateTime>,
+    pub scopes: Option<&'a str>,
+    pub allowed_networks: Option<&'a str>,
 }
 
 pub fn create_token(conn: &mut Conn, new: &NewToken<'_>) -> Result<Token, DbError> {
@@ -20,6 +22,8 @@ pub fn create_token(conn: &mut Conn, new: &NewToken<'_>) -> Result<Token, DbErro
             authtoken_token::digest.eq(new.digest),
             authtoken_token::created_at.eq(now()),
             authtoken_token::expires_at.eq(new.expires_at),
+            authtoken_token::scopes.eq(new.scopes),
+            authtoken_token::allowed_networks.eq(new.allowed_networks),
         ))
         .returning(Token::as_returning())
         .get_result(conn)?)
