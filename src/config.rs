@@ -161,6 +161,15 @@ pub struct Settings {
     #[arg(long, env = "USER_MAX_IN_FLIGHT")]
     pub user_max_in_flight: Option<usize>,
 
+    /// How long the data-access audit keeps its rows (purged hourly).
+    #[arg(long, env = "AUDIT_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub audit_retention: Duration,
+
+    /// `json`: also write each audit row to the log as one JSON line
+    /// (target `lbasedb_proxy::audit`).
+    #[arg(long, env = "AUDIT_LOG", value_parser = ["json"])]
+    pub audit_log: Option<String>,
+
     /// Who may read `GET /metrics` without a superuser's token: addresses
     /// or networks, comma-separated. Anyone else gets 404.
     #[arg(long, env = "METRICS_ALLOW", value_delimiter = ',', value_parser = crate::net::parse_net, default_value = "127.0.0.0/8,::1")]
@@ -232,6 +241,8 @@ impl Settings {
             throttle_window: Duration::from_secs(300),
             trusted_proxies: Vec::new(),
             user_rate_limit: None,
+            audit_retention: Duration::from_secs(90 * 86_400),
+            audit_log: None,
             user_max_in_flight: None,
             metrics_allow: vec![
                 crate::net::parse_net("127.0.0.0/8").expect("a network"),

@@ -4,6 +4,7 @@
 //! integration tests boot exactly the same thing (see `startup`).
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -28,6 +28,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     auth_failures: IntCounterVec,
     rate_limited: IntCounterVec,
+    audit_dropped: prometheus::IntCounter,
     in_flight: IntGauge,
     write_lock_wait: Histogram,
 }
@@ -73,11 +74,36 @@ impl AuthFailure {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+/// Seconds to the response head, by endpoint: from half a millisecond
+/// (a cached answer next door) to half a minute (a large read).
+fn durations() -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "lbasedb_proxy_request_duration_seconds",
+            "Time to the response head of proxied requests, by endpoint.",
+        )
+        .buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ]),
+        &["endpoint"],
+    )
+}
+
+/// A metric made (its options are constants: they cannot fail) and
+/// registered (once, in a registry of its own).
+fn registered<M>(registry: &Registry, made: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = made.expect("a valid metric");
     registry
-        .register(Box::new(counter.clone()))
+        .register(Box::new(metric.clone()))
         .expect("registered once");
-    counter
+    metric
 }
 
 impl Default for Metrics {
@@ -89,41 +115,33 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "lbasedb_proxy_request_duration_seconds",
-                "Time to the response head of proxied requests, by endpoint.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ]),
-            &["endpoint"],
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("registered once");
-        let in_flight = IntGauge::new(
-            "lbasedb_proxy_in_flight_requests",
-            "Proxied requests being served now.",
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(in_flight.clone()))
-            .expect("registered once");
-        let write_lock_wait = Histogram::with_opts(
-            HistogramOpts::new(
-                "lbasedb_proxy_write_lock_wait_seconds",
-                "Time writes waited for their feed's write lock.",
-            )
-            .buckets(vec![0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(write_lock_wait.clone()))
-            .expect("registered once");
+        let duration = registered(&registry, durations());
+        let in_flight = registered(
+            &registry,
+            IntGauge::new(
+                "lbasedb_proxy_in_flight_requests",
+                "Proxied requests being served now.",
+            ),
+        );
+        let write_lock_wait = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "lbasedb_proxy_write_lock_wait_seconds",
+                    "Time writes waited for their feed's write lock.",
+                )
+                .buckets(vec![0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
+            ),
+        );
+        let audit_dropped = registered(
+            &registry,
+            prometheus::IntCounter::new(
+                "lbasedb_proxy_audit_dropped_total",
+                "Audit rows dropped because the writer's queue was full.",
+            ),
+        );
         Self {
+            audit_dropped,
             requests: counter(
                 &registry,
                 "lbasedb_proxy_requests_total",
@@ -211,6 +229,10 @@ impl Metrics {
 
     pub fn rate_limited(&self, limit: &'static str) {
         self.rate_limited.with_label_values(&[limit]).inc();
+    }
+
+    pub fn audit_dropped(&self) {
+        self.audit_dropped.inc();
     }
 
     pub fn write_lock_waited(&self, since: Instant) {

@@ -43,19 +43,7 @@ impl Application {
         let key = session_key(&settings)?;
         spawn_session_purge(pool.clone());
         let metrics = Arc::new(Metrics::new());
-        let auth = web::Data::new(AuthState {
-            pool,
-            metrics: metrics.clone(),
-            limits: crate::auth::ratelimit::UserLimits::new(settings.user_max_in_flight),
-            default_rate: settings.user_rate_limit,
-            cache: AuthCache::new(settings.auth_cache_ttl),
-            throttle: Throttle::new(
-                settings.login_failure_limit,
-                settings.bad_token_limit,
-                settings.throttle_window,
-            ),
-            secure_cookies: settings.secure_cookies,
-        });
+        let auth = web::Data::new(auth_state(&settings, pool, metrics.clone()));
         let upstream = Upstream::start(&settings).await?;
         let listener = TcpListener::bind(&settings.bind)?;
         let addr = listener.local_addr()?;
@@ -63,7 +51,13 @@ impl Application {
             &upstream.url,
             upstream.secret.clone(),
             &settings,
-            metrics,
+            metrics.clone(),
+            crate::audit::Audit::start(
+                auth.pool.clone(),
+                metrics,
+                settings.audit_retention,
+                settings.audit_log.is_some(),
+            ),
         ));
         let (workers, shutdown) = (settings.workers, settings.shutdown_timeout);
         let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
@@ -103,13 +97,8 @@ impl Application {
             server = server.workers(workers.max(1));
         }
         let server = server.listen(listener)?.run();
-        let kind = if upstream.embedded.is_some() {
-            " (embedded)"
-        } else {
-            ""
-        };
         log::info!(
-            "lbasedb-proxy listening on http://{addr}, upstream {}{kind}",
+            "lbasedb-proxy listening on http://{addr}, upstream {}",
             upstream.url
         );
         Ok(Self {
@@ -148,6 +137,23 @@ impl Application {
             }
             None => self.server.await,
         }
+    }
+}
+
+/// Authentication, its caches and counters, and the per-user limits.
+fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthState {
+    AuthState {
+        pool,
+        metrics,
+        limits: crate::auth::ratelimit::UserLimits::new(settings.user_max_in_flight),
+        default_rate: settings.user_rate_limit,
+        cache: AuthCache::new(settings.auth_cache_ttl),
+        throttle: Throttle::new(
+            settings.login_failure_limit,
+            settings.bad_token_limit,
+            settings.throttle_window,
+        ),
+        secure_cookies: settings.secure_cookies,
     }
 }
 

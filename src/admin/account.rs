@@ -213,7 +213,17 @@ fn sections(staff: &Staff) -> Vec<Section> {
                 staff.holds::<perms::AddToken>(),
             )],
         ),
-        ("Lbasedb", vec![feeds]),
+        (
+            "Lbasedb",
+            vec![
+                feeds,
+                staff.holds::<perms::ViewAccess>().then_some(ModelLink {
+                    name: "Access log",
+                    url: "/admin/lbasedb/access/",
+                    can_add: false,
+                }),
+            ],
+        ),
     ]
     .into_iter()
     .map(|(name, models)| Section {

@@ -3,6 +3,7 @@
 //! and change forms, delete with confirmation, history, a message after each
 //! save), server-rendered with askama and usable without JavaScript.
 
+mod access;
 pub(crate) mod account;
 mod changelist;
 mod extract;
@@ -32,66 +33,46 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::scope("/admin")
                 .wrap(security_headers())
                 .route("/", web::get().to(account::index))
-                .service(
-                    web::resource("/login/")
-                        .route(web::get().to(account::login_form))
-                        .route(web::post().to(account::login)),
-                )
+                .service(form("/login/", account::login_form, account::login))
                 .route("/logout/", web::post().to(account::logout))
-                .service(
-                    web::resource("/password_change/")
-                        .route(web::get().to(account::password_change_form))
-                        .route(web::post().to(account::password_change)),
-                )
-                .service(
-                    web::resource("/auth/user/")
-                        .route(web::get().to(users::list))
-                        .route(web::post().to(users::bulk_action)),
-                )
-                .service(
-                    web::resource("/auth/user/add/")
-                        .route(web::get().to(users::add_form))
-                        .route(web::post().to(users::add)),
-                )
-                .service(
-                    web::resource("/auth/user/{id}/change/")
-                        .route(web::get().to(users::change_form))
-                        .route(web::post().to(users::change)),
-                )
-                .service(
-                    web::resource("/auth/user/{id}/password/")
-                        .route(web::get().to(users::password_form))
-                        .route(web::post().to(users::password)),
-                )
-                .service(
-                    web::resource("/auth/user/{id}/delete/")
-                        .route(web::get().to(users::delete_form))
-                        .route(web::post().to(users::delete)),
-                )
+                .service(form(
+                    "/password_change/",
+                    account::password_change_form,
+                    account::password_change,
+                ))
+                .service(form("/auth/user/", users::list, users::bulk_action))
+                .service(form("/auth/user/add/", users::add_form, users::add))
+                .service(form(
+                    "/auth/user/{id}/change/",
+                    users::change_form,
+                    users::change,
+                ))
+                .service(form(
+                    "/auth/user/{id}/password/",
+                    users::password_form,
+                    users::password,
+                ))
+                .service(form(
+                    "/auth/user/{id}/delete/",
+                    users::delete_form,
+                    users::delete,
+                ))
                 .route("/auth/user/{id}/history/", web::get().to(users::history))
                 .route("/auth/group/", web::get().to(groups::list))
-                .service(
-                    web::resource("/auth/group/add/")
-                        .route(web::get().to(groups::add_form))
-                        .route(web::post().to(groups::add)),
-                )
-                .service(
-                    web::resource("/auth/group/{id}/change/")
-                        .route(web::get().to(groups::change_form))
-                        .route(web::post().to(groups::change)),
-                )
-                .service(
-                    web::resource("/auth/group/{id}/delete/")
-                        .route(web::get().to(groups::delete_form))
-                        .route(web::post().to(groups::delete)),
-                )
+                .service(form("/auth/group/add/", groups::add_form, groups::add))
+                .service(form(
+                    "/auth/group/{id}/change/",
+                    groups::change_form,
+                    groups::change,
+                ))
+                .service(form(
+                    "/auth/group/{id}/delete/",
+                    groups::delete_form,
+                    groups::delete,
+                ))
                 .route("/auth/group/{id}/history/", web::get().to(groups::history))
                 .route("/authtoken/token/", web::get().to(tokens::list))
-                .service(
-                    web::resource("/authtoken/token/add/")
-                        .route(web::get().to(tokens::add_form))
-                        .route(web::post().to(tokens::add)),
-                )
+                .service(form("/authtoken/token/add/", tokens::add_form, tokens::add))
                 .route(
                     "/authtoken/token/{id}/revoke/",
                     web::post().to(tokens::revoke),
@@ -100,10 +81,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/authtoken/token/{id}/history/",
                     web::get().to(tokens::history),
                 )
+                .route("/lbasedb/access/", web::get().to(access::list))
                 .route("/lbasedb/feed/", web::get().to(feeds::list))
                 .route("/lbasedb/feed/{name}/", web::get().to(feeds::detail))
                 .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
         );
+}
+
+/// A form page, as Django's admin has them: GET shows it, POST takes it.
+fn form<S, SArgs, T, TArgs>(path: &str, show: S, take: T) -> actix_web::Resource
+where
+    S: actix_web::Handler<SArgs>,
+    SArgs: actix_web::FromRequest + 'static,
+    S::Output: actix_web::Responder + 'static,
+    T: actix_web::Handler<TArgs>,
+    TArgs: actix_web::FromRequest + 'static,
+    T::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(show))
+        .route(web::post().to(take))
 }
 
 /// No framing, no inline script or style, no sniffing, no caching.

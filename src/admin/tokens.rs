@@ -140,13 +140,16 @@ pub async fn add_form(
     ))
 }
 
-pub async fn add(
-    staff: Staff,
-    CsrfForm(form): CsrfForm<AddForm>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
-    let granted = staff.require::<perms::AddToken>()?;
-    let users = db::run(&auth.pool, queries::all_users).await?;
+/// The add form, read.
+struct NewToken {
+    owner: Option<User>,
+    name: String,
+    expires_at: Option<chrono::NaiveDateTime>,
+    restrictions: crate::auth::scopes::Restrictions,
+}
+
+/// The form read: its owner, name, expiry and restrictions, with errors.
+fn read_add(form: &AddForm, users: &[User]) -> (NewToken, Errors) {
     let mut errors = Errors::new();
     let chosen = form.user.parse::<i32>().unwrap_or(0);
     let owner = users.iter().find(|u| u.id == chosen).cloned();
@@ -177,6 +180,31 @@ pub async fn add(
             .or_default()
             .push("This field is required.".into());
     }
+    let read = NewToken {
+        owner,
+        name,
+        expires_at,
+        restrictions,
+    };
+    (read, errors)
+}
+
+pub async fn add(
+    staff: Staff,
+    CsrfForm(form): CsrfForm<AddForm>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, AdminError> {
+    let granted = staff.require::<perms::AddToken>()?;
+    let users = db::run(&auth.pool, queries::all_users).await?;
+    let (
+        NewToken {
+            owner,
+            name,
+            expires_at,
+            restrictions,
+        },
+        errors,
+    ) = read_add(&form, &users);
     let Some(owner) = owner.filter(|_| errors.is_empty()) else {
         return ok(&AddPage::form(&staff.layout, users, &form, errors));
     };

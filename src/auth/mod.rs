@@ -79,6 +79,8 @@ impl From<AuthError> for ApiError {
 pub struct Authenticated {
     pub principal: Arc<Principal>,
     pub by_session: bool,
+    /// The token's prefix, or "session": what the audit records.
+    pub credential: Arc<str>,
 }
 
 pub const CSRF_SESSION_KEY: &str = "csrftoken";
@@ -93,10 +95,11 @@ impl AuthState {
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let key = parse_authorization(value.as_bytes())?;
-            let principal = self.by_token(key, client_ip(req)).await?;
+            let (principal, prefix) = self.by_token(key, client_ip(req)).await?;
             return Ok(Some(Authenticated {
                 principal,
                 by_session: false,
+                credential: prefix,
             }));
         }
         let Ok(identity) = req.get_identity() else {
@@ -112,10 +115,15 @@ impl AuthState {
             .map(|principal| Authenticated {
                 principal,
                 by_session: true,
+                credential: Arc::from("session"),
             }))
     }
 
-    async fn by_token(&self, key: &str, ip: IpAddr) -> Result<Arc<Principal>, ApiError> {
+    async fn by_token(
+        &self,
+        key: &str,
+        ip: IpAddr,
+    ) -> Result<(Arc<Principal>, Arc<str>), ApiError> {
         let digest = token::digest(key);
         let auth = match self.cache.tokens.get(&digest) {
             Some(auth) => auth,
@@ -140,6 +148,7 @@ impl AuthState {
                 );
                 let auth = Arc::new(TokenAuth {
                     token_id: token.id,
+                    prefix: Arc::from(token.prefix.as_str()),
                     expires_at: token.expires_at,
                     revoked: token.revoked,
                     principal: Arc::new(restrictions.restrict(&principal)),
@@ -182,7 +191,7 @@ impl AuthState {
                 }
             });
         }
-        Ok(auth.principal.clone())
+        Ok((auth.principal.clone(), auth.prefix.clone()))
     }
 
     /// An unknown or revoked token: counted for its address, and 429 rather

@@ -40,6 +40,7 @@ permissions! {
     ViewToken => "authtoken.view_token",
     AddToken => "authtoken.add_token",
     ChangeToken => "authtoken.change_token",
+    ViewAccess => "lbasedb.view_access",
 }
 
 /// The models of the admin site, for Django's rule on read pages:

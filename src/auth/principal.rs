@@ -79,6 +79,8 @@ impl Principal {
 #[derive(Debug)]
 pub struct TokenAuth {
     pub token_id: i32,
+    /// What the audit names it by.
+    pub prefix: Arc<str>,
     pub expires_at: Option<NaiveDateTime>,
     pub revoked: bool,
     /// The user's principal as this token restricts it (`auth::scopes`).

@@ -224,32 +224,38 @@ pub fn read_postgres(url: &str) -> Result<DjangoAuth, DbError> {
         .map_err(|e| fail(e.to_string()))
 }
 
-fn read_pg(
-    client: &mut postgres::Client,
-    with_tokens: bool,
-) -> Result<DjangoAuth, postgres::Error> {
-    let mut rows = |sql: &str| client.query(sql, &[]);
-    let users = rows(&format!(
+fn pg_users(client: &mut postgres::Client) -> Result<Vec<DjangoUser>, postgres::Error> {
+    let sql = format!(
         "SELECT id::int4, username::text, password::text, email::text, first_name::text, \
          last_name::text, is_active, is_staff, is_superuser, \
          to_char(date_joined AT TIME ZONE 'UTC', {PG_TIME}), \
          to_char(last_login AT TIME ZONE 'UTC', {PG_TIME}) FROM auth_user ORDER BY id"
-    ))?
-    .iter()
-    .map(|r| DjangoUser {
-        id: r.get(0),
-        username: r.get(1),
-        password: r.get(2),
-        email: r.get(3),
-        first_name: r.get(4),
-        last_name: r.get(5),
-        is_active: r.get(6),
-        is_staff: r.get(7),
-        is_superuser: r.get(8),
-        date_joined: r.get(9),
-        last_login: r.get(10),
-    })
-    .collect();
+    );
+    Ok(client
+        .query(&sql, &[])?
+        .iter()
+        .map(|r| DjangoUser {
+            id: r.get(0),
+            username: r.get(1),
+            password: r.get(2),
+            email: r.get(3),
+            first_name: r.get(4),
+            last_name: r.get(5),
+            is_active: r.get(6),
+            is_staff: r.get(7),
+            is_superuser: r.get(8),
+            date_joined: r.get(9),
+            last_login: r.get(10),
+        })
+        .collect())
+}
+
+fn read_pg(
+    client: &mut postgres::Client,
+    with_tokens: bool,
+) -> Result<DjangoAuth, postgres::Error> {
+    let users = pg_users(client)?;
+    let mut rows = |sql: &str| client.query(sql, &[]);
     let groups = rows("SELECT id::int4, name::text FROM auth_group ORDER BY id")?
         .iter()
         .map(|r| DjangoGroup {

@@ -197,3 +197,21 @@ pub struct LogEntry {
     pub action: String,
     pub changes: String,
 }
+
+/// One proxied request, as the audit keeps it.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = super::schema::access_log)]
+pub struct Access {
+    pub at: NaiveDateTime,
+    pub username: String,
+    /// A token's prefix, "session", or "" (no credentials).
+    pub credential: String,
+    pub client: String,
+    pub endpoint: String,
+    pub method: String,
+    pub feed: Option<String>,
+    pub status: i32,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub duration_ms: f64,
+}

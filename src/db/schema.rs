@@ -2,6 +2,23 @@
 //! print-schema` writes; see `diesel.toml`).
 
 diesel::table! {
+    access_log (id) {
+        id -> Integer,
+        at -> Timestamp,
+        username -> Text,
+        credential -> Text,
+        client -> Text,
+        endpoint -> Text,
+        method -> Text,
+        feed -> Nullable<Text>,
+        status -> Integer,
+        bytes_in -> BigInt,
+        bytes_out -> BigInt,
+        duration_ms -> Double,
+    }
+}
+
+diesel::table! {
     auth_user (id) {
         id -> Integer,
         username -> Text,

@@ -27,6 +27,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, UpstreamError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One client per worker (built in the app factory), with a keep-alive pool.
 /// awc's total timeout would also cover the time spent sending a body, and
@@ -89,6 +90,7 @@ pub async fn send(
     endpoint: Endpoint,
     state: &ProxyState,
     client: &awc::Client,
+    bytes_in: &Arc<AtomicU64>,
 ) -> Result<awc::ClientResponse, ApiError> {
     let framing = body_framing(req.headers())?;
     if let BodyFraming::Sized(len) = framing
@@ -111,12 +113,14 @@ pub async fn send(
             state
                 .metrics
                 .request_bytes(endpoint.name(), bytes.len() as u64);
+            bytes_in.store(bytes.len() as u64, Ordering::Relaxed);
             upstream_req.send_body(bytes)
         }
         Body::Stream(payload) => {
             let body = RequestBody {
                 payload,
                 counted: state.metrics.clone(),
+                reported: bytes_in.clone(),
                 endpoint,
                 sent: 0,
                 limit: state.body_limit,
@@ -278,6 +282,8 @@ fn upstream_error(err: SendRequestError, metrics: &Metrics) -> ApiError {
 struct RequestBody {
     payload: web::Payload,
     counted: Arc<Metrics>,
+    /// What the audit records as bytes in.
+    reported: Arc<AtomicU64>,
     endpoint: Endpoint,
     sent: u64,
     limit: u64,
@@ -289,6 +295,7 @@ impl RequestBody {
     fn finish(&mut self) {
         if let Some(done) = self.done.take() {
             self.counted.request_bytes(self.endpoint.name(), self.sent);
+            self.reported.store(self.sent, Ordering::Relaxed);
             let _ = done.send(());
         }
     }

@@ -10,11 +10,13 @@ pub mod upstream;
 
 use crate::lbasedb::perms::VIEW_FEED;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::Value;
 
+use crate::audit::{Audit, Audited};
 use crate::auth::principal::Principal;
 use crate::auth::ratelimit::{Limited, Slot, effective_rate};
 use crate::auth::{AuthState, check_csrf};
@@ -42,6 +44,7 @@ pub struct ProxyState {
     pub limits: Limits,
     pub response_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    pub audit: Audit,
     /// Per-feed write serialisation (`crate::lock`).
     pub write_locks: Arc<dyn WriteLocks>,
     pub write_lock_timeout: Duration,
@@ -59,9 +62,11 @@ impl ProxyState {
         upstream_secret: Option<String>,
         settings: &Settings,
         metrics: Arc<Metrics>,
+        audit: Audit,
     ) -> Self {
         Self {
             metrics,
+            audit,
             upstream: upstream.trim_end_matches('/').to_owned(),
             upstream_secret,
             body_limit: settings.body_limit,
@@ -85,15 +90,48 @@ pub async fn proxy(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let at = crate::db::queries::now();
     let _in_flight = auth.metrics.in_flight();
     let label = Endpoint::from_name(&endpoint).map_or("unknown", Endpoint::name);
-    let answer = handle(&req, payload, &endpoint, &state, &client, &auth).await;
+    let mut seen = Seen::default();
+    let answer = handle(&req, payload, &endpoint, &state, &client, &auth, &mut seen).await;
     let status = match &answer {
         Ok(response) => response.status(),
         Err(err) => err.status_code(),
     };
     auth.metrics.request(label, req.method(), status, started);
-    answer
+    let access = crate::db::models::Access {
+        at,
+        username: seen.username,
+        credential: seen.credential.as_deref().unwrap_or_default().to_owned(),
+        client: crate::net::client_ip(&req).to_string(),
+        endpoint: label.to_owned(),
+        method: req.method().as_str().to_owned(),
+        feed: seen.feed,
+        status: i32::from(status.as_u16()),
+        bytes_in: i64::try_from(seen.bytes_in.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        bytes_out: 0,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    match answer {
+        // Recorded when its body is done, with the bytes it sent.
+        Ok(response) => Ok(response
+            .map_body(|_, body| Audited::new(body, access, state.audit.clone()))
+            .map_into_boxed_body()),
+        Err(err) => {
+            state.audit.record(access);
+            Err(err)
+        }
+    }
+}
+
+/// What the audit learns of a request as it is handled.
+#[derive(Default)]
+struct Seen {
+    username: String,
+    credential: Option<Arc<str>>,
+    feed: Option<String>,
+    bytes_in: Arc<AtomicU64>,
 }
 
 async fn handle(
@@ -103,6 +141,7 @@ async fn handle(
     state: &ProxyState,
     client: &awc::Client,
     auth: &AuthState,
+    seen: &mut Seen,
 ) -> Result<HttpResponse, ApiError> {
     let req = req.clone();
     // Deny by default: nothing about the upstream for the unauthenticated.
@@ -110,19 +149,18 @@ async fn handle(
         auth.metrics.auth_failure(AuthFailure::NoCredentials);
         ApiError::no_credentials()
     })?;
+    seen.username.clone_from(&who.principal.username);
+    seen.credential = Some(who.credential.clone());
     if who.by_session && !req.method().is_safe() {
         check_csrf(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
     let _slot = admit(auth, &who.principal)?;
-    let classified =
-        classify(endpoint, req.method(), req.query_string()).map_err(|err| match err {
-            ClassifyError::UnknownEndpoint => ApiError::NotFound,
-            ClassifyError::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
-                method: req.method().clone(),
-                allowed,
-            },
-            ClassifyError::BadQuery(detail) => ApiError::BadRequest(detail),
-        })?;
+    let classified = classify(endpoint, req.method(), req.query_string())
+        .map_err(|err| classify_error(err, req.method()))?;
+    seen.feed = match &classified.access {
+        Access::Feed(_, feed) => Some(feed.clone()),
+        _ => classified.write_lock.clone(),
+    };
     authorize(&classified, &who.principal)
         .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
     limits::check_query(
@@ -143,22 +181,19 @@ async fn handle(
     };
     // Held until the upstream has answered; dropped on every way out (an
     // error, or the client hanging up, which drops this whole future).
-    let waiting = Instant::now();
     let _write_lock = match &classified.write_lock {
-        Some(feed) => Some(state.write_locks.acquire(feed).await.map_err(|err| {
-            log::warn!("write to a feed refused: {err}");
-            let wait = match err {
-                LockError::QueueFull => Duration::from_secs(1),
-                LockError::Timeout => state.write_lock_timeout.min(Duration::from_secs(60)),
-            };
-            ApiError::Busy(wait)
-        })?),
+        Some(feed) => Some(write_lock(state, feed).await?),
         None => None,
     };
-    if classified.write_lock.is_some() {
-        auth.metrics.write_lock_waited(waiting);
-    }
-    let response = forward::send(&req, body, classified.endpoint, state, client).await?;
+    let response = forward::send(
+        &req,
+        body,
+        classified.endpoint,
+        state,
+        client,
+        &seen.bytes_in,
+    )
+    .await?;
     if response.status().is_success() && classified.endpoint == Endpoint::Feed {
         feed_changed(&req, auth, facts).await;
     }
@@ -175,6 +210,33 @@ async fn handle(
         state,
         classified.endpoint,
     ))
+}
+
+fn classify_error(err: ClassifyError, method: &Method) -> ApiError {
+    match err {
+        ClassifyError::UnknownEndpoint => ApiError::NotFound,
+        ClassifyError::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
+            method: method.clone(),
+            allowed,
+        },
+        ClassifyError::BadQuery(detail) => ApiError::BadRequest(detail),
+    }
+}
+
+/// Waits for the feed's write lock, within the queue's and the timeout's
+/// bounds (503 past them); the wait is measured.
+async fn write_lock(state: &ProxyState, feed: &str) -> Result<crate::lock::WriteGuard, ApiError> {
+    let waiting = Instant::now();
+    let acquired = state.write_locks.acquire(feed).await;
+    state.metrics.write_lock_waited(waiting);
+    acquired.map_err(|err| {
+        log::warn!("write to a feed refused: {err}");
+        let wait = match err {
+            LockError::QueueFull => Duration::from_secs(1),
+            LockError::Timeout => state.write_lock_timeout.min(Duration::from_secs(60)),
+        };
+        ApiError::Busy(wait)
+    })
 }
 
 /// Per-user limits: the user's rate, and its requests in flight (held

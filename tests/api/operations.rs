@@ -469,3 +469,187 @@ async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
         .await;
     assert!(bad.text().await.unwrap().contains("expected CODENAME"));
 }
+
+// The data-access audit.
+
+/// The audit's rows, once the writer has written at least `count`.
+async fn audited(app: &TestApp, count: usize) -> Vec<lbasedb_proxy::db::models::Access> {
+    use diesel::prelude::*;
+    use lbasedb_proxy::db::schema::access_log;
+    for _ in 0..100 {
+        let rows: Vec<lbasedb_proxy::db::models::Access> = access_log::table
+            .order(access_log::id)
+            .select(lbasedb_proxy::db::models::Access::as_select())
+            .load(&mut app.pool.get().unwrap())
+            .unwrap();
+        if rows.len() >= count {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the audit wrote fewer than {count} rows");
+}
+
+#[tokio::test]
+async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
+    let app = spawn_app().await;
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    create_user(
+        &app.pool,
+        UserSpec {
+            grants: vec![("lbasedb.view_data".into(), "xy".into())],
+            ..spec("reader")
+        },
+    );
+    let token = issue_token(&app.pool, "reader", None);
+    let reader = client_with_token(&token);
+    let body = json!({"x": [1, 2]}).to_string();
+    let pushed = app
+        .client
+        .post(app.proxy("data?feed=xy"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 204);
+    let read = app
+        .get_proxy_as(&reader, "data?feed=xy&ix=0&size=2&col=x")
+        .await;
+    let read_len = read.bytes().await.unwrap().len();
+    let refused = reader
+        .post(app.proxy("data?feed=xy"))
+        .json(&json!({"x": [3]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let rows = audited(&app, 3).await;
+    let [write, read, refused] = &rows[..] else {
+        panic!("{rows:?}")
+    };
+    assert_eq!(
+        (write.username.as_str(), write.method.as_str(), write.status),
+        ("admin", "POST", 204)
+    );
+    assert_eq!(write.bytes_in, body.len() as i64);
+    assert_eq!(write.credential, &app.token[..12]);
+    assert_eq!(
+        (read.username.as_str(), read.feed.as_deref(), read.status),
+        ("reader", Some("xy"), 200)
+    );
+    assert_eq!(read.bytes_out, read_len as i64);
+    assert_eq!(read.credential, &token[..12]);
+    assert_eq!(
+        (read.endpoint.as_str(), read.client.as_str()),
+        ("data", "127.0.0.1")
+    );
+    assert_eq!((refused.status, refused.feed.as_deref()), (403, Some("xy")));
+    assert!(read.duration_ms >= 0.0);
+}
+
+#[tokio::test]
+async fn the_access_page_searches_filters_and_exports_csv_for_view_access_only() {
+    let app = spawn_app().await;
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    app.create_feed("zz", &[("x", "Int64")]).await;
+    create_user(&app.pool, spec("reader"));
+    let reader = client_with_token(&issue_token(&app.pool, "reader", None));
+    app.get_proxy("size?feed=xy").await;
+    app.get_proxy("size?feed=zz").await;
+    app.get_proxy_as(&reader, "size?feed=xy").await;
+    audited(&app, 3).await;
+
+    let browser = admin(&app).await;
+    let (status, page) = browser.get("/admin/lbasedb/access/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("3 request(s)"), "{page}");
+    let (_, page) = browser.get("/admin/lbasedb/access/?q=reader").await;
+    assert!(page.contains("1 request(s)"), "{page}");
+    let (_, page) = browser.get("/admin/lbasedb/access/?feed=zz").await;
+    assert!(page.contains("1 request(s)"), "{page}");
+    let (_, page) = browser.get("/admin/lbasedb/access/?status=4xx").await;
+    assert!(page.contains("1 request(s)"), "{page}");
+    let (_, page) = browser
+        .get("/admin/lbasedb/access/?status=2xx&method=GET")
+        .await;
+    assert!(page.contains("2 request(s)"), "{page}");
+    let (_, page) = browser
+        .get("/admin/lbasedb/access/?from=2000-01-01&until=2000-01-02")
+        .await;
+    assert!(page.contains("0 request(s)"), "{page}");
+    let csv = browser
+        .client
+        .get(format!(
+            "{}/admin/lbasedb/access/?q=admin&format=csv",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("at,user,credential,client,endpoint,method,feed,status"));
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1..].iter().all(|l| l.contains(",admin,")), "{text}");
+
+    // Staff need lbasedb.view_access.
+    create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            ..spec("clerk")
+        },
+    );
+    let (clerk, _) = crate::helpers::log_in(&app, "clerk", crate::helpers::USER_PASSWORD).await;
+    assert_eq!(clerk.get("/admin/lbasedb/access/").await.0, 403);
+    create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            perms: vec!["lbasedb.view_access".into()],
+            ..spec("auditor")
+        },
+    );
+    let (auditor, _) = crate::helpers::log_in(&app, "auditor", crate::helpers::USER_PASSWORD).await;
+    assert_eq!(auditor.get("/admin/lbasedb/access/").await.0, 200);
+    assert!(
+        auditor
+            .get("/admin/")
+            .await
+            .1
+            .contains("/admin/lbasedb/access/")
+    );
+}
+
+#[tokio::test]
+async fn audit_rows_past_the_retention_are_purged() {
+    use diesel::prelude::*;
+    use lbasedb_proxy::db::schema::access_log;
+    let app = spawn_app().await;
+    app.get_proxy("version").await;
+    audited(&app, 1).await;
+    let mut conn = app.pool.get().unwrap();
+    let old = queries::now() - chrono::Duration::days(100);
+    diesel::update(access_log::table)
+        .set(access_log::at.eq(old))
+        .execute(&mut conn)
+        .unwrap();
+    drop(conn);
+    app.get_proxy("version").await;
+    audited(&app, 2).await;
+    let mut conn = app.pool.get().unwrap();
+    let purged =
+        lbasedb_proxy::audit::purge(&mut conn, std::time::Duration::from_secs(90 * 86_400))
+            .unwrap();
+    assert_eq!(purged, 1);
+    let left: i64 = access_log::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(left, 1);
+}

@@ -1,8 +1,8 @@
 //! `admin_log`: the admin's history (Django's LogEntry).
 
 use super::*;
-use crate::db::models::LogEntry;
-use crate::db::schema::admin_log;
+use crate::db::models::{Access, LogEntry};
+use crate::db::schema::{access_log, admin_log};
 
 /// One row of the admin's history.
 pub struct NewLogEntry<'a> {
@@ -52,4 +52,68 @@ pub fn object_history(
         .order(admin_log::id.asc())
         .select(LogEntry::as_select())
         .load(conn)?)
+}
+
+/// The access log's search (user or feed), filters, and page.
+#[derive(Debug, Default, Clone)]
+pub struct AccessQuery {
+    pub search: String,
+    pub username: Option<String>,
+    pub feed: Option<String>,
+    pub method: Option<String>,
+    /// 2 for 2xx … 5 for 5xx.
+    pub status_class: Option<i32>,
+    pub from: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+type AccessFilter<'a> =
+    diesel::helper_types::IntoBoxed<'a, access_log::table, diesel::sqlite::Sqlite>;
+
+fn access_filter(q: &AccessQuery) -> AccessFilter<'_> {
+    let mut query = access_log::table.into_boxed();
+    if !q.search.is_empty() {
+        let like = like_pattern(&q.search);
+        query = query.filter(
+            access_log::username
+                .like(like.clone())
+                .escape('\\')
+                .or(access_log::feed.like(like).escape('\\')),
+        );
+    }
+    if let Some(username) = &q.username {
+        query = query.filter(access_log::username.eq(username));
+    }
+    if let Some(feed) = &q.feed {
+        query = query.filter(access_log::feed.eq(feed));
+    }
+    if let Some(method) = &q.method {
+        query = query.filter(access_log::method.eq(method));
+    }
+    if let Some(class) = q.status_class {
+        query = query
+            .filter(access_log::status.ge(class * 100))
+            .filter(access_log::status.lt(class * 100 + 100));
+    }
+    if let Some(from) = q.from {
+        query = query.filter(access_log::at.ge(from));
+    }
+    if let Some(until) = q.until {
+        query = query.filter(access_log::at.lt(until));
+    }
+    query
+}
+
+/// A page of the access log, newest first, and how many rows match.
+pub fn list_access(conn: &mut Conn, q: &AccessQuery) -> Result<(Vec<Access>, i64), DbError> {
+    let total = access_filter(q).count().get_result(conn)?;
+    let rows = access_filter(q)
+        .order(access_log::id.desc())
+        .offset(q.page * q.per_page)
+        .limit(q.per_page)
+        .select(Access::as_select())
+        .load(conn)?;
+    Ok((rows, total))
 }

@@ -1,0 +1,151 @@
+//! The data-access audit: who read or wrote what, when, from where. Every
+//! proxied request becomes one `Access` row, sent on a bounded channel and
+//! written in batches by one task, off the request path: when the channel
+//! is full the row is dropped and counted (`lbasedb_proxy_audit_dropped_total`),
+//! never waited for. Rows are kept for `AUDIT_RETENTION` and purged hourly.
+//! With `AUDIT_LOG=json` each row is also one JSON line in the log.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BodySize, MessageBody};
+use bytes::Bytes;
+use diesel::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::db::models::Access;
+use crate::db::{self, DbError, Pool, queries, schema};
+use crate::metrics::Metrics;
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Audit")
+    }
+}
+
+/// Rows waiting to be written; past this many, new ones are dropped.
+const QUEUE: usize = 16_384;
+/// Most rows one write takes.
+const BATCH: usize = 512;
+
+/// Where proxied requests report to.
+#[derive(Clone)]
+pub struct Audit {
+    sender: mpsc::Sender<Access>,
+    metrics: Arc<Metrics>,
+}
+
+impl Audit {
+    /// Starts the writer (and the hourly purge of rows older than
+    /// `retention`) on the current runtime.
+    pub fn start(pool: Pool, metrics: Arc<Metrics>, retention: Duration, json_log: bool) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(pool.clone(), receiver, json_log));
+        tokio::spawn(purge_hourly(pool, retention));
+        Self { sender, metrics }
+    }
+
+    /// Queues a row; never waits.
+    pub fn record(&self, access: Access) {
+        if self.sender.try_send(access).is_err() {
+            self.metrics.audit_dropped();
+        }
+    }
+}
+
+async fn write_batches(pool: Pool, mut receiver: mpsc::Receiver<Access>, json_log: bool) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        if json_log {
+            for access in &batch {
+                if let Ok(line) = serde_json::to_string(access) {
+                    log::info!(target: "lbasedb_proxy::audit", "{line}");
+                }
+            }
+        }
+        let rows = std::mem::take(&mut batch);
+        let count = rows.len();
+        if let Err(err) = db::run(&pool, move |conn| insert(conn, &rows)).await {
+            log::error!("audit: {count} row(s) not written: {err}");
+        }
+    }
+}
+
+fn insert(conn: &mut diesel::SqliteConnection, rows: &[Access]) -> Result<usize, DbError> {
+    Ok(diesel::insert_into(schema::access_log::table)
+        .values(rows)
+        .execute(conn)?)
+}
+
+async fn purge_hourly(pool: Pool, retention: Duration) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match db::run(&pool, move |conn| purge(conn, retention)).await {
+            Ok(0) => {}
+            Ok(purged) => log::info!("audit: purged {purged} row(s) past the retention"),
+            Err(err) => log::warn!("audit: purging: {err}"),
+        }
+    }
+}
+
+/// Deletes the rows older than `retention`; answers how many.
+pub fn purge(conn: &mut diesel::SqliteConnection, retention: Duration) -> Result<usize, DbError> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = queries::now()
+        .checked_sub_signed(retention)
+        .unwrap_or(chrono::NaiveDateTime::MIN);
+    Ok(
+        diesel::delete(schema::access_log::table.filter(schema::access_log::at.lt(cutoff)))
+            .execute(conn)?,
+    )
+}
+
+/// A response body that counts what it sends and, when it is done (sent,
+/// cut, or dropped with its client), records the request.
+pub struct Audited<B> {
+    inner: B,
+    sent: Arc<AtomicU64>,
+    pending: Option<(Access, Audit)>,
+}
+
+impl<B> Audited<B> {
+    pub fn new(inner: B, access: Access, audit: Audit) -> Self {
+        Self {
+            inner,
+            sent: Arc::default(),
+            pending: Some((access, audit)),
+        }
+    }
+}
+
+impl<B> Drop for Audited<B> {
+    fn drop(&mut self) {
+        if let Some((mut access, audit)) = self.pending.take() {
+            access.bytes_out = i64::try_from(self.sent.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            audit.record(access);
+        }
+    }
+}
+
+impl<B: MessageBody + Unpin> MessageBody for Audited<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
