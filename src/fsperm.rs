@@ -15,12 +15,24 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates `file` empty if missing, and makes it 0600 either way, so an
 /// installation made before this rule is tightened on its next start.
+///
+/// An existing file is never opened here, only changed by its path: on
+/// POSIX, closing any descriptor of a file drops every lock the process
+/// holds on it, SQLite's included, and another process could then reset
+/// the write-ahead log under a reader of this one.
 pub fn private_file(file: &Path) -> io::Result<()> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(file)?;
+    if !file.exists() {
+        let created = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file);
+        match created {
+            Ok(_) => {}
+            // Made meanwhile by another process: it is there now.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
     fs::set_permissions(file, Permissions::from_mode(0o600))
 }
