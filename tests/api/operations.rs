@@ -653,3 +653,71 @@ async fn audit_rows_past_the_retention_are_purged() {
     let left: i64 = access_log::table.count().get_result(&mut conn).unwrap();
     assert_eq!(left, 1);
 }
+
+#[tokio::test]
+async fn with_audit_log_json_each_request_is_one_json_line_in_the_log() {
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = data.path().join("serve.log");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+        .arg("serve")
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", data.path())
+        .env(
+            "LBASEDB_PROXY_SUPERUSER_PASSWORD",
+            crate::helpers::ADMIN_PASSWORD,
+        )
+        .env("AUDIT_LOG", "json")
+        .env("RUST_LOG", "warn,lbasedb_proxy::audit=info")
+        .env_remove("LBASEDB_URL")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut token = None;
+    for _ in 0..200 {
+        let answer = reqwest::Client::new()
+            .post(format!("{base}/api/auth/token/"))
+            .json(&json!({"username": "admin", "password": crate::helpers::ADMIN_PASSWORD}))
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            let body: serde_json::Value = answer.json().await.unwrap();
+            token = body["token"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let admin = client_with_token(&token.expect("serve started"));
+    let answer = admin
+        .get(format!("{base}/api/proxy/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut line = None;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&log).unwrap();
+        line = text.lines().find_map(|l| {
+            l.split_once("lbasedb_proxy::audit] ")
+                .map(|(_, json)| json.to_owned())
+        });
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let row: serde_json::Value = serde_json::from_str(&line.expect("an audit line")).unwrap();
+    assert_eq!(row["username"], "admin");
+    assert_eq!(row["endpoint"], "version");
+    assert_eq!(row["status"], 200);
+    assert_eq!(row["client"], "127.0.0.1");
+}
