@@ -23,13 +23,20 @@ impl TrustedProxies {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
+        in_networks(&self.0, ip)
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// Whether `ip` is in one of `nets`, an IPv4-mapped IPv6 peer
+/// (`::ffff:10.0.0.1`, as a dual-stack listener reports it) counting as
+/// its IPv4 address.
+pub fn in_networks(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    nets.iter().any(|net| net.contains(&ip))
 }
 
 /// One `TRUSTED_PROXIES` entry: an address (`10.0.0.1`) or a network

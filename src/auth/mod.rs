@@ -30,6 +30,7 @@ use rand::distributions::Alphanumeric;
 use crate::db::{self, DbError, Pool, queries};
 use crate::error::ApiError;
 use crate::metrics::AuthFailure;
+use crate::net::in_networks;
 use principal::{AuthCache, Principal, TokenAuth};
 use throttle::Throttle;
 
@@ -169,9 +170,7 @@ impl AuthState {
             self.metrics.auth_failure(AuthFailure::ExpiredToken);
             return Err(ApiError::NotAuthenticated("Token has expired.".into()));
         }
-        if !auth.networks.is_empty()
-            && !auth.networks.iter().any(|n| n.contains(&ip.to_canonical()))
-        {
+        if !auth.networks.is_empty() && !in_networks(&auth.networks, ip) {
             self.metrics.auth_failure(AuthFailure::TokenNetwork);
             return Err(ApiError::Forbidden(
                 "This token may not be used from this address.".into(),

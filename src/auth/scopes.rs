@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::principal::Principal;
 use crate::lbasedb::names::is_valid_name;
-use crate::net::parse_net;
+use crate::net::{in_networks, parse_net};
 
 /// A permission a token keeps: on every feed, or on one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,8 +107,7 @@ impl Restrictions {
 
     /// Whether the token may be used from `ip`.
     pub fn allows_from(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.networks.is_empty() || self.networks.iter().any(|net| net.contains(&ip))
+        self.networks.is_empty() || in_networks(&self.networks, ip)
     }
 
     /// What `user` holds through this token: all of it without scopes,

@@ -124,6 +124,14 @@ fn record(
     )
 }
 
+fn group_object(id: i32, name: &str) -> Object<'_> {
+    Object {
+        kind: "auth.group",
+        id: id.to_string(),
+        repr: name,
+    }
+}
+
 fn user_object(user: &User) -> Object<'_> {
     Object {
         kind: "auth.user",
@@ -527,12 +535,7 @@ pub fn add_group(
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
         queries::update_group(conn, group.id, name, perms, grants)?;
         queries::set_group_rate(conn, group.id, rate_limit)?;
-        let object = Object {
-            kind: "auth.group",
-            id: group.id.to_string(),
-            repr: name,
-        };
-        record(conn, by.actor(), object, "add", &[])?;
+        record(conn, by.actor(), group_object(group.id, name), "add", &[])?;
         Ok(group.id)
     })
 }
@@ -560,12 +563,7 @@ pub fn change_group(
         queries::update_group(conn, id, name, perms, grants)
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
         queries::set_group_rate(conn, id, rate_limit)?;
-        let object = Object {
-            kind: "auth.group",
-            id: id.to_string(),
-            repr: name,
-        };
-        record(conn, by.actor(), object, "change", changes)
+        record(conn, by.actor(), group_object(id, name), "change", changes)
     })
 }
 
@@ -577,12 +575,13 @@ pub fn delete_group(
 ) -> Result<Group, DbError> {
     conn.immediate_transaction(|conn| {
         let group = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
-        let object = Object {
-            kind: "auth.group",
-            id: id.to_string(),
-            repr: &group.name,
-        };
-        record(conn, by.actor(), object, "delete", &[])?;
+        record(
+            conn,
+            by.actor(),
+            group_object(id, &group.name),
+            "delete",
+            &[],
+        )?;
         queries::delete_group(conn, id)?;
         Ok(group)
     })
