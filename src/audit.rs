@@ -84,13 +84,12 @@ async fn write_batches(pool: Pool, mut receiver: mpsc::Receiver<Access>, json_lo
 
 /// One transaction; statements of at most 256 rows (SQLite's bound
 /// parameters stay far under its limit).
-fn insert(conn: &mut diesel::SqliteConnection, rows: &[Access]) -> Result<usize, DbError> {
-    conn.immediate_transaction(|conn| {
+fn insert(conn: &mut crate::db::DbConnection, rows: &[Access]) -> Result<usize, DbError> {
+    conn.write_transaction(|conn| {
         let mut written = 0;
         for chunk in rows.chunks(256) {
-            written += diesel::insert_into(schema::access_log::table)
-                .values(chunk)
-                .execute(conn)?;
+            let insert = diesel::insert_into(schema::access_log::table).values(chunk);
+            written += crate::on_engine!(conn, |c| insert.execute(c))?;
         }
         Ok(written)
     })
@@ -109,7 +108,7 @@ async fn purge_hourly(pool: Pool, retention: Duration) {
 }
 
 /// Deletes the rows older than `retention`; answers how many.
-pub fn purge(conn: &mut diesel::SqliteConnection, retention: Duration) -> Result<usize, DbError> {
+pub fn purge(conn: &mut crate::db::DbConnection, retention: Duration) -> Result<usize, DbError> {
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let cutoff = queries::now()
         .checked_sub_signed(retention)

@@ -128,11 +128,25 @@ pub struct Settings {
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "14days", value_parser = humantime::parse_duration)]
     pub session_max_age: Duration,
 
-    /// How long a resolved user (permissions, grants) is cached. Changes made
-    /// by this process clear the cache at once; this bounds how long a change
-    /// made by another process (the CLI) takes to be seen.
-    #[arg(long, env = "AUTH_CACHE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long a resolved user (permissions, grants) or token is cached at
+    /// most. Changes made by this process clear the cache at once, changes
+    /// made elsewhere (another replica, the CLI) within AUTH_POLL_INTERVAL;
+    /// this is only a backstop.
+    #[arg(long, env = "AUTH_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub auth_cache_ttl: Duration,
+
+    /// Apply pending migrations at start-up (the default). With `false`, a
+    /// database behind this binary is refused with a message to run
+    /// `lbasedb-proxy migrate` (a team that migrates as a deployment step).
+    /// A database ahead of it is refused either way.
+    #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+
+    /// How often the database's change counter is read: the bound on how
+    /// long a revocation made elsewhere (another replica, the CLI) takes to
+    /// be enforced here.
+    #[arg(long, env = "AUTH_POLL_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub auth_poll_interval: Duration,
 
     /// Failed logins for one account from one address before 429.
     #[arg(long, env = "LOGIN_FAILURE_LIMIT", default_value_t = 5)]
@@ -192,7 +206,9 @@ pub struct DbArgs {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// The SQLite database file (default: DATA_DIR/db.sqlite3).
+    /// The proxy's database: a SQLite file (default: DATA_DIR/db.sqlite3,
+    /// or sqlite://PATH), or postgres://user:pass@host:port/db for several
+    /// replicas sharing one.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 }
@@ -235,7 +251,9 @@ impl Settings {
             secure_cookies: false,
             session_idle_timeout: Duration::from_secs(12 * 3600),
             session_max_age: Duration::from_secs(14 * 24 * 3600),
-            auth_cache_ttl: Duration::from_secs(10),
+            auth_cache_ttl: Duration::from_secs(60),
+            auth_poll_interval: Duration::from_millis(250),
+            migrate_on_start: true,
             login_failure_limit: 5,
             bad_token_limit: 20,
             throttle_window: Duration::from_secs(300),

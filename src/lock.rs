@@ -6,8 +6,8 @@
 //! upstream takes to answer; reads take none.
 //!
 //! `WriteLocks` is the seam: one process uses `InProcessLocks`; replicas
-//! sharing one upstream need one lock for all of them (PostgreSQL advisory
-//! locks, keyed by the feed's name), behind the same trait.
+//! sharing one upstream take `PostgresLocks` (PostgreSQL advisory locks,
+//! keyed by the feed's name), behind the same trait.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +35,9 @@ pub enum LockError {
     /// The lock was not free within the timeout.
     #[error("the feed stayed locked for longer than the write-lock timeout")]
     Timeout,
+    /// The shared lock's database cannot be reached.
+    #[error("the write lock cannot be taken: its database is unavailable")]
+    Unavailable,
 }
 
 pub trait WriteLocks: Send + Sync + 'static {
@@ -123,6 +126,133 @@ impl InProcessLocks {
 impl WriteLocks for InProcessLocks {
     fn acquire<'a>(&'a self, feed: &'a str) -> BoxFuture<'a, Result<WriteGuard, LockError>> {
         Box::pin(async move { self.lock(feed).await.map(WriteGuard::new) })
+    }
+}
+
+/// Replicas' locks: PostgreSQL advisory locks, keyed by a digest of the
+/// feed's name, so that two replicas never write one feed at once. A
+/// replica first takes its own in-process lock (its queue bound, its
+/// order), then the database's, on a connection of its own kept for locks:
+/// a session-level advisory lock lives exactly as long as the connection
+/// holding it, so one that cannot be released cleanly is closed, and a
+/// replica that dies releases its locks with its connections.
+pub struct PostgresLocks {
+    local: InProcessLocks,
+    url: String,
+    timeout: Duration,
+    /// Idle lock connections, reused.
+    idle: Arc<Mutex<Vec<diesel::PgConnection>>>,
+}
+
+impl PostgresLocks {
+    pub fn new(url: &str, timeout: Duration, queue: usize) -> Self {
+        Self {
+            local: InProcessLocks::new(timeout, queue),
+            url: url.to_owned(),
+            timeout,
+            idle: Arc::default(),
+        }
+    }
+
+    /// The advisory lock's key for a feed: the first 8 bytes of its name's
+    /// SHA-256 (two feeds sharing one would only take turns).
+    pub fn key(feed: &str) -> i64 {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(feed.as_bytes());
+        i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+
+    async fn lock(&self, feed: &str) -> Result<WriteGuard, LockError> {
+        let started = std::time::Instant::now();
+        let local = self.local.lock(feed).await?;
+        let left = self.timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(LockError::Timeout);
+        }
+        let key = Self::key(feed);
+        let (url, idle) = (self.url.clone(), self.idle.clone());
+        let taken = tokio::task::spawn_blocking(move || {
+            use diesel::Connection;
+            use diesel::connection::SimpleConnection;
+            let reused = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut conn = match reused {
+                Some(conn) => conn,
+                None => diesel::PgConnection::establish(&url).map_err(|e| e.to_string())?,
+            };
+            // lock_timeout bounds the wait for an advisory lock too.
+            let ms = left.as_millis().clamp(1, i32::MAX as u128);
+            match conn.batch_execute(&format!(
+                "SET lock_timeout = {ms}; SELECT pg_advisory_lock({key}); SET lock_timeout = 0"
+            )) {
+                Ok(()) => Ok(Ok(conn)),
+                // The connection is closed with what it may hold.
+                Err(diesel::result::Error::DatabaseError(_, info))
+                    if info.message().contains("lock timeout") =>
+                {
+                    Ok(Err(LockError::Timeout))
+                }
+                Err(err) => Err(err.to_string()),
+            }
+        })
+        .await;
+        match taken {
+            Ok(Ok(Ok(conn))) => Ok(WriteGuard::new(Held {
+                conn: Some(conn),
+                key,
+                idle: self.idle.clone(),
+                _local: local,
+            })),
+            Ok(Ok(Err(err))) => Err(err),
+            Ok(Err(err)) => {
+                log::error!("cannot take a feed's write lock in PostgreSQL: {err}");
+                Err(LockError::Unavailable)
+            }
+            Err(_) => Err(LockError::Unavailable),
+        }
+    }
+}
+
+impl WriteLocks for PostgresLocks {
+    fn acquire<'a>(&'a self, feed: &'a str) -> BoxFuture<'a, Result<WriteGuard, LockError>> {
+        Box::pin(self.lock(feed))
+    }
+}
+
+/// A held advisory lock and this replica's lock on the same feed.
+struct Held {
+    conn: Option<diesel::PgConnection>,
+    key: i64,
+    idle: Arc<Mutex<Vec<diesel::PgConnection>>>,
+    // Released after the advisory lock is given back (below).
+    _local: FeedGuard,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let (key, idle) = (self.key, self.idle.clone());
+        // Off the async worker: the release is a round trip. The next writer
+        // of this replica may start waiting meanwhile; PostgreSQL hands it
+        // the lock once released.
+        let release = move || {
+            use diesel::connection::SimpleConnection;
+            match conn.batch_execute(&format!("SELECT pg_advisory_unlock({key})")) {
+                Ok(()) => {
+                    let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+                    if idle.len() < 64 {
+                        idle.push(conn);
+                    }
+                }
+                // Dropped: closing the connection releases the lock.
+                Err(err) => log::warn!("releasing a feed's write lock: {err}"),
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(release)),
+            Err(_) => release(),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::db::{self, Pool, queries};
 use crate::error::ApiError;
 use crate::health;
 use crate::lbasedb::EmbeddedServer;
+use crate::lock::{InProcessLocks, PostgresLocks, WriteLocks};
 use crate::metrics::{Metrics, MetricsAllow};
 use crate::net::{TrustedProxies, client_ip_of};
 use crate::proxy::{self, ProxyState};
@@ -44,6 +45,11 @@ impl Application {
         spawn_session_purge(pool.clone());
         let metrics = Arc::new(Metrics::new());
         let auth = web::Data::new(auth_state(&settings, pool, metrics.clone()));
+        tokio::spawn(crate::auth::changes::watch(
+            auth.pool.clone(),
+            auth.cache.clone(),
+            settings.auth_poll_interval,
+        ));
         let upstream = Upstream::start(&settings).await?;
         let listener = TcpListener::bind(&settings.bind)?;
         let addr = listener.local_addr()?;
@@ -58,6 +64,7 @@ impl Application {
                 settings.audit_retention,
                 settings.audit_log.is_some(),
             ),
+            write_locks(&settings)?,
         ));
         let (workers, shutdown) = (settings.workers, settings.shutdown_timeout);
         let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
@@ -140,15 +147,28 @@ impl Application {
     }
 }
 
+/// One process's feed locks on SQLite; on PostgreSQL, locks every replica
+/// sharing the database takes (advisory locks).
+fn write_locks(settings: &Settings) -> io::Result<Arc<dyn WriteLocks>> {
+    let (timeout, queue) = (settings.write_lock_timeout, settings.write_lock_queue);
+    Ok(
+        match db::backend(&settings.db.database_path()).map_err(io::Error::other)? {
+            db::Backend::Postgres(url) => Arc::new(PostgresLocks::new(&url, timeout, queue)),
+            db::Backend::Sqlite(_) => Arc::new(InProcessLocks::new(timeout, queue)),
+        },
+    )
+}
+
 /// Authentication, its caches and counters, and the per-user limits.
 fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthState {
     AuthState {
-        pool,
+        pool: pool.clone(),
         metrics,
         limits: crate::auth::ratelimit::UserLimits::new(settings.user_max_in_flight),
         default_rate: settings.user_rate_limit,
         cache: AuthCache::new(settings.auth_cache_ttl),
         throttle: Throttle::new(
+            pool,
             settings.login_failure_limit,
             settings.bad_token_limit,
             settings.throttle_window,
@@ -198,6 +218,24 @@ impl Upstream {
 fn open_database(settings: &Settings) -> io::Result<Pool> {
     crate::fsperm::private_dir(&settings.db.data_dir)?;
     let pool = db::connect(&settings.db.database_path()).map_err(io::Error::other)?;
+    if !settings.migrate_on_start {
+        let state = db::migration_state(&pool).map_err(io::Error::other)?;
+        if !state.unknown.is_empty() || !state.pending.is_empty() {
+            return Err(io::Error::other(if state.unknown.is_empty() {
+                format!(
+                    "the database is behind this binary (migrations {} are pending) and \
+                     MIGRATE_ON_START is false: run `lbasedb-proxy migrate` first",
+                    state.pending.join(", ")
+                )
+            } else {
+                format!(
+                    "the database is ahead of this binary: it has migrations {} that this \
+                     version does not know; run the newer version",
+                    state.unknown.join(", ")
+                )
+            }));
+        }
+    }
     let applied = db::migrate(&pool).map_err(io::Error::other)?;
     if !applied.is_empty() {
         log::info!("applied migrations: {}", applied.join(", "));
@@ -271,8 +309,9 @@ fn api_headers() -> actix_web::middleware::DefaultHeaders {
         ))
 }
 
-/// Expired sessions are refused when read, but their rows would stay for
-/// good: they are purged at start-up and every hour.
+/// Expired sessions (and ended throttle windows) are refused when read,
+/// but their rows would stay for good: they are purged at start-up and
+/// every hour.
 fn spawn_session_purge(pool: Pool) {
     tokio::spawn(async move {
         let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -282,6 +321,9 @@ fn spawn_session_purge(pool: Pool) {
                 Ok(0) => {}
                 Ok(purged) => log::info!("purged {purged} expired session(s)"),
                 Err(err) => log::warn!("purging expired sessions: {err}"),
+            }
+            if let Err(err) = db::run(&pool, queries::throttle_purge).await {
+                log::warn!("purging ended throttle windows: {err}");
             }
         }
     });
@@ -303,13 +345,22 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
         staff: true,
         ..Default::default()
     };
-    users::create_user(
+    match users::create_user(
         &mut conn,
         &Granted::system(),
         &spec,
         &password::hash(password),
-    )
-    .map_err(io::Error::other)?;
+    ) {
+        Ok(_) => {}
+        // A replica starting beside this one made it first.
+        Err(err)
+            if err.is_unique_violation()
+                || matches!(&err, db::DbError::Invalid(invalid) if invalid.field == "username") =>
+        {
+            return Ok(());
+        }
+        Err(err) => return Err(io::Error::other(err)),
+    }
     match generated {
         Some(password) => println!(
             "Created superuser \"admin\" with password: {password}\n(shown this once; change it with `lbasedb-proxy changepassword admin`)"

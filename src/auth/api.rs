@@ -67,10 +67,14 @@ pub async fn check_credentials(
     password: &str,
 ) -> Result<User, AuthError> {
     let ip = client_ip(req);
-    state.throttle.attempt_login(username, ip).map_err(|wait| {
-        state.metrics.auth_failure(AuthFailure::Throttled);
-        AuthError::Throttled(wait)
-    })?;
+    state
+        .throttle
+        .attempt_login(username, ip)
+        .await?
+        .map_err(|wait| {
+            state.metrics.auth_failure(AuthFailure::Throttled);
+            AuthError::Throttled(wait)
+        })?;
     let name = username.to_owned();
     let user = db::run(&state.pool, move |conn| {
         queries::user_by_username(conn, &name)
@@ -81,7 +85,7 @@ pub async fn check_credentials(
     let matches = web::block(move || password::verify(&attempt, phc.as_deref())).await?;
     match user {
         Some(user) if matches && user.is_active => {
-            state.throttle.succeed_login(username, ip);
+            state.throttle.succeed_login(username, ip).await?;
             upgrade_hash(state, &user, password).await?;
             Ok(user)
         }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use diesel::sqlite::SqliteConnection;
+use crate::db::DbConnection;
 
 use super::{django, token};
 use crate::db::DbError;
@@ -56,11 +56,11 @@ pub fn map_permission(app_label: &str, codename: &str) -> Option<String> {
 
 /// Imports `source` into our database; see the module's doc.
 pub fn import_django(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     source: &DjangoAuth,
     replace: bool,
 ) -> Result<ImportReport, DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let mut report = ImportReport::default();
         let perms = map_permissions(conn, source, &mut report)?;
         let groups = import_groups(conn, source, &perms, &mut report)?;
@@ -84,7 +84,7 @@ pub fn import_django(
 
 /// Django's permission ids to ours; the rest go in the report.
 fn map_permissions(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     source: &DjangoAuth,
     report: &mut ImportReport,
 ) -> Result<HashMap<i32, i32>, DbError> {
@@ -116,7 +116,7 @@ fn map_permissions(
 /// Groups by name, with the permissions that mean something here; answers
 /// Django's group ids to ours.
 fn import_groups(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     source: &DjangoAuth,
     perms: &HashMap<i32, i32>,
     report: &mut ImportReport,
@@ -147,7 +147,7 @@ fn import_groups(
 /// Users by name; answers Django's user ids to ours, for the users that
 /// were created, replaced or found the same (not the clashing ones).
 fn import_users(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     source: &DjangoAuth,
     replace: bool,
     report: &mut ImportReport,
@@ -219,7 +219,7 @@ fn why_no_login(encoded: &str) -> Option<String> {
 /// DRF tokens, by the digest of their key; the prefix `drf_` and the key's
 /// first 8 characters name them in the admin.
 fn import_tokens(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     source: &DjangoAuth,
     users: &HashMap<i32, i32>,
     report: &mut ImportReport,

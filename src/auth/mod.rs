@@ -2,6 +2,7 @@
 //! throttling, and the principal every proxied request is decided on.
 
 pub mod api;
+pub mod changes;
 pub mod django;
 pub mod guard;
 pub mod import;
@@ -126,9 +127,10 @@ impl AuthState {
         ip: IpAddr,
     ) -> Result<(Arc<Principal>, Arc<str>), ApiError> {
         let digest = token::digest(key);
-        let auth = match self.cache.tokens.get(&digest) {
+        let auth = match self.cache.token(&digest) {
             Some(auth) => auth,
             None => {
+                let generation = self.cache.generation();
                 let found = db::run(&self.pool, {
                     let digest = digest.clone();
                     move |conn| {
@@ -141,7 +143,7 @@ impl AuthState {
                 })
                 .await?;
                 let Some((token, principal)) = found else {
-                    return Err(self.bad_token(ip));
+                    return Err(self.bad_token(ip).await);
                 };
                 let restrictions = scopes::Restrictions::stored(
                     token.scopes.as_deref(),
@@ -158,13 +160,13 @@ impl AuthState {
                         token.last_used_at.map_or(0, |t| t.and_utc().timestamp()),
                     ),
                 });
-                self.cache.tokens.insert(digest, auth.clone());
+                self.cache.put_token(generation, digest, auth.clone());
                 auth
             }
         };
         let now = queries::now();
         if auth.revoked {
-            return Err(self.bad_token(ip));
+            return Err(self.bad_token(ip).await);
         }
         if auth.expires_at.is_some_and(|at| at <= now) {
             self.metrics.auth_failure(AuthFailure::ExpiredToken);
@@ -196,11 +198,16 @@ impl AuthState {
     /// An unknown or revoked token: counted for its address, and 429 rather
     /// than 401 once the address is over the limit. A valid token is never
     /// refused for its neighbours' mistakes.
-    fn bad_token(&self, ip: IpAddr) -> ApiError {
+    async fn bad_token(&self, ip: IpAddr) -> ApiError {
         self.metrics.auth_failure(AuthFailure::BadToken);
-        match self.throttle.fail_token(ip) {
-            Ok(()) => ApiError::NotAuthenticated("Invalid token.".into()),
-            Err(wait) => ApiError::Throttled(wait),
+        match self.throttle.fail_token(ip).await {
+            Ok(Ok(())) => ApiError::NotAuthenticated("Invalid token.".into()),
+            Ok(Err(wait)) => ApiError::Throttled(wait),
+            // Uncounted, but refused all the same.
+            Err(err) => {
+                log::warn!("cannot count a bad token: {err}");
+                ApiError::NotAuthenticated("Invalid token.".into())
+            }
         }
     }
 
@@ -210,7 +217,7 @@ impl AuthState {
     /// from the next request on.
     pub async fn write<F, T>(&self, write: F) -> Result<T, DbError>
     where
-        F: FnOnce(&mut diesel::SqliteConnection) -> Result<T, DbError> + Send + 'static,
+        F: FnOnce(&mut crate::db::DbConnection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
         let result = db::run(&self.pool, write).await;
@@ -220,9 +227,10 @@ impl AuthState {
 
     /// A user's principal, from the cache or the database.
     pub async fn principal_of(&self, user_id: i32) -> Result<Option<Arc<Principal>>, DbError> {
-        if let Some(principal) = self.cache.users.get(&user_id) {
+        if let Some(principal) = self.cache.user(user_id) {
             return Ok(Some(principal));
         }
+        let generation = self.cache.generation();
         let principal = db::run(&self.pool, move |conn| {
             let Some(user) = queries::user_by_id(conn, user_id)? else {
                 return Ok(None);
@@ -232,7 +240,7 @@ impl AuthState {
         })
         .await?;
         if let Some(principal) = &principal {
-            self.cache.users.insert(user_id, principal.clone());
+            self.cache.put_user(generation, user_id, principal.clone());
         }
         Ok(principal)
     }

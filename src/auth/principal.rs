@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -103,12 +103,18 @@ impl TokenAuth {
 }
 
 /// Principals by token digest and by user id. Any change this process makes
-/// to users, groups, grants or tokens clears both at once; a change made by
-/// another process (the CLI beside a running server) is seen within `ttl`.
+/// to users, groups, grants or tokens clears both at once; a change made
+/// elsewhere (another replica, the CLI) raises the database's change
+/// counter, which `changes::watch` polls, clearing them within its
+/// interval. `ttl` is only a backstop.
 #[derive(Clone)]
 pub struct AuthCache {
-    pub tokens: Cache<String, Arc<TokenAuth>>,
-    pub users: Cache<i32, Arc<Principal>>,
+    tokens: Cache<String, Arc<TokenAuth>>,
+    users: Cache<i32, Arc<Principal>>,
+    /// Raised by every clear. A load that began before a clear may have
+    /// read what the clear was for; it is not cached (`put_*` with the
+    /// generation read before the load).
+    generation: Arc<AtomicU64>,
 }
 
 impl AuthCache {
@@ -122,11 +128,47 @@ impl AuthCache {
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            generation: Arc::default(),
         }
     }
 
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.tokens.invalidate_all();
         self.users.invalidate_all();
+    }
+
+    /// Read before loading what `put_token` or `put_user` will cache.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    pub fn token(&self, digest: &str) -> Option<Arc<TokenAuth>> {
+        self.tokens.get(digest)
+    }
+
+    pub fn user(&self, id: i32) -> Option<Arc<Principal>> {
+        self.users.get(&id)
+    }
+
+    /// Caches a token loaded since `generation`, unless a clear came since.
+    pub fn put_token(&self, generation: u64, digest: String, auth: Arc<TokenAuth>) {
+        if self.generation() == generation {
+            self.tokens.insert(digest, auth);
+            // A clear between the check and the insert: undo.
+            if self.generation() != generation {
+                self.tokens.invalidate_all();
+            }
+        }
+    }
+
+    /// Caches a principal loaded since `generation`, unless a clear came since.
+    pub fn put_user(&self, generation: u64, id: i32, principal: Arc<Principal>) {
+        if self.generation() == generation {
+            self.users.insert(id, principal);
+            if self.generation() != generation {
+                self.users.invalidate_all();
+            }
+        }
     }
 }

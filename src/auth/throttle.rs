@@ -1,45 +1,45 @@
-//! Failed-login and bad-token throttling, in memory.
+//! Failed-login and bad-token throttling, counted in the database so that
+//! replicas count together.
 //!
-//! A login attempt is counted *before* its password is checked, atomically
-//! per key, so that a burst of N concurrent guesses is checked at most
-//! `login_limit` times; a success clears the count. Logins are keyed by
-//! (account, address), so a stranger elsewhere cannot lock a user out from
-//! everywhere. Only unknown tokens are counted, per address, and the count
-//! never refuses a valid token: behind NAT or a reverse proxy one address is
-//! many users.
+//! A login attempt is counted *before* its password is checked, in one
+//! atomic upsert per key, so that a burst of N concurrent guesses (through
+//! any replicas) is checked at most `login_limit` times; a success clears
+//! the count. Logins are keyed by (account, address), so a stranger
+//! elsewhere cannot lock a user out from everywhere. Only unknown tokens are
+//! counted, per address, and the count never refuses a valid token: behind
+//! NAT or a reverse proxy one address is many users. Keys are stored as
+//! digests: a username field sometimes holds a mistyped password.
+//!
+//! A key over its limit is also remembered in memory until its window
+//! ends, so that a flood costs the database at most `limit` writes per key
+//! and replica.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::sync::Cache;
+use sha2::{Digest, Sha256};
 
-/// A count and when it was last raised.
-type Count = (u32, Instant);
-
-fn counts<K>(window: Duration) -> Cache<K, Count>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-{
-    Cache::builder()
-        .max_capacity(100_000)
-        .time_to_live(window)
-        .build()
-}
+use crate::db::{self, DbError, Pool, queries};
 
 #[derive(Clone)]
 pub struct Throttle {
-    logins: Cache<(String, IpAddr), Count>,
-    tokens: Cache<IpAddr, Count>,
+    pool: Pool,
+    /// Keys over their limit, with when their window ends (Unix seconds).
+    refused: Cache<String, i64>,
     login_limit: u32,
     token_limit: u32,
     window: Duration,
 }
 
 impl Throttle {
-    pub fn new(login_limit: u32, token_limit: u32, window: Duration) -> Self {
+    pub fn new(pool: Pool, login_limit: u32, token_limit: u32, window: Duration) -> Self {
         Self {
-            logins: counts(window),
-            tokens: counts(window),
+            pool,
+            refused: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
             login_limit,
             token_limit,
             window,
@@ -48,93 +48,139 @@ impl Throttle {
 
     /// Counts a login attempt for the account from this address; `Err`
     /// (how long to wait) when it is over the limit and must not be checked.
-    pub fn attempt_login(&self, username: &str, ip: IpAddr) -> Result<(), Duration> {
-        self.count(
-            &self.logins,
-            (username.to_lowercase(), ip),
-            self.login_limit,
-        )
+    pub async fn attempt_login(
+        &self,
+        username: &str,
+        ip: IpAddr,
+    ) -> Result<Result<(), Duration>, DbError> {
+        self.count(login_key(username, ip), self.login_limit).await
     }
 
     /// A correct password: the account's count from this address is cleared.
-    pub fn succeed_login(&self, username: &str, ip: IpAddr) {
-        self.logins.invalidate(&(username.to_lowercase(), ip));
+    pub async fn succeed_login(&self, username: &str, ip: IpAddr) -> Result<(), DbError> {
+        let key = login_key(username, ip);
+        self.refused.invalidate(&key);
+        db::run(&self.pool, move |conn| queries::throttle_clear(conn, &key)).await
     }
 
     /// Counts an unknown or revoked token from this address; `Err` once the
     /// address is over the limit (the answer becomes 429 rather than 401).
-    pub fn fail_token(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.count(&self.tokens, ip, self.token_limit)
+    pub async fn fail_token(&self, ip: IpAddr) -> Result<Result<(), Duration>, DbError> {
+        self.count(digest(&format!("token\0{ip}")), self.token_limit)
+            .await
     }
 
-    /// Raises the key's count unless it is already at the limit, in one
-    /// atomic step per key (moka's `and_upsert_with` serialises them).
-    fn count<K>(&self, cache: &Cache<K, Count>, key: K, limit: u32) -> Result<(), Duration>
-    where
-        K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
-    {
-        let window = self.window;
-        let mut refused = None;
-        cache.entry(key).and_upsert_with(|entry| {
-            let now = Instant::now();
-            match entry.map(|e| e.into_value()) {
-                Some((count, last)) if last.elapsed() < window => {
-                    if count >= limit {
-                        refused = Some(window.saturating_sub(last.elapsed()));
-                        (count, last)
-                    } else {
-                        (count + 1, now)
-                    }
-                }
-                _ => (1, now),
-            }
-        });
-        match refused {
-            Some(wait) => Err(wait.max(Duration::from_secs(1))),
-            None => Ok(()),
+    async fn count(&self, key: String, limit: u32) -> Result<Result<(), Duration>, DbError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(end) = self.refused.get(&key)
+            && end > now
+        {
+            return Ok(Err(wait(end - now)));
         }
+        let window = self.window.as_secs().max(1) as i64;
+        let (count, end) = db::run(&self.pool, {
+            let key = key.clone();
+            move |conn| queries::throttle_hit(conn, &key, window)
+        })
+        .await?;
+        if count as i64 > limit as i64 {
+            self.refused.insert(key, end);
+            return Ok(Err(wait(end - now)));
+        }
+        Ok(Ok(()))
     }
+}
+
+fn wait(seconds: i64) -> Duration {
+    Duration::from_secs(seconds.max(1) as u64)
+}
+
+fn digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn login_key(username: &str, ip: IpAddr) -> String {
+    digest(&format!("login\0{}\0{ip}", username.to_lowercase()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn attempts_are_counted_before_they_are_checked() {
-        let throttle = Throttle::new(3, 2, Duration::from_secs(60));
+    fn pool(dir: &tempfile::TempDir) -> Pool {
+        let pool = db::connect(dir.path().join("db.sqlite3").to_str().unwrap()).unwrap();
+        db::migrate(&pool).unwrap();
+        pool
+    }
+
+    #[actix_web::test]
+    async fn attempts_are_counted_before_they_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let throttle = Throttle::new(pool(&dir), 3, 2, Duration::from_secs(60));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(throttle.attempt_login("Alice", ip).is_ok());
+            assert!(throttle.attempt_login("Alice", ip).await.unwrap().is_ok());
         }
-        assert!(throttle.attempt_login("alice", ip).is_err());
-        assert!(throttle.attempt_login("alice", other).is_ok());
-        assert!(throttle.attempt_login("bob", ip).is_ok());
-        throttle.succeed_login("ALICE", ip);
-        assert!(throttle.attempt_login("alice", ip).is_ok());
+        assert!(throttle.attempt_login("alice", ip).await.unwrap().is_err());
+        assert!(
+            throttle
+                .attempt_login("alice", other)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert!(throttle.attempt_login("bob", ip).await.unwrap().is_ok());
+        throttle.succeed_login("ALICE", ip).await.unwrap();
+        assert!(throttle.attempt_login("alice", ip).await.unwrap().is_ok());
 
-        assert!(throttle.fail_token(ip).is_ok());
-        assert!(throttle.fail_token(ip).is_ok());
-        assert!(throttle.fail_token(ip).is_err());
-        assert!(throttle.fail_token(other).is_ok());
+        assert!(throttle.fail_token(ip).await.unwrap().is_ok());
+        assert!(throttle.fail_token(ip).await.unwrap().is_ok());
+        assert!(throttle.fail_token(ip).await.unwrap().is_err());
+        assert!(throttle.fail_token(other).await.unwrap().is_ok());
     }
 
-    #[test]
-    fn a_burst_is_checked_at_most_limit_times() {
-        let throttle = std::sync::Arc::new(Throttle::new(5, 5, Duration::from_secs(60)));
+    #[actix_web::test]
+    async fn two_processes_count_together_and_no_key_is_stored_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(&dir);
+        // Two throttles on one database: two replicas.
+        let a = Throttle::new(pool.clone(), 4, 4, Duration::from_secs(60));
+        let b = Throttle::new(pool.clone(), 4, 4, Duration::from_secs(60));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let passed: usize = (0..8)
-            .map(|_| {
-                let throttle = throttle.clone();
-                std::thread::spawn(move || {
-                    (0..20)
-                        .filter(|_| throttle.attempt_login("alice", ip).is_ok())
-                        .count()
-                })
-            })
-            .map(|t| t.join().unwrap())
-            .sum();
+        for throttle in [&a, &b, &a, &b] {
+            assert!(
+                throttle
+                    .attempt_login("secret-ish", ip)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            );
+        }
+        assert!(a.attempt_login("secret-ish", ip).await.unwrap().is_err());
+        assert!(b.attempt_login("secret-ish", ip).await.unwrap().is_err());
+        let keys: Vec<String> = {
+            use diesel::prelude::*;
+            crate::db::schema::throttle::table
+                .select(crate::db::schema::throttle::key)
+                .load(&mut pool.get().unwrap())
+                .unwrap()
+        };
+        assert_eq!(keys.len(), 1);
+        assert!(!keys[0].contains("secret-ish") && !keys[0].contains("192.0.2.1"));
+    }
+
+    #[actix_web::test]
+    async fn a_burst_is_checked_at_most_limit_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let throttle = Throttle::new(pool(&dir), 5, 5, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let attempts = (0..40).map(|_| throttle.attempt_login("alice", ip));
+        let passed = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Ok(()))))
+            .count();
         assert_eq!(passed, 5);
     }
 }

@@ -6,8 +6,8 @@
 //! with "database is locked" when another writer got in between, rather
 //! than wait its turn.
 
+use crate::db::DbConnection;
 use chrono::NaiveDateTime;
-use diesel::sqlite::SqliteConnection;
 
 use super::guard::{self, Actor, Denied, Powers};
 use super::perms::{self, Granted};
@@ -97,7 +97,7 @@ struct Object<'a> {
 /// Records an action of a person in the admin's history, in the caller's
 /// transaction. The command line leaves no history (as Django's shell).
 fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     actor: Actor,
     object: Object<'_>,
     action: &str,
@@ -143,7 +143,7 @@ fn user_object(user: &User) -> Object<'_> {
 /// Records an admin login, or a failed one (`user` is then who it would
 /// have been, if anyone).
 pub fn record_login(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     user: Option<&User>,
     username: &str,
     succeeded: bool,
@@ -166,13 +166,13 @@ pub fn record_login(
 /// and grants, all or nothing; a taken name is a validation error (the
 /// unique index says so, no read first).
 pub fn create_user(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::AddUser>,
     spec: &UserSpec,
     phc: &str,
 ) -> Result<User, DbError> {
     validate_username(&spec.username)?;
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let user = queries::create_user(
             conn,
             &NewUser {
@@ -214,13 +214,13 @@ fn unique_as(err: DbError, field: &'static str, message: &str) -> DbError {
 
 /// Creates a group from codenames (the command line's and tests' form).
 pub fn create_group(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::AddGroup>,
     name: &str,
     perms: &[String],
     grants: &[(String, String)],
 ) -> Result<Group, DbError> {
-    let ids = conn.immediate_transaction(|conn| {
+    let ids = conn.write_transaction(|conn| {
         let perms = perms
             .iter()
             .map(|c| Ok(queries::permission_by_codename(conn, c)?.id))
@@ -244,7 +244,7 @@ pub fn create_group(
 /// Issues a token for a user: the secret is in the answer, and nowhere
 /// else. Making a token for someone else is acting as them (`guard`).
 pub fn issue_token(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::AddToken>,
     user_id: i32,
     name: &str,
@@ -261,12 +261,12 @@ pub fn issue_token(
 /// A token for a user that may do only what `spec` keeps of its user's
 /// permissions, from where `spec` says.
 pub fn issue_restricted_token(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::AddToken>,
     user_id: i32,
     spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((actor_id, powers)) = actor_powers(conn, by.actor())? {
             guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
@@ -286,7 +286,7 @@ pub fn issue_restricted_token(
 /// A user's token for itself (`POST /api/auth/token/`): its password was
 /// the check.
 pub fn issue_own_token(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     user_id: i32,
     spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
@@ -303,7 +303,7 @@ pub struct TokenSpec<'a> {
 }
 
 fn insert_token(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     user_id: i32,
     spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
@@ -335,11 +335,11 @@ fn insert_token(
 
 /// Revokes a token at once (the caller clears the cache).
 pub fn revoke_token(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::ChangeToken>,
     token_id: i32,
 ) -> Result<Token, DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let (token, owner) = queries::token_by_id(conn, token_id)?.ok_or_else(not_found)?;
         queries::revoke_token_by_id(conn, token_id)?;
         let repr = format!("{} ({owner})", token.prefix);
@@ -357,12 +357,12 @@ pub fn revoke_token(
 /// Sets a user's password (already hashed) and ends all its sessions.
 /// Setting someone else's password is acting as them (`guard`).
 pub fn set_password(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::ChangeUser>,
     user_id: i32,
     phc: &str,
 ) -> Result<(), DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((actor_id, powers)) = actor_powers(conn, by.actor())? {
             guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
@@ -377,12 +377,12 @@ pub fn set_password(
 /// A user's own password change: every other session ends, the one that
 /// changed it (by its key digest) stays.
 pub fn change_own_password(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     user_id: i32,
     phc: &str,
     keep_session: Option<&str>,
 ) -> Result<(), DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let user = find_user(conn, user_id)?;
         queries::set_password(conn, user_id, phc)?;
         queries::sessions_end_for_user(conn, user_id, keep_session)?;
@@ -400,12 +400,12 @@ pub fn change_own_password(
 /// Activates or deactivates a user. Deactivating ends the user's sessions
 /// and revokes its tokens at once; the last active superuser stays.
 pub fn set_active(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::ChangeUser>,
     user_id: i32,
     active: bool,
 ) -> Result<(), DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_change_user(&powers, target.is_superuser, target.is_superuser)?;
@@ -429,13 +429,13 @@ pub fn set_active(
 /// superuser. Deactivating ends sessions and tokens at once. `changes` is
 /// what the history shows.
 pub fn update_user(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::ChangeUser>,
     user_id: i32,
     update: &UserUpdate,
     changes: &[FieldChange],
 ) -> Result<(), DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let before = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_change_user(&powers, before.is_superuser, update.is_superuser)?;
@@ -467,7 +467,7 @@ pub fn update_user(
 }
 
 /// Adding someone to a group that holds more than the actor is refused.
-fn check_joining(conn: &mut SqliteConnection, powers: &Powers, group: i32) -> Result<(), DbError> {
+fn check_joining(conn: &mut DbConnection, powers: &Powers, group: i32) -> Result<(), DbError> {
     let held = queries::group_powers(conn, &[group])?;
     let name = queries::group_by_id(conn, group)?
         .map(|g| g.name)
@@ -484,11 +484,11 @@ fn check_joining(conn: &mut SqliteConnection, powers: &Powers, group: i32) -> Re
 /// Deletes a user (its tokens and sessions go with it); a superuser only
 /// by a superuser, and never the last active one.
 pub fn delete_user(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::DeleteUser>,
     user_id: i32,
 ) -> Result<User, DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_delete_user(&powers, target.is_superuser)?;
@@ -516,7 +516,7 @@ pub struct GroupSpec<'a> {
 /// the actor holds. Answers the group's id; a taken name is a validation
 /// error.
 pub fn add_group(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::AddGroup>,
     group: &GroupSpec<'_>,
 ) -> Result<i32, DbError> {
@@ -527,7 +527,7 @@ pub fn add_group(
         rate_limit,
     } = *group;
     validate_group_name(name)?;
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             check_gifts(conn, &powers, (&[], &[]), (perms, grants))?;
         }
@@ -542,7 +542,7 @@ pub fn add_group(
 
 /// Changes a group, giving only what the actor holds.
 pub fn change_group(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::ChangeGroup>,
     id: i32,
     group: &GroupSpec<'_>,
@@ -555,7 +555,7 @@ pub fn change_group(
         rate_limit,
     } = *group;
     validate_group_name(name)?;
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             let (old_perms, old_grants) = queries::group_links(conn, id)?;
             check_gifts(conn, &powers, (&old_perms, &old_grants), (perms, grants))?;
@@ -569,11 +569,11 @@ pub fn change_group(
 
 /// Deletes a group (its members lose what it gave them).
 pub fn delete_group(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     by: &Granted<perms::DeleteGroup>,
     id: i32,
 ) -> Result<Group, DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let group = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
         record(
             conn,
@@ -605,8 +605,8 @@ pub enum FeedChange {
 }
 
 /// Grants follow their feed: gone with it, or moved to its new name.
-pub fn feed_changed(conn: &mut SqliteConnection, change: &FeedChange) -> Result<usize, DbError> {
-    conn.immediate_transaction(|conn| match change {
+pub fn feed_changed(conn: &mut DbConnection, change: &FeedChange) -> Result<usize, DbError> {
+    conn.write_transaction(|conn| match change {
         FeedChange::Deleted(feed) => queries::delete_feed_grants(conn, feed),
         FeedChange::Renamed { old, new } => queries::rename_feed_grants(conn, old, new),
     })
@@ -616,12 +616,12 @@ fn not_found() -> DbError {
     DbError::Query(diesel::result::Error::NotFound)
 }
 
-fn find_user(conn: &mut SqliteConnection, user_id: i32) -> Result<User, DbError> {
+fn find_user(conn: &mut DbConnection, user_id: i32) -> Result<User, DbError> {
     queries::user_by_id(conn, user_id)?.ok_or_else(not_found)
 }
 
 /// What a user holds now, read in the caller's transaction.
-pub fn powers_of(conn: &mut SqliteConnection, user: &User) -> Result<Powers, DbError> {
+pub fn powers_of(conn: &mut DbConnection, user: &User) -> Result<Powers, DbError> {
     let holdings = queries::holdings(conn, user.id)?;
     Ok(Powers {
         superuser: user.is_superuser && user.is_active,
@@ -636,10 +636,7 @@ pub fn powers_of(conn: &mut SqliteConnection, user: &User) -> Result<Powers, DbE
 
 /// The acting user's id and powers; `None` for the system. An actor whose
 /// account was deactivated or deleted meanwhile holds nothing.
-fn actor_powers(
-    conn: &mut SqliteConnection,
-    actor: Actor,
-) -> Result<Option<(i32, Powers)>, DbError> {
+fn actor_powers(conn: &mut DbConnection, actor: Actor) -> Result<Option<(i32, Powers)>, DbError> {
     let Actor::User(id) = actor else {
         return Ok(None);
     };
@@ -652,7 +649,7 @@ fn actor_powers(
 
 /// Permissions and grants added by a write must be held by its actor.
 fn check_gifts(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     powers: &Powers,
     old: (&[i32], &[(i32, String)]),
     new: (&[i32], &[(i32, String)]),
@@ -682,11 +679,7 @@ fn check_gifts(
 
 /// Refuses a write that would leave no active superuser: someone must
 /// always be able to administer everything.
-fn keep_a_superuser(
-    conn: &mut SqliteConnection,
-    user: &User,
-    remains: bool,
-) -> Result<(), DbError> {
+fn keep_a_superuser(conn: &mut DbConnection, user: &User, remains: bool) -> Result<(), DbError> {
     if user.is_superuser
         && user.is_active
         && !remains
@@ -703,7 +696,7 @@ fn keep_a_superuser(
 }
 
 /// A deactivated user's sessions end and its tokens are revoked at once.
-fn end_access(conn: &mut SqliteConnection, user_id: i32) -> Result<(), DbError> {
+fn end_access(conn: &mut DbConnection, user_id: i32) -> Result<(), DbError> {
     queries::sessions_end_for_user(conn, user_id, None)?;
     queries::revoke_tokens_of_user(conn, user_id)?;
     Ok(())

@@ -20,7 +20,7 @@ fn open(db_args: &DbArgs) -> Result<Pool> {
 
 fn with_conn<T>(
     pool: &Pool,
-    f: impl FnOnce(&mut diesel::SqliteConnection) -> std::result::Result<T, DbError>,
+    f: impl FnOnce(&mut crate::db::DbConnection) -> std::result::Result<T, DbError>,
 ) -> Result<T> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     f(&mut conn).map_err(|e| e.to_string())

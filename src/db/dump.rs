@@ -3,9 +3,9 @@
 //! keys (usernames, group names, codenames, token prefixes) so that a dump
 //! loads into another database whatever its ids.
 
+use crate::db::DbConnection;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use serde::{Deserialize, Serialize};
 
 use super::DbError;
@@ -98,7 +98,7 @@ fn grants(rows: Vec<(String, String, String)>) -> Vec<Grant> {
     grants
 }
 
-pub fn dump(conn: &mut SqliteConnection) -> Result<Dump, DbError> {
+pub fn dump(conn: &mut DbConnection) -> Result<Dump, DbError> {
     Ok(Dump {
         version: FORMAT_VERSION,
         groups: dump_groups(conn)?,
@@ -107,7 +107,7 @@ pub fn dump(conn: &mut SqliteConnection) -> Result<Dump, DbError> {
     })
 }
 
-fn dump_groups(conn: &mut SqliteConnection) -> Result<Vec<GroupDump>, DbError> {
+fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
     let mut groups = Vec::new();
     for group in auth_group::table
         .order(auth_group::name)
@@ -138,7 +138,7 @@ fn dump_groups(conn: &mut SqliteConnection) -> Result<Vec<GroupDump>, DbError> {
     Ok(groups)
 }
 
-fn dump_users(conn: &mut SqliteConnection) -> Result<Vec<UserDump>, DbError> {
+fn dump_users(conn: &mut DbConnection) -> Result<Vec<UserDump>, DbError> {
     let mut users = Vec::new();
     for user in auth_user::table
         .order(auth_user::username)
@@ -184,7 +184,7 @@ fn dump_users(conn: &mut SqliteConnection) -> Result<Vec<UserDump>, DbError> {
     Ok(users)
 }
 
-fn dump_tokens(conn: &mut SqliteConnection) -> Result<Vec<TokenDump>, DbError> {
+fn dump_tokens(conn: &mut DbConnection) -> Result<Vec<TokenDump>, DbError> {
     Ok(authtoken_token::table
         .inner_join(auth_user::table)
         .order(authtoken_token::id)
@@ -209,7 +209,7 @@ fn dump_tokens(conn: &mut SqliteConnection) -> Result<Vec<TokenDump>, DbError> {
 /// Loads a dump, all or nothing: groups and users are created or updated by
 /// name (their permissions, grants and memberships become the dump's);
 /// tokens are added unless their prefix is already known.
-pub fn load(conn: &mut SqliteConnection, dump: &Dump) -> Result<LoadCounts, DbError> {
+pub fn load(conn: &mut DbConnection, dump: &Dump) -> Result<LoadCounts, DbError> {
     if dump.version != FORMAT_VERSION {
         return Err(DbError::invalid(
             "version",
@@ -234,7 +234,7 @@ pub fn load(conn: &mut SqliteConnection, dump: &Dump) -> Result<LoadCounts, DbEr
 }
 
 /// A group by name, created or made the dump's.
-fn load_group(conn: &mut SqliteConnection, group: &GroupDump) -> Result<(), DbError> {
+fn load_group(conn: &mut DbConnection, group: &GroupDump) -> Result<(), DbError> {
     let id = match queries::group_by_name(conn, &group.name)? {
         Some(existing) => existing.id,
         None => queries::create_group(conn, &group.name)?.id,
@@ -255,7 +255,7 @@ fn load_group(conn: &mut SqliteConnection, group: &GroupDump) -> Result<(), DbEr
 }
 
 /// A user by name, created or made the dump's (password hash included).
-fn load_user(conn: &mut SqliteConnection, user: &UserDump) -> Result<(), DbError> {
+fn load_user(conn: &mut DbConnection, user: &UserDump) -> Result<(), DbError> {
     let id = queries::put_user_record(
         conn,
         &UserRecord {
@@ -299,7 +299,7 @@ fn load_user(conn: &mut SqliteConnection, user: &UserDump) -> Result<(), DbError
 }
 
 /// A token, unless its prefix is known already; answers 1 if added.
-fn load_token(conn: &mut SqliteConnection, token: &TokenDump) -> Result<usize, DbError> {
+fn load_token(conn: &mut DbConnection, token: &TokenDump) -> Result<usize, DbError> {
     let user = queries::user_by_username(conn, &token.user)?.ok_or_else(|| {
         DbError::invalid(
             "user",

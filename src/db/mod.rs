@@ -1,5 +1,6 @@
-//! The proxy's own database: SQLite through diesel, an r2d2 pool whose every
-//! connection gets the same pragmas, and migrations embedded in the binary.
+//! The proxy's own database: SQLite (the default) or PostgreSQL (for
+//! replicas) through diesel, an r2d2 pool of one connection type for both,
+//! and each engine's migrations embedded in the binary.
 
 pub mod django;
 pub mod dump;
@@ -11,14 +12,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use actix_web::web;
-use diesel::connection::SimpleConnection;
-use diesel::r2d2::{self, ConnectionManager, CustomizeConnection};
-use diesel::sqlite::SqliteConnection;
+use diesel::migration::MigrationSource;
+use diesel::r2d2;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub type Pool = r2d2::Pool<ConnectionManager<SqliteConnection>>;
+pub mod conn;
+pub use conn::{Backend, DbConnection};
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub type Pool = r2d2::Pool<conn::Manager>;
+
+/// Each engine has its own migrations (their SQL differs: `SERIAL` against
+/// `AUTOINCREMENT`, `TRUE` against `1`), with the same versions, so that
+/// both reach the same schema (`schema.rs`) by the same steps.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -26,7 +33,7 @@ pub enum DbError {
     Pool(#[from] r2d2::PoolError),
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
-    #[error("migrations")]
+    #[error("migrations: {0}")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("blocking task failed: {0}")]
     Blocking(#[from] actix_web::error::BlockingError),
@@ -74,79 +81,157 @@ impl DbError {
     }
 }
 
-/// Set on every pooled connection: SQLite leaves foreign keys off and
-/// answers "database is locked" at once unless told otherwise; WAL lets
-/// readers run beside the one writer.
-#[derive(Debug)]
-struct Pragmas;
-
-impl CustomizeConnection<SqliteConnection, r2d2::Error> for Pragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute(
-            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-             PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
-        )
-        .map_err(r2d2::Error::QueryError)
-    }
-}
-
-/// The SQLite file a `DATABASE_URL` names: a path, or `sqlite://PATH`.
-/// Any other URL is refused rather than taken as a file name (a
-/// `postgres://…` URL would otherwise make a file called `postgres:`); the
-/// message names only the scheme, never the credentials a URL may carry.
-pub fn sqlite_path(url: &str) -> Result<&str, DbError> {
+/// The engine a `DATABASE_URL` names: `postgres://…` or `postgresql://…`
+/// selects PostgreSQL; a path or `sqlite://PATH` selects SQLite. Any other
+/// URL is refused rather than taken as a file name (`mysql://…` would
+/// otherwise make a file called `mysql:`); the message names only the
+/// scheme, never the credentials a URL may carry.
+pub fn backend(url: &str) -> Result<Backend, DbError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(path);
+        return Ok(Backend::Sqlite(path.to_owned()));
     }
     match url.split_once(':') {
+        Some((scheme, _))
+            if matches!(
+                scheme.to_ascii_lowercase().as_str(),
+                "postgres" | "postgresql"
+            ) =>
+        {
+            Ok(Backend::Postgres(url.to_owned()))
+        }
         Some((scheme, rest))
             if rest.starts_with("//")
-                || matches!(
-                    scheme.to_ascii_lowercase().as_str(),
-                    "postgres" | "postgresql" | "mysql" | "mariadb"
-                ) =>
+                || matches!(scheme.to_ascii_lowercase().as_str(), "mysql" | "mariadb") =>
         {
             Err(DbError::Config(format!(
-                "DATABASE_URL is a {scheme}: URL, but only SQLite is supported here: \
-                 give a file path or sqlite://PATH"
+                "DATABASE_URL is a {scheme}: URL, but only SQLite and PostgreSQL are \
+                 supported: give a file path, sqlite://PATH or postgres://…"
             )))
         }
         _ if url.is_empty() => Err(DbError::Config("DATABASE_URL is empty".into())),
-        _ => Ok(url),
+        _ => Ok(Backend::Sqlite(url.to_owned())),
     }
 }
 
-/// Opens (creating it if need be) the database at `url`, a file path or
-/// `sqlite://PATH`. A folder it creates is private (0700) and the file is
-/// kept readable by its owner only (0600): it holds password hashes and
-/// sessions. SQLite gives its `-wal` and `-shm` files the database file's
-/// mode.
-pub fn connect(url: &str) -> Result<Pool, DbError> {
-    let path = sqlite_path(url)?;
-    if path != ":memory:" {
-        if let Some(parent) = Path::new(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            crate::fsperm::private_dir(parent)
-                .map_err(|e| DbError::Config(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        crate::fsperm::private_file(Path::new(path))
-            .map_err(|e| DbError::Config(format!("cannot open database {path}: {e}")))?;
+/// The SQLite file a `DATABASE_URL` names, or an error for any other URL.
+pub fn sqlite_path(url: &str) -> Result<String, DbError> {
+    match backend(url)? {
+        Backend::Sqlite(path) => Ok(path),
+        Backend::Postgres(_) => Err(DbError::Config(
+            "this needs a SQLite file, not a postgres:// URL".into(),
+        )),
     }
+}
+
+/// Opens the database at `url`. For SQLite (creating the file if need be),
+/// a folder it creates is private (0700) and the file is kept readable by
+/// its owner only (0600): it holds password hashes and sessions. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode.
+pub fn connect(url: &str) -> Result<Pool, DbError> {
+    let backend = backend(url)?;
+    let size = match &backend {
+        Backend::Sqlite(path) => {
+            if path != ":memory:" {
+                if let Some(parent) = Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    crate::fsperm::private_dir(parent).map_err(|e| {
+                        DbError::Config(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                crate::fsperm::private_file(Path::new(path))
+                    .map_err(|e| DbError::Config(format!("cannot open database {path}: {e}")))?;
+            }
+            8
+        }
+        // Write locks hold a connection each while a feed is written.
+        Backend::Postgres(_) => 16,
+    };
+    let name = backend.name();
     let pool = r2d2::Pool::builder()
-        .max_size(8)
+        .max_size(size)
         .connection_timeout(Duration::from_secs(10))
-        .connection_customizer(Box::new(Pragmas))
-        .build(ConnectionManager::<SqliteConnection>::new(path))
-        .map_err(|e| DbError::Config(format!("cannot open database {path}: {e}")))?;
+        .build(conn::Manager::new(backend))
+        // The error names no URL: a PostgreSQL one may carry a password.
+        .map_err(|e| DbError::Config(format!("cannot open the {name} database: {e}")))?;
     Ok(pool)
 }
 
+fn migrations_of(conn: &DbConnection) -> EmbeddedMigrations {
+    match conn {
+        DbConnection::Sqlite(_) => SQLITE_MIGRATIONS,
+        DbConnection::Postgres(_) => POSTGRES_MIGRATIONS,
+    }
+}
+
+/// Where a database stands against the migrations this binary carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    /// Known here, not yet applied.
+    pub pending: Vec<String>,
+    /// Applied by some newer binary, unknown here.
+    pub unknown: Vec<String>,
+}
+
+/// Compares the database's applied migrations with the binary's.
+pub fn migration_state(pool: &Pool) -> Result<MigrationState, DbError> {
+    state_on(&mut *pool.get()?)
+}
+
+fn state_on(conn: &mut DbConnection) -> Result<MigrationState, DbError> {
+    let source = migrations_of(conn);
+    let known: Vec<String> = MigrationSource::<conn::MultiBackend>::migrations(&source)
+        .map_err(DbError::Migration)?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    let applied: Vec<String> = conn
+        .applied_migrations()
+        .map_err(DbError::Migration)?
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    Ok(MigrationState {
+        pending: known
+            .iter()
+            .filter(|v| !applied.contains(v))
+            .cloned()
+            .collect(),
+        unknown: applied
+            .iter()
+            .filter(|v| !known.contains(v))
+            .cloned()
+            .collect(),
+    })
+}
+
 /// Applies the pending migrations; answers the names of those applied.
+/// Refuses a database migrated by a newer binary. On PostgreSQL, replicas
+/// that start together take turns (an advisory lock, released with the
+/// transaction-less session's unlock or its end), so that one applies and
+/// the others find nothing left to do.
 pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let mut conn = pool.get()?;
+    conn::migration_lock(&mut conn, true)?;
+    let result = migrate_on(&mut conn);
+    let unlocked = conn::migration_lock(&mut conn, false);
+    let applied = result?;
+    unlocked?;
+    Ok(applied)
+}
+
+fn migrate_on(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    let state = state_on(conn)?;
+    if !state.unknown.is_empty() {
+        return Err(DbError::Config(format!(
+            "the database is ahead of this binary: it has migrations {} that this \
+             version does not know; run the newer version",
+            state.unknown.join(", ")
+        )));
+    }
+    let source = migrations_of(conn);
     let applied = conn
-        .run_pending_migrations(MIGRATIONS)
+        .run_pending_migrations(source)
         .map_err(DbError::Migration)?;
     Ok(applied.iter().map(|m| m.to_string()).collect())
 }
@@ -155,7 +240,7 @@ pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
 /// neither the pool's wait nor SQLite's I/O stalls an async worker.
 pub async fn run<F, T>(pool: &Pool, f: F) -> Result<T, DbError>
 where
-    F: FnOnce(&mut SqliteConnection) -> Result<T, DbError> + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
     let pool = pool.clone();
@@ -183,7 +268,7 @@ mod tests {
         migrate(&reader).unwrap();
         let writer = connect(url).unwrap();
         let mut conn = reader.get().unwrap();
-        let count = |conn: &mut SqliteConnection| -> i64 {
+        let count = |conn: &mut DbConnection| -> i64 {
             schema::auth_user::table.count().get_result(conn).unwrap()
         };
         assert_eq!(count(&mut conn), 0);

@@ -144,3 +144,18 @@ diesel::table! {
         changes -> Text,
     }
 }
+
+diesel::table! {
+    auth_change (id) {
+        id -> Integer,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
+    throttle (key) {
+        key -> Text,
+        count -> Integer,
+        window_end -> BigInt,
+    }
+}

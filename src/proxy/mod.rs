@@ -22,7 +22,7 @@ use crate::auth::ratelimit::{Limited, Slot, effective_rate};
 use crate::auth::{AuthState, check_csrf};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
-use crate::lock::{InProcessLocks, LockError, WriteLocks};
+use crate::lock::{LockError, WriteLocks};
 use crate::metrics::{AuthFailure, Metrics};
 use actix_web::http::Method;
 use classify::{Access, Classified, ClassifyError, Endpoint, classify};
@@ -63,6 +63,7 @@ impl ProxyState {
         settings: &Settings,
         metrics: Arc<Metrics>,
         audit: Audit,
+        write_locks: Arc<dyn WriteLocks>,
     ) -> Self {
         Self {
             metrics,
@@ -72,10 +73,7 @@ impl ProxyState {
             body_limit: settings.body_limit,
             limits: settings.limits,
             response_timeout: settings.response_timeout,
-            write_locks: Arc::new(InProcessLocks::new(
-                settings.write_lock_timeout,
-                settings.write_lock_queue,
-            )),
+            write_locks,
             write_lock_timeout: settings.write_lock_timeout,
         }
     }
@@ -232,7 +230,7 @@ async fn write_lock(state: &ProxyState, feed: &str) -> Result<crate::lock::Write
     acquired.map_err(|err| {
         log::warn!("write to a feed refused: {err}");
         let wait = match err {
-            LockError::QueueFull => Duration::from_secs(1),
+            LockError::QueueFull | LockError::Unavailable => Duration::from_secs(1),
             LockError::Timeout => state.write_lock_timeout.min(Duration::from_secs(60)),
         };
         ApiError::Busy(wait)

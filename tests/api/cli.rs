@@ -34,7 +34,16 @@ fn manage(app: &TestApp, args: &[&str], password: Option<&str>) -> std::process:
         .map(|p| ("LBASEDB_PROXY_PASSWORD", p))
         .into_iter()
         .collect();
-    manage_in(app.data.path(), args, &env)
+    manage_with(app, args, &env)
+}
+
+/// A management command on the app's own data folder and database.
+fn manage_with(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    app.command()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
 }
 
 #[tokio::test]
@@ -236,14 +245,10 @@ async fn createsuperuser_without_input_reads_the_environment() {
         "root@example.com",
     ];
     let password = "LBASEDB_PROXY_SUPERUSER_PASSWORD";
-    let weak = manage_in(app.data.path(), &args, &[(password, "12345678")]);
+    let weak = manage_with(&app, &args, &[(password, "12345678")]);
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("too common"));
-    let made = manage_in(
-        app.data.path(),
-        &args,
-        &[(password, "a-strong-root-password")],
-    );
+    let made = manage_with(&app, &args, &[(password, "a-strong-root-password")]);
     assert!(
         made.status.success(),
         "{}",

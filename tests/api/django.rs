@@ -22,12 +22,10 @@ fn fixture() -> PathBuf {
 }
 
 fn import(app: &TestApp, source: &Path, extra: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+    app.command()
         .arg("importdjango")
         .arg(source)
         .args(extra)
-        .env("DATA_DIR", app.data.path())
-        .env_remove("DATABASE_URL")
         .output()
         .expect("the binary runs")
 }

@@ -31,7 +31,50 @@ pub struct TestApp {
     pub anon: reqwest::Client,
     /// The application's own database, for arranging users and tokens.
     pub pool: Pool,
+    /// Its `DATABASE_URL`: a SQLite file in `data`, or a PostgreSQL
+    /// database of its own (`TEST_BACKEND=postgres`).
+    pub database_url: String,
     pub data: TempDir,
+}
+
+impl TestApp {
+    /// The binary, on this app's data folder and database, with no
+    /// password variables inherited from the test's own environment.
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"));
+        command
+            .env("DATA_DIR", self.data.path())
+            .env("DATABASE_URL", &self.database_url)
+            .env_remove("LBASEDB_PROXY_PASSWORD")
+            .env_remove("LBASEDB_PROXY_SUPERUSER_PASSWORD");
+        command
+    }
+}
+
+/// The database engine the suite runs on: SQLite unless
+/// `TEST_BACKEND=postgres`, which puts every test app on a PostgreSQL
+/// database of its own (on `LBASEDB_TEST_POSTGRES`'s server).
+pub fn backend_server() -> Option<String> {
+    match std::env::var("TEST_BACKEND").as_deref() {
+        Ok("postgres") => Some(
+            std::env::var("LBASEDB_TEST_POSTGRES")
+                .ok()
+                .filter(|url| !url.is_empty())
+                .expect("TEST_BACKEND=postgres needs LBASEDB_TEST_POSTGRES"),
+        ),
+        Ok("sqlite") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("TEST_BACKEND={other}: sqlite or postgres"),
+    }
+}
+
+/// A fresh `DATABASE_URL` for a test that starts the binary itself: a
+/// PostgreSQL database of its own under `TEST_BACKEND=postgres`, else a
+/// SQLite file in `dir`.
+pub fn test_database_url(dir: &std::path::Path) -> String {
+    match backend_server() {
+        Some(server) => postgres_database(&server, "app"),
+        None => dir.join("db.sqlite3").to_string_lossy().into_owned(),
+    }
 }
 
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
@@ -48,6 +91,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.bind = "127.0.0.1:0".into();
     settings.workers = Some(2);
     settings.superuser_password = Some(ADMIN_PASSWORD.into());
+    settings.db.database_url = Some(test_database_url(data.path()));
     configure(&mut settings);
     let database = settings.db.database_path();
     let app = Application::build(settings)
@@ -68,6 +112,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         token,
         anon: client(),
         pool,
+        database_url: database,
         data,
     }
 }

@@ -371,10 +371,9 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
 
     // A superuser's scoped token is no superuser.
     let root = client_with_token(&{
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+        let out = app
+            .command()
             .args(["createtoken", "admin", "--scope", "lbasedb.view_feed"])
-            .env("DATA_DIR", app.data.path())
-            .env_remove("DATABASE_URL")
             .output()
             .unwrap();
         assert!(
@@ -409,10 +408,9 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
 #[tokio::test]
 async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
     let app = spawn_app().await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+    let out = app
+        .command()
         .args(["createtoken", "admin", "--allow-ip", "203.0.113.0/24"])
-        .env("DATA_DIR", app.data.path())
-        .env_remove("DATABASE_URL")
         .output()
         .unwrap();
     assert!(

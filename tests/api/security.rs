@@ -885,10 +885,9 @@ async fn absurd_token_lifetimes_are_a_clear_error() {
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("Enter a duration"));
     // The CLI too.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+    let output = app
+        .command()
         .args(["createtoken", "admin", "--expires-in", "300000y"])
-        .env("DATA_DIR", app.data.path())
-        .env_remove("DATABASE_URL")
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -1210,18 +1209,18 @@ async fn anonymous_visitors_cost_no_session_row() {
     assert_eq!(rows, 1);
 }
 
-// 13. A database URL is not a file name.
+// 13. A database URL is not a file name, and never shows its password.
 
 #[tokio::test]
-async fn a_url_that_is_not_sqlite_is_refused_clearly() {
+async fn a_url_of_another_engine_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::with_data_dir(dir.path());
     settings.bind = "127.0.0.1:0".into();
-    settings.db.database_url = Some("postgres://proxy:hunter2@db.example:5432/proxy".into());
+    settings.db.database_url = Some("mysql://proxy:hunter2@db.example:3306/proxy".into());
     let err = Application::build(settings).await.err().expect("refused");
     let message = err.to_string();
     assert!(
-        message.contains("postgres") && message.contains("SQLite"),
+        message.contains("mysql") && message.contains("PostgreSQL"),
         "{message}"
     );
     assert!(
@@ -1235,9 +1234,19 @@ async fn a_url_that_is_not_sqlite_is_refused_clearly() {
     assert!(
         !made
             .iter()
-            .any(|n| n.to_string_lossy().starts_with("postgres")),
+            .any(|n| n.to_string_lossy().starts_with("mysql")),
         "{made:?}"
     );
+
+    // A PostgreSQL URL is PostgreSQL: where none answers, the error says
+    // so without the password.
+    let mut settings = Settings::with_data_dir(dir.path());
+    settings.bind = "127.0.0.1:0".into();
+    settings.db.database_url = Some("postgres://proxy:hunter2@127.0.0.1:1/proxy".into());
+    let err = Application::build(settings).await.err().expect("refused");
+    let message = err.to_string();
+    assert!(message.contains("PostgreSQL"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
 
     // `sqlite://PATH` is a path.
     let mut settings = Settings::with_data_dir(dir.path());
@@ -1251,9 +1260,11 @@ async fn a_url_that_is_not_sqlite_is_refused_clearly() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
         .arg("migrate")
         .env("DATA_DIR", dir.path())
-        .env("DATABASE_URL", "postgresql://x:y@localhost/db")
+        .env("DATABASE_URL", "mariadb://x:y@localhost/db")
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("only SQLite"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("only SQLite and PostgreSQL"), "{stderr}");
+    assert!(!stderr.contains("x:y"), "{stderr}");
 }

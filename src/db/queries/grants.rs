@@ -19,14 +19,15 @@ pub fn add_feed_grant(
         Holder::User(id) => (Some(id), None),
         Holder::Group(id) => (None, Some(id)),
     };
-    diesel::insert_or_ignore_into(feed_grant::table)
+    let insert = diesel::insert_into(feed_grant::table)
         .values((
             feed_grant::user_id.eq(user_id),
             feed_grant::group_id.eq(group_id),
             feed_grant::permission_id.eq(permission_id),
             feed_grant::feed.eq(feed),
         ))
-        .execute(conn)?;
+        .on_conflict_do_nothing();
+    crate::on_engine!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 

@@ -13,17 +13,18 @@ pub fn group_by_name(conn: &mut Conn, name: &str) -> Result<Option<Group>, DbErr
 pub fn create_group(conn: &mut Conn, name: &str) -> Result<Group, DbError> {
     Ok(diesel::insert_into(auth_group::table)
         .values(auth_group::name.eq(name))
-        .returning(Group::as_returning())
+        .returning(auth_group::all_columns)
         .get_result(conn)?)
 }
 
 pub fn add_user_to_group(conn: &mut Conn, user_id: i32, group_id: i32) -> Result<(), DbError> {
-    diesel::insert_or_ignore_into(auth_user_groups::table)
+    let insert = diesel::insert_into(auth_user_groups::table)
         .values((
             auth_user_groups::user_id.eq(user_id),
             auth_user_groups::group_id.eq(group_id),
         ))
-        .execute(conn)?;
+        .on_conflict_do_nothing();
+    crate::on_engine!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 
@@ -43,26 +44,31 @@ pub fn group_by_id(conn: &mut Conn, id: i32) -> Result<Option<Group>, DbError> {
 }
 
 /// A group in the list: its name and how many members it has.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone, Queryable)]
 pub struct GroupRow {
-    #[diesel(sql_type = diesel::sql_types::Integer)]
     pub id: i32,
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub name: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub members: i64,
 }
 
-/// Groups whose name contains `search`, by name, with their member counts,
-/// in one query.
+/// Groups whose name contains `search` (in any case), by name, with their
+/// member counts, in one query.
 pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<GroupRow>, DbError> {
-    Ok(diesel::sql_query(
-        "SELECT g.id, g.name, COUNT(m.id) AS members FROM auth_group g \
-         LEFT JOIN auth_user_groups m ON m.group_id = g.id \
-         WHERE g.name LIKE ? ESCAPE '\\' GROUP BY g.id, g.name ORDER BY g.name",
-    )
-    .bind::<diesel::sql_types::Text, _>(like_pattern(search))
-    .load(conn)?)
+    Ok(auth_group::table
+        .left_join(auth_user_groups::table)
+        .filter(
+            lower(auth_group::name)
+                .like(like_pattern(&search.to_lowercase()))
+                .escape('\\'),
+        )
+        .group_by((auth_group::id, auth_group::name))
+        .order(auth_group::name)
+        .select((
+            auth_group::id,
+            auth_group::name,
+            diesel::dsl::count(auth_user_groups::id.nullable()),
+        ))
+        .load(conn)?)
 }
 
 /// A group's permission ids and (permission id, feed) grants.

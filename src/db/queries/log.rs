@@ -70,17 +70,17 @@ pub struct AccessQuery {
 }
 
 type AccessFilter<'a> =
-    diesel::helper_types::IntoBoxed<'a, access_log::table, diesel::sqlite::Sqlite>;
+    diesel::helper_types::IntoBoxed<'a, access_log::table, crate::db::conn::MultiBackend>;
 
 fn access_filter(q: &AccessQuery) -> AccessFilter<'_> {
     let mut query = access_log::table.into_boxed();
     if !q.search.is_empty() {
-        let like = like_pattern(&q.search);
+        let like = like_pattern(&q.search.to_lowercase());
         query = query.filter(
-            access_log::username
+            lower(access_log::username)
                 .like(like.clone())
                 .escape('\\')
-                .or(access_log::feed.like(like).escape('\\')),
+                .or(lower(access_log::feed).like(like).escape('\\')),
         );
     }
     if let Some(username) = &q.username {

@@ -1,11 +1,11 @@
-//! Query functions by table: plain, synchronous, over `&mut SqliteConnection`;
+//! Query functions by table: plain, synchronous, over `&mut DbConnection` (either engine);
 //! the async side calls them through `db::run`, and every write that a person
 //! makes goes through the service layer (`auth::users`). Each table's module
 //! is re-exported here, so callers name `queries::user_by_id`.
 
+use crate::db::DbConnection;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::DbError;
 use super::models::{Group, NewUser, Permission, Token, TokenStatus, User};
@@ -14,13 +14,14 @@ use super::schema::{
     auth_user_user_permissions, authtoken_token, feed_grant, session,
 };
 
-type Conn = SqliteConnection;
+type Conn = DbConnection;
 
 mod grants;
 mod groups;
 mod log;
 mod permissions;
 mod sessions;
+mod shared;
 mod tokens;
 mod users;
 
@@ -29,8 +30,15 @@ pub use groups::*;
 pub use log::*;
 pub use permissions::*;
 pub use sessions::*;
+pub use shared::*;
 pub use tokens::*;
 pub use users::*;
+
+diesel::define_sql_function! {
+    /// For searches in any case: SQLite's `LIKE` ignores ASCII case,
+    /// PostgreSQL's does not.
+    fn lower<T: diesel::sql_types::SingleValue>(x: T) -> T;
+}
 
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()

@@ -32,12 +32,13 @@ pub fn add_user_permission(
     user_id: i32,
     permission_id: i32,
 ) -> Result<(), DbError> {
-    diesel::insert_or_ignore_into(auth_user_user_permissions::table)
+    let insert = diesel::insert_into(auth_user_user_permissions::table)
         .values((
             auth_user_user_permissions::user_id.eq(user_id),
             auth_user_user_permissions::permission_id.eq(permission_id),
         ))
-        .execute(conn)?;
+        .on_conflict_do_nothing();
+    crate::on_engine!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 
@@ -46,12 +47,13 @@ pub fn add_group_permission(
     group_id: i32,
     permission_id: i32,
 ) -> Result<(), DbError> {
-    diesel::insert_or_ignore_into(auth_group_permissions::table)
+    let insert = diesel::insert_into(auth_group_permissions::table)
         .values((
             auth_group_permissions::group_id.eq(group_id),
             auth_group_permissions::permission_id.eq(permission_id),
         ))
-        .execute(conn)?;
+        .on_conflict_do_nothing();
+    crate::on_engine!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 

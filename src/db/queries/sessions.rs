@@ -18,14 +18,21 @@ pub fn session_store(
     user_id: Option<i32>,
     expires_at: NaiveDateTime,
 ) -> Result<(), DbError> {
-    diesel::replace_into(session::table)
+    let upsert = diesel::insert_into(session::table)
         .values((
             session::key_digest.eq(digest),
             session::state.eq(state),
             session::user_id.eq(user_id),
             session::expires_at.eq(expires_at),
         ))
-        .execute(conn)?;
+        .on_conflict(session::key_digest)
+        .do_update()
+        .set((
+            session::state.eq(state),
+            session::user_id.eq(user_id),
+            session::expires_at.eq(expires_at),
+        ));
+    crate::on_engine!(conn, |c| upsert.execute(c))?;
     Ok(())
 }
 

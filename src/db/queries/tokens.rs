@@ -25,7 +25,7 @@ pub fn create_token(conn: &mut Conn, new: &NewToken<'_>) -> Result<Token, DbErro
             authtoken_token::scopes.eq(new.scopes),
             authtoken_token::allowed_networks.eq(new.allowed_networks),
         ))
-        .returning(Token::as_returning())
+        .returning(authtoken_token::all_columns)
         .get_result(conn)?)
 }
 
@@ -131,7 +131,8 @@ pub fn revoke_tokens_of_user(conn: &mut Conn, user_id: i32) -> Result<usize, DbE
 
 /// Adds a token unless its prefix or digest is known; answers 1 if added.
 pub fn put_token_record(conn: &mut Conn, record: &TokenRecord<'_>) -> Result<usize, DbError> {
-    Ok(diesel::insert_or_ignore_into(authtoken_token::table)
+    let insert = diesel::insert_into(authtoken_token::table)
         .values(record)
-        .execute(conn)?)
+        .on_conflict_do_nothing();
+    Ok(crate::on_engine!(conn, |c| insert.execute(c))?)
 }

@@ -27,7 +27,7 @@ pub fn user_by_id(conn: &mut Conn, id: i32) -> Result<Option<User>, DbError> {
 pub fn create_user(conn: &mut Conn, new: &NewUser<'_>) -> Result<User, DbError> {
     Ok(diesel::insert_into(auth_user::table)
         .values(new)
-        .returning(User::as_returning())
+        .returning(auth_user::all_columns)
         .get_result(conn)?)
 }
 
@@ -134,14 +134,14 @@ pub fn list_users(conn: &mut Conn, q: &UserQuery) -> Result<(Vec<User>, i64), Db
     let build = || {
         let mut query = auth_user::table.into_boxed();
         if !q.search.is_empty() {
-            let like = like_pattern(&q.search);
+            let like = like_pattern(&q.search.to_lowercase());
             query = query.filter(
-                auth_user::username
+                lower(auth_user::username)
                     .like(like.clone())
                     .escape('\\')
-                    .or(auth_user::email.like(like.clone()).escape('\\'))
-                    .or(auth_user::first_name.like(like.clone()).escape('\\'))
-                    .or(auth_user::last_name.like(like).escape('\\')),
+                    .or(lower(auth_user::email).like(like.clone()).escape('\\'))
+                    .or(lower(auth_user::first_name).like(like.clone()).escape('\\'))
+                    .or(lower(auth_user::last_name).like(like).escape('\\')),
             );
         }
         if let Some(v) = q.is_staff {

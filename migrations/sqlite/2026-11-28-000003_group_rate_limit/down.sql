@@ -1,0 +1,1 @@
+ALTER TABLE auth_group DROP COLUMN rate_limit;

@@ -1,0 +1,2 @@
+ALTER TABLE authtoken_token DROP COLUMN allowed_networks;
+ALTER TABLE authtoken_token DROP COLUMN scopes;
