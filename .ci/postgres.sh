@@ -23,5 +23,5 @@ for _ in $(seq 1 50); do
 done
 runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-    -o "-h 127.0.0.1 -p $port -k $dir -c max_connections=200" start >/dev/null
+    -o "-h 127.0.0.1 -p $port -k $dir -c max_connections=1000" start >/dev/null
 echo "postgres://postgres@127.0.0.1:$port/postgres $dir"

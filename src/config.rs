@@ -306,4 +306,10 @@ pub struct LbasedbSettings {
     /// who reaches the port reads and writes every feed.
     #[arg(long, conflicts_with = "secret")]
     pub open: bool,
+
+    /// Take no per-feed write lock, as the real Lbasedb server does (its
+    /// concurrent appends overwrite each other): a stand-in for it when
+    /// testing the proxy's own locks. Never for data you keep.
+    #[arg(long, hide = true)]
+    pub unlocked: bool,
 }

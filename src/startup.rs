@@ -204,6 +204,7 @@ impl Upstream {
             // it: it answers only this process.
             secret: Some(random_secret()),
             open: false,
+            unlocked: false,
         };
         let server = EmbeddedServer::start(&embedded, false).await?;
         Ok(Self {

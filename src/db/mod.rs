@@ -150,6 +150,11 @@ pub fn connect(url: &str) -> Result<Pool, DbError> {
     let name = backend.name();
     let pool = r2d2::Pool::builder()
         .max_size(size)
+        // Connections are opened as they are needed, not all at start-up
+        // (replicas times pools must stay under PostgreSQL's
+        // max_connections), and idle ones are closed after a while.
+        .min_idle(Some(1))
+        .idle_timeout(Some(Duration::from_secs(300)))
         .connection_timeout(Duration::from_secs(10))
         .build(conn::Manager::new(backend))
         // The error names no URL: a PostgreSQL one may carry a password.

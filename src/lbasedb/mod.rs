@@ -58,7 +58,8 @@ impl EmbeddedServer {
         };
         let secret = web::Data::new(secret);
         let limits = web::Data::new(settings.limits);
-        let locks = web::Data::new(crate::lock::InProcessLocks::unbounded());
+        let locks =
+            web::Data::new((!settings.unlocked).then(crate::lock::InProcessLocks::unbounded));
         let path = settings.data.to_str().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,

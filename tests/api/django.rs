@@ -253,7 +253,17 @@ async fn a_file_that_is_not_a_django_database_changes_nothing() {
     let before = counts(&app.pool);
     let empty = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(empty.path(), b"not a database at all").unwrap();
-    let ours = app.data.path().join("db.sqlite3");
+    // A SQLite database, but not Django's (made by Python's sqlite3).
+    let ours = app.data.path().join("other.sqlite3");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; c = sqlite3.connect({:?}); c.execute('CREATE TABLE t (x)'); c.commit()",
+            ours.display().to_string()
+        ))
+        .status()
+        .unwrap();
+    assert!(made.success());
     for (source, says) in [
         (empty.path().to_owned(), "not an SQLite database"),
         (ours, "not a Django database"),

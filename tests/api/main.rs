@@ -12,5 +12,6 @@ mod faults;
 mod helpers;
 mod operations;
 mod proxy;
+mod replicas;
 mod safety;
 mod security;

@@ -266,19 +266,25 @@ async fn the_queue_of_waiting_writes_is_bounded() {
 
 /// A standalone upstream process (`lbasedb-proxy lbasedb`), so that it can
 /// be killed and started again.
-struct UpstreamProcess {
+pub(crate) struct UpstreamProcess {
     child: Child,
     port: u16,
     data: std::path::PathBuf,
-    secret: String,
+    pub(crate) secret: String,
 }
 
 impl UpstreamProcess {
-    async fn start(data: &std::path::Path, port: u16) -> Self {
+    pub(crate) async fn start(data: &std::path::Path, port: u16) -> Self {
+        Self::start_with(data, port, &[]).await
+    }
+
+    /// With extra arguments (`--unlocked`: the real server's racing appends).
+    pub(crate) async fn start_with(data: &std::path::Path, port: u16, args: &[&str]) -> Self {
         let secret = "a-test-secret-of-32-bytes-or-so!".to_owned();
         let child = Command::new(BIN)
             .args(["lbasedb", "--bind", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
+            .args(args)
             .env("LBASEDB_SECRET", &secret)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -295,7 +301,7 @@ impl UpstreamProcess {
         process
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -330,7 +336,7 @@ impl Drop for UpstreamProcess {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -84,7 +84,7 @@ CREATE TABLE session (
     user_id INTEGER REFERENCES auth_user (id) ON DELETE CASCADE,
     expires_at TIMESTAMP NOT NULL
 );
-CREATE INDEX session_user ON session (user_id);
+CREATE INDEX session_user_id ON session (user_id);
 CREATE INDEX session_expires ON session (expires_at);
 
 INSERT INTO auth_permission (app_label, codename, name) VALUES

@@ -1,0 +1,473 @@
+//! Several `serve` replicas on one PostgreSQL database and one upstream:
+//! what one replica (or anything else writing the database) changes about
+//! access, every other enforces within a second; sessions and tokens made on
+//! one work on all; throttling counts across them; and writers spread over
+//! them lose no acknowledged append (the feed lock is PostgreSQL's).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lbasedb_proxy::db::{self, queries};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ADMIN_PASSWORD, Browser, client, client_with_token, postgres_database, postgres_server, psql,
+};
+use crate::safety::{UpstreamProcess, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
+const SECRET_KEY: &str = "one-secret-key-shared-by-every-replica-0123456789";
+/// The bound the issue sets; the poll interval is 250 ms by default.
+const WITHIN: Duration = Duration::from_secs(1);
+
+struct Replica {
+    child: Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(database: &str, upstream: &UpstreamProcess) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("DATA_DIR", data.path())
+            .env("DATABASE_URL", database)
+            .env("LBASEDB_URL", upstream.url())
+            .env("LBASEDB_SECRET", &upstream.secret)
+            .env("SECRET_KEY", SECRET_KEY)
+            .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", ADMIN_PASSWORD)
+            .env("LOGIN_FAILURE_LIMIT", "4")
+            .env("WORKERS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _data: data,
+        }
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..400 {
+            if reqwest::get(format!("{}/readyz", self.base))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("replica {} did not start", self.base);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long until `request` answers `status`; panics past 5 s.
+async fn until_status<F, Fut>(status: StatusCode, request: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if request().await.status() == status {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("still not {status} after 5 s");
+}
+
+async fn token(base: &str, username: &str, password: &str) -> String {
+    let answer = client()
+        .post(format!("{base}/api/auth/token/"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "a token from {base}");
+    let body: Value = answer.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+fn createuser(database: &str, args: &[&str], password: &str) {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg("createuser")
+        .args(args)
+        .env("DATA_DIR", data.path())
+        .env("DATABASE_URL", database)
+        .env("LBASEDB_PROXY_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn admin_on(replica: &Replica) -> Browser {
+    let browser = Browser {
+        client: client(),
+        base: replica.base.clone(),
+    };
+    let response = browser
+        .post(
+            "/admin/login/",
+            "/admin/login/",
+            &[
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/admin/"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 302);
+    browser
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks() {
+    let test = "two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks";
+    let Some(server) = postgres_server(test) else {
+        return;
+    };
+    let database = postgres_database(&server, "replicas");
+    let upstream_data = tempfile::tempdir().unwrap();
+    // Unlocked, as the real Lbasedb server is: its concurrent appends
+    // overwrite each other unless the replicas take turns.
+    let upstream =
+        UpstreamProcess::start_with(upstream_data.path(), free_port(), &["--unlocked"]).await;
+    // Started together on an empty database: one migrates and makes the
+    // first superuser, the other waits its turn and finds them done.
+    let a = Replica::start(&database, &upstream);
+    let b = Replica::start(&database, &upstream);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let pool = db::connect(&database).unwrap();
+    let user_id = |name: &str| {
+        queries::user_by_username(&mut pool.get().unwrap(), name)
+            .unwrap()
+            .expect("the user exists")
+            .id
+    };
+
+    // A token made on A works on B.
+    createuser(
+        &database,
+        &["ivy", "--perm", "lbasedb.view_feed"],
+        "ivy-long-password",
+    );
+    let ivy = client_with_token(&token(&a.base, "ivy", "ivy-long-password").await);
+    assert_eq!(
+        ivy.get(b.url("/api/proxy/feed"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A session made on A works on B (one SECRET_KEY, sessions in the
+    // database), and so does a CSRF-checked write.
+    let admin_a = admin_on(&a).await;
+    let admin_b = Browser {
+        client: admin_a.client.clone(),
+        base: b.base.clone(),
+    };
+    assert_eq!(admin_b.get("/admin/").await.0, 200, "A's session on B");
+    let csrf: Value = admin_b
+        .client
+        .get(b.url("/api/auth/csrf/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let made = admin_b
+        .client
+        .post(b.url("/api/proxy/feed"))
+        .header("x-csrftoken", csrf["csrfToken"].as_str().unwrap())
+        .json(&json!({"name": "w"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
+
+    // Revoked on A (B has it cached): refused on B within the bound.
+    let revoke = ivy.delete(a.url("/api/auth/token/")).send().await.unwrap();
+    assert!(revoke.status().is_success(), "{}", revoke.status());
+    let took = until_status(StatusCode::UNAUTHORIZED, || async {
+        ivy.get(b.url("/api/proxy/feed")).send().await.unwrap()
+    })
+    .await;
+    assert!(took < WITHIN, "revocation reached B in {took:?}");
+
+    // Deactivated on A in the admin: refused on B within the bound.
+    let ivy = client_with_token(&token(&b.base, "ivy", "ivy-long-password").await);
+    assert_eq!(
+        ivy.get(b.url("/api/proxy/feed"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let change = format!("/admin/auth/user/{}/change/", user_id("ivy"));
+    let saved = admin_a.post(&change, &change, &[("username", "ivy")]).await;
+    assert_eq!(saved.status(), 302);
+    let took = until_status(StatusCode::UNAUTHORIZED, || async {
+        ivy.get(b.url("/api/proxy/feed")).send().await.unwrap()
+    })
+    .await;
+    assert!(took < WITHIN, "deactivation reached B in {took:?}");
+
+    // A change by anything else writing the database (here psql, as the
+    // CLI would) counts too: a permission taken away.
+    createuser(
+        &database,
+        &["jo", "--perm", "lbasedb.view_feed"],
+        "jo-long-password",
+    );
+    let jo = client_with_token(&token(&a.base, "jo", "jo-long-password").await);
+    let sees_w = |replica: &Replica| {
+        let (jo, url) = (jo.clone(), replica.url("/api/proxy/feed"));
+        async move {
+            let answer = jo.get(url).send().await.unwrap();
+            answer.status() == 200 && answer.text().await.unwrap().contains("\"w\"")
+        }
+    };
+    for replica in [&a, &b] {
+        assert!(sees_w(replica).await, "jo sees feed w on {}", replica.base);
+    }
+    psql(
+        &database,
+        &[
+            "-c",
+            "DELETE FROM auth_user_user_permissions WHERE user_id = (SELECT id FROM auth_user WHERE username = 'jo')",
+        ],
+    );
+    for replica in [&a, &b] {
+        let started = Instant::now();
+        while sees_w(replica).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "still seen after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        assert!(
+            took < WITHIN,
+            "a change by psql reached {} in {took:?}",
+            replica.base
+        );
+    }
+
+    // A password changed on A ends the user's session on B.
+    createuser(&database, &["gina", "--staff"], "gina-long-password");
+    let gina = Browser {
+        client: client(),
+        base: b.base.clone(),
+    };
+    let logged_in = gina
+        .post(
+            "/admin/login/",
+            "/admin/login/",
+            &[
+                ("username", "gina"),
+                ("password", "gina-long-password"),
+                ("next", "/admin/"),
+            ],
+        )
+        .await;
+    assert_eq!(logged_in.status(), 302);
+    assert_eq!(gina.get("/admin/").await.0, 200);
+    let page = format!("/admin/auth/user/{}/password/", user_id("gina"));
+    let changed = admin_a
+        .post(
+            &page,
+            &page,
+            &[
+                ("password1", "gina-other-password"),
+                ("password2", "gina-other-password"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), 302);
+    let took = until_status(StatusCode::FOUND, || async {
+        gina.client.get(b.url("/admin/")).send().await.unwrap()
+    })
+    .await;
+    assert!(took < WITHIN, "the password change reached B in {took:?}");
+
+    // Failed logins are counted across replicas: the limit is 4 in all.
+    let attempt = |replica: &Replica| {
+        let url = replica.url("/api/auth/token/");
+        async move {
+            client()
+                .post(url)
+                .json(&json!({"username": "admin", "password": "wrong"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for replica in [&a, &b, &a, &b] {
+        assert_eq!(attempt(replica).await, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(attempt(&b).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(attempt(&a).await, StatusCode::TOO_MANY_REQUESTS);
+
+    // 16 writers spread over both replicas append to one feed at once: the
+    // feed lock is PostgreSQL's, so no acknowledged append is lost (where
+    // straight to the upstream, below, they are).
+    let admin = client_with_token(&{
+        let output = Command::new(BIN)
+            .args(["createtoken", "admin"])
+            .env("DATA_DIR", upstream_data.path())
+            .env("DATABASE_URL", &database)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
+    });
+    let col = admin
+        .post(a.url("/api/proxy/col?feed=w"))
+        .json(&json!({"name": "v", "datatype": "Int64"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(col.status(), 201, "{}", col.text().await.unwrap());
+    let writers = (0..16i64).map(|w| {
+        let admin = admin.clone();
+        let url = [&a, &b][w as usize % 2].url("/api/proxy/data?feed=w");
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..20 {
+                let value = (w + 1) * 1_000_000 + i;
+                let answer = admin
+                    .post(&url)
+                    .json(&json!({"v": [value]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status(), 204, "{}", answer.text().await.unwrap());
+                acked.push(value);
+            }
+            acked
+        })
+    });
+    let mut acked: Vec<i64> = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    let size: Value = admin
+        .get(b.url("/api/proxy/size?feed=w"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let size = size["size"].as_u64().unwrap();
+    let data: Value = admin
+        .get(b.url(&format!("/api/proxy/data?feed=w&ix=0&size={size}&col=v")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut stored: Vec<i64> = data["v"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    acked.sort_unstable();
+    stored.sort_unstable();
+    let lost = acked.iter().filter(|v| stored.binary_search(v).is_err()).count();
+    assert_eq!(
+        (lost, stored.len()),
+        (0, acked.len()),
+        "every acknowledged append, once"
+    );
+
+    // The same straight to the upstream loses appends: the stand-in is as
+    // unsafe as the real server, so what passed above is the lock's doing.
+    let direct = crate::helpers::client_with_authorization(&format!("Bearer {}", upstream.secret));
+    let made = direct
+        .post(format!("{}/feed", upstream.url()))
+        .json(&json!({"name": "raw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made = direct
+        .post(format!("{}/col?feed=raw", upstream.url()))
+        .json(&json!({"name": "v", "datatype": "Int64"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let writers = (0..16i64).map(|_| {
+        let (direct, url) = (direct.clone(), format!("{}/data?feed=raw", upstream.url()));
+        tokio::spawn(async move {
+            let mut acked = 0;
+            for i in 0..20i64 {
+                let answer = direct
+                    .post(&url)
+                    .json(&json!({"v": [i + 1]}))
+                    .send()
+                    .await
+                    .unwrap();
+                acked += i64::from(answer.status() == 204);
+            }
+            acked
+        })
+    });
+    let acked: i64 = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    let size: Value = direct
+        .get(format!("{}/size?feed=raw", upstream.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        (size["size"].as_i64().unwrap()) < acked,
+        "unlocked, {acked} acknowledged appends made {size}"
+    );
+}
