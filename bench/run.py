@@ -10,7 +10,14 @@ no credentials, refused (401) before the upstream: the cost of the proxy's
 own path without the upstream round trip. Prints a table and writes
 target/bench/results.json and target/bench/chart.svg.
 
-Usage: python3 bench/run.py [--quick]   (--quick: shorter runs, for a smoke test)
+Usage: python3 bench/run.py [--quick] [--replicas N] [--database postgres://…]
+  --quick      shorter runs, for a smoke test
+  --database   a PostgreSQL server (its URL, any database on it): the proxy's
+               database becomes a fresh one made there (dropped after)
+  --replicas   N `serve` processes on that database, one upstream; wrk's
+               connections are spread over them
+With --database or --replicas only workload 1 runs (the small requests,
+token and session, c=1 and c=32), written to results-<database>-<N>.json.
 """
 
 import json
@@ -30,6 +37,17 @@ OUT = os.path.join(ROOT, "target", "bench")
 UP_PORT, PROXY_PORT = 18080, 18000
 ROWS = 1_000_000
 QUICK = "--quick" in sys.argv
+
+
+def flag(name, default=None):
+    if name in sys.argv:
+        return sys.argv[sys.argv.index(name) + 1]
+    return default
+
+
+REPLICAS = int(flag("--replicas", "1"))
+DATABASE = flag("--database")
+SMALL_ONLY = REPLICAS > 1 or DATABASE is not None
 
 
 def run(*args, **kw):
@@ -88,6 +106,41 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
+def make_database(server):
+    """A fresh database on the PostgreSQL server `server` names; its URL."""
+    base = server.rsplit("/", 1)[0]
+    name = f"lbasedb_bench_{os.getpid()}"
+    run("psql", server, "-q", "-c", f"CREATE DATABASE {name}")
+    return f"{base}/{name}"
+
+
+def drop_database(url):
+    base, name = url.rsplit("/", 1)
+    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", f"DROP DATABASE IF EXISTS {name}"], check=False)
+
+
+def wrk_spread(urls, connections, seconds, **kw):
+    """wrk against each replica at once, the connections spread over them
+    (c=1 goes to the first alone): the sum of their rates, the worst of
+    their latencies."""
+    shares = [connections // len(urls) + (i < connections % len(urls)) for i in range(len(urls))]
+    jobs = [(u, c) for u, c in zip(urls, shares) if c > 0]
+    results = [None] * len(jobs)
+
+    def one(i, url, c):
+        results[i] = wrk(url, c, seconds, **kw)
+
+    threads = [threading.Thread(target=one, args=(i, u, c)) for i, (u, c) in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if any(r is None for r in results):
+        raise SystemExit("a wrk run failed")
+    return {"rps": sum(r["rps"] for r in results), "requests": sum(r["requests"] for r in results),
+            "p50_ms": max(r["p50_ms"] for r in results), "p99_ms": max(r["p99_ms"] for r in results)}
+
+
 def wrk(url, connections, seconds, headers=(), method="GET", body=None, expect_refusal=False):
     args = ["wrk", "--latency", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "60s"]
     for h in headers:
@@ -124,20 +177,33 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="lbasedb-bench-")
     procs = []
+    dropped = []
     try:
         up = subprocess.Popen([BIN, "lbasedb", "--open", "--bind", f"127.0.0.1:{UP_PORT}", "--data", f"{work}/lbasedb"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(up)
-        env = dict(os.environ, LBASEDB_URL=f"http://127.0.0.1:{UP_PORT}", BIND=f"127.0.0.1:{PROXY_PORT}",
-                   DATA_DIR=f"{work}/proxy", RUST_LOG="warn", LBASEDB_PROXY_SUPERUSER_PASSWORD="bench-admin-pass")
-        proxy = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proxy)
+        database = f"{work}/proxy/db.sqlite3"
+        if DATABASE:
+            database = make_database(DATABASE)
+            dropped.append(database)
+        replicas = []
+        for i in range(REPLICAS):
+            env = dict(os.environ, LBASEDB_URL=f"http://127.0.0.1:{UP_PORT}", BIND=f"127.0.0.1:{PROXY_PORT + i}",
+                       DATA_DIR=f"{work}/proxy{i or ''}", DATABASE_URL=database, RUST_LOG="warn",
+                       SECRET_KEY="bench-secret-key-shared-by-the-replicas-0123456789",
+                       LBASEDB_PROXY_SUPERUSER_PASSWORD="bench-admin-pass")
+            replica = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(replica)
+            replicas.append(f"http://127.0.0.1:{PROXY_PORT + i}")
+            # One at a time: the first migrates and makes the superuser.
+            wait_ready(f"{replicas[-1]}/readyz")
+        proxy = procs[1]
         direct = f"http://127.0.0.1:{UP_PORT}"
-        proxied = f"http://127.0.0.1:{PROXY_PORT}"
-        wait_ready(f"{proxied}/readyz")
+        proxied = replicas[0]
 
         # The user of the load test: grants on xy only, a token and a session.
-        denv = dict(os.environ, DATA_DIR=f"{work}/proxy", LBASEDB_PROXY_PASSWORD="a-bench-user-password")
+        denv = dict(os.environ, DATA_DIR=f"{work}/proxy", DATABASE_URL=database,
+                    LBASEDB_PROXY_PASSWORD="a-bench-user-password")
         run(BIN, "createuser", "bench", "--grant", "lbasedb.view_data=xy", "--grant", "lbasedb.change_data=xy",
             env=denv, stdout=subprocess.DEVNULL)
         token = subprocess.run([BIN, "createtoken", "bench", "--name", "bench"], env=denv, check=True,
@@ -165,12 +231,15 @@ def main():
         read_path = f"/data?feed=xy&ix=0&size={ROWS}&col[]=x&col[]=y"
         workloads = [
             ("1. GET /version, c=1", "/version", 1, short, "GET", ["token", "session", "no credentials (401)"]),
-            ("1. GET /version, c=32", "/version", 32, short, "GET", ["token"]),
+            ("1. GET /version, c=32", "/version", 32, short, "GET", ["token"] + (["session"] if SMALL_ONLY else [])),
             (f"2. big read ({body_mb:.0f} MB), c=1", read_path, 1, big, "GET", ["token"]),
             (f"3. big write ({body_mb:.0f} MB), c=1", "/data?feed=xy&ix=0", 1, write, "PUT", ["token"]),
             (f"4. big reads, c=32", read_path, 32, many, "GET", ["token"]),
         ]
-        results = {"machine": machine(), "rows": ROWS, "body_bytes": os.path.getsize(body_path), "workloads": []}
+        if SMALL_ONLY:
+            workloads = workloads[:2]
+        results = {"machine": machine(), "replicas": REPLICAS,
+                   "database": "postgresql" if DATABASE else "sqlite", "rows": ROWS, "body_bytes": os.path.getsize(body_path), "workloads": []}
         idle = status_field(proxy.pid, "VmRSS")
         results["proxy_idle_rss_kb"] = idle
         for name, path, conns, secs, method, kinds in workloads:
@@ -180,8 +249,8 @@ def main():
                 rss_before = status_field(proxy.pid, "VmRSS")
                 reset_peak(proxy.pid)
                 headers = {"token": auth, "session": session}.get(kind, [])
-                p = wrk(proxied + "/api/proxy" + path, conns, secs, headers=headers, method=method, body=body_path,
-                        expect_refusal=kind.startswith("no credentials"))
+                p = wrk_spread([r + "/api/proxy" + path for r in replicas], conns, secs, headers=headers,
+                               method=method, body=body_path, expect_refusal=kind.startswith("no credentials"))
                 p["rss_before_kb"] = rss_before
                 p["rss_after_kb"] = status_field(proxy.pid, "VmRSS")
                 p["peak_rss_kb"] = status_field(proxy.pid, "VmHWM")
@@ -190,17 +259,21 @@ def main():
             results["workloads"].append(row)
             print_row(row, flush=True)
         results["proxy_final_rss_kb"] = status_field(proxy.pid, "VmRSS")
-        with open(os.path.join(OUT, "results.json"), "w") as f:
+        name = f"results-{results['database']}-{REPLICAS}.json" if SMALL_ONLY else "results.json"
+        with open(os.path.join(OUT, name), "w") as f:
             json.dump(results, f, indent=2)
-        with open(os.path.join(OUT, "chart.svg"), "w") as f:
-            f.write(chart(results))
+        if not SMALL_ONLY:
+            with open(os.path.join(OUT, "chart.svg"), "w") as f:
+                f.write(chart(results))
         print(f"\nproxy RSS idle {idle} kB, at the end {results['proxy_final_rss_kb']} kB")
-        print(f"wrote {OUT}/results.json and {OUT}/chart.svg")
+        print(f"wrote {OUT}/{name}" + ("" if SMALL_ONLY else f" and {OUT}/chart.svg"))
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait()
+        for database in dropped:
+            drop_database(database)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -643,3 +643,49 @@ async fn expired_session_rows_are_purged_and_live_ones_kept() {
     assert!(queries::session_load(&mut conn, "live").unwrap().is_some());
     assert!(queries::session_load(&mut conn, "old").unwrap().is_none());
 }
+
+/// Caches follow the database: a token revoked by another process writing
+/// it (SQLite's own `sqlite3` module from Python, or `psql`), not through
+/// this server, is refused within a second.
+#[tokio::test]
+async fn a_revocation_written_by_another_process_is_enforced_within_a_second() {
+    let app = crate::helpers::spawn_app().await;
+    let token = crate::helpers::issue_token(&app.pool, "admin", None);
+    let holder = crate::helpers::client_with_token(&token);
+    assert_eq!(
+        holder.get(app.proxy("feed")).send().await.unwrap().status(),
+        200
+    );
+    // What the admin lists a token by: its first characters.
+    let sql = format!(
+        "UPDATE authtoken_token SET revoked = TRUE WHERE '{token}' LIKE prefix || '%' AND user_id = \
+         (SELECT id FROM auth_user WHERE username = 'admin')"
+    );
+    if app.database_url.starts_with("postgres") {
+        crate::helpers::psql(&app.database_url, &["-c", &sql]);
+    } else {
+        let status = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import sqlite3; c = sqlite3.connect({:?}); c.execute({sql:?}); c.commit()",
+                app.database_url
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let status = holder.get(app.proxy("feed")).send().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "still accepted after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -263,3 +263,139 @@ async fn createsuperuser_without_input_reads_the_environment() {
         .unwrap();
     assert_eq!(token.status(), 200);
 }
+
+#[tokio::test]
+async fn dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation() {
+    let test = "dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation";
+    let Some(server) = crate::helpers::postgres_server(test) else {
+        return;
+    };
+    let app = spawn_app_with(|s| {
+        s.db.database_url = Some(s.db.data_dir.join("db.sqlite3").to_string_lossy().into());
+    })
+    .await;
+    assert!(!app.database_url.starts_with("postgres"));
+    create_group(
+        &app.pool,
+        "readers",
+        &["lbasedb.view_feed"],
+        &[("lbasedb.view_data", "a")],
+    );
+    create_user(
+        &app.pool,
+        UserSpec {
+            groups: vec!["readers".into()],
+            grants: vec![("lbasedb.change_data".into(), "b".into())],
+            ..spec("frank")
+        },
+    );
+    let token = issue_token(&app.pool, "frank", None);
+    let dumped = manage(&app, &["dumpdata"], None);
+    assert!(dumped.status.success());
+    let file = app.data.path().join("dump.json");
+    std::fs::write(&file, &dumped.stdout).unwrap();
+
+    let postgres = crate::helpers::postgres_database(&server, "moved");
+    let other = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| manage_in(other.path(), args, &[("DATABASE_URL", &postgres)]);
+    let loaded = run(&["loaddata", file.to_str().unwrap()]);
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    let again: Value = serde_json::from_slice(&run(&["dumpdata"]).stdout).unwrap();
+    assert_eq!(again, dump, "PostgreSQL holds what SQLite held");
+
+    // A server on PostgreSQL: the token and the password carried over work.
+    let moved = spawn_app_with(|s| s.db.database_url = Some(postgres.clone())).await;
+    let me: Value = client_with_token(&token)
+        .get(format!("{}/api/auth/me/", moved.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "frank");
+    assert_eq!(
+        me["feed_grants"],
+        json!({"a": ["lbasedb.view_data"], "b": ["lbasedb.change_data"]})
+    );
+    let login = moved
+        .anon
+        .post(format!("{}/api/auth/token/", moved.address))
+        .json(&json!({"username": "frank", "password": crate::helpers::USER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+}
+
+#[tokio::test]
+async fn a_database_ahead_of_the_binary_or_behind_without_migrating_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = crate::helpers::test_database_url(dir.path());
+    // A `serve` that wrongly started is killed after a while (and fails
+    // the test) rather than left running.
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
+            .args(args)
+            .env("DATA_DIR", dir.path())
+            .env("DATABASE_URL", &database)
+            .env_remove("LBASEDB_PROXY_PASSWORD")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    // Behind (here: empty), with migrating at start-up turned off.
+    let serve = run(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[("MIGRATE_ON_START", "false")],
+    );
+    assert!(!serve.status.success());
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(
+        stderr.contains("behind") && stderr.contains("lbasedb-proxy migrate"),
+        "{stderr}"
+    );
+    assert!(run(&["migrate"], &[]).status.success());
+
+    // Ahead: a migration some newer version applied.
+    let pool = lbasedb_proxy::db::connect(&database).unwrap();
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')",
+        )
+        .execute(&mut pool.get().unwrap())
+        .unwrap();
+    }
+    for (args, env) in [
+        (&["migrate"][..], &[][..]),
+        (&["serve", "--bind", "127.0.0.1:0"][..], &[][..]),
+        (
+            &["serve", "--bind", "127.0.0.1:0"][..],
+            &[("MIGRATE_ON_START", "false")][..],
+        ),
+    ] {
+        let refused = run(args, env);
+        assert!(!refused.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("ahead") && stderr.contains("29991231000000"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -413,7 +413,10 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         .collect();
     acked.sort_unstable();
     stored.sort_unstable();
-    let lost = acked.iter().filter(|v| stored.binary_search(v).is_err()).count();
+    let lost = acked
+        .iter()
+        .filter(|v| stored.binary_search(v).is_err())
+        .count();
     assert_eq!(
         (lost, stored.len()),
         (0, acked.len()),
@@ -470,4 +473,65 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         (size["size"].as_i64().unwrap()) < acked,
         "unlocked, {acked} acknowledged appends made {size}"
     );
+}
+
+/// The feed lock two replicas share, on its own: held by one, the other
+/// waits (and times out); released, the other takes it; other feeds are
+/// free; and a replica that dies releases what it held.
+#[tokio::test]
+async fn postgresql_feed_locks_are_one_lock_for_every_replica() {
+    use lbasedb_proxy::lock::{LockError, PostgresLocks, WriteLocks};
+    let test = "postgresql_feed_locks_are_one_lock_for_every_replica";
+    let Some(server) = postgres_server(test) else {
+        return;
+    };
+    let database = postgres_database(&server, "locks");
+    let a = PostgresLocks::new(&database, Duration::from_millis(300), 8);
+    let b = PostgresLocks::new(&database, Duration::from_millis(300), 8);
+    let held = a.acquire("w").await.unwrap();
+    assert_eq!(b.acquire("w").await.err(), Some(LockError::Timeout));
+    let other = b.acquire("other").await.expect("another feed is free");
+    drop(held);
+    let started = Instant::now();
+    let taken = loop {
+        // The release is a round trip, made off the async worker.
+        match b.acquire("w").await {
+            Ok(guard) => break guard,
+            Err(LockError::Timeout) if started.elapsed() < Duration::from_secs(5) => {}
+            Err(err) => panic!("{err}"),
+        }
+    };
+    assert_eq!(a.acquire("w").await.err(), Some(LockError::Timeout));
+    drop((taken, other));
+
+    // A replica killed while holding a lock: PostgreSQL ends its session,
+    // and with it the lock.
+    let key = PostgresLocks::key("w");
+    // (The server notices a client gone mid-query within 100 ms.)
+    let mut holder = Command::new("psql")
+        .args([database.as_str(), "-q"])
+        .args(["-c", "SET client_connection_check_interval = 100"])
+        .args(["-c", &format!("SELECT pg_advisory_lock({key})")])
+        .args(["-c", "SELECT pg_sleep(60)"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        // Until psql holds it.
+        match a.acquire("w").await {
+            Err(LockError::Timeout) => break,
+            Ok(guard) => drop(guard),
+            Err(err) => panic!("{err}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "psql never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let a = PostgresLocks::new(&database, Duration::from_secs(5), 8);
+    a.acquire("w").await.expect("released when its holder died");
 }

@@ -40,8 +40,11 @@ diesel::define_sql_function! {
     fn lower<T: diesel::sql_types::SingleValue>(x: T) -> T;
 }
 
+/// Now, to the microsecond: what PostgreSQL's `timestamp` keeps, so that
+/// an installation moved between engines keeps its times exactly.
 pub fn now() -> NaiveDateTime {
-    Utc::now().naive_utc()
+    use chrono::SubsecRound;
+    Utc::now().naive_utc().trunc_subsecs(6)
 }
 
 /// A `LIKE` pattern matching `text` anywhere, its own `%`, `_` and `\`
