@@ -10,13 +10,14 @@ no credentials, refused (401) before the upstream: the cost of the proxy's
 own path without the upstream round trip. Prints a table and writes
 target/bench/results.json and target/bench/chart.svg.
 
-Usage: python3 bench/run.py [--quick] [--replicas N] [--database postgres://…]
+Usage: python3 bench/run.py [--quick] [--small] [--replicas N] [--database postgres://…]
   --quick      shorter runs, for a smoke test
+  --small      workload 1 only (as with --database or --replicas), on SQLite
   --database   a PostgreSQL server (its URL, any database on it): the proxy's
                database becomes a fresh one made there (dropped after)
   --replicas   N `serve` processes on that database, one upstream; wrk's
                connections are spread over them
-With --database or --replicas only workload 1 runs (the small requests,
+With --small, --database or --replicas only workload 1 runs (the small requests,
 token and session, c=1 and c=32), written to results-<database>-<N>.json.
 """
 
@@ -47,7 +48,7 @@ def flag(name, default=None):
 
 REPLICAS = int(flag("--replicas", "1"))
 DATABASE = flag("--database")
-SMALL_ONLY = REPLICAS > 1 or DATABASE is not None
+SMALL_ONLY = "--small" in sys.argv or REPLICAS > 1 or DATABASE is not None
 
 
 def run(*args, **kw):
