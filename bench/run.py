@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""The original load test, direct against proxied, in one run, with memory.
+"""The load test: the upstream straight, nginx's plain proxy_pass, and
+lbasedb-proxy, side by side in one run, with memory.
 
 Builds the release binary, starts the embedded Lbasedb as its own process
-(`lbasedb-proxy lbasedb`) and the proxy in front of it, fills feed `xy` with
-1,000,000 rows of two Float64 columns, makes a user with grants on `xy` and a
-token (and a session), then runs each workload with wrk against the upstream
-directly and through /api/proxy/, back to back. Workload 1 is also sent with
-no credentials, refused (401) before the upstream: the cost of the proxy's
-own path without the upstream round trip. Prints a table and writes
-target/bench/results.json and target/bench/chart.svg.
+(`lbasedb-proxy lbasedb`, or the real server with --upstream-bin), nginx
+(Debian's nginx-light, installed when missing: one worker, proxy_pass with
+HTTP/1.1 keepalive 32, no buffering either way, no authentication) and the
+proxy in front of it, fills feed `xy` with 1,000,000 rows of two Float64
+columns, makes a user with grants on `xy` and a token (and a session), then
+runs each workload with wrk against the three in turn, ROUNDS times (5;
+--rounds N), and reports each one's median req/s, its spread (min-max) and
+its median ratio to the upstream straight measured in the same round.
+Workload 1 is also sent with no credentials, refused (401) before the
+upstream: the cost of the proxy's own path without the upstream round trip.
+Prints a table and writes target/bench/results.json and chart.svg.
 
 Usage: python3 bench/run.py [--quick] [--small] [--replicas N] [--database postgres://…]
   --quick      shorter runs, for a smoke test
@@ -47,6 +52,9 @@ def flag(name, default=None):
 
 
 REPLICAS = int(flag("--replicas", "1"))
+ROUNDS = int(flag("--rounds", "2" if QUICK else "5"))
+UPSTREAM_BIN = flag("--upstream-bin")
+NGINX_PORT = 18001
 DATABASE = flag("--database")
 SMALL_ONLY = "--small" in sys.argv or REPLICAS > 1 or DATABASE is not None
 
@@ -56,11 +64,50 @@ def run(*args, **kw):
 
 
 def ensure_wrk():
-    if shutil.which("wrk"):
+    if shutil.which("wrk") and shutil.which("nginx"):
         return
-    print("installing wrk (Debian package)...", flush=True)
+    print("installing wrk and nginx-light (Debian packages)...", flush=True)
     run("apt-get", "update", "-qq")
-    run("apt-get", "install", "-y", "-qq", "wrk")
+    run("apt-get", "install", "-y", "-qq", "wrk", "nginx-light")
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+user root;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    upstream lbasedb {{
+        server 127.0.0.1:{up};
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://lbasedb;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 600s;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(work):
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(work=work, up=UP_PORT, port=NGINX_PORT))
+    return subprocess.Popen([shutil.which("nginx"), "-c", conf, "-p", work],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def wait_ready(url):
@@ -180,9 +227,15 @@ def main():
     procs = []
     dropped = []
     try:
-        up = subprocess.Popen([BIN, "lbasedb", "--open", "--bind", f"127.0.0.1:{UP_PORT}", "--data", f"{work}/lbasedb"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if UPSTREAM_BIN:
+            # The real Lbasedb server (lbasedb-api): HOST, PORT, DATA_PATH.
+            up_env = dict(os.environ, HOST="127.0.0.1", PORT=str(UP_PORT), DATA_PATH=f"{work}/lbasedb", WORKERS="1")
+            up = subprocess.Popen([UPSTREAM_BIN], env=up_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            up = subprocess.Popen([BIN, "lbasedb", "--open", "--bind", f"127.0.0.1:{UP_PORT}", "--data",
+                                   f"{work}/lbasedb"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(up)
+        procs.append(start_nginx(work))
         database = f"{work}/proxy/db.sqlite3"
         if DATABASE:
             database = make_database(DATABASE)
@@ -198,8 +251,10 @@ def main():
             replicas.append(f"http://127.0.0.1:{PROXY_PORT + i}")
             # One at a time: the first migrates and makes the superuser.
             wait_ready(f"{replicas[-1]}/readyz")
-        proxy = procs[1]
+        proxy = procs[2]
         direct = f"http://127.0.0.1:{UP_PORT}"
+        nginx = f"http://127.0.0.1:{NGINX_PORT}"
+        wait_ready(f"{nginx}/version")
         proxied = replicas[0]
 
         # The user of the load test: grants on xy only, a token and a session.
@@ -228,7 +283,7 @@ def main():
             request("POST", f"{direct}/data?feed=xy", f.read(), j)
         body_mb = os.path.getsize(body_path) / 1e6
 
-        short, big, write, many = (2, 4, 8, 6) if QUICK else (10, 15, 40, 20)
+        short, big, write, many = (2, 3, 6, 3) if QUICK else (5, 6, 12, 6)
         read_path = f"/data?feed=xy&ix=0&size={ROWS}&col[]=x&col[]=y"
         workloads = [
             ("1. GET /version, c=1", "/version", 1, short, "GET", ["token", "session", "no credentials (401)"]),
@@ -243,20 +298,30 @@ def main():
                    "database": "postgresql" if DATABASE else "sqlite", "rows": ROWS, "body_bytes": os.path.getsize(body_path), "workloads": []}
         idle = status_field(proxy.pid, "VmRSS")
         results["proxy_idle_rss_kb"] = idle
+        results["rounds"] = ROUNDS
         for name, path, conns, secs, method, kinds in workloads:
-            d = wrk(direct + path, conns, secs, method=method, body=body_path)
-            row = {"workload": name, "connections": conns, "seconds": secs, "direct": d, "proxied": {}}
-            for kind in kinds:
-                rss_before = status_field(proxy.pid, "VmRSS")
-                reset_peak(proxy.pid)
-                headers = {"token": auth, "session": session}.get(kind, [])
-                p = wrk_spread([r + "/api/proxy" + path for r in replicas], conns, secs, headers=headers,
-                               method=method, body=body_path, expect_refusal=kind.startswith("no credentials"))
-                p["rss_before_kb"] = rss_before
-                p["rss_after_kb"] = status_field(proxy.pid, "VmRSS")
-                p["peak_rss_kb"] = status_field(proxy.pid, "VmHWM")
-                p["ratio"] = p["rps"] / d["rps"]
-                row["proxied"][kind] = p
+            runs = {"direct": [], "nginx": []}
+            runs.update({k: [] for k in kinds})
+            peaks = []
+            for _ in range(ROUNDS):
+                # Alternately, so that a slow spell of the machine falls on
+                # all of them rather than on one.
+                d = wrk(direct + path, conns, secs, method=method, body=body_path)
+                runs["direct"].append(d)
+                n = wrk(nginx + path, conns, secs, method=method, body=body_path)
+                n["ratio"] = n["rps"] / d["rps"]
+                runs["nginx"].append(n)
+                for kind in kinds:
+                    reset_peak(proxy.pid)
+                    headers = {"token": auth, "session": session}.get(kind, [])
+                    p = wrk_spread([r + "/api/proxy" + path for r in replicas], conns, secs, headers=headers,
+                                   method=method, body=body_path, expect_refusal=kind.startswith("no credentials"))
+                    p["ratio"] = p["rps"] / d["rps"]
+                    p["peak_rss_kb"] = status_field(proxy.pid, "VmHWM")
+                    peaks.append(p["peak_rss_kb"])
+                    runs[kind].append(p)
+            row = {"workload": name, "connections": conns, "seconds": secs,
+                   "runs": {k: summary(v) for k, v in runs.items()}, "peak_rss_kb": max(peaks)}
             results["workloads"].append(row)
             print_row(row, flush=True)
         results["proxy_final_rss_kb"] = status_field(proxy.pid, "VmRSS")
@@ -281,16 +346,36 @@ def main():
 HEADER_PRINTED = []
 
 
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def summary(runs):
+    """Median, min and max of req/s (and of the ratio to direct, where
+    there is one) over the rounds, and the median p50/p99."""
+    rps = [r["rps"] for r in runs]
+    out = {"rps": median(rps), "rps_min": min(rps), "rps_max": max(rps),
+           "p50_ms": median([r["p50_ms"] for r in runs]), "p99_ms": median([r["p99_ms"] for r in runs]),
+           "rounds": runs}
+    if "ratio" in runs[0]:
+        ratios = [r["ratio"] for r in runs]
+        out.update(ratio=median(ratios), ratio_min=min(ratios), ratio_max=max(ratios))
+    return out
+
+
 def print_row(row, flush=False):
     if not HEADER_PRINTED:
-        print(f"| workload | direct req/s | proxied req/s | ratio | p50 direct / proxied (ms) | p99 direct / proxied (ms) | proxy RSS before / peak / after (kB) |")
-        print("|---|---|---|---|---|---|---|")
+        print("| workload | target | req/s median (min-max) | ratio to direct, median (min-max) | p50 / p99 ms |")
+        print("|---|---|---|---|---|")
         HEADER_PRINTED.append(1)
-    d = row["direct"]
-    for kind, p in row["proxied"].items():
-        print(f"| {row['workload']} ({kind}) | {d['rps']:.1f} | {p['rps']:.1f} | {p['ratio']:.2f} | "
-              f"{d['p50_ms']:.2f} / {p['p50_ms']:.2f} | {d['p99_ms']:.2f} / {p['p99_ms']:.2f} | "
-              f"{p['rss_before_kb']} / {p['peak_rss_kb']} / {p['rss_after_kb']} |", flush=flush)
+    for target, r in row["runs"].items():
+        ratio = f"{r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if "ratio" in r else ""
+        label = target if target in ("direct", "nginx") else f"lbasedb-proxy, {target}"
+        print(f"| {row['workload']} | {label} | {r['rps']:.0f} ({r['rps_min']:.0f}-{r['rps_max']:.0f}) | {ratio} | "
+              f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} |", flush=flush)
+    print(f"| {row['workload']} | lbasedb-proxy peak RSS | {row['peak_rss_kb'] / 1024:.1f} MB | | |", flush=flush)
 
 
 def machine():
@@ -305,12 +390,13 @@ def machine():
 
 def chart(results):
     """A bar chart of proxied/direct ratios per workload."""
-    bars = [(f"{w['workload']} ({k})", p["ratio"]) for w in results["workloads"] for k, p in w["proxied"].items()]
+    bars = [(f"{w['workload']} ({k})", r["ratio"]) for w in results["workloads"]
+            for k, r in w["runs"].items() if "ratio" in r]
     width, bar_h, gap, left = 760, 26, 10, 330
     height = 40 + len(bars) * (bar_h + gap) + 30
     scale = (width - left - 60) / 1.2
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<text x="10" y="20" font-size="14" font-weight="bold">lbasedb-proxy: requests/s proxied / direct (1.0 = no overhead)</text>']
+           f'<text x="10" y="20" font-size="14" font-weight="bold">requests/s through nginx and lbasedb-proxy / direct, medians (1.0 = no overhead)</text>']
     for i, (label, ratio) in enumerate(bars):
         y = 40 + i * (bar_h + gap)
         out.append(f'<text x="10" y="{y + 17}">{label}</text>')

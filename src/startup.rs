@@ -250,17 +250,20 @@ fn open_database(settings: &Settings) -> io::Result<Pool> {
 fn sessions(settings: &Settings, auth: &AuthState, key: &Key) -> SessionMiddleware<DbSessionStore> {
     let idle =
         actix_web::cookie::time::Duration::seconds(settings.session_idle_timeout.as_secs() as i64);
-    SessionMiddleware::builder(DbSessionStore::new(auth.pool.clone()), key.clone())
-        .cookie_name("sessionid".into())
-        .cookie_http_only(true)
-        .cookie_same_site(SameSite::Lax)
-        .cookie_secure(settings.secure_cookies)
-        .session_lifecycle(
-            PersistentSession::default()
-                .session_ttl(idle)
-                .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-        )
-        .build()
+    SessionMiddleware::builder(
+        DbSessionStore::new(auth.pool.clone(), auth.cache.clone()),
+        key.clone(),
+    )
+    .cookie_name("sessionid".into())
+    .cookie_http_only(true)
+    .cookie_same_site(SameSite::Lax)
+    .cookie_secure(settings.secure_cookies)
+    .session_lifecycle(
+        PersistentSession::default()
+            .session_ttl(idle)
+            .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+    )
+    .build()
 }
 
 /// Every route and scope of the application.

@@ -150,9 +150,16 @@ pub fn flash(req: &HttpRequest, level: &str, text: impl Into<String>) {
     let _ = session.insert(MESSAGES_KEY, queued);
 }
 
-/// The messages queued for this page, taken (each is shown once).
+/// The messages queued for this page, taken (each is shown once). Only a
+/// session that holds some is changed: actix-session's `remove` marks the
+/// session changed even for a missing key, and a changed session is
+/// written (and every replica's session cache cleared) after the page.
 fn take_messages(req: &HttpRequest) -> Vec<Message> {
-    req.get_session()
+    let session = req.get_session();
+    if !session.entries().contains_key(MESSAGES_KEY) {
+        return Vec::new();
+    }
+    session
         .remove_as::<Vec<Message>>(MESSAGES_KEY)
         .and_then(Result::ok)
         .unwrap_or_default()

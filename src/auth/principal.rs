@@ -102,7 +102,13 @@ impl TokenAuth {
     }
 }
 
-/// Principals by token digest and by user id. Any change this process makes
+/// A session's state as stored, and when it expires.
+pub struct CachedSession {
+    pub state: std::collections::HashMap<String, String>,
+    pub expires_at: NaiveDateTime,
+}
+
+/// Principals by token digest and by user id, and sessions by key digest. Any change this process makes
 /// to users, groups, grants or tokens clears both at once; a change made
 /// elsewhere (another replica, the CLI) raises the database's change
 /// counter, which `changes::watch` polls, clearing them within its
@@ -111,6 +117,8 @@ impl TokenAuth {
 pub struct AuthCache {
     tokens: Cache<String, Arc<TokenAuth>>,
     users: Cache<i32, Arc<Principal>>,
+    /// Sessions' states by the digest of their key.
+    sessions: Cache<String, Arc<CachedSession>>,
     /// Raised by every clear. A load that began before a clear may have
     /// read what the clear was for; it is not cached (`put_*` with the
     /// generation read before the load).
@@ -128,6 +136,10 @@ impl AuthCache {
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            sessions: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
             generation: Arc::default(),
         }
     }
@@ -136,6 +148,32 @@ impl AuthCache {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.tokens.invalidate_all();
         self.users.invalidate_all();
+        self.sessions.invalidate_all();
+    }
+
+    /// A session changed or ended somewhere: sessions only.
+    pub fn clear_sessions(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.sessions.invalidate_all();
+    }
+
+    pub fn session(&self, digest: &str) -> Option<Arc<CachedSession>> {
+        self.sessions.get(digest)
+    }
+
+    /// Caches a session loaded or written since `generation`, unless a
+    /// clear came since.
+    pub fn put_session(&self, generation: u64, digest: String, session: Arc<CachedSession>) {
+        if self.generation() == generation {
+            self.sessions.insert(digest, session);
+            if self.generation() != generation {
+                self.sessions.invalidate_all();
+            }
+        }
+    }
+
+    pub fn forget_session(&self, digest: &str) {
+        self.sessions.invalidate(digest);
     }
 
     /// Read before loading what `put_token` or `put_user` will cache.

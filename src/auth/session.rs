@@ -20,6 +20,9 @@ use moka::sync::Cache;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 
+use std::sync::Arc;
+
+use super::principal::{AuthCache, CachedSession};
 use super::token::digest;
 use crate::db::{self, Pool, queries};
 
@@ -29,15 +32,20 @@ pub const IDENTITY_KEY: &str = "actix_identity.user_id";
 #[derive(Clone)]
 pub struct DbSessionStore {
     pool: Pool,
+    /// Sessions read or written here, cleared with the authentication
+    /// caches (and by any session's change anywhere): a session request
+    /// reads no row while nothing changed.
+    cache: AuthCache,
     /// Sessions whose expiry was pushed back lately: the idle timeout is
     /// extended on every request, but written at most once a minute.
     extended: Cache<String, ()>,
 }
 
 impl DbSessionStore {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Pool, cache: AuthCache) -> Self {
         Self {
             pool,
+            cache,
             extended: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(StdDuration::from_secs(60))
@@ -103,12 +111,31 @@ impl SessionStore for DbSessionStore {
             return Ok(cookie_held_state(key.as_ref()));
         }
         let digest = digest(key.as_ref());
-        let state = db::run(&self.pool, move |conn| queries::session_load(conn, &digest))
-            .await
-            .map_err(|e| LoadError::Other(e.into()))?;
-        state
-            .map(|raw| serde_json::from_str(&raw).map_err(|e| LoadError::Deserialization(e.into())))
-            .transpose()
+        if let Some(cached) = self.cache.session(&digest) {
+            if cached.expires_at > queries::now() {
+                return Ok(Some(cached.state.clone()));
+            }
+            self.cache.forget_session(&digest);
+            return Ok(None);
+        }
+        let generation = self.cache.generation();
+        let found = db::run(&self.pool, {
+            let digest = digest.clone();
+            move |conn| queries::session_load(conn, &digest)
+        })
+        .await
+        .map_err(|e| LoadError::Other(e.into()))?;
+        let Some((raw, expires_at)) = found else {
+            return Ok(None);
+        };
+        let state: State =
+            serde_json::from_str(&raw).map_err(|e| LoadError::Deserialization(e.into()))?;
+        let cached = Arc::new(CachedSession {
+            state: state.clone(),
+            expires_at,
+        });
+        self.cache.put_session(generation, digest, cached);
+        Ok(Some(state))
     }
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
@@ -156,6 +183,8 @@ impl SessionStore for DbSessionStore {
         }
         self.extended.insert(digest.clone(), ());
         let expires = expiry(ttl);
+        // The cached copy has the old expiry: read again next time.
+        self.cache.forget_session(&digest);
         db::run(&self.pool, move |conn| {
             queries::session_extend(conn, &digest, expires)
         })
@@ -172,6 +201,8 @@ impl SessionStore for DbSessionStore {
             queries::session_delete(conn, &digest)
         })
         .await?;
+        // As after a write: at once here, within the poll interval elsewhere.
+        self.cache.clear_sessions();
         Ok(())
     }
 }
@@ -186,6 +217,11 @@ impl DbSessionStore {
             queries::session_store(conn, &digest, &raw, user, expires)
         })
         .await;
+        // Not cached here: the write raises the sessions counter, which
+        // clears every process's session cache within the poll interval;
+        // here at once, so that no read that began before the write keeps
+        // the old state. The next request reads it back.
+        self.cache.clear_sessions();
         match stored {
             // The user was deleted while this request ran: there is no
             // session left to keep, and nothing to fail the answer for.

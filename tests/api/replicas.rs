@@ -213,6 +213,27 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         .unwrap();
     assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
 
+    // A session's state changed on A and nothing else (a message to show
+    // next): B, which has the session cached, reads it again in time.
+    assert_eq!(admin_b.get("/admin/").await.0, 200);
+    let bulk = "/admin/auth/user/";
+    let nothing = admin_a.post(bulk, bulk, &[("action", "")]).await;
+    assert_eq!(nothing.status(), 302);
+    let started = Instant::now();
+    loop {
+        let (status, page) = admin_b.get("/admin/").await;
+        assert_eq!(status, 200);
+        if page.contains("No action selected.") {
+            break;
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "A's message not on B after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Revoked on A (B has it cached): refused on B within the bound.
     let revoke = ivy.delete(a.url("/api/auth/token/")).send().await.unwrap();
     assert!(revoke.status().is_success(), "{}", revoke.status());

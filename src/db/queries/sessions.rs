@@ -2,11 +2,15 @@
 
 use super::*;
 
-pub fn session_load(conn: &mut Conn, digest: &str) -> Result<Option<String>, DbError> {
+/// A live session's state and when it expires.
+pub fn session_load(
+    conn: &mut Conn,
+    digest: &str,
+) -> Result<Option<(String, NaiveDateTime)>, DbError> {
     Ok(session::table
         .filter(session::key_digest.eq(digest))
         .filter(session::expires_at.gt(now()))
-        .select(session::state)
+        .select((session::state, session::expires_at))
         .first(conn)
         .optional()?)
 }

@@ -4,12 +4,18 @@
 use super::*;
 use crate::db::schema::{auth_change, throttle};
 
-/// The change counter `auth::changes::watch` polls.
-pub fn auth_change_count(conn: &mut Conn) -> Result<i64, DbError> {
-    Ok(auth_change::table
-        .find(1)
-        .select(auth_change::n)
-        .first(conn)?)
+/// The change counters `auth::changes::watch` polls: (who may do what,
+/// sessions).
+pub fn auth_change_counts(conn: &mut Conn) -> Result<(i64, i64), DbError> {
+    let rows: Vec<(i32, i64)> = auth_change::table
+        .select((auth_change::id, auth_change::n))
+        .load(conn)?;
+    let of = |id| {
+        rows.iter()
+            .find(|(row, _)| *row == id)
+            .map_or(0, |(_, n)| *n)
+    };
+    Ok((of(1), of(2)))
 }
 
 /// Counts one event for `key` in one atomic upsert: the window's first
