@@ -205,14 +205,11 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
         )
     })
     .await;
-    let me: Value = client_with_token(&token)
-        .get(format!("{}/api/auth/me/", moved.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = crate::helpers::get_json(
+        &client_with_token(&token),
+        &format!("{}/api/auth/me/", moved.address),
+    )
+    .await;
     assert_eq!(me["username"], "frank");
     assert_eq!(me["groups"], json!(["readers"]));
     assert_eq!(
@@ -310,14 +307,11 @@ async fn dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation
 
     // A server on PostgreSQL: the token and the password carried over work.
     let moved = spawn_app_with(|s| s.db.database_url = Some(postgres.clone())).await;
-    let me: Value = client_with_token(&token)
-        .get(format!("{}/api/auth/me/", moved.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = crate::helpers::get_json(
+        &client_with_token(&token),
+        &format!("{}/api/auth/me/", moved.address),
+    )
+    .await;
     assert_eq!(me["username"], "frank");
     assert_eq!(
         me["feed_grants"],

@@ -447,9 +447,14 @@ impl Browser {
 }
 
 pub async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, reqwest::Response) {
+    log_in_at(&app.address, username, password).await
+}
+
+/// Logs in to the admin site of the server at `base` (a replica's).
+pub async fn log_in_at(base: &str, username: &str, password: &str) -> (Browser, reqwest::Response) {
     let browser = Browser {
         client: client(),
-        base: app.address.clone(),
+        base: base.to_owned(),
     };
     let response = browser
         .post(
@@ -463,6 +468,16 @@ pub async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, 
         )
         .await;
     (browser, response)
+}
+
+/// A GET's JSON answer.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// A GET's status.
+pub async fn status_of(client: &reqwest::Client, url: &str) -> reqwest::StatusCode {
+    client.get(url).send().await.unwrap().status()
 }
 
 /// The superuser `admin`, logged in to the admin site.

@@ -12,9 +12,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Browser, client, client_with_token, postgres_database, postgres_server, psql,
+    ADMIN_PASSWORD, Browser, client, client_with_token, get_json, log_in_at, postgres_database,
+    postgres_server, psql, status_of,
 };
-use crate::safety::{UpstreamProcess, free_port};
+use crate::safety::{UpstreamProcess, append_concurrently, free_port, losses, stored_values};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
 const SECRET_KEY: &str = "one-secret-key-shared-by-every-replica-0123456789";
@@ -79,20 +80,22 @@ impl Drop for Replica {
     }
 }
 
-/// How long until `request` answers `status`; panics past 5 s.
-async fn until_status<F, Fut>(status: StatusCode, request: F) -> Duration
+/// How long until `condition` holds, polled every 20 ms; fails the test
+/// unless it is within the bound.
+async fn within_bound<F, Fut>(what: &str, condition: F)
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = reqwest::Response>,
+    Fut: std::future::Future<Output = bool>,
 {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if request().await.status() == status {
-            return started.elapsed();
-        }
+    while !condition().await {
+        assert!(
+            started.elapsed() < WITHIN,
+            "{what}: not after {:?}",
+            started.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("still not {status} after 5 s");
 }
 
 async fn token(base: &str, username: &str, password: &str) -> String {
@@ -125,21 +128,7 @@ fn createuser(database: &str, args: &[&str], password: &str) {
 }
 
 async fn admin_on(replica: &Replica) -> Browser {
-    let browser = Browser {
-        client: client(),
-        base: replica.base.clone(),
-    };
-    let response = browser
-        .post(
-            "/admin/login/",
-            "/admin/login/",
-            &[
-                ("username", "admin"),
-                ("password", ADMIN_PASSWORD),
-                ("next", "/admin/"),
-            ],
-        )
-        .await;
+    let (browser, response) = log_in_at(&replica.base, "admin", ADMIN_PASSWORD).await;
     assert_eq!(response.status(), 302);
     browser
 }
@@ -177,14 +166,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         "ivy-long-password",
     );
     let ivy = client_with_token(&token(&a.base, "ivy", "ivy-long-password").await);
-    assert_eq!(
-        ivy.get(b.url("/api/proxy/feed"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&ivy, &b.url("/api/proxy/feed")).await, 200);
 
     // A session made on A works on B (one SECRET_KEY, sessions in the
     // database), and so does a CSRF-checked write.
@@ -194,15 +176,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         base: b.base.clone(),
     };
     assert_eq!(admin_b.get("/admin/").await.0, 200, "A's session on B");
-    let csrf: Value = admin_b
-        .client
-        .get(b.url("/api/auth/csrf/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let csrf = get_json(&admin_b.client, &b.url("/api/auth/csrf/")).await;
     let made = admin_b
         .client
         .post(b.url("/api/proxy/feed"))
@@ -219,48 +193,33 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     let bulk = "/admin/auth/user/";
     let nothing = admin_a.post(bulk, bulk, &[("action", "")]).await;
     assert_eq!(nothing.status(), 302);
-    let started = Instant::now();
-    loop {
-        let (status, page) = admin_b.get("/admin/").await;
-        assert_eq!(status, 200);
-        if page.contains("No action selected.") {
-            break;
-        }
-        assert!(
-            started.elapsed() < WITHIN,
-            "A's message not on B after {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within_bound("A's message on B", || async {
+        admin_b
+            .get("/admin/")
+            .await
+            .1
+            .contains("No action selected.")
+    })
+    .await;
 
     // Revoked on A (B has it cached): refused on B within the bound.
     let revoke = ivy.delete(a.url("/api/auth/token/")).send().await.unwrap();
     assert!(revoke.status().is_success(), "{}", revoke.status());
-    let took = until_status(StatusCode::UNAUTHORIZED, || async {
-        ivy.get(b.url("/api/proxy/feed")).send().await.unwrap()
+    within_bound("revocation on B", || async {
+        status_of(&ivy, &b.url("/api/proxy/feed")).await == StatusCode::UNAUTHORIZED
     })
     .await;
-    assert!(took < WITHIN, "revocation reached B in {took:?}");
 
     // Deactivated on A in the admin: refused on B within the bound.
     let ivy = client_with_token(&token(&b.base, "ivy", "ivy-long-password").await);
-    assert_eq!(
-        ivy.get(b.url("/api/proxy/feed"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&ivy, &b.url("/api/proxy/feed")).await, 200);
     let change = format!("/admin/auth/user/{}/change/", user_id("ivy"));
     let saved = admin_a.post(&change, &change, &[("username", "ivy")]).await;
     assert_eq!(saved.status(), 302);
-    let took = until_status(StatusCode::UNAUTHORIZED, || async {
-        ivy.get(b.url("/api/proxy/feed")).send().await.unwrap()
+    within_bound("deactivation on B", || async {
+        status_of(&ivy, &b.url("/api/proxy/feed")).await == StatusCode::UNAUTHORIZED
     })
     .await;
-    assert!(took < WITHIN, "deactivation reached B in {took:?}");
 
     // A change by anything else writing the database (here psql, as the
     // CLI would) counts too: a permission taken away.
@@ -288,39 +247,12 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         ],
     );
     for replica in [&a, &b] {
-        let started = Instant::now();
-        while sees_w(replica).await {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "still seen after 5 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let took = started.elapsed();
-        assert!(
-            took < WITHIN,
-            "a change by psql reached {} in {took:?}",
-            replica.base
-        );
+        within_bound("a change by psql", || async { !sees_w(replica).await }).await;
     }
 
     // A password changed on A ends the user's session on B.
     createuser(&database, &["gina", "--staff"], "gina-long-password");
-    let gina = Browser {
-        client: client(),
-        base: b.base.clone(),
-    };
-    let logged_in = gina
-        .post(
-            "/admin/login/",
-            "/admin/login/",
-            &[
-                ("username", "gina"),
-                ("password", "gina-long-password"),
-                ("next", "/admin/"),
-            ],
-        )
-        .await;
+    let (gina, logged_in) = log_in_at(&b.base, "gina", "gina-long-password").await;
     assert_eq!(logged_in.status(), 302);
     assert_eq!(gina.get("/admin/").await.0, 200);
     let page = format!("/admin/auth/user/{}/password/", user_id("gina"));
@@ -335,11 +267,10 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         )
         .await;
     assert_eq!(changed.status(), 302);
-    let took = until_status(StatusCode::FOUND, || async {
-        gina.client.get(b.url("/admin/")).send().await.unwrap()
+    within_bound("the password change on B", || async {
+        status_of(&gina.client, &b.url("/admin/")).await == StatusCode::FOUND
     })
     .await;
-    assert!(took < WITHIN, "the password change reached B in {took:?}");
 
     // Failed logins are counted across replicas: the limit is 4 in all.
     let attempt = |replica: &Replica| {
@@ -385,62 +316,16 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         .await
         .unwrap();
     assert_eq!(col.status(), 201, "{}", col.text().await.unwrap());
-    let writers = (0..16i64).map(|w| {
-        let admin = admin.clone();
-        let url = [&a, &b][w as usize % 2].url("/api/proxy/data?feed=w");
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..20 {
-                let value = (w + 1) * 1_000_000 + i;
-                let answer = admin
-                    .post(&url)
-                    .json(&json!({"v": [value]}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(answer.status(), 204, "{}", answer.text().await.unwrap());
-                acked.push(value);
-            }
-            acked
-        })
-    });
-    let mut acked: Vec<i64> = futures_util::future::join_all(writers)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect();
-    let size: Value = admin
-        .get(b.url("/api/proxy/size?feed=w"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let size = size["size"].as_u64().unwrap();
-    let data: Value = admin
-        .get(b.url(&format!("/api/proxy/data?feed=w&ix=0&size={size}&col=v")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut stored: Vec<i64> = data["v"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
-    acked.sort_unstable();
-    stored.sort_unstable();
-    let lost = acked
-        .iter()
-        .filter(|v| stored.binary_search(v).is_err())
-        .count();
+    let urls = [
+        a.url("/api/proxy/data?feed=w"),
+        b.url("/api/proxy/data?feed=w"),
+    ];
+    let acked = append_concurrently(&admin, &urls, 16, 20).await;
+    let stored = stored_values(&admin, &b.url("/api/proxy/"), "w").await;
+    assert_eq!(stored.len(), acked.len());
     assert_eq!(
-        (lost, stored.len()),
-        (0, acked.len()),
+        losses(&acked, &stored),
+        (0, 0),
         "every acknowledged append, once"
     );
 
@@ -482,14 +367,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         .into_iter()
         .map(Result::unwrap)
         .sum();
-    let size: Value = direct
-        .get(format!("{}/size?feed=raw", upstream.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let size = get_json(&direct, &format!("{}/size?feed=raw", upstream.url())).await;
     assert!(
         (size["size"].as_i64().unwrap()) < acked,
         "unlocked, {acked} acknowledged appends made {size}"

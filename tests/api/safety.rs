@@ -21,15 +21,17 @@ use crate::helpers::{
 const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
 
 /// Appends one row per request, `per_writer` times, from `writers` tasks at
-/// once; each row's value is unique. Answers the values acknowledged.
-async fn append_concurrently(
+/// once, writer `w` to `urls[w % urls.len()]` (replicas); each row's value
+/// is unique. Answers the values acknowledged.
+pub(crate) async fn append_concurrently(
     client: &reqwest::Client,
-    url: &str,
+    urls: &[String],
     writers: i64,
     per_writer: i64,
 ) -> Vec<i64> {
     let tasks = (0..writers).map(|w| {
-        let (client, url) = (client.clone(), url.to_owned());
+        let client = client.clone();
+        let url = urls[w as usize % urls.len()].clone();
         tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0..per_writer {
@@ -55,7 +57,7 @@ async fn append_concurrently(
 
 /// Every value of column `v` of a feed, read through `client` at `base`
 /// (`…/api/proxy/` or the upstream's own root).
-async fn stored_values(client: &reqwest::Client, base: &str, feed: &str) -> Vec<i64> {
+pub(crate) async fn stored_values(client: &reqwest::Client, base: &str, feed: &str) -> Vec<i64> {
     let size: Value = client
         .get(format!("{base}size?feed={feed}"))
         .send()
@@ -82,7 +84,7 @@ async fn stored_values(client: &reqwest::Client, base: &str, feed: &str) -> Vec<
 }
 
 /// Lost (acknowledged, not stored) and duplicated (stored twice) values.
-fn losses(acked: &[i64], stored: &[i64]) -> (usize, usize) {
+pub(crate) fn losses(acked: &[i64], stored: &[i64]) -> (usize, usize) {
     let mut counts: HashMap<i64, usize> = HashMap::new();
     for v in stored.iter().filter(|v| **v != 0) {
         *counts.entry(*v).or_default() += 1;
@@ -96,7 +98,7 @@ fn losses(acked: &[i64], stored: &[i64]) -> (usize, usize) {
 async fn concurrent_appends_through_the_proxy_lose_nothing() {
     let app = spawn_app().await;
     app.create_feed("w", &[("v", "Int64")]).await;
-    let acked = append_concurrently(&app.client, &app.proxy("data?feed=w"), 16, 25).await;
+    let acked = append_concurrently(&app.client, &[app.proxy("data?feed=w")], 16, 25).await;
     let stored = stored_values(&app.client, &app.proxy(""), "w").await;
     assert_eq!(stored.len(), acked.len());
     assert_eq!(losses(&acked, &stored), (0, 0));
@@ -106,7 +108,8 @@ async fn concurrent_appends_through_the_proxy_lose_nothing() {
 async fn concurrent_appends_straight_to_the_embedded_server_lose_nothing() {
     let app = spawn_app().await;
     app.create_feed("w", &[("v", "Int64")]).await;
-    let acked = append_concurrently(&app.upstream_client, &app.direct("data?feed=w"), 16, 25).await;
+    let acked =
+        append_concurrently(&app.upstream_client, &[app.direct("data?feed=w")], 16, 25).await;
     let stored = stored_values(&app.upstream_client, &app.direct(""), "w").await;
     assert_eq!(stored.len(), acked.len());
     assert_eq!(losses(&acked, &stored), (0, 0));
