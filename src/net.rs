@@ -41,6 +41,20 @@ pub fn in_networks(nets: &[IpNet], ip: IpAddr) -> bool {
 
 /// One `TRUSTED_PROXIES` entry: an address (`10.0.0.1`) or a network
 /// (`10.0.0.0/8`, `fd00::/8`).
+/// Whom a per-address count is kept for: an IPv4 address, or an IPv6
+/// address's /64 (one subscriber's allocation, in which any client picks
+/// new addresses at will; counting each alone would let one client reset
+/// its count, and fill the count table, by rotating them).
+pub fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 pub fn parse_net(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
     IpNet::from_str(text)
@@ -144,6 +158,25 @@ pub fn same_origin(origin: &str, host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn counts_are_kept_per_ipv4_address_and_per_ipv6_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(counted_as(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(counted_as(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            counted_as(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            counted_as(ip("2001:db8:1:2::1")),
+            counted_as(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            counted_as(ip("2001:db8:1:2::1")),
+            counted_as(ip("2001:db8:1:3::1"))
+        );
+    }
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
 

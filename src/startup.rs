@@ -220,22 +220,9 @@ fn open_database(settings: &Settings) -> io::Result<Pool> {
     crate::fsperm::private_dir(&settings.db.data_dir)?;
     let pool = db::connect(&settings.db.database_path()).map_err(io::Error::other)?;
     if !settings.migrate_on_start {
-        let state = db::migration_state(&pool).map_err(io::Error::other)?;
-        if !state.unknown.is_empty() || !state.pending.is_empty() {
-            return Err(io::Error::other(if state.unknown.is_empty() {
-                format!(
-                    "the database is behind this binary (migrations {} are pending) and \
-                     MIGRATE_ON_START is false: run `lbasedb-proxy migrate` first",
-                    state.pending.join(", ")
-                )
-            } else {
-                format!(
-                    "the database is ahead of this binary: it has migrations {} that this \
-                     version does not know; run the newer version",
-                    state.unknown.join(", ")
-                )
-            }));
-        }
+        db::migration_state(&pool)
+            .and_then(|state| state.check(false))
+            .map_err(io::Error::other)?;
     }
     let applied = db::migrate(&pool).map_err(io::Error::other)?;
     if !applied.is_empty() {

@@ -161,15 +161,8 @@ impl AuthCache {
         self.sessions.get(digest)
     }
 
-    /// Caches a session loaded or written since `generation`, unless a
-    /// clear came since.
     pub fn put_session(&self, generation: u64, digest: String, session: Arc<CachedSession>) {
-        if self.generation() == generation {
-            self.sessions.insert(digest, session);
-            if self.generation() != generation {
-                self.sessions.invalidate_all();
-            }
-        }
+        self.put(&self.sessions, generation, digest, session);
     }
 
     pub fn forget_session(&self, digest: &str) {
@@ -189,24 +182,26 @@ impl AuthCache {
         self.users.get(&id)
     }
 
-    /// Caches a token loaded since `generation`, unless a clear came since.
-    pub fn put_token(&self, generation: u64, digest: String, auth: Arc<TokenAuth>) {
+    /// Caches what was loaded since `generation`, unless a clear came since.
+    fn put<K, V>(&self, cache: &Cache<K, V>, generation: u64, key: K, value: V)
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
         if self.generation() == generation {
-            self.tokens.insert(digest, auth);
+            cache.insert(key, value);
             // A clear between the check and the insert: undo.
             if self.generation() != generation {
-                self.tokens.invalidate_all();
+                cache.invalidate_all();
             }
         }
     }
 
-    /// Caches a principal loaded since `generation`, unless a clear came since.
+    pub fn put_token(&self, generation: u64, digest: String, auth: Arc<TokenAuth>) {
+        self.put(&self.tokens, generation, digest, auth);
+    }
+
     pub fn put_user(&self, generation: u64, id: i32, principal: Arc<Principal>) {
-        if self.generation() == generation {
-            self.users.insert(id, principal);
-            if self.generation() != generation {
-                self.users.invalidate_all();
-            }
-        }
+        self.put(&self.users, generation, id, principal);
     }
 }

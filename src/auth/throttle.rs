@@ -7,8 +7,10 @@
 //! the count. Logins are keyed by (account, address), so a stranger
 //! elsewhere cannot lock a user out from everywhere. Only unknown tokens are
 //! counted, per address, and the count never refuses a valid token: behind
-//! NAT or a reverse proxy one address is many users. Keys are stored as
-//! digests: a username field sometimes holds a mistyped password.
+//! NAT or a reverse proxy one address is many users. An IPv6 client counts
+//! by its /64 (`net::counted_as`), so that rotating addresses neither resets
+//! its count nor fills the table. Keys are stored as digests: a username
+//! field sometimes holds a mistyped password.
 //!
 //! A key over its limit is also remembered in memory until its window
 //! ends, so that a flood costs the database at most `limit` writes per key
@@ -66,7 +68,8 @@ impl Throttle {
     /// Counts an unknown or revoked token from this address; `Err` once the
     /// address is over the limit (the answer becomes 429 rather than 401).
     pub async fn fail_token(&self, ip: IpAddr) -> Result<Result<(), Duration>, DbError> {
-        self.count(digest(&format!("token\0{ip}")), self.token_limit)
+        let who = crate::net::counted_as(ip);
+        self.count(digest(&format!("token\0{who}")), self.token_limit)
             .await
     }
 
@@ -100,7 +103,8 @@ fn digest(key: &str) -> String {
 }
 
 fn login_key(username: &str, ip: IpAddr) -> String {
-    digest(&format!("login\0{}\0{ip}", username.to_lowercase()))
+    let who = crate::net::counted_as(ip);
+    digest(&format!("login\0{}\0{who}", username.to_lowercase()))
 }
 
 #[cfg(test)]

@@ -23,10 +23,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Self::Postgres(_))
-    }
-
     /// The engine's name, for messages.
     pub fn name(&self) -> &'static str {
         match self {

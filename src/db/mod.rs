@@ -113,16 +113,6 @@ pub fn backend(url: &str) -> Result<Backend, DbError> {
     }
 }
 
-/// The SQLite file a `DATABASE_URL` names, or an error for any other URL.
-pub fn sqlite_path(url: &str) -> Result<String, DbError> {
-    match backend(url)? {
-        Backend::Sqlite(path) => Ok(path),
-        Backend::Postgres(_) => Err(DbError::Config(
-            "this needs a SQLite file, not a postgres:// URL".into(),
-        )),
-    }
-}
-
 /// Opens the database at `url`. For SQLite (creating the file if need be),
 /// a folder it creates is private (0700) and the file is kept readable by
 /// its owner only (0600): it holds password hashes and sessions. SQLite
@@ -210,6 +200,28 @@ fn state_on(conn: &mut DbConnection) -> Result<MigrationState, DbError> {
     })
 }
 
+impl MigrationState {
+    /// Refuses a database a newer binary migrated, and, unless `pending` is
+    /// allowed (they are about to be applied), one behind this binary.
+    pub fn check(&self, pending_allowed: bool) -> Result<(), DbError> {
+        if !self.unknown.is_empty() {
+            return Err(DbError::Config(format!(
+                "the database is ahead of this binary: it has migrations {} that this \
+                 version does not know; run the newer version",
+                self.unknown.join(", ")
+            )));
+        }
+        if !pending_allowed && !self.pending.is_empty() {
+            return Err(DbError::Config(format!(
+                "the database is behind this binary (migrations {} are pending) and \
+                 MIGRATE_ON_START is false: run `lbasedb-proxy migrate` first",
+                self.pending.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Applies the pending migrations; answers the names of those applied.
 /// Refuses a database migrated by a newer binary. On PostgreSQL, replicas
 /// that start together take turns (an advisory lock, released with the
@@ -226,14 +238,7 @@ pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
 }
 
 fn migrate_on(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
-    let state = state_on(conn)?;
-    if !state.unknown.is_empty() {
-        return Err(DbError::Config(format!(
-            "the database is ahead of this binary: it has migrations {} that this \
-             version does not know; run the newer version",
-            state.unknown.join(", ")
-        )));
-    }
+    state_on(conn)?.check(true)?;
     let source = migrations_of(conn);
     let applied = conn
         .run_pending_migrations(source)

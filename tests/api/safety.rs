@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Fault, TestApp, broken_upstream, client, client_with_authorization, spawn_app,
-    spawn_app_with,
+    ADMIN_PASSWORD, Fault, TestApp, broken_upstream, client, client_with_authorization, get_json,
+    spawn_app, spawn_app_with,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
@@ -58,23 +58,10 @@ pub(crate) async fn append_concurrently(
 /// Every value of column `v` of a feed, read through `client` at `base`
 /// (`…/api/proxy/` or the upstream's own root).
 pub(crate) async fn stored_values(client: &reqwest::Client, base: &str, feed: &str) -> Vec<i64> {
-    let size: Value = client
-        .get(format!("{base}size?feed={feed}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let size = get_json(client, &format!("{base}size?feed={feed}")).await;
     let size = size["size"].as_u64().unwrap();
-    let data: Value = client
-        .get(format!("{base}data?feed={feed}&ix=0&size={size}&col=v"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{base}data?feed={feed}&ix=0&size={size}&col=v");
+    let data = get_json(client, &url).await;
     data["v"]
         .as_array()
         .unwrap()
