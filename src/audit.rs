@@ -110,13 +110,9 @@ async fn purge_hourly(pool: Pool, retention: Duration) {
 /// Deletes the rows older than `retention`; answers how many.
 pub fn purge(conn: &mut crate::db::DbConnection, retention: Duration) -> Result<usize, DbError> {
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-    let cutoff = queries::now()
-        .checked_sub_signed(retention)
-        .unwrap_or(chrono::NaiveDateTime::MIN);
-    Ok(
-        diesel::delete(schema::access_log::table.filter(schema::access_log::at.lt(cutoff)))
-            .execute(conn)?,
-    )
+    let cutoff = queries::now().checked_sub_signed(retention).unwrap_or(chrono::NaiveDateTime::MIN);
+    Ok(diesel::delete(schema::access_log::table.filter(schema::access_log::at.lt(cutoff)))
+        .execute(conn)?)
 }
 
 /// A response body that counts what it sends and, when it is done (sent,
@@ -129,11 +125,7 @@ pub struct Audited<B> {
 
 impl<B> Audited<B> {
     pub fn new(inner: B, access: Access, audit: Audit) -> Self {
-        Self {
-            inner,
-            sent: Arc::default(),
-            pending: Some((access, audit)),
-        }
+        Self { inner, sent: Arc::default(), pending: Some((access, audit)) }
     }
 }
 

@@ -28,10 +28,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const DEFAULT: Self = Self {
-        max_rows_per_read: 10_000_000,
-        max_feed_rows: 1_000_000_000,
-    };
+    pub const DEFAULT: Self = Self { max_rows_per_read: 10_000_000, max_feed_rows: 1_000_000_000 };
 }
 
 impl Default for Limits {
@@ -215,12 +212,9 @@ pub struct DbArgs {
 
 impl DbArgs {
     pub fn database_path(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            self.data_dir
-                .join("db.sqlite3")
-                .to_string_lossy()
-                .into_owned()
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("db.sqlite3").to_string_lossy().into_owned())
     }
 }
 
@@ -231,10 +225,7 @@ impl Settings {
         Self {
             bind: "127.0.0.1:8000".into(),
             lbasedb_url: None,
-            db: DbArgs {
-                data_dir: data_dir.into(),
-                database_url: None,
-            },
+            db: DbArgs { data_dir: data_dir.into(), database_url: None },
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             body_limit: DEFAULT_BODY_LIMIT,

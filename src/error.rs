@@ -13,10 +13,7 @@ pub enum ApiError {
     #[error("Not found.")]
     NotFound,
     #[error("Method \"{method}\" not allowed.")]
-    MethodNotAllowed {
-        method: Method,
-        allowed: &'static [Method],
-    },
+    MethodNotAllowed { method: Method, allowed: &'static [Method] },
     #[error("{0}")]
     BadRequest(String),
     #[error("Request body is larger than the limit of {limit} bytes.")]

@@ -22,11 +22,7 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
 /// the write-ahead log under a reader of this one.
 pub fn private_file(file: &Path) -> io::Result<()> {
     if !file.exists() {
-        let created = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file);
+        let created = OpenOptions::new().write(true).create_new(true).mode(0o600).open(file);
         match created {
             Ok(_) => {}
             // Made meanwhile by another process: it is there now.

@@ -62,11 +62,7 @@ impl InProcessLocks {
     /// Waits at most `timeout` for a lock, with at most `queue` requests
     /// waiting per feed.
     pub fn new(timeout: Duration, queue: usize) -> Self {
-        Self {
-            feeds: Arc::default(),
-            timeout,
-            queue,
-        }
+        Self { feeds: Arc::default(), timeout, queue }
     }
 
     /// Waits as long as it takes, with no queue bound (the embedded server,
@@ -80,10 +76,7 @@ impl InProcessLocks {
         feeds
             .entry(feed.to_owned())
             .or_insert_with(|| {
-                Arc::new(Entry {
-                    lock: Arc::default(),
-                    waiting: AtomicUsize::new(0),
-                })
+                Arc::new(Entry { lock: Arc::default(), waiting: AtomicUsize::new(0) })
             })
             .clone()
     }
@@ -91,11 +84,8 @@ impl InProcessLocks {
     /// Waits for `feed`'s lock; the guard releases it when dropped.
     pub async fn lock(&self, feed: &str) -> Result<FeedGuard, LockError> {
         let entry = self.entry(feed);
-        let release = Release {
-            feeds: self.feeds.clone(),
-            feed: feed.to_owned(),
-            entry: entry.clone(),
-        };
+        let release =
+            Release { feeds: self.feeds.clone(), feed: feed.to_owned(), entry: entry.clone() };
         // Counted down when the wait ends, however it ends (a client that
         // hangs up drops this future mid-wait).
         let waiting = Waiting(&entry.waiting);
@@ -109,10 +99,7 @@ impl InProcessLocks {
         };
         drop(waiting);
         match acquired {
-            Ok(held) => Ok(FeedGuard {
-                held: Some(held),
-                _release: release,
-            }),
+            Ok(held) => Ok(FeedGuard { held: Some(held), _release: release }),
             Err(_) => Err(LockError::Timeout),
         }
     }

@@ -100,9 +100,7 @@ where
     M: prometheus::core::Collector + Clone + 'static,
 {
     let metric = made.expect("a valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
+    registry.register(Box::new(metric.clone())).expect("registered once");
     metric
 }
 
@@ -118,10 +116,7 @@ impl Metrics {
         let duration = registered(&registry, durations());
         let in_flight = registered(
             &registry,
-            IntGauge::new(
-                "lbasedb_proxy_in_flight_requests",
-                "Proxied requests being served now.",
-            ),
+            IntGauge::new("lbasedb_proxy_in_flight_requests", "Proxied requests being served now."),
         );
         let write_lock_wait = registered(
             &registry,
@@ -193,18 +188,12 @@ impl Metrics {
             }
             _ => "OTHER",
         };
-        self.requests
-            .with_label_values(&[endpoint, method, status.as_str()])
-            .inc();
-        self.duration
-            .with_label_values(&[endpoint])
-            .observe(started.elapsed().as_secs_f64());
+        self.requests.with_label_values(&[endpoint, method, status.as_str()]).inc();
+        self.duration.with_label_values(&[endpoint]).observe(started.elapsed().as_secs_f64());
     }
 
     pub fn request_bytes(&self, endpoint: &str, bytes: u64) {
-        self.request_bytes
-            .with_label_values(&[endpoint])
-            .inc_by(bytes);
+        self.request_bytes.with_label_values(&[endpoint]).inc_by(bytes);
     }
 
     /// The counter of an endpoint's response bytes, to count a stream with.
@@ -222,9 +211,7 @@ impl Metrics {
     }
 
     pub fn auth_failure(&self, reason: AuthFailure) {
-        self.auth_failures
-            .with_label_values(&[reason.label()])
-            .inc();
+        self.auth_failures.with_label_values(&[reason.label()]).inc();
     }
 
     pub fn rate_limited(&self, limit: &'static str) {
@@ -276,8 +263,7 @@ pub async fn serve(
 ) -> Result<HttpResponse, ApiError> {
     let from_allowed = allow.0.contains(client_ip(&req));
     let superuser = || async {
-        req.headers()
-            .contains_key(actix_web::http::header::AUTHORIZATION)
+        req.headers().contains_key(actix_web::http::header::AUTHORIZATION)
             && matches!(auth.authenticate(&req).await, Ok(Some(who)) if !who.by_session && who.principal.is_superuser && who.principal.is_active)
     };
     if !from_allowed && !superuser().await {

@@ -86,12 +86,7 @@ pub fn client_ip_of(
         }
     }
     // From the right: each trusted proxy vouches for the hop before it.
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted.contains(**ip))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer)
+    hops.iter().rev().find(|ip| !trusted.contains(**ip)).or(hops.first()).copied().unwrap_or(peer)
 }
 
 /// The client's address for this request, by the application's
@@ -99,11 +94,7 @@ pub fn client_ip_of(
 pub fn client_ip(req: &HttpRequest) -> IpAddr {
     let trusted = req.app_data::<web::Data<TrustedProxies>>();
     let none = TrustedProxies::default();
-    client_ip_of(
-        req.peer_addr(),
-        req.headers(),
-        trusted.map_or(&none, |t| t.get_ref()),
-    )
+    client_ip_of(req.peer_addr(), req.headers(), trusted.map_or(&none, |t| t.get_ref()))
 }
 
 /// The host this request was sent to: the `Host` header, or behind a
@@ -164,18 +155,9 @@ mod tests {
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
         assert_eq!(counted_as(ip("192.0.2.7")), ip("192.0.2.7"));
         assert_eq!(counted_as(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(
-            counted_as(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
-            ip("2001:db8:1:2::")
-        );
-        assert_eq!(
-            counted_as(ip("2001:db8:1:2::1")),
-            counted_as(ip("2001:db8:1:2:ffff::9"))
-        );
-        assert_ne!(
-            counted_as(ip("2001:db8:1:2::1")),
-            counted_as(ip("2001:db8:1:3::1"))
-        );
+        assert_eq!(counted_as(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), ip("2001:db8:1:2::"));
+        assert_eq!(counted_as(ip("2001:db8:1:2::1")), counted_as(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(counted_as(ip("2001:db8:1:2::1")), counted_as(ip("2001:db8:1:3::1")));
     }
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
@@ -202,61 +184,21 @@ mod tests {
         let proxies = trusted(&["10.0.0.0/8", "127.0.0.1"]);
         let cases = [
             // Nothing trusted: the peer, whatever the header says.
-            (
-                "203.0.113.9",
-                vec!["1.2.3.4"],
-                TrustedProxies::default(),
-                "203.0.113.9",
-            ),
-            (
-                "127.0.0.1",
-                vec!["1.2.3.4"],
-                TrustedProxies::default(),
-                "127.0.0.1",
-            ),
+            ("203.0.113.9", vec!["1.2.3.4"], TrustedProxies::default(), "203.0.113.9"),
+            ("127.0.0.1", vec!["1.2.3.4"], TrustedProxies::default(), "127.0.0.1"),
             // An untrusted peer's header is not believed.
-            (
-                "203.0.113.9",
-                vec!["1.2.3.4"],
-                proxies.clone(),
-                "203.0.113.9",
-            ),
+            ("203.0.113.9", vec!["1.2.3.4"], proxies.clone(), "203.0.113.9"),
             // Through one trusted proxy.
             ("127.0.0.1", vec!["1.2.3.4"], proxies.clone(), "1.2.3.4"),
             // A spoofed first hop is passed over: the last untrusted one counts.
-            (
-                "127.0.0.1",
-                vec!["6.6.6.6, 1.2.3.4, 10.1.2.3"],
-                proxies.clone(),
-                "1.2.3.4",
-            ),
-            (
-                "127.0.0.1",
-                vec!["6.6.6.6", "1.2.3.4"],
-                proxies.clone(),
-                "1.2.3.4",
-            ),
+            ("127.0.0.1", vec!["6.6.6.6, 1.2.3.4, 10.1.2.3"], proxies.clone(), "1.2.3.4"),
+            ("127.0.0.1", vec!["6.6.6.6", "1.2.3.4"], proxies.clone(), "1.2.3.4"),
             // Every hop trusted: the first.
-            (
-                "127.0.0.1",
-                vec!["10.0.0.2, 10.0.0.3"],
-                proxies.clone(),
-                "10.0.0.2",
-            ),
+            ("127.0.0.1", vec!["10.0.0.2, 10.0.0.3"], proxies.clone(), "10.0.0.2"),
             // No header, or one we cannot read: the peer.
             ("127.0.0.1", vec![], proxies.clone(), "127.0.0.1"),
-            (
-                "127.0.0.1",
-                vec!["1.2.3.4, bogus"],
-                proxies.clone(),
-                "127.0.0.1",
-            ),
-            (
-                "::ffff:127.0.0.1",
-                vec!["1.2.3.4"],
-                proxies.clone(),
-                "1.2.3.4",
-            ),
+            ("127.0.0.1", vec!["1.2.3.4, bogus"], proxies.clone(), "127.0.0.1"),
+            ("::ffff:127.0.0.1", vec!["1.2.3.4"], proxies.clone(), "1.2.3.4"),
         ];
         for (from, header, trusted, expected) in cases {
             assert_eq!(
@@ -283,23 +225,11 @@ mod tests {
             ("http://Example.com", "example.com", true),
             ("https://example.com:443", "example.com", true),
             ("http://example.com:80", "example.com", true),
-            (
-                "http://127.0.0.1:8000/admin/login/?x=1",
-                "127.0.0.1:8000",
-                true,
-            ),
+            ("http://127.0.0.1:8000/admin/login/?x=1", "127.0.0.1:8000", true),
             ("http://evil.example", "127.0.0.1:8000", false),
             ("http://127.0.0.1:8001", "127.0.0.1:8000", false),
-            (
-                "http://127.0.0.1:8000.evil.example",
-                "127.0.0.1:8000",
-                false,
-            ),
-            (
-                "http://127.0.0.1:8000@evil.example",
-                "127.0.0.1:8000",
-                false,
-            ),
+            ("http://127.0.0.1:8000.evil.example", "127.0.0.1:8000", false),
+            ("http://127.0.0.1:8000@evil.example", "127.0.0.1:8000", false),
             ("null", "127.0.0.1:8000", false),
             ("file:///etc/passwd", "127.0.0.1:8000", false),
             ("", "127.0.0.1:8000", false),

@@ -13,9 +13,7 @@ use crate::lbasedb::names::is_valid_name;
 use crate::proxy::classify::{Access, Endpoint, classify};
 use crate::proxy::limits::{BodyRule, body_rule, check_body, check_query};
 
-const ENDPOINTS: [&str; 9] = [
-    "version", "feed", "col", "size", "data", "bytes", "raw", "nope", "",
-];
+const ENDPOINTS: [&str; 9] = ["version", "feed", "col", "size", "data", "bytes", "raw", "nope", ""];
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 /// Query strings made of the pieces that matter (keys the upstream reads,

@@ -97,17 +97,12 @@ impl Application {
         });
         // A client that hangs up must take its upstream request with it:
         // without this, actix-web keeps serving a half-closed connection.
-        let mut server = server
-            .h1_allow_half_closed(false)
-            .shutdown_timeout(shutdown.as_secs());
+        let mut server = server.h1_allow_half_closed(false).shutdown_timeout(shutdown.as_secs());
         if let Some(workers) = workers {
             server = server.workers(workers.max(1));
         }
         let server = server.listen(listener)?.run();
-        log::info!(
-            "lbasedb-proxy listening on http://{addr}, upstream {}",
-            upstream.url
-        );
+        log::info!("lbasedb-proxy listening on http://{addr}, upstream {}", upstream.url);
         Ok(Self {
             port: addr.port(),
             upstream: upstream.url,
@@ -151,12 +146,10 @@ impl Application {
 /// sharing the database takes (advisory locks).
 fn write_locks(settings: &Settings) -> io::Result<Arc<dyn WriteLocks>> {
     let (timeout, queue) = (settings.write_lock_timeout, settings.write_lock_queue);
-    Ok(
-        match db::backend(&settings.db.database_path()).map_err(io::Error::other)? {
-            db::Backend::Postgres(url) => Arc::new(PostgresLocks::new(&url, timeout, queue)),
-            db::Backend::Sqlite(_) => Arc::new(InProcessLocks::new(timeout, queue)),
-        },
-    )
+    Ok(match db::backend(&settings.db.database_path()).map_err(io::Error::other)? {
+        db::Backend::Postgres(url) => Arc::new(PostgresLocks::new(&url, timeout, queue)),
+        db::Backend::Sqlite(_) => Arc::new(InProcessLocks::new(timeout, queue)),
+    })
 }
 
 /// Authentication, its caches and counters, and the per-user limits.
@@ -294,10 +287,7 @@ fn api_headers() -> actix_web::middleware::DefaultHeaders {
     use actix_web::http::header;
     actix_web::middleware::DefaultHeaders::new()
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; sandbox",
-        ))
+        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"))
 }
 
 /// Expired sessions (and ended throttle windows) are refused when read,
@@ -330,18 +320,9 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
     }
     let generated = configured.is_none().then(random_password);
     let password = configured.or(generated.as_deref()).unwrap_or_default();
-    let spec = UserSpec {
-        username: "admin".into(),
-        superuser: true,
-        staff: true,
-        ..Default::default()
-    };
-    match users::create_user(
-        &mut conn,
-        &Granted::system(),
-        &spec,
-        &password::hash(password),
-    ) {
+    let spec =
+        UserSpec { username: "admin".into(), superuser: true, staff: true, ..Default::default() };
+    match users::create_user(&mut conn, &Granted::system(), &spec, &password::hash(password)) {
         Ok(_) => {}
         // A replica starting beside this one made it first.
         Err(err)
@@ -432,10 +413,7 @@ fn access_log(trusted: TrustedProxies) -> Logger {
 
 fn check_upstream_url(url: &str) -> io::Result<String> {
     let invalid = |why: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("LBASEDB_URL {url:?}: {why}"),
-        )
+        io::Error::new(io::ErrorKind::InvalidInput, format!("LBASEDB_URL {url:?}: {why}"))
     };
     let uri: actix_web::http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
     if uri.scheme_str() != Some("http") {

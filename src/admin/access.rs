@@ -9,7 +9,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 
 use super::changelist::{ChangeList, Filter, PageLink};
-use super::{AdminError, Layout, Staff, ok};
+use super::{Layout, Reply, Staff, ok};
 use crate::auth::AuthState;
 use crate::auth::perms::ViewAccess;
 use crate::db::models::Access;
@@ -39,10 +39,7 @@ fn day(text: &Option<String>) -> Option<NaiveDateTime> {
 }
 
 fn nonempty(text: &Option<String>) -> Option<String> {
-    text.as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+    text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 impl AccessParams {
@@ -97,14 +94,11 @@ pub async fn list(
     staff: Staff,
     params: web::Query<AccessParams>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     staff.require::<ViewAccess>()?;
     let csv = params.format.as_deref() == Some("csv");
     let query = params.query(if csv { CSV_ROWS } else { PER_PAGE });
-    let q = queries::AccessQuery {
-        page: if csv { 0 } else { query.page },
-        ..query.clone()
-    };
+    let q = queries::AccessQuery { page: if csv { 0 } else { query.page }, ..query.clone() };
     let (rows, total) = db::run(&auth.pool, move |conn| queries::list_access(conn, &q)).await?;
     if csv {
         return Ok(HttpResponse::Ok()
@@ -116,12 +110,7 @@ pub async fn list(
             .body(to_csv(&rows)));
     }
     let list = params.list();
-    let choices = |values: &[&str]| {
-        values
-            .iter()
-            .map(|v| (v.to_string(), v.to_string()))
-            .collect()
-    };
+    let choices = |values: &[&str]| values.iter().map(|v| (v.to_string(), v.to_string())).collect();
     let filters = vec![
         list.filter(
             "method",
@@ -158,11 +147,8 @@ pub async fn list(
 /// quotes doubled; one that a spreadsheet would read as a formula gets a
 /// leading quote (`'=…`).
 fn field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
+    let text =
+        if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

@@ -4,11 +4,11 @@
 use crate::lbasedb::perms::VIEW_FEED;
 use actix_identity::Identity;
 use actix_session::Session;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{AdminError, CsrfForm, Layout, NoFields, Staff, flash, ok, redirect};
+use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, flash, ok, redirect};
 use crate::auth::AuthError;
 use crate::auth::api::check_credentials;
 use crate::auth::perms::{self, Model};
@@ -49,25 +49,13 @@ pub fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-pub async fn login_form(
-    req: HttpRequest,
-    staff: Option<Staff>,
-    query: web::Query<Next>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn login_form(req: HttpRequest, staff: Option<Staff>, query: web::Query<Next>) -> Reply {
     let next = safe_next(query.next.as_deref());
     if staff.is_some() {
         return redirect(next);
     }
-    let layout = Layout {
-        csrf: ensure_csrf_token(&req)?,
-        ..Layout::default()
-    };
-    ok(&LoginPage {
-        layout: &layout,
-        error: None,
-        username: "",
-        next,
-    })
+    let layout = Layout { csrf: ensure_csrf_token(&req)?, ..Layout::default() };
+    ok(&LoginPage { layout: &layout, error: None, username: "", next })
 }
 
 #[derive(Deserialize, Default)]
@@ -100,7 +88,7 @@ pub async fn login(
     CsrfForm(form): CsrfForm<LoginForm>,
     session: Session,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     let next = safe_next(Some(&form.next)).to_owned();
     let checked = check_credentials(&auth, &req, &form.username, &form.password).await;
@@ -116,16 +104,8 @@ pub async fn login(
     })
     .await?;
     let (Some(user), None) = (user, &error) else {
-        let layout = Layout {
-            csrf: ensure_csrf_token(&req)?,
-            ..Layout::default()
-        };
-        return ok(&LoginPage {
-            layout: &layout,
-            error,
-            username: &form.username,
-            next: &next,
-        });
+        let layout = Layout { csrf: ensure_csrf_token(&req)?, ..Layout::default() };
+        return ok(&LoginPage { layout: &layout, error, username: &form.username, next: &next });
     };
     session.renew();
     session.remove(CSRF_SESSION_KEY);
@@ -138,7 +118,7 @@ pub async fn logout(
     req: HttpRequest,
     _form: CsrfForm<NoFields>,
     identity: Option<Identity>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     if let Some(identity) = identity {
         identity.logout();
@@ -169,33 +149,18 @@ struct IndexPage<'a> {
 /// where it may add.
 fn sections(staff: &Staff) -> Vec<Section> {
     let model = |name, url, model: Model, can_add: bool| {
-        staff
-            .can_view(model)
-            .then_some(ModelLink { name, url, can_add })
+        staff.can_view(model).then_some(ModelLink { name, url, can_add })
     };
     // Feeds show for a grant on any one feed too (the page lists only those
     // the user may view); they are created through the API, not here.
     let feeds = (staff.can(VIEW_FEED)
-        || staff
-            .principal
-            .grants
-            .values()
-            .any(|held| held.contains(VIEW_FEED)))
-    .then_some(ModelLink {
-        name: "Feeds",
-        url: "/admin/lbasedb/feed/",
-        can_add: false,
-    });
+        || staff.principal.grants.values().any(|held| held.contains(VIEW_FEED)))
+    .then_some(ModelLink { name: "Feeds", url: "/admin/lbasedb/feed/", can_add: false });
     [
         (
             "Authentication and authorization",
             vec![
-                model(
-                    "Users",
-                    "/admin/auth/user/",
-                    Model::User,
-                    staff.holds::<perms::AddUser>(),
-                ),
+                model("Users", "/admin/auth/user/", Model::User, staff.holds::<perms::AddUser>()),
                 model(
                     "Groups",
                     "/admin/auth/group/",
@@ -226,25 +191,16 @@ fn sections(staff: &Staff) -> Vec<Section> {
         ),
     ]
     .into_iter()
-    .map(|(name, models)| Section {
-        name,
-        models: models.into_iter().flatten().collect(),
-    })
+    .map(|(name, models)| Section { name, models: models.into_iter().flatten().collect() })
     .filter(|s| !s.models.is_empty())
     .collect()
 }
 
-pub async fn index(staff: Staff, auth: web::Data<AuthState>) -> Result<HttpResponse, AdminError> {
+pub async fn index(staff: Staff, auth: web::Data<AuthState>) -> Reply {
     let user_id = staff.principal.user_id;
-    let recent = db::run(&auth.pool, move |conn| {
-        queries::recent_actions(conn, user_id, 10)
-    })
-    .await?;
-    ok(&IndexPage {
-        layout: &staff.layout,
-        sections: sections(&staff),
-        recent,
-    })
+    let recent =
+        db::run(&auth.pool, move |conn| queries::recent_actions(conn, user_id, 10)).await?;
+    ok(&IndexPage { layout: &staff.layout, sections: sections(&staff), recent })
 }
 
 #[derive(Template)]
@@ -254,11 +210,8 @@ struct PasswordChangePage<'a> {
     errors: Vec<String>,
 }
 
-pub async fn password_change_form(staff: Staff) -> Result<HttpResponse, AdminError> {
-    ok(&PasswordChangePage {
-        layout: &staff.layout,
-        errors: Vec::new(),
-    })
+pub async fn password_change_form(staff: Staff) -> Reply {
+    ok(&PasswordChangePage { layout: &staff.layout, errors: Vec::new() })
 }
 
 #[derive(Deserialize, Default)]
@@ -275,7 +228,7 @@ pub async fn password_change(
     CsrfForm(form): CsrfForm<PasswordChangeForm>,
     session: Session,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let user_id = staff.principal.user_id;
     let user = db::run(&auth.pool, move |conn| queries::user_by_id(conn, user_id))
         .await?
@@ -294,16 +247,12 @@ pub async fn password_change(
         errors.extend(problems);
     }
     if !errors.is_empty() {
-        return ok(&PasswordChangePage {
-            layout: &staff.layout,
-            errors,
-        });
+        return ok(&PasswordChangePage { layout: &staff.layout, errors });
     }
     let new = form.new_password1;
     let phc = web::block(move || password::hash(&new)).await?;
     // Every session of the user ends; this one is renewed, so it stays.
-    auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None))
-        .await?;
+    auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None)).await?;
     session.renew();
     flash(&req, "success", "Your password was changed.");
     redirect("/admin/")

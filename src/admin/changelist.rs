@@ -41,14 +41,8 @@ impl Order {
     pub fn parse(o: Option<&str>) -> Option<Self> {
         let o = o.filter(|o| !o.is_empty())?;
         Some(match o.strip_prefix('-') {
-            Some(column) => Self {
-                column: column.to_owned(),
-                descending: true,
-            },
-            None => Self {
-                column: o.to_owned(),
-                descending: false,
-            },
+            Some(column) => Self { column: column.to_owned(), descending: true },
+            None => Self { column: o.to_owned(), descending: false },
         })
     }
 }
@@ -67,12 +61,8 @@ impl ChangeList {
     /// The list's URL with `key` set to `value` (or removed), the page
     /// dropped, the rest kept.
     pub fn with(&self, key: &str, value: Option<String>) -> String {
-        let mut kept: Vec<(&str, String)> = self
-            .params
-            .iter()
-            .filter(|(k, _)| *k != key && *k != "p")
-            .cloned()
-            .collect();
+        let mut kept: Vec<(&str, String)> =
+            self.params.iter().filter(|(k, _)| *k != key && *k != "p").cloned().collect();
         if let Some(value) = value {
             kept.push((key, value));
         }
@@ -127,11 +117,7 @@ impl ChangeList {
                     None if column == default => ("ascending", format!("-{column}")),
                     _ => ("", column.to_owned()),
                 };
-                Column {
-                    label,
-                    url: self.with("o", Some(next)),
-                    sorted,
-                }
+                Column { label, url: self.with("o", Some(next)), sorted }
             })
             .collect()
     }
@@ -140,12 +126,7 @@ impl ChangeList {
     pub fn pages(&self, pages: i64) -> Vec<PageLink> {
         let base = self.with("p", None);
         let join = if base == "?" { "" } else { "&" };
-        (0..pages)
-            .map(|p| PageLink {
-                number: p + 1,
-                url: format!("{base}{join}p={p}"),
-            })
-            .collect()
+        (0..pages).map(|p| PageLink { number: p + 1, url: format!("{base}{join}p={p}") }).collect()
     }
 }
 
@@ -162,18 +143,12 @@ mod tests {
             ("p", Some("2".to_owned())),
         ]);
         assert_eq!(list.with("is_staff", None), "?q=al");
-        assert_eq!(
-            list.with("o", Some("-email".into())),
-            "?q=al&is_staff=1&o=-email"
-        );
+        assert_eq!(list.with("o", Some("-email".into())), "?q=al&is_staff=1&o=-email");
         let pages = list.pages(2);
         assert_eq!(pages[1].url, "?q=al&is_staff=1&p=1");
         let order = Order::parse(Some("-email"));
-        let columns = list.columns(
-            &[("Email", "email"), ("Name", "username")],
-            order.as_ref(),
-            "username",
-        );
+        let columns =
+            list.columns(&[("Email", "email"), ("Name", "username")], order.as_ref(), "username");
         assert_eq!((columns[0].sorted, columns[1].sorted), ("descending", ""));
         assert!(columns[0].url.ends_with("o=email"));
         let empty = ChangeList::new([]);

@@ -86,9 +86,7 @@ impl Staff {
     /// The proof that this user holds `P`, or 403.
     pub fn require<P: Permission>(&self) -> Result<Granted<P>, AdminError> {
         if self.holds::<P>() {
-            Ok(Granted::checked(crate::auth::guard::Actor::User(
-                self.principal.user_id,
-            )))
+            Ok(Granted::checked(crate::auth::guard::Actor::User(self.principal.user_id)))
         } else {
             Err(AdminError::Forbidden)
         }
@@ -100,11 +98,7 @@ impl Staff {
     }
 
     pub fn require_view(&self, model: Model) -> Result<(), AdminError> {
-        if self.can_view(model) {
-            Ok(())
-        } else {
-            Err(AdminError::Forbidden)
-        }
+        if self.can_view(model) { Ok(()) } else { Err(AdminError::Forbidden) }
     }
 }
 
@@ -135,9 +129,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             if sent.is_empty() || !constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
                 return Err(AdminError::Csrf);
             }
-            serde_html_form::from_bytes(&body)
-                .map(CsrfForm)
-                .map_err(|_| AdminError::BadForm)
+            serde_html_form::from_bytes(&body).map(CsrfForm).map_err(|_| AdminError::BadForm)
         })
     }
 }

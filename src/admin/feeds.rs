@@ -2,10 +2,10 @@
 //! rules as the proxy, with their columns, sizes, a preview of the first
 //! rows, and who holds grants on each.
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use askama::Template;
 
-use super::{AdminError, Layout, Staff, ok};
+use super::{AdminError, Layout, Reply, Staff, ok};
 use crate::auth::AuthState;
 use crate::auth::perms::Model;
 use crate::auth::principal::Principal;
@@ -36,11 +36,7 @@ async fn info(upstream: &Upstream<'_>, who: &Principal, feed: &str) -> FeedInfo 
         true => Some(upstream.cols(feed).await.unwrap_or_default()),
         false => None,
     };
-    FeedInfo {
-        name: feed.to_owned(),
-        size,
-        cols,
-    }
+    FeedInfo { name: feed.to_owned(), size, cols }
 }
 
 #[derive(Template)]
@@ -54,7 +50,7 @@ pub async fn list(
     staff: Staff,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let upstream = Upstream::new(&proxy, &client);
     let mut feeds = Vec::new();
     for name in upstream.feeds().await {
@@ -62,10 +58,7 @@ pub async fn list(
             feeds.push(info(&upstream, &staff.principal, &name).await);
         }
     }
-    ok(&ListPage {
-        layout: &staff.layout,
-        feeds,
-    })
+    ok(&ListPage { layout: &staff.layout, feeds })
 }
 
 #[derive(Template)]
@@ -87,7 +80,7 @@ pub async fn detail(
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let name = path.into_inner();
     if !is_valid_name(&name) {
         return Err(AdminError::NotFound);

@@ -1,12 +1,13 @@
 //! `/admin/auth/group/`: list with search, add and change (name, a
 //! permission chooser, feed grants), delete with the members it affects.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::fields::PermFields;
 use super::{
-    AdminError, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Staff,
+    AdminError, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Reply, Staff,
     after_save, choices, flash, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::AuthState;
@@ -31,11 +32,7 @@ struct ListPage<'a> {
     can_add: bool,
 }
 
-pub async fn list(
-    staff: Staff,
-    query: web::Query<ListQuery>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn list(staff: Staff, query: web::Query<ListQuery>, auth: web::Data<AuthState>) -> Reply {
     staff.require_view(Model::Group)?;
     let search = query.q.clone().unwrap_or_default().trim().to_owned();
     let term = search.clone();
@@ -48,17 +45,6 @@ pub async fn list(
     })
 }
 
-struct Choice {
-    id: i32,
-    label: String,
-    selected: bool,
-}
-
-struct GrantRow {
-    perm: i32,
-    feed: String,
-}
-
 #[derive(Template)]
 #[template(path = "admin/group_change.html")]
 struct ChangePage<'a> {
@@ -67,9 +53,7 @@ struct ChangePage<'a> {
     id: Option<i32>,
     name: String,
     rate_limit: String,
-    perms: Vec<Choice>,
-    lbasedb_perms: Vec<(i32, String)>,
-    grants: Vec<GrantRow>,
+    links: PermFields,
     feeds: Vec<String>,
     members: Vec<String>,
     errors: Errors,
@@ -115,15 +99,6 @@ async fn page<'a>(
         Ok((queries::all_permissions(conn)?, members))
     })
     .await?;
-    let mut grants: Vec<GrantRow> = values
-        .grants
-        .into_iter()
-        .map(|(perm, feed)| GrantRow { perm, feed })
-        .collect();
-    grants.extend((0..3).map(|_| GrantRow {
-        perm: 0,
-        feed: String::new(),
-    }));
     let can_save = match id {
         Some(_) => staff.holds::<perms::ChangeGroup>(),
         None => staff.holds::<perms::AddGroup>(),
@@ -133,20 +108,7 @@ async fn page<'a>(
         id,
         name: values.name,
         rate_limit: values.rate_limit,
-        perms: all
-            .iter()
-            .map(|p| Choice {
-                id: p.id,
-                label: format!("{} | {}", p.app_label, p.name),
-                selected: values.perms.contains(&p.id),
-            })
-            .collect(),
-        lbasedb_perms: all
-            .iter()
-            .filter(|p| p.app_label == crate::lbasedb::perms::APP_LABEL)
-            .map(|p| (p.id, p.full_codename()))
-            .collect(),
-        grants,
+        links: PermFields::new(&all, &values.perms, &values.grants),
         feeds: Upstream::new(upstream.0, upstream.1).feeds().await,
         members: members.into_iter().map(|u| u.username).collect(),
         errors,
@@ -160,7 +122,7 @@ pub async fn add_form(
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     staff.require::<perms::AddGroup>()?;
     let empty = Values {
         name: String::new(),
@@ -173,10 +135,7 @@ pub async fn add_form(
 
 async fn load(auth: &AuthState, id: i32) -> Result<(Group, Values), AdminError> {
     let (group, (perms, grants)) = db::run(&auth.pool, move |conn| {
-        Ok((
-            queries::group_by_id(conn, id)?,
-            queries::group_links(conn, id)?,
-        ))
+        Ok((queries::group_by_id(conn, id)?, queries::group_links(conn, id)?))
     })
     .await?;
     let group = group.ok_or(AdminError::NotFound)?;
@@ -195,19 +154,11 @@ pub async fn change_form(
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     staff.require_view(Model::Group)?;
     let (group, values) = load(&auth, *path).await?;
     let upstream = (proxy.as_ref(), client.as_ref());
-    ok(&page(
-        &staff,
-        &auth,
-        upstream,
-        Some(group.id),
-        values,
-        Errors::new(),
-    )
-    .await?)
+    ok(&page(&staff, &auth, upstream, Some(group.id), values, Errors::new()).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -235,18 +186,9 @@ fn read(form: &GroupForm, all: &[Permission], errors: &mut Errors) -> Values {
     if let Err(why) = rate_limit
         .parse::<crate::auth::ratelimit::Rate>()
         .map(drop)
-        .or_else(|why| {
-            if rate_limit.is_empty() {
-                Ok(())
-            } else {
-                Err(why)
-            }
-        })
+        .or_else(|why| if rate_limit.is_empty() { Ok(()) } else { Err(why) })
     {
-        errors
-            .entry("rate_limit")
-            .or_default()
-            .push(format!("Enter {why}."));
+        errors.entry("rate_limit").or_default().push(format!("Enter {why}."));
     }
     let perm_ids: Vec<i32> = all.iter().map(|p| p.id).collect();
     Values {
@@ -260,18 +202,12 @@ fn read(form: &GroupForm, all: &[Permission], errors: &mut Errors) -> Values {
 /// The history's view of a group's permissions and grants.
 fn describe(all: &[Permission], values: &Values) -> (String, String) {
     let code = |id: i32| {
-        all.iter()
-            .find(|p| p.id == id)
-            .map(Permission::full_codename)
-            .unwrap_or_default()
+        all.iter().find(|p| p.id == id).map(Permission::full_codename).unwrap_or_default()
     };
     let mut perms: Vec<String> = values.perms.iter().map(|id| code(*id)).collect();
     perms.sort();
-    let mut grants: Vec<String> = values
-        .grants
-        .iter()
-        .map(|(id, feed)| format!("{}={feed}", code(*id)))
-        .collect();
+    let mut grants: Vec<String> =
+        values.grants.iter().map(|(id, feed)| format!("{}={feed}", code(*id))).collect();
     grants.sort();
     (perms.join(", "), grants.join(", "))
 }
@@ -283,11 +219,7 @@ fn changes(all: &[Permission], before: &Values, after: &Values) -> Vec<FieldChan
         ("name", before.name.clone(), after.name.clone()),
         ("permissions", old_perms, new_perms),
         ("feed_grants", old_grants, new_grants),
-        (
-            "rate_limit",
-            before.rate_limit.clone(),
-            after.rate_limit.clone(),
-        ),
+        ("rate_limit", before.rate_limit.clone(), after.rate_limit.clone()),
     ]
     .into_iter()
     .filter(|(_, old, new)| old != new)
@@ -322,8 +254,7 @@ async fn save(
     let saved = match id {
         None => {
             let granted = staff.require::<perms::AddGroup>()?;
-            auth.write(move |conn| users::add_group(conn, &granted, &saving.spec()))
-                .await
+            auth.write(move |conn| users::add_group(conn, &granted, &saving.spec())).await
         }
         Some(id) => {
             let granted = staff.require::<perms::ChangeGroup>()?;
@@ -339,10 +270,7 @@ async fn save(
     match saved {
         Ok(id) => Ok(Saved::Id(id)),
         Err(DbError::Invalid(invalid)) => {
-            errors
-                .entry(invalid.field)
-                .or_default()
-                .push(invalid.message);
+            errors.entry(invalid.field).or_default().push(invalid.message);
             Ok(Saved::Invalid(values, errors))
         }
         Err(other) => Err(other.into()),
@@ -357,7 +285,7 @@ async fn submit(
     form: GroupForm,
     auth: web::Data<AuthState>,
     upstream: (&ProxyState, &awc::Client),
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     match id {
         Some(_) => staff.require::<perms::ChangeGroup>().map(drop)?,
         None => staff.require::<perms::AddGroup>().map(drop)?,
@@ -373,11 +301,7 @@ async fn submit(
         }
     };
     let verb = if id.is_some() { "changed" } else { "added" };
-    flash(
-        &req,
-        "success",
-        format!("The group “{name}” was {verb} successfully."),
-    );
+    flash(&req, "success", format!("The group “{name}” was {verb} successfully."));
     after_save(
         &form.action,
         "/admin/auth/group/",
@@ -393,7 +317,7 @@ pub async fn add(
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     submit(req, staff, None, form, auth, (&proxy, &client)).await
 }
 
@@ -405,22 +329,15 @@ pub async fn change(
     auth: web::Data<AuthState>,
     proxy: web::Data<ProxyState>,
     client: web::Data<awc::Client>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     submit(req, staff, Some(*path), form, auth, (&proxy, &client)).await
 }
 
-pub async fn delete_form(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn delete_form(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
     staff.require::<perms::DeleteGroup>()?;
     let id = *path;
     let (group, members) = db::run(&auth.pool, move |conn| {
-        Ok((
-            queries::group_by_id(conn, id)?,
-            queries::group_members(conn, id)?,
-        ))
+        Ok((queries::group_by_id(conn, id)?, queries::group_members(conn, id)?))
     })
     .await?;
     let group = group.ok_or(AdminError::NotFound)?;
@@ -428,11 +345,7 @@ pub async fn delete_form(
         layout: &staff.layout,
         title: "Are you sure?",
         kind: "Group",
-        objects: vec![Doomed {
-            id,
-            name: group.name,
-            note: String::new(),
-        }],
+        objects: vec![Doomed { id, name: group.name, note: String::new() }],
         affected: members.into_iter().map(|u| u.username).collect(),
         action: format!("/admin/auth/group/{id}/delete/"),
         cancel: format!("/admin/auth/group/{id}/change/"),
@@ -445,22 +358,16 @@ pub async fn delete(
     path: web::Path<i32>,
     _form: CsrfForm<NoFields>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::DeleteGroup>()?;
     let id = *path;
-    let group = auth
-        .write(move |conn| users::delete_group(conn, &granted, id))
-        .await?;
+    let group = auth.write(move |conn| users::delete_group(conn, &granted, id)).await?;
     let message = format!("The group “{}” was deleted successfully.", group.name);
     flash(&req, "success", message);
     redirect("/admin/auth/group/")
 }
 
-pub async fn history(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn history(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
     staff.require_view(Model::Group)?;
     let (group, _) = load(&auth, *path).await?;
     let of = HistoryOf {

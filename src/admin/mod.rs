@@ -8,6 +8,7 @@ pub(crate) mod account;
 mod changelist;
 mod extract;
 mod feeds;
+mod fields;
 mod groups;
 mod tokens;
 mod users;
@@ -42,45 +43,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 ))
                 .service(form("/auth/user/", users::list, users::bulk_action))
                 .service(form("/auth/user/add/", users::add_form, users::add))
-                .service(form(
-                    "/auth/user/{id}/change/",
-                    users::change_form,
-                    users::change,
-                ))
-                .service(form(
-                    "/auth/user/{id}/password/",
-                    users::password_form,
-                    users::password,
-                ))
-                .service(form(
-                    "/auth/user/{id}/delete/",
-                    users::delete_form,
-                    users::delete,
-                ))
+                .service(form("/auth/user/{id}/change/", users::change_form, users::change))
+                .service(form("/auth/user/{id}/password/", users::password_form, users::password))
+                .service(form("/auth/user/{id}/delete/", users::delete_form, users::delete))
                 .route("/auth/user/{id}/history/", web::get().to(users::history))
                 .route("/auth/group/", web::get().to(groups::list))
                 .service(form("/auth/group/add/", groups::add_form, groups::add))
-                .service(form(
-                    "/auth/group/{id}/change/",
-                    groups::change_form,
-                    groups::change,
-                ))
-                .service(form(
-                    "/auth/group/{id}/delete/",
-                    groups::delete_form,
-                    groups::delete,
-                ))
+                .service(form("/auth/group/{id}/change/", groups::change_form, groups::change))
+                .service(form("/auth/group/{id}/delete/", groups::delete_form, groups::delete))
                 .route("/auth/group/{id}/history/", web::get().to(groups::history))
                 .route("/authtoken/token/", web::get().to(tokens::list))
                 .service(form("/authtoken/token/add/", tokens::add_form, tokens::add))
-                .route(
-                    "/authtoken/token/{id}/revoke/",
-                    web::post().to(tokens::revoke),
-                )
-                .route(
-                    "/authtoken/token/{id}/history/",
-                    web::get().to(tokens::history),
-                )
+                .route("/authtoken/token/{id}/revoke/", web::post().to(tokens::revoke))
+                .route("/authtoken/token/{id}/history/", web::get().to(tokens::history))
                 .route("/lbasedb/access/", web::get().to(access::list))
                 .route("/lbasedb/feed/", web::get().to(feeds::list))
                 .route("/lbasedb/feed/{name}/", web::get().to(feeds::detail))
@@ -98,9 +73,7 @@ where
     TArgs: actix_web::FromRequest + 'static,
     T::Output: actix_web::Responder + 'static,
 {
-    web::resource(path)
-        .route(web::get().to(show))
-        .route(web::post().to(take))
+    web::resource(path).route(web::get().to(show)).route(web::post().to(take))
 }
 
 /// No framing, no inline script or style, no sniffing, no caching.
@@ -143,10 +116,7 @@ const MESSAGES_KEY: &str = "_messages";
 pub fn flash(req: &HttpRequest, level: &str, text: impl Into<String>) {
     let session = req.get_session();
     let mut queued: Vec<Message> = session.get(MESSAGES_KEY).ok().flatten().unwrap_or_default();
-    queued.push(Message {
-        level: level.into(),
-        text: text.into(),
-    });
+    queued.push(Message { level: level.into(), text: text.into() });
     let _ = session.insert(MESSAGES_KEY, queued);
 }
 
@@ -159,10 +129,7 @@ fn take_messages(req: &HttpRequest) -> Vec<Message> {
     if !session.entries().contains_key(MESSAGES_KEY) {
         return Vec::new();
     }
-    session
-        .remove_as::<Vec<Message>>(MESSAGES_KEY)
-        .and_then(Result::ok)
-        .unwrap_or_default()
+    session.remove_as::<Vec<Message>>(MESSAGES_KEY).and_then(Result::ok).unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,20 +199,11 @@ impl ResponseError for AdminError {
                     .insert_header((header::LOCATION, to.as_str()))
                     .finish();
             }
-            Self::Forbidden => (
-                "403 Forbidden",
-                "You do not have permission to view this page.",
-            ),
-            Self::Csrf => (
-                "403 Forbidden",
-                "CSRF verification failed. Request aborted.",
-            ),
+            Self::Forbidden => ("403 Forbidden", "You do not have permission to view this page."),
+            Self::Csrf => ("403 Forbidden", "CSRF verification failed. Request aborted."),
             Self::BadForm => ("400 Bad Request", "The form could not be read."),
             Self::Denied(why) => ("403 Forbidden", why.as_str()),
-            Self::NotFound => (
-                "Not Found",
-                "The requested resource was not found on this server.",
-            ),
+            Self::NotFound => ("Not Found", "The requested resource was not found on this server."),
             Self::Internal(cause) => {
                 log::error!("admin: {cause:#}");
                 (
@@ -255,22 +213,17 @@ impl ResponseError for AdminError {
             }
         };
         let layout = Layout::default();
-        html(
-            self.status_code(),
-            &ErrorPage {
-                layout: &layout,
-                title,
-                detail,
-            },
-        )
+        html(self.status_code(), &ErrorPage { layout: &layout, title, detail })
     }
 }
 
+/// What an admin handler answers: a page or a redirect, or an
+/// `AdminError` that renders as its own page.
+pub type Reply = Result<HttpResponse, AdminError>;
+
 pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     match page.render() {
-        Ok(body) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(body),
+        Ok(body) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body),
         Err(err) => {
             log::error!("rendering a template: {err}");
             HttpResponse::InternalServerError().finish()
@@ -278,14 +231,12 @@ pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     }
 }
 
-pub fn ok(page: &impl Template) -> Result<HttpResponse, AdminError> {
+pub fn ok(page: &impl Template) -> Reply {
     Ok(html(StatusCode::OK, page))
 }
 
-pub fn redirect(to: &str) -> Result<HttpResponse, AdminError> {
-    Ok(HttpResponse::Found()
-        .insert_header((header::LOCATION, to))
-        .finish())
+pub fn redirect(to: &str) -> Reply {
+    Ok(HttpResponse::Found().insert_header((header::LOCATION, to)).finish())
 }
 
 /// One object a deletion lists: its id, name, and what goes with it.
@@ -344,9 +295,7 @@ pub fn grant_rows(
             continue;
         }
         let perm_id = perm.parse::<i32>().ok().filter(|id| {
-            perms
-                .iter()
-                .any(|p| p.id == *id && p.app_label == crate::lbasedb::perms::APP_LABEL)
+            perms.iter().any(|p| p.id == *id && p.app_label == crate::lbasedb::perms::APP_LABEL)
         });
         match perm_id {
             Some(id) if crate::lbasedb::names::is_valid_name(feed) => {
@@ -366,12 +315,7 @@ pub fn grant_rows(
 }
 
 /// Where a form's "Save and …" button goes after saving.
-pub fn after_save(
-    action: &str,
-    list: &str,
-    add: &str,
-    change: &str,
-) -> Result<HttpResponse, AdminError> {
+pub fn after_save(action: &str, list: &str, add: &str, change: &str) -> Reply {
     match action {
         "_continue" => redirect(change),
         "_addanother" => redirect(add),
@@ -405,17 +349,11 @@ pub struct HistoryOf {
 
 /// An object's History page: each action, who, when, and each changed
 /// field's old and new value.
-pub async fn history_page(
-    staff: &Staff,
-    auth: &AuthState,
-    of: HistoryOf,
-) -> Result<HttpResponse, AdminError> {
+pub async fn history_page(staff: &Staff, auth: &AuthState, of: HistoryOf) -> Reply {
     let key = of.id.to_string();
     let object_type = of.object_type;
-    let entries = db::run(&auth.pool, move |conn| {
-        queries::object_history(conn, object_type, &key)
-    })
-    .await?;
+    let entries =
+        db::run(&auth.pool, move |conn| queries::object_history(conn, object_type, &key)).await?;
     let rows = entries
         .into_iter()
         .map(|e| HistoryRow {
@@ -425,10 +363,5 @@ pub async fn history_page(
             changes: serde_json::from_str(&e.changes).unwrap_or_default(),
         })
         .collect();
-    ok(&HistoryPage {
-        layout: &staff.layout,
-        object: of.name,
-        back: of.back,
-        rows,
-    })
+    ok(&HistoryPage { layout: &staff.layout, object: of.name, back: of.back, rows })
 }

@@ -1,13 +1,13 @@
 //! `/admin/authtoken/token/`: the list with filters, creating a token for a
 //! user (its secret shown on that page only, once), revoking one.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::{
-    AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Staff, flash, history_page,
-    ok, redirect,
+    AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Reply, Staff, flash,
+    history_page, ok, redirect,
 };
 use crate::auth::perms::{self, Model};
 use crate::auth::{AuthState, token, users};
@@ -38,29 +38,18 @@ struct ListPage<'a> {
     can_revoke: bool,
 }
 
-pub async fn list(
-    staff: Staff,
-    query: web::Query<ListQuery>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn list(staff: Staff, query: web::Query<ListQuery>, auth: web::Data<AuthState>) -> Reply {
     staff.require_view(Model::Token)?;
     let status = query.status.as_deref().and_then(TokenStatus::parse);
     let user_filter = query.user;
     let (tokens, users) = db::run(&auth.pool, move |conn| {
-        Ok((
-            queries::list_tokens(conn, user_filter, status)?,
-            queries::all_users(conn)?,
-        ))
+        Ok((queries::list_tokens(conn, user_filter, status)?, queries::all_users(conn)?))
     })
     .await?;
     let now = queries::now();
     let rows = tokens
         .into_iter()
-        .map(|(token, username)| Row {
-            status: token.status(now),
-            token,
-            username,
-        })
+        .map(|(token, username)| Row { status: token.status(now), token, username })
         .collect();
     ok(&ListPage {
         layout: &staff.layout,
@@ -126,18 +115,10 @@ async fn users_list(auth: &AuthState) -> Result<Vec<User>, AdminError> {
     Ok(db::run(&auth.pool, queries::all_users).await?)
 }
 
-pub async fn add_form(
-    staff: Staff,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn add_form(staff: Staff, auth: web::Data<AuthState>) -> Reply {
     staff.require::<perms::AddToken>()?;
     let users = db::run(&auth.pool, queries::all_users).await?;
-    ok(&AddPage::form(
-        &staff.layout,
-        users,
-        &AddForm::default(),
-        Errors::new(),
-    ))
+    ok(&AddPage::form(&staff.layout, users, &AddForm::default(), Errors::new()))
 }
 
 /// The add form, read.
@@ -154,15 +135,13 @@ fn read_add(form: &AddForm, users: &[User]) -> (NewToken, Errors) {
     let chosen = form.user.parse::<i32>().unwrap_or(0);
     let owner = users.iter().find(|u| u.id == chosen).cloned();
     if owner.is_none() {
-        errors
-            .entry("user")
-            .or_default()
-            .push("Select a valid choice.".into());
+        errors.entry("user").or_default().push("Select a valid choice.".into());
     }
     let expires_at = token::expiry_from_text(&form.expires_in).unwrap_or_else(|why| {
-        errors.entry("expires_in").or_default().push(format!(
-            "Enter a duration such as 30d, 12h or 90min ({why})."
-        ));
+        errors
+            .entry("expires_in")
+            .or_default()
+            .push(format!("Enter a duration such as 30d, 12h or 90min ({why})."));
         None
     });
     let restrictions = crate::auth::scopes::Restrictions::parse(
@@ -175,17 +154,9 @@ fn read_add(form: &AddForm, users: &[User]) -> (NewToken, Errors) {
     });
     let name = form.name.trim().to_owned();
     if name.is_empty() {
-        errors
-            .entry("name")
-            .or_default()
-            .push("This field is required.".into());
+        errors.entry("name").or_default().push("This field is required.".into());
     }
-    let read = NewToken {
-        owner,
-        name,
-        expires_at,
-        restrictions,
-    };
+    let read = NewToken { owner, name, expires_at, restrictions };
     (read, errors)
 }
 
@@ -193,29 +164,17 @@ pub async fn add(
     staff: Staff,
     CsrfForm(form): CsrfForm<AddForm>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::AddToken>()?;
     let users = db::run(&auth.pool, queries::all_users).await?;
-    let (
-        NewToken {
-            owner,
-            name,
-            expires_at,
-            restrictions,
-        },
-        errors,
-    ) = read_add(&form, &users);
+    let (NewToken { owner, name, expires_at, restrictions }, errors) = read_add(&form, &users);
     let Some(owner) = owner.filter(|_| errors.is_empty()) else {
         return ok(&AddPage::form(&staff.layout, users, &form, errors));
     };
     let token_name = name.clone();
     let issued = auth
         .write(move |conn| {
-            let spec = users::TokenSpec {
-                name: &token_name,
-                expires_at,
-                restrictions,
-            };
+            let spec = users::TokenSpec { name: &token_name, expires_at, restrictions };
             users::issue_restricted_token(conn, &granted, owner.id, &spec)
         })
         .await;
@@ -223,16 +182,8 @@ pub async fn add(
         Ok(issued) => issued,
         Err(crate::db::DbError::Invalid(invalid)) => {
             let mut errors = Errors::new();
-            errors
-                .entry(invalid.field)
-                .or_default()
-                .push(invalid.message);
-            return ok(&AddPage::form(
-                &staff.layout,
-                users_list(&auth).await?,
-                &form,
-                errors,
-            ));
+            errors.entry(invalid.field).or_default().push(invalid.message);
+            return ok(&AddPage::form(&staff.layout, users_list(&auth).await?, &form, errors));
         }
         Err(other) => return Err(other.into()),
     };
@@ -240,10 +191,7 @@ pub async fn add(
     let mut layout = staff.layout;
     layout.messages.push(Message {
         level: "success".into(),
-        text: format!(
-            "The token “{name}” for “{}” was added successfully.",
-            owner.username
-        ),
+        text: format!("The token “{name}” for “{}” was added successfully.", owner.username),
     });
     ok(&AddPage {
         secret: Some(plain.secret),
@@ -258,26 +206,16 @@ pub async fn revoke(
     path: web::Path<i32>,
     _form: CsrfForm<NoFields>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::ChangeToken>()?;
     let id = *path;
     // Revoked here, and the cache cleared: it stops working at once.
-    let token = auth
-        .write(move |conn| users::revoke_token(conn, &granted, id))
-        .await?;
-    flash(
-        &req,
-        "success",
-        format!("The token {} was revoked.", token.prefix),
-    );
+    let token = auth.write(move |conn| users::revoke_token(conn, &granted, id)).await?;
+    flash(&req, "success", format!("The token {} was revoked.", token.prefix));
     redirect("/admin/authtoken/token/")
 }
 
-pub async fn history(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn history(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
     staff.require_view(Model::Token)?;
     let id = *path;
     let (token, owner) = db::run(&auth.pool, move |conn| queries::token_by_id(conn, id))

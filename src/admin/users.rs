@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 
 use actix_identity::Identity;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::changelist::{ChangeList, Column, Filter, Order, PageLink};
+use super::fields::{Choice, PermFields};
 use super::{
-    AdminError, Checkbox, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Staff,
-    after_save, choices, flash, grant_rows, history_page, ok, redirect,
+    AdminError, Checkbox, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Reply,
+    Staff, after_save, choices, flash, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::perms::{self, Granted, Model};
 use crate::auth::users::{self, FieldChange};
@@ -64,11 +65,7 @@ const COLUMNS: [(&str, &str); 5] = [
     ("Staff status", "is_staff"),
 ];
 
-pub async fn list(
-    staff: Staff,
-    query: web::Query<ListQuery>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn list(staff: Staff, query: web::Query<ListQuery>, auth: web::Data<AuthState>) -> Reply {
     staff.require_view(Model::User)?;
     let order = Order::parse(query.o.as_deref());
     let filter = queries::UserQuery {
@@ -95,10 +92,7 @@ pub async fn list(
         ("o", query.o.clone()),
         ("group", query.group.map(|g| g.to_string())),
     ]);
-    let group_choices = groups
-        .iter()
-        .map(|g| (g.name.clone(), g.id.to_string()))
-        .collect();
+    let group_choices = groups.iter().map(|g| (g.name.clone(), g.id.to_string())).collect();
     let current_group = query.group.map(|g| g.to_string());
     let filters = vec![
         list.yes_no("is_staff", "By staff status", filter.is_staff),
@@ -138,17 +132,13 @@ pub async fn bulk_action(
     CsrfForm(form): CsrfForm<BulkForm>,
     auth: web::Data<AuthState>,
     identity: Option<Identity>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::DeleteUser>()?;
     if form.action != "delete_selected" {
         flash(&req, "warning", "No action selected.");
         return redirect("/admin/auth/user/");
     }
-    let ids: Vec<i32> = form
-        .selected
-        .iter()
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let ids: Vec<i32> = form.selected.iter().filter_map(|v| v.parse().ok()).collect();
     if ids.is_empty() {
         flash(
             &req,
@@ -170,11 +160,7 @@ pub async fn bulk_action(
             kind: "User",
             objects: found
                 .iter()
-                .map(|u| Doomed {
-                    id: u.id,
-                    name: u.username.clone(),
-                    note: String::new(),
-                })
+                .map(|u| Doomed { id: u.id, name: u.username.clone(), note: String::new() })
                 .collect(),
             affected: Vec::new(),
             action: "/admin/auth/user/".into(),
@@ -200,14 +186,12 @@ async fn delete_one(
     id: i32,
 ) -> Result<User, AdminError> {
     let granted = granted.clone();
-    Ok(auth
-        .write(move |conn| users::delete_user(conn, &granted, id))
-        .await?)
+    Ok(auth.write(move |conn| users::delete_user(conn, &granted, id)).await?)
 }
 
 /// After deleting oneself there is no session left to write a message to:
 /// log out and go to the login page.
-fn signed_out(identity: Option<Identity>) -> Result<HttpResponse, AdminError> {
+fn signed_out(identity: Option<Identity>) -> Reply {
     if let Some(identity) = identity {
         identity.logout();
     }
@@ -222,13 +206,9 @@ struct AddPage<'a> {
     errors: Errors,
 }
 
-pub async fn add_form(staff: Staff) -> Result<HttpResponse, AdminError> {
+pub async fn add_form(staff: Staff) -> Reply {
     staff.require::<perms::AddUser>()?;
-    ok(&AddPage {
-        layout: &staff.layout,
-        username: String::new(),
-        errors: Errors::new(),
-    })
+    ok(&AddPage { layout: &staff.layout, username: String::new(), errors: Errors::new() })
 }
 
 #[derive(Deserialize, Default)]
@@ -244,9 +224,7 @@ fn check_new_password(p1: &str, p2: &str, username: &str, email: &str) -> Vec<St
     if p1 != p2 {
         return vec!["The two password fields didn’t match.".to_owned()];
     }
-    password::validate(p1, username, email)
-        .err()
-        .unwrap_or_default()
+    password::validate(p1, username, email).err().unwrap_or_default()
 }
 
 /// Hashes a password off the async workers.
@@ -261,7 +239,7 @@ pub async fn add(
     staff: Staff,
     CsrfForm(form): CsrfForm<AddForm>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::AddUser>()?;
     let username = form.username.trim().to_owned();
     let mut errors = Errors::new();
@@ -274,14 +252,8 @@ pub async fn add(
     }
     if errors.is_empty() {
         let phc = hash(form.password1).await?;
-        let spec = users::UserSpec {
-            username: username.clone(),
-            ..Default::default()
-        };
-        match auth
-            .write(move |conn| users::create_user(conn, &granted, &spec, &phc))
-            .await
-        {
+        let spec = users::UserSpec { username: username.clone(), ..Default::default() };
+        match auth.write(move |conn| users::create_user(conn, &granted, &spec, &phc)).await {
             Ok(user) => {
                 let message = format!(
                     "The user “{}” was added successfully. You may edit it again below.",
@@ -290,19 +262,14 @@ pub async fn add(
                 flash(&req, "success", message);
                 return redirect(&format!("/admin/auth/user/{}/change/", user.id));
             }
-            Err(DbError::Invalid(invalid)) => errors
-                .entry(invalid.field)
-                .or_default()
-                .push(invalid.message),
+            Err(DbError::Invalid(invalid)) => {
+                errors.entry(invalid.field).or_default().push(invalid.message)
+            }
             Err(other) => return Err(other.into()),
         }
     }
     // A failed form keeps what was typed, never the password.
-    ok(&AddPage {
-        layout: &staff.layout,
-        username,
-        errors,
-    })
+    ok(&AddPage { layout: &staff.layout, username, errors })
 }
 
 /// Empty, or one `@` with something either side (Django checks more; the
@@ -314,17 +281,6 @@ fn valid_email(email: &str) -> bool {
         })
 }
 
-struct Choice {
-    id: i32,
-    label: String,
-    selected: bool,
-}
-
-struct GrantRow {
-    perm: i32,
-    feed: String,
-}
-
 #[derive(Template)]
 #[template(path = "admin/user_change.html")]
 struct ChangePage<'a> {
@@ -332,9 +288,7 @@ struct ChangePage<'a> {
     target: User,
     password_summary: String,
     groups: Vec<Choice>,
-    perms: Vec<Choice>,
-    lbasedb_perms: Vec<(i32, String)>,
-    grants: Vec<GrantRow>,
+    links: PermFields,
     effective_perms: Vec<String>,
     effective_grants: Vec<(String, Vec<String>)>,
     errors: Errors,
@@ -355,10 +309,7 @@ struct Catalog {
 
 async fn catalog(auth: &AuthState) -> Result<Catalog, AdminError> {
     Ok(db::run(&auth.pool, |conn| {
-        Ok(Catalog {
-            groups: queries::all_groups(conn)?,
-            perms: queries::all_permissions(conn)?,
-        })
+        Ok(Catalog { groups: queries::all_groups(conn)?, perms: queries::all_permissions(conn)? })
     })
     .await?)
 }
@@ -369,16 +320,9 @@ async fn effective(
     target: &User,
     catalog: &Catalog,
 ) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), AdminError> {
-    let held = auth
-        .principal_of(target.id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let held = auth.principal_of(target.id).await?.ok_or(AdminError::NotFound)?;
     let mut perms: Vec<String> = if target.is_superuser {
-        catalog
-            .perms
-            .iter()
-            .map(Permission::full_codename)
-            .collect()
+        catalog.perms.iter().map(Permission::full_codename).collect()
     } else {
         held.perms.iter().cloned().collect()
     };
@@ -405,43 +349,15 @@ async fn change_page<'a>(
 ) -> Result<ChangePage<'a>, AdminError> {
     let catalog = catalog(auth).await?;
     let (effective_perms, effective_grants) = effective(auth, &target, &catalog).await?;
-    let mut grants: Vec<GrantRow> = links
-        .grants
-        .iter()
-        .map(|(perm, feed)| GrantRow {
-            perm: *perm,
-            feed: feed.clone(),
-        })
-        .collect();
-    grants.extend((0..3).map(|_| GrantRow {
-        perm: 0,
-        feed: String::new(),
-    }));
-    let choice = |id: i32, label: String, chosen: &[i32]| Choice {
-        id,
-        label,
-        selected: chosen.contains(&id),
-    };
     Ok(ChangePage {
         layout: &staff.layout,
         password_summary: password::summary(&target.password),
         groups: catalog
             .groups
             .iter()
-            .map(|g| choice(g.id, g.name.clone(), &links.groups))
+            .map(|g| Choice::new(g.id, g.name.clone(), &links.groups))
             .collect(),
-        perms: catalog
-            .perms
-            .iter()
-            .map(|p| choice(p.id, format!("{} | {}", p.app_label, p.name), &links.perms))
-            .collect(),
-        lbasedb_perms: catalog
-            .perms
-            .iter()
-            .filter(|p| p.app_label == crate::lbasedb::perms::APP_LABEL)
-            .map(|p| (p.id, p.full_codename()))
-            .collect(),
-        grants,
+        links: PermFields::new(&catalog.perms, &links.perms, &links.grants),
         effective_perms,
         effective_grants,
         errors,
@@ -451,11 +367,7 @@ async fn change_page<'a>(
     })
 }
 
-pub async fn change_form(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn change_form(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
     staff.require_view(Model::User)?;
     let target = load_user(&auth, *path).await?;
     let id = target.id;
@@ -469,29 +381,15 @@ fn snapshot(
     links: &queries::UserLinks,
     catalog: &Catalog,
 ) -> Vec<(&'static str, String)> {
-    let group_name = |id: &i32| {
-        catalog
-            .groups
-            .iter()
-            .find(|g| g.id == *id)
-            .map(|g| g.name.clone())
-    };
-    let perm_name = |id: &i32| {
-        catalog
-            .perms
-            .iter()
-            .find(|p| p.id == *id)
-            .map(Permission::full_codename)
-    };
+    let group_name = |id: &i32| catalog.groups.iter().find(|g| g.id == *id).map(|g| g.name.clone());
+    let perm_name =
+        |id: &i32| catalog.perms.iter().find(|p| p.id == *id).map(Permission::full_codename);
     let sorted = |mut names: Vec<String>| {
         names.sort();
         names.join(", ")
     };
-    let grants = links
-        .grants
-        .iter()
-        .filter_map(|(p, f)| perm_name(p).map(|p| format!("{p}={f}")))
-        .collect();
+    let grants =
+        links.grants.iter().filter_map(|(p, f)| perm_name(p).map(|p| format!("{p}={f}"))).collect();
     vec![
         ("username", user.username.clone()),
         ("email", user.email.clone()),
@@ -500,14 +398,8 @@ fn snapshot(
         ("is_active", user.is_active.to_string()),
         ("is_staff", user.is_staff.to_string()),
         ("is_superuser", user.is_superuser.to_string()),
-        (
-            "groups",
-            sorted(links.groups.iter().filter_map(group_name).collect()),
-        ),
-        (
-            "user_permissions",
-            sorted(links.perms.iter().filter_map(perm_name).collect()),
-        ),
+        ("groups", sorted(links.groups.iter().filter_map(group_name).collect())),
+        ("user_permissions", sorted(links.perms.iter().filter_map(perm_name).collect())),
         ("feed_grants", sorted(grants)),
     ]
 }
@@ -538,10 +430,7 @@ fn read_change(form: &ChangeForm, catalog: &Catalog, errors: &mut Errors) -> que
     }
     let email = form.email.trim().to_owned();
     if !valid_email(&email) {
-        errors
-            .entry("email")
-            .or_default()
-            .push("Enter a valid email address.".into());
+        errors.entry("email").or_default().push("Enter a valid email address.".into());
     }
     let group_ids: Vec<i32> = catalog.groups.iter().map(|g| g.id).collect();
     let perm_ids: Vec<i32> = catalog.perms.iter().map(|p| p.id).collect();
@@ -555,12 +444,7 @@ fn read_change(form: &ChangeForm, catalog: &Catalog, errors: &mut Errors) -> que
         is_superuser: form.is_superuser.0,
         links: queries::UserLinks {
             groups: choices(&form.groups, "groups", &group_ids, errors),
-            perms: choices(
-                &form.user_permissions,
-                "user_permissions",
-                &perm_ids,
-                errors,
-            ),
+            perms: choices(&form.user_permissions, "user_permissions", &perm_ids, errors),
             grants: grant_rows(&form.grant_perm, &form.grant_feed, &catalog.perms, errors),
         },
     }
@@ -572,7 +456,7 @@ pub async fn change(
     path: web::Path<i32>,
     CsrfForm(form): CsrfForm<ChangeForm>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::ChangeUser>()?;
     let before = load_user(&auth, *path).await?;
     let id = before.id;
@@ -595,15 +479,13 @@ pub async fn change(
         .collect();
     if errors.is_empty() {
         let saving = update.clone();
-        let saved = auth
-            .write(move |conn| users::update_user(conn, &granted, id, &saving, &changes))
-            .await;
+        let saved =
+            auth.write(move |conn| users::update_user(conn, &granted, id, &saving, &changes)).await;
         match saved {
             Ok(()) => {}
-            Err(DbError::Invalid(invalid)) => errors
-                .entry(invalid.field)
-                .or_default()
-                .push(invalid.message),
+            Err(DbError::Invalid(invalid)) => {
+                errors.entry(invalid.field).or_default().push(invalid.message)
+            }
             Err(other) => return Err(other.into()),
         }
     }
@@ -633,14 +515,10 @@ pub async fn password_form(
     staff: Staff,
     path: web::Path<i32>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     staff.require::<perms::ChangeUser>()?;
     let target = load_user(&auth, *path).await?;
-    ok(&PasswordPage {
-        layout: &staff.layout,
-        target,
-        errors: Vec::new(),
-    })
+    ok(&PasswordPage { layout: &staff.layout, target, errors: Vec::new() })
 }
 
 #[derive(Deserialize, Default)]
@@ -656,35 +534,22 @@ pub async fn password(
     path: web::Path<i32>,
     CsrfForm(form): CsrfForm<PasswordForm>,
     auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::ChangeUser>()?;
     let target = load_user(&auth, *path).await?;
-    let errors = check_new_password(
-        &form.password1,
-        &form.password2,
-        &target.username,
-        &target.email,
-    );
+    let errors =
+        check_new_password(&form.password1, &form.password2, &target.username, &target.email);
     if !errors.is_empty() {
-        return ok(&PasswordPage {
-            layout: &staff.layout,
-            target,
-            errors,
-        });
+        return ok(&PasswordPage { layout: &staff.layout, target, errors });
     }
     let phc = hash(form.password1).await?;
     let id = target.id;
-    auth.write(move |conn| users::set_password(conn, &granted, id, &phc))
-        .await?;
+    auth.write(move |conn| users::set_password(conn, &granted, id, &phc)).await?;
     flash(&req, "success", "Password changed successfully.");
     redirect(&format!("/admin/auth/user/{id}/change/"))
 }
 
-pub async fn delete_form(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn delete_form(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
     staff.require::<perms::DeleteUser>()?;
     let target = load_user(&auth, *path).await?;
     let id = target.id;
@@ -711,7 +576,7 @@ pub async fn delete(
     _form: CsrfForm<NoFields>,
     auth: web::Data<AuthState>,
     identity: Option<Identity>,
-) -> Result<HttpResponse, AdminError> {
+) -> Reply {
     let granted = staff.require::<perms::DeleteUser>()?;
     let target = delete_one(&auth, &granted, *path).await?;
     if target.id == staff.principal.user_id {
@@ -722,11 +587,7 @@ pub async fn delete(
     redirect("/admin/auth/user/")
 }
 
-pub async fn history(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-) -> Result<HttpResponse, AdminError> {
+pub async fn history(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
     staff.require_view(Model::User)?;
     let target = load_user(&auth, *path).await?;
     let of = HistoryOf {

@@ -67,19 +67,12 @@ pub async fn check_credentials(
     password: &str,
 ) -> Result<User, AuthError> {
     let ip = client_ip(req);
-    state
-        .throttle
-        .attempt_login(username, ip)
-        .await?
-        .map_err(|wait| {
-            state.metrics.auth_failure(AuthFailure::Throttled);
-            AuthError::Throttled(wait)
-        })?;
+    state.throttle.attempt_login(username, ip).await?.map_err(|wait| {
+        state.metrics.auth_failure(AuthFailure::Throttled);
+        AuthError::Throttled(wait)
+    })?;
     let name = username.to_owned();
-    let user = db::run(&state.pool, move |conn| {
-        queries::user_by_username(conn, &name)
-    })
-    .await?;
+    let user = db::run(&state.pool, move |conn| queries::user_by_username(conn, &name)).await?;
     let phc = user.as_ref().map(|u| u.password.clone());
     let attempt = password.to_owned();
     let matches = web::block(move || password::verify(&attempt, phc.as_deref())).await?;
@@ -108,10 +101,7 @@ async fn upgrade_hash(state: &AuthState, user: &User, password: &str) -> Result<
     let secret = password.to_owned();
     let new = web::block(move || password::hash(&secret)).await?;
     let (id, old) = (user.id, user.password.clone());
-    db::run(&state.pool, move |conn| {
-        queries::replace_password_hash(conn, id, &old, &new)
-    })
-    .await?;
+    db::run(&state.pool, move |conn| queries::replace_password_hash(conn, id, &old, &new)).await?;
     Ok(())
 }
 
@@ -129,11 +119,7 @@ pub async fn obtain_token(
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
     let (token, plain) = db::run(&state.pool, move |conn| {
-        let spec = users::TokenSpec {
-            name: &name,
-            expires_at,
-            restrictions,
-        };
+        let spec = users::TokenSpec { name: &name, expires_at, restrictions };
         users::issue_own_token(conn, user.id, &spec)
     })
     .await?;
@@ -161,17 +147,12 @@ pub async fn login(
     Identity::login(&req.extensions(), user.id.to_string()).map_err(ApiError::internal)?;
     let csrf = ensure_csrf_token(&req)?;
     let user_id = user.id;
-    db::run(&state.pool, move |conn| {
-        queries::touch_last_login(conn, user_id)
-    })
-    .await?;
-    Ok(HttpResponse::Ok()
-        .cookie(state.csrf_cookie(&csrf))
-        .json(json!({
-            "detail": "Logged in.",
-            "username": user.username,
-            "csrfToken": csrf,
-        })))
+    db::run(&state.pool, move |conn| queries::touch_last_login(conn, user_id)).await?;
+    Ok(HttpResponse::Ok().cookie(state.csrf_cookie(&csrf)).json(json!({
+        "detail": "Logged in.",
+        "username": user.username,
+        "csrfToken": csrf,
+    })))
 }
 
 /// Login CSRF: a page on another site must not log its visitor in to an
@@ -182,10 +163,7 @@ pub async fn login(
 /// which no third party can make a victim send.
 pub fn check_same_origin(req: &HttpRequest) -> Result<(), ApiError> {
     use actix_web::http::header;
-    let claimed = req
-        .headers()
-        .get(header::ORIGIN)
-        .or_else(|| req.headers().get(header::REFERER));
+    let claimed = req.headers().get(header::ORIGIN).or_else(|| req.headers().get(header::REFERER));
     let Some(claimed) = claimed else {
         return Ok(());
     };
@@ -221,18 +199,13 @@ pub async fn logout(
 /// `csrftoken` cookie.
 pub async fn csrf(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
     let token = ensure_csrf_token(&req)?;
-    Ok(HttpResponse::Ok()
-        .cookie(state.csrf_cookie(&token))
-        .json(json!({ "csrfToken": token })))
+    Ok(HttpResponse::Ok().cookie(state.csrf_cookie(&token)).json(json!({ "csrfToken": token })))
 }
 
 /// `GET /api/auth/me/`: who you are, your groups, your effective
 /// permissions and feed grants.
 pub async fn me(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, ApiError> {
-    let who = state
-        .authenticate(&req)
-        .await?
-        .ok_or_else(ApiError::no_credentials)?;
+    let who = state.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
     let p = &who.principal;
     let mut permissions: Vec<String> = if p.is_superuser {
         db::run(&state.pool, queries::all_permissions)
@@ -273,23 +246,13 @@ pub async fn revoke_token(
     req: HttpRequest,
     state: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = state
-        .authenticate(&req)
-        .await?
-        .ok_or_else(ApiError::no_credentials)?;
+    let who = state.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
     if who.by_session {
-        return Err(ApiError::BadRequest(
-            "Only a token can revoke itself.".into(),
-        ));
+        return Err(ApiError::BadRequest("Only a token can revoke itself.".into()));
     }
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes());
     let key = super::parse_authorization(header.unwrap_or_default())?;
     let digest = super::token::digest(key);
-    state
-        .write(move |conn| queries::revoke_token_by_digest(conn, &digest))
-        .await?;
+    state.write(move |conn| queries::revoke_token_by_digest(conn, &digest)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

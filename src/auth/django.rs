@@ -62,12 +62,7 @@ fn pbkdf2(password: &str, encoded: &str, derive: Derive) -> bool {
         return false;
     }
     let mut derived = vec![0u8; expected.len()];
-    derive(
-        password.as_bytes(),
-        salt.as_bytes(),
-        iterations,
-        &mut derived,
-    );
+    derive(password.as_bytes(), salt.as_bytes(), iterations, &mut derived);
     constant_time_eq(&derived, &expected)
 }
 
@@ -124,10 +119,7 @@ mod tests {
         assert!(!verify("secret", "pbkdf2_sha256$99999999999$salt$AAAA"));
         assert!(!verify("secret", "pbkdf2_sha256$abc$salt$AAAA"));
         assert!(!verify("secret", "!unusable"));
-        assert!(!verify(
-            "secret",
-            "md5$salt$5ebe2294ecd0e0f08eab7690d2a6ee69"
-        ));
+        assert!(!verify("secret", "md5$salt$5ebe2294ecd0e0f08eab7690d2a6ee69"));
         assert!(!verify("secret", ""));
     }
 

@@ -53,10 +53,7 @@ impl Powers {
     }
 
     pub fn holds_grant(&self, codename: &str, feed: &str) -> bool {
-        self.holds(codename)
-            || self
-                .grants
-                .contains(&(codename.to_owned(), feed.to_owned()))
+        self.holds(codename) || self.grants.contains(&(codename.to_owned(), feed.to_owned()))
     }
 
     /// Whether this holds everything `other` holds.
@@ -64,10 +61,7 @@ impl Powers {
         self.superuser
             || (!other.superuser
                 && other.perms.iter().all(|p| self.holds(p))
-                && other
-                    .grants
-                    .iter()
-                    .all(|(p, feed)| self.holds_grant(p, feed)))
+                && other.grants.iter().all(|(p, feed)| self.holds_grant(p, feed)))
     }
 }
 
@@ -97,14 +91,10 @@ pub fn may_give(
     grants: &[(String, String)],
 ) -> Result<(), Denied> {
     if let Some(perm) = perms.iter().find(|p| !actor.holds(p)) {
-        return Err(Denied(format!(
-            "You cannot give the permission {perm}: you do not hold it."
-        )));
+        return Err(Denied(format!("You cannot give the permission {perm}: you do not hold it.")));
     }
     if let Some((perm, feed)) = grants.iter().find(|(p, f)| !actor.holds_grant(p, f)) {
-        return Err(Denied(format!(
-            "You cannot grant {perm} on feed {feed}: you do not hold it."
-        )));
+        return Err(Denied(format!("You cannot grant {perm} on feed {feed}: you do not hold it.")));
     }
     Ok(())
 }
@@ -160,10 +150,7 @@ mod tests {
         Powers {
             superuser,
             perms: perms.iter().map(|p| p.to_string()).collect(),
-            grants: grants
-                .iter()
-                .map(|(p, f)| (p.to_string(), f.to_string()))
-                .collect(),
+            grants: grants.iter().map(|(p, f)| (p.to_string(), f.to_string())).collect(),
         }
     }
 
@@ -186,15 +173,9 @@ mod tests {
         ];
         for (actor, perms, grants, ok) in cases {
             let perms: Vec<String> = perms.into_iter().map(String::from).collect();
-            let grants: Vec<(String, String)> = grants
-                .into_iter()
-                .map(|(p, f)| (p.to_owned(), f.to_owned()))
-                .collect();
-            assert_eq!(
-                may_give(actor, &perms, &grants).is_ok(),
-                ok,
-                "{perms:?} {grants:?}"
-            );
+            let grants: Vec<(String, String)> =
+                grants.into_iter().map(|(p, f)| (p.to_owned(), f.to_owned())).collect();
+            assert_eq!(may_give(actor, &perms, &grants).is_ok(), ok, "{perms:?} {grants:?}");
         }
     }
 
@@ -216,11 +197,7 @@ mod tests {
     fn acting_as_someone_needs_covering_them() {
         let superuser = powers(true, &[], &[]);
         let staff = powers(false, &["lbasedb.view_data"], &[("lbasedb.add_data", "xy")]);
-        let less = powers(
-            false,
-            &[],
-            &[("lbasedb.view_data", "xy"), ("lbasedb.add_data", "xy")],
-        );
+        let less = powers(false, &[], &[("lbasedb.view_data", "xy"), ("lbasedb.add_data", "xy")]);
         let more = powers(false, &["auth.change_user"], &[]);
         assert!(may_act_as(1, &staff, 1, &staff).is_ok(), "oneself");
         assert!(may_act_as(1, &staff, 2, &less).is_ok());

@@ -98,15 +98,10 @@ fn map_permissions(
     for perm in source.permissions.iter().filter(|p| used.contains(&p.id)) {
         match map_permission(&perm.app_label, &perm.codename) {
             Some(codename) => {
-                ours.insert(
-                    perm.id,
-                    queries::permission_by_codename(conn, &codename)?.id,
-                );
+                ours.insert(perm.id, queries::permission_by_codename(conn, &codename)?.id);
             }
             None => {
-                report
-                    .permissions_skipped
-                    .insert(format!("{}.{}", perm.app_label, perm.codename));
+                report.permissions_skipped.insert(format!("{}.{}", perm.app_label, perm.codename));
             }
         }
     }
@@ -168,10 +163,7 @@ fn import_users(
             None => &mut report.users_created,
         };
         list.push(user.username.clone());
-        if existing
-            .as_ref()
-            .is_none_or(|ours| ours.password != user.password)
-        {
+        if existing.as_ref().is_none_or(|ours| ours.password != user.password) {
             ids.insert(user.id, queries::put_user_record(conn, &record(user)?)?);
         }
         if let Some(why) = why_no_login(&user.password) {
@@ -185,10 +177,7 @@ fn record(user: &DjangoUser) -> Result<UserRecord<'_>, DbError> {
     let joined = parse_datetime(&user.date_joined).ok_or_else(|| {
         DbError::invalid(
             "date_joined",
-            format!(
-                "user {}: date_joined {:?} is no date",
-                user.username, user.date_joined
-            ),
+            format!("user {}: date_joined {:?} is no date", user.username, user.date_joined),
         )
     })?;
     Ok(UserRecord {
@@ -210,9 +199,9 @@ fn why_no_login(encoded: &str) -> Option<String> {
     match django::algorithm(encoded) {
         None => Some("unusable password (as in Django)".into()),
         Some(_) if django::is_supported(encoded) => None,
-        Some(algorithm) => Some(format!(
-            "{algorithm} hashes are not accepted here; set a new password"
-        )),
+        Some(algorithm) => {
+            Some(format!("{algorithm} hashes are not accepted here; set a new password"))
+        }
     }
 }
 
@@ -274,25 +263,13 @@ impl fmt::Display for ImportReport {
         )?;
         writeln!(f, "memberships: {}", self.memberships)?;
         writeln!(f, "permissions mapped: {}", self.permissions_mapped)?;
-        let skipped: Vec<&str> = self
-            .permissions_skipped
-            .iter()
-            .map(String::as_str)
-            .collect();
+        let skipped: Vec<&str> = self.permissions_skipped.iter().map(String::as_str).collect();
         writeln!(
             f,
             "permissions skipped (no meaning here): {}",
-            if skipped.is_empty() {
-                "none".into()
-            } else {
-                skipped.join(", ")
-            }
+            if skipped.is_empty() { "none".into() } else { skipped.join(", ") }
         )?;
-        writeln!(
-            f,
-            "tokens: {} added, {} known already",
-            self.tokens_added, self.tokens_known
-        )?;
+        writeln!(f, "tokens: {} added, {} known already", self.tokens_added, self.tokens_known)?;
         for (user, why) in &self.cannot_log_in {
             writeln!(f, "cannot log in: {user}: {why}")?;
         }
@@ -325,11 +302,7 @@ mod tests {
             ("api", "export_data", None),
         ];
         for (app, codename, ours) in cases {
-            assert_eq!(
-                map_permission(app, codename).as_deref(),
-                ours,
-                "{app}.{codename}"
-            );
+            assert_eq!(map_permission(app, codename).as_deref(), ours, "{app}.{codename}");
         }
     }
 }

@@ -98,11 +98,7 @@ impl AuthState {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let key = parse_authorization(value.as_bytes())?;
             let (principal, prefix) = self.by_token(key, client_ip(req)).await?;
-            return Ok(Some(Authenticated {
-                principal,
-                by_session: false,
-                credential: prefix,
-            }));
+            return Ok(Some(Authenticated { principal, by_session: false, credential: prefix }));
         }
         let Ok(identity) = req.get_identity() else {
             return Ok(None);
@@ -110,15 +106,9 @@ impl AuthState {
         let Ok(Ok(user_id)) = identity.id().map(|id| id.parse::<i32>()) else {
             return Ok(None);
         };
-        Ok(self
-            .principal_of(user_id)
-            .await?
-            .filter(|p| p.is_active)
-            .map(|principal| Authenticated {
-                principal,
-                by_session: true,
-                credential: Arc::from("session"),
-            }))
+        Ok(self.principal_of(user_id).await?.filter(|p| p.is_active).map(|principal| {
+            Authenticated { principal, by_session: true, credential: Arc::from("session") }
+        }))
     }
 
     async fn by_token(
@@ -180,9 +170,7 @@ impl AuthState {
         }
         if !auth.principal.is_active {
             self.metrics.auth_failure(AuthFailure::InactiveUser);
-            return Err(ApiError::NotAuthenticated(
-                "User inactive or deleted.".into(),
-            ));
+            return Err(ApiError::NotAuthenticated("User inactive or deleted.".into()));
         }
         if auth.claim_touch(now.and_utc().timestamp()) {
             let (pool, id) = (self.pool.clone(), auth.token_id);
@@ -277,14 +265,9 @@ pub fn ensure_csrf_token(req: &HttpRequest) -> Result<String, ApiError> {
     if let Ok(Some(token)) = session.get::<String>(CSRF_SESSION_KEY) {
         return Ok(token);
     }
-    let token: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
-    session
-        .insert(CSRF_SESSION_KEY, &token)
-        .map_err(ApiError::internal)?;
+    let token: String =
+        rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    session.insert(CSRF_SESSION_KEY, &token).map_err(ApiError::internal)?;
     Ok(token)
 }
 

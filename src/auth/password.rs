@@ -45,9 +45,7 @@ fn raw_hash(
 pub fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_bytes = [0u8; 64];
-    let raw_salt = salt
-        .decode_b64(&mut salt_bytes)
-        .expect("a generated salt decodes");
+    let raw_salt = salt.decode_b64(&mut salt_bytes).expect("a generated salt decodes");
     let params = params();
     let out = raw_hash(
         password.as_bytes(),
@@ -95,9 +93,7 @@ pub fn needs_rehash(stored: &str) -> bool {
 fn check(password: &str, stored: &str) -> Option<bool> {
     let parsed = PasswordHash::new(stored).ok()?;
     let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
-    let version = parsed
-        .version
-        .map_or(Some(Version::V0x13), |v| Version::try_from(v).ok())?;
+    let version = parsed.version.map_or(Some(Version::V0x13), |v| Version::try_from(v).ok())?;
     let params = Params::try_from(&parsed).ok()?;
     let expected = parsed.hash?;
     let mut salt_bytes = [0u8; 64];
@@ -117,10 +113,7 @@ pub fn summary(phc: &str) -> String {
             "algorithm: {} {} salt: {}****** hash: {}******",
             parsed.algorithm,
             parsed.params,
-            parsed
-                .salt
-                .map(|s| s.as_str().chars().take(6).collect::<String>())
-                .unwrap_or_default(),
+            parsed.salt.map(|s| s.as_str().chars().take(6).collect::<String>()).unwrap_or_default(),
             parsed
                 .hash
                 .map(|h| h.to_string().chars().take(6).collect::<String>())
@@ -131,12 +124,8 @@ pub fn summary(phc: &str) -> String {
 }
 
 /// Django's `common-passwords.txt.gz` (20,000 passwords), lowercased.
-static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("common-passwords.txt")
-        .lines()
-        .map(str::trim)
-        .collect()
-});
+static COMMON: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("common-passwords.txt").lines().map(str::trim).collect());
 
 const MIN_LENGTH: usize = 8;
 const MAX_SIMILARITY: f64 = 0.7;
@@ -162,11 +151,7 @@ pub fn validate(password: &str, username: &str, email: &str) -> Result<(), Vec<S
     if !password.is_empty() && password.chars().all(|c| c.is_ascii_digit()) {
         errors.push("This password is entirely numeric.".into());
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 /// Django's `UserAttributeSimilarityValidator`: the value, and each of its
@@ -176,9 +161,7 @@ fn too_similar(password: &str, value: &str) -> bool {
         return false;
     }
     let parts = std::iter::once(value).chain(value.split(|c: char| !c.is_alphanumeric()));
-    parts
-        .filter(|part| !part.is_empty())
-        .any(|part| quick_ratio(password, part) >= MAX_SIMILARITY)
+    parts.filter(|part| !part.is_empty()).any(|part| quick_ratio(password, part) >= MAX_SIMILARITY)
 }
 
 /// difflib.SequenceMatcher.quick_ratio: twice the size of the multiset
@@ -221,19 +204,12 @@ mod tests {
     fn hashes_made_by_the_argon2_crate_verify_and_the_other_way_round() {
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
         let salt = SaltString::generate(&mut OsRng);
-        let theirs = Argon2::default()
-            .hash_password(b"s3cret-words", &salt)
-            .unwrap()
-            .to_string();
+        let theirs = Argon2::default().hash_password(b"s3cret-words", &salt).unwrap().to_string();
         assert!(verify("s3cret-words", Some(&theirs)));
         assert!(!verify("other-words", Some(&theirs)));
         let ours = hash("s3cret-words");
         let parsed = PasswordHash::new(&ours).unwrap();
-        assert!(
-            Argon2::default()
-                .verify_password(b"s3cret-words", &parsed)
-                .is_ok()
-        );
+        assert!(Argon2::default().verify_password(b"s3cret-words", &parsed).is_ok());
     }
 
     #[test]
@@ -246,23 +222,12 @@ mod tests {
                 &["This password is too short. It must contain at least 8 characters."],
             ),
             ("password", "alice", &["This password is too common."]),
-            (
-                "84736251908",
-                "alice",
-                &["This password is entirely numeric."],
-            ),
-            (
-                "alicealice1",
-                "alicealice",
-                &["The password is too similar to the username."],
-            ),
+            ("84736251908", "alice", &["This password is entirely numeric."]),
+            ("alicealice1", "alicealice", &["The password is too similar to the username."]),
             (
                 "12345678",
                 "bob",
-                &[
-                    "This password is too common.",
-                    "This password is entirely numeric.",
-                ],
+                &["This password is too common.", "This password is entirely numeric."],
             ),
         ];
         for (password, username, expected) in cases {

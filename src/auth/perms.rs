@@ -75,10 +75,7 @@ pub struct Granted<P> {
 impl<P: Permission> Granted<P> {
     /// Only the admin's permission check makes one for a user.
     pub(crate) fn checked(actor: Actor) -> Self {
-        Self {
-            actor,
-            _permission: PhantomData,
-        }
+        Self { actor, _permission: PhantomData }
     }
 
     /// The command line (and `loaddata`, and tests arranging data): whoever

@@ -48,11 +48,7 @@ impl Principal {
             is_staff: user.is_staff,
             is_superuser: user.is_superuser,
             groups: holdings.groups,
-            group_rates: holdings
-                .group_rates
-                .iter()
-                .filter_map(|rate| rate.parse().ok())
-                .collect(),
+            group_rates: holdings.group_rates.iter().filter_map(|rate| rate.parse().ok()).collect(),
             perms: holdings.perms.into_iter().collect(),
             grants,
         }
@@ -65,11 +61,7 @@ impl Principal {
     /// Held globally, or granted for this feed.
     pub fn has_feed_perm(&self, codename: &str, feed: &str) -> bool {
         self.has_perm(codename)
-            || (self.is_active
-                && self
-                    .grants
-                    .get(feed)
-                    .is_some_and(|held| held.contains(codename)))
+            || (self.is_active && self.grants.get(feed).is_some_and(|held| held.contains(codename)))
     }
 }
 
@@ -128,18 +120,9 @@ pub struct AuthCache {
 impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            tokens: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
-            users: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
-            sessions: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
+            tokens: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            users: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            sessions: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             generation: Arc::default(),
         }
     }

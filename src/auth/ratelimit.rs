@@ -44,10 +44,7 @@ impl FromStr for Rate {
         if requests == 0 {
             return Err(invalid());
         }
-        Ok(Self {
-            requests,
-            per: Duration::from_secs(per),
-        })
+        Ok(Self { requests, per: Duration::from_secs(per) })
     }
 }
 
@@ -73,11 +70,7 @@ pub fn effective_rate(
     if superuser {
         return None;
     }
-    group_rates
-        .iter()
-        .copied()
-        .max_by(|a, b| a.per_second().total_cmp(&b.per_second()))
-        .or(default)
+    group_rates.iter().copied().max_by(|a, b| a.per_second().total_cmp(&b.per_second())).or(default)
 }
 
 /// Why a request was refused, and when to come back.
@@ -181,10 +174,7 @@ mod tests {
     fn rates_read_as_drf_writes_them() {
         let rate: Rate = "600/min".parse().unwrap();
         assert_eq!((rate.requests, rate.per), (600, Duration::from_secs(60)));
-        assert_eq!(
-            "10/sec".parse::<Rate>().unwrap().per,
-            Duration::from_secs(1)
-        );
+        assert_eq!("10/sec".parse::<Rate>().unwrap().per, Duration::from_secs(1));
         assert_eq!("5/hour".parse::<Rate>().unwrap().to_string(), "5/hour");
         for bad in ["", "600", "x/min", "10/fortnight", "0/min", "-1/s"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad}");
@@ -204,15 +194,9 @@ mod tests {
         let limits = UserLimits::new(Some(1));
         let rate: Rate = "2/hour".parse().unwrap();
         let first = limits.admit(1, Some(rate), false).unwrap();
-        assert_eq!(
-            limits.admit(1, Some(rate), false).err(),
-            Some(Limited::InFlight)
-        );
+        assert_eq!(limits.admit(1, Some(rate), false).err(), Some(Limited::InFlight));
         drop(first);
-        assert!(matches!(
-            limits.admit(1, Some(rate), false),
-            Err(Limited::Rate(_))
-        ));
+        assert!(matches!(limits.admit(1, Some(rate), false), Err(Limited::Rate(_))));
         assert!(limits.admit(2, Some(rate), false).is_ok(), "another user");
     }
 }

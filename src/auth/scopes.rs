@@ -47,17 +47,12 @@ pub fn parse_scope(text: &str) -> Result<Scope, String> {
             && !code.is_empty()
     });
     if !well_formed {
-        return Err(format!(
-            "scope {text:?}: expected CODENAME or CODENAME=FEED"
-        ));
+        return Err(format!("scope {text:?}: expected CODENAME or CODENAME=FEED"));
     }
     if let Some(feed) = feed.filter(|f| !is_valid_name(f)) {
         return Err(format!("scope {text:?}: {feed:?} is not a valid feed name"));
     }
-    Ok(Scope {
-        codename: codename.to_owned(),
-        feed: feed.map(str::to_owned),
-    })
+    Ok(Scope { codename: codename.to_owned(), feed: feed.map(str::to_owned) })
 }
 
 /// Items given one by one or comma- or space-separated in one string.
@@ -83,10 +78,7 @@ impl Restrictions {
         let list = |text: Option<&str>| text.map(|t| vec![t.to_owned()]).unwrap_or_default();
         Self::parse(&list(scopes), &list(networks)).unwrap_or_else(|_| Self {
             // Unreadable restrictions restrict everything.
-            scopes: vec![Scope {
-                codename: "none.none".into(),
-                feed: None,
-            }],
+            scopes: vec![Scope { codename: "none.none".into(), feed: None }],
             networks: Vec::new(),
         })
     }
@@ -124,10 +116,7 @@ impl Restrictions {
             let codename = &scope.codename;
             match &scope.feed {
                 Some(feed) if user.has_feed_perm(codename, feed) => {
-                    held.grants
-                        .entry(feed.clone())
-                        .or_default()
-                        .insert(codename.clone());
+                    held.grants.entry(feed.clone()).or_default().insert(codename.clone());
                 }
                 Some(_) => {}
                 None if user.has_perm(codename) => {
@@ -136,10 +125,7 @@ impl Restrictions {
                 None => {
                     for (feed, codenames) in &user.grants {
                         if codenames.contains(codename) {
-                            held.grants
-                                .entry(feed.clone())
-                                .or_default()
-                                .insert(codename.clone());
+                            held.grants.entry(feed.clone()).or_default().insert(codename.clone());
                         }
                     }
                 }
@@ -157,10 +143,7 @@ mod tests {
     fn principal(superuser: bool, perms: &[&str], grants: &[(&str, &str)]) -> Principal {
         let mut by_feed: HashMap<String, HashSet<String>> = HashMap::new();
         for (codename, feed) in grants {
-            by_feed
-                .entry(feed.to_string())
-                .or_default()
-                .insert(codename.to_string());
+            by_feed.entry(feed.to_string()).or_default().insert(codename.to_string());
         }
         Principal {
             user_id: 1,
@@ -193,21 +176,12 @@ mod tests {
             &[("lbasedb.view_data", "xy"), ("lbasedb.view_feed", "ab")],
         ));
         assert!(granted.has_feed_perm("lbasedb.view_data", "xy"));
-        assert!(
-            granted.has_feed_perm("lbasedb.view_feed", "ab"),
-            "a global scope keeps grants"
-        );
+        assert!(granted.has_feed_perm("lbasedb.view_feed", "ab"), "a global scope keeps grants");
         assert!(!granted.has_perm("lbasedb.view_feed"));
 
         let none = scopes.restrict(&principal(false, &["lbasedb.add_data"], &[]));
-        assert!(
-            !none.has_feed_perm("lbasedb.view_data", "xy"),
-            "the user lacks it"
-        );
-        assert!(
-            !none.has_feed_perm("lbasedb.add_data", "xy"),
-            "the token lacks it"
-        );
+        assert!(!none.has_feed_perm("lbasedb.view_data", "xy"), "the user lacks it");
+        assert!(!none.has_feed_perm("lbasedb.add_data", "xy"), "the token lacks it");
     }
 
     #[test]
@@ -217,20 +191,12 @@ mod tests {
             &["203.0.113.0/24".into(), "10.0.0.1".into()],
         )
         .unwrap();
-        assert_eq!(
-            ok.scopes_text().unwrap(),
-            "lbasedb.view_data=xy,auth.view_user"
-        );
+        assert_eq!(ok.scopes_text().unwrap(), "lbasedb.view_data=xy,auth.view_user");
         assert_eq!(ok.networks_text().unwrap(), "203.0.113.0/24,10.0.0.1/32");
         assert!(ok.allows_from("203.0.113.9".parse().unwrap()));
         assert!(!ok.allows_from("127.0.0.1".parse().unwrap()));
         assert!(Restrictions::default().allows_from("127.0.0.1".parse().unwrap()));
-        for bad in [
-            "view_data",
-            "lbasedb.view_data=1x",
-            "lbasedb.=xy",
-            "lbasedb.View",
-        ] {
+        for bad in ["view_data", "lbasedb.view_data=1x", "lbasedb.=xy", "lbasedb.View"] {
             assert!(Restrictions::parse(&[bad.into()], &[]).is_err(), "{bad}");
         }
         assert!(Restrictions::parse(&[], &["example.com".into()]).is_err());

@@ -69,11 +69,7 @@ fn user_of(state: &State) -> Option<i32> {
 }
 
 fn new_key() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(64)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect()
 }
 
 /// Keys of cookie-held sessions start with this; database keys are
@@ -130,10 +126,7 @@ impl SessionStore for DbSessionStore {
         };
         let state: State =
             serde_json::from_str(&raw).map_err(|e| LoadError::Deserialization(e.into()))?;
-        let cached = Arc::new(CachedSession {
-            state: state.clone(),
-            expires_at,
-        });
+        let cached = Arc::new(CachedSession { state: state.clone(), expires_at });
         self.cache.put_session(generation, digest, cached);
         Ok(Some(state))
     }
@@ -143,9 +136,7 @@ impl SessionStore for DbSessionStore {
             return SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()));
         }
         let key = new_key();
-        self.write(&key, state, ttl)
-            .await
-            .map_err(SaveError::Other)?;
+        self.write(&key, state, ttl).await.map_err(SaveError::Other)?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
@@ -162,14 +153,10 @@ impl SessionStore for DbSessionStore {
                 return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
             }
             let key = new_key();
-            self.write(&key, state, ttl)
-                .await
-                .map_err(UpdateError::Other)?;
+            self.write(&key, state, ttl).await.map_err(UpdateError::Other)?;
             return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
         }
-        self.write(key.as_ref(), state, ttl)
-            .await
-            .map_err(UpdateError::Other)?;
+        self.write(key.as_ref(), state, ttl).await.map_err(UpdateError::Other)?;
         Ok(key)
     }
 
@@ -185,10 +172,7 @@ impl SessionStore for DbSessionStore {
         let expires = expiry(ttl);
         // The cached copy has the old expiry: read again next time.
         self.cache.forget_session(&digest);
-        db::run(&self.pool, move |conn| {
-            queries::session_extend(conn, &digest, expires)
-        })
-        .await?;
+        db::run(&self.pool, move |conn| queries::session_extend(conn, &digest, expires)).await?;
         Ok(())
     }
 
@@ -197,10 +181,7 @@ impl SessionStore for DbSessionStore {
             return Ok(());
         }
         let digest = digest(key.as_ref());
-        db::run(&self.pool, move |conn| {
-            queries::session_delete(conn, &digest)
-        })
-        .await?;
+        db::run(&self.pool, move |conn| queries::session_delete(conn, &digest)).await?;
         // As after a write: at once here, within the poll interval elsewhere.
         self.cache.clear_sessions();
         Ok(())
@@ -246,11 +227,7 @@ mod tests {
         assert_eq!(cookie_held_state(&key), Some(state.clone()));
 
         state.insert(IDENTITY_KEY.into(), "\"1\"".into());
-        assert_eq!(
-            cookie_held_key(&state),
-            None,
-            "an identity goes to the database"
-        );
+        assert_eq!(cookie_held_key(&state), None, "an identity goes to the database");
         use base64::prelude::{BASE64_URL_SAFE_NO_PAD, Engine as _};
         let forged = format!(
             "{COOKIE_HELD}{}",

@@ -38,10 +38,7 @@ impl Throttle {
     pub fn new(pool: Pool, login_limit: u32, token_limit: u32, window: Duration) -> Self {
         Self {
             pool,
-            refused: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(window)
-                .build(),
+            refused: Cache::builder().max_capacity(100_000).time_to_live(window).build(),
             login_limit,
             token_limit,
             window,
@@ -69,8 +66,7 @@ impl Throttle {
     /// address is over the limit (the answer becomes 429 rather than 401).
     pub async fn fail_token(&self, ip: IpAddr) -> Result<Result<(), Duration>, DbError> {
         let who = crate::net::counted_as(ip);
-        self.count(digest(&format!("token\0{who}")), self.token_limit)
-            .await
+        self.count(digest(&format!("token\0{who}")), self.token_limit).await
     }
 
     async fn count(&self, key: String, limit: u32) -> Result<Result<(), Duration>, DbError> {
@@ -127,13 +123,7 @@ mod tests {
             assert!(throttle.attempt_login("Alice", ip).await.unwrap().is_ok());
         }
         assert!(throttle.attempt_login("alice", ip).await.unwrap().is_err());
-        assert!(
-            throttle
-                .attempt_login("alice", other)
-                .await
-                .unwrap()
-                .is_ok()
-        );
+        assert!(throttle.attempt_login("alice", other).await.unwrap().is_ok());
         assert!(throttle.attempt_login("bob", ip).await.unwrap().is_ok());
         throttle.succeed_login("ALICE", ip).await.unwrap();
         assert!(throttle.attempt_login("alice", ip).await.unwrap().is_ok());
@@ -153,13 +143,7 @@ mod tests {
         let b = Throttle::new(pool.clone(), 4, 4, Duration::from_secs(60));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for throttle in [&a, &b, &a, &b] {
-            assert!(
-                throttle
-                    .attempt_login("secret-ish", ip)
-                    .await
-                    .unwrap()
-                    .is_ok()
-            );
+            assert!(throttle.attempt_login("secret-ish", ip).await.unwrap().is_ok());
         }
         assert!(a.attempt_login("secret-ish", ip).await.unwrap().is_err());
         assert!(b.attempt_login("secret-ish", ip).await.unwrap().is_err());

@@ -26,17 +26,10 @@ impl std::fmt::Debug for PlainToken {
 }
 
 pub fn generate() -> PlainToken {
-    let random: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(SECRET_LEN)
-        .map(char::from)
-        .collect();
+    let random: String =
+        rand::thread_rng().sample_iter(&Alphanumeric).take(SECRET_LEN).map(char::from).collect();
     let secret = format!("{TOKEN_PREFIX}{random}");
-    PlainToken {
-        prefix: secret[..SHOWN_LEN].to_owned(),
-        digest: digest(&secret),
-        secret,
-    }
+    PlainToken { prefix: secret[..SHOWN_LEN].to_owned(), digest: digest(&secret), secret }
 }
 
 /// The longest lifetime a token may be given: beyond it the expiry is no

@@ -35,10 +35,7 @@ pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
     let (codename, feed) = text.split_once('=').ok_or_else(|| {
         DbError::invalid("grants", format!("grant {text:?}: expected CODENAME=FEED"))
     })?;
-    if codename
-        .split_once('.')
-        .is_none_or(|(app, _)| app != crate::lbasedb::perms::APP_LABEL)
-    {
+    if codename.split_once('.').is_none_or(|(app, _)| app != crate::lbasedb::perms::APP_LABEL) {
         return Err(DbError::invalid(
             "grants",
             format!("grant {text:?}: only lbasedb permissions are granted per feed"),
@@ -56,9 +53,7 @@ pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
 pub fn validate_username(username: &str) -> Result<(), DbError> {
     let ok = !username.is_empty()
         && username.len() <= 150
-        && username
-            .chars()
-            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
+        && username.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
     if ok {
         Ok(())
     } else {
@@ -79,11 +74,7 @@ pub struct FieldChange {
 
 impl FieldChange {
     pub fn new(field: &str, old: impl Into<String>, new: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            old: old.into(),
-            new: new.into(),
-        }
+        Self { field: field.into(), old: old.into(), new: new.into() }
     }
 }
 
@@ -106,9 +97,7 @@ fn record(
     let Actor::User(id) = actor else {
         return Ok(());
     };
-    let username = queries::user_by_id(conn, id)?
-        .map(|u| u.username)
-        .unwrap_or_default();
+    let username = queries::user_by_id(conn, id)?.map(|u| u.username).unwrap_or_default();
     let changes = serde_json::to_string(changes).unwrap_or_else(|_| "[]".into());
     queries::log_action(
         conn,
@@ -125,19 +114,11 @@ fn record(
 }
 
 fn group_object(id: i32, name: &str) -> Object<'_> {
-    Object {
-        kind: "auth.group",
-        id: id.to_string(),
-        repr: name,
-    }
+    Object { kind: "auth.group", id: id.to_string(), repr: name }
 }
 
 fn user_object(user: &User) -> Object<'_> {
-    Object {
-        kind: "auth.user",
-        id: user.id.to_string(),
-        repr: &user.username,
-    }
+    Object { kind: "auth.user", id: user.id.to_string(), repr: &user.username }
 }
 
 /// Records an admin login, or a failed one (`user` is then who it would
@@ -205,11 +186,7 @@ pub fn create_user(
 
 /// A unique violation as the form error it stands for.
 fn unique_as(err: DbError, field: &'static str, message: &str) -> DbError {
-    if err.is_unique_violation() {
-        DbError::invalid(field, message)
-    } else {
-        err
-    }
+    if err.is_unique_violation() { DbError::invalid(field, message) } else { err }
 }
 
 /// Creates a group from codenames (the command line's and tests' form).
@@ -231,12 +208,7 @@ pub fn create_group(
             .collect::<Result<Vec<(i32, String)>, DbError>>()?;
         Ok::<_, DbError>((perms, grants))
     })?;
-    let spec = GroupSpec {
-        name,
-        perms: &ids.0,
-        grants: &ids.1,
-        rate_limit: None,
-    };
+    let spec = GroupSpec { name, perms: &ids.0, grants: &ids.1, rate_limit: None };
     let id = add_group(conn, by, &spec)?;
     queries::group_by_id(conn, id)?.ok_or_else(not_found)
 }
@@ -250,11 +222,7 @@ pub fn issue_token(
     name: &str,
     expires_at: Option<NaiveDateTime>,
 ) -> Result<(Token, PlainToken), DbError> {
-    let spec = TokenSpec {
-        name,
-        expires_at,
-        restrictions: Restrictions::default(),
-    };
+    let spec = TokenSpec { name, expires_at, restrictions: Restrictions::default() };
     issue_restricted_token(conn, by, user_id, &spec)
 }
 
@@ -273,11 +241,7 @@ pub fn issue_restricted_token(
         }
         let (stored, plain) = insert_token(conn, user_id, spec)?;
         let repr = format!("{} ({})", stored.prefix, target.username);
-        let object = Object {
-            kind: "authtoken.token",
-            id: stored.id.to_string(),
-            repr: &repr,
-        };
+        let object = Object { kind: "authtoken.token", id: stored.id.to_string(), repr: &repr };
         record(conn, by.actor(), object, "add", &[])?;
         Ok((stored, plain))
     })
@@ -314,10 +278,7 @@ fn insert_token(
         })?;
     }
     let plain = token::generate();
-    let (scopes, networks) = (
-        spec.restrictions.scopes_text(),
-        spec.restrictions.networks_text(),
-    );
+    let (scopes, networks) = (spec.restrictions.scopes_text(), spec.restrictions.networks_text());
     let stored = queries::create_token(
         conn,
         &NewToken {
@@ -343,11 +304,7 @@ pub fn revoke_token(
         let (token, owner) = queries::token_by_id(conn, token_id)?.ok_or_else(not_found)?;
         queries::revoke_token_by_id(conn, token_id)?;
         let repr = format!("{} ({owner})", token.prefix);
-        let object = Object {
-            kind: "authtoken.token",
-            id: token_id.to_string(),
-            repr: &repr,
-        };
+        let object = Object { kind: "authtoken.token", id: token_id.to_string(), repr: &repr };
         let changes = [FieldChange::new("revoked", "false", "true")];
         record(conn, by.actor(), object, "change", &changes)?;
         Ok(token)
@@ -387,13 +344,7 @@ pub fn change_own_password(
         queries::set_password(conn, user_id, phc)?;
         queries::sessions_end_for_user(conn, user_id, keep_session)?;
         let changes = [FieldChange::new("password", "(hidden)", "(changed)")];
-        record(
-            conn,
-            Actor::User(user_id),
-            user_object(&user),
-            "change",
-            &changes,
-        )
+        record(conn, Actor::User(user_id), user_object(&user), "change", &changes)
     })
 }
 
@@ -415,11 +366,8 @@ pub fn set_active(
         if target.is_active && !active {
             end_access(conn, user_id)?;
         }
-        let changes = [FieldChange::new(
-            "is_active",
-            target.is_active.to_string(),
-            active.to_string(),
-        )];
+        let changes =
+            [FieldChange::new("is_active", target.is_active.to_string(), active.to_string())];
         record(conn, by.actor(), user_object(&target), "change", &changes)
     })
 }
@@ -446,12 +394,7 @@ pub fn update_user(
                 (&old.perms, &old.grants),
                 (&update.links.perms, &update.links.grants),
             )?;
-            for group in update
-                .links
-                .groups
-                .iter()
-                .filter(|g| !old.groups.contains(g))
-            {
+            for group in update.links.groups.iter().filter(|g| !old.groups.contains(g)) {
                 check_joining(conn, &powers, *group)?;
             }
         }
@@ -469,9 +412,7 @@ pub fn update_user(
 /// Adding someone to a group that holds more than the actor is refused.
 fn check_joining(conn: &mut DbConnection, powers: &Powers, group: i32) -> Result<(), DbError> {
     let held = queries::group_powers(conn, &[group])?;
-    let name = queries::group_by_id(conn, group)?
-        .map(|g| g.name)
-        .unwrap_or_default();
+    let name = queries::group_by_id(conn, group)?.map(|g| g.name).unwrap_or_default();
     let holds = Powers {
         superuser: false,
         perms: held.perms.into_iter().collect(),
@@ -520,12 +461,7 @@ pub fn add_group(
     by: &Granted<perms::AddGroup>,
     group: &GroupSpec<'_>,
 ) -> Result<i32, DbError> {
-    let GroupSpec {
-        name,
-        perms,
-        grants,
-        rate_limit,
-    } = *group;
+    let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
     conn.write_transaction(|conn| {
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
@@ -548,12 +484,7 @@ pub fn change_group(
     group: &GroupSpec<'_>,
     changes: &[FieldChange],
 ) -> Result<(), DbError> {
-    let GroupSpec {
-        name,
-        perms,
-        grants,
-        rate_limit,
-    } = *group;
+    let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
     conn.write_transaction(|conn| {
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
@@ -575,13 +506,7 @@ pub fn delete_group(
 ) -> Result<Group, DbError> {
     conn.write_transaction(|conn| {
         let group = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
-        record(
-            conn,
-            by.actor(),
-            group_object(id, &group.name),
-            "delete",
-            &[],
-        )?;
+        record(conn, by.actor(), group_object(id, &group.name), "delete", &[])?;
         queries::delete_group(conn, id)?;
         Ok(group)
     })
@@ -589,10 +514,7 @@ pub fn delete_group(
 
 fn validate_group_name(name: &str) -> Result<(), DbError> {
     if name.trim().is_empty() || name.len() > 150 {
-        return Err(DbError::invalid(
-            "name",
-            "This field is required (150 characters or fewer).",
-        ));
+        return Err(DbError::invalid("name", "This field is required (150 characters or fewer)."));
     }
     Ok(())
 }
@@ -626,11 +548,7 @@ pub fn powers_of(conn: &mut DbConnection, user: &User) -> Result<Powers, DbError
     Ok(Powers {
         superuser: user.is_superuser && user.is_active,
         perms: holdings.perms.into_iter().collect(),
-        grants: holdings
-            .grants
-            .into_iter()
-            .map(|(feed, codename)| (codename, feed))
-            .collect(),
+        grants: holdings.grants.into_iter().map(|(feed, codename)| (codename, feed)).collect(),
     })
 }
 
@@ -654,25 +572,15 @@ fn check_gifts(
     old: (&[i32], &[(i32, String)]),
     new: (&[i32], &[(i32, String)]),
 ) -> Result<(), DbError> {
-    let added_perms: Vec<i32> = new
-        .0
-        .iter()
-        .filter(|p| !old.0.contains(p))
-        .copied()
-        .collect();
+    let added_perms: Vec<i32> = new.0.iter().filter(|p| !old.0.contains(p)).copied().collect();
     let added_grants: Vec<&(i32, String)> = new.1.iter().filter(|g| !old.1.contains(g)).collect();
-    let ids: Vec<i32> = added_perms
-        .iter()
-        .copied()
-        .chain(added_grants.iter().map(|(p, _)| *p))
-        .collect();
+    let ids: Vec<i32> =
+        added_perms.iter().copied().chain(added_grants.iter().map(|(p, _)| *p)).collect();
     let names = queries::permission_codenames(conn, &ids)?;
     let name = |id: &i32| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     let perms: Vec<String> = added_perms.iter().map(name).collect();
-    let grants: Vec<(String, String)> = added_grants
-        .iter()
-        .map(|(p, feed)| (name(p), feed.clone()))
-        .collect();
+    let grants: Vec<(String, String)> =
+        added_grants.iter().map(|(p, feed)| (name(p), feed.clone())).collect();
     guard::may_give(powers, &perms, &grants)?;
     Ok(())
 }

@@ -29,23 +29,11 @@ fn with_conn<T>(
 pub(crate) fn run(command: Command) -> Result<()> {
     match command {
         Command::Migrate(db_args) => migrate(&db_args),
-        Command::Createsuperuser {
-            username,
-            email,
-            noinput,
-            db,
-        } => createsuperuser(username, email, noinput, &db),
+        Command::Createsuperuser { username, email, noinput, db } => {
+            createsuperuser(username, email, noinput, &db)
+        }
         Command::Changepassword { username, db } => changepassword(&username, &db),
-        Command::Createuser {
-            username,
-            email,
-            staff,
-            superuser,
-            groups,
-            perms,
-            grants,
-            db,
-        } => {
+        Command::Createuser { username, email, staff, superuser, groups, perms, grants, db } => {
             let spec = UserSpec {
                 username,
                 email,
@@ -57,12 +45,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             };
             createuser(spec, &db)
         }
-        Command::Creategroup {
-            name,
-            perms,
-            grants,
-            db,
-        } => {
+        Command::Creategroup { name, perms, grants, db } => {
             let grants = parse_grants(&grants)?;
             let group = with_conn(&open(&db)?, |conn| {
                 users::create_group(conn, &Granted::system(), &name, &perms, &grants)
@@ -70,14 +53,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             println!("Group '{}' created (id {}).", group.name, group.id);
             Ok(())
         }
-        Command::Createtoken {
-            username,
-            name,
-            expires_in,
-            scopes,
-            allow_ips,
-            db,
-        } => {
+        Command::Createtoken { username, name, expires_in, scopes, allow_ips, db } => {
             let restrictions = crate::auth::scopes::Restrictions::parse(&scopes, &allow_ips)?;
             createtoken(&username, &name, expires_in, restrictions, &db)
         }
@@ -96,11 +72,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Loaddata { file, db } => loaddata(&file, &db),
-        Command::Importdjango {
-            source,
-            replace,
-            db,
-        } => importdjango(&source, replace, &db),
+        Command::Importdjango { source, replace, db } => importdjango(&source, replace, &db),
         Command::Serve(_) | Command::Lbasedb(_) => unreachable!("not a management command"),
     }
 }
@@ -143,17 +115,9 @@ fn createsuperuser(
         new_password(&username, &email)?
     };
     check_password(&secret, &username, &email)?;
-    let spec = UserSpec {
-        username,
-        email,
-        superuser: true,
-        staff: true,
-        ..Default::default()
-    };
+    let spec = UserSpec { username, email, superuser: true, staff: true, ..Default::default() };
     let phc = password::hash(&secret);
-    with_conn(&pool, |conn| {
-        users::create_user(conn, &Granted::system(), &spec, &phc)
-    })?;
+    with_conn(&pool, |conn| users::create_user(conn, &Granted::system(), &spec, &phc))?;
     println!("Superuser created successfully.");
     Ok(())
 }
@@ -174,9 +138,7 @@ fn changepassword(username: &str, db: &DbArgs) -> Result<()> {
     let secret = password_from_env_or_prompt(username, &user.email)?;
     check_password(&secret, username, &user.email)?;
     let phc = password::hash(&secret);
-    with_conn(&pool, |conn| {
-        users::set_password(conn, &Granted::system(), user.id, &phc)
-    })?;
+    with_conn(&pool, |conn| users::set_password(conn, &Granted::system(), user.id, &phc))?;
     println!("Password changed successfully for user '{username}'");
     Ok(())
 }
@@ -186,9 +148,7 @@ fn createuser(spec: UserSpec, db: &DbArgs) -> Result<()> {
     let secret = password_from_env_or_prompt(&spec.username, &spec.email)?;
     check_password(&secret, &spec.username, &spec.email)?;
     let phc = password::hash(&secret);
-    let user = with_conn(&pool, |conn| {
-        users::create_user(conn, &Granted::system(), &spec, &phc)
-    })?;
+    let user = with_conn(&pool, |conn| users::create_user(conn, &Granted::system(), &spec, &phc))?;
     println!("User '{}' created (id {}).", user.username, user.id);
     Ok(())
 }
@@ -208,18 +168,11 @@ fn createtoken(
         .map(crate::auth::token::expiry_after)
         .transpose()
         .map_err(|e| format!("--expires-in: {e}"))?;
-    let spec = users::TokenSpec {
-        name,
-        expires_at,
-        restrictions,
-    };
+    let spec = users::TokenSpec { name, expires_at, restrictions };
     let (token, plain) = with_conn(&pool, |conn| {
         users::issue_restricted_token(conn, &Granted::system(), user.id, &spec)
     })?;
-    let expiry = token
-        .expires_at
-        .map(|at| format!(", expires {at} UTC"))
-        .unwrap_or_default();
+    let expiry = token.expires_at.map(|at| format!(", expires {at} UTC")).unwrap_or_default();
     eprintln!(
         "Token '{}' ({}) for '{username}'{expiry}; it is shown this once:",
         token.name, token.prefix
@@ -240,9 +193,8 @@ fn importdjango(source: &str, replace: bool, db: &DbArgs) -> Result<()> {
         None => db::django::read_sqlite(std::path::Path::new(source)),
     }
     .map_err(|e| e.to_string())?;
-    let report = with_conn(&open(db)?, |conn| {
-        crate::auth::import::import_django(conn, &django, replace)
-    })?;
+    let report =
+        with_conn(&open(db)?, |conn| crate::auth::import::import_django(conn, &django, replace))?;
     let shown = source.rsplit_once('@').map_or(source, |(_, host)| host);
     print!("Imported from {shown}:\n{report}");
     Ok(())
@@ -267,10 +219,7 @@ fn find_user(pool: &Pool, username: &str) -> Result<crate::db::models::User> {
 }
 
 fn parse_grants(grants: &[String]) -> Result<Vec<(String, String)>> {
-    grants
-        .iter()
-        .map(|g| users::parse_grant(g).map_err(|e| e.to_string()))
-        .collect()
+    grants.iter().map(|g| users::parse_grant(g).map_err(|e| e.to_string())).collect()
 }
 
 fn check_password(secret: &str, username: &str, email: &str) -> Result<()> {
@@ -281,10 +230,7 @@ fn prompt(label: &str) -> Result<String> {
     eprint!("{label}");
     std::io::stderr().flush().ok();
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
     let line = line.trim().to_owned();
     if line.is_empty() {
         Err(format!("{} cannot be blank", label.trim_end_matches(": ")))

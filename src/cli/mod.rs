@@ -140,9 +140,7 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {
-        Command::Serve(Box::new(
-            ServeDefaults::parse_from(["lbasedb-proxy"]).settings,
-        ))
+        Command::Serve(Box::new(ServeDefaults::parse_from(["lbasedb-proxy"]).settings))
     });
     if !matches!(command, Command::Serve(_) | Command::Lbasedb(_)) {
         return match manage::run(command) {
@@ -161,10 +159,7 @@ pub fn main() -> ExitCode {
             }
             Command::Lbasedb(settings) => {
                 let server = crate::lbasedb::EmbeddedServer::start(&settings, true).await?;
-                log::info!(
-                    "Lbasedb-compatible server listening on http://{}",
-                    server.addr()
-                );
+                log::info!("Lbasedb-compatible server listening on http://{}", server.addr());
                 server.run_until_stopped().await
             }
             _ => unreachable!("management commands run above"),

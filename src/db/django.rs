@@ -125,9 +125,7 @@ pub fn read_sqlite(path: &Path) -> Result<DjangoAuth, DbError> {
     if !path.is_file() {
         return Err(not_django("no such file".into()));
     }
-    let url = path
-        .to_str()
-        .ok_or_else(|| not_django("the path is not UTF-8".into()))?;
+    let url = path.to_str().ok_or_else(|| not_django("the path is not UTF-8".into()))?;
     let mut conn =
         SqliteConnection::establish(url).map_err(|e| not_django(format!("cannot open it: {e}")))?;
     conn.batch_execute("PRAGMA query_only = ON;")
@@ -136,9 +134,7 @@ pub fn read_sqlite(path: &Path) -> Result<DjangoAuth, DbError> {
         let present = has_table(&mut conn, table)
             .map_err(|e| not_django(format!("not an SQLite database ({e})")))?;
         if !present {
-            return Err(not_django(format!(
-                "not a Django database: it has no table {table}"
-            )));
+            return Err(not_django(format!("not a Django database: it has no table {table}")));
         }
     }
     read(&mut conn)
@@ -212,13 +208,8 @@ pub fn read_postgres(url: &str) -> Result<DjangoAuth, DbError> {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    if let Some(missing) = REQUIRED
-        .iter()
-        .find(|t| !tables.iter().any(|have| have == *t))
-    {
-        return Err(fail(format!(
-            "not a Django database: it has no table {missing}"
-        )));
+    if let Some(missing) = REQUIRED.iter().find(|t| !tables.iter().any(|have| have == *t)) {
+        return Err(fail(format!("not a Django database: it has no table {missing}")));
     }
     read_pg(&mut client, tables.iter().any(|t| t == "authtoken_token"))
         .map_err(|e| fail(e.to_string()))
@@ -258,31 +249,17 @@ fn read_pg(
     let mut rows = |sql: &str| client.query(sql, &[]);
     let groups = rows("SELECT id::int4, name::text FROM auth_group ORDER BY id")?
         .iter()
-        .map(|r| DjangoGroup {
-            id: r.get(0),
-            name: r.get(1),
-        })
+        .map(|r| DjangoGroup { id: r.get(0), name: r.get(1) })
         .collect();
     let permissions = rows(
         "SELECT p.id::int4, c.app_label::text, p.codename::text FROM auth_permission p \
          JOIN django_content_type c ON c.id = p.content_type_id ORDER BY p.id",
     )?
     .iter()
-    .map(|r| DjangoPermission {
-        id: r.get(0),
-        app_label: r.get(1),
-        codename: r.get(2),
-    })
+    .map(|r| DjangoPermission { id: r.get(0), app_label: r.get(1), codename: r.get(2) })
     .collect();
     let mut links = |sql: &str| -> Result<Vec<Link>, postgres::Error> {
-        Ok(client
-            .query(sql, &[])?
-            .iter()
-            .map(|r| Link {
-                from: r.get(0),
-                to: r.get(1),
-            })
-            .collect())
+        Ok(client.query(sql, &[])?.iter().map(|r| Link { from: r.get(0), to: r.get(1) }).collect())
     };
     let user_groups = links("SELECT user_id::int4, group_id::int4 FROM auth_user_groups")?;
     let group_permissions =
@@ -298,11 +275,7 @@ fn read_pg(
             client
                 .query(&sql, &[])?
                 .iter()
-                .map(|r| DjangoToken {
-                    key: r.get(0),
-                    created: r.get(1),
-                    user_id: r.get(2),
-                })
+                .map(|r| DjangoToken { key: r.get(0), created: r.get(1), user_id: r.get(2) })
                 .collect(),
         )
     } else {

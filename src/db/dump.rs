@@ -78,10 +78,8 @@ pub struct TokenDump {
 }
 
 fn codenames(rows: Vec<(String, String)>) -> Vec<String> {
-    let mut names: Vec<String> = rows
-        .into_iter()
-        .map(|(app, code)| format!("{app}.{code}"))
-        .collect();
+    let mut names: Vec<String> =
+        rows.into_iter().map(|(app, code)| format!("{app}.{code}")).collect();
     names.sort();
     names
 }
@@ -89,10 +87,7 @@ fn codenames(rows: Vec<(String, String)>) -> Vec<String> {
 fn grants(rows: Vec<(String, String, String)>) -> Vec<Grant> {
     let mut grants: Vec<Grant> = rows
         .into_iter()
-        .map(|(feed, app, code)| Grant {
-            permission: format!("{app}.{code}"),
-            feed,
-        })
+        .map(|(feed, app, code)| Grant { permission: format!("{app}.{code}"), feed })
         .collect();
     grants.sort_by(|a, b| (&a.feed, &a.permission).cmp(&(&b.feed, &b.permission)));
     grants
@@ -109,11 +104,7 @@ pub fn dump(conn: &mut DbConnection) -> Result<Dump, DbError> {
 
 fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
     let mut groups = Vec::new();
-    for group in auth_group::table
-        .order(auth_group::name)
-        .select(Group::as_select())
-        .load(conn)?
-    {
+    for group in auth_group::table.order(auth_group::name).select(Group::as_select()).load(conn)? {
         let permissions = auth_group_permissions::table
             .inner_join(auth_permission::table)
             .filter(auth_group_permissions::group_id.eq(group.id))
@@ -122,11 +113,7 @@ fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
         let feed_grants = feed_grant::table
             .inner_join(auth_permission::table)
             .filter(feed_grant::group_id.eq(group.id))
-            .select((
-                feed_grant::feed,
-                auth_permission::app_label,
-                auth_permission::codename,
-            ))
+            .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
             .load(conn)?;
         groups.push(GroupDump {
             rate_limit: group.rate_limit,
@@ -140,11 +127,7 @@ fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
 
 fn dump_users(conn: &mut DbConnection) -> Result<Vec<UserDump>, DbError> {
     let mut users = Vec::new();
-    for user in auth_user::table
-        .order(auth_user::username)
-        .select(User::as_select())
-        .load(conn)?
-    {
+    for user in auth_user::table.order(auth_user::username).select(User::as_select()).load(conn)? {
         let mut member_of: Vec<String> = auth_user_groups::table
             .inner_join(auth_group::table)
             .filter(auth_user_groups::user_id.eq(user.id))
@@ -159,11 +142,7 @@ fn dump_users(conn: &mut DbConnection) -> Result<Vec<UserDump>, DbError> {
         let feed_grants = feed_grant::table
             .inner_join(auth_permission::table)
             .filter(feed_grant::user_id.eq(user.id))
-            .select((
-                feed_grant::feed,
-                auth_permission::app_label,
-                auth_permission::codename,
-            ))
+            .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
             .load(conn)?;
         users.push(UserDump {
             username: user.username,
@@ -280,10 +259,7 @@ fn load_user(conn: &mut DbConnection, user: &UserDump) -> Result<(), DbError> {
     diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(id))).execute(conn)?;
     for name in &user.groups {
         let group = queries::group_by_name(conn, name)?.ok_or_else(|| {
-            DbError::invalid(
-                "groups",
-                format!("user {}: unknown group {name:?}", user.username),
-            )
+            DbError::invalid("groups", format!("user {}: unknown group {name:?}", user.username))
         })?;
         queries::add_user_to_group(conn, id, group.id)?;
     }
@@ -301,10 +277,7 @@ fn load_user(conn: &mut DbConnection, user: &UserDump) -> Result<(), DbError> {
 /// A token, unless its prefix is known already; answers 1 if added.
 fn load_token(conn: &mut DbConnection, token: &TokenDump) -> Result<usize, DbError> {
     let user = queries::user_by_username(conn, &token.user)?.ok_or_else(|| {
-        DbError::invalid(
-            "user",
-            format!("token {}: unknown user {:?}", token.prefix, token.user),
-        )
+        DbError::invalid("user", format!("token {}: unknown user {:?}", token.prefix, token.user))
     })?;
     let inserted = queries::put_token_record(
         conn,

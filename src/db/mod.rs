@@ -60,10 +60,7 @@ pub struct Invalid {
 
 impl DbError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid(Invalid {
-            field,
-            message: message.into(),
-        })
+        Self::Invalid(Invalid { field, message: message.into() })
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -92,10 +89,7 @@ pub fn backend(url: &str) -> Result<Backend, DbError> {
     }
     match url.split_once(':') {
         Some((scheme, _))
-            if matches!(
-                scheme.to_ascii_lowercase().as_str(),
-                "postgres" | "postgresql"
-            ) =>
+            if matches!(scheme.to_ascii_lowercase().as_str(), "postgres" | "postgresql") =>
         {
             Ok(Backend::Postgres(url.to_owned()))
         }
@@ -187,16 +181,8 @@ fn state_on(conn: &mut DbConnection) -> Result<MigrationState, DbError> {
         .map(|v| v.to_string())
         .collect();
     Ok(MigrationState {
-        pending: known
-            .iter()
-            .filter(|v| !applied.contains(v))
-            .cloned()
-            .collect(),
-        unknown: applied
-            .iter()
-            .filter(|v| !known.contains(v))
-            .cloned()
-            .collect(),
+        pending: known.iter().filter(|v| !applied.contains(v)).cloned().collect(),
+        unknown: applied.iter().filter(|v| !known.contains(v)).cloned().collect(),
     })
 }
 
@@ -240,9 +226,7 @@ pub fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
 fn migrate_on(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     state_on(conn)?.check(true)?;
     let source = migrations_of(conn);
-    let applied = conn
-        .run_pending_migrations(source)
-        .map_err(DbError::Migration)?;
+    let applied = conn.run_pending_migrations(source).map_err(DbError::Migration)?;
     Ok(applied.iter().map(|m| m.to_string()).collect())
 }
 
@@ -282,23 +266,15 @@ mod tests {
             schema::auth_user::table.count().get_result(conn).unwrap()
         };
         assert_eq!(count(&mut conn), 0);
-        let spec = crate::auth::users::UserSpec {
-            username: "alice".into(),
-            ..Default::default()
-        };
+        let spec = crate::auth::users::UserSpec { username: "alice".into(), ..Default::default() };
         let granted = crate::auth::perms::Granted::system();
         crate::auth::users::create_user(&mut conn, &granted, &spec, "!x").unwrap();
         let _ = queries::user_by_username(&mut conn, "alice").unwrap();
         diesel::sql_query("UPDATE auth_user SET password = 'changed' WHERE username = 'alice'")
             .execute(&mut writer.get().unwrap())
             .unwrap();
-        let seen = queries::user_by_username(&mut conn, "alice")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            seen.password, "changed",
-            "an update by another connection is seen"
-        );
+        let seen = queries::user_by_username(&mut conn, "alice").unwrap().unwrap();
+        assert_eq!(seen.password, "changed", "an update by another connection is seen");
         // And by another process.
         let status = std::process::Command::new("python3")
             .arg("-c")
@@ -309,13 +285,8 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let seen = queries::user_by_username(&mut conn, "alice")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            seen.password, "other",
-            "an update by another process is seen"
-        );
+        let seen = queries::user_by_username(&mut conn, "alice").unwrap().unwrap();
+        assert_eq!(seen.password, "other", "an update by another process is seen");
         let _ = queries::user_by_username(&mut conn, "nobody").unwrap();
         let _ = queries::user_count(&mut conn).unwrap();
         diesel::sql_query(

@@ -15,10 +15,7 @@ pub struct LbError {
 
 impl LbError {
     pub fn new(error: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            error: error.into(),
-            detail: detail.into(),
-        }
+        Self { error: error.into(), detail: detail.into() }
     }
 
     pub fn param_required(param: &str) -> Self {
@@ -36,10 +33,7 @@ impl LbError {
     }
 
     pub fn out_of_range(end: impl fmt::Display) -> Self {
-        Self::from(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            end.to_string(),
-        ))
+        Self::from(io::Error::new(io::ErrorKind::UnexpectedEof, end.to_string()))
     }
 
     /// The upstream's `qs_parse` failure: the kind of an `InvalidInput`

@@ -59,10 +59,7 @@ pub async fn version() -> HttpResponse {
 pub async fn feed_list(db: Db) -> HttpResponse {
     let mut names: Vec<String> = db.feed_list().await.iter().map(|f| f.get_name()).collect();
     names.sort();
-    let items: Vec<_> = names
-        .into_iter()
-        .map(|name| json!({ "name": name }))
-        .collect();
+    let items: Vec<_> = names.into_iter().map(|name| json!({ "name": name })).collect();
     HttpResponse::Ok().json(items)
 }
 
@@ -123,13 +120,8 @@ pub async fn col_list(db: Db, query: web::Query<FeedQuery>) -> Answer {
         name: String,
         datatype: String,
     }
-    let items: Vec<Col> = cols
-        .iter()
-        .map(|c| Col {
-            name: c.get_name(),
-            datatype: c.get_datatype(),
-        })
-        .collect();
+    let items: Vec<Col> =
+        cols.iter().map(|c| Col { name: c.get_name(), datatype: c.get_datatype() }).collect();
     Ok(HttpResponse::Ok().json(items))
 }
 
@@ -255,10 +247,7 @@ pub async fn data_get(db: Db, limits: Limits, req: HttpRequest) -> Answer {
     let cols = query.col.unwrap_or_default();
     check_range(&db, &query.feed, ix, size).await?;
     let ds = db.data_get(&query.feed, ix, size, &cols).await?;
-    Ok(HttpResponse::Ok().json(InOrder {
-        ds: &ds,
-        cols: &cols,
-    }))
+    Ok(HttpResponse::Ok().json(InOrder { ds: &ds, cols: &cols }))
 }
 
 /// A dataset serialised with its columns in the order they were asked for.
@@ -436,9 +425,7 @@ pub async fn raw_set(
     body: web::Bytes,
 ) -> Answer {
     let _lock = write_lock(&locks, &query.feed).await?;
-    let rowsize = db
-        .rowsize(&query.feed, std::slice::from_ref(&query.col))
-        .await?;
+    let rowsize = db.rowsize(&query.feed, std::slice::from_ref(&query.col)).await?;
     check_range(&db, &query.feed, query.ix, body.len() / rowsize.max(1)).await?;
     db.raw_set(&query.feed, &query.col, query.ix, &body).await?;
     Ok(HttpResponse::NoContent().finish())

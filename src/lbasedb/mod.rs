@@ -61,10 +61,7 @@ impl EmbeddedServer {
         let locks =
             web::Data::new((!settings.unlocked).then(crate::lock::InProcessLocks::unbounded));
         let path = settings.data.to_str().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the Lbasedb data path is not UTF-8",
-            )
+            io::Error::new(io::ErrorKind::InvalidInput, "the Lbasedb data path is not UTF-8")
         })?;
         let conn = web::Data::new(Conn::new(path).await?);
         let listener = TcpListener::bind(&settings.bind)?;
@@ -83,11 +80,7 @@ impl EmbeddedServer {
                 .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
         })
         .workers(settings.workers.max(1));
-        let server = if own_signals {
-            server
-        } else {
-            server.disable_signals()
-        };
+        let server = if own_signals { server } else { server.disable_signals() };
         let server = server.listen(listener)?.run();
         let handle = server.handle();
         // A server only accepts while its future is polled: spawn it now, so
@@ -118,9 +111,7 @@ async fn require_secret(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
-    let expected = req
-        .app_data::<web::Data<Secret>>()
-        .and_then(|s| s.0.clone());
+    let expected = req.app_data::<web::Data<Secret>>().and_then(|s| s.0.clone());
     let Some(expected) = expected else {
         return Ok(next.call(req).await?.map_into_left_body());
     };

@@ -30,12 +30,7 @@ pub struct BufferedStream {
 
 impl BufferedStream {
     fn new(inner: TcpStream) -> Self {
-        Self {
-            inner,
-            buf: Box::default(),
-            start: 0,
-            end: 0,
-        }
+        Self { inner, buf: Box::default(), start: 0, end: 0 }
     }
 }
 

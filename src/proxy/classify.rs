@@ -58,13 +58,8 @@ impl Endpoint {
         const CRUD: &[Method] = &[Method::GET, Method::POST, Method::PATCH, Method::DELETE];
         const SIZE: &[Method] = &[Method::GET, Method::PUT];
         const DATA: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::PATCH];
-        const BYTES: &[Method] = &[
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-        ];
+        const BYTES: &[Method] =
+            &[Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
         const RAW: &[Method] = &[Method::GET, Method::POST];
         match self {
             Self::Version => GET,
@@ -124,10 +119,7 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
     scan(endpoint, query)?;
 
     let feed_scoped = |action, object| -> Result<Access, ClassifyError> {
-        Ok(Access::Feed(
-            Perm::new(action, object),
-            feed_of(endpoint, method, query)?,
-        ))
+        Ok(Access::Feed(Perm::new(action, object), feed_of(endpoint, method, query)?))
     };
     let access = match (endpoint, method.as_str()) {
         (Endpoint::Version, _) => Access::Authenticated,
@@ -159,11 +151,7 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         Access::Feed(_, feed) if *method != Method::GET => Some(feed.clone()),
         _ => None,
     };
-    Ok(Classified {
-        endpoint,
-        access,
-        write_lock,
-    })
+    Ok(Classified { endpoint, access, write_lock })
 }
 
 /// Refuses what the upstream's parsers would read leniently or differently
@@ -186,17 +174,13 @@ fn scan(endpoint: Endpoint, query: &str) -> Result<(), ClassifyError> {
         } else if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(bad(format!("Query parameter \"{key}\" is not accepted.")));
         } else if seen.contains(&key) {
-            return Err(bad(format!(
-                "Query parameter \"{key}\" is given more than once."
-            )));
+            return Err(bad(format!("Query parameter \"{key}\" is given more than once.")));
         } else {
             seen.push(key);
         }
     }
     if bracketed_col && plain_col {
-        return Err(bad(
-            "Query parameters \"col\" and \"col[]\" cannot be mixed.".into(),
-        ));
+        return Err(bad("Query parameters \"col\" and \"col[]\" cannot be mixed.".into()));
     }
     Ok(())
 }
@@ -206,11 +190,7 @@ fn scan(endpoint: Endpoint, query: &str) -> Result<(), ClassifyError> {
 fn feed_of(endpoint: Endpoint, method: &Method, query: &str) -> Result<String, ClassifyError> {
     let invalid = |err: &dyn std::fmt::Display| bad(format!("Invalid query: {err}."));
     let feed = match endpoint {
-        Endpoint::Feed => {
-            parse_form::<NameQuery>(query)
-                .map_err(|e| invalid(&e))?
-                .name
-        }
+        Endpoint::Feed => parse_form::<NameQuery>(query).map_err(|e| invalid(&e))?.name,
         Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
             let q = parse_form::<ColQuery>(query).map_err(|e| invalid(&e))?;
             // The upstream would answer `param required`; nothing to forward.
@@ -220,9 +200,7 @@ fn feed_of(endpoint: Endpoint, method: &Method, query: &str) -> Result<String, C
             q.feed
         }
         Endpoint::Col | Endpoint::Size => {
-            parse_form::<FeedQuery>(query)
-                .map_err(|e| invalid(&e))?
-                .feed
+            parse_form::<FeedQuery>(query).map_err(|e| invalid(&e))?.feed
         }
         Endpoint::Data | Endpoint::Bytes => {
             parse_qs::<DataQuery>(query).map_err(|e| invalid(&e))?.feed
@@ -251,11 +229,7 @@ mod tests {
     fn check(cases: Vec<(&str, Method, &str, Access)>) {
         for (endpoint, method, query, access) in cases {
             let got = classify(endpoint, &method, query);
-            assert_eq!(
-                got.map(|c| c.access),
-                Ok(access),
-                "{method} /{endpoint}?{query}"
-            );
+            assert_eq!(got.map(|c| c.access), Ok(access), "{method} /{endpoint}?{query}");
         }
     }
 
@@ -266,33 +240,13 @@ mod tests {
         check(vec![
             ("version", Method::GET, "", Access::Authenticated),
             ("feed", Method::GET, "", Access::FeedList),
-            (
-                "feed",
-                Method::POST,
-                "",
-                Access::Global(Perm::new(Add, Feed)),
-            ),
-            (
-                "feed",
-                Method::PATCH,
-                "name=xy",
-                Access::Global(Perm::new(Change, Feed)),
-            ),
+            ("feed", Method::POST, "", Access::Global(Perm::new(Add, Feed))),
+            ("feed", Method::PATCH, "name=xy", Access::Global(Perm::new(Change, Feed))),
             ("feed", Method::DELETE, "name=xy", feed(Delete, Feed, "xy")),
             ("col", Method::GET, "feed=xy", feed(View, Col, "xy")),
             ("col", Method::POST, "feed=xy", feed(Add, Col, "xy")),
-            (
-                "col",
-                Method::PATCH,
-                "feed=xy&name=x",
-                feed(Change, Col, "xy"),
-            ),
-            (
-                "col",
-                Method::DELETE,
-                "feed=xy&name=x",
-                feed(Delete, Col, "xy"),
-            ),
+            ("col", Method::PATCH, "feed=xy&name=x", feed(Change, Col, "xy")),
+            ("col", Method::DELETE, "feed=xy&name=x", feed(Delete, Col, "xy")),
             ("size", Method::GET, "feed=xy", feed(View, Data, "xy")),
             ("size", Method::PUT, "feed=xy", feed(Change, Data, "xy")),
         ]);
@@ -303,67 +257,17 @@ mod tests {
         use Action::*;
         use Object::Data;
         check(vec![
-            (
-                "data",
-                Method::GET,
-                "feed=xy&ix=0&size=2&col[]=x&col[]=y",
-                feed(View, Data, "xy"),
-            ),
+            ("data", Method::GET, "feed=xy&ix=0&size=2&col[]=x&col[]=y", feed(View, Data, "xy")),
             ("data", Method::POST, "feed=xy", feed(Add, Data, "xy")),
-            (
-                "data",
-                Method::PUT,
-                "feed=xy&ix=0",
-                feed(Change, Data, "xy"),
-            ),
-            (
-                "data",
-                Method::PATCH,
-                "feed=xy&ix=0",
-                feed(Change, Data, "xy"),
-            ),
-            (
-                "bytes",
-                Method::GET,
-                "feed=xy&ix=0&size=1&col%5B%5D=x",
-                feed(View, Data, "xy"),
-            ),
-            (
-                "bytes",
-                Method::POST,
-                "feed=xy&col%5b%5d=x",
-                feed(Add, Data, "xy"),
-            ),
-            (
-                "bytes",
-                Method::PUT,
-                "feed=xy&ix=0&col=x",
-                feed(Change, Data, "xy"),
-            ),
-            (
-                "bytes",
-                Method::PATCH,
-                "feed=xy&ix=0&col=x&col=y",
-                feed(Change, Data, "xy"),
-            ),
-            (
-                "bytes",
-                Method::DELETE,
-                "feed=xy&ix=0&size=1&col[]=x",
-                feed(Delete, Data, "xy"),
-            ),
-            (
-                "raw",
-                Method::GET,
-                "feed=xy&col=x&ix=0&size=1",
-                feed(View, Data, "xy"),
-            ),
-            (
-                "raw",
-                Method::POST,
-                "feed=xy&col=x&ix=0",
-                feed(Change, Data, "xy"),
-            ),
+            ("data", Method::PUT, "feed=xy&ix=0", feed(Change, Data, "xy")),
+            ("data", Method::PATCH, "feed=xy&ix=0", feed(Change, Data, "xy")),
+            ("bytes", Method::GET, "feed=xy&ix=0&size=1&col%5B%5D=x", feed(View, Data, "xy")),
+            ("bytes", Method::POST, "feed=xy&col%5b%5d=x", feed(Add, Data, "xy")),
+            ("bytes", Method::PUT, "feed=xy&ix=0&col=x", feed(Change, Data, "xy")),
+            ("bytes", Method::PATCH, "feed=xy&ix=0&col=x&col=y", feed(Change, Data, "xy")),
+            ("bytes", Method::DELETE, "feed=xy&ix=0&size=1&col[]=x", feed(Delete, Data, "xy")),
+            ("raw", Method::GET, "feed=xy&col=x&ix=0&size=1", feed(View, Data, "xy")),
+            ("raw", Method::POST, "feed=xy&col=x&ix=0", feed(Change, Data, "xy")),
         ]);
     }
 
@@ -374,24 +278,9 @@ mod tests {
         check(vec![
             // Readings every parser shares: percent-decoding, unknown keys,
             // empty pairs, dotted names.
-            (
-                "data",
-                Method::GET,
-                "feed=%78y&ix=0",
-                feed(View, Data, "xy"),
-            ),
-            (
-                "data",
-                Method::GET,
-                "FEED=ab&feed=xy&_=123",
-                feed(View, Data, "xy"),
-            ),
-            (
-                "size",
-                Method::GET,
-                "&feed=a.b_c&",
-                feed(View, Data, "a.b_c"),
-            ),
+            ("data", Method::GET, "feed=%78y&ix=0", feed(View, Data, "xy")),
+            ("data", Method::GET, "FEED=ab&feed=xy&_=123", feed(View, Data, "xy")),
+            ("size", Method::GET, "&feed=a.b_c&", feed(View, Data, "a.b_c")),
         ]);
     }
 
@@ -434,11 +323,7 @@ mod tests {
         let cases = [
             // serde_qs: the last repeated key wins.
             ("data", Method::GET, "feed=allowed&feed=secret&ix=0&size=1"),
-            (
-                "bytes",
-                Method::GET,
-                "feed=allowed&ix=0&size=1&col[]=x&feed=secret",
-            ),
+            ("bytes", Method::GET, "feed=allowed&ix=0&size=1&col[]=x&feed=secret"),
             ("data", Method::GET, "feed=a&ix=1&ix=2"),
             // Keys that decode or nest into `feed`.
             ("data", Method::GET, "fe%65d=secret&feed=allowed"),
@@ -473,10 +358,7 @@ mod tests {
         ];
         for (endpoint, method, query) in cases {
             assert!(
-                matches!(
-                    classify(endpoint, &method, query),
-                    Err(ClassifyError::BadQuery(_))
-                ),
+                matches!(classify(endpoint, &method, query), Err(ClassifyError::BadQuery(_))),
                 "{method} /{endpoint}?{query} was not refused: {:?}",
                 classify(endpoint, &method, query)
             );
@@ -504,22 +386,13 @@ mod tests {
             ("bytes", Method::POST, "feed=xy&col=x", Some("xy")),
             ("bytes", Method::PUT, "feed=xy&ix=0&col=x", Some("xy")),
             ("bytes", Method::PATCH, "feed=xy&ix=0&col=x", Some("xy")),
-            (
-                "bytes",
-                Method::DELETE,
-                "feed=xy&ix=0&size=1&col=x",
-                Some("xy"),
-            ),
+            ("bytes", Method::DELETE, "feed=xy&ix=0&size=1&col=x", Some("xy")),
             ("raw", Method::POST, "feed=xy&col=x&ix=0", Some("xy")),
             ("raw", Method::GET, "feed=xy&col=x&ix=0&size=1", None),
         ];
         for (endpoint, method, query, lock) in cases {
             let got = classify(endpoint, &method, query).unwrap();
-            assert_eq!(
-                got.write_lock.as_deref(),
-                lock,
-                "{method} /{endpoint}?{query}"
-            );
+            assert_eq!(got.write_lock.as_deref(), lock, "{method} /{endpoint}?{query}");
         }
     }
 }

@@ -96,9 +96,7 @@ pub async fn send(
     if let BodyFraming::Sized(len) = framing
         && len > state.body_limit
     {
-        return Err(ApiError::PayloadTooLarge {
-            limit: state.body_limit,
-        });
+        return Err(ApiError::PayloadTooLarge { limit: state.body_limit });
     }
 
     let url = upstream_url(state, endpoint, req.query_string());
@@ -110,9 +108,7 @@ pub async fn send(
     let send = match body {
         Body::Full(bytes) => {
             let _ = body_done.send(());
-            state
-                .metrics
-                .request_bytes(endpoint.name(), bytes.len() as u64);
+            state.metrics.request_bytes(endpoint.name(), bytes.len() as u64);
             bytes_in.store(bytes.len() as u64, Ordering::Relaxed);
             upstream_req.send_body(bytes)
         }
@@ -155,9 +151,7 @@ pub async fn send(
     };
     match response {
         Ok(response) => Ok(response),
-        Err(_) if over_limit.get() => Err(ApiError::PayloadTooLarge {
-            limit: state.body_limit,
-        }),
+        Err(_) if over_limit.get() => Err(ApiError::PayloadTooLarge { limit: state.body_limit }),
         Err(err) => Err(upstream_error(err, &state.metrics)),
     }
 }

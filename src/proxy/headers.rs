@@ -89,13 +89,9 @@ pub fn response_content_type(binary: bool, upstream: Option<&HeaderValue>) -> He
     if binary {
         return OCTET_STREAM;
     }
-    let essence = upstream.and_then(|v| v.to_str().ok()).map(|v| {
-        v.split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let essence = upstream
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     match essence.as_deref() {
         Some("application/json" | "text/plain") => upstream.cloned().unwrap_or(OCTET_STREAM),
         _ => OCTET_STREAM,
@@ -109,20 +105,14 @@ mod tests {
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
         headers
     }
 
     #[test]
     fn request_header_policy_table() {
-        let headers = map(&[
-            ("connection", "keep-alive, X-Custom-Hop"),
-            ("x-custom-hop", "1"),
-        ]);
+        let headers = map(&[("connection", "keep-alive, X-Custom-Hop"), ("x-custom-hop", "1")]);
         let cases = [
             ("content-type", true),
             ("accept", true),
@@ -189,11 +179,7 @@ mod tests {
             (false, None, "application/octet-stream"),
         ];
         for (binary, upstream, expected) in cases {
-            assert_eq!(
-                response_content_type(binary, upstream),
-                expected,
-                "{upstream:?}"
-            );
+            assert_eq!(response_content_type(binary, upstream), expected, "{upstream:?}");
         }
     }
 }

@@ -110,10 +110,7 @@ pub fn check_query(
             }
         }
         Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
-            if let Ok(ColQuery {
-                name: Some(name), ..
-            }) = parse_form::<ColQuery>(query)
-            {
+            if let Ok(ColQuery { name: Some(name), .. }) = parse_form::<ColQuery>(query) {
                 check_name(&name)?;
             }
         }
@@ -134,9 +131,7 @@ fn check_rows(size: Option<u64>, limits: &Limits) -> Result<(), String> {
 
 fn check_name(name: &str) -> Result<(), String> {
     if is_too_long(name) {
-        return Err(format!(
-            "A feed or column name is at most {MAX_NAME_LEN} bytes."
-        ));
+        return Err(format!("A feed or column name is at most {MAX_NAME_LEN} bytes."));
     }
     Ok(())
 }
@@ -145,76 +140,23 @@ fn check_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_rows_per_read: 1000,
-        max_feed_rows: 5000,
-    };
+    const LIMITS: Limits = Limits { max_rows_per_read: 1000, max_feed_rows: 5000 };
 
     #[test]
     fn reads_over_the_limit_are_refused() {
         let long = "c".repeat(MAX_NAME_LEN + 1);
         let cases: Vec<(Endpoint, Method, String, bool)> = vec![
-            (
-                Endpoint::Data,
-                Method::GET,
-                "feed=a&ix=0&size=1000&col=x".into(),
-                true,
-            ),
-            (
-                Endpoint::Data,
-                Method::GET,
-                "feed=a&ix=0&size=1001&col=x".into(),
-                false,
-            ),
-            (
-                Endpoint::Bytes,
-                Method::GET,
-                "feed=a&ix=0&size=99999999999&col[]=x".into(),
-                false,
-            ),
-            (
-                Endpoint::Bytes,
-                Method::DELETE,
-                "feed=a&ix=0&size=1001&col[]=x".into(),
-                false,
-            ),
-            (
-                Endpoint::Raw,
-                Method::GET,
-                "feed=a&col=x&ix=0&size=1001".into(),
-                false,
-            ),
-            (
-                Endpoint::Raw,
-                Method::GET,
-                "feed=a&col=x&ix=0&size=10".into(),
-                true,
-            ),
+            (Endpoint::Data, Method::GET, "feed=a&ix=0&size=1000&col=x".into(), true),
+            (Endpoint::Data, Method::GET, "feed=a&ix=0&size=1001&col=x".into(), false),
+            (Endpoint::Bytes, Method::GET, "feed=a&ix=0&size=99999999999&col[]=x".into(), false),
+            (Endpoint::Bytes, Method::DELETE, "feed=a&ix=0&size=1001&col[]=x".into(), false),
+            (Endpoint::Raw, Method::GET, "feed=a&col=x&ix=0&size=1001".into(), false),
+            (Endpoint::Raw, Method::GET, "feed=a&col=x&ix=0&size=10".into(), true),
             // A write names no read size.
-            (
-                Endpoint::Data,
-                Method::PUT,
-                "feed=a&ix=0&size=1001".into(),
-                true,
-            ),
-            (
-                Endpoint::Raw,
-                Method::POST,
-                format!("feed=a&col={long}&ix=0"),
-                false,
-            ),
-            (
-                Endpoint::Data,
-                Method::GET,
-                format!("feed=a&ix=0&size=1&col[]={long}"),
-                false,
-            ),
-            (
-                Endpoint::Col,
-                Method::PATCH,
-                format!("feed=a&name={long}"),
-                false,
-            ),
+            (Endpoint::Data, Method::PUT, "feed=a&ix=0&size=1001".into(), true),
+            (Endpoint::Raw, Method::POST, format!("feed=a&col={long}&ix=0"), false),
+            (Endpoint::Data, Method::GET, format!("feed=a&ix=0&size=1&col[]={long}"), false),
+            (Endpoint::Col, Method::PATCH, format!("feed=a&name={long}"), false),
             (Endpoint::Col, Method::DELETE, "feed=a&name=x".into(), true),
         ];
         for (endpoint, method, query, ok) in cases {
@@ -231,20 +173,12 @@ mod tests {
         let long = "n".repeat(MAX_NAME_LEN + 1);
         let name = |n: &str| serde_json::json!({ "name": n }).to_string();
         let ok = |rule, body: &str| check_body(rule, body.as_bytes(), &LIMITS);
-        assert_eq!(
-            ok(BodyRule::Name, &name("xy")),
-            Ok(BodyFacts {
-                name: Some("xy".into())
-            })
-        );
+        assert_eq!(ok(BodyRule::Name, &name("xy")), Ok(BodyFacts { name: Some("xy".into()) }));
         assert!(ok(BodyRule::Name, &name(&long)).is_err());
         assert!(ok(BodyRule::Name, r#"{"name":"a","name":"b"}"#).is_err());
         assert!(ok(BodyRule::Name, r#"{"name":1}"#).is_err());
         assert!(ok(BodyRule::Name, "not json").is_err());
-        assert_eq!(
-            ok(BodyRule::Name, r#"{"datatype":"Int64"}"#),
-            Ok(BodyFacts::default())
-        );
+        assert_eq!(ok(BodyRule::Name, r#"{"datatype":"Int64"}"#), Ok(BodyFacts::default()));
         assert!(ok(BodyRule::Size, r#"{"size":5000}"#).is_ok());
         assert!(ok(BodyRule::Size, r#"{"size":5001}"#).is_err());
         assert!(ok(BodyRule::Size, r#"{"size":1000000000000000}"#).is_err());

@@ -161,13 +161,8 @@ async fn handle(
     };
     authorize(&classified, &who.principal)
         .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
-    limits::check_query(
-        classified.endpoint,
-        req.method(),
-        req.query_string(),
-        &state.limits,
-    )
-    .map_err(ApiError::BadRequest)?;
+    limits::check_query(classified.endpoint, req.method(), req.query_string(), &state.limits)
+        .map_err(ApiError::BadRequest)?;
     let (body, facts) = match limits::body_rule(classified.endpoint, req.method()) {
         Some(rule) => {
             let body = read_small_body(payload).await?;
@@ -183,15 +178,8 @@ async fn handle(
         Some(feed) => Some(write_lock(state, feed).await?),
         None => None,
     };
-    let response = forward::send(
-        &req,
-        body,
-        classified.endpoint,
-        state,
-        client,
-        &seen.bytes_in,
-    )
-    .await?;
+    let response =
+        forward::send(&req, body, classified.endpoint, state, client, &seen.bytes_in).await?;
     if response.status().is_success() && classified.endpoint == Endpoint::Feed {
         feed_changed(&req, auth, facts).await;
     }
@@ -201,22 +189,15 @@ async fn handle(
     // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
     let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
         && req.method() == Method::GET;
-    Ok(forward::respond(
-        &req,
-        response,
-        binary,
-        state,
-        classified.endpoint,
-    ))
+    Ok(forward::respond(&req, response, binary, state, classified.endpoint))
 }
 
 fn classify_error(err: ClassifyError, method: &Method) -> ApiError {
     match err {
         ClassifyError::UnknownEndpoint => ApiError::NotFound,
-        ClassifyError::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
-            method: method.clone(),
-            allowed,
-        },
+        ClassifyError::MethodNotAllowed(allowed) => {
+            ApiError::MethodNotAllowed { method: method.clone(), allowed }
+        }
         ClassifyError::BadQuery(detail) => ApiError::BadRequest(detail),
     }
 }
@@ -241,18 +222,16 @@ async fn write_lock(state: &ProxyState, feed: &str) -> Result<crate::lock::Write
 /// until this request is done).
 fn admit(auth: &AuthState, who: &Principal) -> Result<Slot, ApiError> {
     let rate = effective_rate(who.is_superuser, &who.group_rates, auth.default_rate);
-    auth.limits
-        .admit(who.user_id, rate, who.is_superuser)
-        .map_err(|limited| match limited {
-            Limited::Rate(wait) => {
-                auth.metrics.rate_limited("rate");
-                ApiError::Throttled(wait)
-            }
-            Limited::InFlight => {
-                auth.metrics.rate_limited("in_flight");
-                ApiError::Throttled(Duration::from_secs(1))
-            }
-        })
+    auth.limits.admit(who.user_id, rate, who.is_superuser).map_err(|limited| match limited {
+        Limited::Rate(wait) => {
+            auth.metrics.rate_limited("rate");
+            ApiError::Throttled(wait)
+        }
+        Limited::InFlight => {
+            auth.metrics.rate_limited("in_flight");
+            ApiError::Throttled(Duration::from_secs(1))
+        }
+    })
 }
 
 /// A body the proxy must read before forwarding (a name, a size): small by
@@ -264,9 +243,7 @@ async fn read_small_body(payload: web::Payload) -> Result<bytes::Bytes, ApiError
             log::info!("request body from the client failed: {err}");
             Err(ApiError::BadRequest("The request body ended early.".into()))
         }
-        Err(_) => Err(ApiError::PayloadTooLarge {
-            limit: limits::SMALL_BODY_LIMIT as u64,
-        }),
+        Err(_) => Err(ApiError::PayloadTooLarge { limit: limits::SMALL_BODY_LIMIT as u64 }),
     }
 }
 
@@ -283,10 +260,7 @@ async fn feed_changed(req: &HttpRequest, auth: &AuthState, facts: limits::BodyFa
         ("PATCH", Some(new)) => FeedChange::Renamed { old, new },
         _ => return,
     };
-    if let Err(err) = auth
-        .write(move |conn| users::feed_changed(conn, &change))
-        .await
-    {
+    if let Err(err) = auth.write(move |conn| users::feed_changed(conn, &change)).await {
         log::error!("feed grants not updated after a feed was deleted or renamed: {err}");
     }
 }
@@ -298,11 +272,7 @@ pub fn authorize(classified: &Classified, who: &Principal) -> Result<(), ApiErro
         Access::Global(perm) => who.has_perm(perm.codename()),
         Access::Feed(perm, feed) => who.has_feed_perm(perm.codename(), feed),
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::permission_denied())
-    }
+    if allowed { Ok(()) } else { Err(ApiError::permission_denied()) }
 }
 
 /// `GET /feed` for a user without `view_feed` everywhere: only the feeds
@@ -318,9 +288,7 @@ async fn visible_feeds(
         ApiError::UpstreamBroken
     })?;
     if !status.is_success() {
-        return Ok(HttpResponse::build(status)
-            .content_type("application/json")
-            .body(body));
+        return Ok(HttpResponse::build(status).content_type("application/json").body(body));
     }
     let feeds: Vec<Value> = serde_json::from_slice(&body).map_err(|err| {
         log::warn!("the upstream's feed list is not a JSON list: {err}");
@@ -328,11 +296,7 @@ async fn visible_feeds(
     })?;
     let visible: Vec<Value> = feeds
         .into_iter()
-        .filter(|feed| {
-            feed["name"]
-                .as_str()
-                .is_some_and(|name| who.has_feed_perm(VIEW_FEED, name))
-        })
+        .filter(|feed| feed["name"].as_str().is_some_and(|name| who.has_feed_perm(VIEW_FEED, name)))
         .collect();
     Ok(HttpResponse::Ok().json(visible))
 }

@@ -40,10 +40,7 @@ impl<'a> Upstream<'a> {
         let mut response = match self.client.get(url).timeout(timeout).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
-                log::debug!(
-                    "upstream answered {} to {path_and_query}",
-                    response.status()
-                );
+                log::debug!("upstream answered {} to {path_and_query}", response.status());
                 return None;
             }
             Err(err) => {
@@ -66,22 +63,16 @@ impl<'a> Upstream<'a> {
         struct Feed {
             name: String,
         }
-        let feeds: Vec<Feed> = self
-            .get("feed", Duration::from_secs(5))
-            .await
-            .unwrap_or_default();
+        let feeds: Vec<Feed> = self.get("feed", Duration::from_secs(5)).await.unwrap_or_default();
         feeds.into_iter().map(|f| f.name).collect()
     }
 
     pub async fn cols(&self, feed: &str) -> Option<Vec<Col>> {
-        self.get(&format!("col?feed={feed}"), Duration::from_secs(10))
-            .await
+        self.get(&format!("col?feed={feed}"), Duration::from_secs(10)).await
     }
 
     pub async fn size(&self, feed: &str) -> Option<u64> {
-        let answer: Value = self
-            .get(&format!("size?feed={feed}"), Duration::from_secs(10))
-            .await?;
+        let answer: Value = self.get(&format!("size?feed={feed}"), Duration::from_secs(10)).await?;
         answer["size"].as_u64()
     }
 
@@ -89,10 +80,7 @@ impl<'a> Upstream<'a> {
     pub async fn preview(&self, feed: &str, cols: &[Col], rows: u64) -> Vec<Vec<String>> {
         let names: String = cols.iter().map(|c| format!("&col[]={}", c.name)).collect();
         let path = format!("data?feed={feed}&ix=0&size={rows}{names}");
-        let data: Value = self
-            .get(&path, Duration::from_secs(10))
-            .await
-            .unwrap_or_default();
+        let data: Value = self.get(&path, Duration::from_secs(10)).await.unwrap_or_default();
         (0..rows as usize)
             .map(|i| {
                 cols.iter()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, client_with_token, spawn_app};
+use crate::helpers::{ADMIN_PASSWORD, Sent, TestApp, client_with_token, spawn_app};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -36,18 +36,11 @@ fn start_driver() -> Option<Driver> {
         let message = format!(
             "browser tests need {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
         );
-        assert!(
-            std::env::var("BROWSER_TESTS").as_deref() != Ok("required"),
-            "{message}"
-        );
+        assert!(std::env::var("BROWSER_TESTS").as_deref() != Ok("required"), "{message}");
         eprintln!("SKIPPED: {message}");
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -73,11 +66,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
     let url = format!("http://127.0.0.1:{}", driver.port);
     for _ in 0..100 {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&url)
-            .await
-        {
+        match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
             Ok(client) => return client,
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -86,9 +75,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
 }
 
 fn screenshots() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("screenshots");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -99,32 +86,18 @@ async fn snap(c: &Client, name: &str) {
 }
 
 async fn fill(c: &Client, id: &str, value: &str) {
-    let field = c
-        .find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|_| panic!("field #{id}"));
+    let field = c.find(Locator::Id(id)).await.unwrap_or_else(|_| panic!("field #{id}"));
     field.clear().await.unwrap();
     field.send_keys(value).await.unwrap();
 }
 
 async fn choose(c: &Client, css: &str, label: &str) {
-    let select = c
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("select {css}"));
-    select
-        .select_by_label(label)
-        .await
-        .unwrap_or_else(|_| panic!("option {label} in {css}"));
+    let select = c.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("select {css}"));
+    select.select_by_label(label).await.unwrap_or_else(|_| panic!("option {label} in {css}"));
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("{css}"))
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("{css}")).click().await.unwrap();
 }
 
 async fn page_text(c: &Client) -> String {
@@ -143,10 +116,7 @@ async fn wait_for_text(c: &Client, needle: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!(
-        "the page never showed {needle:?}; it shows:\n{}",
-        page_text(c).await
-    );
+    panic!("the page never showed {needle:?}; it shows:\n{}", page_text(c).await);
 }
 
 /// Runs `fetch` in the page and answers its status and JSON body.
@@ -157,30 +127,24 @@ async fn fetch(c: &Client, url: &str, options: Value) -> (u64, Value) {
             .then(r => r.text().then(t => done({status: r.status, body: t})))
             .catch(e => done({status: 0, body: String(e)}));
     "#;
-    let answer = c
-        .execute_async(script, vec![json!(url), options])
-        .await
-        .unwrap();
+    let answer = c.execute_async(script, vec![json!(url), options]).await.unwrap();
     let body =
         serde_json::from_str(answer["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
     (answer["status"].as_u64().unwrap(), body)
 }
 
 async fn arrange_feeds(app: &TestApp) {
-    app.create_feed("xy", &[("x", "Float64"), ("y", "Float64")])
-        .await;
+    app.create_feed("xy", &[("x", "Float64"), ("y", "Float64")]).await;
     app.create_feed("other", &[("x", "Float64")]).await;
-    for (feed, body) in [
-        ("xy", json!({"x": [1.5, 2.5], "y": [3.5, 4.5]})),
-        ("other", json!({"x": [9.5]})),
-    ] {
+    for (feed, body) in
+        [("xy", json!({"x": [1.5, 2.5], "y": [3.5, 4.5]})), ("other", json!({"x": [9.5]}))]
+    {
         let response = app
             .upstream_client
             .post(app.direct(&format!("data?feed={feed}")))
             .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 204);
     }
 }
@@ -204,33 +168,18 @@ async fn a_newcomer_sets_up_access_in_the_browser_and_browser_code_uses_it() {
     snap(&c, "index").await;
 
     // A group that may read feed xy only.
-    c.goto(&format!("{base}/admin/auth/group/add/"))
-        .await
-        .unwrap();
+    c.goto(&format!("{base}/admin/auth/group/add/")).await.unwrap();
     fill(&c, "id_name", "xy-readers").await;
-    choose(
-        &c,
-        "#feed-grants tbody tr:first-child select",
-        "lbasedb.view_data",
-    )
-    .await;
-    let feed = c
-        .find(Locator::Css("#feed-grants tbody tr:first-child input"))
-        .await
-        .unwrap();
+    choose(&c, "#feed-grants tbody tr:first-child select", "lbasedb.view_data").await;
+    let feed = c.find(Locator::Css("#feed-grants tbody tr:first-child input")).await.unwrap();
     feed.send_keys("xy").await.unwrap();
-    assert!(
-        c.find(Locator::Css(".chooser-wrap")).await.is_ok(),
-        "the two-list chooser is on"
-    );
+    assert!(c.find(Locator::Css(".chooser-wrap")).await.is_ok(), "the two-list chooser is on");
     snap(&c, "group_change").await;
     click(&c, "button[value=_save]").await;
     wait_for_text(&c, "was added successfully").await;
 
     // A user in it: two steps.
-    c.goto(&format!("{base}/admin/auth/user/add/"))
-        .await
-        .unwrap();
+    c.goto(&format!("{base}/admin/auth/user/add/")).await.unwrap();
     fill(&c, "id_username", "reader").await;
     fill(&c, "id_password1", "a-long-reader-password").await;
     fill(&c, "id_password2", "a-long-reader-password").await;
@@ -239,60 +188,35 @@ async fn a_newcomer_sets_up_access_in_the_browser_and_browser_code_uses_it() {
     choose(&c, "#id_groups", "xy-readers").await;
     click(&c, "button[value=_continue]").await;
     let text = wait_for_text(&c, "was changed successfully").await;
-    assert!(
-        text.contains("xy: lbasedb.view_data"),
-        "effective grants shown"
-    );
+    assert!(text.contains("xy: lbasedb.view_data"), "effective grants shown");
     snap(&c, "user_change").await;
     c.goto(&format!("{base}/admin/auth/user/")).await.unwrap();
     snap(&c, "user_list").await;
 
     // A token, read once.
-    c.goto(&format!("{base}/admin/authtoken/token/add/"))
-        .await
-        .unwrap();
+    c.goto(&format!("{base}/admin/authtoken/token/add/")).await.unwrap();
     choose(&c, "#id_user", "reader").await;
     fill(&c, "id_name", "script").await;
     click(&c, "#token_form input[type=submit]").await;
     wait_for_text(&c, "shown this once").await;
-    let secret = c
-        .find(Locator::Id("token-secret"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let secret = c.find(Locator::Id("token-secret")).await.unwrap().text().await.unwrap();
     assert!(secret.starts_with("lbp_"));
     snap(&c, "token_created").await;
     let script = client_with_token(&secret);
-    let own = app
-        .get_proxy_as(&script, "data?feed=xy&ix=0&size=2&col[]=x")
-        .await;
+    let own = app.get_proxy_as(&script, "data?feed=xy&ix=0&size=2&col[]=x").await;
     assert_eq!(own.json::<Value>().await.unwrap(), json!({"x": [1.5, 2.5]}));
-    let other = app
-        .get_proxy_as(&script, "data?feed=other&ix=0&size=1&col[]=x")
-        .await;
+    let other = app.get_proxy_as(&script, "data?feed=other&ix=0&size=1&col[]=x").await;
     assert_eq!(other.status(), 403);
-    c.goto(&format!("{base}/admin/authtoken/token/"))
-        .await
-        .unwrap();
+    c.goto(&format!("{base}/admin/authtoken/token/")).await.unwrap();
     let tokens = wait_for_text(&c, "script").await;
     assert!(!tokens.contains(&secret), "the secret is shown once");
-    c.goto(&format!("{base}/admin/lbasedb/feed/xy/"))
-        .await
-        .unwrap();
+    c.goto(&format!("{base}/admin/lbasedb/feed/xy/")).await.unwrap();
     snap(&c, "feed_detail").await;
 
     // Log out of the admin.
     click(&c, "#logout-form button").await;
     wait_for_text(&c, "Log in").await;
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .path()
-            .starts_with("/admin/login/")
-    );
+    assert!(c.current_url().await.unwrap().path().starts_with("/admin/login/"));
 
     // As the new user, from a page of the site: API login, then the proxy
     // with the session cookie and the CSRF header.
@@ -306,36 +230,16 @@ async fn a_newcomer_sets_up_access_in_the_browser_and_browser_code_uses_it() {
     assert_eq!(status, 200, "{login}");
     let csrf = login["csrfToken"].as_str().unwrap().to_owned();
     let with_csrf = json!({"headers": {"X-CSRFToken": csrf}});
-    let (status, rows) = fetch(
-        &c,
-        "/api/proxy/data?feed=xy&ix=0&size=2&col[]=x&col[]=y",
-        with_csrf.clone(),
-    )
-    .await;
-    assert_eq!(
-        (status, rows),
-        (200, json!({"x": [1.5, 2.5], "y": [3.5, 4.5]}))
-    );
-    let (status, _) = fetch(
-        &c,
-        "/api/proxy/data?feed=other&ix=0&size=1&col[]=x",
-        with_csrf.clone(),
-    )
-    .await;
+    let (status, rows) =
+        fetch(&c, "/api/proxy/data?feed=xy&ix=0&size=2&col[]=x&col[]=y", with_csrf.clone()).await;
+    assert_eq!((status, rows), (200, json!({"x": [1.5, 2.5], "y": [3.5, 4.5]})));
+    let (status, _) =
+        fetch(&c, "/api/proxy/data?feed=other&ix=0&size=1&col[]=x", with_csrf.clone()).await;
     assert_eq!(status, 403);
     let (status, feeds) = fetch(&c, "/api/proxy/feed", with_csrf.clone()).await;
-    assert_eq!(
-        (status, feeds),
-        (200, json!([])),
-        "no view_feed, so no feed listed"
-    );
+    assert_eq!((status, feeds), (200, json!([])), "no view_feed, so no feed listed");
     let logout = json!({"method": "POST", "headers": {"X-CSRFToken": csrf}});
     assert_eq!(fetch(&c, "/api/auth/logout/", logout).await.0, 200);
-    assert_eq!(
-        fetch(&c, "/api/proxy/data?feed=xy&ix=0&size=2&col[]=x", with_csrf)
-            .await
-            .0,
-        401
-    );
+    assert_eq!(fetch(&c, "/api/proxy/data?feed=xy&ix=0&size=2&col[]=x", with_csrf).await.0, 401);
     c.close().await.unwrap();
 }

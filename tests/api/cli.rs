@@ -11,8 +11,8 @@ use crate::auth::arrange_two_feeds;
 use lbasedb_proxy::db::queries;
 
 use crate::helpers::{
-    TestApp, client_with_token, create_group, create_user, issue_token, spawn_app, spawn_app_with,
-    spec,
+    Sent, TestApp, client_with_token, create_group, create_user, issue_token, spawn_app,
+    spawn_app_with, spec,
 };
 
 /// Runs a management command on the data folder `dir`, with `env` and no
@@ -30,20 +30,14 @@ fn manage_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std:
 }
 
 fn manage(app: &TestApp, args: &[&str], password: Option<&str>) -> std::process::Output {
-    let env: Vec<(&str, &str)> = password
-        .map(|p| ("LBASEDB_PROXY_PASSWORD", p))
-        .into_iter()
-        .collect();
+    let env: Vec<(&str, &str)> =
+        password.map(|p| ("LBASEDB_PROXY_PASSWORD", p)).into_iter().collect();
     manage_with(app, args, &env)
 }
 
 /// A management command on the app's own data folder and database.
 fn manage_with(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    app.command()
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("the binary runs")
+    app.command().args(args).envs(env.iter().copied()).output().expect("the binary runs")
 }
 
 #[tokio::test]
@@ -51,67 +45,26 @@ async fn management_commands_provision_access_that_the_proxy_honours() {
     let app = spawn_app().await;
     arrange_two_feeds(&app).await;
 
-    let group = manage(
-        &app,
-        &["creategroup", "readers", "--grant", "lbasedb.view_data=a"],
-        None,
-    );
-    assert!(
-        group.status.success(),
-        "{}",
-        String::from_utf8_lossy(&group.stderr)
-    );
-    let user = manage(
-        &app,
-        &["createuser", "dave", "--group", "readers"],
-        Some("a-long-dave-password"),
-    );
-    assert!(
-        user.status.success(),
-        "{}",
-        String::from_utf8_lossy(&user.stderr)
-    );
-    let token = manage(
-        &app,
-        &[
-            "createtoken",
-            "dave",
-            "--name",
-            "script",
-            "--expires-in",
-            "1h",
-        ],
-        None,
-    );
+    let group = manage(&app, &["creategroup", "readers", "--grant", "lbasedb.view_data=a"], None);
+    assert!(group.status.success(), "{}", String::from_utf8_lossy(&group.stderr));
+    let user =
+        manage(&app, &["createuser", "dave", "--group", "readers"], Some("a-long-dave-password"));
+    assert!(user.status.success(), "{}", String::from_utf8_lossy(&user.stderr));
+    let token =
+        manage(&app, &["createtoken", "dave", "--name", "script", "--expires-in", "1h"], None);
     assert!(token.status.success());
     let stdout = String::from_utf8(token.stdout).unwrap();
     let secret = stdout.lines().last().unwrap().trim();
     assert!(secret.starts_with("lbp_"));
 
     let dave = client_with_token(secret);
-    assert_eq!(
-        app.get_proxy_as(&dave, "data?feed=a&ix=0&size=1&col=x")
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.get_proxy_as(&dave, "data?feed=b&ix=0&size=1&col=x")
-            .await
-            .status(),
-        403
-    );
+    assert_eq!(app.get_proxy_as(&dave, "data?feed=a&ix=0&size=1&col=x").await.status(), 200);
+    assert_eq!(app.get_proxy_as(&dave, "data?feed=b&ix=0&size=1&col=x").await.status(), 403);
 
     let failures: [(&[&str], Option<&str>); 6] = [
         (&["createuser", "dave"], Some("a-long-dave-password")),
-        (
-            &["createuser", "erin", "--group", "nope"],
-            Some("a-long-erin-password"),
-        ),
-        (
-            &["createuser", "erin", "--perm", "lbasedb.fly"],
-            Some("a-long-erin-password"),
-        ),
+        (&["createuser", "erin", "--group", "nope"], Some("a-long-erin-password")),
+        (&["createuser", "erin", "--perm", "lbasedb.fly"], Some("a-long-erin-password")),
         (&["createuser", "erin"], Some("password")),
         (&["createtoken", "nobody"], None),
         (&["revoketoken", "lbp_nothing"], None),
@@ -123,10 +76,7 @@ async fn management_commands_provision_access_that_the_proxy_honours() {
     }
     let migrate = manage(&app, &["migrate"], None);
     assert!(migrate.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&migrate.stdout).trim(),
-        "No migrations to apply."
-    );
+    assert_eq!(String::from_utf8_lossy(&migrate.stdout).trim(), "No migrations to apply.");
 }
 
 #[tokio::test]
@@ -138,9 +88,7 @@ async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
     assert!(dir.path().join("db.sqlite3").exists());
 
     let app = spawn_app().await;
-    let admin = queries::user_by_username(&mut app.pool.get().unwrap(), "admin")
-        .unwrap()
-        .unwrap();
+    let admin = queries::user_by_username(&mut app.pool.get().unwrap(), "admin").unwrap().unwrap();
     assert!(admin.is_superuser && admin.is_staff && admin.is_active);
     assert!(admin.password.starts_with("$argon2id$"));
 }
@@ -148,12 +96,7 @@ async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
 #[tokio::test]
 async fn dumpdata_and_loaddata_move_everything_to_another_database() {
     let app = spawn_app().await;
-    create_group(
-        &app.pool,
-        "readers",
-        &["lbasedb.view_feed"],
-        &[("lbasedb.view_data", "a")],
-    );
+    create_group(&app.pool, "readers", &["lbasedb.view_feed"], &[("lbasedb.view_data", "a")]);
     create_user(
         &app.pool,
         UserSpec {
@@ -169,10 +112,7 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
     let dumped = manage(&app, &["dumpdata"], None);
     assert!(dumped.status.success());
     let dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
-    assert!(
-        !String::from_utf8_lossy(&dumped.stdout).contains(&token),
-        "no token secret in a dump"
-    );
+    assert!(!String::from_utf8_lossy(&dumped.stdout).contains(&token), "no token secret in a dump");
     let file = app.data.path().join("dump.json");
     std::fs::write(&file, &dumped.stdout).unwrap();
 
@@ -180,11 +120,7 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
     let run = |args: &[&str]| manage_in(other.path(), args, &[]);
     for _ in 0..2 {
         let loaded = run(&["loaddata", file.to_str().unwrap()]);
-        assert!(
-            loaded.status.success(),
-            "{}",
-            String::from_utf8_lossy(&loaded.stderr)
-        );
+        assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
     }
     let again: Value = serde_json::from_slice(&run(&["dumpdata"]).stdout).unwrap();
     assert_eq!(again, dump, "the same data, loaded twice, dumps the same");
@@ -196,13 +132,7 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
 
     // A token carried over still authenticates against the new database.
     let moved = spawn_app_with(|s| {
-        s.db.database_url = Some(
-            other
-                .path()
-                .join("db.sqlite3")
-                .to_string_lossy()
-                .into_owned(),
-        )
+        s.db.database_url = Some(other.path().join("db.sqlite3").to_string_lossy().into_owned())
     })
     .await;
     let me = crate::helpers::get_json(
@@ -212,10 +142,7 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
     .await;
     assert_eq!(me["username"], "frank");
     assert_eq!(me["groups"], json!(["readers"]));
-    assert_eq!(
-        me["permissions"],
-        json!(["lbasedb.add_feed", "lbasedb.view_feed"])
-    );
+    assert_eq!(me["permissions"], json!(["lbasedb.add_feed", "lbasedb.view_feed"]));
     assert_eq!(
         me["feed_grants"],
         json!({"a": ["lbasedb.view_data"], "b": ["lbasedb.change_data"]})
@@ -223,41 +150,27 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
 
     let broken = std::fs::write(app.data.path().join("bad.json"), "{}");
     broken.unwrap();
-    let refused = run(&[
-        "loaddata",
-        app.data.path().join("bad.json").to_str().unwrap(),
-    ]);
+    let refused = run(&["loaddata", app.data.path().join("bad.json").to_str().unwrap()]);
     assert!(!refused.status.success());
 }
 
 #[tokio::test]
 async fn createsuperuser_without_input_reads_the_environment() {
     let app = spawn_app().await;
-    let args = [
-        "createsuperuser",
-        "--noinput",
-        "--username",
-        "root",
-        "--email",
-        "root@example.com",
-    ];
+    let args =
+        ["createsuperuser", "--noinput", "--username", "root", "--email", "root@example.com"];
     let password = "LBASEDB_PROXY_SUPERUSER_PASSWORD";
     let weak = manage_with(&app, &args, &[(password, "12345678")]);
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("too common"));
     let made = manage_with(&app, &args, &[(password, "a-strong-root-password")]);
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let token = app
         .anon
         .post(format!("{}/api/auth/token/", app.address))
         .json(&json!({"username": "root", "password": "a-strong-root-password"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(token.status(), 200);
 }
 
@@ -272,12 +185,7 @@ async fn dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation
     })
     .await;
     assert!(!app.database_url.starts_with("postgres"));
-    create_group(
-        &app.pool,
-        "readers",
-        &["lbasedb.view_feed"],
-        &[("lbasedb.view_data", "a")],
-    );
+    create_group(&app.pool, "readers", &["lbasedb.view_feed"], &[("lbasedb.view_data", "a")]);
     create_user(
         &app.pool,
         UserSpec {
@@ -296,11 +204,7 @@ async fn dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation
     let other = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| manage_in(other.path(), args, &[("DATABASE_URL", &postgres)]);
     let loaded = run(&["loaddata", file.to_str().unwrap()]);
-    assert!(
-        loaded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&loaded.stderr)
-    );
+    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
     let dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
     let again: Value = serde_json::from_slice(&run(&["dumpdata"]).stdout).unwrap();
     assert_eq!(again, dump, "PostgreSQL holds what SQLite held");
@@ -321,9 +225,8 @@ async fn dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation
         .anon
         .post(format!("{}/api/auth/token/", moved.address))
         .json(&json!({"username": "frank", "password": crate::helpers::USER_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(login.status(), 200);
 }
 
@@ -354,16 +257,10 @@ async fn a_database_ahead_of_the_binary_or_behind_without_migrating_is_refused()
         child.wait_with_output().unwrap()
     };
     // Behind (here: empty), with migrating at start-up turned off.
-    let serve = run(
-        &["serve", "--bind", "127.0.0.1:0"],
-        &[("MIGRATE_ON_START", "false")],
-    );
+    let serve = run(&["serve", "--bind", "127.0.0.1:0"], &[("MIGRATE_ON_START", "false")]);
     assert!(!serve.status.success());
     let stderr = String::from_utf8_lossy(&serve.stderr);
-    assert!(
-        stderr.contains("behind") && stderr.contains("lbasedb-proxy migrate"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("behind") && stderr.contains("lbasedb-proxy migrate"), "{stderr}");
     assert!(run(&["migrate"], &[]).status.success());
 
     // Ahead: a migration some newer version applied.
@@ -379,10 +276,7 @@ async fn a_database_ahead_of_the_binary_or_behind_without_migrating_is_refused()
     for (args, env) in [
         (&["migrate"][..], &[][..]),
         (&["serve", "--bind", "127.0.0.1:0"][..], &[][..]),
-        (
-            &["serve", "--bind", "127.0.0.1:0"][..],
-            &[("MIGRATE_ON_START", "false")][..],
-        ),
+        (&["serve", "--bind", "127.0.0.1:0"][..], &[("MIGRATE_ON_START", "false")][..]),
     ] {
         let refused = run(args, env);
         assert!(!refused.status.success(), "{args:?}");

@@ -13,8 +13,8 @@ use lbasedb_proxy::db::{Pool, django, queries, schema};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, TestApp, admin, client, client_with_token, create_user, postgres_database,
-    postgres_server, psql, spawn_app, spec,
+    ADMIN_PASSWORD, Sent, TestApp, admin, client, client_with_token, create_user,
+    postgres_database, postgres_server, psql, spawn_app, spec,
 };
 
 fn fixture() -> PathBuf {
@@ -22,20 +22,11 @@ fn fixture() -> PathBuf {
 }
 
 fn import(app: &TestApp, source: &Path, extra: &[&str]) -> Output {
-    app.command()
-        .arg("importdjango")
-        .arg(source)
-        .args(extra)
-        .output()
-        .expect("the binary runs")
+    app.command().arg("importdjango").arg(source).args(extra).output().expect("the binary runs")
 }
 
 fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -44,10 +35,8 @@ async fn token_status(app: &TestApp, username: &str, password: &str) -> u16 {
     app.anon
         .post(format!("{}/api/auth/token/", app.address))
         .json(&json!({"username": username, "password": password}))
-        .send()
+        .sent_status()
         .await
-        .unwrap()
-        .status()
         .as_u16()
 }
 
@@ -62,26 +51,11 @@ fn password_of(pool: &Pool, username: &str) -> String {
 fn counts(pool: &Pool) -> [i64; 5] {
     let mut conn = pool.get().unwrap();
     [
-        schema::auth_user::table
-            .count()
-            .get_result(&mut conn)
-            .unwrap(),
-        schema::auth_group::table
-            .count()
-            .get_result(&mut conn)
-            .unwrap(),
-        schema::auth_user_groups::table
-            .count()
-            .get_result(&mut conn)
-            .unwrap(),
-        schema::auth_group_permissions::table
-            .count()
-            .get_result(&mut conn)
-            .unwrap(),
-        schema::authtoken_token::table
-            .count()
-            .get_result(&mut conn)
-            .unwrap(),
+        schema::auth_user::table.count().get_result(&mut conn).unwrap(),
+        schema::auth_group::table.count().get_result(&mut conn).unwrap(),
+        schema::auth_user_groups::table.count().get_result(&mut conn).unwrap(),
+        schema::auth_group_permissions::table.count().get_result(&mut conn).unwrap(),
+        schema::authtoken_token::table.count().get_result(&mut conn).unwrap(),
     ]
 }
 
@@ -92,15 +66,9 @@ async fn every_kind_of_django_user_logs_in_or_is_refused_as_in_django() {
     assert!(report.contains("users: 9 (9 created"), "{report}");
     assert!(report.contains("groups: 2 (2 created"), "{report}");
     assert!(report.contains("memberships: 3"), "{report}");
-    assert!(
-        report.contains("admin.view_logentry, contenttypes.view_contenttype"),
-        "{report}"
-    );
+    assert!(report.contains("admin.view_logentry, contenttypes.view_contenttype"), "{report}");
     assert!(report.contains("tokens: 1 added"), "{report}");
-    assert!(
-        report.contains("mallory: md5 hashes are not accepted"),
-        "{report}"
-    );
+    assert!(report.contains("mallory: md5 hashes are not accepted"), "{report}");
 
     let cases = [
         ("root", "pbkdf2_sha256", 200),
@@ -113,21 +81,10 @@ async fn every_kind_of_django_user_logs_in_or_is_refused_as_in_django() {
         ("mallory", "md5", 400),        // not accepted
     ];
     for (user, algorithm, expected) in cases {
-        assert!(
-            password_of(&app.pool, user).starts_with(algorithm),
-            "{user}"
-        );
+        assert!(password_of(&app.pool, user).starts_with(algorithm), "{user}");
         let password = format!("{user}-password-1");
-        assert_eq!(
-            token_status(&app, user, &password).await,
-            expected,
-            "{user}"
-        );
-        assert_eq!(
-            token_status(&app, user, "wrong-password").await,
-            400,
-            "{user}"
-        );
+        assert_eq!(token_status(&app, user, &password).await, expected, "{user}");
+        assert_eq!(token_status(&app, user, "wrong-password").await, 400, "{user}");
     }
 }
 
@@ -139,15 +96,9 @@ async fn a_django_hash_is_upgraded_at_login_and_the_password_still_works() {
     assert!(before.starts_with("pbkdf2_sha1$"));
     // The admin shows the algorithm, as Django's does.
     let admin = admin(&app).await;
-    let id = queries::user_by_username(&mut app.pool.get().unwrap(), "bob")
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = queries::user_by_username(&mut app.pool.get().unwrap(), "bob").unwrap().unwrap().id;
     let (_, page) = admin.get(&format!("/admin/auth/user/{id}/change/")).await;
-    assert!(
-        page.contains("algorithm: pbkdf2_sha1 iterations: 1000000"),
-        "{page}"
-    );
+    assert!(page.contains("algorithm: pbkdf2_sha1 iterations: 1000000"), "{page}");
 
     assert_eq!(token_status(&app, "bob", "bob-password-1").await, 200);
     let after = password_of(&app.pool, "bob");
@@ -166,14 +117,7 @@ async fn drf_tokens_keep_working_with_their_groups_and_permissions() {
     let key = &source.tokens.as_ref().unwrap()[0].key;
     assert_eq!(key.len(), 40);
     let carol = client_with_token(key);
-    let me: Value = carol
-        .get(format!("{}/api/auth/me/", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = carol.get(format!("{}/api/auth/me/", app.address)).sent_json().await;
     assert_eq!(me["username"], "carol");
     assert_eq!(me["groups"], json!(["readers", "writers"]));
     for perm in [
@@ -183,28 +127,17 @@ async fn drf_tokens_keep_working_with_their_groups_and_permissions() {
         "lbasedb.add_data",
         "lbasedb.change_data",
     ] {
-        assert!(
-            me["permissions"].as_array().unwrap().contains(&json!(perm)),
-            "{perm}: {me}"
-        );
+        assert!(me["permissions"].as_array().unwrap().contains(&json!(perm)), "{perm}: {me}");
     }
     // The key itself is not stored; the admin knows it by a prefix.
     let token: (String, String) = schema::authtoken_token::table
-        .select((
-            schema::authtoken_token::prefix,
-            schema::authtoken_token::name,
-        ))
+        .select((schema::authtoken_token::prefix, schema::authtoken_token::name))
         .filter(schema::authtoken_token::prefix.like("drf_%"))
         .first(&mut app.pool.get().unwrap())
         .unwrap();
-    assert_eq!(
-        token,
-        (format!("drf_{}", &key[..8]), "imported from Django".into())
-    );
+    assert_eq!(token, (format!("drf_{}", &key[..8]), "imported from Django".into()));
     // sam: staff with Django's own permissions on users.
-    let sam = queries::user_by_username(&mut app.pool.get().unwrap(), "sam")
-        .unwrap()
-        .unwrap();
+    let sam = queries::user_by_username(&mut app.pool.get().unwrap(), "sam").unwrap().unwrap();
     let held = queries::holdings(&mut app.pool.get().unwrap(), sam.id).unwrap();
     assert!(sam.is_staff && !sam.is_superuser);
     let mut perms = held.perms;
@@ -218,32 +151,20 @@ async fn a_second_import_changes_nothing_and_clashes_are_kept_unless_replaced() 
     create_user(&app.pool, spec("alice"));
     let ours = password_of(&app.pool, "alice");
     let report = stdout(&import(&app, &fixture(), &[]));
-    assert!(
-        report.contains("8 created, 0 replaced, 0 unchanged, 1 clashing"),
-        "{report}"
-    );
+    assert!(report.contains("8 created, 0 replaced, 0 unchanged, 1 clashing"), "{report}");
     assert!(report.contains("clash: alice"), "{report}");
     assert_eq!(password_of(&app.pool, "alice"), ours, "kept");
 
     let before = counts(&app.pool);
     let again = stdout(&import(&app, &fixture(), &[]));
-    assert!(
-        again.contains("0 created, 0 replaced, 8 unchanged, 1 clashing"),
-        "{again}"
-    );
-    assert!(
-        again.contains("tokens: 0 added, 1 known already"),
-        "{again}"
-    );
+    assert!(again.contains("0 created, 0 replaced, 8 unchanged, 1 clashing"), "{again}");
+    assert!(again.contains("tokens: 0 added, 1 known already"), "{again}");
     assert_eq!(counts(&app.pool), before, "nothing changed");
 
     let replaced = stdout(&import(&app, &fixture(), &["--replace"]));
     assert!(replaced.contains("1 replaced"), "{replaced}");
     let replaced_hash = password_of(&app.pool, "alice");
-    assert!(
-        replaced_hash.starts_with("pbkdf2_sha256$"),
-        "{replaced_hash} {replaced}"
-    );
+    assert!(replaced_hash.starts_with("pbkdf2_sha256$"), "{replaced_hash} {replaced}");
     assert_eq!(token_status(&app, "alice", "alice-password-1").await, 200);
 }
 
@@ -274,10 +195,7 @@ async fn a_file_that_is_not_a_django_database_changes_nothing() {
         assert!(!output.status.success(), "{source:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{source:?}: {stderr}");
-        assert!(
-            !stderr.contains("secret") && !stderr.contains("panicked"),
-            "{stderr}"
-        );
+        assert!(!stderr.contains("secret") && !stderr.contains("panicked"), "{stderr}");
     }
     assert_eq!(counts(&app.pool), before);
     // And a login still works as before.
@@ -301,24 +219,14 @@ async fn a_django_database_on_postgresql_imports_the_same() {
     assert!(report.contains("tokens: 1 added"), "{report}");
     for (user, expected) in [("carol", 200), ("dave", 200), ("erin", 400), ("frank", 400)] {
         let password = format!("{user}-password-1");
-        assert_eq!(
-            token_status(&app, user, &password).await,
-            expected,
-            "{user}"
-        );
+        assert_eq!(token_status(&app, user, &password).await, expected, "{user}");
     }
     // carol and dave logged in: their hashes are ours now, so a second run
     // keeps them as clashes rather than put Django's back.
     let again = stdout(&import(&app, Path::new(&source), &[]));
-    assert!(
-        again.contains("0 created, 0 replaced, 7 unchanged, 2 clashing"),
-        "{again}"
-    );
+    assert!(again.contains("0 created, 0 replaced, 7 unchanged, 2 clashing"), "{again}");
     // A server that is no Django database: a clear error, no credentials.
     let output = import(&app, Path::new(&server), &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success() && stderr.contains("not a Django database"),
-        "{stderr}"
-    );
+    assert!(!output.status.success() && stderr.contains("not a Django database"), "{stderr}");
 }

@@ -4,7 +4,7 @@
 use reqwest::header::{ALLOW, CONTENT_TYPE};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Sent, TestApp, spawn_app};
 
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
@@ -25,12 +25,7 @@ fn le_i64(values: &[i64]) -> Vec<u8> {
 #[tokio::test]
 async fn version_answers_the_upstream_api_version() {
     let app = spawn_app().await;
-    let response = app
-        .upstream_client
-        .get(app.direct("version"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.upstream_client.get(app.direct("version")).sent().await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
     assert_eq!(response.text().await.unwrap(), r#"{"version":"0.1.10"}"#);
@@ -41,102 +36,58 @@ async fn feeds_are_created_listed_renamed_and_deleted() {
     let app = spawn_app().await;
     let c = &app.upstream_client;
 
-    let created = c
-        .post(app.direct("feed"))
-        .json(&json!({"name": "xy"}))
-        .send()
-        .await
-        .unwrap();
+    let created = c.post(app.direct("feed")).json(&json!({"name": "xy"})).sent().await;
     assert_eq!(created.status(), 201);
     assert_eq!(created.text().await.unwrap(), "");
-    let list = c.get(app.direct("feed")).send().await.unwrap();
+    let list = c.get(app.direct("feed")).sent().await;
     assert_eq!(list.text().await.unwrap(), r#"[{"name":"xy"}]"#);
 
-    let again = c
-        .post(app.direct("feed"))
-        .json(&json!({"name": "xy"}))
-        .send()
-        .await
-        .unwrap();
+    let again = c.post(app.direct("feed")).json(&json!({"name": "xy"})).sent().await;
     assert_eq!(
         error_of(again).await,
-        (
-            400,
-            json!({"error": "entity already exists", "detail": "xy"})
-        )
+        (400, json!({"error": "entity already exists", "detail": "xy"}))
     );
-    let bad = c
-        .post(app.direct("feed"))
-        .json(&json!({"name": "bad name/.."}))
-        .send()
-        .await
-        .unwrap();
+    let bad = c.post(app.direct("feed")).json(&json!({"name": "bad name/.."})).sent().await;
     assert_eq!(
         error_of(bad).await,
-        (
-            400,
-            json!({"error": "invalid input parameter", "detail": "bad name/.."})
-        )
+        (400, json!({"error": "invalid input parameter", "detail": "bad name/.."}))
     );
 
-    let renamed = c
-        .patch(app.direct("feed?name=xy"))
-        .json(&json!({"name": "ab"}))
-        .send()
-        .await
-        .unwrap();
+    let renamed = c.patch(app.direct("feed?name=xy")).json(&json!({"name": "ab"})).sent().await;
     assert_eq!(renamed.status(), 204);
-    assert_eq!(
-        json_of(c.get(app.direct("feed")).send().await.unwrap()).await,
-        json!([{"name": "ab"}])
-    );
+    assert_eq!(json_of(c.get(app.direct("feed")).sent().await).await, json!([{"name": "ab"}]));
 
-    let deleted = c.delete(app.direct("feed?name=ab")).send().await.unwrap();
+    let deleted = c.delete(app.direct("feed?name=ab")).sent().await;
     assert_eq!(deleted.status(), 204);
-    assert_eq!(
-        json_of(c.get(app.direct("feed")).send().await.unwrap()).await,
-        json!([])
-    );
-    let gone = c.delete(app.direct("feed?name=ab")).send().await.unwrap();
-    assert_eq!(
-        error_of(gone).await,
-        (400, json!({"error": "entity not found", "detail": "ab"}))
-    );
+    assert_eq!(json_of(c.get(app.direct("feed")).sent().await).await, json!([]));
+    let gone = c.delete(app.direct("feed?name=ab")).sent().await;
+    assert_eq!(error_of(gone).await, (400, json!({"error": "entity not found", "detail": "ab"})));
 }
 
 #[tokio::test]
 async fn columns_are_created_listed_renamed_and_deleted() {
     let app = spawn_app().await;
     let c = &app.upstream_client;
-    app.create_feed("xy", &[("x", "Float64"), ("b", "Bytes[4]")])
-        .await;
+    app.create_feed("xy", &[("x", "Float64"), ("b", "Bytes[4]")]).await;
 
-    let list = json_of(c.get(app.direct("col?feed=xy")).send().await.unwrap()).await;
+    let list = json_of(c.get(app.direct("col?feed=xy")).sent().await).await;
     assert_eq!(
         list,
         json!([{"name": "b", "datatype": "Bytes[4]"}, {"name": "x", "datatype": "Float64"}])
     );
-    let renamed = c
-        .patch(app.direct("col?feed=xy&name=x"))
-        .json(&json!({"name": "z"}))
-        .send()
-        .await
-        .unwrap();
+    let renamed =
+        c.patch(app.direct("col?feed=xy&name=x")).json(&json!({"name": "z"})).sent().await;
     assert_eq!(renamed.status(), 204);
-    let deleted = c
-        .delete(app.direct("col?feed=xy&name=b"))
-        .send()
-        .await
-        .unwrap();
+    let deleted = c.delete(app.direct("col?feed=xy&name=b")).sent().await;
     assert_eq!(deleted.status(), 204);
-    let list = c.get(app.direct("col?feed=xy")).send().await.unwrap();
+    let list = c.get(app.direct("col?feed=xy")).sent().await;
     assert_eq!(
         list.text().await.unwrap(),
         r#"[{"name":"z","datatype":"Float64"}]"#,
         "the upstream's key order"
     );
 
-    let unknown_feed = c.get(app.direct("col?feed=nope")).send().await.unwrap();
+    let unknown_feed = c.get(app.direct("col?feed=nope")).sent().await;
     assert_eq!(
         error_of(unknown_feed).await,
         (400, json!({"error": "entity not found", "detail": "nope"}))
@@ -152,24 +103,15 @@ async fn an_unknown_datatype_is_a_clean_400_and_the_server_goes_on() {
             .upstream_client
             .post(app.direct("col?feed=xy"))
             .json(&json!({"name": "z", "datatype": datatype}))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(
             error_of(response).await,
-            (
-                400,
-                json!({"error": "invalid input parameter", "detail": "Unknown datatype"})
-            ),
+            (400, json!({"error": "invalid input parameter", "detail": "Unknown datatype"})),
             "{datatype}"
         );
     }
-    let list = app
-        .upstream_client
-        .get(app.direct("col?feed=xy"))
-        .send()
-        .await
-        .unwrap();
+    let list = app.upstream_client.get(app.direct("col?feed=xy")).sent().await;
     assert_eq!(list.text().await.unwrap(), "[]");
 }
 
@@ -177,27 +119,13 @@ async fn an_unknown_datatype_is_a_clean_400_and_the_server_goes_on() {
 async fn size_is_read_and_set() {
     let app = spawn_app().await;
     app.create_feed("xy", &[("x", "Int64")]).await;
-    let put = app
-        .upstream_client
-        .put(app.direct("size?feed=xy"))
-        .json(&json!({"size": 3}))
-        .send()
-        .await
-        .unwrap();
+    let put =
+        app.upstream_client.put(app.direct("size?feed=xy")).json(&json!({"size": 3})).sent().await;
     assert_eq!(put.status(), 204);
-    let size = app
-        .upstream_client
-        .get(app.direct("size?feed=xy"))
-        .send()
-        .await
-        .unwrap();
+    let size = app.upstream_client.get(app.direct("size?feed=xy")).sent().await;
     assert_eq!(size.text().await.unwrap(), r#"{"size":3}"#);
     let data = json_of(
-        app.upstream_client
-            .get(app.direct("data?feed=xy&ix=0&size=3&col[]=x"))
-            .send()
-            .await
-            .unwrap(),
+        app.upstream_client.get(app.direct("data?feed=xy&ix=0&size=3&col[]=x")).sent().await,
     )
     .await;
     assert_eq!(data, json!({"x": [0, 0, 0]}), "rows appended as zeros");
@@ -207,49 +135,24 @@ async fn size_is_read_and_set() {
 async fn data_is_appended_read_saved_and_patched() {
     let app = spawn_app().await;
     let c = &app.upstream_client;
-    app.create_feed("xy", &[("x", "Float64"), ("y", "Int64"), ("b", "Bytes[3]")])
-        .await;
+    app.create_feed("xy", &[("x", "Float64"), ("y", "Int64"), ("b", "Bytes[3]")]).await;
 
     let pushed = c
         .post(app.direct("data?feed=xy"))
         .json(&json!({"x": [1.5, 2.5, 3.5], "y": [1, 2, 3], "b": ["AQID", "BAUG", "BwgJ"]}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pushed.status(), 204);
-    let got = c
-        .get(app.direct("data?feed=xy&ix=0&size=3&col[]=x&col[]=b"))
-        .send()
-        .await
-        .unwrap();
+    let got = c.get(app.direct("data?feed=xy&ix=0&size=3&col[]=x&col[]=b")).sent().await;
     assert_eq!(got.headers()[CONTENT_TYPE], "application/json");
-    assert_eq!(
-        json_of(got).await,
-        json!({"x": [1.5, 2.5, 3.5], "b": ["AQID", "BAUG", "BwgJ"]})
-    );
+    assert_eq!(json_of(got).await, json!({"x": [1.5, 2.5, 3.5], "b": ["AQID", "BAUG", "BwgJ"]}));
 
     // PUT zeroes the columns it does not list; PATCH keeps them.
-    let saved = c
-        .put(app.direct("data?feed=xy&ix=1"))
-        .json(&json!({"x": [9.0]}))
-        .send()
-        .await
-        .unwrap();
+    let saved = c.put(app.direct("data?feed=xy&ix=1")).json(&json!({"x": [9.0]})).sent().await;
     assert_eq!(saved.status(), 204);
-    let patched = c
-        .patch(app.direct("data?feed=xy&ix=2"))
-        .json(&json!({"y": [7]}))
-        .send()
-        .await
-        .unwrap();
+    let patched = c.patch(app.direct("data?feed=xy&ix=2")).json(&json!({"y": [7]})).sent().await;
     assert_eq!(patched.status(), 204);
-    let all = json_of(
-        c.get(app.direct("data?feed=xy&ix=0&size=3&col=x&col=y"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let all = json_of(c.get(app.direct("data?feed=xy&ix=0&size=3&col=x&col=y")).sent().await).await;
     assert_eq!(all, json!({"x": [1.5, 9.0, 3.5], "y": [1, 0, 7]}));
 }
 
@@ -260,97 +163,53 @@ async fn data_errors_answer_the_upstream_error_json() {
     app.create_feed("xy", &[("x", "Float64")]).await;
 
     let cases = [
-        (
-            "data?feed=xy&size=1",
-            json!({"error": "param required", "detail": "ix"}),
-        ),
-        (
-            "data?feed=xy&ix=0",
-            json!({"error": "param required", "detail": "size"}),
-        ),
+        ("data?feed=xy&size=1", json!({"error": "param required", "detail": "ix"})),
+        ("data?feed=xy&ix=0", json!({"error": "param required", "detail": "size"})),
         (
             "data?feed=xy&ix=0&size=5&col[]=x",
             json!({"error": "unexpected end of file", "detail": "5"}),
         ),
-        (
-            "data?feed=nope&ix=0&size=0",
-            json!({"error": "entity not found", "detail": "nope"}),
-        ),
-        (
-            "bytes?feed=xy&ix=0&size=0",
-            json!({"error": "param required", "detail": "col[]"}),
-        ),
-        (
-            "raw?feed=xy&col=x&ix=0",
-            json!({"error": "param required", "detail": "size"}),
-        ),
+        ("data?feed=nope&ix=0&size=0", json!({"error": "entity not found", "detail": "nope"})),
+        ("bytes?feed=xy&ix=0&size=0", json!({"error": "param required", "detail": "col[]"})),
+        ("raw?feed=xy&col=x&ix=0", json!({"error": "param required", "detail": "size"})),
     ];
     for (path, expected) in cases {
-        let response = c.get(app.direct(path)).send().await.unwrap();
+        let response = c.get(app.direct(path)).sent().await;
         assert_eq!(error_of(response).await, (400, expected), "{path}");
     }
 
     // Where the upstream's worker would panic (a value of the wrong type),
     // the embedded one refuses, and writes nothing.
-    let wrong_type = c
-        .post(app.direct("data?feed=xy"))
-        .json(&json!({"x": [1]}))
-        .send()
-        .await
-        .unwrap();
+    let wrong_type = c.post(app.direct("data?feed=xy")).json(&json!({"x": [1]})).sent().await;
     let (status, body) = error_of(wrong_type).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid data"))
-    );
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid data")));
     assert_eq!(app.size_of("xy").await, 0);
 
-    let not_json = c
-        .post(app.direct("data?feed=xy"))
-        .body("{")
-        .send()
-        .await
-        .unwrap();
+    let not_json = c.post(app.direct("data?feed=xy")).body("{").sent().await;
     assert_eq!(not_json.status(), 400);
     assert_eq!(not_json.text().await.unwrap(), "Content type error");
     let bad_json = c
         .post(app.direct("data?feed=xy"))
         .header(CONTENT_TYPE, "application/json")
         .body("{")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(bad_json.status(), 400);
-    assert!(
-        bad_json
-            .text()
-            .await
-            .unwrap()
-            .starts_with("Json deserialize error: ")
-    );
+    assert!(bad_json.text().await.unwrap().starts_with("Json deserialize error: "));
 }
 
 #[tokio::test]
 async fn bytes_are_column_major_little_endian() {
     let app = spawn_app().await;
     let c = &app.upstream_client;
-    app.create_feed("xy", &[("x", "Float64"), ("y", "Int64")])
-        .await;
+    app.create_feed("xy", &[("x", "Float64"), ("y", "Int64")]).await;
 
     let mut body = le_f64(&[1.0, 2.0]);
     body.extend(le_i64(&[10, 20]));
-    let pushed = c
-        .post(app.direct("bytes?feed=xy&col[]=x&col[]=y"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let pushed =
+        c.post(app.direct("bytes?feed=xy&col[]=x&col[]=y")).body(body.clone()).sent().await;
     assert_eq!(pushed.status(), 204);
-    let got = c
-        .get(app.direct("bytes?feed=xy&ix=0&size=2&col[]=x&col[]=y"))
-        .send()
-        .await
-        .unwrap();
+    let got = c.get(app.direct("bytes?feed=xy&ix=0&size=2&col[]=x&col[]=y")).sent().await;
     // The upstream sends none; ours names the bytes as bytes, so that no
     // browser sniffs them into a page (see the security tests).
     assert_eq!(
@@ -361,53 +220,22 @@ async fn bytes_are_column_major_little_endian() {
     assert_eq!(got.bytes().await.unwrap().to_vec(), body);
 
     // PUT zeroes the others, PATCH keeps them, DELETE zeroes the rows.
-    let saved = c
-        .put(app.direct("bytes?feed=xy&ix=1&col=x"))
-        .body(le_f64(&[5.0]))
-        .send()
-        .await
-        .unwrap();
+    let saved = c.put(app.direct("bytes?feed=xy&ix=1&col=x")).body(le_f64(&[5.0])).sent().await;
     assert_eq!(saved.status(), 204);
-    let patched = c
-        .patch(app.direct("bytes?feed=xy&ix=0&col=y"))
-        .body(le_i64(&[7]))
-        .send()
-        .await
-        .unwrap();
+    let patched = c.patch(app.direct("bytes?feed=xy&ix=0&col=y")).body(le_i64(&[7])).sent().await;
     assert_eq!(patched.status(), 204);
-    let data = json_of(
-        c.get(app.direct("data?feed=xy&ix=0&size=2&col[]=x&col[]=y"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let data =
+        json_of(c.get(app.direct("data?feed=xy&ix=0&size=2&col[]=x&col[]=y")).sent().await).await;
     assert_eq!(data, json!({"x": [1.0, 5.0], "y": [7, 0]}));
-    let reset = c
-        .delete(app.direct("bytes?feed=xy&ix=0&size=1&col%5B%5D=y"))
-        .send()
-        .await
-        .unwrap();
+    let reset = c.delete(app.direct("bytes?feed=xy&ix=0&size=1&col%5B%5D=y")).sent().await;
     assert_eq!(reset.status(), 204);
-    let y = c
-        .get(app.direct("bytes?feed=xy&ix=0&size=2&col%5B%5D=y"))
-        .send()
-        .await
-        .unwrap();
+    let y = c.get(app.direct("bytes?feed=xy&ix=0&size=2&col%5B%5D=y")).sent().await;
     assert_eq!(y.bytes().await.unwrap().to_vec(), le_i64(&[0, 0]));
 
-    let past_end = c
-        .patch(app.direct("bytes?feed=xy&ix=2&col=y"))
-        .body(le_i64(&[1]))
-        .send()
-        .await
-        .unwrap();
+    let past_end = c.patch(app.direct("bytes?feed=xy&ix=2&col=y")).body(le_i64(&[1])).sent().await;
     assert_eq!(
         error_of(past_end).await,
-        (
-            400,
-            json!({"error": "unexpected end of file", "detail": "3"})
-        )
+        (400, json!({"error": "unexpected end of file", "detail": "3"}))
     );
     assert_eq!(app.size_of("xy").await, 2);
 }
@@ -417,39 +245,18 @@ async fn raw_reads_and_overwrites_one_column_in_place() {
     let app = spawn_app().await;
     let c = &app.upstream_client;
     app.create_feed("xy", &[("y", "Int64")]).await;
-    c.put(app.direct("size?feed=xy"))
-        .json(&json!({"size": 3}))
-        .send()
-        .await
-        .unwrap();
+    c.put(app.direct("size?feed=xy")).json(&json!({"size": 3})).sent().await;
 
-    let set = c
-        .post(app.direct("raw?feed=xy&col=y&ix=1"))
-        .body(le_i64(&[4, 5]))
-        .send()
-        .await
-        .unwrap();
+    let set = c.post(app.direct("raw?feed=xy&col=y&ix=1")).body(le_i64(&[4, 5])).sent().await;
     assert_eq!(set.status(), 204);
-    let got = c
-        .get(app.direct("raw?feed=xy&col=y&ix=0&size=3"))
-        .send()
-        .await
-        .unwrap();
+    let got = c.get(app.direct("raw?feed=xy&col=y&ix=0&size=3")).sent().await;
     assert_eq!(got.headers()[CONTENT_TYPE], "application/octet-stream");
     assert_eq!(got.bytes().await.unwrap().to_vec(), le_i64(&[0, 4, 5]));
 
-    let grows = c
-        .post(app.direct("raw?feed=xy&col=y&ix=2"))
-        .body(le_i64(&[1, 2]))
-        .send()
-        .await
-        .unwrap();
+    let grows = c.post(app.direct("raw?feed=xy&col=y&ix=2")).body(le_i64(&[1, 2])).sent().await;
     assert_eq!(
         error_of(grows).await,
-        (
-            400,
-            json!({"error": "unexpected end of file", "detail": "4"})
-        )
+        (400, json!({"error": "unexpected end of file", "detail": "4"}))
     );
     assert_eq!(app.size_of("xy").await, 3, "raw never grows a feed");
 }
@@ -457,27 +264,13 @@ async fn raw_reads_and_overwrites_one_column_in_place() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_other_methods_405_with_allow() {
     let app = spawn_app().await;
-    let missing = app
-        .upstream_client
-        .get(app.direct("nope"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.upstream_client.get(app.direct("nope")).sent().await;
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.text().await.unwrap(), "");
 
-    let cases = [
-        ("version", "GET"),
-        ("size", "GET, PUT"),
-        ("raw", "GET, POST"),
-    ];
+    let cases = [("version", "GET"), ("size", "GET, PUT"), ("raw", "GET, POST")];
     for (path, allow) in cases {
-        let response = app
-            .upstream_client
-            .delete(app.direct(path))
-            .send()
-            .await
-            .unwrap();
+        let response = app.upstream_client.delete(app.direct(path)).sent().await;
         assert_eq!(response.status(), 405, "{path}");
         assert_eq!(response.headers()[ALLOW], allow, "{path}");
     }
@@ -489,18 +282,9 @@ async fn a_repeated_key_is_read_last_wins_as_upstream() {
     let app: TestApp = spawn_app().await;
     app.create_feed("a", &[("x", "Int64")]).await;
     app.create_feed("b", &[("x", "Int64")]).await;
-    app.upstream_client
-        .post(app.direct("data?feed=b"))
-        .json(&json!({"x": [42]}))
-        .send()
-        .await
-        .unwrap();
-    let got = app
-        .upstream_client
-        .get(app.direct("data?feed=a&feed=b&ix=0&size=1&col=x"))
-        .send()
-        .await
-        .unwrap();
+    app.upstream_client.post(app.direct("data?feed=b")).json(&json!({"x": [42]})).sent().await;
+    let got =
+        app.upstream_client.get(app.direct("data?feed=a&feed=b&ix=0&size=1&col=x")).sent().await;
     assert_eq!(json_of(got).await, json!({"x": [42]}));
 }
 
@@ -515,19 +299,14 @@ async fn missing_optional_parameters_answer_as_the_real_server() {
     let error = |kind: &str, detail: &str| json!({"error": kind, "detail": detail});
     let cases = [
         (
-            c.post(app.direct("col?feed=xy"))
-                .json(&json!({"name": "z"})),
+            c.post(app.direct("col?feed=xy")).json(&json!({"name": "z"})),
             error("param required", "datatype"),
         ),
         (
-            c.patch(app.direct("col?feed=xy"))
-                .json(&json!({"name": "z"})),
+            c.patch(app.direct("col?feed=xy")).json(&json!({"name": "z"})),
             error("param required", "name"),
         ),
-        (
-            c.delete(app.direct("col?feed=xy")),
-            error("param required", "name"),
-        ),
+        (c.delete(app.direct("col?feed=xy")), error("param required", "name")),
         (
             c.get(app.direct("bytes?feed=xy&ix=zz&size=1&col%5B%5D=x")),
             error("invalid input parameter", "feed=xy&ix=zz&size=1&col[]=x"),
@@ -538,25 +317,18 @@ async fn missing_optional_parameters_answer_as_the_real_server() {
         ),
     ];
     for (request, expected) in cases {
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status(), 400);
         assert_eq!(json_of(response).await, expected);
     }
     // `/data` writes read their query with the plain form decoder, as the
     // real server's `web::Query` does: no lists, no repeated keys.
     for query in ["feed=xy&feed=xy", "feed=xy&col=x"] {
-        let response = c
-            .post(app.direct(&format!("data?{query}")))
-            .json(&json!({"x": [1]}))
-            .send()
-            .await
-            .unwrap();
+        let response =
+            c.post(app.direct(&format!("data?{query}"))).json(&json!({"x": [1]})).sent().await;
         assert_eq!(response.status(), 400, "{query}");
         let text = response.text().await.unwrap();
-        assert!(
-            text.starts_with("Query deserialize error: "),
-            "{query}: {text}"
-        );
+        assert!(text.starts_with("Query deserialize error: "), "{query}: {text}");
     }
     assert_eq!(app.size_of("xy").await, 0);
 }

@@ -12,7 +12,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::helpers::{Fault, TestApp, broken_upstream, down_upstream, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Fault, Sent, TestApp, broken_upstream, down_upstream, spawn_app, spawn_app_with,
+};
 
 async fn expect_error(app: &TestApp, path: &str, status: u16) {
     let response = app.get_proxy(path).await;
@@ -22,12 +24,7 @@ async fn expect_error(app: &TestApp, path: &str, status: u16) {
 }
 
 async fn still_serves(app: &TestApp) {
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let health = app.client.get(format!("{}/healthz", app.address)).sent().await;
     assert_eq!(health.status(), 200);
 }
 
@@ -36,12 +33,7 @@ async fn an_upstream_that_is_down_gives_502_and_not_ready() {
     let url = down_upstream().await;
     let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
     expect_error(&app, "version", 502).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.client.get(format!("{}/readyz", app.address)).sent().await;
     assert_eq!(ready.status(), 503);
     assert!(ready.json::<Value>().await.unwrap()["detail"].is_string());
     still_serves(&app).await;
@@ -76,12 +68,7 @@ async fn an_upstream_that_never_answers_gives_504() {
 #[tokio::test]
 async fn the_embedded_upstream_is_ready() {
     let app = spawn_app().await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.client.get(format!("{}/readyz", app.address)).sent().await;
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["upstream"]["version"], "0.1.10");
@@ -100,9 +87,8 @@ async fn a_slow_upload_is_not_cut_by_the_response_timeout() {
         .client
         .post(app.proxy("bytes?feed=xy&col=x"))
         .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 204);
     assert_eq!(app.size_of("xy").await, 10_000);
 }
@@ -113,9 +99,7 @@ async fn a_client_that_hangs_up_drops_the_upstream_request() {
     let url = upstream.url.clone();
     let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
 
-    let mut client = TcpStream::connect(app.address.trim_start_matches("http://"))
-        .await
-        .unwrap();
+    let mut client = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
     let request = format!(
         "GET /api/proxy/version HTTP/1.1\r\nhost: test\r\nauthorization: Token {}\r\n\r\n",
         app.token
@@ -127,17 +111,10 @@ async fn a_client_that_hangs_up_drops_the_upstream_request() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        upstream.connections.load(Ordering::SeqCst),
-        1,
-        "the request reached the upstream"
-    );
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1, "the request reached the upstream");
     drop(client);
 
     let hung_up = timeout(Duration::from_secs(10), upstream.hangups.recv()).await;
-    assert!(
-        hung_up.is_ok(),
-        "the upstream connection outlived the client"
-    );
+    assert!(hung_up.is_ok(), "the upstream connection outlived the client");
     still_serves(&app).await;
 }

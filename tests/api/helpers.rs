@@ -11,6 +11,7 @@ use lbasedb_proxy::auth::users::{self, UserSpec};
 use lbasedb_proxy::config::Settings;
 use lbasedb_proxy::db::{self, Pool, queries};
 use lbasedb_proxy::startup::Application;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,9 +95,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.db.database_url = Some(test_database_url(data.path()));
     configure(&mut settings);
     let database = settings.db.database_path();
-    let app = Application::build(settings)
-        .await
-        .expect("the application builds");
+    let app = Application::build(settings).await.expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let upstream = app.upstream().to_owned();
     let upstream_secret = app.upstream_secret().unwrap_or_default().to_owned();
@@ -125,10 +124,7 @@ fn builder() -> reqwest::ClientBuilder {
 
 /// A cookie-aware client with no credentials.
 pub fn client() -> reqwest::Client {
-    builder()
-        .cookie_store(true)
-        .build()
-        .expect("an HTTP client")
+    builder().cookie_store(true).build().expect("an HTTP client")
 }
 
 pub fn client_with_token(token: &str) -> reqwest::Client {
@@ -138,10 +134,7 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
 pub fn client_with_authorization(value: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", value.parse().unwrap());
-    builder()
-        .default_headers(headers)
-        .build()
-        .expect("an HTTP client")
+    builder().default_headers(headers).build().expect("an HTTP client")
 }
 
 /// A token for `username`, straight in the database.
@@ -151,13 +144,8 @@ pub fn issue_token(
     expires_at: Option<chrono::NaiveDateTime>,
 ) -> String {
     let mut conn = pool.get().unwrap();
-    let user = queries::user_by_username(&mut conn, username)
-        .unwrap()
-        .expect("the user exists");
-    users::issue_token(&mut conn, &Granted::system(), user.id, "test", expires_at)
-        .unwrap()
-        .1
-        .secret
+    let user = queries::user_by_username(&mut conn, username).unwrap().expect("the user exists");
+    users::issue_token(&mut conn, &Granted::system(), user.id, "test", expires_at).unwrap().1.secret
 }
 
 pub const USER_PASSWORD: &str = "a-long-test-password";
@@ -169,26 +157,19 @@ static TEST_PHC: std::sync::LazyLock<String> =
 /// A user, straight in the database, with password `USER_PASSWORD`.
 pub fn create_user(pool: &Pool, spec: UserSpec) -> i32 {
     let mut conn = pool.get().unwrap();
-    users::create_user(&mut conn, &Granted::system(), &spec, &TEST_PHC)
-        .unwrap()
-        .id
+    users::create_user(&mut conn, &Granted::system(), &spec, &TEST_PHC).unwrap().id
 }
 
 pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &str)]) {
     let perms: Vec<String> = perms.iter().map(|p| p.to_string()).collect();
-    let grants: Vec<(String, String)> = grants
-        .iter()
-        .map(|(p, f)| (p.to_string(), f.to_string()))
-        .collect();
+    let grants: Vec<(String, String)> =
+        grants.iter().map(|(p, f)| (p.to_string(), f.to_string())).collect();
     let mut conn = pool.get().unwrap();
     users::create_group(&mut conn, &Granted::system(), name, &perms, &grants).unwrap();
 }
 
 pub fn spec(username: &str) -> UserSpec {
-    UserSpec {
-        username: username.into(),
-        ..Default::default()
-    }
+    UserSpec { username: username.into(), ..Default::default() }
 }
 
 /// A request body, for `TestApp::send`.
@@ -228,8 +209,7 @@ impl TestApp {
         path_and_query: &str,
     ) -> reqwest::Response {
         let url = self.proxy(path_and_query);
-        self.send(client, reqwest::Method::GET, &url, Body::None)
-            .await
+        self.send(client, reqwest::Method::GET, &url, Body::None).await
     }
 
     /// `/api/proxy/<path_and_query>`.
@@ -248,32 +228,23 @@ impl TestApp {
             .upstream_client
             .post(self.direct("feed"))
             .json(&json!({ "name": feed }))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 201, "create feed {feed}");
         for (name, datatype) in cols {
             let response = self
                 .upstream_client
                 .post(self.direct(&format!("col?feed={feed}")))
                 .json(&json!({ "name": name, "datatype": datatype }))
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             assert_eq!(response.status(), 201, "create column {name}");
         }
     }
 
     pub async fn size_of(&self, feed: &str) -> u64 {
-        let body: Value = self
-            .upstream_client
-            .get(self.direct(&format!("size?feed={feed}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value =
+            self.upstream_client.get(self.direct(&format!("size?feed={feed}"))).sent_json().await;
         body["size"].as_u64().expect("a size")
     }
 }
@@ -355,11 +326,7 @@ pub async fn broken_upstream(fault: Fault) -> BrokenUpstream {
             });
         }
     });
-    BrokenUpstream {
-        url,
-        connections,
-        hangups,
-    }
+    BrokenUpstream { url, connections, hangups }
 }
 
 /// An upstream that answers every request with 200 and records each request
@@ -417,12 +384,7 @@ pub struct Browser {
 
 impl Browser {
     pub async fn get(&self, path: &str) -> (reqwest::StatusCode, String) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
+        let response = self.client.get(format!("{}{path}", self.base)).sent().await;
         (response.status(), response.text().await.unwrap())
     }
 
@@ -437,12 +399,7 @@ impl Browser {
         let csrf = csrf_of(&html);
         let mut fields: Vec<(&str, &str)> = fields.to_vec();
         fields.push(("csrfmiddlewaretoken", &csrf));
-        self.client
-            .post(format!("{}{path}", self.base))
-            .form(&fields)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(format!("{}{path}", self.base)).form(&fields).sent().await
     }
 }
 
@@ -452,19 +409,12 @@ pub async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, 
 
 /// Logs in to the admin site of the server at `base` (a replica's).
 pub async fn log_in_at(base: &str, username: &str, password: &str) -> (Browser, reqwest::Response) {
-    let browser = Browser {
-        client: client(),
-        base: base.to_owned(),
-    };
+    let browser = Browser { client: client(), base: base.to_owned() };
     let response = browser
         .post(
             "/admin/login/",
             "/admin/login/",
-            &[
-                ("username", username),
-                ("password", password),
-                ("next", "/admin/"),
-            ],
+            &[("username", username), ("password", password), ("next", "/admin/")],
         )
         .await;
     (browser, response)
@@ -472,12 +422,37 @@ pub async fn log_in_at(base: &str, username: &str, password: &str) -> (Browser, 
 
 /// A GET's JSON answer.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
+    client.get(url).sent_json().await
 }
 
 /// A GET's status.
 pub async fn status_of(client: &reqwest::Client, url: &str) -> reqwest::StatusCode {
-    client.get(url).send().await.unwrap().status()
+    client.get(url).sent_status().await
+}
+
+/// The suite's one way to send a request: an answer that does not come
+/// (or a body that is not what was asked for) fails the test there.
+pub trait Sent {
+    /// The answer.
+    fn sent(self) -> impl Future<Output = reqwest::Response> + Send;
+    /// The answer's status.
+    fn sent_status(self) -> impl Future<Output = reqwest::StatusCode> + Send;
+    /// The answer's body as JSON of type `T`.
+    fn sent_json<T: DeserializeOwned>(self) -> impl Future<Output = T> + Send;
+}
+
+impl Sent for reqwest::RequestBuilder {
+    async fn sent(self) -> reqwest::Response {
+        self.send().await.expect("the request is answered")
+    }
+
+    async fn sent_status(self) -> reqwest::StatusCode {
+        self.sent().await.status()
+    }
+
+    async fn sent_json<T: DeserializeOwned>(self) -> T {
+        self.sent().await.json().await.expect("a JSON body")
+    }
 }
 
 /// The superuser `admin`, logged in to the admin site.
@@ -536,16 +511,9 @@ pub fn postgres_server(test: &str) -> Option<String> {
 /// A new empty database on `server`, unique to this test run; its URL.
 pub fn postgres_database(server: &str, name: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let unique = format!(
-        "{name}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    );
+    let unique = format!("{name}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
     psql(server, &["-c", &format!("CREATE DATABASE {unique}")]);
-    format!(
-        "{}/{unique}",
-        server.rsplit_once('/').expect("a database URL").0
-    )
+    format!("{}/{unique}", server.rsplit_once('/').expect("a database URL").0)
 }
 
 /// Runs `psql` (PostgreSQL's own client) on `url`, stopping at the first error.
@@ -555,9 +523,5 @@ pub fn psql(url: &str, args: &[&str]) {
         .args(args)
         .output()
         .expect("psql runs");
-    assert!(
-        output.status.success(),
-        "psql {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "psql {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }

@@ -8,7 +8,7 @@ use lbasedb_proxy::net::parse_net;
 use serde_json::json;
 
 use crate::helpers::{
-    Fault, TestApp, admin, broken_upstream, client_with_token, create_group, create_user,
+    Fault, Sent, TestApp, admin, broken_upstream, client_with_token, create_group, create_user,
     down_upstream, issue_token, spawn_app, spawn_app_with, spec,
 };
 
@@ -20,19 +20,9 @@ fn series(text: &str, name_and_labels: &str) -> f64 {
 }
 
 async fn metrics(app: &TestApp) -> String {
-    let response = app
-        .anon
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.anon.get(format!("{}/metrics", app.address)).sent().await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     response.text().await.unwrap()
 }
 
@@ -44,108 +34,57 @@ async fn metrics_count_requests_bytes_refusals_and_lock_waits() {
         assert_eq!(app.get_proxy("version").await.status(), 200);
     }
     let version_len = app.get_proxy("version").await.bytes().await.unwrap().len();
-    assert_eq!(
-        app.anon
-            .get(app.proxy("version"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.anon.get(app.proxy("version")).sent_status().await, 401);
     create_user(&app.pool, spec("nobody"));
     let nobody = client_with_token(&issue_token(&app.pool, "nobody", None));
-    assert_eq!(
-        app.get_proxy_as(&nobody, "size?feed=xy").await.status(),
-        403
-    );
+    assert_eq!(app.get_proxy_as(&nobody, "size?feed=xy").await.status(), 403);
     let body = json!({"x": [1, 2, 3]}).to_string();
     let pushed = app
         .client
         .post(app.proxy("data?feed=xy"))
         .header("content-type", "application/json")
         .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pushed.status(), 204);
 
     let text = metrics(&app).await;
     let requests = "lbasedb_proxy_requests_total";
     assert_eq!(
-        series(
-            &text,
-            &format!("{requests}{{endpoint=\"version\",method=\"GET\",status=\"200\"}}")
-        ),
+        series(&text, &format!("{requests}{{endpoint=\"version\",method=\"GET\",status=\"200\"}}")),
         3.0
     );
     assert_eq!(
-        series(
-            &text,
-            &format!("{requests}{{endpoint=\"version\",method=\"GET\",status=\"401\"}}")
-        ),
+        series(&text, &format!("{requests}{{endpoint=\"version\",method=\"GET\",status=\"401\"}}")),
         1.0
     );
     assert_eq!(
-        series(
-            &text,
-            &format!("{requests}{{endpoint=\"size\",method=\"GET\",status=\"403\"}}")
-        ),
+        series(&text, &format!("{requests}{{endpoint=\"size\",method=\"GET\",status=\"403\"}}")),
         1.0
     );
     assert_eq!(
-        series(
-            &text,
-            &format!("{requests}{{endpoint=\"data\",method=\"POST\",status=\"204\"}}")
-        ),
+        series(&text, &format!("{requests}{{endpoint=\"data\",method=\"POST\",status=\"204\"}}")),
         1.0
     );
     assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_response_bytes_total{endpoint=\"version\"}"
-        ),
+        series(&text, "lbasedb_proxy_response_bytes_total{endpoint=\"version\"}"),
         3.0 * version_len as f64
     );
     assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_request_bytes_total{endpoint=\"data\"}"
-        ),
+        series(&text, "lbasedb_proxy_request_bytes_total{endpoint=\"data\"}"),
         body.len() as f64
     );
-    assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_auth_failures_total{reason=\"no_credentials\"}"
-        ),
-        1.0
-    );
-    assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_auth_failures_total{reason=\"forbidden\"}"
-        ),
-        1.0
-    );
-    assert_eq!(
-        series(&text, "lbasedb_proxy_write_lock_wait_seconds_count"),
-        1.0
-    );
+    assert_eq!(series(&text, "lbasedb_proxy_auth_failures_total{reason=\"no_credentials\"}"), 1.0);
+    assert_eq!(series(&text, "lbasedb_proxy_auth_failures_total{reason=\"forbidden\"}"), 1.0);
+    assert_eq!(series(&text, "lbasedb_proxy_write_lock_wait_seconds_count"), 1.0);
     assert_eq!(series(&text, "lbasedb_proxy_in_flight_requests"), 0.0);
     assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_request_duration_seconds_count{endpoint=\"version\"}"
-        ),
+        series(&text, "lbasedb_proxy_request_duration_seconds_count{endpoint=\"version\"}"),
         4.0
     );
     // No label names a user, a token or a feed.
     for secret in ["xy", "nobody", "admin", &app.token[..12]] {
-        assert!(
-            !text.contains(&format!("\"{secret}")),
-            "{secret} in a label"
-        );
+        assert!(!text.contains(&format!("\"{secret}")), "{secret} in a label");
     }
 }
 
@@ -157,10 +96,7 @@ async fn upstream_failures_are_counted_by_kind() {
     assert_eq!(app.get_proxy("version").await.status(), 502);
     let text = metrics(&app).await;
     assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_upstream_errors_total{kind=\"closed\"}"
-        ),
+        series(&text, "lbasedb_proxy_upstream_errors_total{kind=\"closed\"}"),
         1.0,
         "{text}"
     );
@@ -169,32 +105,20 @@ async fn upstream_failures_are_counted_by_kind() {
     let app = spawn_app_with(|s| s.lbasedb_url = Some(down)).await;
     assert_eq!(app.get_proxy("version").await.status(), 502);
     let text = metrics(&app).await;
-    assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_upstream_errors_total{kind=\"connect\"}"
-        ),
-        1.0
-    );
+    assert_eq!(series(&text, "lbasedb_proxy_upstream_errors_total{kind=\"connect\"}"), 1.0);
 }
 
 #[tokio::test]
 async fn metrics_are_for_allowed_networks_and_superusers_only() {
     let app = spawn_app_with(|s| s.metrics_allow = vec![parse_net("10.0.0.0/8").unwrap()]).await;
     let url = format!("{}/metrics", app.address);
-    assert_eq!(app.anon.get(&url).send().await.unwrap().status(), 404);
+    assert_eq!(app.anon.get(&url).sent_status().await, 404);
     create_user(&app.pool, spec("plain"));
     let plain = client_with_token(&issue_token(&app.pool, "plain", None));
-    assert_eq!(plain.get(&url).send().await.unwrap().status(), 404);
-    let superuser = app.client.get(&url).send().await.unwrap();
+    assert_eq!(plain.get(&url).sent_status().await, 404);
+    let superuser = app.client.get(&url).sent().await;
     assert_eq!(superuser.status(), 200);
-    assert!(
-        superuser
-            .text()
-            .await
-            .unwrap()
-            .contains("lbasedb_proxy_in_flight_requests")
-    );
+    assert!(superuser.text().await.unwrap().contains("lbasedb_proxy_in_flight_requests"));
 }
 
 // Rate limits per user.
@@ -210,11 +134,7 @@ async fn a_user_over_its_rate_gets_429_and_superusers_are_exempt() {
     }
     let limited = app.get_proxy_as(&script, "version").await;
     assert_eq!(limited.status(), 429);
-    let wait: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=1200).contains(&wait), "{wait}");
     let other = client_with_token(&issue_token(&app.pool, "other", None));
     assert_eq!(app.get_proxy_as(&other, "version").await.status(), 200);
@@ -222,51 +142,22 @@ async fn a_user_over_its_rate_gets_429_and_superusers_are_exempt() {
         assert_eq!(app.get_proxy("version").await.status(), 200, "superuser");
     }
     let text = metrics(&app).await;
-    assert_eq!(
-        series(&text, "lbasedb_proxy_rate_limited_total{limit=\"rate\"}"),
-        1.0
-    );
+    assert_eq!(series(&text, "lbasedb_proxy_rate_limited_total{limit=\"rate\"}"), 1.0);
 }
 
 #[tokio::test]
 async fn a_groups_rate_overrides_the_default_set_in_its_admin_form() {
     let app = spawn_app_with(|s| s.user_rate_limit = Some("2/hour".parse().unwrap())).await;
     create_group(&app.pool, "bulk", &[], &[]);
-    create_user(
-        &app.pool,
-        UserSpec {
-            groups: vec!["bulk".into()],
-            ..spec("loader")
-        },
-    );
+    create_user(&app.pool, UserSpec { groups: vec!["bulk".into()], ..spec("loader") });
     let browser = admin(&app).await;
-    let id = queries::group_by_name(&mut app.pool.get().unwrap(), "bulk")
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = queries::group_by_name(&mut app.pool.get().unwrap(), "bulk").unwrap().unwrap().id;
     let change = format!("/admin/auth/group/{id}/change/");
-    let refused = browser
-        .post(
-            &change,
-            &change,
-            &[("name", "bulk"), ("rate_limit", "fast")],
-        )
-        .await;
+    let refused = browser.post(&change, &change, &[("name", "bulk"), ("rate_limit", "fast")]).await;
     assert_eq!(refused.status(), 200);
-    assert!(
-        refused
-            .text()
-            .await
-            .unwrap()
-            .contains("expected a rate such as 600/min")
-    );
-    let saved = browser
-        .post(
-            &change,
-            &change,
-            &[("name", "bulk"), ("rate_limit", "100/hour")],
-        )
-        .await;
+    assert!(refused.text().await.unwrap().contains("expected a rate such as 600/min"));
+    let saved =
+        browser.post(&change, &change, &[("name", "bulk"), ("rate_limit", "100/hour")]).await;
     assert_eq!(saved.status(), 302);
 
     let loader = client_with_token(&issue_token(&app.pool, "loader", None));
@@ -281,17 +172,12 @@ async fn one_user_cannot_have_more_than_its_share_in_flight() {
     app.create_feed("w", &[("v", "Int64")]).await;
     create_user(
         &app.pool,
-        UserSpec {
-            grants: vec![("lbasedb.add_data".into(), "w".into())],
-            ..spec("script")
-        },
+        UserSpec { grants: vec![("lbasedb.add_data".into(), "w".into())], ..spec("script") },
     );
     let script = client_with_token(&issue_token(&app.pool, "script", None));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+        rx.recv().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
     });
     tx.send(bytes::Bytes::from_static(b"{\"v\": [1")).unwrap();
     let upload = tokio::spawn(
@@ -310,13 +196,7 @@ async fn one_user_cannot_have_more_than_its_share_in_flight() {
     assert_eq!(upload.await.unwrap().unwrap().status(), 204);
     assert_eq!(app.get_proxy_as(&script, "version").await.status(), 200);
     let text = metrics(&app).await;
-    assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_rate_limited_total{limit=\"in_flight\"}"
-        ),
-        1.0
-    );
+    assert_eq!(series(&text, "lbasedb_proxy_rate_limited_total{limit=\"in_flight\"}"), 1.0);
 }
 
 // Scoped tokens.
@@ -340,32 +220,14 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
     let obtained: serde_json::Value = app
         .anon
         .post(format!("{}/api/auth/token/", app.address))
-        .json(
-            &json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
-                      "scopes": ["lbasedb.view_data=xy"]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json(&json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
+                      "scopes": ["lbasedb.view_data=xy"]}))
+        .sent_json()
+        .await;
     let scoped = client_with_token(obtained["token"].as_str().unwrap());
-    assert_eq!(
-        app.get_proxy_as(&scoped, "size?feed=xy").await.status(),
-        200
-    );
-    assert_eq!(
-        app.get_proxy_as(&scoped, "size?feed=zz").await.status(),
-        403,
-        "out of scope"
-    );
-    let write = scoped
-        .post(app.proxy("data?feed=xy"))
-        .json(&json!({"x": [1]}))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.get_proxy_as(&scoped, "size?feed=xy").await.status(), 200);
+    assert_eq!(app.get_proxy_as(&scoped, "size?feed=zz").await.status(), 403, "out of scope");
+    let write = scoped.post(app.proxy("data?feed=xy")).json(&json!({"x": [1]})).sent().await;
     assert_eq!(write.status(), 403, "the user may, the token may not");
     assert_eq!(app.size_of("xy").await, 0);
 
@@ -376,32 +238,20 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
             .args(["createtoken", "admin", "--scope", "lbasedb.view_feed"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     });
     assert_eq!(app.get_proxy_as(&root, "feed").await.status(), 200);
-    let made = root
-        .post(app.proxy("feed"))
-        .json(&json!({"name": "new"}))
-        .send()
-        .await
-        .unwrap();
+    let made = root.post(app.proxy("feed")).json(&json!({"name": "new"})).sent().await;
     assert_eq!(made.status(), 403);
     // A scope that names no permission is a clear error.
     let refused = app
         .anon
         .post(format!("{}/api/auth/token/", app.address))
-        .json(
-            &json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
-                      "scopes": "lbasedb.fly"}),
-        )
-        .send()
-        .await
-        .unwrap();
+        .json(&json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
+                      "scopes": "lbasedb.fly"}))
+        .sent()
+        .await;
     assert_eq!(refused.status(), 400);
 }
 
@@ -413,24 +263,14 @@ async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
         .args(["createtoken", "admin", "--allow-ip", "203.0.113.0/24"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let elsewhere = client_with_token(String::from_utf8(out.stdout).unwrap().trim());
     let refused = app.get_proxy_as(&elsewhere, "version").await;
     assert_eq!(refused.status(), 403);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("address"));
     let text = metrics(&app).await;
-    assert_eq!(
-        series(
-            &text,
-            "lbasedb_proxy_auth_failures_total{reason=\"token_network\"}"
-        ),
-        1.0
-    );
+    assert_eq!(series(&text, "lbasedb_proxy_auth_failures_total{reason=\"token_network\"}"), 1.0);
 
     // The admin's token form takes both, and the list shows them.
     let browser = admin(&app).await;
@@ -454,16 +294,9 @@ async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
         .await;
     assert_eq!(added.status(), 200);
     let (_, list) = browser.get("/admin/authtoken/token/").await;
-    assert!(
-        list.contains("lbasedb.view_data=xy") && list.contains("10.0.0.0/8"),
-        "{list}"
-    );
+    assert!(list.contains("lbasedb.view_data=xy") && list.contains("10.0.0.0/8"), "{list}");
     let bad = browser
-        .post(
-            page,
-            page,
-            &[("user", id.as_str()), ("name", "x"), ("scopes", "nonsense")],
-        )
+        .post(page, page, &[("user", id.as_str()), ("name", "x"), ("scopes", "nonsense")])
         .await;
     assert!(bad.text().await.unwrap().contains("expected CODENAME"));
 }
@@ -494,10 +327,7 @@ async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
     app.create_feed("xy", &[("x", "Int64")]).await;
     create_user(
         &app.pool,
-        UserSpec {
-            grants: vec![("lbasedb.view_data".into(), "xy".into())],
-            ..spec("reader")
-        },
+        UserSpec { grants: vec![("lbasedb.view_data".into(), "xy".into())], ..spec("reader") },
     );
     let token = issue_token(&app.pool, "reader", None);
     let reader = client_with_token(&token);
@@ -507,26 +337,16 @@ async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
         .post(app.proxy("data?feed=xy"))
         .header("content-type", "application/json")
         .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 204);
-    let read = app
-        .get_proxy_as(&reader, "data?feed=xy&ix=0&size=2&col=x")
+        .sent()
         .await;
+    assert_eq!(pushed.status(), 204);
+    let read = app.get_proxy_as(&reader, "data?feed=xy&ix=0&size=2&col=x").await;
     let read_len = read.bytes().await.unwrap().len();
-    let refused = reader
-        .post(app.proxy("data?feed=xy"))
-        .json(&json!({"x": [3]}))
-        .send()
-        .await
-        .unwrap();
+    let refused = reader.post(app.proxy("data?feed=xy")).json(&json!({"x": [3]})).sent().await;
     assert_eq!(refused.status(), 403);
 
     let rows = audited(&app, 3).await;
-    let [write, read, refused] = &rows[..] else {
-        panic!("{rows:?}")
-    };
+    let [write, read, refused] = &rows[..] else { panic!("{rows:?}") };
     assert_eq!(
         (write.username.as_str(), write.method.as_str(), write.status),
         ("admin", "POST", 204)
@@ -539,10 +359,7 @@ async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
     );
     assert_eq!(read.bytes_out, read_len as i64);
     assert_eq!(read.credential, &token[..12]);
-    assert_eq!(
-        (read.endpoint.as_str(), read.client.as_str()),
-        ("data", "127.0.0.1")
-    );
+    assert_eq!((read.endpoint.as_str(), read.client.as_str()), ("data", "127.0.0.1"));
     assert_eq!((refused.status, refused.feed.as_deref()), (403, Some("xy")));
     assert!(read.duration_ms >= 0.0);
 }
@@ -569,29 +386,16 @@ async fn the_access_page_searches_filters_and_exports_csv_for_view_access_only()
     assert!(page.contains("1 request(s)"), "{page}");
     let (_, page) = browser.get("/admin/lbasedb/access/?status=4xx").await;
     assert!(page.contains("1 request(s)"), "{page}");
-    let (_, page) = browser
-        .get("/admin/lbasedb/access/?status=2xx&method=GET")
-        .await;
+    let (_, page) = browser.get("/admin/lbasedb/access/?status=2xx&method=GET").await;
     assert!(page.contains("2 request(s)"), "{page}");
-    let (_, page) = browser
-        .get("/admin/lbasedb/access/?from=2000-01-01&until=2000-01-02")
-        .await;
+    let (_, page) = browser.get("/admin/lbasedb/access/?from=2000-01-01&until=2000-01-02").await;
     assert!(page.contains("0 request(s)"), "{page}");
     let csv = browser
         .client
-        .get(format!(
-            "{}/admin/lbasedb/access/?q=admin&format=csv",
-            app.address
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        csv.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
+        .get(format!("{}/admin/lbasedb/access/?q=admin&format=csv", app.address))
+        .sent()
+        .await;
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let text = csv.text().await.unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("at,user,credential,client,endpoint,method,feed,status"));
@@ -599,32 +403,16 @@ async fn the_access_page_searches_filters_and_exports_csv_for_view_access_only()
     assert!(lines[1..].iter().all(|l| l.contains(",admin,")), "{text}");
 
     // Staff need lbasedb.view_access.
-    create_user(
-        &app.pool,
-        UserSpec {
-            staff: true,
-            ..spec("clerk")
-        },
-    );
+    create_user(&app.pool, UserSpec { staff: true, ..spec("clerk") });
     let (clerk, _) = crate::helpers::log_in(&app, "clerk", crate::helpers::USER_PASSWORD).await;
     assert_eq!(clerk.get("/admin/lbasedb/access/").await.0, 403);
     create_user(
         &app.pool,
-        UserSpec {
-            staff: true,
-            perms: vec!["lbasedb.view_access".into()],
-            ..spec("auditor")
-        },
+        UserSpec { staff: true, perms: vec!["lbasedb.view_access".into()], ..spec("auditor") },
     );
     let (auditor, _) = crate::helpers::log_in(&app, "auditor", crate::helpers::USER_PASSWORD).await;
     assert_eq!(auditor.get("/admin/lbasedb/access/").await.0, 200);
-    assert!(
-        auditor
-            .get("/admin/")
-            .await
-            .1
-            .contains("/admin/lbasedb/access/")
-    );
+    assert!(auditor.get("/admin/").await.1.contains("/admin/lbasedb/access/"));
 }
 
 #[tokio::test]
@@ -636,10 +424,7 @@ async fn audit_rows_past_the_retention_are_purged() {
     audited(&app, 1).await;
     let mut conn = app.pool.get().unwrap();
     let old = queries::now() - chrono::Duration::days(100);
-    diesel::update(access_log::table)
-        .set(access_log::at.eq(old))
-        .execute(&mut conn)
-        .unwrap();
+    diesel::update(access_log::table).set(access_log::at.eq(old)).execute(&mut conn).unwrap();
     drop(conn);
     app.get_proxy("version").await;
     audited(&app, 2).await;
@@ -655,20 +440,13 @@ async fn audit_rows_past_the_retention_are_purged() {
 #[tokio::test]
 async fn with_audit_log_json_each_request_is_one_json_line_in_the_log() {
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log = data.path().join("serve.log");
     let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_lbasedb-proxy"))
         .arg("serve")
         .env("BIND", format!("127.0.0.1:{port}"))
         .env("DATA_DIR", data.path())
-        .env(
-            "LBASEDB_PROXY_SUPERUSER_PASSWORD",
-            crate::helpers::ADMIN_PASSWORD,
-        )
+        .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", crate::helpers::ADMIN_PASSWORD)
         .env("AUDIT_LOG", "json")
         .env("RUST_LOG", "warn,lbasedb_proxy::audit=info")
         .env_remove("LBASEDB_URL")
@@ -693,19 +471,14 @@ async fn with_audit_log_json_each_request_is_one_json_line_in_the_log() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     let admin = client_with_token(&token.expect("serve started"));
-    let answer = admin
-        .get(format!("{base}/api/proxy/version"))
-        .send()
-        .await
-        .unwrap();
+    let answer = admin.get(format!("{base}/api/proxy/version")).sent().await;
     assert_eq!(answer.status(), 200);
     let mut line = None;
     for _ in 0..100 {
         let text = std::fs::read_to_string(&log).unwrap();
-        line = text.lines().find_map(|l| {
-            l.split_once("lbasedb_proxy::audit] ")
-                .map(|(_, json)| json.to_owned())
-        });
+        line = text
+            .lines()
+            .find_map(|l| l.split_once("lbasedb_proxy::audit] ").map(|(_, json)| json.to_owned()));
         if line.is_some() {
             break;
         }

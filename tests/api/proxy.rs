@@ -11,7 +11,8 @@ use reqwest::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Body, Fault, TestApp, broken_upstream, recorded, recording_upstream, spawn_app, spawn_app_with,
+    Body, Fault, Sent, TestApp, broken_upstream, recorded, recording_upstream, spawn_app,
+    spawn_app_with,
 };
 
 /// Sends the same request to the proxy and to the upstream directly.
@@ -22,19 +23,14 @@ async fn both(
     body: Option<Value>,
 ) -> [(u16, Vec<u8>); 2] {
     let mut answers = Vec::new();
-    for (client, url) in [
-        (&app.client, app.proxy(path)),
-        (&app.upstream_client, app.direct(path)),
-    ] {
+    for (client, url) in [(&app.client, app.proxy(path)), (&app.upstream_client, app.direct(path))]
+    {
         let mut request = client.request(method.clone(), url);
         if let Some(body) = &body {
             request = request.json(body);
         }
-        let response = request.send().await.unwrap();
-        answers.push((
-            response.status().as_u16(),
-            response.bytes().await.unwrap().to_vec(),
-        ));
+        let response = request.sent().await;
+        answers.push((response.status().as_u16(), response.bytes().await.unwrap().to_vec()));
     }
     answers.try_into().unwrap()
 }
@@ -46,103 +42,31 @@ async fn every_endpoint_and_method_answers_as_the_upstream() {
     let le = |f: f64, i: i64| -> Vec<u8> { [f.to_le_bytes(), i.to_le_bytes()].concat() };
     let writes: Vec<(Method, &str, Body, u16)> = vec![
         (Method::POST, "feed", Body::Json(json!({"name": "xy"})), 201),
-        (
-            Method::POST,
-            "feed",
-            Body::Json(json!({"name": "tmp"})),
-            201,
-        ),
-        (
-            Method::PATCH,
-            "feed?name=tmp",
-            Body::Json(json!({"name": "tmp2"})),
-            204,
-        ),
+        (Method::POST, "feed", Body::Json(json!({"name": "tmp"})), 201),
+        (Method::PATCH, "feed?name=tmp", Body::Json(json!({"name": "tmp2"})), 204),
         (Method::DELETE, "feed?name=tmp2", Body::None, 204),
-        (
-            Method::POST,
-            "col?feed=xy",
-            Body::Json(json!({"name": "x", "datatype": "Float64"})),
-            201,
-        ),
-        (
-            Method::POST,
-            "col?feed=xy",
-            Body::Json(json!({"name": "y", "datatype": "Int64"})),
-            201,
-        ),
-        (
-            Method::POST,
-            "col?feed=xy",
-            Body::Json(json!({"name": "t", "datatype": "Int32"})),
-            201,
-        ),
-        (
-            Method::PATCH,
-            "col?feed=xy&name=t",
-            Body::Json(json!({"name": "u"})),
-            204,
-        ),
+        (Method::POST, "col?feed=xy", Body::Json(json!({"name": "x", "datatype": "Float64"})), 201),
+        (Method::POST, "col?feed=xy", Body::Json(json!({"name": "y", "datatype": "Int64"})), 201),
+        (Method::POST, "col?feed=xy", Body::Json(json!({"name": "t", "datatype": "Int32"})), 201),
+        (Method::PATCH, "col?feed=xy&name=t", Body::Json(json!({"name": "u"})), 204),
         (Method::DELETE, "col?feed=xy&name=u", Body::None, 204),
-        (
-            Method::PUT,
-            "size?feed=xy",
-            Body::Json(json!({"size": 1})),
-            204,
-        ),
-        (
-            Method::POST,
-            "data?feed=xy",
-            Body::Json(json!({"x": [0.5, 1.5], "y": [5, 6]})),
-            204,
-        ),
-        (
-            Method::PUT,
-            "data?feed=xy&ix=0",
-            Body::Json(json!({"x": [9.5]})),
-            204,
-        ),
-        (
-            Method::PATCH,
-            "data?feed=xy&ix=1",
-            Body::Json(json!({"y": [8]})),
-            204,
-        ),
-        (
-            Method::POST,
-            "bytes?feed=xy&col[]=x&col[]=y",
-            Body::Bytes(le(3.25, 4)),
-            204,
-        ),
-        (
-            Method::PUT,
-            "bytes?feed=xy&ix=3&col=x",
-            Body::Bytes(2.5f64.to_le_bytes().to_vec()),
-            204,
-        ),
+        (Method::PUT, "size?feed=xy", Body::Json(json!({"size": 1})), 204),
+        (Method::POST, "data?feed=xy", Body::Json(json!({"x": [0.5, 1.5], "y": [5, 6]})), 204),
+        (Method::PUT, "data?feed=xy&ix=0", Body::Json(json!({"x": [9.5]})), 204),
+        (Method::PATCH, "data?feed=xy&ix=1", Body::Json(json!({"y": [8]})), 204),
+        (Method::POST, "bytes?feed=xy&col[]=x&col[]=y", Body::Bytes(le(3.25, 4)), 204),
+        (Method::PUT, "bytes?feed=xy&ix=3&col=x", Body::Bytes(2.5f64.to_le_bytes().to_vec()), 204),
         (
             Method::PATCH,
             "bytes?feed=xy&ix=2&col=x",
             Body::Bytes(1.0f64.to_le_bytes().to_vec()),
             204,
         ),
-        (
-            Method::DELETE,
-            "bytes?feed=xy&ix=1&size=1&col[]=x",
-            Body::None,
-            204,
-        ),
-        (
-            Method::POST,
-            "raw?feed=xy&col=y&ix=0",
-            Body::Bytes(7i64.to_le_bytes().to_vec()),
-            204,
-        ),
+        (Method::DELETE, "bytes?feed=xy&ix=1&size=1&col[]=x", Body::None, 204),
+        (Method::POST, "raw?feed=xy&col=y&ix=0", Body::Bytes(7i64.to_le_bytes().to_vec()), 204),
     ];
     for (method, path, body, expected) in writes {
-        let response = app
-            .send(&app.client, method.clone(), &app.proxy(path), body)
-            .await;
+        let response = app.send(&app.client, method.clone(), &app.proxy(path), body).await;
         assert_eq!(response.status(), expected, "{method} {path}");
     }
 
@@ -179,40 +103,22 @@ async fn every_endpoint_and_method_answers_as_the_upstream() {
 #[tokio::test]
 async fn two_hundred_thousand_rows_round_trip_byte_for_byte() {
     let app = spawn_app().await;
-    app.create_feed("xy", &[("x", "Float64"), ("y", "Int64")])
-        .await;
+    app.create_feed("xy", &[("x", "Float64"), ("y", "Int64")]).await;
     const ROWS: usize = 200_000;
     let x: Vec<f64> = (0..ROWS).map(|i| i as f64 * 0.5 + 0.125).collect();
     let y: Vec<i64> = (0..ROWS).map(|i| i as i64 * 3 - 7).collect();
 
-    let pushed = app
-        .client
-        .post(app.proxy("data?feed=xy"))
-        .json(&json!({"x": x, "y": y}))
-        .send()
-        .await
-        .unwrap();
+    let pushed =
+        app.client.post(app.proxy("data?feed=xy")).json(&json!({"x": x, "y": y})).sent().await;
     assert_eq!(pushed.status(), 204);
     assert_eq!(app.size_of("xy").await, ROWS as u64);
 
     let path = format!("data?feed=xy&ix=0&size={ROWS}&col[]=x&col[]=y");
     let proxied = app.get_proxy(&path).await;
     assert_eq!(proxied.headers()[CONTENT_TYPE], "application/json");
-    let length = proxied.headers()[CONTENT_LENGTH]
-        .to_str()
-        .unwrap()
-        .parse::<usize>()
-        .unwrap();
+    let length = proxied.headers()[CONTENT_LENGTH].to_str().unwrap().parse::<usize>().unwrap();
     let proxied = proxied.bytes().await.unwrap();
-    let direct = app
-        .upstream_client
-        .get(app.direct(&path))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let direct = app.upstream_client.get(app.direct(&path)).sent().await.bytes().await.unwrap();
     assert_eq!(proxied.len(), length, "Content-Length kept");
     // Not assert_eq: a failure would print megabytes.
     assert!(proxied == direct, "the proxy changed the body");
@@ -226,24 +132,15 @@ async fn two_hundred_thousand_rows_round_trip_byte_for_byte() {
         .client
         .put(app.proxy("bytes?feed=xy&ix=0&col[]=x&col[]=y"))
         .body(binary.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
-    let got = app
-        .get_proxy(&format!(
-            "bytes?feed=xy&ix=0&size={ROWS}&col%5B%5D=x&col%5B%5D=y"
-        ))
+        .sent()
         .await;
+    assert_eq!(put.status(), 204);
+    let got =
+        app.get_proxy(&format!("bytes?feed=xy&ix=0&size={ROWS}&col%5B%5D=x&col%5B%5D=y")).await;
     assert_eq!(got.headers()[CONTENT_TYPE], "application/octet-stream");
     assert!(got.bytes().await.unwrap() == binary, "binary body changed");
-    let raw = app
-        .get_proxy(&format!("raw?feed=xy&col=y&ix=0&size={ROWS}"))
-        .await;
-    assert!(
-        raw.bytes().await.unwrap() == binary[ROWS * 8..],
-        "raw body changed"
-    );
+    let raw = app.get_proxy(&format!("raw?feed=xy&col=y&ix=0&size={ROWS}")).await;
+    assert!(raw.bytes().await.unwrap() == binary[ROWS * 8..], "raw body changed");
 }
 
 #[tokio::test]
@@ -264,10 +161,7 @@ async fn query_strings_are_forwarded_unchanged() {
     }
     let heads = recorded(&upstream).await;
     let lines: Vec<&str> = heads.iter().map(|h| h.lines().next().unwrap()).collect();
-    let expected: Vec<String> = queries
-        .iter()
-        .map(|q| format!("GET /{q} HTTP/1.1"))
-        .collect();
+    let expected: Vec<String> = queries.iter().map(|q| format!("GET /{q} HTTP/1.1")).collect();
     assert_eq!(lines, expected);
 }
 
@@ -302,17 +196,9 @@ async fn unknown_endpoints_and_methods_never_reach_the_upstream() {
 
     let missing = app.get_proxy("nope").await;
     assert_eq!(missing.status(), 404);
-    assert_eq!(
-        missing.json::<Value>().await.unwrap(),
-        json!({"detail": "Not found."})
-    );
+    assert_eq!(missing.json::<Value>().await.unwrap(), json!({"detail": "Not found."}));
 
-    let wrong = app
-        .client
-        .delete(app.proxy("data?feed=xy"))
-        .send()
-        .await
-        .unwrap();
+    let wrong = app.client.delete(app.proxy("data?feed=xy")).sent().await;
     assert_eq!(wrong.status(), 405);
     assert_eq!(wrong.headers()[ALLOW], "GET, POST, PUT, PATCH");
     assert_eq!(
@@ -320,17 +206,9 @@ async fn unknown_endpoints_and_methods_never_reach_the_upstream() {
         json!({"detail": "Method \"DELETE\" not allowed."})
     );
 
-    let sized = app
-        .client
-        .post(app.proxy("bytes?feed=xy&col=x"))
-        .body(vec![0u8; 4096])
-        .send();
+    let sized = app.client.post(app.proxy("bytes?feed=xy&col=x")).body(vec![0u8; 4096]).send();
     let _ = sized.await;
-    assert_eq!(
-        upstream.connections.load(Ordering::SeqCst),
-        1,
-        "only the sized POST was forwarded"
-    );
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1, "only the sized POST was forwarded");
 }
 
 #[tokio::test]
@@ -343,9 +221,8 @@ async fn a_body_over_the_limit_is_413_and_writes_nothing() {
         .client
         .post(app.proxy("bytes?feed=xy&col=x"))
         .body(vec![1u8; 64 * 1024 + 8])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(sized.status(), 413);
     assert!(sized.json::<Value>().await.unwrap()["detail"].is_string());
 
@@ -362,13 +239,8 @@ async fn a_body_over_the_limit_is_413_and_writes_nothing() {
     assert_eq!(app.size_of("xy").await, 0, "nothing written");
 
     // At the limit, it passes.
-    let ok = app
-        .client
-        .post(app.proxy("bytes?feed=xy&col=x"))
-        .body(vec![0u8; 64 * 1024])
-        .send()
-        .await
-        .unwrap();
+    let ok =
+        app.client.post(app.proxy("bytes?feed=xy&col=x")).body(vec![0u8; 64 * 1024]).sent().await;
     assert_eq!(ok.status(), 204);
     assert_eq!(app.size_of("xy").await, 8 * 1024);
 }
@@ -391,20 +263,15 @@ async fn credentials_and_hop_by_hop_headers_stay_behind() {
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-forwarded-host", "evil.example")
         .header("x-custom", "kept")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
 
     // What the client gets back: no upstream cookie, CORS or hop headers.
     let headers = response.headers();
     assert_eq!(headers[CONTENT_TYPE], "application/json");
     assert_eq!(headers["x-lbasedb"], "kept");
-    for name in [
-        "set-cookie",
-        "access-control-allow-origin",
-        "x-upstream-hop",
-    ] {
+    for name in ["set-cookie", "access-control-allow-origin", "x-upstream-hop"] {
         assert!(headers.get(name).is_none(), "{name} passed back");
     }
 
@@ -418,17 +285,11 @@ async fn credentials_and_hop_by_hop_headers_stay_behind() {
         "6.6.6.6",
         "evil.example",
     ] {
-        assert!(
-            !head.contains(&secret.to_lowercase()),
-            "{secret} reached the upstream:\n{head}"
-        );
+        assert!(!head.contains(&secret.to_lowercase()), "{secret} reached the upstream:\n{head}");
     }
     assert!(head.contains("x-custom: kept"), "{head}");
     assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
     assert!(head.contains("x-forwarded-proto: http"), "{head}");
     let host = app.address.trim_start_matches("http://");
-    assert!(
-        head.contains(&format!("x-forwarded-host: {host}")),
-        "{head}"
-    );
+    assert!(head.contains(&format!("x-forwarded-host: {host}")), "{head}");
 }

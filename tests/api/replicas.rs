@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Browser, client, client_with_token, get_json, log_in_at, postgres_database,
-    postgres_server, psql, status_of,
+    ADMIN_PASSWORD, Browser, Sent, client, client_with_token, get_json, log_in_at,
+    postgres_database, postgres_server, psql, status_of,
 };
 use crate::safety::{UpstreamProcess, append_concurrently, free_port, losses, stored_values};
 
@@ -48,18 +48,12 @@ impl Replica {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _data: data,
-        }
+        Self { child, base: format!("http://127.0.0.1:{port}"), _data: data }
     }
 
     async fn wait_ready(&self) {
         for _ in 0..400 {
-            if reqwest::get(format!("{}/readyz", self.base))
-                .await
-                .is_ok_and(|r| r.status() == 200)
+            if reqwest::get(format!("{}/readyz", self.base)).await.is_ok_and(|r| r.status() == 200)
             {
                 return;
             }
@@ -89,11 +83,7 @@ where
 {
     let started = Instant::now();
     while !condition().await {
-        assert!(
-            started.elapsed() < WITHIN,
-            "{what}: not after {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < WITHIN, "{what}: not after {:?}", started.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -102,9 +92,8 @@ async fn token(base: &str, username: &str, password: &str) -> String {
     let answer = client()
         .post(format!("{base}/api/auth/token/"))
         .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(answer.status(), 200, "a token from {base}");
     let body: Value = answer.json().await.unwrap();
     body["token"].as_str().unwrap().to_owned()
@@ -120,11 +109,7 @@ fn createuser(database: &str, args: &[&str], password: &str) {
         .env("LBASEDB_PROXY_PASSWORD", password)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 async fn admin_on(replica: &Replica) -> Browser {
@@ -160,21 +145,14 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     };
 
     // A token made on A works on B.
-    createuser(
-        &database,
-        &["ivy", "--perm", "lbasedb.view_feed"],
-        "ivy-long-password",
-    );
+    createuser(&database, &["ivy", "--perm", "lbasedb.view_feed"], "ivy-long-password");
     let ivy = client_with_token(&token(&a.base, "ivy", "ivy-long-password").await);
     assert_eq!(status_of(&ivy, &b.url("/api/proxy/feed")).await, 200);
 
     // A session made on A works on B (one SECRET_KEY, sessions in the
     // database), and so does a CSRF-checked write.
     let admin_a = admin_on(&a).await;
-    let admin_b = Browser {
-        client: admin_a.client.clone(),
-        base: b.base.clone(),
-    };
+    let admin_b = Browser { client: admin_a.client.clone(), base: b.base.clone() };
     assert_eq!(admin_b.get("/admin/").await.0, 200, "A's session on B");
     let csrf = get_json(&admin_b.client, &b.url("/api/auth/csrf/")).await;
     let made = admin_b
@@ -182,9 +160,8 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         .post(b.url("/api/proxy/feed"))
         .header("x-csrftoken", csrf["csrfToken"].as_str().unwrap())
         .json(&json!({"name": "w"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
 
     // A session's state changed on A and nothing else (a message to show
@@ -194,16 +171,12 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     let nothing = admin_a.post(bulk, bulk, &[("action", "")]).await;
     assert_eq!(nothing.status(), 302);
     within_bound("A's message on B", || async {
-        admin_b
-            .get("/admin/")
-            .await
-            .1
-            .contains("No action selected.")
+        admin_b.get("/admin/").await.1.contains("No action selected.")
     })
     .await;
 
     // Revoked on A (B has it cached): refused on B within the bound.
-    let revoke = ivy.delete(a.url("/api/auth/token/")).send().await.unwrap();
+    let revoke = ivy.delete(a.url("/api/auth/token/")).sent().await;
     assert!(revoke.status().is_success(), "{}", revoke.status());
     within_bound("revocation on B", || async {
         status_of(&ivy, &b.url("/api/proxy/feed")).await == StatusCode::UNAUTHORIZED
@@ -223,16 +196,12 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
 
     // A change by anything else writing the database (here psql, as the
     // CLI would) counts too: a permission taken away.
-    createuser(
-        &database,
-        &["jo", "--perm", "lbasedb.view_feed"],
-        "jo-long-password",
-    );
+    createuser(&database, &["jo", "--perm", "lbasedb.view_feed"], "jo-long-password");
     let jo = client_with_token(&token(&a.base, "jo", "jo-long-password").await);
     let sees_w = |replica: &Replica| {
         let (jo, url) = (jo.clone(), replica.url("/api/proxy/feed"));
         async move {
-            let answer = jo.get(url).send().await.unwrap();
+            let answer = jo.get(url).sent().await;
             answer.status() == 200 && answer.text().await.unwrap().contains("\"w\"")
         }
     };
@@ -260,10 +229,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         .post(
             &page,
             &page,
-            &[
-                ("password1", "gina-other-password"),
-                ("password2", "gina-other-password"),
-            ],
+            &[("password1", "gina-other-password"), ("password2", "gina-other-password")],
         )
         .await;
     assert_eq!(changed.status(), 302);
@@ -279,10 +245,8 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
             client()
                 .post(url)
                 .json(&json!({"username": "admin", "password": "wrong"}))
-                .send()
+                .sent_status()
                 .await
-                .unwrap()
-                .status()
         }
     };
     for replica in [&a, &b, &a, &b] {
@@ -302,71 +266,45 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
             .output()
             .unwrap();
         assert!(output.status.success());
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_owned()
+        String::from_utf8_lossy(&output.stdout).lines().last().unwrap().trim().to_owned()
     });
     let col = admin
         .post(a.url("/api/proxy/col?feed=w"))
         .json(&json!({"name": "v", "datatype": "Int64"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(col.status(), 201, "{}", col.text().await.unwrap());
-    let urls = [
-        a.url("/api/proxy/data?feed=w"),
-        b.url("/api/proxy/data?feed=w"),
-    ];
+    let urls = [a.url("/api/proxy/data?feed=w"), b.url("/api/proxy/data?feed=w")];
     let acked = append_concurrently(&admin, &urls, 16, 20).await;
     let stored = stored_values(&admin, &b.url("/api/proxy/"), "w").await;
     assert_eq!(stored.len(), acked.len());
-    assert_eq!(
-        losses(&acked, &stored),
-        (0, 0),
-        "every acknowledged append, once"
-    );
+    assert_eq!(losses(&acked, &stored), (0, 0), "every acknowledged append, once");
 
     // The same straight to the upstream loses appends: the stand-in is as
     // unsafe as the real server, so what passed above is the lock's doing.
     let direct = crate::helpers::client_with_authorization(&format!("Bearer {}", upstream.secret));
-    let made = direct
-        .post(format!("{}/feed", upstream.url()))
-        .json(&json!({"name": "raw"}))
-        .send()
-        .await
-        .unwrap();
+    let made =
+        direct.post(format!("{}/feed", upstream.url())).json(&json!({"name": "raw"})).sent().await;
     assert_eq!(made.status(), 201);
     let made = direct
         .post(format!("{}/col?feed=raw", upstream.url()))
         .json(&json!({"name": "v", "datatype": "Int64"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(made.status(), 201);
     let writers = (0..16i64).map(|_| {
         let (direct, url) = (direct.clone(), format!("{}/data?feed=raw", upstream.url()));
         tokio::spawn(async move {
             let mut acked = 0;
             for i in 0..20i64 {
-                let answer = direct
-                    .post(&url)
-                    .json(&json!({"v": [i + 1]}))
-                    .send()
-                    .await
-                    .unwrap();
+                let answer = direct.post(&url).json(&json!({"v": [i + 1]})).sent().await;
                 acked += i64::from(answer.status() == 204);
             }
             acked
         })
     });
-    let acked: i64 = futures_util::future::join_all(writers)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .sum();
+    let acked: i64 =
+        futures_util::future::join_all(writers).await.into_iter().map(Result::unwrap).sum();
     let size = get_json(&direct, &format!("{}/size?feed=raw", upstream.url())).await;
     assert!(
         (size["size"].as_i64().unwrap()) < acked,
@@ -423,10 +361,7 @@ async fn postgresql_feed_locks_are_one_lock_for_every_replica() {
             Ok(guard) => drop(guard),
             Err(err) => panic!("{err}"),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "psql never took the lock"
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "psql never took the lock");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     holder.kill().unwrap();

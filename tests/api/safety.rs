@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Fault, TestApp, broken_upstream, client, client_with_authorization, get_json,
-    spawn_app, spawn_app_with,
+    ADMIN_PASSWORD, Fault, Sent, TestApp, broken_upstream, client, client_with_authorization,
+    get_json, spawn_app, spawn_app_with,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
@@ -36,23 +36,14 @@ pub(crate) async fn append_concurrently(
             let mut acked = Vec::new();
             for i in 0..per_writer {
                 let value = (w + 1) * 1_000_000 + i;
-                let response = client
-                    .post(&url)
-                    .json(&json!({"v": [value]}))
-                    .send()
-                    .await
-                    .unwrap();
+                let response = client.post(&url).json(&json!({"v": [value]})).sent().await;
                 assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
                 acked.push(value);
             }
             acked
         })
     });
-    futures_util::future::join_all(tasks)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect()
+    futures_util::future::join_all(tasks).await.into_iter().flat_map(Result::unwrap).collect()
 }
 
 /// Every value of column `v` of a feed, read through `client` at `base`
@@ -62,12 +53,7 @@ pub(crate) async fn stored_values(client: &reqwest::Client, base: &str, feed: &s
     let size = size["size"].as_u64().unwrap();
     let url = format!("{base}data?feed={feed}&ix=0&size={size}&col=v");
     let data = get_json(client, &url).await;
-    data["v"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
+    data["v"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
 }
 
 /// Lost (acknowledged, not stored) and duplicated (stored twice) values.
@@ -107,15 +93,10 @@ async fn concurrent_appends_straight_to_the_embedded_server_lose_nothing() {
 fn stalled_upload(
     app: &TestApp,
     path: &str,
-) -> (
-    mpsc::UnboundedSender<Bytes>,
-    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
-) {
+) -> (mpsc::UnboundedSender<Bytes>, tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>) {
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+        rx.recv().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
     });
     let request = app
         .client
@@ -130,9 +111,8 @@ async fn append(app: &TestApp, feed: &str, value: i64) -> reqwest::Response {
     app.client
         .post(app.proxy(&format!("data?feed={feed}")))
         .json(&json!({"v": [value]}))
-        .send()
+        .sent()
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -153,11 +133,7 @@ async fn a_write_waits_for_its_feed_reads_and_other_feeds_do_not() {
 
     let read = app.get_proxy("size?feed=w").await;
     assert_eq!(read.status(), 200, "reads take no lock");
-    assert_eq!(
-        append(&app, "other", 3).await.status(),
-        204,
-        "another feed is free"
-    );
+    assert_eq!(append(&app, "other", 3).await.status(), 204, "another feed is free");
 
     // The upload finishes; the lock is free again.
     tx.send(Bytes::from_static(b"]}")).unwrap();
@@ -178,12 +154,7 @@ async fn a_client_that_hangs_up_releases_the_lock() {
         let url = app.proxy("data?feed=w");
         async move {
             let started = Instant::now();
-            let response = client
-                .post(url)
-                .json(&json!({"v": [7]}))
-                .send()
-                .await
-                .unwrap();
+            let response = client.post(url).json(&json!({"v": [7]})).sent().await;
             (response.status(), started.elapsed())
         }
     });
@@ -192,15 +163,8 @@ async fn a_client_that_hangs_up_releases_the_lock() {
     drop(tx);
     let (status, waited) = waiting.await.unwrap();
     assert_eq!(status, 204);
-    assert!(
-        waited < Duration::from_secs(4),
-        "released when the client left: {waited:?}"
-    );
-    assert_eq!(
-        app.size_of("w").await,
-        1,
-        "the abandoned upload wrote nothing"
-    );
+    assert!(waited < Duration::from_secs(4), "released when the client left: {waited:?}");
+    assert_eq!(app.size_of("w").await, 1, "the abandoned upload wrote nothing");
 }
 
 #[tokio::test]
@@ -230,24 +194,13 @@ async fn the_queue_of_waiting_writes_is_bounded() {
     let queued = tokio::spawn({
         let client = app.client.clone();
         let url = app.proxy("data?feed=w");
-        async move {
-            client
-                .post(url)
-                .json(&json!({"v": [2]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { client.post(url).json(&json!({"v": [2]})).sent_status().await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let refused = append(&app, "w", 3).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "refused at once"
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "refused at once");
     tx.send(Bytes::from_static(b"]}")).unwrap();
     drop(tx);
     assert_eq!(upload.await.unwrap().unwrap().status(), 204);
@@ -281,12 +234,7 @@ impl UpstreamProcess {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let process = Self {
-            child,
-            port,
-            data: data.to_owned(),
-            secret,
-        };
+        let process = Self { child, port, data: data.to_owned(), secret };
         process.wait_ready().await;
         process
     }
@@ -327,11 +275,7 @@ impl Drop for UpstreamProcess {
 }
 
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn app_on(upstream: &UpstreamProcess) -> TestApp {
@@ -348,17 +292,10 @@ async fn killing_the_upstream_under_16_writers_loses_no_acknowledged_append() {
     let dir = tempfile::tempdir().unwrap();
     let mut upstream = UpstreamProcess::start(dir.path(), free_port()).await;
     let app = app_on(&upstream).await;
-    for (path, body) in [
-        ("feed", json!({"name": "w"})),
-        ("col?feed=w", json!({"name": "v", "datatype": "Int64"})),
-    ] {
-        let made = app
-            .client
-            .post(app.proxy(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+    for (path, body) in
+        [("feed", json!({"name": "w"})), ("col?feed=w", json!({"name": "v", "datatype": "Int64"}))]
+    {
+        let made = app.client.post(app.proxy(path)).json(&body).sent().await;
         assert_eq!(made.status(), 201);
     }
 
@@ -372,12 +309,7 @@ async fn killing_the_upstream_under_16_writers_loses_no_acknowledged_append() {
                 let value = (w + 1) * 1_000_000 + i;
                 i += 1;
                 // A dropped connection would be an error here, not a status.
-                let response = client
-                    .post(&url)
-                    .json(&json!({"v": [value]}))
-                    .send()
-                    .await
-                    .unwrap();
+                let response = client.post(&url).json(&json!({"v": [value]})).sent().await;
                 let status = response.status().as_u16();
                 *statuses.entry(status).or_default() += 1;
                 if status == 204 {
@@ -395,9 +327,7 @@ async fn killing_the_upstream_under_16_writers_loses_no_acknowledged_append() {
     let chaos = async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         upstream.kill();
-        let ready = reqwest::get(format!("{}/readyz", app.address))
-            .await
-            .unwrap();
+        let ready = reqwest::get(format!("{}/readyz", app.address)).await.unwrap();
         assert_eq!(ready.status(), 503, "not ready while the upstream is down");
         tokio::time::sleep(Duration::from_millis(400)).await;
         upstream.restart().await;
@@ -415,21 +345,12 @@ async fn killing_the_upstream_under_16_writers_loses_no_acknowledged_append() {
     }
     let allowed: HashSet<u16> = [204, 502, 503, 504].into();
     assert!(statuses.keys().all(|s| allowed.contains(s)), "{statuses:?}");
-    assert!(
-        statuses.get(&502).copied().unwrap_or(0) > 0,
-        "the kill was seen: {statuses:?}"
-    );
+    assert!(statuses.get(&502).copied().unwrap_or(0) > 0, "the kill was seen: {statuses:?}");
     let stored = stored_values(&app.client, &app.proxy(""), "w").await;
     assert_eq!(losses(&acked, &stored), (0, 0), "{statuses:?}");
     // Serving again: the writers' last appends went through after the restart.
     assert_eq!(append(&app, "w", 99).await.status(), 204);
-    assert_eq!(
-        reqwest::get(format!("{}/readyz", app.address))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(reqwest::get(format!("{}/readyz", app.address)).await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -442,32 +363,16 @@ async fn a_big_answer_cut_by_an_upstream_crash_reaches_the_client_cut() {
         ("feed", json!({"name": "big"})),
         ("col?feed=big", json!({"name": "x", "datatype": "Int64"})),
     ] {
-        app.client
-            .post(app.proxy(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        app.client.post(app.proxy(path)).json(&body).sent().await;
     }
-    let sized = app
-        .client
-        .put(app.proxy("size?feed=big"))
-        .json(&json!({"size": ROWS}))
-        .send()
-        .await
-        .unwrap();
+    let sized =
+        app.client.put(app.proxy("size?feed=big")).json(&json!({"size": ROWS})).sent().await;
     assert_eq!(sized.status(), 204);
 
-    let mut response = app
-        .get_proxy(&format!("bytes?feed=big&ix=0&size={ROWS}&col[]=x"))
-        .await;
+    let mut response = app.get_proxy(&format!("bytes?feed=big&ix=0&size={ROWS}&col[]=x")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.content_length(), Some(ROWS * 8));
-    let mut received = response
-        .chunk()
-        .await
-        .unwrap()
-        .map_or(0, |c| c.len() as u64);
+    let mut received = response.chunk().await.unwrap().map_or(0, |c| c.len() as u64);
     upstream.kill();
     let ended = loop {
         match response.chunk().await {
@@ -477,10 +382,7 @@ async fn a_big_answer_cut_by_an_upstream_crash_reaches_the_client_cut() {
         }
     };
     assert!(received < ROWS * 8, "the answer was cut");
-    assert!(
-        ended.is_err(),
-        "a cut answer must not end cleanly ({received} bytes)"
-    );
+    assert!(ended.is_err(), "a cut answer must not end cleanly ({received} bytes)");
 }
 
 #[tokio::test]
@@ -505,10 +407,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_zero() {
     let base = format!("http://127.0.0.1:{port}");
     let wait_up = || async {
         for _ in 0..400 {
-            if reqwest::get(format!("{base}/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
+            if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -520,31 +419,20 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_zero() {
     let token: Value = client()
         .post(format!("{base}/api/auth/token/"))
         .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     let admin = client_with_authorization(&format!("Token {}", token["token"].as_str().unwrap()));
     for (path, body) in [
         ("feed", json!({"name": "xy"})),
         ("col?feed=xy", json!({"name": "v", "datatype": "Int64"})),
     ] {
-        let made = admin
-            .post(format!("{base}/api/proxy/{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let made = admin.post(format!("{base}/api/proxy/{path}")).json(&body).sent().await;
         assert_eq!(made.status(), 201);
     }
 
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+        rx.recv().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
     });
     tx.send(Bytes::from_static(b"{\"v\": [1, 2")).unwrap();
     let upload = tokio::spawn(
@@ -555,10 +443,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_zero() {
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let late = reqwest::Client::builder()
@@ -568,31 +453,19 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_zero() {
         .get(format!("{base}/healthz"))
         .send()
         .await;
-    assert!(
-        late.is_err(),
-        "no new request is served after SIGTERM: {late:?}"
-    );
+    assert!(late.is_err(), "no new request is served after SIGTERM: {late:?}");
 
     tx.send(Bytes::from_static(b", 3]}")).unwrap();
     drop(tx);
     let finished = upload.await.unwrap().unwrap();
     assert_eq!(finished.status(), 204, "the upload in flight finished");
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(exit.code(), Some(0));
 
     // What it acknowledged is there after a restart.
     let mut again = serve(data.path());
     wait_up().await;
-    let size: Value = admin
-        .get(format!("{base}/api/proxy/size?feed=xy"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let size: Value = admin.get(format!("{base}/api/proxy/size?feed=xy")).sent_json().await;
     assert_eq!(size["size"], 3);
     again.kill().unwrap();
     again.wait().unwrap();

@@ -20,9 +20,9 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, X_CONTENT
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Browser, TestApp, USER_PASSWORD, admin, client, client_with_authorization,
-    client_with_token, create_group, create_user, fixed_upstream, issue_token, log_in, recorded,
-    recording_upstream, spawn_app, spawn_app_with, spec,
+    ADMIN_PASSWORD, Browser, Sent, TestApp, USER_PASSWORD, admin, client,
+    client_with_authorization, client_with_token, create_group, create_user, fixed_upstream,
+    issue_token, log_in, recorded, recording_upstream, spawn_app, spawn_app_with, spec,
 };
 
 const SANDBOX: &str = "default-src 'none'; sandbox";
@@ -31,10 +31,8 @@ fn assert_not_a_page(response: &reqwest::Response, what: &str) {
     let headers = response.headers();
     assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
     assert_eq!(headers[CONTENT_SECURITY_POLICY], SANDBOX, "{what}");
-    let kind = headers
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let kind =
+        headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     assert!(
         kind.starts_with("application/json")
             || kind.starts_with("application/octet-stream")
@@ -55,21 +53,14 @@ async fn html_written_to_a_feed_is_read_back_as_bytes_never_as_a_page() {
     app.create_feed("public", &[("x", "Int64")]).await;
     create_user(
         &app.pool,
-        UserSpec {
-            grants: vec![grant("lbasedb.add_data", "public")],
-            ..spec("mallory")
-        },
+        UserSpec { grants: vec![grant("lbasedb.add_data", "public")], ..spec("mallory") },
     );
     let mallory = client_with_token(&issue_token(&app.pool, "mallory", None));
     let mut html = b"<html><script>fetch('/admin/')</script></html>".to_vec();
     html.resize(html.len().div_ceil(8) * 8, b' ');
     let rows = html.len() / 8;
-    let written = mallory
-        .post(app.proxy("bytes?feed=public&col[]=x"))
-        .body(html.clone())
-        .send()
-        .await
-        .unwrap();
+    let written =
+        mallory.post(app.proxy("bytes?feed=public&col[]=x")).body(html.clone()).sent().await;
     assert_eq!(written.status(), 204);
 
     // The admin opens the link mallory sends.
@@ -100,7 +91,7 @@ async fn every_api_answer_says_it_is_not_a_page() {
         (&app.anon, format!("{}/api/nothing/here", app.address)),
     ];
     for (client, url) in cases {
-        let response = client.get(&url).send().await.unwrap();
+        let response = client.get(&url).sent().await;
         assert_not_a_page(&response, &url);
     }
 }
@@ -131,10 +122,7 @@ async fn an_upstream_answer_typed_as_html_or_untyped_is_served_as_bytes() {
 
 fn perm_id(pool: &Pool, codename: &str) -> String {
     let mut conn = pool.get().unwrap();
-    queries::permission_by_codename(&mut conn, codename)
-        .unwrap()
-        .id
-        .to_string()
+    queries::permission_by_codename(&mut conn, codename).unwrap().id.to_string()
 }
 
 fn user_id(pool: &Pool, username: &str) -> i32 {
@@ -142,17 +130,11 @@ fn user_id(pool: &Pool, username: &str) -> i32 {
 }
 
 fn user(pool: &Pool, username: &str) -> lbasedb_proxy::db::models::User {
-    queries::user_by_username(&mut pool.get().unwrap(), username)
-        .unwrap()
-        .expect("the user exists")
+    queries::user_by_username(&mut pool.get().unwrap(), username).unwrap().expect("the user exists")
 }
 
 fn group_id(pool: &Pool, name: &str) -> String {
-    queries::group_by_name(&mut pool.get().unwrap(), name)
-        .unwrap()
-        .unwrap()
-        .id
-        .to_string()
+    queries::group_by_name(&mut pool.get().unwrap(), name).unwrap().unwrap().id.to_string()
 }
 
 fn holdings(pool: &Pool, username: &str) -> (Vec<String>, Vec<(String, String)>) {
@@ -164,11 +146,7 @@ fn holdings(pool: &Pool, username: &str) -> (Vec<String>, Vec<(String, String)>)
 }
 
 fn staff(username: &str, perms: &[&str]) -> UserSpec {
-    UserSpec {
-        staff: true,
-        perms: perms.iter().map(|p| p.to_string()).collect(),
-        ..spec(username)
-    }
+    UserSpec { staff: true, perms: perms.iter().map(|p| p.to_string()).collect(), ..spec(username) }
 }
 
 /// Posts an admin form with the session's CSRF token.
@@ -182,35 +160,20 @@ async fn submit(browser: &Browser, path: &str, fields: &[(&str, &str)]) -> reqwe
 async fn privilege_cast() -> TestApp {
     let app = spawn_app().await;
     let pool = &app.pool;
-    create_user(
-        pool,
-        UserSpec {
-            superuser: true,
-            ..spec("boss2")
-        },
-    );
+    create_user(pool, UserSpec { superuser: true, ..spec("boss2") });
     create_user(pool, spec("plain"));
     create_user(
         pool,
-        UserSpec {
-            grants: vec![grant("lbasedb.view_data", "secret")],
-            ..spec("reader")
-        },
+        UserSpec { grants: vec![grant("lbasedb.view_data", "secret")], ..spec("reader") },
     );
-    create_user(
-        pool,
-        staff("changer", &["auth.change_user", "auth.view_user"]),
-    );
+    create_user(pool, staff("changer", &["auth.change_user", "auth.view_user"]));
     create_user(pool, staff("minter", &["authtoken.add_token"]));
     create_user(pool, staff("deleter", &["auth.delete_user"]));
     create_group(pool, "powerful", &["auth.delete_user"], &[]);
     create_group(pool, "mine", &[], &[]);
     create_user(
         pool,
-        UserSpec {
-            groups: vec!["mine".into()],
-            ..staff("grouper", &["auth.change_group"])
-        },
+        UserSpec { groups: vec!["mine".into()], ..staff("grouper", &["auth.change_group"]) },
     );
     app
 }
@@ -251,22 +214,12 @@ async fn perform(app: &TestApp, actor: &str, act: Act) -> reqwest::Response {
     match act {
         Act::SelfSuperuser => {
             own.push(("is_superuser", "on"));
-            submit(
-                &browser,
-                &format!("/admin/auth/user/{}/change/", me.id),
-                &own,
-            )
-            .await
+            submit(&browser, &format!("/admin/auth/user/{}/change/", me.id), &own).await
         }
         Act::JoinGroup(group) => {
             let id = group_id(pool, group);
             own.push(("groups", &id));
-            submit(
-                &browser,
-                &format!("/admin/auth/user/{}/change/", me.id),
-                &own,
-            )
-            .await
+            submit(&browser, &format!("/admin/auth/user/{}/change/", me.id), &own).await
         }
         Act::ChangeEmail(target) => {
             let target = user(pool, target);
@@ -278,34 +231,17 @@ async fn perform(app: &TestApp, actor: &str, act: Act) -> reqwest::Response {
             if target.is_superuser {
                 fields.extend([("is_staff", "on"), ("is_superuser", "on")]);
             }
-            submit(
-                &browser,
-                &format!("/admin/auth/user/{}/change/", target.id),
-                &fields,
-            )
-            .await
+            submit(&browser, &format!("/admin/auth/user/{}/change/", target.id), &fields).await
         }
         Act::SetPassword(target) => {
             let id = user_id(pool, target);
-            let fields = [
-                ("password1", "taken-over-pass"),
-                ("password2", "taken-over-pass"),
-            ];
-            submit(
-                &browser,
-                &format!("/admin/auth/user/{id}/password/"),
-                &fields,
-            )
-            .await
+            let fields = [("password1", "taken-over-pass"), ("password2", "taken-over-pass")];
+            submit(&browser, &format!("/admin/auth/user/{id}/password/"), &fields).await
         }
         Act::GivePerm(codename) => {
             let id = user_id(pool, "plain");
             let perm = perm_id(pool, codename);
-            let fields = [
-                ("username", "plain"),
-                ("is_active", "on"),
-                ("user_permissions", &perm),
-            ];
+            let fields = [("username", "plain"), ("is_active", "on"), ("user_permissions", &perm)];
             submit(&browser, &format!("/admin/auth/user/{id}/change/"), &fields).await
         }
         Act::GiveGrant(codename) => {
@@ -321,32 +257,18 @@ async fn perform(app: &TestApp, actor: &str, act: Act) -> reqwest::Response {
         }
         Act::MintToken(target) => {
             let id = user_id(pool, target).to_string();
-            let fields = [
-                ("user", id.as_str()),
-                ("name", "minted"),
-                ("expires_in", ""),
-            ];
+            let fields = [("user", id.as_str()), ("name", "minted"), ("expires_in", "")];
             submit(&browser, "/admin/authtoken/token/add/", &fields).await
         }
         Act::GiveGroupPerm(codename) => {
             let id = group_id(pool, "mine");
             let perm = perm_id(pool, codename);
             let fields = [("name", "mine"), ("permissions", perm.as_str())];
-            submit(
-                &browser,
-                &format!("/admin/auth/group/{id}/change/"),
-                &fields,
-            )
-            .await
+            submit(&browser, &format!("/admin/auth/group/{id}/change/"), &fields).await
         }
         Act::Delete(target) => {
             let id = user_id(pool, target);
-            submit(
-                &browser,
-                &format!("/admin/auth/user/{id}/delete/"),
-                &[("post", "yes")],
-            )
-            .await
+            submit(&browser, &format!("/admin/auth/user/{id}/delete/"), &[("post", "yes")]).await
         }
     }
 }
@@ -354,11 +276,8 @@ async fn perform(app: &TestApp, actor: &str, act: Act) -> reqwest::Response {
 /// Whether the act took effect, read from the database.
 fn took_effect(app: &TestApp, actor: &str, act: Act) -> bool {
     let pool = &app.pool;
-    let exists = |name: &str| {
-        queries::user_by_username(&mut pool.get().unwrap(), name)
-            .unwrap()
-            .is_some()
-    };
+    let exists =
+        |name: &str| queries::user_by_username(&mut pool.get().unwrap(), name).unwrap().is_some();
     match act {
         Act::SelfSuperuser => user(pool, actor).is_superuser,
         Act::ChangeEmail(target) => user(pool, target).email == "new@example.com",
@@ -367,13 +286,12 @@ fn took_effect(app: &TestApp, actor: &str, act: Act) -> bool {
             lbasedb_proxy::auth::password::verify("taken-over-pass", Some(&phc))
         }
         Act::GivePerm(codename) => holdings(pool, "plain").0.contains(&codename.to_owned()),
-        Act::GiveGrant(codename) => holdings(pool, "plain")
-            .1
-            .contains(&("secret".to_owned(), codename.to_owned())),
-        Act::JoinGroup(group) => holdings(pool, actor)
-            .0
-            .iter()
-            .any(|p| group == "powerful" && p == "auth.delete_user"),
+        Act::GiveGrant(codename) => {
+            holdings(pool, "plain").1.contains(&("secret".to_owned(), codename.to_owned()))
+        }
+        Act::JoinGroup(group) => {
+            holdings(pool, actor).0.iter().any(|p| group == "powerful" && p == "auth.delete_user")
+        }
         Act::MintToken(target) => {
             let id = user_id(pool, target);
             schema::authtoken_token::table
@@ -465,80 +383,35 @@ async fn huge_reads_and_sizes_and_long_names_are_refused_before_forwarding() {
             "size?feed=xy".into(),
             Some(json!({"size": 1_000_000_000_000_000u64})),
         ),
-        (
-            reqwest::Method::GET,
-            format!("data?feed=xy&ix=0&size={}&col=x", max_rows + 1),
-            None,
-        ),
-        (
-            reqwest::Method::GET,
-            "bytes?feed=xy&ix=0&size=1000000000000000&col[]=x".into(),
-            None,
-        ),
-        (
-            reqwest::Method::GET,
-            "raw?feed=xy&col=x&ix=0&size=1000000000000000".into(),
-            None,
-        ),
-        (
-            reqwest::Method::DELETE,
-            "bytes?feed=xy&ix=0&size=1000000000000000&col[]=x".into(),
-            None,
-        ),
+        (reqwest::Method::GET, format!("data?feed=xy&ix=0&size={}&col=x", max_rows + 1), None),
+        (reqwest::Method::GET, "bytes?feed=xy&ix=0&size=1000000000000000&col[]=x".into(), None),
+        (reqwest::Method::GET, "raw?feed=xy&col=x&ix=0&size=1000000000000000".into(), None),
+        (reqwest::Method::DELETE, "bytes?feed=xy&ix=0&size=1000000000000000&col[]=x".into(), None),
         (
             reqwest::Method::POST,
             "col?feed=xy".into(),
             Some(json!({"name": long, "datatype": "Int64"})),
         ),
-        (
-            reqwest::Method::PATCH,
-            "col?feed=xy&name=x".into(),
-            Some(json!({"name": long})),
-        ),
-        (
-            reqwest::Method::POST,
-            "feed".into(),
-            Some(json!({"name": long})),
-        ),
-        (
-            reqwest::Method::PATCH,
-            "feed?name=xy".into(),
-            Some(json!({"name": long})),
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("col?feed=xy&name={long}"),
-            None,
-        ),
-        (
-            reqwest::Method::GET,
-            format!("data?feed={long}&ix=0&size=1"),
-            None,
-        ),
+        (reqwest::Method::PATCH, "col?feed=xy&name=x".into(), Some(json!({"name": long}))),
+        (reqwest::Method::POST, "feed".into(), Some(json!({"name": long}))),
+        (reqwest::Method::PATCH, "feed?name=xy".into(), Some(json!({"name": long}))),
+        (reqwest::Method::DELETE, format!("col?feed=xy&name={long}"), None),
+        (reqwest::Method::GET, format!("data?feed={long}&ix=0&size=1"), None),
     ];
     for (method, path, body) in cases {
         let mut request = app.client.request(method.clone(), app.proxy(&path));
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status(), 400, "{method} {path}");
         let detail: Value = response.json().await.unwrap();
         assert!(detail["detail"].is_string(), "{method} {path}: {detail}");
     }
-    assert!(
-        recorded(&upstream).await.is_empty(),
-        "nothing was forwarded"
-    );
+    assert!(recorded(&upstream).await.is_empty(), "nothing was forwarded");
 
     // Within the limits, the same requests go on.
-    let fine = app
-        .client
-        .put(app.proxy("size?feed=xy"))
-        .json(&json!({"size": 1000}))
-        .send()
-        .await
-        .unwrap();
+    let fine = app.client.put(app.proxy("size?feed=xy")).json(&json!({"size": 1000})).sent().await;
     assert_eq!(fine.status(), 200, "the recording upstream answers 200");
     assert_eq!(recorded(&upstream).await.len(), 1);
 }
@@ -550,18 +423,15 @@ async fn the_embedded_server_refuses_the_same_and_storage_opens_again() {
     let long = "c".repeat(252);
     let c = &app.upstream_client;
     let refused = [
-        c.put(app.direct("size?feed=xy"))
-            .json(&json!({"size": 1_000_000_000_000_000u64})),
+        c.put(app.direct("size?feed=xy")).json(&json!({"size": 1_000_000_000_000_000u64})),
         c.get(app.direct("data?feed=xy&ix=0&size=1000000000000000&col=x")),
         c.get(app.direct("raw?feed=xy&col=x&ix=0&size=1000000000000000")),
-        c.post(app.direct("col?feed=xy"))
-            .json(&json!({"name": long, "datatype": "Int64"})),
-        c.patch(app.direct("col?feed=xy&name=x"))
-            .json(&json!({"name": long})),
+        c.post(app.direct("col?feed=xy")).json(&json!({"name": long, "datatype": "Int64"})),
+        c.patch(app.direct("col?feed=xy&name=x")).json(&json!({"name": long})),
         c.post(app.direct("feed")).json(&json!({"name": long})),
     ];
     for request in refused {
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "invalid input parameter", "{body}");
@@ -571,24 +441,16 @@ async fn the_embedded_server_refuses_the_same_and_storage_opens_again() {
         .client
         .post(app.proxy("col?feed=xy"))
         .json(&json!({"name": long, "datatype": "Int64"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(too_long.status(), 400);
     assert_eq!(app.size_of("xy").await, 0);
 
     // The storage still opens, with the one column it had.
     let data = app.data.path().join("lbasedb");
-    let conn = lbasedb::prelude::Conn::new(data.to_str().unwrap())
-        .await
-        .unwrap();
-    let cols: Vec<String> = conn
-        .col_list("xy")
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.get_name())
-        .collect();
+    let conn = lbasedb::prelude::Conn::new(data.to_str().unwrap()).await.unwrap();
+    let cols: Vec<String> =
+        conn.col_list("xy").await.unwrap().iter().map(|c| c.get_name()).collect();
     assert_eq!(cols, ["x"]);
     assert_eq!(app.get_proxy("version").await.status(), 200);
 }
@@ -602,17 +464,12 @@ async fn the_embedded_upstream_answers_only_this_process() {
     let wrong = client_with_authorization("Bearer not-the-secret");
     let token = client_with_token(&app.token);
     for client in [&app.anon, &wrong, &token] {
-        let response = client.get(app.direct("feed")).send().await.unwrap();
+        let response = client.get(app.direct("feed")).sent().await;
         assert_eq!(response.status(), 401);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "permission denied");
     }
-    let with_secret = app
-        .upstream_client
-        .get(app.direct("feed"))
-        .send()
-        .await
-        .unwrap();
+    let with_secret = app.upstream_client.get(app.direct("feed")).sent().await;
     assert_eq!(with_secret.status(), 200);
     // And through the proxy, as ever.
     assert_eq!(app.get_proxy("feed").await.status(), 200);
@@ -627,25 +484,14 @@ async fn an_upstream_secret_is_sent_and_a_clients_is_not() {
         s.lbasedb_secret = Some("a-secret-of-twenty-bytes".into());
     })
     .await;
-    let response = app
-        .client
-        .get(app.proxy("version"))
-        .header("x-lbasedb-secret", "spoof")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.get(app.proxy("version")).header("x-lbasedb-secret", "spoof").sent().await;
     assert_eq!(response.status(), 200);
     let heads = recorded(&upstream).await;
     let head = heads[0].to_lowercase();
     assert_eq!(head.matches("authorization:").count(), 1, "{head}");
-    assert!(
-        head.contains("authorization: bearer a-secret-of-twenty-bytes"),
-        "{head}"
-    );
-    assert!(
-        !head.contains(&app.token.to_lowercase()),
-        "the client's token stays here"
-    );
+    assert!(head.contains("authorization: bearer a-secret-of-twenty-bytes"), "{head}");
+    assert!(!head.contains(&app.token.to_lowercase()), "the client's token stays here");
 }
 
 #[test]
@@ -659,10 +505,7 @@ fn the_standalone_upstream_needs_a_secret_or_an_explicit_open() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("LBASEDB_SECRET") && stderr.contains("--open"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("LBASEDB_SECRET") && stderr.contains("--open"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -679,24 +522,16 @@ async fn a_burst_of_wrong_passwords_is_checked_at_most_limit_times() {
             client
                 .post(url)
                 .json(&json!({"username": "admin", "password": "wrong"}))
-                .send()
+                .sent_status()
                 .await
-                .unwrap()
-                .status()
         })
     });
-    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let statuses: Vec<StatusCode> =
+        futures_util::future::join_all(attempts).await.into_iter().map(Result::unwrap).collect();
     let checked = statuses.iter().filter(|s| **s == 400).count();
     let throttled = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(checked + throttled, 60, "{statuses:?}");
-    assert!(
-        checked <= limit,
-        "{checked} passwords checked, limit {limit}"
-    );
+    assert!(checked <= limit, "{checked} passwords checked, limit {limit}");
 }
 
 #[tokio::test]
@@ -738,12 +573,7 @@ async fn behind_trusted_proxies_the_client_is_the_forwarded_address() {
         400,
         "another client behind the same proxy is not locked out"
     );
-    app.client
-        .get(app.proxy("version"))
-        .header("x-forwarded-for", "203.0.113.7")
-        .send()
-        .await
-        .unwrap();
+    app.client.get(app.proxy("version")).header("x-forwarded-for", "203.0.113.7").sent().await;
     let head = recorded(&upstream).await.pop().unwrap().to_lowercase();
     assert!(head.contains("x-forwarded-for: 203.0.113.7\r\n"), "{head}");
 }
@@ -751,19 +581,14 @@ async fn behind_trusted_proxies_the_client_is_the_forwarded_address() {
 #[tokio::test]
 async fn without_trusted_proxies_a_forwarded_header_changes_nothing() {
     let app = spawn_app_with(|s| s.login_failure_limit = 2).await;
-    for (from, expected) in [
-        ("203.0.113.1", 400),
-        ("203.0.113.2", 400),
-        ("203.0.113.3", 429),
-    ] {
+    for (from, expected) in [("203.0.113.1", 400), ("203.0.113.2", 400), ("203.0.113.3", 429)] {
         let response = app
             .anon
             .post(format!("{}/api/auth/token/", app.address))
             .header("x-forwarded-for", from)
             .json(&json!({"username": "admin", "password": "wrong"}))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), expected, "{from}");
     }
 }
@@ -774,26 +599,16 @@ async fn without_trusted_proxies_a_forwarded_header_changes_nothing() {
 async fn next_with_control_characters_or_backslashes_stays_home() {
     let app = spawn_app().await;
     let browser = admin(&app).await;
-    for next in [
-        "/%09/evil.example/",
-        "/%5Cevil.example/",
-        "/%0D%0A/evil.example",
-        "/a%5C..%5C/evil",
-    ] {
-        let response = browser
-            .client
-            .get(format!("{}/admin/login/?next={next}", app.address))
-            .send()
-            .await
-            .unwrap();
+    for next in
+        ["/%09/evil.example/", "/%5Cevil.example/", "/%0D%0A/evil.example", "/a%5C..%5C/evil"]
+    {
+        let response =
+            browser.client.get(format!("{}/admin/login/?next={next}", app.address)).sent().await;
         assert_eq!(response.status(), 302, "{next}");
         assert_eq!(response.headers()[LOCATION], "/admin/", "{next}");
     }
     let (_, response) = {
-        let fresh = Browser {
-            client: client(),
-            base: app.address.clone(),
-        };
+        let fresh = Browser { client: client(), base: app.address.clone() };
         let response = fresh
             .post(
                 "/admin/login/",
@@ -826,13 +641,12 @@ async fn a_session_login_from_another_site_is_refused() {
         (None, 200),
     ];
     for (header, expected) in cases {
-        let mut request = client()
-            .post(&url)
-            .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]);
+        let mut request =
+            client().post(&url).form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]);
         if let Some((name, value)) = header {
             request = request.header(name, value);
         }
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status(), expected, "{header:?}");
         if expected == 403 {
             assert!(
@@ -850,24 +664,18 @@ async fn a_session_login_from_another_site_is_refused() {
 #[tokio::test]
 async fn absurd_token_lifetimes_are_a_clear_error() {
     let app = spawn_app().await;
-    for (password, lifetime) in [
-        ("wrong", "300000y"),
-        (ADMIN_PASSWORD, "300000y"),
-        (ADMIN_PASSWORD, "0s"),
-    ] {
+    for (password, lifetime) in
+        [("wrong", "300000y"), (ADMIN_PASSWORD, "300000y"), (ADMIN_PASSWORD, "0s")]
+    {
         let response = app
             .anon
             .post(format!("{}/api/auth/token/", app.address))
             .json(&json!({"username": "admin", "password": password, "expires_in": lifetime}))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.unwrap();
-        assert!(
-            body["detail"].as_str().unwrap().starts_with("expires_in"),
-            "{body}"
-        );
+        assert!(body["detail"].as_str().unwrap().starts_with("expires_in"), "{body}");
     }
     let browser = admin(&app).await;
     let id = user_id(&app.pool, "admin").to_string();
@@ -875,27 +683,17 @@ async fn absurd_token_lifetimes_are_a_clear_error() {
         .post(
             "/admin/authtoken/token/add/",
             "/admin/authtoken/token/add/",
-            &[
-                ("user", &id),
-                ("name", "forever"),
-                ("expires_in", "300000y"),
-            ],
+            &[("user", &id), ("name", "forever"), ("expires_in", "300000y")],
         )
         .await;
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("Enter a duration"));
     // The CLI too.
-    let output = app
-        .command()
-        .args(["createtoken", "admin", "--expires-in", "300000y"])
-        .output()
-        .unwrap();
+    let output =
+        app.command().args(["createtoken", "admin", "--expires-in", "300000y"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("--expires-in") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--expires-in") && !stderr.contains("panicked"), "{stderr}");
 }
 
 // 9. Grants follow their feed.
@@ -908,10 +706,7 @@ async fn deleting_a_feed_takes_its_grants_and_renaming_moves_them() {
     create_user(
         &app.pool,
         UserSpec {
-            grants: vec![
-                grant("lbasedb.view_data", "public"),
-                grant("lbasedb.view_data", "old"),
-            ],
+            grants: vec![grant("lbasedb.view_data", "public"), grant("lbasedb.view_data", "old")],
             ..spec("reader")
         },
     );
@@ -920,12 +715,7 @@ async fn deleting_a_feed_takes_its_grants_and_renaming_moves_them() {
     let read = |feed: &str| reader.get(app.proxy(&format!("size?feed={feed}"))).send();
     assert_eq!(read("public").await.unwrap().status(), 200);
 
-    let deleted = app
-        .client
-        .delete(app.proxy("feed?name=public"))
-        .send()
-        .await
-        .unwrap();
+    let deleted = app.client.delete(app.proxy("feed?name=public")).sent().await;
     assert_eq!(deleted.status(), 204);
     app.create_feed("public", &[("x", "Int64")]).await;
     assert_eq!(
@@ -934,13 +724,8 @@ async fn deleting_a_feed_takes_its_grants_and_renaming_moves_them() {
         "the old grant does not read the new feed"
     );
 
-    let renamed = app
-        .client
-        .patch(app.proxy("feed?name=old"))
-        .json(&json!({"name": "new"}))
-        .send()
-        .await
-        .unwrap();
+    let renamed =
+        app.client.patch(app.proxy("feed?name=old")).json(&json!({"name": "new"})).sent().await;
     assert_eq!(renamed.status(), 204);
     assert_eq!(read("new").await.unwrap().status(), 200, "the grant moved");
     app.create_feed("old", &[("x", "Int64")]).await;
@@ -957,23 +742,13 @@ async fn deleting_a_feed_takes_its_grants_and_renaming_moves_them() {
 #[tokio::test]
 async fn deleting_oneself_signs_out_and_ends_ones_tokens_at_once() {
     let app = spawn_app().await;
-    create_user(
-        &app.pool,
-        UserSpec {
-            superuser: true,
-            ..spec("boss2")
-        },
-    );
+    create_user(&app.pool, UserSpec { superuser: true, ..spec("boss2") });
     let token = client_with_token(&issue_token(&app.pool, "boss2", None));
     assert_eq!(app.get_proxy_as(&token, "version").await.status(), 200);
     let (boss2, _) = log_in(&app, "boss2", USER_PASSWORD).await;
     let id = user_id(&app.pool, "boss2");
-    let response = submit(
-        &boss2,
-        &format!("/admin/auth/user/{id}/delete/"),
-        &[("post", "yes")],
-    )
-    .await;
+    let response =
+        submit(&boss2, &format!("/admin/auth/user/{id}/delete/"), &[("post", "yes")]).await;
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()[LOCATION], "/admin/login/");
     assert_eq!(app.get_proxy_as(&token, "version").await.status(), 401);
@@ -994,56 +769,23 @@ async fn the_last_active_superuser_stays() {
     let id = user_id(&app.pool, "admin");
     let change = format!("/admin/auth/user/{id}/change/");
     let attempts: [(&str, Vec<(&str, &str)>); 3] = [
-        (
-            &format!("/admin/auth/user/{id}/delete/"),
-            vec![("post", "yes")],
-        ),
-        (
-            &change,
-            vec![
-                ("username", "admin"),
-                ("is_staff", "on"),
-                ("is_superuser", "on"),
-            ],
-        ),
-        (
-            &change,
-            vec![
-                ("username", "admin"),
-                ("is_staff", "on"),
-                ("is_active", "on"),
-            ],
-        ),
+        (&format!("/admin/auth/user/{id}/delete/"), vec![("post", "yes")]),
+        (&change, vec![("username", "admin"), ("is_staff", "on"), ("is_superuser", "on")]),
+        (&change, vec![("username", "admin"), ("is_staff", "on"), ("is_active", "on")]),
     ];
     for (path, fields) in attempts {
         let response = submit(&browser, path, &fields).await;
         assert_eq!(response.status(), 403, "{path} {fields:?}");
-        assert!(
-            response
-                .text()
-                .await
-                .unwrap()
-                .contains("last active superuser")
-        );
+        assert!(response.text().await.unwrap().contains("last active superuser"));
     }
     let admin_user = user(&app.pool, "admin");
     assert!(admin_user.is_active && admin_user.is_superuser);
     // With a second one, the first may step down.
-    create_user(
-        &app.pool,
-        UserSpec {
-            superuser: true,
-            ..spec("boss2")
-        },
-    );
+    create_user(&app.pool, UserSpec { superuser: true, ..spec("boss2") });
     let response = submit(
         &browser,
         &change,
-        &[
-            ("username", "admin"),
-            ("is_staff", "on"),
-            ("is_active", "on"),
-        ],
+        &[("username", "admin"), ("is_staff", "on"), ("is_active", "on")],
     )
     .await;
     assert_eq!(response.status(), 302);
@@ -1058,12 +800,9 @@ async fn deactivating_a_user_revokes_its_tokens_at_once() {
     assert_eq!(app.get_proxy_as(&token, "version").await.status(), 200);
     let browser = admin(&app).await;
     let id = user_id(&app.pool, "leaver");
-    let response = submit(
-        &browser,
-        &format!("/admin/auth/user/{id}/change/"),
-        &[("username", "leaver")],
-    )
-    .await;
+    let response =
+        submit(&browser, &format!("/admin/auth/user/{id}/change/"), &[("username", "leaver")])
+            .await;
     assert_eq!(response.status(), 302);
     assert_eq!(app.get_proxy_as(&token, "version").await.status(), 401);
     let live: i64 = schema::authtoken_token::table
@@ -1080,16 +819,11 @@ async fn deactivating_a_user_revokes_its_tokens_at_once() {
 #[tokio::test]
 async fn the_feed_page_shows_only_what_the_api_would() {
     let app = spawn_app().await;
-    app.create_feed("xy", &[("x", "Int64"), ("y", "Float64")])
-        .await;
+    app.create_feed("xy", &[("x", "Int64"), ("y", "Float64")]).await;
     create_group(&app.pool, "readers", &[], &[("lbasedb.view_data", "xy")]);
     create_user(
         &app.pool,
-        UserSpec {
-            staff: true,
-            grants: vec![grant("lbasedb.view_feed", "xy")],
-            ..spec("jo")
-        },
+        UserSpec { staff: true, grants: vec![grant("lbasedb.view_feed", "xy")], ..spec("jo") },
     );
     let (jo, _) = log_in(&app, "jo", USER_PASSWORD).await;
     let (status, list) = jo.get("/admin/lbasedb/feed/").await;
@@ -1106,9 +840,7 @@ async fn the_feed_page_shows_only_what_the_api_would() {
     let mut conn = app.pool.get().unwrap();
     let id = user_id(&app.pool, "jo");
     for codename in ["lbasedb.view_col", "lbasedb.view_data", "auth.view_group"] {
-        let perm = queries::permission_by_codename(&mut conn, codename)
-            .unwrap()
-            .id;
+        let perm = queries::permission_by_codename(&mut conn, codename).unwrap().id;
         queries::add_user_permission(&mut conn, id, perm).unwrap();
     }
     drop(conn);
@@ -1122,11 +854,7 @@ async fn the_feed_page_shows_only_what_the_api_would() {
     submit(
         &browser,
         &format!("/admin/auth/group/{gid}/change/"),
-        &[
-            ("name", "readers"),
-            ("grant_perm", &perm),
-            ("grant_feed", "xy"),
-        ],
+        &[("name", "readers"), ("grant_perm", &perm), ("grant_feed", "xy")],
     )
     .await;
     let (_, detail) = jo.get("/admin/lbasedb/feed/xy/").await;
@@ -1145,26 +873,15 @@ async fn the_data_folder_and_its_secrets_are_private() {
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(data.join("db.sqlite3"), b"").unwrap();
-    std::fs::set_permissions(
-        data.join("db.sqlite3"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    std::fs::set_permissions(data.join("db.sqlite3"), std::fs::Permissions::from_mode(0o644))
+        .unwrap();
     let mut settings = Settings::with_data_dir(&data);
     settings.bind = "127.0.0.1:0".into();
     settings.superuser_password = Some(ADMIN_PASSWORD.into());
     let app = Application::build(settings).await.unwrap();
-    let mode = |name: &str| {
-        std::fs::metadata(data.join(name))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
-    assert_eq!(
-        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    let mode =
+        |name: &str| std::fs::metadata(data.join(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(mode("db.sqlite3"), 0o600);
     assert_eq!(mode("secret.key"), 0o600);
     for sidecar in ["db.sqlite3-wal", "db.sqlite3-shm"] {
@@ -1180,32 +897,20 @@ async fn anonymous_visitors_cost_no_session_row() {
     let app = spawn_app().await;
     for _ in 0..25 {
         let visitor = client();
-        let csrf = visitor
-            .get(format!("{}/api/auth/csrf/", app.address))
-            .send()
-            .await
-            .unwrap();
+        let csrf = visitor.get(format!("{}/api/auth/csrf/", app.address)).sent().await;
         assert_eq!(csrf.status(), 200);
-        let login = visitor
-            .get(format!("{}/admin/login/", app.address))
-            .send()
-            .await
-            .unwrap();
+        let login = visitor.get(format!("{}/admin/login/", app.address)).sent().await;
         assert_eq!(login.status(), 200);
     }
-    let rows: i64 = schema::session::table
-        .count()
-        .get_result(&mut app.pool.get().unwrap())
-        .unwrap();
+    let rows: i64 =
+        schema::session::table.count().get_result(&mut app.pool.get().unwrap()).unwrap();
     assert_eq!(rows, 0);
     // The anonymous CSRF token still guards the login form, and a login
     // makes exactly one row.
     let browser = admin(&app).await;
     assert_eq!(browser.get("/admin/").await.0, 200);
-    let rows: i64 = schema::session::table
-        .count()
-        .get_result(&mut app.pool.get().unwrap())
-        .unwrap();
+    let rows: i64 =
+        schema::session::table.count().get_result(&mut app.pool.get().unwrap()).unwrap();
     assert_eq!(rows, 1);
 }
 
@@ -1219,24 +924,11 @@ async fn a_url_of_another_engine_is_refused_clearly() {
     settings.db.database_url = Some("mysql://proxy:hunter2@db.example:3306/proxy".into());
     let err = Application::build(settings).await.err().expect("refused");
     let message = err.to_string();
-    assert!(
-        message.contains("mysql") && message.contains("PostgreSQL"),
-        "{message}"
-    );
-    assert!(
-        !message.contains("hunter2"),
-        "no credentials in the message"
-    );
-    let made: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(
-        !made
-            .iter()
-            .any(|n| n.to_string_lossy().starts_with("mysql")),
-        "{made:?}"
-    );
+    assert!(message.contains("mysql") && message.contains("PostgreSQL"), "{message}");
+    assert!(!message.contains("hunter2"), "no credentials in the message");
+    let made: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!made.iter().any(|n| n.to_string_lossy().starts_with("mysql")), "{made:?}");
 
     // A PostgreSQL URL is PostgreSQL: where none answers, the error says
     // so without the password.

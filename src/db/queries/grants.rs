@@ -48,11 +48,7 @@ pub fn feed_holders(conn: &mut Conn, feed: &str) -> Result<(Holders, Holders), D
         .inner_join(auth_user::table.on(feed_grant::user_id.eq(auth_user::id.nullable())))
         .filter(feed_grant::feed.eq(feed))
         .order((auth_user::username, auth_permission::codename))
-        .select((
-            auth_user::id,
-            auth_user::username,
-            auth_permission::codename,
-        ))
+        .select((auth_user::id, auth_user::username, auth_permission::codename))
         .load(conn)?;
     Ok((groups, users))
 }
@@ -77,11 +73,7 @@ pub fn rename_feed_grants(conn: &mut Conn, old: &str, new: &str) -> Result<usize
         )) => {
             let rows: Vec<(Option<i32>, Option<i32>, i32)> = feed_grant::table
                 .filter(feed_grant::feed.eq(old))
-                .select((
-                    feed_grant::user_id,
-                    feed_grant::group_id,
-                    feed_grant::permission_id,
-                ))
+                .select((feed_grant::user_id, feed_grant::group_id, feed_grant::permission_id))
                 .load(conn)?;
             for (user, group, perm) in &rows {
                 let holder = match (user, group) {

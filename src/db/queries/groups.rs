@@ -19,28 +19,18 @@ pub fn create_group(conn: &mut Conn, name: &str) -> Result<Group, DbError> {
 
 pub fn add_user_to_group(conn: &mut Conn, user_id: i32, group_id: i32) -> Result<(), DbError> {
     let insert = diesel::insert_into(auth_user_groups::table)
-        .values((
-            auth_user_groups::user_id.eq(user_id),
-            auth_user_groups::group_id.eq(group_id),
-        ))
+        .values((auth_user_groups::user_id.eq(user_id), auth_user_groups::group_id.eq(group_id)))
         .on_conflict_do_nothing();
     crate::on_engine!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 
 pub fn all_groups(conn: &mut Conn) -> Result<Vec<Group>, DbError> {
-    Ok(auth_group::table
-        .order(auth_group::name)
-        .select(Group::as_select())
-        .load(conn)?)
+    Ok(auth_group::table.order(auth_group::name).select(Group::as_select()).load(conn)?)
 }
 
 pub fn group_by_id(conn: &mut Conn, id: i32) -> Result<Option<Group>, DbError> {
-    Ok(auth_group::table
-        .find(id)
-        .select(Group::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(auth_group::table.find(id).select(Group::as_select()).first(conn).optional()?)
 }
 
 /// A group in the list: its name and how many members it has.
@@ -56,11 +46,7 @@ pub struct GroupRow {
 pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<GroupRow>, DbError> {
     Ok(auth_group::table
         .left_join(auth_user_groups::table)
-        .filter(
-            lower(auth_group::name)
-                .like(like_pattern(&search.to_lowercase()))
-                .escape('\\'),
-        )
+        .filter(lower(auth_group::name).like(like_pattern(&search.to_lowercase())).escape('\\'))
         .group_by((auth_group::id, auth_group::name))
         .order(auth_group::name)
         .select((
@@ -157,11 +143,7 @@ pub fn group_powers(conn: &mut Conn, group_ids: &[i32]) -> Result<GroupHoldings,
     let grants = feed_grant::table
         .inner_join(auth_permission::table)
         .filter(feed_grant::group_id.eq_any(group_ids))
-        .select((
-            auth_permission::app_label,
-            auth_permission::codename,
-            feed_grant::feed,
-        ))
+        .select((auth_permission::app_label, auth_permission::codename, feed_grant::feed))
         .load::<(String, String, String)>(conn)?
         .into_iter()
         .map(|(app, code, feed)| (format!("{app}.{code}"), feed))

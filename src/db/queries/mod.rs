@@ -50,9 +50,6 @@ pub fn now() -> NaiveDateTime {
 /// A `LIKE` pattern matching `text` anywhere, its own `%`, `_` and `\`
 /// taken literally (with `ESCAPE '\'`).
 pub fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
 }

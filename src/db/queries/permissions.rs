@@ -64,11 +64,7 @@ pub fn permission_codenames(
 ) -> Result<std::collections::HashMap<i32, String>, DbError> {
     Ok(auth_permission::table
         .filter(auth_permission::id.eq_any(ids))
-        .select((
-            auth_permission::id,
-            auth_permission::app_label,
-            auth_permission::codename,
-        ))
+        .select((auth_permission::id, auth_permission::app_label, auth_permission::codename))
         .load::<(i32, String, String)>(conn)?
         .into_iter()
         .map(|(id, app, code)| (id, format!("{app}.{code}")))

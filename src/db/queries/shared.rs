@@ -7,14 +7,9 @@ use crate::db::schema::{auth_change, throttle};
 /// The change counters `auth::changes::watch` polls: (who may do what,
 /// sessions).
 pub fn auth_change_counts(conn: &mut Conn) -> Result<(i64, i64), DbError> {
-    let rows: Vec<(i32, i64)> = auth_change::table
-        .select((auth_change::id, auth_change::n))
-        .load(conn)?;
-    let of = |id| {
-        rows.iter()
-            .find(|(row, _)| *row == id)
-            .map_or(0, |(_, n)| *n)
-    };
+    let rows: Vec<(i32, i64)> =
+        auth_change::table.select((auth_change::id, auth_change::n)).load(conn)?;
+    let of = |id| rows.iter().find(|(row, _)| *row == id).map_or(0, |(_, n)| *n);
     Ok((of(1), of(2)))
 }
 
@@ -27,11 +22,7 @@ pub fn throttle_hit(conn: &mut Conn, key: &str, window: i64) -> Result<(i32, i64
     let end = now.saturating_add(window);
     let expired = throttle::window_end.le(now);
     let upsert = diesel::insert_into(throttle::table)
-        .values((
-            throttle::key.eq(key),
-            throttle::count.eq(1),
-            throttle::window_end.eq(end),
-        ))
+        .values((throttle::key.eq(key), throttle::count.eq(1), throttle::window_end.eq(end)))
         .on_conflict(throttle::key)
         .do_update()
         .set((

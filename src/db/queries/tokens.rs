@@ -75,9 +75,7 @@ pub fn list_tokens(
     user: Option<i32>,
     status: Option<TokenStatus>,
 ) -> Result<Vec<(Token, String)>, DbError> {
-    let mut query = authtoken_token::table
-        .inner_join(auth_user::table)
-        .into_boxed();
+    let mut query = authtoken_token::table.inner_join(auth_user::table).into_boxed();
     if let Some(user) = user {
         query = query.filter(authtoken_token::user_id.eq(user));
     }
@@ -91,9 +89,7 @@ pub fn list_tokens(
         }
         Some(TokenStatus::Active) => {
             query = query.filter(authtoken_token::revoked.eq(false)).filter(
-                authtoken_token::expires_at
-                    .is_null()
-                    .or(authtoken_token::expires_at.gt(now)),
+                authtoken_token::expires_at.is_null().or(authtoken_token::expires_at.gt(now)),
             )
         }
         None => {}
@@ -122,17 +118,14 @@ pub fn revoke_token_by_id(conn: &mut Conn, id: i32) -> Result<(), DbError> {
 
 /// Revokes every token of a user (deactivated users keep none working).
 pub fn revoke_tokens_of_user(conn: &mut Conn, user_id: i32) -> Result<usize, DbError> {
-    Ok(
-        diesel::update(authtoken_token::table.filter(authtoken_token::user_id.eq(user_id)))
-            .set(authtoken_token::revoked.eq(true))
-            .execute(conn)?,
-    )
+    Ok(diesel::update(authtoken_token::table.filter(authtoken_token::user_id.eq(user_id)))
+        .set(authtoken_token::revoked.eq(true))
+        .execute(conn)?)
 }
 
 /// Adds a token unless its prefix or digest is known; answers 1 if added.
 pub fn put_token_record(conn: &mut Conn, record: &TokenRecord<'_>) -> Result<usize, DbError> {
-    let insert = diesel::insert_into(authtoken_token::table)
-        .values(record)
-        .on_conflict_do_nothing();
+    let insert =
+        diesel::insert_into(authtoken_token::table).values(record).on_conflict_do_nothing();
     Ok(crate::on_engine!(conn, |c| insert.execute(c))?)
 }

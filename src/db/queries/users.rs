@@ -17,11 +17,7 @@ pub fn user_by_username(conn: &mut Conn, username: &str) -> Result<Option<User>,
 }
 
 pub fn user_by_id(conn: &mut Conn, id: i32) -> Result<Option<User>, DbError> {
-    Ok(auth_user::table
-        .find(id)
-        .select(User::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(auth_user::table.find(id).select(User::as_select()).first(conn).optional()?)
 }
 
 pub fn create_user(conn: &mut Conn, new: &NewUser<'_>) -> Result<User, DbError> {
@@ -94,26 +90,13 @@ pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
     );
     let grants = feed_grant::table
         .inner_join(auth_permission::table)
-        .filter(
-            feed_grant::user_id
-                .eq(user_id)
-                .or(feed_grant::group_id.eq_any(&group_ids)),
-        )
-        .select((
-            feed_grant::feed,
-            auth_permission::app_label,
-            auth_permission::codename,
-        ))
+        .filter(feed_grant::user_id.eq(user_id).or(feed_grant::group_id.eq_any(&group_ids)))
+        .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
         .load::<(String, String, String)>(conn)?
         .into_iter()
         .map(|(feed, app, code)| (feed, format!("{app}.{code}")))
         .collect();
-    Ok(Holdings {
-        groups,
-        group_rates: rates.into_iter().flatten().collect(),
-        perms,
-        grants,
-    })
+    Ok(Holdings { groups, group_rates: rates.into_iter().flatten().collect(), perms, grants })
 }
 
 /// The user list's filters, search, sort and page.
@@ -263,10 +246,7 @@ pub fn delete_user(conn: &mut Conn, user_id: i32) -> Result<(), DbError> {
 }
 
 pub fn all_users(conn: &mut Conn) -> Result<Vec<User>, DbError> {
-    Ok(auth_user::table
-        .order(auth_user::username)
-        .select(User::as_select())
-        .load(conn)?)
+    Ok(auth_user::table.order(auth_user::username).select(User::as_select()).load(conn)?)
 }
 
 /// Active superusers other than `user_id`.
@@ -288,9 +268,7 @@ pub fn replace_password_hash(
     new: &str,
 ) -> Result<bool, DbError> {
     let changed = diesel::update(
-        auth_user::table
-            .filter(auth_user::id.eq(user_id))
-            .filter(auth_user::password.eq(old)),
+        auth_user::table.filter(auth_user::id.eq(user_id)).filter(auth_user::password.eq(old)),
     )
     .set(auth_user::password.eq(new))
     .execute(conn)?;
@@ -302,9 +280,7 @@ pub fn replace_password_hash(
 pub fn put_user_record(conn: &mut Conn, record: &UserRecord<'_>) -> Result<i32, DbError> {
     match user_by_username(conn, record.username)? {
         Some(existing) => {
-            diesel::update(auth_user::table.find(existing.id))
-                .set(record)
-                .execute(conn)?;
+            diesel::update(auth_user::table.find(existing.id)).set(record).execute(conn)?;
             Ok(existing.id)
         }
         None => Ok(diesel::insert_into(auth_user::table)
