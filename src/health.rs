@@ -6,24 +6,19 @@ use serde_json::json;
 
 use crate::auth::AuthState;
 use crate::db::{self, queries};
-use crate::proxy::ProxyState;
 use crate::proxy::upstream::Upstream;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(
-    state: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
-    auth: web::Data<AuthState>,
-) -> HttpResponse {
+pub async fn readyz(upstream: Upstream, auth: web::Data<AuthState>) -> HttpResponse {
     if let Err(err) = db::run(&auth.pool, queries::user_count).await {
         log::warn!("readiness: database not answering: {err}");
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "detail": "The database is not answering." }));
     }
-    match Upstream::new(&state, &client).version().await {
+    match upstream.version().await {
         Some(version) => HttpResponse::Ok().json(
             json!({ "status": "ready", "database": "ok", "upstream": { "version": version } }),
         ),

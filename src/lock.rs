@@ -285,7 +285,20 @@ impl Drop for Release {
 
 #[cfg(test)]
 mod tests {
+    use tokio::task::JoinHandle;
+
     use super::*;
+
+    /// A task waiting for `key`, given the time to join its queue; it
+    /// answers whether it got the lock.
+    async fn queued(locks: &Arc<InProcessLocks>, key: &'static str) -> JoinHandle<bool> {
+        let waiter = tokio::spawn({
+            let locks = locks.clone();
+            async move { locks.lock(key).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiter
+    }
 
     #[tokio::test]
     async fn one_writer_per_feed_others_wait_and_entries_go() {
@@ -294,11 +307,7 @@ mod tests {
         // Another feed is independent.
         let other = locks.lock("b").await.unwrap();
         assert_eq!(locks.lock("a").await.err(), Some(LockError::Timeout));
-        let waiter = tokio::spawn({
-            let locks = locks.clone();
-            async move { locks.lock("a").await.is_ok() }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = queued(&locks, "a").await;
         drop(held);
         assert!(waiter.await.unwrap(), "released to the waiter");
         drop(other);
@@ -309,11 +318,7 @@ mod tests {
     async fn the_queue_is_bounded() {
         let locks = Arc::new(InProcessLocks::new(Duration::from_secs(5), 1));
         let held = locks.lock("a").await.unwrap();
-        let waiter = tokio::spawn({
-            let locks = locks.clone();
-            async move { locks.lock("a").await.is_ok() }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = queued(&locks, "a").await;
         assert_eq!(locks.lock("a").await.err(), Some(LockError::QueueFull));
         drop(held);
         assert!(waiter.await.unwrap());
@@ -323,19 +328,11 @@ mod tests {
     async fn a_dropped_waiter_leaves_no_trace() {
         let locks = Arc::new(InProcessLocks::new(Duration::from_secs(5), 1));
         let held = locks.lock("a").await.unwrap();
-        let waiter = tokio::spawn({
-            let locks = locks.clone();
-            async move { locks.lock("a").await.is_ok() }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = queued(&locks, "a").await;
         waiter.abort();
         let _ = waiter.await;
         // Its place in the queue is free again.
-        let again = tokio::spawn({
-            let locks = locks.clone();
-            async move { locks.lock("a").await.is_ok() }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let again = queued(&locks, "a").await;
         drop(held);
         assert!(again.await.unwrap());
         assert_eq!(locks.in_use(), 0);

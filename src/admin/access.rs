@@ -10,7 +10,6 @@ use serde::Deserialize;
 
 use super::changelist::{ChangeList, Filter, PageLink};
 use super::{Layout, Reply, Staff, ok};
-use crate::auth::AuthState;
 use crate::auth::perms::ViewAccess;
 use crate::db::models::Access;
 use crate::db::{self, queries};
@@ -90,16 +89,13 @@ struct ListPage<'a> {
     csv: String,
 }
 
-pub async fn list(
-    staff: Staff,
-    params: web::Query<AccessParams>,
-    auth: web::Data<AuthState>,
-) -> Reply {
+pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
     staff.require::<ViewAccess>()?;
     let csv = params.format.as_deref() == Some("csv");
     let query = params.query(if csv { CSV_ROWS } else { PER_PAGE });
     let q = queries::AccessQuery { page: if csv { 0 } else { query.page }, ..query.clone() };
-    let (rows, total) = db::run(&auth.pool, move |conn| queries::list_access(conn, &q)).await?;
+    let (rows, total) =
+        db::run(&staff.auth.pool, move |conn| queries::list_access(conn, &q)).await?;
     if csv {
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")

@@ -33,6 +33,10 @@ pub struct Layout {
 pub struct Staff {
     pub principal: Arc<Principal>,
     pub layout: Layout,
+    /// The users, groups and tokens, for the handler's reads and writes.
+    pub auth: web::Data<AuthState>,
+    /// The request, for the messages queued in its session.
+    req: HttpRequest,
 }
 
 type LocalFuture<T> = Pin<Box<dyn Future<Output = Result<T, AdminError>>>>;
@@ -55,6 +59,7 @@ async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
     };
     let auth = req
         .app_data::<web::Data<AuthState>>()
+        .cloned()
         .ok_or_else(|| AdminError::Internal(anyhow::anyhow!("no AuthState registered")))?;
     let user_id = req
         .get_identity()
@@ -71,10 +76,15 @@ async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
         csrf: ensure_csrf_token(req)?,
         messages: take_messages(req),
     };
-    Ok(Staff { principal, layout })
+    Ok(Staff { principal, layout, auth, req: req.clone() })
 }
 
 impl Staff {
+    /// Queues `text` for the next page, as Django's messages framework does.
+    pub fn flash(&self, level: &str, text: impl Into<String>) {
+        super::flash(&self.req, level, text);
+    }
+
     pub fn can(&self, codename: &str) -> bool {
         self.principal.has_perm(codename)
     }

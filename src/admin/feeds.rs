@@ -6,13 +6,11 @@ use actix_web::web;
 use askama::Template;
 
 use super::{AdminError, Layout, Reply, Staff, ok};
-use crate::auth::AuthState;
 use crate::auth::perms::Model;
 use crate::auth::principal::Principal;
 use crate::db::{self, queries};
 use crate::lbasedb::names::is_valid_name;
 use crate::lbasedb::perms::{VIEW_COL, VIEW_DATA, VIEW_FEED};
-use crate::proxy::ProxyState;
 use crate::proxy::upstream::{Col, Upstream};
 
 const PREVIEW_ROWS: u64 = 10;
@@ -27,7 +25,7 @@ struct FeedInfo {
 
 /// What a user may see of a feed, by the proxy's own rules: columns with
 /// `view_col`, the size with `view_data`.
-async fn info(upstream: &Upstream<'_>, who: &Principal, feed: &str) -> FeedInfo {
+async fn info(upstream: &Upstream, who: &Principal, feed: &str) -> FeedInfo {
     let size = match who.has_feed_perm(VIEW_DATA, feed) {
         true => upstream.size(feed).await,
         false => None,
@@ -46,12 +44,7 @@ struct ListPage<'a> {
     feeds: Vec<FeedInfo>,
 }
 
-pub async fn list(
-    staff: Staff,
-    proxy: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
-) -> Reply {
-    let upstream = Upstream::new(&proxy, &client);
+pub async fn list(staff: Staff, upstream: Upstream) -> Reply {
     let mut feeds = Vec::new();
     for name in upstream.feeds().await {
         if staff.principal.has_feed_perm(VIEW_FEED, &name) {
@@ -74,13 +67,7 @@ struct DetailPage<'a> {
     user_grants: Option<queries::Holders>,
 }
 
-pub async fn detail(
-    staff: Staff,
-    path: web::Path<String>,
-    auth: web::Data<AuthState>,
-    proxy: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
-) -> Reply {
+pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -> Reply {
     let name = path.into_inner();
     if !is_valid_name(&name) {
         return Err(AdminError::NotFound);
@@ -88,7 +75,6 @@ pub async fn detail(
     if !staff.principal.has_feed_perm(VIEW_FEED, &name) {
         return Err(AdminError::Forbidden);
     }
-    let upstream = Upstream::new(&proxy, &client);
     if !upstream.feeds().await.contains(&name) {
         return Err(AdminError::NotFound);
     }
@@ -103,7 +89,7 @@ pub async fn detail(
     };
     let (view_groups, view_users) = (staff.can_view(Model::Group), staff.can_view(Model::User));
     let (group_grants, user_grants) = if view_groups || view_users {
-        db::run(&auth.pool, move |conn| queries::feed_holders(conn, &name)).await?
+        db::run(&staff.auth.pool, move |conn| queries::feed_holders(conn, &name)).await?
     } else {
         Default::default()
     };

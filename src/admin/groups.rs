@@ -8,14 +8,13 @@ use serde::Deserialize;
 use super::fields::PermFields;
 use super::{
     AdminError, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Reply, Staff,
-    after_save, choices, flash, grant_rows, history_page, ok, redirect,
+    after_save, choices, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::AuthState;
 use crate::auth::perms::{self, Model};
 use crate::auth::users::{self, FieldChange};
 use crate::db::models::{Group, Permission};
 use crate::db::{self, DbError, queries};
-use crate::proxy::ProxyState;
 use crate::proxy::upstream::Upstream;
 
 #[derive(Deserialize)]
@@ -32,11 +31,11 @@ struct ListPage<'a> {
     can_add: bool,
 }
 
-pub async fn list(staff: Staff, query: web::Query<ListQuery>, auth: web::Data<AuthState>) -> Reply {
+pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
     staff.require_view(Model::Group)?;
     let search = query.q.clone().unwrap_or_default().trim().to_owned();
     let term = search.clone();
-    let groups = db::run(&auth.pool, move |conn| queries::list_groups(conn, &term)).await?;
+    let groups = db::run(&staff.auth.pool, move |conn| queries::list_groups(conn, &term)).await?;
     ok(&ListPage {
         layout: &staff.layout,
         groups,
@@ -85,13 +84,12 @@ impl Values {
 /// errors they have.
 async fn page<'a>(
     staff: &'a Staff,
-    auth: &AuthState,
-    upstream: (&ProxyState, &awc::Client),
+    upstream: &Upstream,
     id: Option<i32>,
     values: Values,
     errors: Errors,
 ) -> Result<ChangePage<'a>, AdminError> {
-    let (all, members) = db::run(&auth.pool, move |conn| {
+    let (all, members) = db::run(&staff.auth.pool, move |conn| {
         let members = match id {
             Some(id) => queries::group_members(conn, id)?,
             None => Vec::new(),
@@ -109,7 +107,7 @@ async fn page<'a>(
         name: values.name,
         rate_limit: values.rate_limit,
         links: PermFields::new(&all, &values.perms, &values.grants),
-        feeds: Upstream::new(upstream.0, upstream.1).feeds().await,
+        feeds: upstream.feeds().await,
         members: members.into_iter().map(|u| u.username).collect(),
         errors,
         can_save,
@@ -117,12 +115,7 @@ async fn page<'a>(
     })
 }
 
-pub async fn add_form(
-    staff: Staff,
-    auth: web::Data<AuthState>,
-    proxy: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
-) -> Reply {
+pub async fn add_form(staff: Staff, upstream: Upstream) -> Reply {
     staff.require::<perms::AddGroup>()?;
     let empty = Values {
         name: String::new(),
@@ -130,7 +123,7 @@ pub async fn add_form(
         grants: Vec::new(),
         rate_limit: String::new(),
     };
-    ok(&page(&staff, &auth, (&proxy, &client), None, empty, Errors::new()).await?)
+    ok(&page(&staff, &upstream, None, empty, Errors::new()).await?)
 }
 
 async fn load(auth: &AuthState, id: i32) -> Result<(Group, Values), AdminError> {
@@ -148,17 +141,10 @@ async fn load(auth: &AuthState, id: i32) -> Result<(Group, Values), AdminError> 
     Ok((group, values))
 }
 
-pub async fn change_form(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-    proxy: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
-) -> Reply {
+pub async fn change_form(staff: Staff, path: web::Path<i32>, upstream: Upstream) -> Reply {
     staff.require_view(Model::Group)?;
-    let (group, values) = load(&auth, *path).await?;
-    let upstream = (proxy.as_ref(), client.as_ref());
-    ok(&page(&staff, &auth, upstream, Some(group.id), values, Errors::new()).await?)
+    let (group, values) = load(&staff.auth, *path).await?;
+    ok(&page(&staff, &upstream, Some(group.id), values, Errors::new()).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -235,7 +221,6 @@ enum Saved {
 
 /// Saves through the service layer; a taken name is a form error.
 async fn save(
-    auth: &AuthState,
     staff: &Staff,
     id: Option<i32>,
     values: Values,
@@ -244,6 +229,7 @@ async fn save(
     if !errors.is_empty() {
         return Ok(Saved::Invalid(values, errors));
     }
+    let auth = &staff.auth;
     let all = db::run(&auth.pool, queries::all_permissions).await?;
     let saving = Values {
         name: values.name.clone(),
@@ -278,30 +264,23 @@ async fn save(
 }
 
 /// Add (no id) or change (an id): the same form, the same checks.
-async fn submit(
-    req: HttpRequest,
-    staff: Staff,
-    id: Option<i32>,
-    form: GroupForm,
-    auth: web::Data<AuthState>,
-    upstream: (&ProxyState, &awc::Client),
-) -> Reply {
+async fn submit(staff: Staff, id: Option<i32>, form: GroupForm, upstream: &Upstream) -> Reply {
     match id {
         Some(_) => staff.require::<perms::ChangeGroup>().map(drop)?,
         None => staff.require::<perms::AddGroup>().map(drop)?,
     }
-    let all = db::run(&auth.pool, queries::all_permissions).await?;
+    let all = db::run(&staff.auth.pool, queries::all_permissions).await?;
     let mut errors = Errors::new();
     let values = read(&form, &all, &mut errors);
     let name = values.name.clone();
-    let saved_id = match save(&auth, &staff, id, values, errors).await? {
+    let saved_id = match save(&staff, id, values, errors).await? {
         Saved::Id(saved) => saved,
         Saved::Invalid(values, errors) => {
-            return ok(&page(&staff, &auth, upstream, id, values, errors).await?);
+            return ok(&page(&staff, upstream, id, values, errors).await?);
         }
     };
     let verb = if id.is_some() { "changed" } else { "added" };
-    flash(&req, "success", format!("The group “{name}” was {verb} successfully."));
+    staff.flash("success", format!("The group “{name}” was {verb} successfully."));
     after_save(
         &form.action,
         "/admin/auth/group/",
@@ -311,32 +290,28 @@ async fn submit(
 }
 
 pub async fn add(
-    req: HttpRequest,
+    _req: HttpRequest,
     staff: Staff,
     CsrfForm(form): CsrfForm<GroupForm>,
-    auth: web::Data<AuthState>,
-    proxy: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
+    upstream: Upstream,
 ) -> Reply {
-    submit(req, staff, None, form, auth, (&proxy, &client)).await
+    submit(staff, None, form, &upstream).await
 }
 
 pub async fn change(
-    req: HttpRequest,
+    _req: HttpRequest,
     staff: Staff,
     path: web::Path<i32>,
     CsrfForm(form): CsrfForm<GroupForm>,
-    auth: web::Data<AuthState>,
-    proxy: web::Data<ProxyState>,
-    client: web::Data<awc::Client>,
+    upstream: Upstream,
 ) -> Reply {
-    submit(req, staff, Some(*path), form, auth, (&proxy, &client)).await
+    submit(staff, Some(*path), form, &upstream).await
 }
 
-pub async fn delete_form(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
+pub async fn delete_form(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require::<perms::DeleteGroup>()?;
     let id = *path;
-    let (group, members) = db::run(&auth.pool, move |conn| {
+    let (group, members) = db::run(&staff.auth.pool, move |conn| {
         Ok((queries::group_by_id(conn, id)?, queries::group_members(conn, id)?))
     })
     .await?;
@@ -352,29 +327,17 @@ pub async fn delete_form(staff: Staff, path: web::Path<i32>, auth: web::Data<Aut
     })
 }
 
-pub async fn delete(
-    req: HttpRequest,
-    staff: Staff,
-    path: web::Path<i32>,
-    _form: CsrfForm<NoFields>,
-    auth: web::Data<AuthState>,
-) -> Reply {
+pub async fn delete(staff: Staff, path: web::Path<i32>, _form: CsrfForm<NoFields>) -> Reply {
     let granted = staff.require::<perms::DeleteGroup>()?;
     let id = *path;
-    let group = auth.write(move |conn| users::delete_group(conn, &granted, id)).await?;
+    let group = staff.auth.write(move |conn| users::delete_group(conn, &granted, id)).await?;
     let message = format!("The group “{}” was deleted successfully.", group.name);
-    flash(&req, "success", message);
+    staff.flash("success", message);
     redirect("/admin/auth/group/")
 }
 
-pub async fn history(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
+pub async fn history(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require_view(Model::Group)?;
-    let (group, _) = load(&auth, *path).await?;
-    let of = HistoryOf {
-        object_type: "auth.group",
-        id: group.id,
-        back: format!("/admin/auth/group/{}/change/", group.id),
-        name: group.name,
-    };
-    history_page(&staff, &auth, of).await
+    let (group, _) = load(&staff.auth, *path).await?;
+    history_page(&staff, HistoryOf::new(Model::Group, group.id, group.name)).await
 }

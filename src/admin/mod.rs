@@ -20,7 +20,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthState;
+use crate::auth::perms::Model;
 use crate::auth::users::FieldChange;
 use crate::db::{self, DbError, queries};
 
@@ -341,19 +341,33 @@ struct HistoryPage<'a> {
 
 /// What a History page is about.
 pub struct HistoryOf {
-    pub object_type: &'static str,
-    pub id: i32,
-    pub name: String,
-    pub back: String,
+    object_type: &'static str,
+    id: i32,
+    name: String,
+    back: String,
+}
+
+impl HistoryOf {
+    /// `model`'s object `id`, shown as `name`; the page links back to the
+    /// object's change page (to the list, for a token, which has none).
+    pub fn new(model: Model, id: i32, name: String) -> Self {
+        let (object_type, back) = match model {
+            Model::User => ("auth.user", format!("/admin/auth/user/{id}/change/")),
+            Model::Group => ("auth.group", format!("/admin/auth/group/{id}/change/")),
+            Model::Token => ("authtoken.token", "/admin/authtoken/token/".to_owned()),
+        };
+        Self { object_type, id, name, back }
+    }
 }
 
 /// An object's History page: each action, who, when, and each changed
 /// field's old and new value.
-pub async fn history_page(staff: &Staff, auth: &AuthState, of: HistoryOf) -> Reply {
+pub async fn history_page(staff: &Staff, of: HistoryOf) -> Reply {
     let key = of.id.to_string();
     let object_type = of.object_type;
     let entries =
-        db::run(&auth.pool, move |conn| queries::object_history(conn, object_type, &key)).await?;
+        db::run(&staff.auth.pool, move |conn| queries::object_history(conn, object_type, &key))
+            .await?;
     let rows = entries
         .into_iter()
         .map(|e| HistoryRow {

@@ -1,13 +1,13 @@
 //! `/admin/authtoken/token/`: the list with filters, creating a token for a
 //! user (its secret shown on that page only, once), revoking one.
 
-use actix_web::{HttpRequest, web};
+use actix_web::web;
 use askama::Template;
 use serde::Deserialize;
 
 use super::{
-    AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Reply, Staff, flash,
-    history_page, ok, redirect,
+    AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Reply, Staff, history_page,
+    ok, redirect,
 };
 use crate::auth::perms::{self, Model};
 use crate::auth::{AuthState, token, users};
@@ -38,11 +38,11 @@ struct ListPage<'a> {
     can_revoke: bool,
 }
 
-pub async fn list(staff: Staff, query: web::Query<ListQuery>, auth: web::Data<AuthState>) -> Reply {
+pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
     staff.require_view(Model::Token)?;
     let status = query.status.as_deref().and_then(TokenStatus::parse);
     let user_filter = query.user;
-    let (tokens, users) = db::run(&auth.pool, move |conn| {
+    let (tokens, users) = db::run(&staff.auth.pool, move |conn| {
         Ok((queries::list_tokens(conn, user_filter, status)?, queries::all_users(conn)?))
     })
     .await?;
@@ -115,9 +115,9 @@ async fn users_list(auth: &AuthState) -> Result<Vec<User>, AdminError> {
     Ok(db::run(&auth.pool, queries::all_users).await?)
 }
 
-pub async fn add_form(staff: Staff, auth: web::Data<AuthState>) -> Reply {
+pub async fn add_form(staff: Staff) -> Reply {
     staff.require::<perms::AddToken>()?;
-    let users = db::run(&auth.pool, queries::all_users).await?;
+    let users = db::run(&staff.auth.pool, queries::all_users).await?;
     ok(&AddPage::form(&staff.layout, users, &AddForm::default(), Errors::new()))
 }
 
@@ -160,19 +160,16 @@ fn read_add(form: &AddForm, users: &[User]) -> (NewToken, Errors) {
     (read, errors)
 }
 
-pub async fn add(
-    staff: Staff,
-    CsrfForm(form): CsrfForm<AddForm>,
-    auth: web::Data<AuthState>,
-) -> Reply {
+pub async fn add(staff: Staff, CsrfForm(form): CsrfForm<AddForm>) -> Reply {
     let granted = staff.require::<perms::AddToken>()?;
-    let users = db::run(&auth.pool, queries::all_users).await?;
+    let users = db::run(&staff.auth.pool, queries::all_users).await?;
     let (NewToken { owner, name, expires_at, restrictions }, errors) = read_add(&form, &users);
     let Some(owner) = owner.filter(|_| errors.is_empty()) else {
         return ok(&AddPage::form(&staff.layout, users, &form, errors));
     };
     let token_name = name.clone();
-    let issued = auth
+    let issued = staff
+        .auth
         .write(move |conn| {
             let spec = users::TokenSpec { name: &token_name, expires_at, restrictions };
             users::issue_restricted_token(conn, &granted, owner.id, &spec)
@@ -183,7 +180,12 @@ pub async fn add(
         Err(crate::db::DbError::Invalid(invalid)) => {
             let mut errors = Errors::new();
             errors.entry(invalid.field).or_default().push(invalid.message);
-            return ok(&AddPage::form(&staff.layout, users_list(&auth).await?, &form, errors));
+            return ok(&AddPage::form(
+                &staff.layout,
+                users_list(&staff.auth).await?,
+                &form,
+                errors,
+            ));
         }
         Err(other) => return Err(other.into()),
     };
@@ -200,32 +202,21 @@ pub async fn add(
     })
 }
 
-pub async fn revoke(
-    req: HttpRequest,
-    staff: Staff,
-    path: web::Path<i32>,
-    _form: CsrfForm<NoFields>,
-    auth: web::Data<AuthState>,
-) -> Reply {
+pub async fn revoke(staff: Staff, path: web::Path<i32>, _form: CsrfForm<NoFields>) -> Reply {
     let granted = staff.require::<perms::ChangeToken>()?;
     let id = *path;
     // Revoked here, and the cache cleared: it stops working at once.
-    let token = auth.write(move |conn| users::revoke_token(conn, &granted, id)).await?;
-    flash(&req, "success", format!("The token {} was revoked.", token.prefix));
+    let token = staff.auth.write(move |conn| users::revoke_token(conn, &granted, id)).await?;
+    staff.flash("success", format!("The token {} was revoked.", token.prefix));
     redirect("/admin/authtoken/token/")
 }
 
-pub async fn history(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
+pub async fn history(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require_view(Model::Token)?;
     let id = *path;
-    let (token, owner) = db::run(&auth.pool, move |conn| queries::token_by_id(conn, id))
+    let (token, owner) = db::run(&staff.auth.pool, move |conn| queries::token_by_id(conn, id))
         .await?
         .ok_or(AdminError::NotFound)?;
-    let of = HistoryOf {
-        object_type: "authtoken.token",
-        id,
-        name: format!("{} ({owner})", token.prefix),
-        back: "/admin/authtoken/token/".into(),
-    };
-    history_page(&staff, &auth, of).await
+    let name = format!("{} ({owner})", token.prefix);
+    history_page(&staff, HistoryOf::new(Model::Token, id, name)).await
 }

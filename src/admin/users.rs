@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use actix_identity::Identity;
-use actix_web::{HttpRequest, web};
+use actix_web::web;
 use askama::Template;
 use serde::Deserialize;
 
@@ -12,7 +12,7 @@ use super::changelist::{ChangeList, Column, Filter, Order, PageLink};
 use super::fields::{Choice, PermFields};
 use super::{
     AdminError, Checkbox, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Reply,
-    Staff, after_save, choices, flash, grant_rows, history_page, ok, redirect,
+    Staff, after_save, choices, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::perms::{self, Granted, Model};
 use crate::auth::users::{self, FieldChange};
@@ -65,7 +65,7 @@ const COLUMNS: [(&str, &str); 5] = [
     ("Staff status", "is_staff"),
 ];
 
-pub async fn list(staff: Staff, query: web::Query<ListQuery>, auth: web::Data<AuthState>) -> Reply {
+pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
     staff.require_view(Model::User)?;
     let order = Order::parse(query.o.as_deref());
     let filter = queries::UserQuery {
@@ -79,7 +79,7 @@ pub async fn list(staff: Staff, query: web::Query<ListQuery>, auth: web::Data<Au
         per_page: PER_PAGE,
     };
     let q = filter.clone();
-    let (found, total, groups) = db::run(&auth.pool, move |conn| {
+    let (found, total, groups) = db::run(&staff.auth.pool, move |conn| {
         let (found, total) = queries::list_users(conn, &q)?;
         Ok((found, total, queries::all_groups(conn)?))
     })
@@ -127,27 +127,23 @@ pub struct BulkForm {
 
 /// "Delete selected users": a confirmation page, then the deletion.
 pub async fn bulk_action(
-    req: HttpRequest,
     staff: Staff,
     CsrfForm(form): CsrfForm<BulkForm>,
-    auth: web::Data<AuthState>,
     identity: Option<Identity>,
 ) -> Reply {
     let granted = staff.require::<perms::DeleteUser>()?;
     if form.action != "delete_selected" {
-        flash(&req, "warning", "No action selected.");
+        staff.flash("warning", "No action selected.");
         return redirect("/admin/auth/user/");
     }
     let ids: Vec<i32> = form.selected.iter().filter_map(|v| v.parse().ok()).collect();
     if ids.is_empty() {
-        flash(
-            &req,
-            "warning",
+        staff.flash("warning",
             "Items must be selected in order to perform actions on them. No items have been changed.",
         );
         return redirect("/admin/auth/user/");
     }
-    let found: Vec<User> = db::run(&auth.pool, move |conn| {
+    let found: Vec<User> = db::run(&staff.auth.pool, move |conn| {
         ids.iter()
             .filter_map(|id| queries::user_by_id(conn, *id).transpose())
             .collect::<Result<_, _>>()
@@ -168,13 +164,13 @@ pub async fn bulk_action(
         });
     }
     for user in &found {
-        delete_one(&auth, &granted, user.id).await?;
+        delete_one(&staff.auth, &granted, user.id).await?;
     }
     if found.iter().any(|u| u.id == staff.principal.user_id) {
         return signed_out(identity);
     }
     let message = format!("Successfully deleted {} user(s).", found.len());
-    flash(&req, "success", message);
+    staff.flash("success", message);
     redirect("/admin/auth/user/")
 }
 
@@ -234,12 +230,7 @@ async fn hash(secret: String) -> Result<String, AdminError> {
 
 /// Step one of two, as Django's: a username and a password twice; the
 /// full form follows.
-pub async fn add(
-    req: HttpRequest,
-    staff: Staff,
-    CsrfForm(form): CsrfForm<AddForm>,
-    auth: web::Data<AuthState>,
-) -> Reply {
+pub async fn add(staff: Staff, CsrfForm(form): CsrfForm<AddForm>) -> Reply {
     let granted = staff.require::<perms::AddUser>()?;
     let username = form.username.trim().to_owned();
     let mut errors = Errors::new();
@@ -253,13 +244,13 @@ pub async fn add(
     if errors.is_empty() {
         let phc = hash(form.password1).await?;
         let spec = users::UserSpec { username: username.clone(), ..Default::default() };
-        match auth.write(move |conn| users::create_user(conn, &granted, &spec, &phc)).await {
+        match staff.auth.write(move |conn| users::create_user(conn, &granted, &spec, &phc)).await {
             Ok(user) => {
                 let message = format!(
                     "The user “{}” was added successfully. You may edit it again below.",
                     user.username
                 );
-                flash(&req, "success", message);
+                staff.flash("success", message);
                 return redirect(&format!("/admin/auth/user/{}/change/", user.id));
             }
             Err(DbError::Invalid(invalid)) => {
@@ -367,12 +358,12 @@ async fn change_page<'a>(
     })
 }
 
-pub async fn change_form(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
+pub async fn change_form(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require_view(Model::User)?;
-    let target = load_user(&auth, *path).await?;
+    let target = load_user(&staff.auth, *path).await?;
     let id = target.id;
-    let links = db::run(&auth.pool, move |conn| queries::user_links(conn, id)).await?;
-    ok(&change_page(&staff, &auth, target, links, BTreeMap::new()).await?)
+    let links = db::run(&staff.auth.pool, move |conn| queries::user_links(conn, id)).await?;
+    ok(&change_page(&staff, &staff.auth, target, links, BTreeMap::new()).await?)
 }
 
 /// What the change form shows as a field's value in the history.
@@ -451,17 +442,15 @@ fn read_change(form: &ChangeForm, catalog: &Catalog, errors: &mut Errors) -> que
 }
 
 pub async fn change(
-    req: HttpRequest,
     staff: Staff,
     path: web::Path<i32>,
     CsrfForm(form): CsrfForm<ChangeForm>,
-    auth: web::Data<AuthState>,
 ) -> Reply {
     let granted = staff.require::<perms::ChangeUser>()?;
-    let before = load_user(&auth, *path).await?;
+    let before = load_user(&staff.auth, *path).await?;
     let id = before.id;
-    let old_links = db::run(&auth.pool, move |conn| queries::user_links(conn, id)).await?;
-    let catalog = catalog(&auth).await?;
+    let old_links = db::run(&staff.auth.pool, move |conn| queries::user_links(conn, id)).await?;
+    let catalog = catalog(&staff.auth).await?;
     let mut errors = Errors::new();
     let update = read_change(&form, &catalog, &mut errors);
     let mut after = before.clone();
@@ -479,8 +468,10 @@ pub async fn change(
         .collect();
     if errors.is_empty() {
         let saving = update.clone();
-        let saved =
-            auth.write(move |conn| users::update_user(conn, &granted, id, &saving, &changes)).await;
+        let saved = staff
+            .auth
+            .write(move |conn| users::update_user(conn, &granted, id, &saving, &changes))
+            .await;
         match saved {
             Ok(()) => {}
             Err(DbError::Invalid(invalid)) => {
@@ -491,10 +482,10 @@ pub async fn change(
     }
     if !errors.is_empty() {
         // What was typed stays in the form, beside its errors.
-        return ok(&change_page(&staff, &auth, after, update.links, errors).await?);
+        return ok(&change_page(&staff, &staff.auth, after, update.links, errors).await?);
     }
     let message = format!("The user “{}” was changed successfully.", after.username);
-    flash(&req, "success", message);
+    staff.flash("success", message);
     after_save(
         &form.action,
         "/admin/auth/user/",
@@ -511,13 +502,9 @@ struct PasswordPage<'a> {
     errors: Vec<String>,
 }
 
-pub async fn password_form(
-    staff: Staff,
-    path: web::Path<i32>,
-    auth: web::Data<AuthState>,
-) -> Reply {
+pub async fn password_form(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require::<perms::ChangeUser>()?;
-    let target = load_user(&auth, *path).await?;
+    let target = load_user(&staff.auth, *path).await?;
     ok(&PasswordPage { layout: &staff.layout, target, errors: Vec::new() })
 }
 
@@ -529,14 +516,12 @@ pub struct PasswordForm {
 }
 
 pub async fn password(
-    req: HttpRequest,
     staff: Staff,
     path: web::Path<i32>,
     CsrfForm(form): CsrfForm<PasswordForm>,
-    auth: web::Data<AuthState>,
 ) -> Reply {
     let granted = staff.require::<perms::ChangeUser>()?;
-    let target = load_user(&auth, *path).await?;
+    let target = load_user(&staff.auth, *path).await?;
     let errors =
         check_new_password(&form.password1, &form.password2, &target.username, &target.email);
     if !errors.is_empty() {
@@ -544,16 +529,16 @@ pub async fn password(
     }
     let phc = hash(form.password1).await?;
     let id = target.id;
-    auth.write(move |conn| users::set_password(conn, &granted, id, &phc)).await?;
-    flash(&req, "success", "Password changed successfully.");
+    staff.auth.write(move |conn| users::set_password(conn, &granted, id, &phc)).await?;
+    staff.flash("success", "Password changed successfully.");
     redirect(&format!("/admin/auth/user/{id}/change/"))
 }
 
-pub async fn delete_form(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
+pub async fn delete_form(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require::<perms::DeleteUser>()?;
-    let target = load_user(&auth, *path).await?;
+    let target = load_user(&staff.auth, *path).await?;
     let id = target.id;
-    let tokens = db::run(&auth.pool, move |conn| queries::user_token_count(conn, id)).await?;
+    let tokens = db::run(&staff.auth.pool, move |conn| queries::user_token_count(conn, id)).await?;
     ok(&DeletePage {
         layout: &staff.layout,
         title: "Are you sure?",
@@ -570,31 +555,23 @@ pub async fn delete_form(staff: Staff, path: web::Path<i32>, auth: web::Data<Aut
 }
 
 pub async fn delete(
-    req: HttpRequest,
     staff: Staff,
     path: web::Path<i32>,
     _form: CsrfForm<NoFields>,
-    auth: web::Data<AuthState>,
     identity: Option<Identity>,
 ) -> Reply {
     let granted = staff.require::<perms::DeleteUser>()?;
-    let target = delete_one(&auth, &granted, *path).await?;
+    let target = delete_one(&staff.auth, &granted, *path).await?;
     if target.id == staff.principal.user_id {
         return signed_out(identity);
     }
     let message = format!("The user “{}” was deleted successfully.", target.username);
-    flash(&req, "success", message);
+    staff.flash("success", message);
     redirect("/admin/auth/user/")
 }
 
-pub async fn history(staff: Staff, path: web::Path<i32>, auth: web::Data<AuthState>) -> Reply {
+pub async fn history(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require_view(Model::User)?;
-    let target = load_user(&auth, *path).await?;
-    let of = HistoryOf {
-        object_type: "auth.user",
-        id: target.id,
-        back: format!("/admin/auth/user/{}/change/", target.id),
-        name: target.username,
-    };
-    history_page(&staff, &auth, of).await
+    let target = load_user(&staff.auth, *path).await?;
+    history_page(&staff, HistoryOf::new(Model::User, target.id, target.username)).await
 }

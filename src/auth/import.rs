@@ -173,7 +173,7 @@ fn import_users(
     Ok(ids)
 }
 
-fn record(user: &DjangoUser) -> Result<UserRecord<'_>, DbError> {
+fn record(user: &DjangoUser) -> Result<UserRecord, DbError> {
     let joined = parse_datetime(&user.date_joined).ok_or_else(|| {
         DbError::invalid(
             "date_joined",
@@ -181,11 +181,11 @@ fn record(user: &DjangoUser) -> Result<UserRecord<'_>, DbError> {
         )
     })?;
     Ok(UserRecord {
-        username: &user.username,
-        password: &user.password,
-        email: &user.email,
-        first_name: &user.first_name,
-        last_name: &user.last_name,
+        username: user.username.clone(),
+        password: user.password.clone(),
+        email: user.email.clone(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
         is_active: user.is_active,
         is_staff: user.is_staff,
         is_superuser: user.is_superuser,
@@ -221,11 +221,11 @@ fn import_tokens(
         let digest = token::digest(&drf.key);
         let added = queries::put_token_record(
             conn,
+            *user_id,
             &TokenRecord {
-                user_id: *user_id,
-                name: "imported from Django",
-                prefix: &prefix,
-                digest: &digest,
+                name: "imported from Django".into(),
+                prefix,
+                digest,
                 created_at: parse_datetime(&drf.created).unwrap_or_else(queries::now),
                 expires_at: None,
                 last_used_at: None,

@@ -33,22 +33,22 @@ pub(crate) fn run(command: Command) -> Result<()> {
             createsuperuser(username, email, noinput, &db)
         }
         Command::Changepassword { username, db } => changepassword(&username, &db),
-        Command::Createuser { username, email, staff, superuser, groups, perms, grants, db } => {
+        Command::Createuser { username, email, staff, superuser, groups, holds, db } => {
             let spec = UserSpec {
                 username,
                 email,
                 staff,
                 superuser,
                 groups,
-                perms,
-                grants: parse_grants(&grants)?,
+                grants: parse_grants(&holds.grants)?,
+                perms: holds.perms,
             };
             createuser(spec, &db)
         }
-        Command::Creategroup { name, perms, grants, db } => {
-            let grants = parse_grants(&grants)?;
+        Command::Creategroup { name, holds, db } => {
+            let grants = parse_grants(&holds.grants)?;
             let group = with_conn(&open(&db)?, |conn| {
-                users::create_group(conn, &Granted::system(), &name, &perms, &grants)
+                users::create_group(conn, &Granted::system(), &name, &holds.perms, &grants)
             })?;
             println!("Group '{}' created (id {}).", group.name, group.id);
             Ok(())

@@ -3,12 +3,23 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DbArgs, LbasedbSettings, Settings};
 use crate::startup::Application;
 
 mod manage;
+
+/// What a new user or group holds: permissions everywhere and on one feed.
+#[derive(Debug, Args)]
+pub struct Holdings {
+    /// A permission held everywhere, e.g. lbasedb.view_data (repeatable).
+    #[arg(long = "perm")]
+    pub perms: Vec<String>,
+    /// A permission held for one feed, e.g. lbasedb.view_data=sensors (repeatable).
+    #[arg(long = "grant")]
+    pub grants: Vec<String>,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,22 +70,16 @@ pub(crate) enum Command {
         /// A group to join (repeatable).
         #[arg(long = "group")]
         groups: Vec<String>,
-        /// A permission held everywhere, e.g. lbasedb.view_data (repeatable).
-        #[arg(long = "perm")]
-        perms: Vec<String>,
-        /// A permission held for one feed, e.g. lbasedb.view_data=sensors (repeatable).
-        #[arg(long = "grant")]
-        grants: Vec<String>,
+        #[command(flatten)]
+        holds: Holdings,
         #[command(flatten)]
         db: DbArgs,
     },
     /// Create a group with permissions and feed grants.
     Creategroup {
         name: String,
-        #[arg(long = "perm")]
-        perms: Vec<String>,
-        #[arg(long = "grant")]
-        grants: Vec<String>,
+        #[command(flatten)]
+        holds: Holdings,
         #[command(flatten)]
         db: DbArgs,
     },

@@ -4,12 +4,11 @@
 //! loads into another database whatever its ids.
 
 use crate::db::DbConnection;
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::DbError;
-use super::models::{Group, Token, TokenRecord, User, UserRecord};
+use super::models::{Group, TokenRecord, UserRecord};
 use super::queries::{self, Holder};
 use super::schema::{
     auth_group, auth_group_permissions, auth_permission, auth_user, auth_user_groups,
@@ -44,16 +43,9 @@ pub struct GroupDump {
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct UserDump {
-    pub username: String,
-    pub password: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub is_active: bool,
-    pub is_staff: bool,
-    pub is_superuser: bool,
-    pub date_joined: NaiveDateTime,
-    pub last_login: Option<NaiveDateTime>,
+    /// Its fields, at the top level of the user's object.
+    #[serde(flatten)]
+    pub record: UserRecord,
     pub groups: Vec<String>,
     pub permissions: Vec<String>,
     pub feed_grants: Vec<Grant>,
@@ -61,20 +53,11 @@ pub struct UserDump {
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct TokenDump {
+    /// Its owner's username.
     pub user: String,
-    pub name: String,
-    pub prefix: String,
-    /// SHA-256 of the secret; the secret itself exists nowhere.
-    pub digest: String,
-    pub created_at: NaiveDateTime,
-    pub expires_at: Option<NaiveDateTime>,
-    pub last_used_at: Option<NaiveDateTime>,
-    pub revoked: bool,
-    /// Absent from dumps made before scoped tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_networks: Option<String>,
+    /// Its fields, at the top level of the token's object.
+    #[serde(flatten)]
+    pub record: TokenRecord,
 }
 
 fn codenames(rows: Vec<(String, String)>) -> Vec<String> {
@@ -127,34 +110,29 @@ fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
 
 fn dump_users(conn: &mut DbConnection) -> Result<Vec<UserDump>, DbError> {
     let mut users = Vec::new();
-    for user in auth_user::table.order(auth_user::username).select(User::as_select()).load(conn)? {
+    let all: Vec<(i32, UserRecord)> = auth_user::table
+        .order(auth_user::username)
+        .select((auth_user::id, UserRecord::as_select()))
+        .load(conn)?;
+    for (id, record) in all {
         let mut member_of: Vec<String> = auth_user_groups::table
             .inner_join(auth_group::table)
-            .filter(auth_user_groups::user_id.eq(user.id))
+            .filter(auth_user_groups::user_id.eq(id))
             .select(auth_group::name)
             .load(conn)?;
         member_of.sort();
         let permissions = auth_user_user_permissions::table
             .inner_join(auth_permission::table)
-            .filter(auth_user_user_permissions::user_id.eq(user.id))
+            .filter(auth_user_user_permissions::user_id.eq(id))
             .select((auth_permission::app_label, auth_permission::codename))
             .load(conn)?;
         let feed_grants = feed_grant::table
             .inner_join(auth_permission::table)
-            .filter(feed_grant::user_id.eq(user.id))
+            .filter(feed_grant::user_id.eq(id))
             .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
             .load(conn)?;
         users.push(UserDump {
-            username: user.username,
-            password: user.password,
-            email: user.email,
-            first_name: user.first_name,
-            last_name: user.last_name,
-            is_active: user.is_active,
-            is_staff: user.is_staff,
-            is_superuser: user.is_superuser,
-            date_joined: user.date_joined,
-            last_login: user.last_login,
+            record,
             groups: member_of,
             permissions: codenames(permissions),
             feed_grants: grants(feed_grants),
@@ -167,21 +145,10 @@ fn dump_tokens(conn: &mut DbConnection) -> Result<Vec<TokenDump>, DbError> {
     Ok(authtoken_token::table
         .inner_join(auth_user::table)
         .order(authtoken_token::id)
-        .select((Token::as_select(), auth_user::username))
-        .load::<(Token, String)>(conn)?
+        .select((TokenRecord::as_select(), auth_user::username))
+        .load::<(TokenRecord, String)>(conn)?
         .into_iter()
-        .map(|(t, user)| TokenDump {
-            user,
-            name: t.name,
-            prefix: t.prefix,
-            digest: t.digest,
-            created_at: t.created_at,
-            expires_at: t.expires_at,
-            last_used_at: t.last_used_at,
-            revoked: t.revoked,
-            scopes: t.scopes,
-            allowed_networks: t.allowed_networks,
-        })
+        .map(|(record, user)| TokenDump { user, record })
         .collect())
 }
 
@@ -235,66 +202,35 @@ fn load_group(conn: &mut DbConnection, group: &GroupDump) -> Result<(), DbError>
 
 /// A user by name, created or made the dump's (password hash included).
 fn load_user(conn: &mut DbConnection, user: &UserDump) -> Result<(), DbError> {
-    let id = queries::put_user_record(
-        conn,
-        &UserRecord {
-            username: &user.username,
-            password: &user.password,
-            email: &user.email,
-            first_name: &user.first_name,
-            last_name: &user.last_name,
-            is_active: user.is_active,
-            is_staff: user.is_staff,
-            is_superuser: user.is_superuser,
-            date_joined: user.date_joined,
-            last_login: user.last_login,
-        },
-    )?;
-    diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(id)))
-        .execute(conn)?;
-    diesel::delete(
-        auth_user_user_permissions::table.filter(auth_user_user_permissions::user_id.eq(id)),
-    )
-    .execute(conn)?;
-    diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(id))).execute(conn)?;
+    let id = queries::put_user_record(conn, &user.record)?;
+    let mut links =
+        queries::UserLinks { groups: Vec::new(), perms: Vec::new(), grants: Vec::new() };
     for name in &user.groups {
         let group = queries::group_by_name(conn, name)?.ok_or_else(|| {
-            DbError::invalid("groups", format!("user {}: unknown group {name:?}", user.username))
+            DbError::invalid(
+                "groups",
+                format!("user {}: unknown group {name:?}", user.record.username),
+            )
         })?;
-        queries::add_user_to_group(conn, id, group.id)?;
+        links.groups.push(group.id);
     }
     for codename in &user.permissions {
-        let perm = queries::permission_by_codename(conn, codename)?;
-        queries::add_user_permission(conn, id, perm.id)?;
+        links.perms.push(queries::permission_by_codename(conn, codename)?.id);
     }
     for grant in &user.feed_grants {
         let perm = queries::permission_by_codename(conn, &grant.permission)?;
-        queries::add_feed_grant(conn, Holder::User(id), perm.id, &grant.feed)?;
+        links.grants.push((perm.id, grant.feed.clone()));
     }
-    Ok(())
+    queries::set_user_links(conn, id, &links)
 }
 
 /// A token, unless its prefix is known already; answers 1 if added.
 fn load_token(conn: &mut DbConnection, token: &TokenDump) -> Result<usize, DbError> {
     let user = queries::user_by_username(conn, &token.user)?.ok_or_else(|| {
-        DbError::invalid("user", format!("token {}: unknown user {:?}", token.prefix, token.user))
+        let prefix = &token.record.prefix;
+        DbError::invalid("user", format!("token {prefix}: unknown user {:?}", token.user))
     })?;
-    let inserted = queries::put_token_record(
-        conn,
-        &TokenRecord {
-            user_id: user.id,
-            name: &token.name,
-            prefix: &token.prefix,
-            digest: &token.digest,
-            created_at: token.created_at,
-            expires_at: token.expires_at,
-            last_used_at: token.last_used_at,
-            revoked: token.revoked,
-            scopes: token.scopes.as_deref(),
-            allowed_networks: token.allowed_networks.as_deref(),
-        },
-    )?;
-    Ok(inserted)
+    queries::put_token_record(conn, user.id, &token.record)
 }
 
 #[derive(Debug, Default)]

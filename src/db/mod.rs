@@ -14,18 +14,14 @@ use std::time::Duration;
 use actix_web::web;
 use diesel::migration::MigrationSource;
 use diesel::r2d2;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::MigrationHarness;
 
 pub mod conn;
+mod migrations;
 pub use conn::{Backend, DbConnection};
+use migrations::{Engine, Migrations};
 
 pub type Pool = r2d2::Pool<conn::Manager>;
-
-/// Each engine has its own migrations (their SQL differs: `SERIAL` against
-/// `AUTOINCREMENT`, `TRUE` against `1`), with the same versions, so that
-/// both reach the same schema (`schema.rs`) by the same steps.
-pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -146,10 +142,10 @@ pub fn connect(url: &str) -> Result<Pool, DbError> {
     Ok(pool)
 }
 
-fn migrations_of(conn: &DbConnection) -> EmbeddedMigrations {
+fn migrations_of(conn: &DbConnection) -> Migrations {
     match conn {
-        DbConnection::Sqlite(_) => SQLITE_MIGRATIONS,
-        DbConnection::Postgres(_) => POSTGRES_MIGRATIONS,
+        DbConnection::Sqlite(_) => Migrations(Engine::Sqlite),
+        DbConnection::Postgres(_) => Migrations(Engine::Postgres),
     }
 }
 

@@ -36,16 +36,18 @@ pub struct NewUser<'a> {
     pub date_joined: NaiveDateTime,
 }
 
-/// Every field of a user, as a dump or a Django database brings it (the
-/// password hash as is).
-#[derive(Debug, Clone, Insertable, AsChangeset)]
+/// Every field of a user but its id, as a dump or a Django database brings
+/// it (the password hash as is), and as `dumpdata` writes it.
+#[derive(
+    Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset, Serialize, Deserialize,
+)]
 #[diesel(table_name = auth_user)]
-pub struct UserRecord<'a> {
-    pub username: &'a str,
-    pub password: &'a str,
-    pub email: &'a str,
-    pub first_name: &'a str,
-    pub last_name: &'a str,
+pub struct UserRecord {
+    pub username: String,
+    pub password: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
     pub is_active: bool,
     pub is_staff: bool,
     pub is_superuser: bool,
@@ -54,20 +56,48 @@ pub struct UserRecord<'a> {
     pub last_login: Option<NaiveDateTime>,
 }
 
-/// A token as a dump or a Django database brings it (its digest only).
-#[derive(Debug, Clone, Insertable)]
+/// A user's own links: group ids, permission ids, (permission id, feed) grants.
+#[derive(Debug, Clone)]
+pub struct UserLinks {
+    pub groups: Vec<i32>,
+    pub perms: Vec<i32>,
+    pub grants: Vec<(i32, String)>,
+}
+
+/// A user's own fields and links, as the change form sets them.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = auth_user)]
+pub struct UserUpdate {
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    /// Replaced apart (`set_user_links`).
+    #[diesel(skip_update)]
+    pub links: UserLinks,
+}
+
+/// A token but its id and owner, as a dump or a Django database brings it
+/// (its digest only), and as `dumpdata` writes it.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = authtoken_token)]
-pub struct TokenRecord<'a> {
-    pub user_id: i32,
-    pub name: &'a str,
-    pub prefix: &'a str,
-    pub digest: &'a str,
+pub struct TokenRecord {
+    pub name: String,
+    pub prefix: String,
+    /// SHA-256 of the secret; the secret itself exists nowhere.
+    pub digest: String,
     pub created_at: NaiveDateTime,
     pub expires_at: Option<NaiveDateTime>,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked: bool,
-    pub scopes: Option<&'a str>,
-    pub allowed_networks: Option<&'a str>,
+    /// Absent from dumps made before scoped tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_networks: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, Deserialize)]

@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::{Ready, ready};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,9 +17,10 @@ use super::ProxyState;
 /// Largest answer read whole: a feed list, a column list, ten rows.
 const ANSWER_LIMIT: usize = 16 << 20;
 
-pub struct Upstream<'a> {
-    state: &'a ProxyState,
-    client: &'a awc::Client,
+/// A handler's argument: built from the app's `ProxyState` and client.
+pub struct Upstream {
+    state: web::Data<ProxyState>,
+    client: web::Data<awc::Client>,
 }
 
 /// A column as `GET /col` lists it.
@@ -26,11 +30,21 @@ pub struct Col {
     pub datatype: String,
 }
 
-impl<'a> Upstream<'a> {
-    pub fn new(state: &'a ProxyState, client: &'a awc::Client) -> Self {
-        Self { state, client }
-    }
+impl FromRequest for Upstream {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
 
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<ProxyState>>().cloned();
+        let client = req.app_data::<web::Data<awc::Client>>().cloned();
+        ready(match (state, client) {
+            (Some(state), Some(client)) => Ok(Self { state, client }),
+            _ => Err(actix_web::error::ErrorInternalServerError("no upstream registered")),
+        })
+    }
+}
+
+impl Upstream {
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         path_and_query: &str,

@@ -54,8 +54,7 @@ async fn anonymous_visitors_are_sent_to_the_login_and_next_stays_local() {
     ] {
         let browser = Browser { client: client(), base: browser.base.clone() };
         let response = browser
-            .post(
-                "/admin/login/",
+            .submit(
                 "/admin/login/",
                 &[("username", "admin"), ("password", ADMIN_PASSWORD), ("next", next)],
             )
@@ -102,7 +101,7 @@ async fn adding_a_user_takes_two_steps_and_bad_input_keeps_what_was_typed() {
     ];
     for (username, p1, p2, error) in cases {
         let response = browser
-            .post(add, add, &[("username", username), ("password1", p1), ("password2", p2)])
+            .submit(add, &[("username", username), ("password1", p1), ("password2", p2)])
             .await;
         assert_eq!(response.status(), 200, "{username}");
         let html = response.text().await.unwrap();
@@ -111,8 +110,7 @@ async fn adding_a_user_takes_two_steps_and_bad_input_keeps_what_was_typed() {
         assert!(!html.contains(p1), "a password was echoed back");
     }
     let response = browser
-        .post(
-            add,
+        .submit(
             add,
             &[
                 ("username", "erin"),
@@ -152,7 +150,7 @@ async fn the_change_form_saves_groups_grants_and_shows_effective_permissions_and
         ("grant_feed", "sensors"),
         ("_action", "_continue"),
     ];
-    let response = browser.post(&page, &page, &fields).await;
+    let response = browser.submit(&page, &fields).await;
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()["location"], page.as_str());
     let (_, html) = browser.get(&page).await;
@@ -168,7 +166,7 @@ async fn the_change_form_saves_groups_grants_and_shows_effective_permissions_and
         ("grant_perm", add_data.as_str()),
         ("grant_feed", "bad feed"),
     ];
-    let response = browser.post(&page, &page, &bad).await;
+    let response = browser.submit(&page, &bad).await;
     let html = response.text().await.unwrap();
     assert!(html.contains("Enter a valid email address."));
     assert!(html.contains("9999 is not one of the available choices"));
@@ -259,15 +257,14 @@ async fn deleting_asks_first_and_bulk_delete_too() {
     let page = format!("/admin/auth/user/{gone}/delete/");
     let (_, confirm) = browser.get(&page).await;
     assert!(confirm.contains("Are you sure?") && confirm.contains("gone"));
-    let response = browser.post(&page, &page, &[]).await;
+    let response = browser.submit(&page, &[]).await;
     assert_eq!(response.headers()["location"], "/admin/auth/user/");
     assert_eq!(browser.get(&format!("/admin/auth/user/{gone}/change/")).await.0, 404);
 
     let (a, b) = (a.to_string(), b.to_string());
     let list = "/admin/auth/user/";
     let response = browser
-        .post(
-            list,
+        .submit(
             list,
             &[("action", "delete_selected"), ("_selected_action", &a), ("_selected_action", &b)],
         )
@@ -280,8 +277,7 @@ async fn deleting_asks_first_and_bulk_delete_too() {
         "nothing deleted before confirming"
     );
     let response = browser
-        .post(
-            list,
+        .submit(
             list,
             &[
                 ("action", "delete_selected"),
@@ -305,11 +301,7 @@ async fn setting_a_password_or_deactivating_ends_the_users_sessions() {
     let browser = admin(&app).await;
     let page = format!("/admin/auth/user/{id}/password/");
     let response = browser
-        .post(
-            &page,
-            &page,
-            &[("password1", "another-long-pass"), ("password2", "another-long-pass")],
-        )
+        .submit(&page, &[("password1", "another-long-pass"), ("password2", "another-long-pass")])
         .await;
     assert_eq!(response.status(), 302);
     let response = gina.client.get(format!("{}/admin/", app.address)).sent().await;
@@ -318,8 +310,7 @@ async fn setting_a_password_or_deactivating_ends_the_users_sessions() {
     let (gina, _) = log_in(&app, "gina", "another-long-pass").await;
     assert_eq!(gina.get("/admin/").await.0, 200);
     let change = format!("/admin/auth/user/{id}/change/");
-    let response =
-        browser.post(&change, &change, &[("username", "gina"), ("is_staff", "on")]).await;
+    let response = browser.submit(&change, &[("username", "gina"), ("is_staff", "on")]).await;
     assert_eq!(response.status(), 302);
     let response = gina.client.get(format!("{}/admin/", app.address)).sent().await;
     assert_eq!(response.status(), 302, "deactivation ended gina's session");
@@ -331,11 +322,7 @@ async fn own_password_change_keeps_this_session_and_ends_the_others() {
     let browser = admin(&app).await;
     let page = "/admin/password_change/";
     let wrong = browser
-        .post(
-            page,
-            page,
-            &[("old_password", "nope"), ("new_password1", "x"), ("new_password2", "y")],
-        )
+        .submit(page, &[("old_password", "nope"), ("new_password1", "x"), ("new_password2", "y")])
         .await;
     let html = wrong.text().await.unwrap();
     assert!(html.contains("Your old password was entered incorrectly"));
@@ -347,7 +334,7 @@ async fn own_password_change_keeps_this_session_and_ends_the_others() {
         ("new_password1", "a-brand-new-secret"),
         ("new_password2", "a-brand-new-secret"),
     ];
-    let response = browser.post(page, page, &fields).await;
+    let response = browser.submit(page, &fields).await;
     assert_eq!(response.status(), 302);
     let (status, html) = browser.get("/admin/").await;
     assert_eq!(status, 200, "this session stays");
@@ -371,8 +358,7 @@ async fn groups_are_added_with_permissions_and_grants_and_deleting_names_the_mem
     let view_data = option_value(&form, "lbasedb.view_data");
 
     let response = browser
-        .post(
-            add,
+        .submit(
             add,
             &[
                 ("name", "analysts"),
@@ -385,7 +371,7 @@ async fn groups_are_added_with_permissions_and_grants_and_deleting_names_the_mem
         .await;
     assert_eq!(response.status(), 302);
     let change = response.headers()["location"].to_str().unwrap().to_owned();
-    let duplicate = browser.post(add, add, &[("name", "analysts")]).await;
+    let duplicate = browser.submit(add, &[("name", "analysts")]).await;
     assert!(duplicate.text().await.unwrap().contains("Group with this Name already exists."));
 
     create_user(&app.pool, UserSpec { groups: vec!["analysts".into()], ..spec("hank") });
@@ -400,7 +386,7 @@ async fn groups_are_added_with_permissions_and_grants_and_deleting_names_the_mem
     assert!(
         confirm.contains("These users lose what the group gave them") && confirm.contains("hank")
     );
-    let response = browser.post(&delete, &delete, &[]).await;
+    let response = browser.submit(&delete, &[]).await;
     assert_eq!(response.status(), 302);
     let after = app.get_proxy_as(&hank, "data?feed=xy&ix=0&size=0&col=x").await;
     assert_eq!(after.status(), 403, "the group's grant went with it, at once");
@@ -414,11 +400,11 @@ async fn a_token_made_in_the_admin_is_shown_once_works_and_revokes_at_once() {
     let browser = admin(&app).await;
     let add = "/admin/authtoken/token/add/";
     let bad = browser
-        .post(add, add, &[("user", &id.to_string()), ("name", "laptop"), ("expires_in", "soon")])
+        .submit(add, &[("user", &id.to_string()), ("name", "laptop"), ("expires_in", "soon")])
         .await;
     assert!(bad.text().await.unwrap().contains("Enter a duration"));
     let response = browser
-        .post(add, add, &[("user", &id.to_string()), ("name", "laptop"), ("expires_in", "30d")])
+        .submit(add, &[("user", &id.to_string()), ("name", "laptop"), ("expires_in", "30d")])
         .await;
     assert_eq!(response.status(), 200);
     let html = response.text().await.unwrap();
@@ -488,7 +474,7 @@ async fn admin_logins_failed_ones_included_are_in_the_history() {
     let browser = admin(&app).await;
     let (_, history) = browser.get("/admin/auth/user/1/history/").await;
     assert!(history.contains("<td>login</td>"), "{history}");
-    let mut conn = app.pool.get().unwrap();
+    let mut conn = app.conn();
     let failed = lbasedb_proxy::db::queries::object_history(&mut conn, "auth.user", "").unwrap();
     assert!(failed.iter().any(|e| e.action == "login_failed" && e.object_repr == "admin"));
 }

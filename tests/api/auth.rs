@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     ADMIN_PASSWORD, Sent, TestApp, USER_PASSWORD, client, client_with_token, create_group,
-    create_user, issue_token, recorded, recording_upstream, spawn_app, spawn_app_with, spec,
+    create_user, issue_token, recorded, recording_upstream, spawn_app, spawn_app_on,
+    spawn_app_with, spec,
 };
 
 /// Every endpoint and method, with the permission it needs, on feed `xy`.
@@ -77,9 +78,7 @@ fn expected(who: Who, perm: Option<&str>) -> u16 {
 #[tokio::test]
 async fn the_permission_matrix_holds_for_every_endpoint_and_method() {
     let upstream = recording_upstream().await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| {
-        s.lbasedb_url = Some(url);
+    let app = spawn_app_on(&upstream.url, |s| {
         // Bad tokens are sent on purpose, many times, from one address.
         s.bad_token_limit = 10_000;
     })
@@ -340,7 +339,7 @@ async fn logout_password_change_and_deactivation_end_sessions() {
 
     let (browser, _) = login(&app, "carol", USER_PASSWORD).await;
     users::set_password(
-        &mut app.pool.get().unwrap(),
+        &mut app.conn(),
         &Granted::system(),
         id,
         "$argon2id$v=19$m=19456,t=2,p=1$x$y",
@@ -348,7 +347,7 @@ async fn logout_password_change_and_deactivation_end_sessions() {
     .unwrap();
     assert_eq!(browser.get(&me).sent_status().await, 401, "password change ends sessions");
 
-    let mut conn = app.pool.get().unwrap();
+    let mut conn = app.conn();
     let phc = queries::user_by_username(&mut conn, "admin").unwrap().unwrap().password;
     users::set_password(&mut conn, &Granted::system(), id, &phc).unwrap();
     let (browser, _) = login(&app, "carol", ADMIN_PASSWORD).await;
@@ -413,41 +412,22 @@ async fn repeated_failed_logins_are_throttled_and_recover() {
     })
     .await;
     let url = format!("{}/api/auth/login/", app.address);
+    let log_in = |password: &str| {
+        app.anon.post(&url).json(&json!({"username": "admin", "password": password})).sent()
+    };
     for _ in 0..3 {
-        let response = app
-            .anon
-            .post(&url)
-            .json(&json!({"username": "admin", "password": "nope"}))
-            .sent()
-            .await;
-        assert_eq!(response.status(), 400);
+        assert_eq!(log_in("nope").await.status(), 400);
     }
-    let throttled = app
-        .anon
-        .post(&url)
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .sent()
-        .await;
+    let throttled = log_in(ADMIN_PASSWORD).await;
     assert_eq!(throttled.status(), 429);
     assert!(throttled.headers().contains_key("retry-after"));
     assert!(throttled.json::<Value>().await.unwrap()["detail"].is_string());
     // Another account from the same address is not locked out.
-    let other = app
-        .anon
-        .post(format!("{}/api/auth/token/", app.address))
-        .json(&json!({"username": "someone", "password": "x"}))
-        .sent()
-        .await;
+    let other = app.obtain_token(json!({"username": "someone", "password": "x"})).await;
     assert_eq!(other.status(), 400);
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let recovered = app
-        .anon
-        .post(&url)
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .sent()
-        .await;
-    assert_eq!(recovered.status(), 200);
+    assert_eq!(log_in(ADMIN_PASSWORD).await.status(), 200);
 }
 
 #[tokio::test]
@@ -474,7 +454,7 @@ async fn an_idle_session_expires() {
 #[tokio::test]
 async fn expired_session_rows_are_purged_and_live_ones_kept() {
     let app = spawn_app().await;
-    let mut conn = app.pool.get().unwrap();
+    let mut conn = app.conn();
     let now = queries::now();
     queries::session_store(&mut conn, "old", "{}", None, now - chrono::Duration::seconds(1))
         .unwrap();

@@ -11,8 +11,8 @@ use crate::auth::arrange_two_feeds;
 use lbasedb_proxy::db::queries;
 
 use crate::helpers::{
-    Sent, TestApp, client_with_token, create_group, create_user, issue_token, spawn_app,
-    spawn_app_with, spec,
+    TestApp, client_with_token, create_group, create_user, issue_token, spawn_app, spawn_app_with,
+    spec,
 };
 
 /// Runs a management command on the data folder `dir`, with `env` and no
@@ -88,7 +88,7 @@ async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
     assert!(dir.path().join("db.sqlite3").exists());
 
     let app = spawn_app().await;
-    let admin = queries::user_by_username(&mut app.pool.get().unwrap(), "admin").unwrap().unwrap();
+    let admin = queries::user_by_username(&mut app.conn(), "admin").unwrap().unwrap();
     assert!(admin.is_superuser && admin.is_staff && admin.is_active);
     assert!(admin.password.starts_with("$argon2id$"));
 }
@@ -165,12 +165,8 @@ async fn createsuperuser_without_input_reads_the_environment() {
     assert!(String::from_utf8_lossy(&weak.stderr).contains("too common"));
     let made = manage_with(&app, &args, &[(password, "a-strong-root-password")]);
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let token = app
-        .anon
-        .post(format!("{}/api/auth/token/", app.address))
-        .json(&json!({"username": "root", "password": "a-strong-root-password"}))
-        .sent()
-        .await;
+    let token =
+        app.obtain_token(json!({"username": "root", "password": "a-strong-root-password"})).await;
     assert_eq!(token.status(), 200);
 }
 
@@ -222,10 +218,7 @@ async fn dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation
         json!({"a": ["lbasedb.view_data"], "b": ["lbasedb.change_data"]})
     );
     let login = moved
-        .anon
-        .post(format!("{}/api/auth/token/", moved.address))
-        .json(&json!({"username": "frank", "password": crate::helpers::USER_PASSWORD}))
-        .sent()
+        .obtain_token(json!({"username": "frank", "password": crate::helpers::USER_PASSWORD}))
         .await;
     assert_eq!(login.status(), 200);
 }

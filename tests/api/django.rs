@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     ADMIN_PASSWORD, Sent, TestApp, admin, client, client_with_token, create_user,
-    postgres_database, postgres_server, psql, spawn_app, spec,
+    postgres_database, postgres_server, spawn_app, spec,
 };
 
 fn fixture() -> PathBuf {
@@ -32,12 +32,7 @@ fn stdout(output: &Output) -> String {
 
 /// `POST /api/auth/token/` with a password: the status.
 async fn token_status(app: &TestApp, username: &str, password: &str) -> u16 {
-    app.anon
-        .post(format!("{}/api/auth/token/", app.address))
-        .json(&json!({"username": username, "password": password}))
-        .sent_status()
-        .await
-        .as_u16()
+    app.obtain_token(json!({"username": username, "password": password})).await.status().as_u16()
 }
 
 fn password_of(pool: &Pool, username: &str) -> String {
@@ -96,7 +91,7 @@ async fn a_django_hash_is_upgraded_at_login_and_the_password_still_works() {
     assert!(before.starts_with("pbkdf2_sha1$"));
     // The admin shows the algorithm, as Django's does.
     let admin = admin(&app).await;
-    let id = queries::user_by_username(&mut app.pool.get().unwrap(), "bob").unwrap().unwrap().id;
+    let id = queries::user_by_username(&mut app.conn(), "bob").unwrap().unwrap().id;
     let (_, page) = admin.get(&format!("/admin/auth/user/{id}/change/")).await;
     assert!(page.contains("algorithm: pbkdf2_sha1 iterations: 1000000"), "{page}");
 
@@ -133,12 +128,12 @@ async fn drf_tokens_keep_working_with_their_groups_and_permissions() {
     let token: (String, String) = schema::authtoken_token::table
         .select((schema::authtoken_token::prefix, schema::authtoken_token::name))
         .filter(schema::authtoken_token::prefix.like("drf_%"))
-        .first(&mut app.pool.get().unwrap())
+        .first(&mut app.conn())
         .unwrap();
     assert_eq!(token, (format!("drf_{}", &key[..8]), "imported from Django".into()));
     // sam: staff with Django's own permissions on users.
-    let sam = queries::user_by_username(&mut app.pool.get().unwrap(), "sam").unwrap().unwrap();
-    let held = queries::holdings(&mut app.pool.get().unwrap(), sam.id).unwrap();
+    let sam = queries::user_by_username(&mut app.conn(), "sam").unwrap().unwrap();
+    let held = queries::holdings(&mut app.conn(), sam.id).unwrap();
     assert!(sam.is_staff && !sam.is_superuser);
     let mut perms = held.perms;
     perms.sort();
@@ -205,13 +200,17 @@ async fn a_file_that_is_not_a_django_database_changes_nothing() {
 
 #[tokio::test]
 async fn a_django_database_on_postgresql_imports_the_same() {
-    let test = "a_django_database_on_postgresql_imports_the_same";
-    let Some(server) = postgres_server(test) else {
+    let Some(server) = postgres_server("a_django_database_on_postgresql_imports_the_same") else {
         return;
     };
     let source = postgres_database(&server, "django");
-    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/django.postgres.sql");
-    psql(&source, &["-f", dump.to_str().unwrap()]);
+    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/django.postgres.dump");
+    let restored = std::process::Command::new("pg_restore")
+        .args(["--no-owner", "--exit-on-error", "--dbname", &source])
+        .arg(dump)
+        .output()
+        .expect("pg_restore runs");
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
     let app = spawn_app().await;
     let report = stdout(&import(&app, Path::new(&source), &[]));
     assert!(report.contains("users: 9 (9 created"), "{report}");

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::helpers::{
-    Fault, Sent, TestApp, broken_upstream, down_upstream, spawn_app, spawn_app_with,
+    Fault, Sent, TestApp, broken_upstream, down_upstream, spawn_app, spawn_app_on, spawn_app_with,
 };
 
 async fn expect_error(app: &TestApp, path: &str, status: u16) {
@@ -31,7 +31,7 @@ async fn still_serves(app: &TestApp) {
 #[tokio::test]
 async fn an_upstream_that_is_down_gives_502_and_not_ready() {
     let url = down_upstream().await;
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&url, |_| {}).await;
     expect_error(&app, "version", 502).await;
     let ready = app.client.get(format!("{}/readyz", app.address)).sent().await;
     assert_eq!(ready.status(), 503);
@@ -43,8 +43,7 @@ async fn an_upstream_that_is_down_gives_502_and_not_ready() {
 async fn an_upstream_that_closes_or_resets_gives_502() {
     for fault in [Fault::Close, Fault::Reset] {
         let upstream = broken_upstream(fault).await;
-        let url = upstream.url.clone();
-        let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+        let app = spawn_app_on(&upstream.url, |_| {}).await;
         expect_error(&app, "col?feed=xy", 502).await;
         expect_error(&app, "version", 502).await;
         assert!(upstream.connections.load(Ordering::SeqCst) >= 2);
@@ -55,12 +54,8 @@ async fn an_upstream_that_closes_or_resets_gives_502() {
 #[tokio::test]
 async fn an_upstream_that_never_answers_gives_504() {
     let upstream = broken_upstream(Fault::Stall).await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| {
-        s.lbasedb_url = Some(url);
-        s.response_timeout = Duration::from_millis(300);
-    })
-    .await;
+    let app =
+        spawn_app_on(&upstream.url, |s| s.response_timeout = Duration::from_millis(300)).await;
     expect_error(&app, "version", 504).await;
     still_serves(&app).await;
 }
@@ -96,8 +91,7 @@ async fn a_slow_upload_is_not_cut_by_the_response_timeout() {
 #[tokio::test]
 async fn a_client_that_hangs_up_drops_the_upstream_request() {
     let mut upstream = broken_upstream(Fault::Stall).await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
 
     let mut client = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
     let request = format!(

@@ -52,6 +52,17 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs a management command on this app, which must succeed; its
+    /// output's last line (a token, for `createtoken`).
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().expect("the binary runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+        stdout.lines().last().unwrap_or_default().trim().to_owned()
+    }
+}
+
 /// The database engine the suite runs on: SQLite unless
 /// `TEST_BACKEND=postgres`, which puts every test app on a PostgreSQL
 /// database of its own (on `LBASEDB_TEST_POSTGRES`'s server).
@@ -86,6 +97,17 @@ pub async fn spawn_app() -> TestApp {
 
 /// Boots the application with its own data folder (and so its own embedded
 /// Lbasedb), after `configure` has had its say on the settings.
+/// The application in front of the upstream at `url` (one of the broken
+/// or recording ones below), configured further by `configure`.
+pub async fn spawn_app_on(url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = url.to_owned();
+    spawn_app_with(|s| {
+        s.lbasedb_url = Some(url);
+        configure(s);
+    })
+    .await
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("temporary data folder");
     let mut settings = Settings::with_data_dir(data.path());
@@ -210,6 +232,17 @@ impl TestApp {
     ) -> reqwest::Response {
         let url = self.proxy(path_and_query);
         self.send(client, reqwest::Method::GET, &url, Body::None).await
+    }
+
+    /// `POST /api/auth/token/` with a JSON `body` (username, password and
+    /// any scopes), with no credentials.
+    pub async fn obtain_token(&self, body: Value) -> reqwest::Response {
+        self.anon.post(format!("{}/api/auth/token/", self.address)).json(&body).sent().await
+    }
+
+    /// A connection to the application's own database.
+    pub fn conn(&self) -> diesel::r2d2::PooledConnection<db::conn::Manager> {
+        self.pool.get().expect("a database connection")
     }
 
     /// `/api/proxy/<path_and_query>`.
@@ -337,26 +370,29 @@ pub struct RecordingUpstream {
 }
 
 pub async fn recording_upstream() -> RecordingUpstream {
+    // A feed list, so `GET /feed` can be filtered too.
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nset-cookie: upstream=1\r\n\
+                access-control-allow-origin: *\r\nconnection: close, x-upstream-hop\r\n\
+                x-upstream-hop: 1\r\nx-lbasedb: kept";
+    answering_upstream(head.into(), br#"[{"name":"xy"},{"name":"zz"}]"#).await
+}
+
+/// An upstream that answers every request with `head` (status line and
+/// headers, `connection` among them) and `body`, and records each request
+/// head.
+async fn answering_upstream(head: String, body: &'static [u8]) -> RecordingUpstream {
     let (listener, url) = listener().await;
     let heads = Arc::new(Mutex::new(Vec::new()));
     let recorded = heads.clone();
+    let answer: Arc<str> = format!("{head}\r\ncontent-length: {}\r\n\r\n", body.len()).into();
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
-            let recorded = recorded.clone();
+            let (recorded, answer) = (recorded.clone(), answer.clone());
             tokio::spawn(async move {
-                let head = read_head(&mut stream).await;
-                recorded.lock().await.push(head);
-                // A feed list, so `GET /feed` can be filtered too.
-                let body = br#"[{"name":"xy"},{"name":"zz"}]"#;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                     set-cookie: upstream=1\r\naccess-control-allow-origin: *\r\n\
-                     connection: close, x-upstream-hop\r\nx-upstream-hop: 1\r\nx-lbasedb: kept\r\n\r\n",
-                    body.len()
-                );
+                recorded.lock().await.push(read_head(&mut stream).await);
                 stream.write_all(answer.as_bytes()).await.ok();
                 stream.write_all(body).await.ok();
             });
@@ -388,6 +424,12 @@ impl Browser {
         (response.status(), response.text().await.unwrap())
     }
 
+    /// Submits the form of the page at `page` to that page (a form with no
+    /// `action`, as most admin forms are).
+    pub async fn submit(&self, page: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.post(page, page, fields).await
+    }
+
     /// Posts a form with the CSRF token of the page at `form_page`.
     pub async fn post(
         &self,
@@ -411,8 +453,7 @@ pub async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, 
 pub async fn log_in_at(base: &str, username: &str, password: &str) -> (Browser, reqwest::Response) {
     let browser = Browser { client: client(), base: base.to_owned() };
     let response = browser
-        .post(
-            "/admin/login/",
+        .submit(
             "/admin/login/",
             &[("username", username), ("password", password), ("next", "/admin/")],
         )
@@ -467,27 +508,7 @@ pub async fn admin(app: &TestApp) -> Browser {
 /// headers, without the blank line) and `body`, and records each request
 /// head; for what the proxy does with answers the real server never gives.
 pub async fn fixed_upstream(head: &'static str, body: &'static [u8]) -> RecordingUpstream {
-    let (listener, url) = listener().await;
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let recorded = heads.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                recorded.lock().await.push(read_head(&mut stream).await);
-                let answer = format!(
-                    "{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                stream.write_all(answer.as_bytes()).await.ok();
-                stream.write_all(body).await.ok();
-            });
-        }
-    });
-    RecordingUpstream { url, heads }
+    answering_upstream(format!("{head}\r\nconnection: close"), body).await
 }
 
 /// The PostgreSQL server the tests may use (`LBASEDB_TEST_POSTGRES`, as
@@ -506,6 +527,12 @@ pub fn postgres_server(test: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// A new empty database for `test`, named after `name`, on the PostgreSQL
+/// server the tests may use; none (the test skips) as `postgres_server` says.
+pub fn postgres_test_database(test: &str, name: &str) -> Option<String> {
+    postgres_server(test).map(|server| postgres_database(&server, name))
 }
 
 /// A new empty database on `server`, unique to this test run; its URL.

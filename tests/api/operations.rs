@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::helpers::{
     Fault, Sent, TestApp, admin, broken_upstream, client_with_token, create_group, create_user,
-    down_upstream, issue_token, spawn_app, spawn_app_with, spec,
+    down_upstream, issue_token, spawn_app, spawn_app_on, spawn_app_with, spec,
 };
 
 /// The value of one series in `/metrics` (0 when absent).
@@ -38,50 +38,37 @@ async fn metrics_count_requests_bytes_refusals_and_lock_waits() {
     create_user(&app.pool, spec("nobody"));
     let nobody = client_with_token(&issue_token(&app.pool, "nobody", None));
     assert_eq!(app.get_proxy_as(&nobody, "size?feed=xy").await.status(), 403);
-    let body = json!({"x": [1, 2, 3]}).to_string();
-    let pushed = app
-        .client
-        .post(app.proxy("data?feed=xy"))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .sent()
-        .await;
+    let appended = json!({"x": [1, 2, 3]});
+    // What `.json` sends: serde_json's compact form.
+    let body = appended.to_string();
+    let pushed = app.client.post(app.proxy("data?feed=xy")).json(&appended).sent().await;
     assert_eq!(pushed.status(), 204);
 
     let text = metrics(&app).await;
-    let requests = "lbasedb_proxy_requests_total";
-    assert_eq!(
-        series(&text, &format!("{requests}{{endpoint=\"version\",method=\"GET\",status=\"200\"}}")),
-        3.0
-    );
-    assert_eq!(
-        series(&text, &format!("{requests}{{endpoint=\"version\",method=\"GET\",status=\"401\"}}")),
-        1.0
-    );
-    assert_eq!(
-        series(&text, &format!("{requests}{{endpoint=\"size\",method=\"GET\",status=\"403\"}}")),
-        1.0
-    );
-    assert_eq!(
-        series(&text, &format!("{requests}{{endpoint=\"data\",method=\"POST\",status=\"204\"}}")),
-        1.0
-    );
-    assert_eq!(
-        series(&text, "lbasedb_proxy_response_bytes_total{endpoint=\"version\"}"),
-        3.0 * version_len as f64
-    );
-    assert_eq!(
-        series(&text, "lbasedb_proxy_request_bytes_total{endpoint=\"data\"}"),
-        body.len() as f64
-    );
-    assert_eq!(series(&text, "lbasedb_proxy_auth_failures_total{reason=\"no_credentials\"}"), 1.0);
-    assert_eq!(series(&text, "lbasedb_proxy_auth_failures_total{reason=\"forbidden\"}"), 1.0);
-    assert_eq!(series(&text, "lbasedb_proxy_write_lock_wait_seconds_count"), 1.0);
-    assert_eq!(series(&text, "lbasedb_proxy_in_flight_requests"), 0.0);
-    assert_eq!(
-        series(&text, "lbasedb_proxy_request_duration_seconds_count{endpoint=\"version\"}"),
-        4.0
-    );
+    let requests = |endpoint: &str, method: &str, status: u16| {
+        format!(
+            "lbasedb_proxy_requests_total{{endpoint=\"{endpoint}\",method=\"{method}\",status=\"{status}\"}}"
+        )
+    };
+    let expected = [
+        (requests("version", "GET", 200), 3.0),
+        (requests("version", "GET", 401), 1.0),
+        (requests("size", "GET", 403), 1.0),
+        (requests("data", "POST", 204), 1.0),
+        (
+            "lbasedb_proxy_response_bytes_total{endpoint=\"version\"}".into(),
+            3.0 * version_len as f64,
+        ),
+        ("lbasedb_proxy_request_bytes_total{endpoint=\"data\"}".into(), body.len() as f64),
+        ("lbasedb_proxy_auth_failures_total{reason=\"no_credentials\"}".into(), 1.0),
+        ("lbasedb_proxy_auth_failures_total{reason=\"forbidden\"}".into(), 1.0),
+        ("lbasedb_proxy_write_lock_wait_seconds_count".into(), 1.0),
+        ("lbasedb_proxy_in_flight_requests".into(), 0.0),
+        ("lbasedb_proxy_request_duration_seconds_count{endpoint=\"version\"}".into(), 4.0),
+    ];
+    for (name, value) in expected {
+        assert_eq!(series(&text, &name), value, "{name}");
+    }
     // No label names a user, a token or a feed.
     for secret in ["xy", "nobody", "admin", &app.token[..12]] {
         assert!(!text.contains(&format!("\"{secret}")), "{secret} in a label");
@@ -91,8 +78,7 @@ async fn metrics_count_requests_bytes_refusals_and_lock_waits() {
 #[tokio::test]
 async fn upstream_failures_are_counted_by_kind() {
     let upstream = broken_upstream(Fault::Close).await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
     assert_eq!(app.get_proxy("version").await.status(), 502);
     let text = metrics(&app).await;
     assert_eq!(
@@ -102,7 +88,7 @@ async fn upstream_failures_are_counted_by_kind() {
     );
 
     let down = down_upstream().await;
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(down)).await;
+    let app = spawn_app_on(&down, |_| {}).await;
     assert_eq!(app.get_proxy("version").await.status(), 502);
     let text = metrics(&app).await;
     assert_eq!(series(&text, "lbasedb_proxy_upstream_errors_total{kind=\"connect\"}"), 1.0);
@@ -151,13 +137,12 @@ async fn a_groups_rate_overrides_the_default_set_in_its_admin_form() {
     create_group(&app.pool, "bulk", &[], &[]);
     create_user(&app.pool, UserSpec { groups: vec!["bulk".into()], ..spec("loader") });
     let browser = admin(&app).await;
-    let id = queries::group_by_name(&mut app.pool.get().unwrap(), "bulk").unwrap().unwrap().id;
+    let id = queries::group_by_name(&mut app.conn(), "bulk").unwrap().unwrap().id;
     let change = format!("/admin/auth/group/{id}/change/");
-    let refused = browser.post(&change, &change, &[("name", "bulk"), ("rate_limit", "fast")]).await;
+    let refused = browser.submit(&change, &[("name", "bulk"), ("rate_limit", "fast")]).await;
     assert_eq!(refused.status(), 200);
     assert!(refused.text().await.unwrap().contains("expected a rate such as 600/min"));
-    let saved =
-        browser.post(&change, &change, &[("name", "bulk"), ("rate_limit", "100/hour")]).await;
+    let saved = browser.submit(&change, &[("name", "bulk"), ("rate_limit", "100/hour")]).await;
     assert_eq!(saved.status(), 302);
 
     let loader = client_with_token(&issue_token(&app.pool, "loader", None));
@@ -218,12 +203,12 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
         },
     );
     let obtained: serde_json::Value = app
-        .anon
-        .post(format!("{}/api/auth/token/", app.address))
-        .json(&json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
+        .obtain_token(json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
                       "scopes": ["lbasedb.view_data=xy"]}))
-        .sent_json()
-        .await;
+        .await
+        .json()
+        .await
+        .unwrap();
     let scoped = client_with_token(obtained["token"].as_str().unwrap());
     assert_eq!(app.get_proxy_as(&scoped, "size?feed=xy").await.status(), 200);
     assert_eq!(app.get_proxy_as(&scoped, "size?feed=zz").await.status(), 403, "out of scope");
@@ -232,25 +217,15 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
     assert_eq!(app.size_of("xy").await, 0);
 
     // A superuser's scoped token is no superuser.
-    let root = client_with_token(&{
-        let out = app
-            .command()
-            .args(["createtoken", "admin", "--scope", "lbasedb.view_feed"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    });
+    let root =
+        client_with_token(&app.run_ok(&["createtoken", "admin", "--scope", "lbasedb.view_feed"]));
     assert_eq!(app.get_proxy_as(&root, "feed").await.status(), 200);
     let made = root.post(app.proxy("feed")).json(&json!({"name": "new"})).sent().await;
     assert_eq!(made.status(), 403);
     // A scope that names no permission is a clear error.
     let refused = app
-        .anon
-        .post(format!("{}/api/auth/token/", app.address))
-        .json(&json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
+        .obtain_token(json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
                       "scopes": "lbasedb.fly"}))
-        .sent()
         .await;
     assert_eq!(refused.status(), 400);
 }
@@ -258,13 +233,8 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
 #[tokio::test]
 async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
     let app = spawn_app().await;
-    let out = app
-        .command()
-        .args(["createtoken", "admin", "--allow-ip", "203.0.113.0/24"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let elsewhere = client_with_token(String::from_utf8(out.stdout).unwrap().trim());
+    let elsewhere =
+        client_with_token(&app.run_ok(&["createtoken", "admin", "--allow-ip", "203.0.113.0/24"]));
     let refused = app.get_proxy_as(&elsewhere, "version").await;
     assert_eq!(refused.status(), 403);
     let body: serde_json::Value = refused.json().await.unwrap();
@@ -274,15 +244,10 @@ async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
 
     // The admin's token form takes both, and the list shows them.
     let browser = admin(&app).await;
-    let id = queries::user_by_username(&mut app.pool.get().unwrap(), "admin")
-        .unwrap()
-        .unwrap()
-        .id
-        .to_string();
+    let id = queries::user_by_username(&mut app.conn(), "admin").unwrap().unwrap().id.to_string();
     let page = "/admin/authtoken/token/add/";
     let added = browser
-        .post(
-            page,
+        .submit(
             page,
             &[
                 ("user", id.as_str()),
@@ -295,9 +260,8 @@ async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
     assert_eq!(added.status(), 200);
     let (_, list) = browser.get("/admin/authtoken/token/").await;
     assert!(list.contains("lbasedb.view_data=xy") && list.contains("10.0.0.0/8"), "{list}");
-    let bad = browser
-        .post(page, page, &[("user", id.as_str()), ("name", "x"), ("scopes", "nonsense")])
-        .await;
+    let bad =
+        browser.submit(page, &[("user", id.as_str()), ("name", "x"), ("scopes", "nonsense")]).await;
     assert!(bad.text().await.unwrap().contains("expected CODENAME"));
 }
 
@@ -311,7 +275,7 @@ async fn audited(app: &TestApp, count: usize) -> Vec<lbasedb_proxy::db::models::
         let rows: Vec<lbasedb_proxy::db::models::Access> = access_log::table
             .order(access_log::id)
             .select(lbasedb_proxy::db::models::Access::as_select())
-            .load(&mut app.pool.get().unwrap())
+            .load(&mut app.conn())
             .unwrap();
         if rows.len() >= count {
             return rows;
@@ -331,14 +295,10 @@ async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
     );
     let token = issue_token(&app.pool, "reader", None);
     let reader = client_with_token(&token);
-    let body = json!({"x": [1, 2]}).to_string();
-    let pushed = app
-        .client
-        .post(app.proxy("data?feed=xy"))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .sent()
-        .await;
+    let appended = json!({"x": [1, 2]});
+    // What `.json` sends: serde_json's compact form.
+    let body = appended.to_string();
+    let pushed = app.client.post(app.proxy("data?feed=xy")).json(&appended).sent().await;
     assert_eq!(pushed.status(), 204);
     let read = app.get_proxy_as(&reader, "data?feed=xy&ix=0&size=2&col=x").await;
     let read_len = read.bytes().await.unwrap().len();
@@ -422,13 +382,13 @@ async fn audit_rows_past_the_retention_are_purged() {
     let app = spawn_app().await;
     app.get_proxy("version").await;
     audited(&app, 1).await;
-    let mut conn = app.pool.get().unwrap();
+    let mut conn = app.conn();
     let old = queries::now() - chrono::Duration::days(100);
     diesel::update(access_log::table).set(access_log::at.eq(old)).execute(&mut conn).unwrap();
     drop(conn);
     app.get_proxy("version").await;
     audited(&app, 2).await;
-    let mut conn = app.pool.get().unwrap();
+    let mut conn = app.conn();
     let purged =
         lbasedb_proxy::audit::purge(&mut conn, std::time::Duration::from_secs(90 * 86_400))
             .unwrap();

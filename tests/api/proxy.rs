@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Body, Fault, Sent, TestApp, broken_upstream, recorded, recording_upstream, spawn_app,
-    spawn_app_with,
+    spawn_app_on, spawn_app_with,
 };
 
 /// Sends the same request to the proxy and to the upstream directly.
@@ -146,8 +146,7 @@ async fn two_hundred_thousand_rows_round_trip_byte_for_byte() {
 #[tokio::test]
 async fn query_strings_are_forwarded_unchanged() {
     let upstream = recording_upstream().await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
     let queries = [
         "data?feed=xy&ix=0&size=2&col[]=x&col[]=y",
         "data?feed=xy&ix=0&size=2&col%5B%5D=x",
@@ -168,8 +167,7 @@ async fn query_strings_are_forwarded_unchanged() {
 #[tokio::test]
 async fn ambiguous_queries_are_refused_and_never_forwarded() {
     let upstream = broken_upstream(Fault::Close).await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
     let queries = [
         "data?feed=public&feed=secret&ix=0&size=1",
         "data?fe%65d=secret&ix=0&size=1",
@@ -191,8 +189,7 @@ async fn ambiguous_queries_are_refused_and_never_forwarded() {
 #[tokio::test]
 async fn unknown_endpoints_and_methods_never_reach_the_upstream() {
     let upstream = broken_upstream(Fault::Close).await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
 
     let missing = app.get_proxy("nope").await;
     assert_eq!(missing.status(), 404);
@@ -248,8 +245,7 @@ async fn a_body_over_the_limit_is_413_and_writes_nothing() {
 #[tokio::test]
 async fn credentials_and_hop_by_hop_headers_stay_behind() {
     let upstream = recording_upstream().await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
 
     let response = app
         .client

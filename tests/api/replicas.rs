@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     ADMIN_PASSWORD, Browser, Sent, client, client_with_token, get_json, log_in_at,
-    postgres_database, postgres_server, psql, status_of,
+    postgres_test_database, psql, status_of,
 };
 use crate::safety::{UpstreamProcess, append_concurrently, free_port, losses, stored_values};
 
@@ -120,11 +120,12 @@ async fn admin_on(replica: &Replica) -> Browser {
 
 #[tokio::test]
 async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks() {
-    let test = "two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks";
-    let Some(server) = postgres_server(test) else {
+    let Some(database) = postgres_test_database(
+        "two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks",
+        "replicas",
+    ) else {
         return;
     };
-    let database = postgres_database(&server, "replicas");
     let upstream_data = tempfile::tempdir().unwrap();
     // Unlocked, as the real Lbasedb server is: its concurrent appends
     // overwrite each other unless the replicas take turns.
@@ -168,7 +169,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     // next): B, which has the session cached, reads it again in time.
     assert_eq!(admin_b.get("/admin/").await.0, 200);
     let bulk = "/admin/auth/user/";
-    let nothing = admin_a.post(bulk, bulk, &[("action", "")]).await;
+    let nothing = admin_a.submit(bulk, &[("action", "")]).await;
     assert_eq!(nothing.status(), 302);
     within_bound("A's message on B", || async {
         admin_b.get("/admin/").await.1.contains("No action selected.")
@@ -187,7 +188,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     let ivy = client_with_token(&token(&b.base, "ivy", "ivy-long-password").await);
     assert_eq!(status_of(&ivy, &b.url("/api/proxy/feed")).await, 200);
     let change = format!("/admin/auth/user/{}/change/", user_id("ivy"));
-    let saved = admin_a.post(&change, &change, &[("username", "ivy")]).await;
+    let saved = admin_a.submit(&change, &[("username", "ivy")]).await;
     assert_eq!(saved.status(), 302);
     within_bound("deactivation on B", || async {
         status_of(&ivy, &b.url("/api/proxy/feed")).await == StatusCode::UNAUTHORIZED
@@ -226,8 +227,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     assert_eq!(gina.get("/admin/").await.0, 200);
     let page = format!("/admin/auth/user/{}/password/", user_id("gina"));
     let changed = admin_a
-        .post(
-            &page,
+        .submit(
             &page,
             &[("password1", "gina-other-password"), ("password2", "gina-other-password")],
         )
@@ -318,11 +318,11 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
 #[tokio::test]
 async fn postgresql_feed_locks_are_one_lock_for_every_replica() {
     use lbasedb_proxy::lock::{LockError, PostgresLocks, WriteLocks};
-    let test = "postgresql_feed_locks_are_one_lock_for_every_replica";
-    let Some(server) = postgres_server(test) else {
+    let Some(database) =
+        postgres_test_database("postgresql_feed_locks_are_one_lock_for_every_replica", "locks")
+    else {
         return;
     };
-    let database = postgres_database(&server, "locks");
     let a = PostgresLocks::new(&database, Duration::from_millis(300), 8);
     let b = PostgresLocks::new(&database, Duration::from_millis(300), 8);
     let held = a.acquire("w").await.unwrap();

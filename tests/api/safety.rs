@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::helpers::{
     ADMIN_PASSWORD, Fault, Sent, TestApp, broken_upstream, client, client_with_authorization,
-    get_json, spawn_app, spawn_app_with,
+    get_json, spawn_app, spawn_app_on, spawn_app_with,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
@@ -170,12 +170,8 @@ async fn a_client_that_hangs_up_releases_the_lock() {
 #[tokio::test]
 async fn an_upstream_that_fails_releases_the_lock() {
     let upstream = broken_upstream(Fault::Close).await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| {
-        s.lbasedb_url = Some(url);
-        s.write_lock_timeout = Duration::from_millis(200);
-    })
-    .await;
+    let app =
+        spawn_app_on(&upstream.url, |s| s.write_lock_timeout = Duration::from_millis(200)).await;
     for _ in 0..3 {
         assert_eq!(append(&app, "w", 1).await.status(), StatusCode::BAD_GATEWAY);
     }

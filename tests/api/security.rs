@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use crate::helpers::{
     ADMIN_PASSWORD, Browser, Sent, TestApp, USER_PASSWORD, admin, client,
     client_with_authorization, client_with_token, create_group, create_user, fixed_upstream,
-    issue_token, log_in, recorded, recording_upstream, spawn_app, spawn_app_with, spec,
+    issue_token, log_in, recorded, recording_upstream, spawn_app, spawn_app_on, spawn_app_with,
+    spec,
 };
 
 const SANDBOX: &str = "default-src 'none'; sandbox";
@@ -104,8 +105,7 @@ async fn an_upstream_answer_typed_as_html_or_untyped_is_served_as_bytes() {
         "HTTP/1.1 400 Bad Request\r\ncontent-type: image/svg+xml",
     ] {
         let upstream = fixed_upstream(head, b"<script>alert(1)</script>").await;
-        let url = upstream.url.clone();
-        let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+        let app = spawn_app_on(&upstream.url, |_| {}).await;
         for path in ["version", "size?feed=xy", "data?feed=xy&ix=0&size=1&col=x"] {
             let response = app.get_proxy(path).await;
             assert_eq!(
@@ -338,7 +338,7 @@ async fn staff_permissions_give_only_what_their_holder_holds() {
         // A fresh cast per case, so no case leans on another's effect.
         let app = privilege_cast().await;
         if actor == "boss2" {
-            let mut conn = app.pool.get().unwrap();
+            let mut conn = app.conn();
             lbasedb_proxy::auth::users::set_password(
                 &mut conn,
                 &lbasedb_proxy::auth::perms::Granted::system(),
@@ -373,8 +373,7 @@ async fn staff_permissions_give_only_what_their_holder_holds() {
 #[tokio::test]
 async fn huge_reads_and_sizes_and_long_names_are_refused_before_forwarding() {
     let upstream = recording_upstream().await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| s.lbasedb_url = Some(url)).await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
     let long = "c".repeat(252);
     let max_rows = Settings::with_data_dir(".").limits.max_rows_per_read;
     let cases: Vec<(reqwest::Method, String, Option<Value>)> = vec![
@@ -478,12 +477,9 @@ async fn the_embedded_upstream_answers_only_this_process() {
 #[tokio::test]
 async fn an_upstream_secret_is_sent_and_a_clients_is_not() {
     let upstream = recording_upstream().await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| {
-        s.lbasedb_url = Some(url);
-        s.lbasedb_secret = Some("a-secret-of-twenty-bytes".into());
-    })
-    .await;
+    let app =
+        spawn_app_on(&upstream.url, |s| s.lbasedb_secret = Some("a-secret-of-twenty-bytes".into()))
+            .await;
     let response =
         app.client.get(app.proxy("version")).header("x-lbasedb-secret", "spoof").sent().await;
     assert_eq!(response.status(), 200);
@@ -551,9 +547,7 @@ async fn a_valid_token_passes_however_many_bad_ones_its_address_sent() {
 #[tokio::test]
 async fn behind_trusted_proxies_the_client_is_the_forwarded_address() {
     let upstream = recording_upstream().await;
-    let url = upstream.url.clone();
-    let app = spawn_app_with(|s| {
-        s.lbasedb_url = Some(url);
+    let app = spawn_app_on(&upstream.url, |s| {
         s.login_failure_limit = 2;
         s.trusted_proxies = vec![lbasedb_proxy::net::parse_net("127.0.0.1").unwrap()];
     })
@@ -610,8 +604,7 @@ async fn next_with_control_characters_or_backslashes_stays_home() {
     let (_, response) = {
         let fresh = Browser { client: client(), base: app.address.clone() };
         let response = fresh
-            .post(
-                "/admin/login/",
+            .submit(
                 "/admin/login/",
                 &[
                     ("username", "admin"),
@@ -668,10 +661,9 @@ async fn absurd_token_lifetimes_are_a_clear_error() {
         [("wrong", "300000y"), (ADMIN_PASSWORD, "300000y"), (ADMIN_PASSWORD, "0s")]
     {
         let response = app
-            .anon
-            .post(format!("{}/api/auth/token/", app.address))
-            .json(&json!({"username": "admin", "password": password, "expires_in": lifetime}))
-            .sent()
+            .obtain_token(
+                json!({"username": "admin", "password": password, "expires_in": lifetime}),
+            )
             .await;
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.unwrap();
@@ -680,8 +672,7 @@ async fn absurd_token_lifetimes_are_a_clear_error() {
     let browser = admin(&app).await;
     let id = user_id(&app.pool, "admin").to_string();
     let response = browser
-        .post(
-            "/admin/authtoken/token/add/",
+        .submit(
             "/admin/authtoken/token/add/",
             &[("user", &id), ("name", "forever"), ("expires_in", "300000y")],
         )
@@ -730,10 +721,8 @@ async fn deleting_a_feed_takes_its_grants_and_renaming_moves_them() {
     assert_eq!(read("new").await.unwrap().status(), 200, "the grant moved");
     app.create_feed("old", &[("x", "Int64")]).await;
     assert_eq!(read("old").await.unwrap().status(), 403);
-    let feeds: Vec<String> = schema::feed_grant::table
-        .select(schema::feed_grant::feed)
-        .load(&mut app.pool.get().unwrap())
-        .unwrap();
+    let feeds: Vec<String> =
+        schema::feed_grant::table.select(schema::feed_grant::feed).load(&mut app.conn()).unwrap();
     assert_eq!(feeds, ["new", "new"], "the user's grant and the group's");
 }
 
@@ -757,7 +746,7 @@ async fn deleting_oneself_signs_out_and_ends_ones_tokens_at_once() {
         .filter(schema::admin_log::object_id.eq(id.to_string()))
         .filter(schema::admin_log::action.eq("delete"))
         .count()
-        .get_result(&mut app.pool.get().unwrap())
+        .get_result(&mut app.conn())
         .unwrap();
     assert_eq!(history, 1);
 }
@@ -809,7 +798,7 @@ async fn deactivating_a_user_revokes_its_tokens_at_once() {
         .filter(schema::authtoken_token::user_id.eq(id))
         .filter(schema::authtoken_token::revoked.eq(false))
         .count()
-        .get_result(&mut app.pool.get().unwrap())
+        .get_result(&mut app.conn())
         .unwrap();
     assert_eq!(live, 0);
 }
@@ -837,7 +826,7 @@ async fn the_feed_page_shows_only_what_the_api_would() {
     assert!(detail.contains("You may not view this feed’s columns."));
 
     // view_col shows the columns; view_data the size; auth.view_group the holders.
-    let mut conn = app.pool.get().unwrap();
+    let mut conn = app.conn();
     let id = user_id(&app.pool, "jo");
     for codename in ["lbasedb.view_col", "lbasedb.view_data", "auth.view_group"] {
         let perm = queries::permission_by_codename(&mut conn, codename).unwrap().id;
@@ -902,15 +891,13 @@ async fn anonymous_visitors_cost_no_session_row() {
         let login = visitor.get(format!("{}/admin/login/", app.address)).sent().await;
         assert_eq!(login.status(), 200);
     }
-    let rows: i64 =
-        schema::session::table.count().get_result(&mut app.pool.get().unwrap()).unwrap();
+    let rows: i64 = schema::session::table.count().get_result(&mut app.conn()).unwrap();
     assert_eq!(rows, 0);
     // The anonymous CSRF token still guards the login form, and a login
     // makes exactly one row.
     let browser = admin(&app).await;
     assert_eq!(browser.get("/admin/").await.0, 200);
-    let rows: i64 =
-        schema::session::table.count().get_result(&mut app.pool.get().unwrap()).unwrap();
+    let rows: i64 = schema::session::table.count().get_result(&mut app.conn()).unwrap();
     assert_eq!(rows, 1);
 }
 

@@ -123,9 +123,15 @@ pub fn revoke_tokens_of_user(conn: &mut Conn, user_id: i32) -> Result<usize, DbE
         .execute(conn)?)
 }
 
-/// Adds a token unless its prefix or digest is known; answers 1 if added.
-pub fn put_token_record(conn: &mut Conn, record: &TokenRecord<'_>) -> Result<usize, DbError> {
-    let insert =
-        diesel::insert_into(authtoken_token::table).values(record).on_conflict_do_nothing();
+/// Adds a token of `user_id`'s unless its prefix or digest is known;
+/// answers 1 if added.
+pub fn put_token_record(
+    conn: &mut Conn,
+    user_id: i32,
+    record: &TokenRecord,
+) -> Result<usize, DbError> {
+    let insert = diesel::insert_into(authtoken_token::table)
+        .values((authtoken_token::user_id.eq(user_id), record))
+        .on_conflict_do_nothing();
     Ok(crate::on_engine!(conn, |c| insert.execute(c))?)
 }

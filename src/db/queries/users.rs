@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::db::models::UserRecord;
+pub use crate::db::models::{UserLinks, UserUpdate};
 
 pub fn user_count(conn: &mut Conn) -> Result<i64, DbError> {
     Ok(auth_user::table.count().get_result(conn)?)
@@ -170,14 +171,6 @@ pub fn list_users(conn: &mut Conn, q: &UserQuery) -> Result<(Vec<User>, i64), Db
     Ok((users, total))
 }
 
-/// A user's own links: group ids, permission ids, (permission id, feed) grants.
-#[derive(Debug, Clone)]
-pub struct UserLinks {
-    pub groups: Vec<i32>,
-    pub perms: Vec<i32>,
-    pub grants: Vec<(i32, String)>,
-}
-
 pub fn user_links(conn: &mut Conn, user_id: i32) -> Result<UserLinks, DbError> {
     Ok(UserLinks {
         groups: auth_user_groups::table
@@ -196,31 +189,14 @@ pub fn user_links(conn: &mut Conn, user_id: i32) -> Result<UserLinks, DbError> {
     })
 }
 
-/// Replaces a user's own fields and links, as the change form gives them.
-#[derive(Debug, Clone)]
-pub struct UserUpdate {
-    pub username: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub is_active: bool,
-    pub is_staff: bool,
-    pub is_superuser: bool,
-    pub links: UserLinks,
+pub fn update_user(conn: &mut Conn, user_id: i32, update: &UserUpdate) -> Result<(), DbError> {
+    diesel::update(auth_user::table.find(user_id)).set(update).execute(conn)?;
+    set_user_links(conn, user_id, &update.links)
 }
 
-pub fn update_user(conn: &mut Conn, user_id: i32, update: &UserUpdate) -> Result<(), DbError> {
-    diesel::update(auth_user::table.find(user_id))
-        .set((
-            auth_user::username.eq(&update.username),
-            auth_user::email.eq(&update.email),
-            auth_user::first_name.eq(&update.first_name),
-            auth_user::last_name.eq(&update.last_name),
-            auth_user::is_active.eq(update.is_active),
-            auth_user::is_staff.eq(update.is_staff),
-            auth_user::is_superuser.eq(update.is_superuser),
-        ))
-        .execute(conn)?;
+/// Makes `links` the user's own groups, permissions and feed grants, those
+/// it had before removed.
+pub fn set_user_links(conn: &mut Conn, user_id: i32, links: &UserLinks) -> Result<(), DbError> {
     diesel::delete(auth_user_groups::table.filter(auth_user_groups::user_id.eq(user_id)))
         .execute(conn)?;
     diesel::delete(
@@ -228,13 +204,13 @@ pub fn update_user(conn: &mut Conn, user_id: i32, update: &UserUpdate) -> Result
     )
     .execute(conn)?;
     diesel::delete(feed_grant::table.filter(feed_grant::user_id.eq(user_id))).execute(conn)?;
-    for group in &update.links.groups {
+    for group in &links.groups {
         add_user_to_group(conn, user_id, *group)?;
     }
-    for perm in &update.links.perms {
+    for perm in &links.perms {
         add_user_permission(conn, user_id, *perm)?;
     }
-    for (perm, feed) in &update.links.grants {
+    for (perm, feed) in &links.grants {
         add_feed_grant(conn, Holder::User(user_id), *perm, feed)?;
     }
     Ok(())
@@ -277,8 +253,8 @@ pub fn replace_password_hash(
 
 /// Creates a user, or makes the one of that name `record` whole (its
 /// password hash included); answers its id.
-pub fn put_user_record(conn: &mut Conn, record: &UserRecord<'_>) -> Result<i32, DbError> {
-    match user_by_username(conn, record.username)? {
+pub fn put_user_record(conn: &mut Conn, record: &UserRecord) -> Result<i32, DbError> {
+    match user_by_username(conn, &record.username)? {
         Some(existing) => {
             diesel::update(auth_user::table.find(existing.id)).set(record).execute(conn)?;
             Ok(existing.id)

@@ -21,5 +21,3 @@ DROP TRIGGER authtoken_token_update_changes_auth;
 DROP TRIGGER authtoken_token_delete_changes_auth;
 DROP TRIGGER session_update_changes_sessions;
 DROP TRIGGER session_delete_changes_sessions;
-DROP TABLE throttle;
-DROP TABLE auth_change;

@@ -23,5 +23,3 @@ DROP TRIGGER session_update_changes_sessions ON session;
 DROP TRIGGER session_delete_changes_sessions ON session;
 DROP FUNCTION sessions_changed();
 DROP FUNCTION auth_changed();
-DROP TABLE throttle;
-DROP TABLE auth_change;

@@ -1,0 +1,2 @@
+DROP TABLE throttle;
+DROP TABLE auth_change;

@@ -1,9 +1,0 @@
-DROP TABLE session;
-DROP TABLE authtoken_token;
-DROP TABLE feed_grant;
-DROP TABLE auth_user_user_permissions;
-DROP TABLE auth_group_permissions;
-DROP TABLE auth_user_groups;
-DROP TABLE auth_permission;
-DROP TABLE auth_group;
-DROP TABLE auth_user;

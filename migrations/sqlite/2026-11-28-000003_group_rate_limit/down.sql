@@ -1,1 +1,0 @@
-ALTER TABLE auth_group DROP COLUMN rate_limit;

@@ -1,2 +1,0 @@
-ALTER TABLE authtoken_token DROP COLUMN allowed_networks;
-ALTER TABLE authtoken_token DROP COLUMN scopes;
