@@ -5,8 +5,8 @@
 use lbasedb_proxy::auth::users::UserSpec;
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Browser, Sent, USER_PASSWORD, admin, client, create_group, create_user, log_in,
-    spawn_app, spec,
+    ADMIN_PASSWORD, Browser, Sent, USER_PASSWORD, admin, client, create_group, create_user, grants,
+    log_in, spawn_app, spec,
 };
 
 const STAFF_ONLY: &str = "Please enter the correct username and password for a staff account.";
@@ -440,11 +440,7 @@ async fn feeds_show_what_the_admin_user_may_view_with_columns_preview_and_grants
     create_group(&app.pool, "readers", &[], &[("lbasedb.view_data", "xy")]);
     create_user(
         &app.pool,
-        UserSpec {
-            staff: true,
-            grants: vec![("lbasedb.view_feed".into(), "xy".into())],
-            ..spec("jo")
-        },
+        UserSpec { staff: true, grants: grants(&[("lbasedb.view_feed", "xy")]), ..spec("jo") },
     );
 
     let browser = admin(&app).await;

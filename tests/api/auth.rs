@@ -201,8 +201,7 @@ async fn the_permission_matrix_holds_for_every_endpoint_and_method() {
 }
 
 pub async fn arrange_two_feeds(app: &TestApp) {
-    app.create_feed("a", &[("x", "Int64")]).await;
-    app.create_feed("b", &[("x", "Int64")]).await;
+    app.create_x_feeds(&["a", "b"]).await;
     for (feed, value) in [("a", 1), ("b", 42)] {
         let pushed = app
             .upstream_client
@@ -218,16 +217,7 @@ pub async fn arrange_two_feeds(app: &TestApp) {
 async fn a_user_granted_one_feed_can_never_read_another() {
     let app = spawn_app().await;
     arrange_two_feeds(&app).await;
-    create_user(
-        &app.pool,
-        UserSpec {
-            grants: vec![
-                ("lbasedb.view_data".into(), "a".into()),
-                ("lbasedb.view_feed".into(), "a".into()),
-            ],
-            ..spec("reader")
-        },
-    );
+    app.user_granted("reader", &[("lbasedb.view_data", "a"), ("lbasedb.view_feed", "a")]);
     let reader = client_with_token(&issue_token(&app.pool, "reader", None));
 
     let own = app.get_proxy_as(&reader, "data?feed=a&ix=0&size=1&col=x").await;

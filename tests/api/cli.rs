@@ -11,8 +11,8 @@ use crate::auth::arrange_two_feeds;
 use lbasedb_proxy::db::queries;
 
 use crate::helpers::{
-    TestApp, client_with_token, create_group, create_user, issue_token, spawn_app, spawn_app_with,
-    spec,
+    TestApp, client_with_token, create_group, create_user, grants, issue_token, spawn_app,
+    spawn_app_with, spec,
 };
 
 /// Runs a management command on the data folder `dir`, with `env` and no
@@ -93,9 +93,10 @@ async fn migrate_creates_an_empty_database_and_first_run_makes_a_superuser() {
     assert!(admin.password.starts_with("$argon2id$"));
 }
 
-#[tokio::test]
-async fn dumpdata_and_loaddata_move_everything_to_another_database() {
-    let app = spawn_app().await;
+/// frank (an email, a group with a feed grant, a permission, a grant of
+/// his own) and a token of his, then `dumpdata` into `dump.json`: the
+/// token, the command's output and the file.
+fn arrange_and_dump(app: &TestApp) -> (String, std::process::Output, std::path::PathBuf) {
     create_group(&app.pool, "readers", &["lbasedb.view_feed"], &[("lbasedb.view_data", "a")]);
     create_user(
         &app.pool,
@@ -103,18 +104,24 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
             email: "f@example.com".into(),
             groups: vec!["readers".into()],
             perms: vec!["lbasedb.add_feed".into()],
-            grants: vec![("lbasedb.change_data".into(), "b".into())],
+            grants: grants(&[("lbasedb.change_data", "b")]),
             ..spec("frank")
         },
     );
     let token = issue_token(&app.pool, "frank", None);
-
-    let dumped = manage(&app, &["dumpdata"], None);
+    let dumped = manage(app, &["dumpdata"], None);
     assert!(dumped.status.success());
-    let dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
-    assert!(!String::from_utf8_lossy(&dumped.stdout).contains(&token), "no token secret in a dump");
     let file = app.data.path().join("dump.json");
     std::fs::write(&file, &dumped.stdout).unwrap();
+    (token, dumped, file)
+}
+
+#[tokio::test]
+async fn dumpdata_and_loaddata_move_everything_to_another_database() {
+    let app = spawn_app().await;
+    let (token, dumped, file) = arrange_and_dump(&app);
+    let dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    assert!(!String::from_utf8_lossy(&dumped.stdout).contains(&token), "no token secret in a dump");
 
     let other = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| manage_in(other.path(), args, &[]);
@@ -181,20 +188,7 @@ async fn dumpdata_from_sqlite_and_loaddata_into_postgresql_moves_an_installation
     })
     .await;
     assert!(!app.database_url.starts_with("postgres"));
-    create_group(&app.pool, "readers", &["lbasedb.view_feed"], &[("lbasedb.view_data", "a")]);
-    create_user(
-        &app.pool,
-        UserSpec {
-            groups: vec!["readers".into()],
-            grants: vec![("lbasedb.change_data".into(), "b".into())],
-            ..spec("frank")
-        },
-    );
-    let token = issue_token(&app.pool, "frank", None);
-    let dumped = manage(&app, &["dumpdata"], None);
-    assert!(dumped.status.success());
-    let file = app.data.path().join("dump.json");
-    std::fs::write(&file, &dumped.stdout).unwrap();
+    let (token, dumped, file) = arrange_and_dump(&app);
 
     let postgres = crate::helpers::postgres_database(&server, "moved");
     let other = tempfile::tempdir().unwrap();

@@ -280,8 +280,7 @@ async fn unknown_paths_are_404_and_other_methods_405_with_allow() {
 async fn a_repeated_key_is_read_last_wins_as_upstream() {
     // The leniency the proxy must guard against, shown on the upstream.
     let app: TestApp = spawn_app().await;
-    app.create_feed("a", &[("x", "Int64")]).await;
-    app.create_feed("b", &[("x", "Int64")]).await;
+    app.create_x_feeds(&["a", "b"]).await;
     app.upstream_client.post(app.direct("data?feed=b")).json(&json!({"x": [42]})).sent().await;
     let got =
         app.upstream_client.get(app.direct("data?feed=a&feed=b&ix=0&size=1&col=x")).sent().await;

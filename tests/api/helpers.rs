@@ -190,6 +190,11 @@ pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &s
     users::create_group(&mut conn, &Granted::system(), name, &perms, &grants).unwrap();
 }
 
+/// Feed grants for a `UserSpec`: `(codename, feed)` pairs.
+pub fn grants(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(codename, feed)| (codename.to_string(), feed.to_string())).collect()
+}
+
 pub fn spec(username: &str) -> UserSpec {
     UserSpec { username: username.into(), ..Default::default() }
 }
@@ -272,6 +277,18 @@ impl TestApp {
                 .sent()
                 .await;
             assert_eq!(response.status(), 201, "create column {name}");
+        }
+    }
+
+    /// A user holding only `feed_grants` (`(codename, feed)` pairs); its id.
+    pub fn user_granted(&self, username: &str, feed_grants: &[(&str, &str)]) -> i32 {
+        create_user(&self.pool, UserSpec { grants: grants(feed_grants), ..spec(username) })
+    }
+
+    /// Feeds with one `Int64` column, `x`, each.
+    pub async fn create_x_feeds(&self, feeds: &[&str]) {
+        for feed in feeds {
+            self.create_feed(feed, &[("x", "Int64")]).await;
         }
     }
 

@@ -155,10 +155,7 @@ async fn a_groups_rate_overrides_the_default_set_in_its_admin_form() {
 async fn one_user_cannot_have_more_than_its_share_in_flight() {
     let app = spawn_app_with(|s| s.user_max_in_flight = Some(1)).await;
     app.create_feed("w", &[("v", "Int64")]).await;
-    create_user(
-        &app.pool,
-        UserSpec { grants: vec![("lbasedb.add_data".into(), "w".into())], ..spec("script") },
-    );
+    app.user_granted("script", &[("lbasedb.add_data", "w")]);
     let script = client_with_token(&issue_token(&app.pool, "script", None));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -189,18 +186,10 @@ async fn one_user_cannot_have_more_than_its_share_in_flight() {
 #[tokio::test]
 async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
     let app = spawn_app().await;
-    app.create_feed("xy", &[("x", "Int64")]).await;
-    app.create_feed("zz", &[("x", "Int64")]).await;
-    create_user(
-        &app.pool,
-        UserSpec {
-            grants: vec![
-                ("lbasedb.view_data".into(), "xy".into()),
-                ("lbasedb.add_data".into(), "xy".into()),
-                ("lbasedb.view_data".into(), "zz".into()),
-            ],
-            ..spec("reader")
-        },
+    app.create_x_feeds(&["xy", "zz"]).await;
+    app.user_granted(
+        "reader",
+        &[("lbasedb.view_data", "xy"), ("lbasedb.add_data", "xy"), ("lbasedb.view_data", "zz")],
     );
     let obtained: serde_json::Value = app
         .obtain_token(json!({"username": "reader", "password": crate::helpers::USER_PASSWORD,
@@ -289,10 +278,7 @@ async fn audited(app: &TestApp, count: usize) -> Vec<lbasedb_proxy::db::models::
 async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
     let app = spawn_app().await;
     app.create_feed("xy", &[("x", "Int64")]).await;
-    create_user(
-        &app.pool,
-        UserSpec { grants: vec![("lbasedb.view_data".into(), "xy".into())], ..spec("reader") },
-    );
+    app.user_granted("reader", &[("lbasedb.view_data", "xy")]);
     let token = issue_token(&app.pool, "reader", None);
     let reader = client_with_token(&token);
     let appended = json!({"x": [1, 2]});
@@ -327,8 +313,7 @@ async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
 #[tokio::test]
 async fn the_access_page_searches_filters_and_exports_csv_for_view_access_only() {
     let app = spawn_app().await;
-    app.create_feed("xy", &[("x", "Int64")]).await;
-    app.create_feed("zz", &[("x", "Int64")]).await;
+    app.create_x_feeds(&["xy", "zz"]).await;
     create_user(&app.pool, spec("reader"));
     let reader = client_with_token(&issue_token(&app.pool, "reader", None));
     app.get_proxy("size?feed=xy").await;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::helpers::{
     ADMIN_PASSWORD, Fault, Sent, TestApp, broken_upstream, client, client_with_authorization,
@@ -89,8 +90,9 @@ async fn concurrent_appends_straight_to_the_embedded_server_lose_nothing() {
 }
 
 /// A `POST /data` whose body is sent in the pieces given to the returned
-/// sender; the request runs in its own task (abort it to hang up).
-fn stalled_upload(
+/// sender; the request runs in its own task (abort it to hang up). Answers
+/// once the upload has had the time to take its feed's lock.
+async fn stalled_upload(
     app: &TestApp,
     path: &str,
 ) -> (mpsc::UnboundedSender<Bytes>, tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>) {
@@ -104,7 +106,9 @@ fn stalled_upload(
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(body));
     tx.send(Bytes::from_static(b"{\"v\": [1")).unwrap();
-    (tx, tokio::spawn(request.send()))
+    let upload = tokio::spawn(request.send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (tx, upload)
 }
 
 async fn append(app: &TestApp, feed: &str, value: i64) -> reqwest::Response {
@@ -115,13 +119,22 @@ async fn append(app: &TestApp, feed: &str, value: i64) -> reqwest::Response {
         .await
 }
 
+/// `append` in a task of its own: its status, and how long it took.
+fn spawn_append(app: &TestApp, feed: &str, value: i64) -> JoinHandle<(StatusCode, Duration)> {
+    let (client, url) = (app.client.clone(), app.proxy(&format!("data?feed={feed}")));
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let response = client.post(url).json(&json!({"v": [value]})).sent().await;
+        (response.status(), started.elapsed())
+    })
+}
+
 #[tokio::test]
 async fn a_write_waits_for_its_feed_reads_and_other_feeds_do_not() {
     let app = spawn_app_with(|s| s.write_lock_timeout = Duration::from_millis(300)).await;
     app.create_feed("w", &[("v", "Int64")]).await;
     app.create_feed("other", &[("v", "Int64")]).await;
-    let (tx, upload) = stalled_upload(&app, "data?feed=w");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (tx, upload) = stalled_upload(&app, "data?feed=w").await;
 
     let started = Instant::now();
     let waited = append(&app, "w", 2).await;
@@ -147,17 +160,8 @@ async fn a_write_waits_for_its_feed_reads_and_other_feeds_do_not() {
 async fn a_client_that_hangs_up_releases_the_lock() {
     let app = spawn_app_with(|s| s.write_lock_timeout = Duration::from_secs(5)).await;
     app.create_feed("w", &[("v", "Int64")]).await;
-    let (tx, upload) = stalled_upload(&app, "data?feed=w");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let waiting = tokio::spawn({
-        let client = app.client.clone();
-        let url = app.proxy("data?feed=w");
-        async move {
-            let started = Instant::now();
-            let response = client.post(url).json(&json!({"v": [7]})).sent().await;
-            (response.status(), started.elapsed())
-        }
-    });
+    let (tx, upload) = stalled_upload(&app, "data?feed=w").await;
+    let waiting = spawn_append(&app, "w", 7);
     tokio::time::sleep(Duration::from_millis(300)).await;
     upload.abort();
     drop(tx);
@@ -185,13 +189,8 @@ async fn the_queue_of_waiting_writes_is_bounded() {
     })
     .await;
     app.create_feed("w", &[("v", "Int64")]).await;
-    let (tx, upload) = stalled_upload(&app, "data?feed=w");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let queued = tokio::spawn({
-        let client = app.client.clone();
-        let url = app.proxy("data?feed=w");
-        async move { client.post(url).json(&json!({"v": [2]})).sent_status().await }
-    });
+    let (tx, upload) = stalled_upload(&app, "data?feed=w").await;
+    let queued = spawn_append(&app, "w", 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let refused = append(&app, "w", 3).await;
@@ -200,7 +199,7 @@ async fn the_queue_of_waiting_writes_is_bounded() {
     tx.send(Bytes::from_static(b"]}")).unwrap();
     drop(tx);
     assert_eq!(upload.await.unwrap().unwrap().status(), 204);
-    assert_eq!(queued.await.unwrap(), 204);
+    assert_eq!(queued.await.unwrap().0, 204);
 }
 
 /// A standalone upstream process (`lbasedb-proxy lbasedb`), so that it can
