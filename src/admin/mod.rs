@@ -351,12 +351,12 @@ impl HistoryOf {
     /// `model`'s object `id`, shown as `name`; the page links back to the
     /// object's change page (to the list, for a token, which has none).
     pub fn new(model: Model, id: i32, name: String) -> Self {
-        let (object_type, back) = match model {
-            Model::User => ("auth.user", format!("/admin/auth/user/{id}/change/")),
-            Model::Group => ("auth.group", format!("/admin/auth/group/{id}/change/")),
-            Model::Token => ("authtoken.token", "/admin/authtoken/token/".to_owned()),
+        let back = match model {
+            Model::User => format!("/admin/auth/user/{id}/change/"),
+            Model::Group => format!("/admin/auth/group/{id}/change/"),
+            Model::Token => "/admin/authtoken/token/".to_owned(),
         };
-        Self { object_type, id, name, back }
+        Self { object_type: model.object_type(), id, name, back }
     }
 }
 

@@ -53,6 +53,16 @@ pub enum Model {
 }
 
 impl Model {
+    /// Its name in the admin's history (`admin_log.object_type`), as Django
+    /// names it: what the service writes and the History page reads.
+    pub fn object_type(self) -> &'static str {
+        match self {
+            Self::User => "auth.user",
+            Self::Group => "auth.group",
+            Self::Token => "authtoken.token",
+        }
+    }
+
     /// The codenames that let one read the model's pages.
     pub fn readers(self) -> [&'static str; 2] {
         match self {

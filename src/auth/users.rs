@@ -10,7 +10,7 @@ use crate::db::DbConnection;
 use chrono::NaiveDateTime;
 
 use super::guard::{self, Actor, Denied, Powers};
-use super::perms::{self, Granted};
+use super::perms::{self, Granted, Model};
 use super::scopes::Restrictions;
 use super::token::{self, PlainToken};
 use crate::db::DbError;
@@ -114,11 +114,11 @@ fn record(
 }
 
 fn group_object(id: i32, name: &str) -> Object<'_> {
-    Object { kind: "auth.group", id: id.to_string(), repr: name }
+    Object { kind: Model::Group.object_type(), id: id.to_string(), repr: name }
 }
 
 fn user_object(user: &User) -> Object<'_> {
-    Object { kind: "auth.user", id: user.id.to_string(), repr: &user.username }
+    Object { kind: Model::User.object_type(), id: user.id.to_string(), repr: &user.username }
 }
 
 /// Records an admin login, or a failed one (`user` is then who it would
@@ -134,7 +134,7 @@ pub fn record_login(
         &NewLogEntry {
             user_id: user.map(|u| u.id),
             username: user.map_or(username, |u| u.username.as_str()),
-            object_type: "auth.user",
+            object_type: Model::User.object_type(),
             object_id: &user.map(|u| u.id.to_string()).unwrap_or_default(),
             object_repr: username,
             action: if succeeded { "login" } else { "login_failed" },
@@ -241,7 +241,8 @@ pub fn issue_restricted_token(
         }
         let (stored, plain) = insert_token(conn, user_id, spec)?;
         let repr = format!("{} ({})", stored.prefix, target.username);
-        let object = Object { kind: "authtoken.token", id: stored.id.to_string(), repr: &repr };
+        let object =
+            Object { kind: Model::Token.object_type(), id: stored.id.to_string(), repr: &repr };
         record(conn, by.actor(), object, "add", &[])?;
         Ok((stored, plain))
     })
@@ -304,7 +305,8 @@ pub fn revoke_token(
         let (token, owner) = queries::token_by_id(conn, token_id)?.ok_or_else(not_found)?;
         queries::revoke_token_by_id(conn, token_id)?;
         let repr = format!("{} ({owner})", token.prefix);
-        let object = Object { kind: "authtoken.token", id: token_id.to_string(), repr: &repr };
+        let object =
+            Object { kind: Model::Token.object_type(), id: token_id.to_string(), repr: &repr };
         let changes = [FieldChange::new("revoked", "false", "true")];
         record(conn, by.actor(), object, "change", &changes)?;
         Ok(token)
