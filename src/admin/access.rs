@@ -6,7 +6,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::{NaiveDate, NaiveDateTime};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::changelist::{ChangeList, Filter, PageLink};
 use super::{Layout, Reply, Staff, ok};
@@ -18,7 +18,7 @@ const PER_PAGE: i64 = 100;
 /// Most rows one CSV export holds.
 const CSV_ROWS: i64 = 100_000;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 pub struct AccessParams {
     q: Option<String>,
     user: Option<String>,
@@ -27,7 +27,10 @@ pub struct AccessParams {
     status: Option<String>,
     from: Option<String>,
     until: Option<String>,
+    /// The page and the export: a link to another view is to its first page.
+    #[serde(skip_serializing)]
     p: Option<i64>,
+    #[serde(skip_serializing)]
     format: Option<String>,
 }
 
@@ -63,15 +66,7 @@ impl AccessParams {
     }
 
     fn list(&self) -> ChangeList {
-        ChangeList::new([
-            ("q", self.q.clone()),
-            ("user", self.user.clone()),
-            ("feed", self.feed.clone()),
-            ("method", self.method.clone()),
-            ("status", self.status.clone()),
-            ("from", self.from.clone()),
-            ("until", self.until.clone()),
-        ])
+        ChangeList::of(self)
     }
 }
 

@@ -8,7 +8,7 @@ use actix_web::{HttpMessage, HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, flash, ok, redirect};
+use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, ok, redirect};
 use crate::auth::AuthError;
 use crate::auth::api::check_credentials;
 use crate::auth::perms::{self, Model};
@@ -196,10 +196,10 @@ fn sections(staff: &Staff) -> Vec<Section> {
     .collect()
 }
 
-pub async fn index(staff: Staff, auth: web::Data<AuthState>) -> Reply {
+pub async fn index(staff: Staff) -> Reply {
     let user_id = staff.principal.user_id;
     let recent =
-        db::run(&auth.pool, move |conn| queries::recent_actions(conn, user_id, 10)).await?;
+        db::run(&staff.auth.pool, move |conn| queries::recent_actions(conn, user_id, 10)).await?;
     ok(&IndexPage { layout: &staff.layout, sections: sections(&staff), recent })
 }
 
@@ -223,14 +223,12 @@ pub struct PasswordChangeForm {
 }
 
 pub async fn password_change(
-    req: HttpRequest,
     staff: Staff,
     CsrfForm(form): CsrfForm<PasswordChangeForm>,
     session: Session,
-    auth: web::Data<AuthState>,
 ) -> Reply {
     let user_id = staff.principal.user_id;
-    let user = db::run(&auth.pool, move |conn| queries::user_by_id(conn, user_id))
+    let user = db::run(&staff.auth.pool, move |conn| queries::user_by_id(conn, user_id))
         .await?
         .ok_or(AdminError::NotFound)?;
     let (old, stored) = (form.old_password.clone(), user.password.clone());
@@ -252,8 +250,8 @@ pub async fn password_change(
     let new = form.new_password1;
     let phc = web::block(move || password::hash(&new)).await?;
     // Every session of the user ends; this one is renewed, so it stays.
-    auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None)).await?;
+    staff.auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None)).await?;
     session.renew();
-    flash(&req, "success", "Your password was changed.");
+    staff.flash("success", "Your password was changed.");
     redirect("/admin/")
 }

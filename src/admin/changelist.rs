@@ -1,9 +1,11 @@
 //! The URLs of a change list: each filter, sort and page link keeps the
 //! other parameters and drops the page, as Django's `ChangeList` does.
 
+use serde::Serialize;
+
 /// The list's current parameters, in the order they were given.
 pub struct ChangeList {
-    params: Vec<(&'static str, String)>,
+    params: Vec<(String, String)>,
 }
 
 pub struct FilterLink {
@@ -48,22 +50,25 @@ impl Order {
 }
 
 impl ChangeList {
-    /// Keeps the parameters that have a value.
-    pub fn new(params: impl IntoIterator<Item = (&'static str, Option<String>)>) -> Self {
-        Self {
-            params: params
-                .into_iter()
-                .filter_map(|(key, value)| value.filter(|v| !v.is_empty()).map(|v| (key, v)))
-                .collect(),
-        }
+    /// The parameters of a list's query struct that have a value, in its
+    /// fields' order, as serde writes them to a query string (the fields it
+    /// skips, such as the page, left out).
+    pub fn of(query: &impl Serialize) -> Self {
+        let text = serde_urlencoded::to_string(query).unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&text).unwrap_or_default();
+        Self { params: pairs.into_iter().filter(|(_, value)| !value.is_empty()).collect() }
     }
 
     /// The list's URL with `key` set to `value` (or removed), the page
     /// dropped, the rest kept.
     pub fn with(&self, key: &str, value: Option<String>) -> String {
-        let mut kept: Vec<(&str, String)> =
-            self.params.iter().filter(|(k, _)| *k != key && *k != "p").cloned().collect();
-        if let Some(value) = value {
+        let mut kept: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .filter(|(k, _)| k != key && k != "p")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(value) = &value {
             kept.push((key, value));
         }
         let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
@@ -134,14 +139,22 @@ impl ChangeList {
 mod tests {
     use super::*;
 
+    #[derive(Serialize, Default)]
+    struct Query {
+        q: Option<String>,
+        is_staff: Option<String>,
+        o: Option<String>,
+        p: Option<i64>,
+    }
+
     #[test]
     fn links_keep_the_other_parameters_and_drop_the_page() {
-        let list = ChangeList::new([
-            ("q", Some("al".to_owned())),
-            ("is_staff", Some("1".to_owned())),
-            ("o", None),
-            ("p", Some("2".to_owned())),
-        ]);
+        let list = ChangeList::of(&Query {
+            q: Some("al".to_owned()),
+            is_staff: Some("1".to_owned()),
+            o: None,
+            p: Some(2),
+        });
         assert_eq!(list.with("is_staff", None), "?q=al");
         assert_eq!(list.with("o", Some("-email".into())), "?q=al&is_staff=1&o=-email");
         let pages = list.pages(2);
@@ -151,7 +164,14 @@ mod tests {
             list.columns(&[("Email", "email"), ("Name", "username")], order.as_ref(), "username");
         assert_eq!((columns[0].sorted, columns[1].sorted), ("descending", ""));
         assert!(columns[0].url.ends_with("o=email"));
-        let empty = ChangeList::new([]);
+        let empty = ChangeList::of(&Query::default());
         assert_eq!(empty.pages(1)[0].url, "?p=0");
+    }
+
+    #[test]
+    fn a_query_gives_its_fields_in_order_but_the_empty_ones() {
+        let query =
+            Query { q: Some("a b&c".into()), is_staff: Some(String::new()), ..Query::default() };
+        assert_eq!(ChangeList::of(&query).with("o", Some("email".into())), "?q=a+b%26c&o=email");
     }
 }

@@ -116,6 +116,15 @@ impl Staff {
 /// parsed into `T`: unknown fields ignored, repeated ones into `Vec`s.
 pub struct CsrfForm<T>(pub T);
 
+/// As `web::Form`: the form's fields read through it.
+impl<T> std::ops::Deref for CsrfForm<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// The largest admin form accepted.
 const FORM_LIMIT: usize = 1 << 20;
 

@@ -1,7 +1,7 @@
 //! `/admin/auth/group/`: list with search, add and change (name, a
 //! permission chooser, feed grants), delete with the members it affects.
 
-use actix_web::{HttpRequest, web};
+use actix_web::web;
 use askama::Template;
 use serde::Deserialize;
 
@@ -289,23 +289,17 @@ async fn submit(staff: Staff, id: Option<i32>, form: GroupForm, upstream: &Upstr
     )
 }
 
-pub async fn add(
-    _req: HttpRequest,
-    staff: Staff,
-    CsrfForm(form): CsrfForm<GroupForm>,
-    upstream: Upstream,
-) -> Reply {
-    submit(staff, None, form, &upstream).await
+pub async fn add(staff: Staff, form: CsrfForm<GroupForm>, upstream: Upstream) -> Reply {
+    submit(staff, None, form.0, &upstream).await
 }
 
 pub async fn change(
-    _req: HttpRequest,
     staff: Staff,
-    path: web::Path<i32>,
-    CsrfForm(form): CsrfForm<GroupForm>,
+    id: web::Path<i32>,
+    form: CsrfForm<GroupForm>,
     upstream: Upstream,
 ) -> Reply {
-    submit(staff, Some(*path), form, &upstream).await
+    submit(staff, Some(*id), form.0, &upstream).await
 }
 
 pub async fn delete_form(staff: Staff, path: web::Path<i32>) -> Reply {

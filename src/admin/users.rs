@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix_identity::Identity;
 use actix_web::web;
 use askama::Template;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::changelist::{ChangeList, Column, Filter, Order, PageLink};
 use super::fields::{Choice, PermFields};
@@ -22,14 +22,16 @@ use crate::db::{self, DbError, queries};
 
 const PER_PAGE: i64 = 100;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 pub struct ListQuery {
     q: Option<String>,
     is_staff: Option<String>,
     is_superuser: Option<String>,
     is_active: Option<String>,
-    group: Option<i32>,
     o: Option<String>,
+    group: Option<i32>,
+    /// The page: a link to another view of the list starts on the first.
+    #[serde(skip_serializing)]
     p: Option<i64>,
 }
 
@@ -84,14 +86,7 @@ pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
         Ok((found, total, queries::all_groups(conn)?))
     })
     .await?;
-    let list = ChangeList::new([
-        ("q", query.q.clone()),
-        ("is_staff", query.is_staff.clone()),
-        ("is_superuser", query.is_superuser.clone()),
-        ("is_active", query.is_active.clone()),
-        ("o", query.o.clone()),
-        ("group", query.group.map(|g| g.to_string())),
-    ]);
+    let list = ChangeList::of(&*query);
     let group_choices = groups.iter().map(|g| (g.name.clone(), g.id.to_string())).collect();
     let current_group = query.group.map(|g| g.to_string());
     let filters = vec![
@@ -441,13 +436,9 @@ fn read_change(form: &ChangeForm, catalog: &Catalog, errors: &mut Errors) -> que
     }
 }
 
-pub async fn change(
-    staff: Staff,
-    path: web::Path<i32>,
-    CsrfForm(form): CsrfForm<ChangeForm>,
-) -> Reply {
+pub async fn change(staff: Staff, id: web::Path<i32>, form: CsrfForm<ChangeForm>) -> Reply {
     let granted = staff.require::<perms::ChangeUser>()?;
-    let before = load_user(&staff.auth, *path).await?;
+    let before = load_user(&staff.auth, *id).await?;
     let id = before.id;
     let old_links = db::run(&staff.auth.pool, move |conn| queries::user_links(conn, id)).await?;
     let catalog = catalog(&staff.auth).await?;
@@ -515,19 +506,15 @@ pub struct PasswordForm {
     password2: String,
 }
 
-pub async fn password(
-    staff: Staff,
-    path: web::Path<i32>,
-    CsrfForm(form): CsrfForm<PasswordForm>,
-) -> Reply {
+pub async fn password(staff: Staff, id: web::Path<i32>, form: CsrfForm<PasswordForm>) -> Reply {
     let granted = staff.require::<perms::ChangeUser>()?;
-    let target = load_user(&staff.auth, *path).await?;
+    let target = load_user(&staff.auth, *id).await?;
     let errors =
         check_new_password(&form.password1, &form.password2, &target.username, &target.email);
     if !errors.is_empty() {
         return ok(&PasswordPage { layout: &staff.layout, target, errors });
     }
-    let phc = hash(form.password1).await?;
+    let phc = hash(form.0.password1).await?;
     let id = target.id;
     staff.auth.write(move |conn| users::set_password(conn, &granted, id, &phc)).await?;
     staff.flash("success", "Password changed successfully.");

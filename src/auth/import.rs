@@ -73,7 +73,7 @@ pub fn import_django(
         }
         for link in &source.user_permissions {
             if let (Some(user), Some(perm)) = (users.get(&link.from), perms.get(&link.to)) {
-                queries::add_user_permission(conn, *user, *perm)?;
+                queries::add_permission(conn, queries::Holder::User(*user), *perm)?;
                 report.permissions_mapped += 1;
             }
         }
@@ -132,7 +132,7 @@ fn import_groups(
     }
     for link in &source.group_permissions {
         if let (Some(group), Some(perm)) = (ids.get(&link.from), perms.get(&link.to)) {
-            queries::add_group_permission(conn, *group, *perm)?;
+            queries::add_permission(conn, queries::Holder::Group(*group), *perm)?;
             report.permissions_mapped += 1;
         }
     }

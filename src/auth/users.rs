@@ -173,7 +173,7 @@ pub fn create_user(
         }
         for codename in &spec.perms {
             let perm = queries::permission_by_codename(conn, codename)?;
-            queries::add_user_permission(conn, user.id, perm.id)?;
+            queries::add_permission(conn, Holder::User(user.id), perm.id)?;
         }
         for (codename, feed) in &spec.grants {
             let perm = queries::permission_by_codename(conn, codename)?;
@@ -413,7 +413,7 @@ pub fn update_user(
 
 /// Adding someone to a group that holds more than the actor is refused.
 fn check_joining(conn: &mut DbConnection, powers: &Powers, group: i32) -> Result<(), DbError> {
-    let held = queries::group_powers(conn, &[group])?;
+    let held = queries::held(conn, queries::HeldBy::Groups(&[group]))?;
     let name = queries::group_by_id(conn, group)?.map(|g| g.name).unwrap_or_default();
     let holds = Powers {
         superuser: false,

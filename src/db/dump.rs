@@ -11,8 +11,7 @@ use super::DbError;
 use super::models::{Group, TokenRecord, UserRecord};
 use super::queries::{self, Holder};
 use super::schema::{
-    auth_group, auth_group_permissions, auth_permission, auth_user, auth_user_groups,
-    auth_user_user_permissions, authtoken_token, feed_grant,
+    auth_group, auth_group_permissions, auth_user, auth_user_groups, authtoken_token, feed_grant,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -60,20 +59,14 @@ pub struct TokenDump {
     pub record: TokenRecord,
 }
 
-fn codenames(rows: Vec<(String, String)>) -> Vec<String> {
-    let mut names: Vec<String> =
-        rows.into_iter().map(|(app, code)| format!("{app}.{code}")).collect();
-    names.sort();
-    names
-}
-
-fn grants(rows: Vec<(String, String, String)>) -> Vec<Grant> {
-    let mut grants: Vec<Grant> = rows
-        .into_iter()
-        .map(|(feed, app, code)| Grant { permission: format!("{app}.{code}"), feed })
-        .collect();
+/// Permissions and grants, sorted so that a dump reads the same each time.
+fn sorted(held: queries::Held) -> (Vec<String>, Vec<Grant>) {
+    let mut permissions = held.perms;
+    permissions.sort();
+    let mut grants: Vec<Grant> =
+        held.grants.into_iter().map(|(permission, feed)| Grant { permission, feed }).collect();
     grants.sort_by(|a, b| (&a.feed, &a.permission).cmp(&(&b.feed, &b.permission)));
-    grants
+    (permissions, grants)
 }
 
 pub fn dump(conn: &mut DbConnection) -> Result<Dump, DbError> {
@@ -87,22 +80,14 @@ pub fn dump(conn: &mut DbConnection) -> Result<Dump, DbError> {
 
 fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
     let mut groups = Vec::new();
-    for group in auth_group::table.order(auth_group::name).select(Group::as_select()).load(conn)? {
-        let permissions = auth_group_permissions::table
-            .inner_join(auth_permission::table)
-            .filter(auth_group_permissions::group_id.eq(group.id))
-            .select((auth_permission::app_label, auth_permission::codename))
-            .load(conn)?;
-        let feed_grants = feed_grant::table
-            .inner_join(auth_permission::table)
-            .filter(feed_grant::group_id.eq(group.id))
-            .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
-            .load(conn)?;
+    for group in Group::query().order(auth_group::name).load(conn)? {
+        let (permissions, feed_grants) =
+            sorted(queries::held(conn, queries::HeldBy::Groups(&[group.id]))?);
         groups.push(GroupDump {
             rate_limit: group.rate_limit,
             name: group.name,
-            permissions: codenames(permissions),
-            feed_grants: grants(feed_grants),
+            permissions,
+            feed_grants,
         });
     }
     Ok(groups)
@@ -121,22 +106,8 @@ fn dump_users(conn: &mut DbConnection) -> Result<Vec<UserDump>, DbError> {
             .select(auth_group::name)
             .load(conn)?;
         member_of.sort();
-        let permissions = auth_user_user_permissions::table
-            .inner_join(auth_permission::table)
-            .filter(auth_user_user_permissions::user_id.eq(id))
-            .select((auth_permission::app_label, auth_permission::codename))
-            .load(conn)?;
-        let feed_grants = feed_grant::table
-            .inner_join(auth_permission::table)
-            .filter(feed_grant::user_id.eq(id))
-            .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
-            .load(conn)?;
-        users.push(UserDump {
-            record,
-            groups: member_of,
-            permissions: codenames(permissions),
-            feed_grants: grants(feed_grants),
-        });
+        let (permissions, feed_grants) = sorted(queries::held(conn, queries::HeldBy::User(id))?);
+        users.push(UserDump { record, groups: member_of, permissions, feed_grants });
     }
     Ok(users)
 }
@@ -191,7 +162,7 @@ fn load_group(conn: &mut DbConnection, group: &GroupDump) -> Result<(), DbError>
     diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(id))).execute(conn)?;
     for codename in &group.permissions {
         let perm = queries::permission_by_codename(conn, codename)?;
-        queries::add_group_permission(conn, id, perm.id)?;
+        queries::add_permission(conn, Holder::Group(id), perm.id)?;
     }
     for grant in &group.feed_grants {
         let perm = queries::permission_by_codename(conn, &grant.permission)?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{auth_group, auth_permission, auth_user, authtoken_token, feed_grant};
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
+#[derive(Debug, Clone, HasQuery, Identifiable, Serialize, Deserialize)]
 #[diesel(table_name = auth_user)]
 pub struct User {
     pub id: i32,
@@ -100,7 +100,7 @@ pub struct TokenRecord {
     pub allowed_networks: Option<String>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
+#[derive(Debug, Clone, HasQuery, Identifiable, Serialize, Deserialize)]
 #[diesel(table_name = auth_group)]
 pub struct Group {
     pub id: i32,
@@ -109,7 +109,7 @@ pub struct Group {
     pub rate_limit: Option<String>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, HasQuery, Identifiable, Serialize)]
 #[diesel(table_name = auth_permission)]
 pub struct Permission {
     pub id: i32,

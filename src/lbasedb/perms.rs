@@ -5,18 +5,10 @@
 /// Their app label, as Django's `auth_permission.app_label`.
 pub const APP_LABEL: &str = "lbasedb";
 
-pub const VIEW_FEED: &str = "lbasedb.view_feed";
-pub const ADD_FEED: &str = "lbasedb.add_feed";
-pub const CHANGE_FEED: &str = "lbasedb.change_feed";
-pub const DELETE_FEED: &str = "lbasedb.delete_feed";
-pub const VIEW_COL: &str = "lbasedb.view_col";
-pub const ADD_COL: &str = "lbasedb.add_col";
-pub const CHANGE_COL: &str = "lbasedb.change_col";
-pub const DELETE_COL: &str = "lbasedb.delete_col";
-pub const VIEW_DATA: &str = "lbasedb.view_data";
-pub const ADD_DATA: &str = "lbasedb.add_data";
-pub const CHANGE_DATA: &str = "lbasedb.change_data";
-pub const DELETE_DATA: &str = "lbasedb.delete_data";
+/// The three read permissions that the admin and the feed list check by name.
+pub const VIEW_FEED: &str = Perm::new(Action::View, Object::Feed).codename();
+pub const VIEW_COL: &str = Perm::new(Action::View, Object::Col).codename();
+pub const VIEW_DATA: &str = Perm::new(Action::View, Object::Data).codename();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -45,23 +37,36 @@ impl Perm {
         Self { action, object }
     }
 
-    /// `lbasedb.view_data` and the like.
-    pub fn codename(self) -> &'static str {
+    /// `lbasedb.view_data` and the like: Django's `<action>_<model>`.
+    pub const fn codename(self) -> &'static str {
+        // By object, in the order of `Object`'s variants.
+        let names = match self.action {
+            Action::View => ["lbasedb.view_feed", "lbasedb.view_col", "lbasedb.view_data"],
+            Action::Add => ["lbasedb.add_feed", "lbasedb.add_col", "lbasedb.add_data"],
+            Action::Change => ["lbasedb.change_feed", "lbasedb.change_col", "lbasedb.change_data"],
+            Action::Delete => ["lbasedb.delete_feed", "lbasedb.delete_col", "lbasedb.delete_data"],
+        };
+        names[self.object as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_codename_is_the_action_and_the_object() {
         use Action::*;
         use Object::*;
-        match (self.action, self.object) {
-            (View, Feed) => VIEW_FEED,
-            (Add, Feed) => ADD_FEED,
-            (Change, Feed) => CHANGE_FEED,
-            (Delete, Feed) => DELETE_FEED,
-            (View, Col) => VIEW_COL,
-            (Add, Col) => ADD_COL,
-            (Change, Col) => CHANGE_COL,
-            (Delete, Col) => DELETE_COL,
-            (View, Data) => VIEW_DATA,
-            (Add, Data) => ADD_DATA,
-            (Change, Data) => CHANGE_DATA,
-            (Delete, Data) => DELETE_DATA,
+        for action in [View, Add, Change, Delete] {
+            for object in [Feed, Col, Data] {
+                let expected = format!("lbasedb.{action:?}_{object:?}").to_lowercase();
+                assert_eq!(Perm::new(action, object).codename(), expected);
+            }
         }
+        assert_eq!(
+            (VIEW_FEED, VIEW_COL, VIEW_DATA),
+            ("lbasedb.view_feed", "lbasedb.view_col", "lbasedb.view_data")
+        );
     }
 }

@@ -169,17 +169,17 @@ async fn ambiguous_queries_are_refused_and_never_forwarded() {
     let upstream = broken_upstream(Fault::Close).await;
     let app = spawn_app_on(&upstream.url, |_| {}).await;
     let queries = [
-        "data?feed=public&feed=secret&ix=0&size=1",
-        "data?fe%65d=secret&ix=0&size=1",
-        "data?feed[]=secret&ix=0&size=1",
-        "bytes?feed=a&col=x&col[]=y&ix=0&size=1",
-        "size?feed=a&feed=b",
-        "raw?feed=a;feed=b&col=x&ix=0&size=1",
-        "data?ix=0&size=1",
+        ("data?feed=public&feed=secret&ix=0&size=1", "the feed twice: the upstream reads the last"),
+        ("data?fe%65d=secret&ix=0&size=1", "a key that decodes to feed"),
+        ("data?feed[]=secret&ix=0&size=1", "the feed as a list"),
+        ("bytes?feed=a&col=x&col[]=y&ix=0&size=1", "columns in both list forms"),
+        ("size?feed=a&feed=b", "the feed twice"),
+        ("raw?feed=a;feed=b&col=x&ix=0&size=1", "a feed name with a semicolon"),
+        ("data?ix=0&size=1", "no feed"),
     ];
-    for query in queries {
+    for (query, why) in queries {
         let response = app.get_proxy(query).await;
-        assert_eq!(response.status(), 400, "{query}");
+        assert_eq!(response.status(), 400, "{query} ({why})");
         let body: Value = response.json().await.unwrap();
         assert!(body["detail"].is_string(), "{query}: {body}");
     }

@@ -806,7 +806,7 @@ async fn the_feed_page_shows_only_what_the_api_would() {
     let id = user_id(&app.pool, "jo");
     for codename in ["lbasedb.view_col", "lbasedb.view_data", "auth.view_group"] {
         let perm = queries::permission_by_codename(&mut conn, codename).unwrap().id;
-        queries::add_user_permission(&mut conn, id, perm).unwrap();
+        queries::add_permission(&mut conn, queries::Holder::User(id), perm).unwrap();
     }
     drop(conn);
     tokio::time::sleep(Duration::from_millis(50)).await;

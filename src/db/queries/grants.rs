@@ -34,22 +34,31 @@ pub fn add_feed_grant(
 /// Grant holders: (id, name, codename).
 pub type Holders = Vec<(i32, String, String)>;
 
-/// Who holds grants on a feed: (group names, usernames) with the codenames.
+/// Who holds grants on a feed: (group names, usernames) with the codenames,
+/// in one query: each grant row has either a group or a user.
 pub fn feed_holders(conn: &mut Conn, feed: &str) -> Result<(Holders, Holders), DbError> {
-    let groups = feed_grant::table
+    type Named = Option<(i32, String)>;
+    let rows: Vec<(Named, Named, String)> = feed_grant::table
         .inner_join(auth_permission::table)
-        .inner_join(auth_group::table.on(feed_grant::group_id.eq(auth_group::id.nullable())))
+        .left_join(auth_group::table.on(feed_grant::group_id.eq(auth_group::id.nullable())))
+        .left_join(auth_user::table.on(feed_grant::user_id.eq(auth_user::id.nullable())))
         .filter(feed_grant::feed.eq(feed))
-        .order((auth_group::name, auth_permission::codename))
-        .select((auth_group::id, auth_group::name, auth_permission::codename))
+        // Each side has one name null throughout, so each is sorted by its own.
+        .order((auth_group::name, auth_user::username, auth_permission::codename))
+        .select((
+            (auth_group::id, auth_group::name).nullable(),
+            (auth_user::id, auth_user::username).nullable(),
+            auth_permission::codename,
+        ))
         .load(conn)?;
-    let users = feed_grant::table
-        .inner_join(auth_permission::table)
-        .inner_join(auth_user::table.on(feed_grant::user_id.eq(auth_user::id.nullable())))
-        .filter(feed_grant::feed.eq(feed))
-        .order((auth_user::username, auth_permission::codename))
-        .select((auth_user::id, auth_user::username, auth_permission::codename))
-        .load(conn)?;
+    let (mut groups, mut users) = (Holders::new(), Holders::new());
+    for (group, user, codename) in rows {
+        match (group, user) {
+            (Some((id, name)), _) => groups.push((id, name, codename)),
+            (None, Some((id, name))) => users.push((id, name, codename)),
+            (None, None) => {}
+        }
+    }
     Ok((groups, users))
 }
 

@@ -3,11 +3,7 @@
 use super::*;
 
 pub fn group_by_name(conn: &mut Conn, name: &str) -> Result<Option<Group>, DbError> {
-    Ok(auth_group::table
-        .filter(auth_group::name.eq(name))
-        .select(Group::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(Group::query().filter(auth_group::name.eq(name)).first(conn).optional()?)
 }
 
 pub fn create_group(conn: &mut Conn, name: &str) -> Result<Group, DbError> {
@@ -26,11 +22,11 @@ pub fn add_user_to_group(conn: &mut Conn, user_id: i32, group_id: i32) -> Result
 }
 
 pub fn all_groups(conn: &mut Conn) -> Result<Vec<Group>, DbError> {
-    Ok(auth_group::table.order(auth_group::name).select(Group::as_select()).load(conn)?)
+    Ok(Group::query().order(auth_group::name).load(conn)?)
 }
 
 pub fn group_by_id(conn: &mut Conn, id: i32) -> Result<Option<Group>, DbError> {
-    Ok(auth_group::table.find(id).select(Group::as_select()).first(conn).optional()?)
+    Ok(Group::query().filter(auth_group::id.eq(id)).first(conn).optional()?)
 }
 
 /// A group in the list: its name and how many members it has.
@@ -111,7 +107,7 @@ pub fn update_group(
     .execute(conn)?;
     diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(group_id))).execute(conn)?;
     for perm in perms {
-        add_group_permission(conn, group_id, *perm)?;
+        add_permission(conn, Holder::Group(group_id), *perm)?;
     }
     for (perm, feed) in grants {
         add_feed_grant(conn, Holder::Group(group_id), *perm, feed)?;
@@ -122,31 +118,4 @@ pub fn update_group(
 pub fn delete_group(conn: &mut Conn, group_id: i32) -> Result<(), DbError> {
     diesel::delete(auth_group::table.find(group_id)).execute(conn)?;
     Ok(())
-}
-
-/// What groups hold together: full codenames, and (codename, feed) grants.
-pub struct GroupHoldings {
-    pub perms: Vec<String>,
-    pub grants: Vec<(String, String)>,
-}
-
-pub fn group_powers(conn: &mut Conn, group_ids: &[i32]) -> Result<GroupHoldings, DbError> {
-    let full = |(app, code): (String, String)| format!("{app}.{code}");
-    let perms = auth_group_permissions::table
-        .inner_join(auth_permission::table)
-        .filter(auth_group_permissions::group_id.eq_any(group_ids))
-        .select((auth_permission::app_label, auth_permission::codename))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .map(full)
-        .collect();
-    let grants = feed_grant::table
-        .inner_join(auth_permission::table)
-        .filter(feed_grant::group_id.eq_any(group_ids))
-        .select((auth_permission::app_label, auth_permission::codename, feed_grant::feed))
-        .load::<(String, String, String)>(conn)?
-        .into_iter()
-        .map(|(app, code, feed)| (format!("{app}.{code}"), feed))
-        .collect();
-    Ok(GroupHoldings { perms, grants })
 }

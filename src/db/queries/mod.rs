@@ -40,6 +40,15 @@ diesel::define_sql_function! {
     fn lower<T: diesel::sql_types::SingleValue>(x: T) -> T;
 }
 
+/// A permission's full codename (`lbasedb.view_data`), joined by the
+/// database (`||` in both engines), as checks, forms and dumps name it.
+pub fn full_codename() -> diesel::dsl::Concat<
+    diesel::dsl::Concat<auth_permission::app_label, &'static str>,
+    auth_permission::codename,
+> {
+    auth_permission::app_label.concat(".").concat(auth_permission::codename)
+}
+
 /// Now, to the microsecond: what PostgreSQL's `timestamp` keeps, so that
 /// an installation moved between engines keeps its times exactly.
 pub fn now() -> NaiveDateTime {

@@ -11,50 +11,75 @@ pub fn permission_by_codename(conn: &mut Conn, full: &str) -> Result<Permission,
         )
     };
     let (app_label, codename) = full.split_once('.').ok_or_else(unknown)?;
-    auth_permission::table
+    Permission::query()
         .filter(auth_permission::app_label.eq(app_label))
         .filter(auth_permission::codename.eq(codename))
-        .select(Permission::as_select())
         .first(conn)
         .optional()?
         .ok_or_else(unknown)
 }
 
 pub fn all_permissions(conn: &mut Conn) -> Result<Vec<Permission>, DbError> {
-    Ok(auth_permission::table
-        .order(auth_permission::id)
-        .select(Permission::as_select())
-        .load(conn)?)
+    Ok(Permission::query().order(auth_permission::id).load(conn)?)
 }
 
-pub fn add_user_permission(
-    conn: &mut Conn,
-    user_id: i32,
-    permission_id: i32,
-) -> Result<(), DbError> {
-    let insert = diesel::insert_into(auth_user_user_permissions::table)
-        .values((
-            auth_user_user_permissions::user_id.eq(user_id),
-            auth_user_user_permissions::permission_id.eq(permission_id),
-        ))
-        .on_conflict_do_nothing();
-    crate::on_engine!(conn, |c| insert.execute(c))?;
+/// Gives a permission to a user or a group; one they hold already stays one.
+pub fn add_permission(conn: &mut Conn, holder: Holder, permission_id: i32) -> Result<(), DbError> {
+    use auth_group_permissions as group_perm;
+    use auth_user_user_permissions as user_perm;
+    match holder {
+        Holder::User(id) => {
+            let insert = diesel::insert_into(user_perm::table)
+                .values((user_perm::user_id.eq(id), user_perm::permission_id.eq(permission_id)))
+                .on_conflict_do_nothing();
+            crate::on_engine!(conn, |c| insert.execute(c))?
+        }
+        Holder::Group(id) => {
+            let insert = diesel::insert_into(group_perm::table)
+                .values((group_perm::group_id.eq(id), group_perm::permission_id.eq(permission_id)))
+                .on_conflict_do_nothing();
+            crate::on_engine!(conn, |c| insert.execute(c))?
+        }
+    };
     Ok(())
 }
 
-pub fn add_group_permission(
-    conn: &mut Conn,
-    group_id: i32,
-    permission_id: i32,
-) -> Result<(), DbError> {
-    let insert = diesel::insert_into(auth_group_permissions::table)
-        .values((
-            auth_group_permissions::group_id.eq(group_id),
-            auth_group_permissions::permission_id.eq(permission_id),
-        ))
-        .on_conflict_do_nothing();
-    crate::on_engine!(conn, |c| insert.execute(c))?;
-    Ok(())
+/// Whose own permissions and grants to read.
+#[derive(Debug, Clone, Copy)]
+pub enum HeldBy<'a> {
+    /// A user's own, not its groups'.
+    User(i32),
+    Groups(&'a [i32]),
+}
+
+/// What a holder holds: full codenames, and (full codename, feed) grants.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub perms: Vec<String>,
+    pub grants: Vec<(String, String)>,
+}
+
+pub fn held(conn: &mut Conn, by: HeldBy) -> Result<Held, DbError> {
+    let perms = match by {
+        HeldBy::User(id) => auth_user_user_permissions::table
+            .inner_join(auth_permission::table)
+            .filter(auth_user_user_permissions::user_id.eq(id))
+            .select(full_codename())
+            .load(conn)?,
+        HeldBy::Groups(ids) => auth_group_permissions::table
+            .inner_join(auth_permission::table)
+            .filter(auth_group_permissions::group_id.eq_any(ids))
+            .select(full_codename())
+            .load(conn)?,
+    };
+    let grants = feed_grant::table
+        .inner_join(auth_permission::table)
+        .select((full_codename(), feed_grant::feed));
+    let grants = match by {
+        HeldBy::User(id) => grants.filter(feed_grant::user_id.eq(id)).into_boxed(),
+        HeldBy::Groups(ids) => grants.filter(feed_grant::group_id.eq_any(ids)).into_boxed(),
+    };
+    Ok(Held { perms, grants: grants.load(conn)? })
 }
 
 /// Full codenames (`app.codename`) by permission id.
@@ -64,9 +89,8 @@ pub fn permission_codenames(
 ) -> Result<std::collections::HashMap<i32, String>, DbError> {
     Ok(auth_permission::table
         .filter(auth_permission::id.eq_any(ids))
-        .select((auth_permission::id, auth_permission::app_label, auth_permission::codename))
-        .load::<(i32, String, String)>(conn)?
+        .select((auth_permission::id, full_codename()))
+        .load::<(i32, String)>(conn)?
         .into_iter()
-        .map(|(id, app, code)| (id, format!("{app}.{code}")))
         .collect())
 }

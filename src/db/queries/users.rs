@@ -10,15 +10,11 @@ pub fn user_count(conn: &mut Conn) -> Result<i64, DbError> {
 }
 
 pub fn user_by_username(conn: &mut Conn, username: &str) -> Result<Option<User>, DbError> {
-    Ok(auth_user::table
-        .filter(auth_user::username.eq(username))
-        .select(User::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(User::query().filter(auth_user::username.eq(username)).first(conn).optional()?)
 }
 
 pub fn user_by_id(conn: &mut Conn, id: i32) -> Result<Option<User>, DbError> {
-    Ok(auth_user::table.find(id).select(User::as_select()).first(conn).optional()?)
+    Ok(User::query().filter(auth_user::id.eq(id)).first(conn).optional()?)
 }
 
 pub fn create_user(conn: &mut Conn, new: &NewUser<'_>) -> Result<User, DbError> {
@@ -55,49 +51,30 @@ pub struct Holdings {
     pub groups: Vec<String>,
     /// The rate limits of the user's groups that have one ("600/min").
     pub group_rates: Vec<String>,
+    /// Full codenames, the user's own and its groups'.
     pub perms: Vec<String>,
+    /// (feed, full codename), the user's own and its groups'.
     pub grants: Vec<(String, String)>,
 }
 
 pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
-    let group_ids: Vec<i32> = auth_user_groups::table
+    let member_of: Vec<(i32, String, Option<String>)> = auth_user_groups::table
+        .inner_join(auth_group::table)
         .filter(auth_user_groups::user_id.eq(user_id))
-        .select(auth_user_groups::group_id)
-        .load(conn)?;
-    let (groups, rates): (Vec<String>, Vec<Option<String>>) = auth_group::table
-        .filter(auth_group::id.eq_any(&group_ids))
         .order(auth_group::name)
-        .select((auth_group::name, auth_group::rate_limit))
-        .load::<(String, Option<String>)>(conn)?
-        .into_iter()
-        .unzip();
-    let full = |(app, code): (String, String)| format!("{app}.{code}");
-    let mut perms: Vec<String> = auth_user_user_permissions::table
-        .inner_join(auth_permission::table)
-        .filter(auth_user_user_permissions::user_id.eq(user_id))
-        .select((auth_permission::app_label, auth_permission::codename))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .map(full)
-        .collect();
-    perms.extend(
-        auth_group_permissions::table
-            .inner_join(auth_permission::table)
-            .filter(auth_group_permissions::group_id.eq_any(&group_ids))
-            .select((auth_permission::app_label, auth_permission::codename))
-            .load::<(String, String)>(conn)?
-            .into_iter()
-            .map(full),
-    );
-    let grants = feed_grant::table
-        .inner_join(auth_permission::table)
-        .filter(feed_grant::user_id.eq(user_id).or(feed_grant::group_id.eq_any(&group_ids)))
-        .select((feed_grant::feed, auth_permission::app_label, auth_permission::codename))
-        .load::<(String, String, String)>(conn)?
-        .into_iter()
-        .map(|(feed, app, code)| (feed, format!("{app}.{code}")))
-        .collect();
-    Ok(Holdings { groups, group_rates: rates.into_iter().flatten().collect(), perms, grants })
+        .select((auth_group::id, auth_group::name, auth_group::rate_limit))
+        .load(conn)?;
+    let group_ids: Vec<i32> = member_of.iter().map(|(id, ..)| *id).collect();
+    let mut own = held(conn, HeldBy::User(user_id))?;
+    let from_groups = held(conn, HeldBy::Groups(&group_ids))?;
+    own.perms.extend(from_groups.perms);
+    own.grants.extend(from_groups.grants);
+    Ok(Holdings {
+        group_rates: member_of.iter().filter_map(|(.., rate)| rate.clone()).collect(),
+        groups: member_of.into_iter().map(|(_, name, _)| name).collect(),
+        perms: own.perms,
+        grants: own.grants.into_iter().map(|(codename, feed)| (feed, codename)).collect(),
+    })
 }
 
 /// The user list's filters, search, sort and page.
@@ -208,7 +185,7 @@ pub fn set_user_links(conn: &mut Conn, user_id: i32, links: &UserLinks) -> Resul
         add_user_to_group(conn, user_id, *group)?;
     }
     for perm in &links.perms {
-        add_user_permission(conn, user_id, *perm)?;
+        add_permission(conn, Holder::User(user_id), *perm)?;
     }
     for (perm, feed) in &links.grants {
         add_feed_grant(conn, Holder::User(user_id), *perm, feed)?;
@@ -222,7 +199,7 @@ pub fn delete_user(conn: &mut Conn, user_id: i32) -> Result<(), DbError> {
 }
 
 pub fn all_users(conn: &mut Conn) -> Result<Vec<User>, DbError> {
-    Ok(auth_user::table.order(auth_user::username).select(User::as_select()).load(conn)?)
+    Ok(User::query().order(auth_user::username).load(conn)?)
 }
 
 /// Active superusers other than `user_id`.
