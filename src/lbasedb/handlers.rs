@@ -2,7 +2,11 @@
 //! make the `lbasedb` crate panic (a type mismatch, an unknown datatype, a
 //! range that overflows) and answers 400 instead, before anything is written.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::web::{Json, Query};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 use lbasedb::prelude::{Conn, Dataset, Datatype, Dataunit};
 use serde::Deserialize;
@@ -14,24 +18,68 @@ use super::query::{ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_qs
 /// The upstream API version this server reproduces.
 pub const API_VERSION: &str = "0.1.10";
 
-type Db = web::Data<Conn>;
-type Limits = web::Data<crate::config::Limits>;
-/// Per-feed serialisation of writes: the storage crate's append reads the
-/// size, grows it and writes at the old end with no lock across the steps.
-/// None with `--unlocked` (the real server's behaviour, for tests).
-type Locks = web::Data<Option<crate::lock::InProcessLocks>>;
+/// What every handler works on: the storage, the per-feed write locks and
+/// the server's limits, as the app holds them.
+pub struct Store {
+    db: web::Data<Conn>,
+    /// Per-feed serialisation of writes: the storage crate's append reads
+    /// the size, grows it and writes at the old end with no lock across the
+    /// steps. None with `--unlocked` (the real server's behaviour, for tests).
+    locks: web::Data<Option<crate::lock::InProcessLocks>>,
+    limits: web::Data<crate::config::Limits>,
+}
 
-/// Takes `feed`'s write lock; unbounded, so it only waits.
-async fn write_lock(locks: &Locks, feed: &str) -> Result<Option<crate::lock::FeedGuard>, LbError> {
-    match locks.as_ref() {
-        Some(locks) => locks
-            .lock(feed)
-            .await
-            .map(Some)
-            .map_err(|err| LbError::new("resource busy", err.to_string())),
-        None => Ok(None),
+impl FromRequest for Store {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let data = || {
+            Ok(Self {
+                db: web::Data::extract(req).into_inner()?,
+                locks: web::Data::extract(req).into_inner()?,
+                limits: web::Data::extract(req).into_inner()?,
+            })
+        };
+        ready(data())
     }
 }
+
+/// The storage's own operations, called on the store.
+impl std::ops::Deref for Store {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.db
+    }
+}
+
+impl Store {
+    /// Takes `feed`'s write lock; unbounded, so it only waits.
+    async fn lock(&self, feed: &str) -> Result<Option<crate::lock::FeedGuard>, LbError> {
+        match self.locks.as_ref() {
+            Some(locks) => locks
+                .lock(feed)
+                .await
+                .map(Some)
+                .map_err(|err| LbError::new("resource busy", err.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Every answer is built whole in memory: a read past the limit is
+    /// refused rather than allocated.
+    fn check_read(&self, size: usize) -> Result<(), LbError> {
+        if size as u64 > self.limits.max_rows_per_read {
+            return Err(LbError::invalid_input(format!(
+                "size {size} is over the limit of {} rows per read",
+                self.limits.max_rows_per_read
+            )));
+        }
+        Ok(())
+    }
+}
+
 type Answer = Result<HttpResponse, LbError>;
 
 #[derive(Debug, Deserialize)]
@@ -56,7 +104,7 @@ pub async fn version() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "version": API_VERSION }))
 }
 
-pub async fn feed_list(db: Db) -> HttpResponse {
+pub async fn feed_list(db: Store) -> HttpResponse {
     let mut names: Vec<String> = db.feed_list().await.iter().map(|f| f.get_name()).collect();
     names.sort();
     let items: Vec<_> = names.into_iter().map(|name| json!({ "name": name })).collect();
@@ -75,43 +123,26 @@ fn check_name(name: &str) -> Result<(), LbError> {
     Ok(())
 }
 
-/// Every answer is built whole in memory: a read past the limit is refused
-/// rather than allocated.
-fn check_read(limits: &Limits, size: usize) -> Result<(), LbError> {
-    if size as u64 > limits.max_rows_per_read {
-        return Err(LbError::invalid_input(format!(
-            "size {size} is over the limit of {} rows per read",
-            limits.max_rows_per_read
-        )));
-    }
-    Ok(())
-}
-
-pub async fn feed_add(db: Db, body: web::Json<NameBody>) -> Answer {
+pub async fn feed_add(db: Store, body: Json<NameBody>) -> Answer {
     check_name(&body.name)?;
     db.feed_add(&body.name).await?;
     Ok(HttpResponse::Created().finish())
 }
 
-pub async fn feed_rename(
-    db: Db,
-    locks: Locks,
-    query: web::Query<NameQuery>,
-    body: web::Json<NameBody>,
-) -> Answer {
+pub async fn feed_rename(db: Store, query: Query<NameQuery>, body: Json<NameBody>) -> Answer {
     check_name(&body.name)?;
-    let _lock = write_lock(&locks, &query.name).await?;
+    let _lock = db.lock(&query.name).await?;
     db.feed_rename(&query.name, &body.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn feed_remove(db: Db, locks: Locks, query: web::Query<NameQuery>) -> Answer {
-    let _lock = write_lock(&locks, &query.name).await?;
+pub async fn feed_remove(db: Store, query: Query<NameQuery>) -> Answer {
+    let _lock = db.lock(&query.name).await?;
     db.feed_remove(&query.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn col_list(db: Db, query: web::Query<FeedQuery>) -> Answer {
+pub async fn col_list(db: Store, query: Query<FeedQuery>) -> Answer {
     let mut cols = db.col_list(&query.feed).await?;
     cols.sort_by_key(|c| c.get_name());
     // A struct, not `json!`: the upstream writes "name" before "datatype".
@@ -125,12 +156,7 @@ pub async fn col_list(db: Db, query: web::Query<FeedQuery>) -> Answer {
     Ok(HttpResponse::Ok().json(items))
 }
 
-pub async fn col_add(
-    db: Db,
-    locks: Locks,
-    query: web::Query<FeedQuery>,
-    body: web::Json<ColBody>,
-) -> Answer {
+pub async fn col_add(db: Store, query: Query<FeedQuery>, body: Json<ColBody>) -> Answer {
     let datatype = required(body.datatype.as_deref(), "datatype")?;
     // The crate unwraps the parse (the upstream's worker panics here), and a
     // zero-sized type would divide by zero on the first write.
@@ -139,50 +165,39 @@ pub async fn col_add(
         _ => return Err(LbError::invalid_input("Unknown datatype")),
     }
     check_name(&body.name)?;
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     db.col_add(&query.feed, &body.name, datatype).await?;
     Ok(HttpResponse::Created().finish())
 }
 
-pub async fn col_rename(
-    db: Db,
-    locks: Locks,
-    query: web::Query<ColQuery>,
-    body: web::Json<NameBody>,
-) -> Answer {
+pub async fn col_rename(db: Store, query: Query<ColQuery>, body: Json<NameBody>) -> Answer {
     let name = required(query.name.as_deref(), "name")?;
     check_name(&body.name)?;
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     db.col_rename(&query.feed, name, &body.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn col_remove(db: Db, locks: Locks, query: web::Query<ColQuery>) -> Answer {
+pub async fn col_remove(db: Store, query: Query<ColQuery>) -> Answer {
     let name = required(query.name.as_deref(), "name")?;
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     db.col_remove(&query.feed, name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn size_get(db: Db, query: web::Query<FeedQuery>) -> Answer {
+pub async fn size_get(db: Store, query: Query<FeedQuery>) -> Answer {
     let size = db.size_get(&query.feed).await?;
     Ok(HttpResponse::Ok().json(json!({ "size": size })))
 }
 
-pub async fn size_set(
-    db: Db,
-    limits: Limits,
-    locks: Locks,
-    query: web::Query<FeedQuery>,
-    body: web::Json<SizeBody>,
-) -> Answer {
-    if body.size as u64 > limits.max_feed_rows {
+pub async fn size_set(db: Store, query: Query<FeedQuery>, body: Json<SizeBody>) -> Answer {
+    if body.size as u64 > db.limits.max_feed_rows {
         return Err(LbError::invalid_input(format!(
             "size {} is over the limit of {} rows per feed",
-            body.size, limits.max_feed_rows
+            body.size, db.limits.max_feed_rows
         )));
     }
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     db.size_set(&query.feed, body.size).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -239,11 +254,11 @@ fn fits(datatype: &Datatype, unit: &Dataunit) -> bool {
     }
 }
 
-pub async fn data_get(db: Db, limits: Limits, req: HttpRequest) -> Answer {
+pub async fn data_get(db: Store, req: HttpRequest) -> Answer {
     let query = data_query(&req)?;
     let ix = required(query.ix, "ix")?;
     let size = required(query.size, "size")?;
-    check_read(&limits, size)?;
+    db.check_read(size)?;
     let cols = query.col.unwrap_or_default();
     check_range(&db, &query.feed, ix, size).await?;
     let ds = db.data_get(&query.feed, ix, size, &cols).await?;
@@ -272,13 +287,8 @@ impl serde::Serialize for InOrder<'_> {
 
 // The upstream reads the query of `/data` writes with the plain form
 // decoder (`web::Query`), not `serde_qs` as for `GET /data`.
-pub async fn data_push(
-    db: Db,
-    locks: Locks,
-    query: web::Query<DataQuery>,
-    ds: web::Json<Dataset>,
-) -> Answer {
-    let _lock = write_lock(&locks, &query.feed).await?;
+pub async fn data_push(db: Store, query: Query<DataQuery>, ds: Json<Dataset>) -> Answer {
+    let _lock = db.lock(&query.feed).await?;
     check_dataset(&db, &query.feed, &ds).await?;
     db.data_push(&query.feed, &ds).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -292,32 +302,21 @@ enum Overwrite {
     Patch,
 }
 
-pub async fn data_save(
-    db: Db,
-    locks: Locks,
-    query: web::Query<DataQuery>,
-    ds: web::Json<Dataset>,
-) -> Answer {
-    data_overwrite(db, locks, query, ds, Overwrite::Save).await
+pub async fn data_save(db: Store, query: Query<DataQuery>, ds: Json<Dataset>) -> Answer {
+    data_overwrite(db, query, ds, Overwrite::Save).await
 }
 
-pub async fn data_patch(
-    db: Db,
-    locks: Locks,
-    query: web::Query<DataQuery>,
-    ds: web::Json<Dataset>,
-) -> Answer {
-    data_overwrite(db, locks, query, ds, Overwrite::Patch).await
+pub async fn data_patch(db: Store, query: Query<DataQuery>, ds: Json<Dataset>) -> Answer {
+    data_overwrite(db, query, ds, Overwrite::Patch).await
 }
 
 async fn data_overwrite(
-    db: Db,
-    locks: Locks,
-    query: web::Query<DataQuery>,
-    ds: web::Json<Dataset>,
+    db: Store,
+    query: Query<DataQuery>,
+    ds: Json<Dataset>,
     how: Overwrite,
 ) -> Answer {
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let rows = check_dataset(&db, &query.feed, &ds).await?;
     check_range(&db, &query.feed, ix, rows).await?;
@@ -347,43 +346,37 @@ fn binary(bytes: Vec<u8>) -> HttpResponse {
         .body(bytes)
 }
 
-pub async fn bytes_get(db: Db, limits: Limits, req: HttpRequest) -> Answer {
+pub async fn bytes_get(db: Store, req: HttpRequest) -> Answer {
     let query = data_query(&req)?;
     let ix = required(query.ix, "ix")?;
     let size = required(query.size, "size")?;
-    check_read(&limits, size)?;
+    db.check_read(size)?;
     let cols = required(query.col, "col[]")?;
     check_range(&db, &query.feed, ix, size).await?;
     let buffer = db.bytes_get(&query.feed, &cols, ix, size).await?;
     Ok(binary(buffer))
 }
 
-pub async fn bytes_push(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
+pub async fn bytes_push(db: Store, req: HttpRequest, body: web::Bytes) -> Answer {
     let query = data_query(&req)?;
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     let cols = required(query.col, "col[]")?;
     bytes_rows(&db, &query.feed, &cols, &body).await?;
     db.bytes_push(&query.feed, &cols, &body).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn bytes_save(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
-    bytes_overwrite(db, locks, req, body, Overwrite::Save).await
+pub async fn bytes_save(db: Store, req: HttpRequest, body: web::Bytes) -> Answer {
+    bytes_overwrite(db, req, body, Overwrite::Save).await
 }
 
-pub async fn bytes_patch(db: Db, locks: Locks, req: HttpRequest, body: web::Bytes) -> Answer {
-    bytes_overwrite(db, locks, req, body, Overwrite::Patch).await
+pub async fn bytes_patch(db: Store, req: HttpRequest, body: web::Bytes) -> Answer {
+    bytes_overwrite(db, req, body, Overwrite::Patch).await
 }
 
-async fn bytes_overwrite(
-    db: Db,
-    locks: Locks,
-    req: HttpRequest,
-    body: web::Bytes,
-    how: Overwrite,
-) -> Answer {
+async fn bytes_overwrite(db: Store, req: HttpRequest, body: web::Bytes, how: Overwrite) -> Answer {
     let query = data_query(&req)?;
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let cols = required(query.col, "col[]")?;
     let rows = bytes_rows(&db, &query.feed, &cols, &body).await?;
@@ -397,12 +390,12 @@ async fn bytes_overwrite(
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn bytes_reset(db: Db, limits: Limits, locks: Locks, req: HttpRequest) -> Answer {
+pub async fn bytes_reset(db: Store, req: HttpRequest) -> Answer {
     let query = data_query(&req)?;
-    let _lock = write_lock(&locks, &query.feed).await?;
+    let _lock = db.lock(&query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let size = required(query.size, "size")?;
-    check_read(&limits, size)?;
+    db.check_read(size)?;
     let cols = required(query.col, "col[]")?;
     db.rowsize(&query.feed, &cols).await?;
     check_range(&db, &query.feed, ix, size).await?;
@@ -410,21 +403,16 @@ pub async fn bytes_reset(db: Db, limits: Limits, locks: Locks, req: HttpRequest)
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn raw_get(db: Db, limits: Limits, query: web::Query<RawQuery>) -> Answer {
+pub async fn raw_get(db: Store, query: Query<RawQuery>) -> Answer {
     let size = required(query.size, "size")?;
-    check_read(&limits, size)?;
+    db.check_read(size)?;
     check_range(&db, &query.feed, query.ix, size).await?;
     let block = db.raw_get(&query.feed, &query.col, query.ix, size).await?;
     Ok(binary(block))
 }
 
-pub async fn raw_set(
-    db: Db,
-    locks: Locks,
-    query: web::Query<RawQuery>,
-    body: web::Bytes,
-) -> Answer {
-    let _lock = write_lock(&locks, &query.feed).await?;
+pub async fn raw_set(db: Store, query: Query<RawQuery>, body: web::Bytes) -> Answer {
+    let _lock = db.lock(&query.feed).await?;
     let rowsize = db.rowsize(&query.feed, std::slice::from_ref(&query.col)).await?;
     check_range(&db, &query.feed, query.ix, body.len() / rowsize.max(1)).await?;
     db.raw_set(&query.feed, &query.col, query.ix, &body).await?;

@@ -133,48 +133,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Every path and method of the upstream; any other method on these paths
-/// gets actix-web's 405 with an `Allow` header, as upstream.
+/// A resource and its methods: `resource!("/size", get => h::size_get, put => h::size_set)`.
+macro_rules! resource {
+    ($path:literal, $($method:ident => $handler:path),+ $(,)?) => {
+        web::resource($path)$(.route(web::$method().to($handler)))+
+    };
+}
+
+/// Every path and method of the upstream, as its API table lists them; any
+/// other method on these paths gets actix-web's 405 with an `Allow` header,
+/// as upstream.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use handlers as h;
-    cfg.service(web::resource("/version").route(web::get().to(h::version)))
-        .service(
-            web::resource("/feed")
-                .route(web::get().to(h::feed_list))
-                .route(web::post().to(h::feed_add))
-                .route(web::patch().to(h::feed_rename))
-                .route(web::delete().to(h::feed_remove)),
-        )
-        .service(
-            web::resource("/col")
-                .route(web::get().to(h::col_list))
-                .route(web::post().to(h::col_add))
-                .route(web::patch().to(h::col_rename))
-                .route(web::delete().to(h::col_remove)),
-        )
-        .service(
-            web::resource("/size")
-                .route(web::get().to(h::size_get))
-                .route(web::put().to(h::size_set)),
-        )
-        .service(
-            web::resource("/data")
-                .route(web::get().to(h::data_get))
-                .route(web::post().to(h::data_push))
-                .route(web::put().to(h::data_save))
-                .route(web::patch().to(h::data_patch)),
-        )
-        .service(
-            web::resource("/bytes")
-                .route(web::get().to(h::bytes_get))
-                .route(web::post().to(h::bytes_push))
-                .route(web::put().to(h::bytes_save))
-                .route(web::patch().to(h::bytes_patch))
-                .route(web::delete().to(h::bytes_reset)),
-        )
-        .service(
-            web::resource("/raw")
-                .route(web::get().to(h::raw_get))
-                .route(web::post().to(h::raw_set)),
-        );
+    cfg.service(resource!("/version", get => h::version))
+        .service(resource!("/feed",
+            get => h::feed_list, post => h::feed_add, patch => h::feed_rename, delete => h::feed_remove))
+        .service(resource!("/col",
+            get => h::col_list, post => h::col_add, patch => h::col_rename, delete => h::col_remove))
+        .service(resource!("/size", get => h::size_get, put => h::size_set))
+        .service(resource!("/data",
+            get => h::data_get, post => h::data_push, put => h::data_save, patch => h::data_patch))
+        .service(resource!("/bytes",
+            get => h::bytes_get, post => h::bytes_push, put => h::bytes_save, patch => h::bytes_patch,
+            delete => h::bytes_reset))
+        .service(resource!("/raw", get => h::raw_get, post => h::raw_set));
 }
