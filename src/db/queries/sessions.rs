@@ -15,6 +15,18 @@ pub fn session_load(
         .optional()?)
 }
 
+/// A session as stored: what is inserted, and what an existing row takes.
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = session, primary_key(key_digest))]
+struct SessionRow<'a> {
+    key_digest: &'a str,
+    state: &'a str,
+    /// Set to NULL when the session logs out.
+    #[diesel(treat_none_as_null = true)]
+    user_id: Option<i32>,
+    expires_at: NaiveDateTime,
+}
+
 pub fn session_store(
     conn: &mut Conn,
     digest: &str,
@@ -22,20 +34,12 @@ pub fn session_store(
     user_id: Option<i32>,
     expires_at: NaiveDateTime,
 ) -> Result<(), DbError> {
+    let row = SessionRow { key_digest: digest, state, user_id, expires_at };
     let upsert = diesel::insert_into(session::table)
-        .values((
-            session::key_digest.eq(digest),
-            session::state.eq(state),
-            session::user_id.eq(user_id),
-            session::expires_at.eq(expires_at),
-        ))
+        .values(&row)
         .on_conflict(session::key_digest)
         .do_update()
-        .set((
-            session::state.eq(state),
-            session::user_id.eq(user_id),
-            session::expires_at.eq(expires_at),
-        ));
+        .set(&row);
     crate::on_engine!(conn, |c| upsert.execute(c))?;
     Ok(())
 }
