@@ -59,6 +59,9 @@ pub struct Held {
     pub grants: Vec<(String, String)>,
 }
 
+/// What a user holds itself, or what groups hold: one query for the
+/// permissions, one for the grants. Authentication (`holdings`), the rule
+/// on joining a group and `dumpdata` all read holdings through it.
 pub fn held(conn: &mut Conn, by: HeldBy) -> Result<Held, DbError> {
     let perms = match by {
         HeldBy::User(id) => auth_user_user_permissions::table

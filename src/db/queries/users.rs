@@ -66,7 +66,12 @@ pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
         .load(conn)?;
     let group_ids: Vec<i32> = member_of.iter().map(|(id, ..)| *id).collect();
     let mut own = held(conn, HeldBy::User(user_id))?;
-    let from_groups = held(conn, HeldBy::Groups(&group_ids))?;
+    // A user in no group: two queries fewer on a cache miss.
+    let from_groups = if group_ids.is_empty() {
+        Held::default()
+    } else {
+        held(conn, HeldBy::Groups(&group_ids))?
+    };
     own.perms.extend(from_groups.perms);
     own.grants.extend(from_groups.grants);
     Ok(Holdings {
