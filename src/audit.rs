@@ -4,7 +4,13 @@
 //! is full the row is dropped and counted (`lbasedb_proxy_audit_dropped_total`),
 //! never waited for. Rows are kept for `AUDIT_RETENTION` and purged hourly.
 //! With `AUDIT_LOG=json` each row is also one JSON line in the log.
+//!
+//! A request refused before anyone was authenticated costs its sender
+//! nothing, so it must cost the disk almost nothing too: such refusals are
+//! counted together, one row per client (an IPv6 client by its /64),
+//! second, endpoint, method and status, with the number of requests.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,22 +69,84 @@ impl Audit {
 
 async fn write_batches(pool: Pool, mut receiver: mpsc::Receiver<Access>, json_log: bool) {
     let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+    let mut refusals = Refusals::default();
+    loop {
+        let received = receiver.recv_many(&mut batch, BATCH).await;
+        let mut rows: Vec<Access> = Vec::with_capacity(batch.len());
+        rows.extend(batch.drain(..).filter_map(|access| refusals.add(access)));
+        // The channel closed (shutting down): what is counted goes now.
+        rows.extend(refusals.due(received == 0));
         if json_log {
-            for access in &batch {
+            for access in &rows {
                 if let Ok(line) = serde_json::to_string(access) {
                     log::info!(target: "lbasedb_proxy::audit", "{line}");
                 }
             }
         }
-        let rows = std::mem::take(&mut batch);
         let count = rows.len();
-        if let Err(err) = db::run(&pool, move |conn| insert(conn, &rows)).await {
+        if count > 0
+            && let Err(err) = db::run(&pool, move |conn| insert(conn, &rows)).await
+        {
             log::error!("audit: {count} row(s) not written: {err}");
         }
-        if count < BATCH {
+        if received == 0 {
+            return;
+        }
+        if received < BATCH {
             tokio::time::sleep(GATHER).await;
         }
+    }
+}
+
+/// Requests refused before anyone was authenticated, counted together per
+/// client, second, endpoint, method and status until their second is over.
+#[derive(Default)]
+struct Refusals(HashMap<(i64, String, String, String, i32), Access>);
+
+/// Most refusal rows kept waiting for their second to end; past it they
+/// are written at once (a flood from very many addresses).
+const REFUSALS: usize = 10_000;
+
+impl Refusals {
+    /// Counts `access` if it is such a refusal; else hands it back.
+    fn add(&mut self, mut access: Access) -> Option<Access> {
+        if !access.username.is_empty() {
+            return Some(access);
+        }
+        let second = access.at.and_utc().timestamp();
+        if let Ok(ip) = access.client.parse::<std::net::IpAddr>() {
+            access.client = crate::net::counted_as(ip).to_string();
+        }
+        let key = (
+            second,
+            access.client.clone(),
+            access.endpoint.clone(),
+            access.method.clone(),
+            access.status,
+        );
+        match self.0.get_mut(&key) {
+            Some(row) => {
+                row.requests += access.requests;
+                row.bytes_in = row.bytes_in.saturating_add(access.bytes_in);
+                row.bytes_out = row.bytes_out.saturating_add(access.bytes_out);
+                row.duration_ms = row.duration_ms.max(access.duration_ms);
+            }
+            None => {
+                access.at = chrono::DateTime::from_timestamp(second, 0)
+                    .map_or(access.at, |at| at.naive_utc());
+                self.0.insert(key, access);
+            }
+        }
+        None
+    }
+
+    /// The rows whose second is over (all of them when `all`, or when too
+    /// many wait).
+    fn due(&mut self, all: bool) -> Vec<Access> {
+        let now = chrono::Utc::now().timestamp();
+        let all = all || self.0.len() > REFUSALS;
+        let due: Vec<_> = self.0.keys().filter(|key| all || key.0 < now).cloned().collect();
+        due.into_iter().filter_map(|key| self.0.remove(&key)).collect()
     }
 }
 

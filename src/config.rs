@@ -11,9 +11,10 @@ use clap::Args;
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 30;
 
 /// Refusals that keep one user from taking the service down: each answer
-/// of the storage is built whole in memory, and a size is a promise of
-/// disk. Both the proxy (before forwarding) and the embedded server apply
-/// them. The defaults are far past honest use.
+/// of the storage is built whole in memory, each column keeps a file open,
+/// and a size is a promise of disk. Both the proxy (before forwarding) and
+/// the embedded server apply them. The defaults are sized for a machine of
+/// a few cores and a few GiB of memory, far past honest use of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
 pub struct Limits {
     /// Most rows one request may read (GET /data, /bytes, /raw) or zero
@@ -25,10 +26,49 @@ pub struct Limits {
     /// Largest size a feed may be set to with PUT /size.
     #[arg(long, env = "MAX_FEED_ROWS", default_value_t = Limits::DEFAULT.max_feed_rows)]
     pub max_feed_rows: u64,
+
+    /// Most bytes one read may ask for: rows times the widths of the
+    /// columns named (a column named twice counts twice). The upstream
+    /// allocates that much at once, and a JSON answer several times more.
+    #[arg(long, env = "MAX_READ_BYTES", default_value_t = Limits::DEFAULT.max_read_bytes)]
+    pub max_read_bytes: u64,
+
+    /// Most columns one request may name (`col[]` on /data and /bytes).
+    #[arg(long, env = "MAX_READ_COLUMNS", default_value_t = Limits::DEFAULT.max_read_columns)]
+    pub max_read_columns: u64,
+
+    /// Widest `Bytes[N]` or `String[N]` column that may be made, in bytes.
+    #[arg(long, env = "MAX_COLUMN_WIDTH", default_value_t = Limits::DEFAULT.max_column_width)]
+    pub max_column_width: u64,
+
+    /// Most columns one feed may have: each is a file the storage keeps open.
+    #[arg(long, env = "MAX_COLUMNS_PER_FEED", default_value_t = Limits::DEFAULT.max_columns_per_feed)]
+    pub max_columns_per_feed: u64,
+
+    /// Largest JSON body of a /data write, in bytes: the upstream turns
+    /// each value into a record of some 80 bytes however short it is
+    /// written, so a JSON body costs it up to 40 times its size.
+    #[arg(long, env = "MAX_JSON_BODY", default_value_t = Limits::DEFAULT.max_json_body)]
+    pub max_json_body: u64,
+
+    /// Most bytes all requests together may have the upstream hold at once
+    /// (reads by their size, writes by their body); past it a request waits
+    /// a moment, then gets 503.
+    #[arg(long, env = "MAX_BYTES_IN_FLIGHT", default_value_t = Limits::DEFAULT.max_bytes_in_flight)]
+    pub max_bytes_in_flight: u64,
 }
 
 impl Limits {
-    pub const DEFAULT: Self = Self { max_rows_per_read: 10_000_000, max_feed_rows: 1_000_000_000 };
+    pub const DEFAULT: Self = Self {
+        max_rows_per_read: 10_000_000,
+        max_feed_rows: 1_000_000_000,
+        max_read_bytes: 256 << 20,
+        max_read_columns: 1024,
+        max_column_width: 1 << 20,
+        max_columns_per_feed: 1024,
+        max_json_body: 64 << 20,
+        max_bytes_in_flight: 1 << 30,
+    };
 }
 
 impl Default for Limits {
@@ -75,6 +115,12 @@ pub struct Settings {
     #[arg(long, env = "WRITE_LOCK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub write_lock_timeout: Duration,
 
+    /// How long a write the proxy has given up on (504, or its client hung
+    /// up) keeps its feed's lock while the upstream may still be writing:
+    /// past it, the lock is let go and the write reported in doubt.
+    #[arg(long, env = "WRITE_DOUBT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub write_doubt_timeout: Duration,
+
     /// Most writes waiting for one feed's lock; one more is answered 503 at
     /// once.
     #[arg(long, env = "WRITE_LOCK_QUEUE", default_value_t = 1024)]
@@ -102,6 +148,11 @@ pub struct Settings {
     /// Worker threads of the embedded Lbasedb server (unused with LBASEDB_URL).
     #[arg(long, env = "LBASEDB_WORKERS", default_value_t = 1)]
     pub lbasedb_workers: usize,
+
+    /// The binary the embedded Lbasedb runs as (`lbasedb --listen-stdin`):
+    /// this one unless set (tests, whose own binary is not this one).
+    #[arg(skip)]
+    pub lbasedb_bin: Option<PathBuf>,
 
     /// Password of the superuser `admin` made on first run (when the
     /// database has no user); unset, a random one is printed once.
@@ -168,7 +219,10 @@ pub struct Settings {
     pub user_rate_limit: Option<crate::auth::ratelimit::Rate>,
 
     /// Most requests one user may have in flight through the proxy at once
-    /// (superusers exempt). Unset: no limit.
+    /// (superusers exempt), counted until each answer has been sent: each
+    /// holds an upstream connection meanwhile. Unset: half the upstream
+    /// pool (UPSTREAM_POOL_LIMIT times WORKERS, halved), so that no one
+    /// user can take all of it.
     #[arg(long, env = "USER_MAX_IN_FLIGHT")]
     pub user_max_in_flight: Option<usize>,
 
@@ -231,12 +285,14 @@ impl Settings {
             body_limit: DEFAULT_BODY_LIMIT,
             limits: Limits::DEFAULT,
             write_lock_timeout: Duration::from_secs(30),
+            write_doubt_timeout: Duration::from_secs(300),
             write_lock_queue: 1024,
             shutdown_timeout: Duration::from_secs(30),
             lbasedb_secret: None,
             workers: None,
             upstream_pool_limit: 100,
             lbasedb_workers: 1,
+            lbasedb_bin: None,
             superuser_password: None,
             secret_key: None,
             secure_cookies: false,
@@ -263,6 +319,23 @@ impl Settings {
     pub fn embedded_data_path(&self) -> PathBuf {
         self.db.data_dir.join("lbasedb")
     }
+
+    /// HTTP worker threads: as set, or one per core.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    /// Connections the proxy may keep open to the upstream, all workers'.
+    pub fn upstream_connections(&self) -> usize {
+        self.upstream_pool_limit.saturating_mul(self.worker_count())
+    }
+
+    /// `USER_MAX_IN_FLIGHT`, or half the upstream pool.
+    pub fn user_max_in_flight(&self) -> usize {
+        self.user_max_in_flight.unwrap_or(self.upstream_connections() / 2).max(1)
+    }
 }
 
 /// How the embedded Lbasedb server runs on its own (`lbasedb-proxy lbasedb`).
@@ -285,6 +358,11 @@ pub struct LbasedbSettings {
     #[arg(long, env = "LBASEDB_WORKERS", default_value_t = 1)]
     pub workers: usize,
 
+    /// Most connections served at once (each is an open file, as each
+    /// column is; the open-file limit is shared between them).
+    #[arg(long, env = "LBASEDB_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
     #[command(flatten)]
     pub limits: Limits,
 
@@ -303,4 +381,10 @@ pub struct LbasedbSettings {
     /// testing the proxy's own locks. Never for data you keep.
     #[arg(long, hide = true)]
     pub unlocked: bool,
+
+    /// Serve on the listening socket given as standard input instead of
+    /// binding one: how `serve` runs its embedded upstream, which keeps the
+    /// port for as long as it runs, whatever happens to this process.
+    #[arg(long, hide = true)]
+    pub listen_stdin: bool,
 }

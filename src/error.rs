@@ -18,12 +18,18 @@ pub enum ApiError {
     BadRequest(String),
     #[error("Request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge { limit: u64 },
+    /// A read whose answer would be larger than one request may ask for.
+    #[error("{0}.")]
+    TooLarge(String),
     #[error("The upstream Lbasedb server could not be reached.")]
     UpstreamUnreachable,
     #[error("The upstream Lbasedb server closed the connection without a response.")]
     UpstreamBroken,
     #[error("The upstream Lbasedb server did not answer in time.")]
     UpstreamTimeout,
+    /// The embedded upstream cannot start, and will not until restarted.
+    #[error("{0}.")]
+    UpstreamFailed(String),
     #[error("{0}")]
     NotAuthenticated(String),
     #[error("{0}")]
@@ -71,13 +77,13 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable | Self::UpstreamBroken => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NotAuthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy(_) | Self::UpstreamFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -32,3 +32,21 @@ pub fn private_file(file: &Path) -> io::Result<()> {
     }
     fs::set_permissions(file, Permissions::from_mode(0o600))
 }
+
+/// Makes `dir` (created if missing) and everything in it private: folders
+/// 0700, files 0600. For a data folder another program fills (the Lbasedb
+/// storage makes its files with the process's umask), so that an
+/// installation made before this rule is tightened on its next start.
+pub fn private_tree(dir: &Path) -> io::Result<()> {
+    private_dir(dir)?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            private_tree(&entry.path())?;
+        } else if kind.is_file() {
+            fs::set_permissions(entry.path(), Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}

@@ -18,6 +18,9 @@ pub async fn readyz(upstream: Upstream, auth: web::Data<AuthState>) -> HttpRespo
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "detail": "The database is not answering." }));
     }
+    if let Some(why) = upstream.state().embedded.as_ref().and_then(|embedded| embedded.failure()) {
+        return HttpResponse::ServiceUnavailable().json(json!({ "detail": format!("{why}.") }));
+    }
     match upstream.version().await {
         Some(version) => HttpResponse::Ok().json(
             json!({ "status": "ready", "database": "ok", "upstream": { "version": version } }),

@@ -29,6 +29,8 @@ pub struct Metrics {
     auth_failures: IntCounterVec,
     rate_limited: IntCounterVec,
     audit_dropped: prometheus::IntCounter,
+    writes_in_doubt: prometheus::IntCounter,
+    upstream_restarts: prometheus::IntCounter,
     in_flight: IntGauge,
     write_lock_wait: Histogram,
 }
@@ -135,8 +137,25 @@ impl Metrics {
                 "Audit rows dropped because the writer's queue was full.",
             ),
         );
+        let writes_in_doubt = registered(
+            &registry,
+            prometheus::IntCounter::new(
+                "lbasedb_proxy_writes_in_doubt_total",
+                "Writes whose upstream neither answered nor closed within WRITE_DOUBT_TIMEOUT \
+                 of the proxy giving up on them: their feed's lock was let go.",
+            ),
+        );
+        let upstream_restarts = registered(
+            &registry,
+            prometheus::IntCounter::new(
+                "lbasedb_proxy_upstream_restarts_total",
+                "Times the embedded Lbasedb's process died and was started again.",
+            ),
+        );
         Self {
             audit_dropped,
+            writes_in_doubt,
+            upstream_restarts,
             requests: counter(
                 &registry,
                 "lbasedb_proxy_requests_total",
@@ -220,6 +239,14 @@ impl Metrics {
 
     pub fn audit_dropped(&self) {
         self.audit_dropped.inc();
+    }
+
+    pub fn upstream_restarted(&self) {
+        self.upstream_restarts.inc();
+    }
+
+    pub fn write_in_doubt(&self) {
+        self.writes_in_doubt.inc();
     }
 
     pub fn write_lock_waited(&self, since: Instant) {

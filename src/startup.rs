@@ -23,7 +23,7 @@ use crate::config::{LbasedbSettings, Settings};
 use crate::db::{self, Pool, queries};
 use crate::error::ApiError;
 use crate::health;
-use crate::lbasedb::EmbeddedServer;
+use crate::lbasedb::supervisor::{self, Supervised};
 use crate::lock::{InProcessLocks, PostgresLocks, WriteLocks};
 use crate::metrics::{Metrics, MetricsAllow};
 use crate::net::{TrustedProxies, client_ip_of};
@@ -35,7 +35,7 @@ pub struct Application {
     upstream: String,
     upstream_secret: Option<String>,
     server: Server,
-    embedded: Option<EmbeddedServer>,
+    embedded: Option<Supervised>,
 }
 
 impl Application {
@@ -50,12 +50,13 @@ impl Application {
             auth.cache.clone(),
             settings.auth_poll_interval,
         ));
-        let upstream = Upstream::start(&settings).await?;
+        let upstream = Upstream::start(&settings, metrics.clone())?;
         let listener = TcpListener::bind(&settings.bind)?;
         let addr = listener.local_addr()?;
         let state = web::Data::new(ProxyState::new(
             &upstream.url,
             upstream.secret.clone(),
+            upstream.embedded.as_ref().map(Supervised::status),
             &settings,
             metrics.clone(),
             crate::audit::Audit::start(
@@ -66,7 +67,7 @@ impl Application {
             ),
             write_locks(&settings)?,
         ));
-        let (workers, shutdown) = (settings.workers, settings.shutdown_timeout);
+        let (workers, shutdown) = (settings.worker_count(), settings.shutdown_timeout);
         let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
         let metrics_allow = MetricsAllow(TrustedProxies::new(settings.metrics_allow.clone()));
         // The access log renders its fields on every request; with info
@@ -97,10 +98,10 @@ impl Application {
         });
         // A client that hangs up must take its upstream request with it:
         // without this, actix-web keeps serving a half-closed connection.
-        let mut server = server.h1_allow_half_closed(false).shutdown_timeout(shutdown.as_secs());
-        if let Some(workers) = workers {
-            server = server.workers(workers.max(1));
-        }
+        let server = server
+            .h1_allow_half_closed(false)
+            .shutdown_timeout(shutdown.as_secs())
+            .workers(workers);
         let server = server.listen(listener)?.run();
         log::info!("lbasedb-proxy listening on http://{addr}, upstream {}", upstream.url);
         Ok(Self {
@@ -127,18 +128,19 @@ impl Application {
         self.upstream_secret.as_deref()
     }
 
+    /// The embedded upstream's process and its state, when it runs one.
+    pub fn embedded(&self) -> Option<Arc<supervisor::Status>> {
+        self.embedded.as_ref().map(Supervised::status)
+    }
+
     pub async fn run_until_stopped(self) -> io::Result<()> {
-        match self.embedded {
-            Some(embedded) => {
-                let handle = embedded.handle();
-                let result = self.server.await;
-                // The embedded upstream lives exactly as long as the proxy.
-                handle.stop(true).await;
-                embedded.run_until_stopped().await?;
-                result
-            }
-            None => self.server.await,
+        let result = self.server.await;
+        // The embedded upstream lives as long as the proxy: stopped once
+        // the proxy's requests in flight are done.
+        if let Some(embedded) = self.embedded {
+            embedded.stop().await;
         }
+        result
     }
 }
 
@@ -157,7 +159,7 @@ fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthSta
     AuthState {
         pool: pool.clone(),
         metrics,
-        limits: crate::auth::ratelimit::UserLimits::new(settings.user_max_in_flight),
+        limits: crate::auth::ratelimit::UserLimits::new(Some(settings.user_max_in_flight())),
         default_rate: settings.user_rate_limit,
         cache: AuthCache::new(settings.auth_cache_ttl),
         throttle: Throttle::new(
@@ -170,16 +172,17 @@ fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthSta
     }
 }
 
-/// The upstream the proxy pipes to: the embedded server (started here, with
-/// a secret of its own) or the one at `LBASEDB_URL`.
+/// The upstream the proxy pipes to: the embedded server (a supervised
+/// process of its own, with a secret of its own) or the one at
+/// `LBASEDB_URL`.
 struct Upstream {
     url: String,
     secret: Option<String>,
-    embedded: Option<EmbeddedServer>,
+    embedded: Option<Supervised>,
 }
 
 impl Upstream {
-    async fn start(settings: &Settings) -> io::Result<Self> {
+    fn start(settings: &Settings, metrics: Arc<Metrics>) -> io::Result<Self> {
         if let Some(url) = &settings.lbasedb_url {
             return Ok(Self {
                 url: check_upstream_url(url)?,
@@ -192,19 +195,28 @@ impl Upstream {
             data: settings.embedded_data_path(),
             payload_limit: settings.body_limit,
             workers: settings.lbasedb_workers,
+            // Its only client is this proxy: its pools, and a few more.
+            max_connections: settings.upstream_connections() + 16,
             limits: settings.limits,
             // Its port is on loopback, where any local process can reach
             // it: it answers only this process.
             secret: Some(random_secret()),
             open: false,
             unlocked: false,
+            listen_stdin: true,
         };
-        let server = EmbeddedServer::start(&embedded, false).await?;
-        Ok(Self {
-            url: format!("http://{}", server.addr()),
-            secret: embedded.secret,
-            embedded: Some(server),
-        })
+        let program = match &settings.lbasedb_bin {
+            Some(program) => program.clone(),
+            None => std::env::current_exe()?,
+        };
+        let secret = embedded.secret.clone();
+        let child = supervisor::Child {
+            program,
+            settings: embedded,
+            shutdown_timeout: settings.shutdown_timeout,
+        };
+        let server = Supervised::start(child, metrics)?;
+        Ok(Self { url: format!("http://{}", server.addr()), secret, embedded: Some(server) })
     }
 }
 

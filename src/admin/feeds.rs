@@ -61,6 +61,8 @@ struct DetailPage<'a> {
     feed: FeedInfo,
     /// None: no `view_data` and `view_col` on this feed.
     preview: Option<Vec<Vec<String>>>,
+    /// Why the first rows are not read (a column too wide to read).
+    preview_refused: Option<String>,
     /// None: no `auth.view_group` (or `change_group`).
     group_grants: Option<queries::Holders>,
     /// None: no `auth.view_user` (or `change_user`).
@@ -80,12 +82,15 @@ pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -
     }
     let feed = info(&upstream, &staff.principal, &name).await;
     // Rows need the columns to be named, as through the API.
-    let preview = match (&feed.cols, feed.size) {
+    let (preview, preview_refused) = match (&feed.cols, feed.size) {
         (Some(cols), Some(size)) if !cols.is_empty() => {
-            Some(upstream.preview(&name, cols, size.min(PREVIEW_ROWS)).await)
+            match upstream.preview(&name, cols, size.min(PREVIEW_ROWS)).await {
+                Ok(rows) => (Some(rows), None),
+                Err(why) => (None, Some(why)),
+            }
         }
-        (Some(_), Some(_)) => Some(Vec::new()),
-        _ => None,
+        (Some(_), Some(_)) => (Some(Vec::new()), None),
+        _ => (None, None),
     };
     let (view_groups, view_users) = (staff.can_view(Model::Group), staff.can_view(Model::User));
     let (group_grants, user_grants) = if view_groups || view_users {
@@ -97,6 +102,7 @@ pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -
         layout: &staff.layout,
         feed,
         preview,
+        preview_refused,
         group_grants: view_groups.then_some(group_grants),
         user_grants: view_users.then_some(user_grants),
     })

@@ -156,6 +156,10 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    raise_open_file_limit();
+    if let Command::Lbasedb(settings) = &command {
+        private_files(settings.listen_stdin);
+    }
     let result = actix_web::rt::System::new().block_on(async move {
         match command {
             Command::Serve(settings) => {
@@ -174,7 +178,38 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("lbasedb-proxy: {err}");
+            if crate::lbasedb::files::TooManyFiles::is(&err) {
+                // Restarting would fail the same way: say so to whoever
+                // supervises this process (systemd's
+                // RestartPreventExitStatus=78, `serve`'s own supervisor).
+                return ExitCode::from(crate::lbasedb::files::EX_CONFIG);
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The storage keeps a file open per column and the proxy one per
+/// connection: the soft open-file limit (often 1024) is raised to the hard
+/// one, and said.
+fn raise_open_file_limit() {
+    let (now, before) = crate::lbasedb::files::raise_open_file_limit();
+    if now != before {
+        log::info!("open-file limit raised from {before} to {now}");
+    } else {
+        log::info!("open-file limit: {now}");
+    }
+}
+
+/// The storage makes its folders and files with the process's umask: only
+/// this user may read what `lbasedb` stores. Run by `serve`, it also stops
+/// when `serve` does, however `serve` ends.
+fn private_files(supervised: bool) {
+    use rustix::fs::Mode;
+    rustix::process::umask(Mode::from_bits_truncate(0o077));
+    let follow =
+        || rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    if supervised && let Err(err) = follow() {
+        log::warn!("cannot follow the parent process: {err}");
     }
 }

@@ -244,4 +244,7 @@ pub struct Access {
     pub bytes_in: i64,
     pub bytes_out: i64,
     pub duration_ms: f64,
+    /// How many requests the row stands for (refusals before anyone was
+    /// authenticated are counted together, see `audit`).
+    pub requests: i64,
 }

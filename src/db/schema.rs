@@ -15,6 +15,7 @@ diesel::table! {
         bytes_in -> BigInt,
         bytes_out -> BigInt,
         duration_ms -> Double,
+        requests -> BigInt,
     }
 }
 

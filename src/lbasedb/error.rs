@@ -11,11 +11,20 @@ use serde::Serialize;
 pub struct LbError {
     error: String,
     detail: String,
+    /// 400, as upstream, but for what the upstream never answers (503 when
+    /// this server is too busy to take a read).
+    #[serde(skip)]
+    status: StatusCode,
 }
 
 impl LbError {
     pub fn new(error: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { error: error.into(), detail: detail.into() }
+        Self { error: error.into(), detail: detail.into(), status: StatusCode::BAD_REQUEST }
+    }
+
+    /// Too much is being read at once: come back in a moment.
+    pub fn busy(detail: impl Into<String>) -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, ..Self::new("resource busy", detail) }
     }
 
     pub fn param_required(param: &str) -> Self {
@@ -59,10 +68,14 @@ impl fmt::Display for LbError {
 
 impl ResponseError for LbError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::BAD_REQUEST
+        self.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::BadRequest().json(self)
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        response.json(self)
     }
 }

@@ -12,8 +12,11 @@ use lbasedb::prelude::{Conn, Dataset, Datatype, Dataunit};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::datatype;
 use super::error::LbError;
+use super::files::FileBudget;
 use super::query::{ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_qs};
+use crate::budget::{Budget, KeepUntilSent, Share};
 
 /// The upstream API version this server reproduces.
 pub const API_VERSION: &str = "0.1.10";
@@ -27,6 +30,11 @@ pub struct Store {
     /// steps. None with `--unlocked` (the real server's behaviour, for tests).
     locks: web::Data<Option<crate::lock::InProcessLocks>>,
     limits: web::Data<crate::config::Limits>,
+    /// The bytes all reads may hold at once.
+    budget: web::Data<Budget>,
+    /// The files the storage may keep open, and a lock taken by whatever
+    /// adds one (a feed, a column), so that two cannot both take the last.
+    files: web::Data<(FileBudget, tokio::sync::Mutex<()>)>,
 }
 
 impl FromRequest for Store {
@@ -39,6 +47,8 @@ impl FromRequest for Store {
                 db: web::Data::extract(req).into_inner()?,
                 locks: web::Data::extract(req).into_inner()?,
                 limits: web::Data::extract(req).into_inner()?,
+                budget: web::Data::extract(req).into_inner()?,
+                files: web::Data::extract(req).into_inner()?,
             })
         };
         ready(data())
@@ -78,6 +88,84 @@ impl Store {
         }
         Ok(())
     }
+
+    /// A read of `size` rows of `cols` (repeats counted) in bytes, refused
+    /// past `MAX_READ_BYTES` or for a column too wide to read, and else
+    /// charged to the budget of bytes in flight, whose share the answer
+    /// keeps until it is sent. Columns the feed does not have are left to
+    /// the storage's own error.
+    async fn charge_read(
+        &self,
+        feed: &str,
+        size: usize,
+        cols: &[String],
+    ) -> Result<Share, LbError> {
+        let known = self.col_list(feed).await?;
+        let known: Vec<(String, String)> =
+            known.iter().map(|c| (c.get_name(), c.get_datatype())).collect();
+        let named: Vec<(&str, &str)> = cols
+            .iter()
+            .filter_map(|name| known.iter().find(|(known, _)| known == name))
+            .map(|(name, datatype)| (name.as_str(), datatype.as_str()))
+            .collect();
+        if let Some(refused) = datatype::refuse_read(size as u64, &named, &self.limits) {
+            return Err(LbError::invalid_input(refused));
+        }
+        self.budget
+            .take(datatype::read_cost(size as u64, &named))
+            .await
+            .map_err(|exhausted| LbError::busy(exhausted.to_string()))
+    }
+
+    /// Refuses a request naming more columns than `MAX_READ_COLUMNS`.
+    fn check_cols(&self, cols: &[String]) -> Result<(), LbError> {
+        if cols.len() as u64 > self.limits.max_read_columns {
+            return Err(LbError::invalid_input(format!(
+                "{} columns named; a request names at most {} (MAX_READ_COLUMNS)",
+                cols.len(),
+                self.limits.max_read_columns
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a new feed (`cols` 0) or column past the storage's file
+    /// budget, or a column past `MAX_COLUMNS_PER_FEED`; the caller holds
+    /// the guard while it adds it.
+    async fn room_for(
+        &self,
+        feed: Option<&str>,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, LbError> {
+        let guard = self.files.1.lock().await;
+        let feeds = self.feed_list().await;
+        let mut cols = 0u64;
+        for item in &feeds {
+            cols += self.col_list(&item.get_name()).await.map_or(0, |c| c.len() as u64);
+        }
+        let (new_feeds, new_cols) = match feed {
+            Some(feed) => {
+                let max = self.limits.max_columns_per_feed;
+                if self.col_list(feed).await.map_or(0, |c| c.len() as u64) >= max {
+                    return Err(LbError::invalid_input(format!(
+                        "feed {feed} has {max} columns, the most a feed may have \
+                         (MAX_COLUMNS_PER_FEED)"
+                    )));
+                }
+                (0, 1)
+            }
+            None => (1, 0),
+        };
+        let budget = self.files.0;
+        if let Some(why) = budget.refuse(feeds.len() as u64 + new_feeds, cols + new_cols) {
+            return Err(LbError::invalid_input(format!("no room for another file: {why}")));
+        }
+        Ok(guard)
+    }
+}
+
+/// An answer that keeps its share of the budget until it has been sent.
+fn keeping(response: HttpResponse, share: Share) -> HttpResponse {
+    response.map_body(|_, body| KeepUntilSent::new(body, share)).map_into_boxed_body()
 }
 
 type Answer = Result<HttpResponse, LbError>;
@@ -125,6 +213,7 @@ fn check_name(name: &str) -> Result<(), LbError> {
 
 pub async fn feed_add(db: Store, body: Json<NameBody>) -> Answer {
     check_name(&body.name)?;
+    let _room = db.room_for(None).await?;
     db.feed_add(&body.name).await?;
     Ok(HttpResponse::Created().finish())
 }
@@ -158,14 +247,17 @@ pub async fn col_list(db: Store, query: Query<FeedQuery>) -> Answer {
 
 pub async fn col_add(db: Store, query: Query<FeedQuery>, body: Json<ColBody>) -> Answer {
     let datatype = required(body.datatype.as_deref(), "datatype")?;
-    // The crate unwraps the parse (the upstream's worker panics here), and a
-    // zero-sized type would divide by zero on the first write.
-    match datatype.parse::<Datatype>() {
-        Ok(parsed) if parsed.size() > 0 => {}
-        _ => return Err(LbError::invalid_input("Unknown datatype")),
+    // The crate unwraps the parse (the upstream's worker panics here), a
+    // zero-sized type would divide by zero on the first write, and a huge
+    // one abort the process on the first read.
+    if let Some(refused) = datatype::refuse_new_column(datatype, &db.limits) {
+        return Err(LbError::invalid_input(refused));
     }
     check_name(&body.name)?;
     let _lock = db.lock(&query.feed).await?;
+    // An unknown feed is the storage's own error, as upstream.
+    db.size_get(&query.feed).await?;
+    let _room = db.room_for(Some(&query.feed)).await?;
     db.col_add(&query.feed, &body.name, datatype).await?;
     Ok(HttpResponse::Created().finish())
 }
@@ -260,9 +352,11 @@ pub async fn data_get(db: Store, req: HttpRequest) -> Answer {
     let size = required(query.size, "size")?;
     db.check_read(size)?;
     let cols = query.col.unwrap_or_default();
+    db.check_cols(&cols)?;
     check_range(&db, &query.feed, ix, size).await?;
+    let share = db.charge_read(&query.feed, size, &cols).await?;
     let ds = db.data_get(&query.feed, ix, size, &cols).await?;
-    Ok(HttpResponse::Ok().json(InOrder { ds: &ds, cols: &cols }))
+    Ok(keeping(HttpResponse::Ok().json(InOrder { ds: &ds, cols: &cols }), share))
 }
 
 /// A dataset serialised with its columns in the order they were asked for.
@@ -352,15 +446,18 @@ pub async fn bytes_get(db: Store, req: HttpRequest) -> Answer {
     let size = required(query.size, "size")?;
     db.check_read(size)?;
     let cols = required(query.col, "col[]")?;
+    db.check_cols(&cols)?;
     check_range(&db, &query.feed, ix, size).await?;
+    let share = db.charge_read(&query.feed, size, &cols).await?;
     let buffer = db.bytes_get(&query.feed, &cols, ix, size).await?;
-    Ok(binary(buffer))
+    Ok(keeping(binary(buffer), share))
 }
 
 pub async fn bytes_push(db: Store, req: HttpRequest, body: web::Bytes) -> Answer {
     let query = data_query(&req)?;
     let _lock = db.lock(&query.feed).await?;
     let cols = required(query.col, "col[]")?;
+    db.check_cols(&cols)?;
     bytes_rows(&db, &query.feed, &cols, &body).await?;
     db.bytes_push(&query.feed, &cols, &body).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -379,6 +476,7 @@ async fn bytes_overwrite(db: Store, req: HttpRequest, body: web::Bytes, how: Ove
     let _lock = db.lock(&query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let cols = required(query.col, "col[]")?;
+    db.check_cols(&cols)?;
     let rows = bytes_rows(&db, &query.feed, &cols, &body).await?;
     // Unlike /data, the crate does not check the range of a bytes write and
     // would grow the column files past the feed's size.
@@ -397,8 +495,11 @@ pub async fn bytes_reset(db: Store, req: HttpRequest) -> Answer {
     let size = required(query.size, "size")?;
     db.check_read(size)?;
     let cols = required(query.col, "col[]")?;
+    db.check_cols(&cols)?;
     db.rowsize(&query.feed, &cols).await?;
     check_range(&db, &query.feed, ix, size).await?;
+    // Zeroing allocates the rows it zeroes, as a read does.
+    let _share = db.charge_read(&query.feed, size, &cols).await?;
     db.bytes_reset(&query.feed, &cols, ix, size).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -407,8 +508,9 @@ pub async fn raw_get(db: Store, query: Query<RawQuery>) -> Answer {
     let size = required(query.size, "size")?;
     db.check_read(size)?;
     check_range(&db, &query.feed, query.ix, size).await?;
+    let share = db.charge_read(&query.feed, size, std::slice::from_ref(&query.col)).await?;
     let block = db.raw_get(&query.feed, &query.col, query.ix, size).await?;
-    Ok(binary(block))
+    Ok(keeping(binary(block), share))
 }
 
 pub async fn raw_set(db: Store, query: Query<RawQuery>, body: web::Bytes) -> Answer {

@@ -3,11 +3,14 @@
 //! every test. It answers as the upstream's HTTP server does
 //! (`shared/LBASEDB_API.md`).
 
+pub mod datatype;
 mod error;
+pub mod files;
 mod handlers;
 pub mod names;
 pub mod perms;
 pub mod query;
+pub mod supervisor;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -37,7 +40,9 @@ impl EmbeddedServer {
     /// Starts the server. Every request must carry `settings.secret`
     /// unless `settings.open` says to serve anyone, as the upstream does.
     /// `own_signals`: whether SIGTERM stops it (on its own), or its owner
-    /// does (inside `serve`, after the proxy's requests in flight are done).
+    /// does. A data folder that holds more columns than the open-file
+    /// limit lets it open is refused before anything is opened, with a
+    /// `files::TooManyFiles` error that says how to raise the limit.
     pub async fn start(settings: &LbasedbSettings, own_signals: bool) -> io::Result<Self> {
         let secret = match (&settings.secret, settings.open) {
             (Some(secret), _) if secret.len() < 16 => {
@@ -56,30 +61,46 @@ impl EmbeddedServer {
                 ));
             }
         };
+        let workers = settings.workers.max(1);
+        let connections = settings.max_connections.max(1);
+        let files = files::FileBudget::new(files::open_file_limit(), connections as u64);
+        files::preflight(&settings.data, &files).map_err(files::TooManyFiles::error)?;
+        crate::fsperm::private_tree(&settings.data)?;
         let secret = web::Data::new(secret);
         let limits = web::Data::new(settings.limits);
         let locks =
             web::Data::new((!settings.unlocked).then(crate::lock::InProcessLocks::unbounded));
+        let budget =
+            web::Data::new(crate::budget::Budget::new(settings.limits.max_bytes_in_flight));
+        let files = web::Data::new((files, tokio::sync::Mutex::new(())));
         let path = settings.data.to_str().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "the Lbasedb data path is not UTF-8")
         })?;
         let conn = web::Data::new(Conn::new(path).await?);
-        let listener = TcpListener::bind(&settings.bind)?;
+        let listener = if settings.listen_stdin {
+            listener_from_stdin()?
+        } else {
+            TcpListener::bind(&settings.bind)?
+        };
         let addr = listener.local_addr()?;
         let limit = usize::try_from(settings.payload_limit).unwrap_or(usize::MAX);
+        let json_limit = limit.min(usize::try_from(settings.limits.max_json_body).unwrap_or(limit));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(require_secret))
                 .app_data(secret.clone())
                 .app_data(limits.clone())
                 .app_data(locks.clone())
+                .app_data(budget.clone())
+                .app_data(files.clone())
                 .app_data(conn.clone())
                 .app_data(web::PayloadConfig::new(limit))
-                .app_data(web::JsonConfig::default().limit(limit))
+                .app_data(web::JsonConfig::default().limit(json_limit))
                 .configure(routes)
                 .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
         })
-        .workers(settings.workers.max(1));
+        .workers(workers)
+        .max_connections(connections.div_ceil(workers));
         let server = if own_signals { server } else { server.disable_signals() };
         let server = server.listen(listener)?.run();
         let handle = server.handle();
@@ -100,6 +121,23 @@ impl EmbeddedServer {
     pub async fn run_until_stopped(self) -> io::Result<()> {
         self.task.await.map_err(io::Error::other)?
     }
+}
+
+/// The listening socket `serve` hands its embedded upstream as standard
+/// input (`--listen-stdin`): `serve` keeps it open across restarts of
+/// this process, so the port is never free for another to take.
+fn listener_from_stdin() -> io::Result<TcpListener> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let listener = TcpListener::from(fd);
+    // Anything but a listening TCP socket has no local address to give.
+    listener.local_addr().map_err(|err| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--listen-stdin: standard input is not a listening socket ({err})"),
+        )
+    })?;
+    Ok(listener)
 }
 
 /// The secret requests must carry; `None` serves anyone.

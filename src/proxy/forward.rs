@@ -25,6 +25,7 @@ use super::headers::{
 };
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::lock::WriteGuard;
 use crate::metrics::{Metrics, UpstreamError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,21 +83,32 @@ fn body_framing(headers: &HeaderMap) -> Result<BodyFraming, ApiError> {
     Ok(BodyFraming::None)
 }
 
-/// Sends the request on, its body streamed; answers the upstream's response
-/// head (or the error that stands for it).
-pub async fn send(
+/// A request on its way upstream: the answer to come, when its body has
+/// been sent (which starts the response-head timer), and whether it was
+/// cut for passing the body limit.
+pub struct Sending {
+    response: awc::SendClientRequest,
+    body_sent: oneshot::Receiver<()>,
+    over_limit: Rc<Cell<bool>>,
+    limit: u64,
+}
+
+/// Starts sending the request on, its body streamed (held to `limit`
+/// bytes); the answer comes from `Sending::head` or `Sending::locked`.
+pub fn start(
     req: &HttpRequest,
     body: Body,
     endpoint: Endpoint,
     state: &ProxyState,
     client: &awc::Client,
     bytes_in: &Arc<AtomicU64>,
-) -> Result<awc::ClientResponse, ApiError> {
+    limit: u64,
+) -> Result<Sending, ApiError> {
     let framing = body_framing(req.headers())?;
     if let BodyFraming::Sized(len) = framing
-        && len > state.body_limit
+        && len > limit
     {
-        return Err(ApiError::PayloadTooLarge { limit: state.body_limit });
+        return Err(ApiError::PayloadTooLarge { limit });
     }
 
     let url = upstream_url(state, endpoint, req.query_string());
@@ -105,7 +117,7 @@ pub async fn send(
 
     let over_limit = Rc::new(Cell::new(false));
     let (body_done, body_sent) = oneshot::channel();
-    let send = match body {
+    let response = match body {
         Body::Full(bytes) => {
             let _ = body_done.send(());
             state.metrics.request_bytes(endpoint.name(), bytes.len() as u64);
@@ -119,7 +131,7 @@ pub async fn send(
                 reported: bytes_in.clone(),
                 endpoint,
                 sent: 0,
-                limit: state.body_limit,
+                limit,
                 over_limit: over_limit.clone(),
                 done: Some(body_done),
             };
@@ -133,26 +145,92 @@ pub async fn send(
             }
         }
     };
+    Ok(Sending { response, body_sent, over_limit, limit })
+}
 
-    // The response head is timed from the end of the request body: an
-    // upload of any size that keeps flowing is never cut.
-    let response_timeout = state.response_timeout;
-    let head_deadline = async move {
-        let _ = body_sent.await;
-        tokio::time::sleep(response_timeout).await;
-    };
-    let response = tokio::select! {
-        response = send => response,
-        () = head_deadline => {
-            state.metrics.upstream_error(UpstreamError::Timeout);
-            log::warn!("upstream gave no response head within {response_timeout:?}");
-            return Err(ApiError::UpstreamTimeout);
-        }
-    };
+impl Sending {
+    /// The upstream's response head (or the error that stands for it),
+    /// within `UPSTREAM_TIMEOUT` of the end of the request body: an upload
+    /// of any size that keeps flowing is never cut.
+    pub async fn head(self, state: &ProxyState) -> Result<awc::ClientResponse, ApiError> {
+        let Sending { response, body_sent, over_limit, limit } = self;
+        let response_timeout = state.response_timeout;
+        let head_deadline = async move {
+            let _ = body_sent.await;
+            tokio::time::sleep(response_timeout).await;
+        };
+        let response = tokio::select! {
+            response = response => response,
+            () = head_deadline => {
+                state.metrics.upstream_error(UpstreamError::Timeout);
+                log::warn!("upstream gave no response head within {response_timeout:?}");
+                return Err(ApiError::UpstreamTimeout);
+            }
+        };
+        answer(response, &over_limit, limit, &state.metrics)
+    }
+
+    /// As `head`, for a write that holds its feed's lock: the exchange runs
+    /// on its own, and keeps the lock until the upstream has answered or
+    /// closed, even when this answers 504 or the client hangs up, for up to
+    /// `WRITE_DOUBT_TIMEOUT` more; only then is the lock let go, and the
+    /// write reported in doubt (a later write must not overtake it).
+    pub async fn locked(
+        self,
+        state: &web::Data<ProxyState>,
+        feed: String,
+        lock: WriteGuard,
+    ) -> Result<awc::ClientResponse, ApiError> {
+        let Sending { mut response, body_sent, over_limit, limit } = self;
+        let (tx, rx) = oneshot::channel();
+        let state = state.clone();
+        actix_web::rt::spawn(async move {
+            let _lock = lock;
+            let response_timeout = state.response_timeout;
+            let head_deadline = async move {
+                let _ = body_sent.await;
+                tokio::time::sleep(response_timeout).await;
+            };
+            let answered = tokio::select! {
+                answered = &mut response => answered,
+                () = head_deadline => {
+                    state.metrics.upstream_error(UpstreamError::Timeout);
+                    log::warn!("upstream gave no response head within {response_timeout:?}; \
+                                the write to feed {feed} keeps its lock until it answers");
+                    let _ = tx.send(Err(ApiError::UpstreamTimeout));
+                    match tokio::time::timeout(state.write_doubt_timeout, response).await {
+                        Ok(_) => log::info!("the late write to feed {feed} ended; its lock is free"),
+                        Err(_) => {
+                            state.metrics.write_in_doubt();
+                            log::error!(
+                                "write in doubt: feed {feed}: the upstream neither answered nor \
+                                 closed within WRITE_DOUBT_TIMEOUT ({:?}) after the response \
+                                 timeout; its lock is released, check the feed",
+                                state.write_doubt_timeout
+                            );
+                        }
+                    }
+                    return;
+                }
+            };
+            // Nobody waiting any more (the client hung up): the write is
+            // done all the same, and its lock goes with this task.
+            let _ = tx.send(answer(answered, &over_limit, limit, &state.metrics));
+        });
+        rx.await.unwrap_or(Err(ApiError::UpstreamBroken))
+    }
+}
+
+fn answer(
+    response: Result<awc::ClientResponse, SendRequestError>,
+    over_limit: &Cell<bool>,
+    limit: u64,
+    metrics: &Metrics,
+) -> Result<awc::ClientResponse, ApiError> {
     match response {
         Ok(response) => Ok(response),
-        Err(_) if over_limit.get() => Err(ApiError::PayloadTooLarge { limit: state.body_limit }),
-        Err(err) => Err(upstream_error(err, &state.metrics)),
+        Err(_) if over_limit.get() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(err) => Err(upstream_error(err, metrics)),
     }
 }
 

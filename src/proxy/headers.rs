@@ -15,22 +15,18 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Request headers the upstream must never see: our credentials, the
-/// client's claims about forwarding (we set our own), and framing that the
-/// proxy re-creates from the body it streams.
-const NOT_FORWARDED_REQUEST: [HeaderName; 11] = [
-    header::HOST,
-    header::COOKIE,
-    header::AUTHORIZATION,
-    HeaderName::from_static("x-csrftoken"),
-    header::CONTENT_LENGTH,
-    header::EXPECT,
-    header::FORWARDED,
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-forwarded-host"),
-    HeaderName::from_static("x-real-ip"),
-];
+/// The only client request headers that go on: what Lbasedb reads of a
+/// request (the body's type, what answer is accepted). Everything else
+/// stays here: our credentials (`Authorization`, `Cookie`, `X-CSRFToken`),
+/// the client's claims about forwarding (`X-Forwarded-*`, `Forwarded`,
+/// `X-Real-IP`, `X-Client-IP`, `True-Client-IP`, `CF-Connecting-IP`),
+/// overrides an upstream or a server in between might honour
+/// (`X-HTTP-Method-Override`, `X-Original-URL`), and whatever is invented
+/// next. The framing (`Content-Length`, `Transfer-Encoding`) is made anew
+/// from the body the proxy streams, and the proxy adds its own
+/// `X-Forwarded-For`, `-Proto`, `-Host` and, for a secret upstream,
+/// `Authorization`.
+const FORWARDED_REQUEST: [HeaderName; 2] = [header::CONTENT_TYPE, header::ACCEPT];
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -50,9 +46,10 @@ fn hop_by_hop(headers: &HeaderMap, name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || named_in_connection(headers, name)
 }
 
-/// Whether a client's request header goes on to the upstream.
+/// Whether a client's request header goes on to the upstream: an
+/// allow-list, so that a header nobody thought of never does.
 pub fn forward_request_header(headers: &HeaderMap, name: &HeaderName) -> bool {
-    !hop_by_hop(headers, name) && !NOT_FORWARDED_REQUEST.contains(name)
+    FORWARDED_REQUEST.contains(name) && !hop_by_hop(headers, name)
 }
 
 /// Response headers the proxy sets itself: the length (re-created from the
@@ -131,13 +128,19 @@ mod tests {
         check(
             forward_request_header,
             &headers,
-            "content-type accept user-agent",
+            "content-type accept",
             // Hop by hop (and what Connection names), the proxy's own
-            // credentials, framing, and claims about the client.
+            // credentials, framing, claims about the client, overrides,
+            // and anything else.
             "x-custom-hop connection keep-alive transfer-encoding te upgrade proxy-authorization \
-             host cookie authorization x-csrftoken content-length \
-             x-forwarded-for x-forwarded-host forwarded",
+             host cookie authorization x-csrftoken content-length expect \
+             x-forwarded-for x-forwarded-host x-forwarded-port x-forwarded-prefix forwarded \
+             x-real-ip x-client-ip true-client-ip cf-connecting-ip x-original-url \
+             x-http-method-override user-agent origin referer x-anything",
         );
+        // Even an allowed header, when `Connection` names it.
+        let named = map(&[("connection", "accept"), ("accept", "*/*")]);
+        check(forward_request_header, &named, "content-type", "accept");
     }
 
     #[test]

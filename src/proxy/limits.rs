@@ -1,14 +1,18 @@
 //! What the proxy refuses before forwarding, whoever asks: reads too large
-//! to answer, sizes too large to keep, names too long to be files. A user
-//! with one feed grant must not be able to take the upstream down (an
-//! 8-petabyte read aborts it; a 252-byte column name keeps it from ever
-//! starting again). Pure functions over the query and the small JSON bodies.
+//! to answer, sizes too large to keep, names too long to be files, columns
+//! too wide to read. A user with one feed grant must not be able to take
+//! the upstream down (an 8-petabyte read aborts it; a 252-byte column name
+//! keeps it from ever starting again; a `Bytes[1000000000000]` column
+//! aborts it on its first read). Pure functions over the query and the
+//! small JSON bodies; what a read costs in bytes also needs the widths of
+//! its columns, which `proxy::columns` keeps.
 
 use actix_web::http::Method;
 use serde::Deserialize;
 
 use super::classify::Endpoint;
 use crate::config::Limits;
+use crate::lbasedb::datatype;
 use crate::lbasedb::names::{MAX_NAME_LEN, is_too_long};
 use crate::lbasedb::query::{ColQuery, DataQuery, RawQuery, parse_form, parse_qs};
 
@@ -19,14 +23,17 @@ pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
 /// Which small JSON body a request carries, and so what to check in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyRule {
-    /// `POST /feed`, `PATCH /feed`, `POST /col`, `PATCH /col`: `{"name": …}`.
+    /// `POST /feed`, `PATCH /feed`, `PATCH /col`: `{"name": …}`.
     Name,
+    /// `POST /col`: `{"name": …, "datatype": …}`.
+    Column,
     /// `PUT /size`: `{"size": …}`.
     Size,
 }
 
 pub fn body_rule(endpoint: Endpoint, method: &Method) -> Option<BodyRule> {
     match (endpoint, method.as_str()) {
+        (Endpoint::Col, "POST") => Some(BodyRule::Column),
         (Endpoint::Feed | Endpoint::Col, "POST" | "PATCH") => Some(BodyRule::Name),
         (Endpoint::Size, "PUT") => Some(BodyRule::Size),
         _ => None,
@@ -50,6 +57,11 @@ pub fn check_body(rule: BodyRule, body: &[u8], limits: &Limits) -> Result<BodyFa
         name: Option<String>,
     }
     #[derive(Deserialize)]
+    struct Column {
+        name: Option<String>,
+        datatype: Option<String>,
+    }
+    #[derive(Deserialize)]
     struct Size {
         size: Option<u64>,
     }
@@ -59,6 +71,19 @@ pub fn check_body(rule: BodyRule, body: &[u8], limits: &Limits) -> Result<BodyFa
             let Name { name } = serde_json::from_slice(body).map_err(invalid)?;
             if let Some(name) = &name {
                 check_name(name)?;
+            }
+            Ok(BodyFacts { name })
+        }
+        BodyRule::Column => {
+            let Column { name, datatype } = serde_json::from_slice(body).map_err(invalid)?;
+            if let Some(name) = &name {
+                check_name(name)?;
+            }
+            // Without one the upstream answers `param required` itself.
+            if let Some(refused) =
+                datatype.as_deref().and_then(|d| datatype::refuse_new_column(d, limits))
+            {
+                return Err(format!("{refused}."));
             }
             Ok(BodyFacts { name })
         }
@@ -93,7 +118,14 @@ pub fn check_query(
             let Ok(q) = parse_qs::<DataQuery>(query) else {
                 return Ok(());
             };
-            for col in q.col.iter().flatten() {
+            let cols = q.col.as_deref().unwrap_or_default();
+            if cols.len() as u64 > limits.max_read_columns {
+                return Err(format!(
+                    "A request names at most {} columns (MAX_READ_COLUMNS).",
+                    limits.max_read_columns
+                ));
+            }
+            for col in cols {
                 check_name(col)?;
             }
             if reads_rows {
@@ -119,6 +151,44 @@ pub fn check_query(
     Ok(())
 }
 
+/// What a read asks the upstream to build whole: rows of the columns
+/// named, in the order named (repeats included). `None` for a request that
+/// reads no rows, or whose query the upstream will refuse itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadShape {
+    pub rows: u64,
+    pub cols: Vec<String>,
+}
+
+pub fn read_shape(endpoint: Endpoint, method: &Method, query: &str) -> Option<ReadShape> {
+    let reads_rows =
+        *method == Method::GET || (endpoint == Endpoint::Bytes && *method == Method::DELETE);
+    if !reads_rows {
+        return None;
+    }
+    match endpoint {
+        Endpoint::Data | Endpoint::Bytes => {
+            let q = parse_qs::<DataQuery>(query).ok()?;
+            Some(ReadShape { rows: q.size? as u64, cols: q.col.unwrap_or_default() })
+        }
+        Endpoint::Raw => {
+            let q = parse_form::<RawQuery>(query).ok()?;
+            Some(ReadShape { rows: q.size? as u64, cols: vec![q.col] })
+        }
+        _ => None,
+    }
+}
+
+/// The most a request's body may hold: JSON bodies of `/data` writes are
+/// held to `MAX_JSON_BODY` as well, since the upstream spends far more
+/// memory on a JSON value than on its text.
+pub fn body_limit(endpoint: Endpoint, body_limit: u64, limits: &Limits) -> u64 {
+    match endpoint {
+        Endpoint::Data => body_limit.min(limits.max_json_body),
+        _ => body_limit,
+    }
+}
+
 fn check_rows(size: Option<u64>, limits: &Limits) -> Result<(), String> {
     match size {
         Some(size) if size > limits.max_rows_per_read => Err(format!(
@@ -140,7 +210,13 @@ fn check_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_rows_per_read: 1000, max_feed_rows: 5000 };
+    const LIMITS: Limits = Limits {
+        max_rows_per_read: 1000,
+        max_feed_rows: 5000,
+        max_read_columns: 3,
+        max_column_width: 64,
+        ..Limits::DEFAULT
+    };
 
     #[test]
     fn reads_over_the_limit_are_refused() {
@@ -158,6 +234,25 @@ mod tests {
             (Endpoint::Data, Method::GET, format!("feed=a&ix=0&size=1&col[]={long}"), false),
             (Endpoint::Col, Method::PATCH, format!("feed=a&name={long}"), false),
             (Endpoint::Col, Method::DELETE, "feed=a&name=x".into(), true),
+            // A column named once too often, in any form.
+            (
+                Endpoint::Data,
+                Method::GET,
+                "feed=a&ix=0&size=1&col[]=x&col[]=x&col[]=x".into(),
+                true,
+            ),
+            (
+                Endpoint::Data,
+                Method::GET,
+                "feed=a&ix=0&size=1&col=x&col=x&col=x&col=x".into(),
+                false,
+            ),
+            (
+                Endpoint::Bytes,
+                Method::POST,
+                "feed=a&col%5B%5D=x&col[]=y&col[]=z&col[]=w".into(),
+                false,
+            ),
         ];
         for (endpoint, method, query, ok) in cases {
             assert_eq!(
@@ -184,5 +279,29 @@ mod tests {
         assert!(ok(BodyRule::Size, r#"{"size":1000000000000000}"#).is_err());
         assert!(ok(BodyRule::Size, r#"{"size":-1}"#).is_err());
         assert!(ok(BodyRule::Size, r#"{"size":1e3}"#).is_err());
+        let column = |d: &str| serde_json::json!({ "name": "c", "datatype": d }).to_string();
+        assert!(ok(BodyRule::Column, &column("Bytes[64]")).is_ok());
+        assert!(ok(BodyRule::Column, &column("Bytes[65]")).is_err());
+        assert!(ok(BodyRule::Column, &column("Bytes[1000000000000]")).is_err());
+        assert!(ok(BodyRule::Column, &column("Nope")).is_err());
+        assert!(ok(BodyRule::Column, r#"{"name":"c"}"#).is_ok());
+    }
+
+    #[test]
+    fn reads_are_shaped_as_the_upstream_builds_them() {
+        let shape = |e, m: Method, q: &str| read_shape(e, &m, q);
+        assert_eq!(
+            shape(Endpoint::Data, Method::GET, "feed=a&ix=0&size=5&col[]=x&col%5B%5D=x"),
+            Some(ReadShape { rows: 5, cols: vec!["x".into(), "x".into()] })
+        );
+        assert_eq!(
+            shape(Endpoint::Raw, Method::GET, "feed=a&col=y&ix=2&size=7"),
+            Some(ReadShape { rows: 7, cols: vec!["y".into()] })
+        );
+        assert!(shape(Endpoint::Bytes, Method::DELETE, "feed=a&ix=0&size=3&col[]=x").is_some());
+        assert_eq!(shape(Endpoint::Bytes, Method::POST, "feed=a&col[]=x"), None);
+        assert_eq!(shape(Endpoint::Size, Method::GET, "feed=a"), None);
+        assert_eq!(body_limit(Endpoint::Data, 1 << 30, &LIMITS), LIMITS.max_json_body);
+        assert_eq!(body_limit(Endpoint::Bytes, 1 << 30, &LIMITS), 1 << 30);
     }
 }

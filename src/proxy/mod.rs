@@ -3,6 +3,7 @@
 
 mod buffered;
 pub mod classify;
+pub mod columns;
 mod forward;
 pub mod headers;
 pub mod limits;
@@ -20,14 +21,20 @@ use crate::audit::{Audit, Audited};
 use crate::auth::principal::Principal;
 use crate::auth::ratelimit::{Limited, Slot, effective_rate};
 use crate::auth::{AuthState, check_csrf};
+use crate::budget::{Budget, KeepUntilSent, Share};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
+use crate::lbasedb::datatype;
+use crate::lbasedb::supervisor::Status;
 use crate::lock::{LockError, WriteLocks};
+use crate::metrics::InFlight;
 use crate::metrics::{AuthFailure, Metrics};
 use actix_web::http::Method;
 use classify::{Access, Classified, ClassifyError, Endpoint, classify};
 
+use columns::Columns;
 pub use forward::{Body, build_client};
+use upstream::Upstream;
 
 use crate::auth::users::{self, FeedChange};
 use crate::lbasedb::query::{NameQuery, parse_form};
@@ -48,6 +55,13 @@ pub struct ProxyState {
     /// Per-feed write serialisation (`crate::lock`).
     pub write_locks: Arc<dyn WriteLocks>,
     pub write_lock_timeout: Duration,
+    pub write_doubt_timeout: Duration,
+    /// Each feed's columns, for what a read costs (`columns`).
+    pub columns: Columns,
+    /// The bytes all requests may have the upstream hold at once.
+    pub budget: Budget,
+    /// The embedded upstream's process, when it runs one.
+    pub embedded: Option<Arc<Status>>,
 }
 
 impl std::fmt::Debug for dyn WriteLocks {
@@ -60,6 +74,7 @@ impl ProxyState {
     pub fn new(
         upstream: &str,
         upstream_secret: Option<String>,
+        embedded: Option<Arc<Status>>,
         settings: &Settings,
         metrics: Arc<Metrics>,
         audit: Audit,
@@ -75,6 +90,10 @@ impl ProxyState {
             response_timeout: settings.response_timeout,
             write_locks,
             write_lock_timeout: settings.write_lock_timeout,
+            write_doubt_timeout: settings.write_doubt_timeout,
+            columns: Columns::default(),
+            budget: Budget::new(settings.limits.max_bytes_in_flight),
+            embedded,
         }
     }
 }
@@ -87,14 +106,20 @@ pub async fn proxy(
     client: web::Data<awc::Client>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
+    // A method no client of Lbasedb sends is refused before anything is
+    // kept of it: it would be an audit row for nothing.
+    if !is_standard(req.method()) {
+        let allowed = Endpoint::from_name(&endpoint).map_or(ALL_METHODS, Endpoint::methods);
+        return Err(ApiError::MethodNotAllowed { method: req.method().clone(), allowed });
+    }
     let started = Instant::now();
     let at = crate::db::queries::now();
-    let _in_flight = auth.metrics.in_flight();
+    let in_flight = auth.metrics.in_flight();
     let label = Endpoint::from_name(&endpoint).map_or("unknown", Endpoint::name);
     let mut seen = Seen::default();
     let answer = handle(&req, payload, &endpoint, &state, &client, &auth, &mut seen).await;
     let status = match &answer {
-        Ok(response) => response.status(),
+        Ok((response, _)) => response.status(),
         Err(err) => err.status_code(),
     };
     auth.metrics.request(label, req.method(), status, started);
@@ -110,17 +135,42 @@ pub async fn proxy(
         bytes_in: i64::try_from(seen.bytes_in.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         bytes_out: 0,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        requests: 1,
     };
     match answer {
-        // Recorded when its body is done, with the bytes it sent.
-        Ok(response) => Ok(response
-            .map_body(|_, body| Audited::new(body, access, state.audit.clone()))
-            .map_into_boxed_body()),
+        // Recorded when its body is done, with the bytes it sent; what the
+        // request holds (its place in flight, its share of the budget) is
+        // given back only then: a slow reader holds them as long as it reads.
+        Ok((response, held)) => {
+            let held = Held { _held: held, _in_flight: in_flight };
+            Ok(response
+                .map_body(|_, body| {
+                    Audited::new(KeepUntilSent::new(body, held), access, state.audit.clone())
+                })
+                .map_into_boxed_body())
+        }
         Err(err) => {
             state.audit.record(access);
             Err(err)
         }
     }
+}
+
+/// The methods Lbasedb's API has; anything else is refused unrecorded.
+const ALL_METHODS: &[Method] =
+    &[Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+
+fn is_standard(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS
+    )
 }
 
 /// What the audit learns of a request as it is handled.
@@ -132,15 +182,29 @@ struct Seen {
     bytes_in: Arc<AtomicU64>,
 }
 
+/// What a request holds until its answer has been sent or dropped.
+struct Held {
+    _held: Holding,
+    _in_flight: InFlight,
+}
+
+/// What `handle` takes for the request: its user's place in flight and its
+/// share of the bytes in flight.
+#[derive(Default)]
+struct Holding {
+    _slot: Option<Slot>,
+    _share: Share,
+}
+
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
     endpoint: &str,
-    state: &ProxyState,
-    client: &awc::Client,
+    state: &web::Data<ProxyState>,
+    client: &web::Data<awc::Client>,
     auth: &AuthState,
     seen: &mut Seen,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(HttpResponse, Holding), ApiError> {
     let req = req.clone();
     // Deny by default: nothing about the upstream for the unauthenticated.
     let who = auth.authenticate(&req).await?.ok_or_else(|| {
@@ -152,7 +216,7 @@ async fn handle(
     if who.by_session && !req.method().is_safe() {
         check_csrf(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
-    let _slot = admit(auth, &who.principal)?;
+    let slot = admit(auth, &who.principal)?;
     let classified = classify(endpoint, req.method(), req.query_string())
         .map_err(|err| classify_error(err, req.method()))?;
     seen.feed = match &classified.access {
@@ -163,6 +227,16 @@ async fn handle(
         .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
     limits::check_query(classified.endpoint, req.method(), req.query_string(), &state.limits)
         .map_err(ApiError::BadRequest)?;
+    if let Some(why) = state.embedded.as_ref().and_then(|embedded| embedded.failure()) {
+        return Err(ApiError::UpstreamFailed(why));
+    }
+    let upstream = Upstream::new(state.clone(), client.clone());
+    let body_limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
+    let cost = cost(&req, &classified, &upstream, body_limit).await?;
+    let share = state.budget.take(cost).await.map_err(|exhausted| {
+        log::warn!("request refused: {exhausted}");
+        ApiError::Busy(Duration::from_secs(1))
+    })?;
     let (body, facts) = match limits::body_rule(classified.endpoint, req.method()) {
         Some(rule) => {
             let body = read_small_body(payload).await?;
@@ -172,24 +246,92 @@ async fn handle(
         }
         None => (Body::Stream(payload), limits::BodyFacts::default()),
     };
-    // Held until the upstream has answered; dropped on every way out (an
-    // error, or the client hanging up, which drops this whole future).
-    let _write_lock = match &classified.write_lock {
-        Some(feed) => Some(write_lock(state, feed).await?),
-        None => None,
+    let sending = |body| {
+        forward::start(&req, body, classified.endpoint, state, client, &seen.bytes_in, body_limit)
     };
-    let response =
-        forward::send(&req, body, classified.endpoint, state, client, &seen.bytes_in).await?;
+    let response = match &classified.write_lock {
+        Some(feed) => {
+            let lock = write_lock(state, feed).await?;
+            if classified.endpoint == Endpoint::Col && req.method() == Method::POST {
+                check_column_count(state, &upstream, feed).await?;
+            }
+            state.columns.forget(feed);
+            sending(body)?.locked(state, feed.clone(), lock).await?
+        }
+        None => sending(body)?.head(state).await?,
+    };
     if response.status().is_success() && classified.endpoint == Endpoint::Feed {
         feed_changed(&req, auth, facts).await;
     }
+    let holding = Holding { _slot: Some(slot), _share: share };
     if classified.access == Access::FeedList && !who.principal.has_perm(VIEW_FEED) {
-        return visible_feeds(response, &who.principal).await;
+        return Ok((visible_feeds(response, &who.principal).await?, holding));
     }
     // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
     let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
         && req.method() == Method::GET;
-    Ok(forward::respond(&req, response, binary, state, classified.endpoint))
+    Ok((forward::respond(&req, response, binary, state, classified.endpoint), holding))
+}
+
+/// What a request will make the upstream hold, in bytes, refused (413)
+/// when it is more than one request may: a read's rows times the widths of
+/// the columns it names, or a write's body (as long as it says, or its
+/// limit when it does not say).
+async fn cost(
+    req: &HttpRequest,
+    classified: &Classified,
+    upstream: &Upstream,
+    body_limit: u64,
+) -> Result<u64, ApiError> {
+    let limits = &upstream.state().limits;
+    if let Some(shape) = limits::read_shape(classified.endpoint, req.method(), req.query_string()) {
+        let Access::Feed(_, feed) = &classified.access else {
+            return Ok(0);
+        };
+        if shape.cols.is_empty() {
+            return Ok(0);
+        }
+        let known = upstream.state().columns.of(upstream, feed, &shape.cols).await;
+        // A column the upstream does not have costs nothing: it refuses it.
+        let named: Vec<(&str, &str)> = shape
+            .cols
+            .iter()
+            .filter_map(|name| known.iter().find(|c| &c.name == name))
+            .map(|c| (c.name.as_str(), c.datatype.as_str()))
+            .collect();
+        if let Some(refused) = datatype::refuse_read(shape.rows, &named, limits) {
+            return Err(ApiError::TooLarge(refused));
+        }
+        return Ok(datatype::read_cost(shape.rows, &named));
+    }
+    let writes_rows =
+        matches!(classified.endpoint, Endpoint::Data | Endpoint::Bytes | Endpoint::Raw);
+    if req.method().is_safe() || !writes_rows {
+        return Ok(0);
+    }
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok(declared.unwrap_or(body_limit).min(body_limit))
+}
+
+/// A new column past `MAX_COLUMNS_PER_FEED` is refused: each is a file the
+/// storage keeps open. Counted under the feed's write lock, so that two
+/// requests cannot both add the last one.
+async fn check_column_count(
+    state: &ProxyState,
+    upstream: &Upstream,
+    feed: &str,
+) -> Result<(), ApiError> {
+    let max = state.limits.max_columns_per_feed;
+    if state.columns.fresh(upstream, feed).await.len() as u64 >= max {
+        return Err(ApiError::BadRequest(format!(
+            "A feed has at most {max} columns (MAX_COLUMNS_PER_FEED)."
+        )));
+    }
+    Ok(())
 }
 
 fn classify_error(err: ClassifyError, method: &Method) -> ApiError {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ProxyState;
+use crate::lbasedb::datatype;
 
 /// Largest answer read whole: a feed list, a column list, ten rows.
 const ANSWER_LIMIT: usize = 16 << 20;
@@ -45,6 +46,14 @@ impl FromRequest for Upstream {
 }
 
 impl Upstream {
+    pub fn new(state: web::Data<ProxyState>, client: web::Data<awc::Client>) -> Self {
+        Self { state, client }
+    }
+
+    pub fn state(&self) -> &ProxyState {
+        &self.state
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         path_and_query: &str,
@@ -90,12 +99,24 @@ impl Upstream {
         answer["size"].as_u64()
     }
 
-    /// The first `rows` rows of the named columns, as text.
-    pub async fn preview(&self, feed: &str, cols: &[Col], rows: u64) -> Vec<Vec<String>> {
+    /// The first `rows` rows of the named columns, as text; or why they
+    /// are not read (a column too wide to read, more than a read may be:
+    /// the limits of the API hold for the admin's own reads too).
+    pub async fn preview(
+        &self,
+        feed: &str,
+        cols: &[Col],
+        rows: u64,
+    ) -> Result<Vec<Vec<String>>, String> {
+        let named: Vec<(&str, &str)> =
+            cols.iter().map(|c| (c.name.as_str(), c.datatype.as_str())).collect();
+        if let Some(refused) = datatype::refuse_read(rows, &named, &self.state.limits) {
+            return Err(refused);
+        }
         let names: String = cols.iter().map(|c| format!("&col[]={}", c.name)).collect();
         let path = format!("data?feed={feed}&ix=0&size={rows}{names}");
         let data: Value = self.get(&path, Duration::from_secs(10)).await.unwrap_or_default();
-        (0..rows as usize)
+        Ok((0..rows as usize)
             .map(|i| {
                 cols.iter()
                     .map(|c| match &data[&c.name][i] {
@@ -105,6 +126,6 @@ impl Upstream {
                     })
                     .collect()
             })
-            .collect()
+            .collect())
     }
 }

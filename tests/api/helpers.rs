@@ -36,6 +36,8 @@ pub struct TestApp {
     /// database of its own (`TEST_BACKEND=postgres`).
     pub database_url: String,
     pub data: TempDir,
+    /// The embedded upstream's process, when the app runs one.
+    pub embedded: Option<Arc<lbasedb_proxy::lbasedb::supervisor::Status>>,
 }
 
 impl TestApp {
@@ -108,9 +110,17 @@ pub async fn spawn_app_on(url: &str, configure: impl FnOnce(&mut Settings)) -> T
     .await
 }
 
+/// Settings rooted at `data_dir`, as the command line gives them, but for
+/// the binary the embedded upstream runs as: this test binary is not it.
+pub fn settings(data_dir: impl Into<std::path::PathBuf>) -> Settings {
+    let mut settings = Settings::with_data_dir(data_dir);
+    settings.lbasedb_bin = Some(env!("CARGO_BIN_EXE_lbasedb-proxy").into());
+    settings
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("temporary data folder");
-    let mut settings = Settings::with_data_dir(data.path());
+    let mut settings = settings(data.path());
     settings.bind = "127.0.0.1:0".into();
     settings.workers = Some(2);
     settings.superuser_password = Some(ADMIN_PASSWORD.into());
@@ -121,6 +131,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let upstream = app.upstream().to_owned();
     let upstream_secret = app.upstream_secret().unwrap_or_default().to_owned();
+    let embedded = app.embedded();
     tokio::spawn(app.run_until_stopped());
     let pool = db::connect(&database).expect("the test database");
     let token = issue_token(&pool, "admin", None);
@@ -135,6 +146,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         pool,
         database_url: database,
         data,
+        embedded,
     }
 }
 

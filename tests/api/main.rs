@@ -9,6 +9,7 @@ mod cli;
 mod django;
 mod embedded;
 mod faults;
+mod hardening;
 mod helpers;
 mod operations;
 mod proxy;

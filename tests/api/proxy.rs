@@ -159,7 +159,13 @@ async fn query_strings_are_forwarded_unchanged() {
         assert_eq!(response.status(), 200, "{query}");
     }
     let heads = recorded(&upstream).await;
-    let lines: Vec<&str> = heads.iter().map(|h| h.lines().next().unwrap()).collect();
+    // The proxy's own look-ups of the feed's columns (what a read costs)
+    // aside, the upstream sees each query as it was sent.
+    let lines: Vec<&str> = heads
+        .iter()
+        .map(|h| h.lines().next().unwrap())
+        .filter(|line| !line.starts_with("GET /col?feed=xy "))
+        .collect();
     let expected: Vec<String> = queries.iter().map(|q| format!("GET /{q} HTTP/1.1")).collect();
     assert_eq!(lines, expected);
 }
@@ -258,7 +264,15 @@ async fn credentials_and_hop_by_hop_headers_stay_behind() {
         .header("proxy-authorization", "Basic c2VjcmV0")
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-forwarded-host", "evil.example")
-        .header("x-custom", "kept")
+        .header("x-custom", "not-kept")
+        .header("x-forwarded-port", "6666")
+        .header("x-forwarded-prefix", "/evil")
+        .header("x-client-ip", "6.6.6.7")
+        .header("true-client-ip", "6.6.6.8")
+        .header("cf-connecting-ip", "6.6.6.9")
+        .header("x-original-url", "/admin/")
+        .header("x-http-method-override", "DELETE")
+        .header("content-type", "application/json")
         .sent()
         .await;
     assert_eq!(response.status(), 200);
@@ -280,10 +294,20 @@ async fn credentials_and_hop_by_hop_headers_stay_behind() {
         "x-client-hop",
         "6.6.6.6",
         "evil.example",
+        // Forwarded by allow-list: nobody's header goes on unless Lbasedb
+        // reads it.
+        "not-kept",
+        "6666",
+        "/evil",
+        "6.6.6.7",
+        "6.6.6.8",
+        "6.6.6.9",
+        "x-original-url",
+        "x-http-method-override",
     ] {
         assert!(!head.contains(&secret.to_lowercase()), "{secret} reached the upstream:\n{head}");
     }
-    assert!(head.contains("x-custom: kept"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
     assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
     assert!(head.contains("x-forwarded-proto: http"), "{head}");
     let host = app.address.trim_start_matches("http://");

@@ -840,7 +840,7 @@ async fn the_data_folder_and_its_secrets_are_private() {
     std::fs::write(data.join("db.sqlite3"), b"").unwrap();
     std::fs::set_permissions(data.join("db.sqlite3"), std::fs::Permissions::from_mode(0o644))
         .unwrap();
-    let mut settings = Settings::with_data_dir(&data);
+    let mut settings = crate::helpers::settings(&data);
     settings.bind = "127.0.0.1:0".into();
     settings.superuser_password = Some(ADMIN_PASSWORD.into());
     let app = Application::build(settings).await.unwrap();
@@ -882,7 +882,7 @@ async fn anonymous_visitors_cost_no_session_row() {
 #[tokio::test]
 async fn a_url_of_another_engine_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::with_data_dir(dir.path());
+    let mut settings = crate::helpers::settings(dir.path());
     settings.bind = "127.0.0.1:0".into();
     settings.db.database_url = Some("mysql://proxy:hunter2@db.example:3306/proxy".into());
     let err = Application::build(settings).await.err().expect("refused");
@@ -895,7 +895,7 @@ async fn a_url_of_another_engine_is_refused_clearly() {
 
     // A PostgreSQL URL is PostgreSQL: where none answers, the error says
     // so without the password.
-    let mut settings = Settings::with_data_dir(dir.path());
+    let mut settings = crate::helpers::settings(dir.path());
     settings.bind = "127.0.0.1:0".into();
     settings.db.database_url = Some("postgres://proxy:hunter2@127.0.0.1:1/proxy".into());
     let err = Application::build(settings).await.err().expect("refused");
@@ -904,7 +904,7 @@ async fn a_url_of_another_engine_is_refused_clearly() {
     assert!(!message.contains("hunter2"), "{message}");
 
     // `sqlite://PATH` is a path.
-    let mut settings = Settings::with_data_dir(dir.path());
+    let mut settings = crate::helpers::settings(dir.path());
     settings.bind = "127.0.0.1:0".into();
     settings.superuser_password = Some(ADMIN_PASSWORD.into());
     let file = dir.path().join("other.sqlite3");
