@@ -200,6 +200,16 @@ pub struct Settings {
     #[arg(long, env = "LOGIN_FAILURE_LIMIT", default_value_t = 5)]
     pub login_failure_limit: u32,
 
+    /// Most live (not revoked, not expired) tokens one user may have; one
+    /// more is refused with a message, never made by dropping the oldest.
+    #[arg(long, env = "MAX_TOKENS_PER_USER", default_value_t = crate::auth::users::DEFAULT_MAX_TOKENS_PER_USER)]
+    pub max_tokens_per_user: usize,
+
+    /// Failed logins from one address, whatever the usernames, before
+    /// every login from it gets 429 for the rest of THROTTLE_WINDOW.
+    #[arg(long, env = "LOGIN_ADDRESS_FAILURE_LIMIT", default_value_t = 100)]
+    pub login_address_failure_limit: u32,
+
     /// Requests with a bad token from one address before 429.
     #[arg(long, env = "BAD_TOKEN_LIMIT", default_value_t = 20)]
     pub bad_token_limit: u32,
@@ -302,6 +312,8 @@ impl Settings {
             auth_poll_interval: Duration::from_millis(250),
             migrate_on_start: true,
             login_failure_limit: 5,
+            login_address_failure_limit: 100,
+            max_tokens_per_user: crate::auth::users::DEFAULT_MAX_TOKENS_PER_USER,
             bad_token_limit: 20,
             throttle_window: Duration::from_secs(300),
             trusted_proxies: Vec::new(),

@@ -3,6 +3,7 @@
 //! The library builds the whole application so that `main.rs` and the
 //! integration tests boot exactly the same thing (see `startup`).
 
+pub mod accesslog;
 pub mod admin;
 pub mod audit;
 pub mod auth;

@@ -9,10 +9,11 @@ use actix_session::SessionMiddleware;
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, Logger};
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, ResponseError, web};
 use rand::RngCore;
 
+use crate::accesslog;
 use crate::auth::perms::Granted;
 use crate::auth::principal::AuthCache;
 use crate::auth::session::DbSessionStore;
@@ -26,7 +27,7 @@ use crate::health;
 use crate::lbasedb::supervisor::{self, Supervised};
 use crate::lock::{InProcessLocks, PostgresLocks, WriteLocks};
 use crate::metrics::{Metrics, MetricsAllow};
-use crate::net::{TrustedProxies, client_ip_of};
+use crate::net::TrustedProxies;
 use crate::proxy::{self, ProxyState};
 use std::sync::Arc;
 
@@ -74,6 +75,7 @@ impl Application {
         // logging off for it (RUST_LOG=warn), skip it altogether.
         let access_log_on =
             log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
+        let access_log = web::Data::new(accesslog::AccessLog::new(trusted.clone()));
         let server = HttpServer::new(move || {
             App::new()
                 // Last wrapped runs first: log, then session, then identity.
@@ -83,7 +85,8 @@ impl Application {
                         .build(),
                 )
                 .wrap(sessions(&settings, &auth, &key))
-                .wrap(Condition::new(access_log_on, access_log(trusted.clone())))
+                .wrap(Condition::new(access_log_on, from_fn(accesslog::log_requests)))
+                .app_data(access_log.clone())
                 .app_data(web::Data::new(trusted.clone()))
                 .app_data(web::Data::new(metrics_allow.clone()))
                 .app_data(auth.clone())
@@ -167,7 +170,10 @@ fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthSta
             settings.login_failure_limit,
             settings.bad_token_limit,
             settings.throttle_window,
-        ),
+        )
+        .with_address_limit(settings.login_address_failure_limit),
+        hasher: crate::auth::password::Hasher::default(),
+        max_tokens_per_user: settings.max_tokens_per_user,
         secure_cookies: settings.secure_cookies,
     }
 }
@@ -410,17 +416,6 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)?;
     file.write_all(bytes)?;
     crate::fsperm::private_file(path)
-}
-
-/// One line per request: peer, method, path, status, bytes, duration. The
-/// query string is left out (it may carry secrets), and so are headers.
-fn access_log(trusted: TrustedProxies) -> Logger {
-    Logger::new(r#"%{client}xi "%{method}xi %U" %s %b %Dms"#)
-        .custom_request_replace("method", |req| req.method().to_string())
-        // Not `%a`: it believes any client's `Forwarded` header.
-        .custom_request_replace("client", move |req| {
-            client_ip_of(req.peer_addr(), req.headers(), &trusted).to_string()
-        })
 }
 
 fn check_upstream_url(url: &str) -> io::Result<String> {

@@ -92,17 +92,22 @@ pub async fn login(
     crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     let next = safe_next(Some(&form.next)).to_owned();
     let checked = check_credentials(&auth, &req, &form.username, &form.password).await;
+    // A refusal before any password was checked (throttled, busy) is no
+    // login attempt to keep: a flood of them would be a row each.
+    let attempted = !matches!(checked, Err(AuthError::Throttled(_)));
     let (user, error) = refusal(checked)?;
     let username = form.username.clone();
     let succeeded = error.is_none();
     let recorded = user.clone();
-    db::run(&auth.pool, move |conn| {
-        if succeeded && let Some(user) = &recorded {
-            queries::touch_last_login(conn, user.id)?;
-        }
-        users::record_login(conn, recorded.as_ref(), &username, succeeded)
-    })
-    .await?;
+    if attempted {
+        db::run(&auth.pool, move |conn| {
+            if succeeded && let Some(user) = &recorded {
+                queries::touch_last_login(conn, user.id)?;
+            }
+            users::record_login(conn, recorded.as_ref(), &username, succeeded)
+        })
+        .await?;
+    }
     let (Some(user), None) = (user, &error) else {
         let layout = Layout { csrf: ensure_csrf_token(&req)?, ..Layout::default() };
         return ok(&LoginPage { layout: &layout, error, username: &form.username, next: &next });
@@ -232,7 +237,8 @@ pub async fn password_change(
         .await?
         .ok_or(AdminError::NotFound)?;
     let (old, stored) = (form.old_password.clone(), user.password.clone());
-    let old_ok = web::block(move || password::verify(&old, Some(&stored))).await?;
+    let ip = crate::net::client_ip(&staff.request());
+    let old_ok = staff.auth.hasher.verify(ip, old, Some(stored)).await?;
     let mut errors = Vec::new();
     if !old_ok {
         errors.push("Your old password was entered incorrectly. Please enter it again.".to_owned());
@@ -247,8 +253,7 @@ pub async fn password_change(
     if !errors.is_empty() {
         return ok(&PasswordChangePage { layout: &staff.layout, errors });
     }
-    let new = form.new_password1;
-    let phc = web::block(move || password::hash(&new)).await?;
+    let phc = staff.auth.hasher.hash(form.new_password1).await?;
     // Every session of the user ends; this one is renewed, so it stays.
     staff.auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None)).await?;
     session.renew();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix_identity::IdentityExt;
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -71,6 +71,7 @@ async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
     if !principal.is_active || !principal.is_staff {
         return Err(to_login());
     }
+    req.extensions_mut().insert(crate::accesslog::Authenticated);
     let layout = Layout {
         user: Some(principal.username.clone()),
         csrf: ensure_csrf_token(req)?,
@@ -80,6 +81,11 @@ async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
 }
 
 impl Staff {
+    /// The request this staff user made.
+    pub fn request(&self) -> &HttpRequest {
+        &self.req
+    }
+
     /// Queues `text` for the next page, as Django's messages framework does.
     pub fn flash(&self, level: &str, text: impl Into<String>) {
         super::flash(&self.req, level, text);
@@ -96,7 +102,8 @@ impl Staff {
     /// The proof that this user holds `P`, or 403.
     pub fn require<P: Permission>(&self) -> Result<Granted<P>, AdminError> {
         if self.holds::<P>() {
-            Ok(Granted::checked(crate::auth::guard::Actor::User(self.principal.user_id)))
+            let actor = crate::auth::guard::Actor::User(self.principal.user_id);
+            Ok(Granted::checked(actor, self.auth.default_rate))
         } else {
             Err(AdminError::Forbidden)
         }

@@ -15,6 +15,7 @@ use crate::auth::perms::{self, Model};
 use crate::auth::users::{self, FieldChange};
 use crate::db::models::{Group, Permission};
 use crate::db::{self, DbError, queries};
+use crate::lbasedb::perms::VIEW_FEED;
 use crate::proxy::upstream::Upstream;
 
 #[derive(Deserialize)]
@@ -107,7 +108,13 @@ async fn page<'a>(
         name: values.name,
         rate_limit: values.rate_limit,
         links: PermFields::new(&all, &values.perms, &values.grants),
-        feeds: upstream.feeds().await,
+        // Only the feeds this user could list through the API.
+        feeds: upstream
+            .feeds()
+            .await
+            .into_iter()
+            .filter(|feed| staff.principal.has_feed_perm(VIEW_FEED, feed))
+            .collect(),
         members: members.into_iter().map(|u| u.username).collect(),
         errors,
         can_save,

@@ -147,6 +147,9 @@ pub enum AdminError {
     /// Refused by the privilege rules, with the reason.
     #[error("{0}")]
     Denied(String),
+    /// Too many passwords are being checked at once.
+    #[error("429 Too Many Requests")]
+    Busy,
     #[error("server error")]
     Internal(#[source] anyhow::Error),
 }
@@ -164,6 +167,12 @@ impl From<DbError> for AdminError {
 impl From<crate::error::ApiError> for AdminError {
     fn from(err: crate::error::ApiError) -> Self {
         Self::Internal(err.into())
+    }
+}
+
+impl From<crate::auth::password::Busy> for AdminError {
+    fn from(_: crate::auth::password::Busy) -> Self {
+        Self::Busy
     }
 }
 
@@ -187,6 +196,7 @@ impl ResponseError for AdminError {
             Self::Redirect(_) => StatusCode::FOUND,
             Self::Forbidden | Self::Csrf | Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::BadForm => StatusCode::BAD_REQUEST,
+            Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -202,6 +212,10 @@ impl ResponseError for AdminError {
             Self::Forbidden => ("403 Forbidden", "You do not have permission to view this page."),
             Self::Csrf => ("403 Forbidden", "CSRF verification failed. Request aborted."),
             Self::BadForm => ("400 Bad Request", "The form could not be read."),
+            Self::Busy => (
+                "429 Too Many Requests",
+                "Too many passwords are being checked at once. Try again in a moment.",
+            ),
             Self::Denied(why) => ("403 Forbidden", why.as_str()),
             Self::NotFound => ("Not Found", "The requested resource was not found on this server."),
             Self::Internal(cause) => {

@@ -5,6 +5,7 @@ use actix_web::web;
 use askama::Template;
 use serde::Deserialize;
 
+use super::changelist::{ChangeList, PageLink};
 use super::{
     AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Reply, Staff, history_page,
     ok, redirect,
@@ -14,10 +15,15 @@ use crate::auth::{AuthState, token, users};
 use crate::db::models::{Token, TokenStatus, User};
 use crate::db::{self, queries};
 
-#[derive(Deserialize)]
+const PER_PAGE: i64 = 100;
+
+#[derive(Deserialize, serde::Serialize, Default)]
 pub struct ListQuery {
     status: Option<String>,
     user: Option<i32>,
+    /// The page: a link to another view of the list starts on the first.
+    #[serde(skip_serializing)]
+    p: Option<i64>,
 }
 
 struct Row {
@@ -36,16 +42,28 @@ struct ListPage<'a> {
     user_filter: Option<i32>,
     can_add: bool,
     can_revoke: bool,
+    total: i64,
+    page: i64,
+    pages: i64,
+    page_links: Vec<PageLink>,
 }
 
 pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
     staff.require_view(Model::Token)?;
     let status = query.status.as_deref().and_then(TokenStatus::parse);
     let user_filter = query.user;
-    let (tokens, users) = db::run(&staff.auth.pool, move |conn| {
-        Ok((queries::list_tokens(conn, user_filter, status)?, queries::all_users(conn)?))
+    let filter = queries::TokenQuery {
+        user: user_filter,
+        status,
+        page: query.p.unwrap_or(0).max(0),
+        per_page: PER_PAGE,
+    };
+    let q = filter.clone();
+    let ((tokens, total), users) = db::run(&staff.auth.pool, move |conn| {
+        Ok((queries::list_tokens(conn, &q)?, queries::all_users(conn)?))
     })
     .await?;
+    let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
     let now = queries::now();
     let rows = tokens
         .into_iter()
@@ -59,6 +77,10 @@ pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
         user_filter,
         can_add: staff.holds::<perms::AddToken>(),
         can_revoke: staff.holds::<perms::ChangeToken>(),
+        total,
+        page: filter.page + 1,
+        pages,
+        page_links: ChangeList::of(&*query).pages(pages),
     })
 }
 
@@ -168,10 +190,11 @@ pub async fn add(staff: Staff, CsrfForm(form): CsrfForm<AddForm>) -> Reply {
         return ok(&AddPage::form(&staff.layout, users, &form, errors));
     };
     let token_name = name.clone();
+    let max_live = staff.auth.max_tokens_per_user;
     let issued = staff
         .auth
         .write(move |conn| {
-            let spec = users::TokenSpec { name: &token_name, expires_at, restrictions };
+            let spec = users::TokenSpec { name: &token_name, expires_at, restrictions, max_live };
             users::issue_restricted_token(conn, &granted, owner.id, &spec)
         })
         .await;

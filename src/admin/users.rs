@@ -218,9 +218,9 @@ fn check_new_password(p1: &str, p2: &str, username: &str, email: &str) -> Vec<St
     password::validate(p1, username, email).err().unwrap_or_default()
 }
 
-/// Hashes a password off the async workers.
-async fn hash(secret: String) -> Result<String, AdminError> {
-    Ok(web::block(move || password::hash(&secret)).await?)
+/// Hashes a password off the async workers, within the process's bound.
+async fn hash(auth: &AuthState, secret: String) -> Result<String, AdminError> {
+    Ok(auth.hasher.hash(secret).await?)
 }
 
 /// Step one of two, as Django's: a username and a password twice; the
@@ -237,7 +237,7 @@ pub async fn add(staff: Staff, CsrfForm(form): CsrfForm<AddForm>) -> Reply {
         errors.entry("password2").or_default().extend(problems);
     }
     if errors.is_empty() {
-        let phc = hash(form.password1).await?;
+        let phc = hash(&staff.auth, form.password1).await?;
         let spec = users::UserSpec { username: username.clone(), ..Default::default() };
         match staff.auth.write(move |conn| users::create_user(conn, &granted, &spec, &phc)).await {
             Ok(user) => {
@@ -514,7 +514,7 @@ pub async fn password(staff: Staff, id: web::Path<i32>, form: CsrfForm<PasswordF
     if !errors.is_empty() {
         return ok(&PasswordPage { layout: &staff.layout, target, errors });
     }
-    let phc = hash(form.0.password1).await?;
+    let phc = hash(&staff.auth, form.0.password1).await?;
     let id = target.id;
     staff.auth.write(move |conn| users::set_password(conn, &granted, id, &phc)).await?;
     staff.flash("success", "Password changed successfully.");

@@ -56,6 +56,8 @@ impl OneOrMany {
 /// A form or a JSON body alike.
 type CredentialsBody = web::Either<web::Json<Credentials>, web::Form<Credentials>>;
 
+const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Checks a username and password: throttled per (account, address) with
 /// the attempt counted before the check, one message for an unknown user,
 /// a wrong password or an inactive account, and the same argon2 work in
@@ -67,23 +69,36 @@ pub async fn check_credentials(
     password: &str,
 ) -> Result<User, AuthError> {
     let ip = client_ip(req);
-    state.throttle.attempt_login(username, ip).await?.map_err(|wait| {
+    let throttled = |wait| {
         state.metrics.auth_failure(AuthFailure::Throttled);
         AuthError::Throttled(wait)
-    })?;
+    };
+    state.throttle.login_address_refused(ip).map_err(throttled)?;
+    // No username is longer: a longer one is no account's, and is not
+    // worth a look-up or a hash.
+    if username.len() > users::MAX_USERNAME_LEN {
+        state.metrics.auth_failure(AuthFailure::BadPassword);
+        return Err(AuthError::BadCredentials);
+    }
+    state.throttle.attempt_login(username, ip).await?.map_err(throttled)?;
     let name = username.to_owned();
     let user = db::run(&state.pool, move |conn| queries::user_by_username(conn, &name)).await?;
     let phc = user.as_ref().map(|u| u.password.clone());
-    let attempt = password.to_owned();
-    let matches = web::block(move || password::verify(&attempt, phc.as_deref())).await?;
+    let matches = state
+        .hasher
+        .verify(ip, password.to_owned(), phc)
+        .await
+        .map_err(|_| throttled(ONE_SECOND))?;
     match user {
         Some(user) if matches && user.is_active => {
+            req.extensions_mut().insert(crate::accesslog::Authenticated);
             state.throttle.succeed_login(username, ip).await?;
             upgrade_hash(state, &user, password).await?;
             Ok(user)
         }
         _ => {
             state.metrics.auth_failure(AuthFailure::BadPassword);
+            state.throttle.fail_login_address(ip).await?;
             log::info!("failed login for an account from {ip}");
             Err(AuthError::BadCredentials)
         }
@@ -98,8 +113,7 @@ async fn upgrade_hash(state: &AuthState, user: &User, password: &str) -> Result<
     if !password::needs_rehash(&user.password) {
         return Ok(());
     }
-    let secret = password.to_owned();
-    let new = web::block(move || password::hash(&secret)).await?;
+    let new = state.hasher.hash(password.to_owned()).await?;
     let (id, old) = (user.id, user.password.clone());
     db::run(&state.pool, move |conn| queries::replace_password_hash(conn, id, &old, &new)).await?;
     Ok(())
@@ -118,8 +132,9 @@ pub async fn obtain_token(
         .map_err(|e| ApiError::BadRequest(format!("scopes: {e}.")))?;
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
+    let max_live = state.max_tokens_per_user;
     let (token, plain) = db::run(&state.pool, move |conn| {
-        let spec = users::TokenSpec { name: &name, expires_at, restrictions };
+        let spec = users::TokenSpec { name: &name, expires_at, restrictions, max_live };
         users::issue_own_token(conn, user.id, &spec)
     })
     .await?;

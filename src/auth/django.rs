@@ -25,6 +25,41 @@ pub fn is_supported(encoded: &str) -> bool {
     algorithm(encoded).is_some_and(|a| SUPPORTED.contains(&a))
 }
 
+/// What checking a password against a Django hash costs, or why no
+/// password logs in with it: unusable, an algorithm not accepted here, or
+/// parameters past `password`'s bounds (Django caps nothing: a forged
+/// hash with billions of rounds would pin a thread for hours).
+pub fn assess(encoded: &str) -> Result<super::password::Work, String> {
+    use super::password::{MAX_BCRYPT_COST, MAX_PBKDF2_ITERATIONS, Work};
+    let light = Work { memory_kib: 0 };
+    match algorithm(encoded) {
+        None => Err("unusable password (as in Django)".into()),
+        Some("pbkdf2_sha256" | "pbkdf2_sha1") => {
+            let iterations = encoded.split('$').nth(1).and_then(|i| i.parse::<u32>().ok());
+            match iterations {
+                Some(n) if (1..=MAX_PBKDF2_ITERATIONS).contains(&n) => Ok(light),
+                Some(n) => Err(format!(
+                    "PBKDF2 with {n} iterations is past the bound of {MAX_PBKDF2_ITERATIONS}"
+                )),
+                None => Err("an unreadable PBKDF2 hash".into()),
+            }
+        }
+        Some("argon2") => super::password::assess_argon2(&encoded["argon2".len()..]),
+        Some("bcrypt_sha256") => {
+            // `bcrypt_sha256$$2b$12$…`: the cost is bcrypt's third field.
+            let cost = encoded.split('$').nth(3).and_then(|c| c.parse::<u32>().ok());
+            match cost {
+                Some(cost) if (4..=MAX_BCRYPT_COST).contains(&cost) => Ok(light),
+                Some(cost) => {
+                    Err(format!("bcrypt cost {cost} is past the bound of {MAX_BCRYPT_COST}"))
+                }
+                None => Err("an unreadable bcrypt hash".into()),
+            }
+        }
+        Some(algorithm) => Err(format!("{algorithm} hashes are not accepted here")),
+    }
+}
+
 /// Checks a password against a Django-encoded hash. Slow by design: call
 /// it off the async workers.
 pub fn verify(password: &str, encoded: &str) -> bool {
@@ -56,9 +91,12 @@ fn pbkdf2(password: &str, encoded: &str, derive: Derive) -> bool {
     let Ok(expected) = BASE64_STANDARD.decode(expected) else {
         return false;
     };
-    // Django caps nothing; a forged hash with billions of rounds would pin
-    // a thread. Its own default is a million.
-    if iterations == 0 || iterations > 10_000_000 || expected.is_empty() || expected.len() > 64 {
+    // Bounded by `assess` too; checked here, where the work is done.
+    if iterations == 0
+        || iterations > super::password::MAX_PBKDF2_ITERATIONS
+        || expected.is_empty()
+        || expected.len() > 64
+    {
         return false;
     }
     let mut derived = vec![0u8; expected.len()];
@@ -72,6 +110,9 @@ fn bcrypt_sha256(password: &str, encoded: &str) -> bool {
     let Some(hash) = encoded.strip_prefix("bcrypt_sha256$") else {
         return false;
     };
+    if assess(encoded).is_err() {
+        return false;
+    }
     let prehashed = hex::encode(Sha256::digest(password.as_bytes()));
     bcrypt::verify(prehashed, hash).unwrap_or(false)
 }

@@ -17,6 +17,8 @@
 
 use std::collections::HashSet;
 
+use super::ratelimit::Rate;
+
 /// Who is writing. `System` is the command line (and `loaddata`, and tests
 /// arranging data): whoever runs it already has the database file, so the
 /// rules would guard nothing.
@@ -27,13 +29,16 @@ pub enum Actor {
 }
 
 /// What a user (or a group) holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Powers {
     pub superuser: bool,
     /// Full codenames (`auth.change_user`).
     pub perms: HashSet<String>,
     /// (full codename, feed).
     pub grants: HashSet<(String, String)>,
+    /// An actor's own request rate through the proxy (`None`: unlimited):
+    /// a rate is a privilege too.
+    pub rate: Option<Rate>,
 }
 
 /// A write the rules refuse, with the reason shown to the one who tried.
@@ -134,6 +139,58 @@ pub fn may_act_as(
     ))
 }
 
+/// Whether `rate` is more than `limit` allows (`None`: unlimited).
+fn more_than(rate: Option<Rate>, limit: Option<Rate>) -> bool {
+    match (rate, limit) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(rate), Some(limit)) => rate.per_second() > limit.per_second(),
+    }
+}
+
+/// Setting a group's rate: its members then get `given` (the group's own
+/// rate, or the default one when it has none; `None`: unlimited), which
+/// must not be more than the actor's own.
+pub fn may_give_rate(actor: &Powers, group: &str, given: Option<Rate>) -> Result<(), Denied> {
+    if actor.superuser || !more_than(given, actor.rate) {
+        return Ok(());
+    }
+    Err(Denied(format!(
+        "You cannot give the group {group} a request rate above your own ({}).",
+        actor.rate.map_or_else(|| "unlimited".into(), |r| r.to_string())
+    )))
+}
+
+/// Adding someone (oneself included) to a group with its own rate: not
+/// one above the actor's.
+pub fn may_add_to_rated_group(
+    actor: &Powers,
+    group: &str,
+    rate: Option<Rate>,
+) -> Result<(), Denied> {
+    match rate {
+        Some(rate) => may_give_rate(actor, group, Some(rate)).map_err(|_| {
+            Denied(format!(
+                "You cannot add anyone to the group {group}: its request rate ({rate}) is above \
+                 your own."
+            ))
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Acting on a user who holds more than the actor (reactivating it,
+/// changing its groups), whatever its active flag: not allowed.
+pub fn may_manage(actor: &Powers, target_name: &str, target: &Powers) -> Result<(), Denied> {
+    if actor.covers(target) {
+        return Ok(());
+    }
+    Err(Denied(format!(
+        "You cannot reactivate {target_name} or change its groups: it holds permissions you do \
+         not (or is a superuser), active or not."
+    )))
+}
+
 /// Deleting a user: a superuser only by a superuser.
 pub fn may_delete_user(actor: &Powers, target_is_superuser: bool) -> Result<(), Denied> {
     if target_is_superuser && !actor.superuser {
@@ -151,6 +208,7 @@ mod tests {
             superuser,
             perms: perms.iter().map(|p| p.to_string()).collect(),
             grants: grants.iter().map(|(p, f)| (p.to_string(), f.to_string())).collect(),
+            rate: None,
         }
     }
 
@@ -206,5 +264,29 @@ mod tests {
         assert!(may_act_as(1, &superuser, 2, &more).is_ok());
         assert!(may_add_to_group(&staff, "g", &less).is_ok());
         assert!(may_add_to_group(&staff, "g", &more).is_err());
+        assert!(may_manage(&staff, "t", &less).is_ok());
+        assert!(may_manage(&staff, "t", &superuser).is_err());
+    }
+
+    #[test]
+    fn no_one_gives_a_rate_above_their_own() {
+        let rate = |r: &str| Some(r.parse::<Rate>().unwrap());
+        let limited = Powers { rate: rate("10/min"), ..powers(false, &[], &[]) };
+        let unlimited = powers(false, &[], &[]);
+        let superuser = Powers { rate: rate("1/min"), ..powers(true, &[], &[]) };
+        let cases = [
+            (&limited, rate("10/min"), true),
+            (&limited, rate("1/s"), false),
+            (&limited, rate("5/min"), true),
+            (&limited, None, false),
+            (&unlimited, rate("1000/s"), true),
+            (&unlimited, None, true),
+            (&superuser, None, true),
+        ];
+        for (actor, given, ok) in cases {
+            assert_eq!(may_give_rate(actor, "g", given).is_ok(), ok, "{actor:?} {given:?}");
+        }
+        assert!(may_add_to_rated_group(&limited, "g", None).is_ok());
+        assert!(may_add_to_rated_group(&limited, "g", rate("11/min")).is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 
 use crate::db::DbConnection;
 
-use super::{django, token};
+use super::{token, users};
 use crate::db::DbError;
 use crate::db::django::{DjangoAuth, DjangoUser, parse_datetime};
 use crate::db::models::{TokenRecord, UserRecord};
@@ -60,6 +60,7 @@ pub fn import_django(
     source: &DjangoAuth,
     replace: bool,
 ) -> Result<ImportReport, DbError> {
+    problems(source).into_result()?;
     conn.write_transaction(|conn| {
         let mut report = ImportReport::default();
         let perms = map_permissions(conn, source, &mut report)?;
@@ -80,6 +81,33 @@ pub fn import_django(
         import_tokens(conn, source, &users, &mut report)?;
         Ok(report)
     })
+}
+
+/// The rows the admin would refuse: names and fields past their rules, DRF
+/// keys that are not keys, dates that are not dates.
+fn problems(source: &DjangoAuth) -> users::Problems {
+    let mut problems = users::Problems::default();
+    for user in &source.users {
+        let row = users::row_name("user", &user.username);
+        problems.check(&row, users::validate_username(&user.username));
+        problems
+            .check(&row, users::validate_person(&user.email, &user.first_name, &user.last_name));
+        problems.check(&row, record(user).map(drop));
+    }
+    for group in &source.groups {
+        problems
+            .check(users::row_name("group", &group.name), users::validate_group_name(&group.name));
+    }
+    for drf in source.tokens.iter().flatten() {
+        // DRF's keys are 40 hexadecimal characters.
+        let key_ok = (1..=128).contains(&drf.key.len())
+            && drf.key.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !key_ok {
+            let row = format!("token of user #{}", drf.user_id);
+            problems.check(row, Err(DbError::invalid("key", "not a DRF key")));
+        }
+    }
+    problems
 }
 
 /// Django's permission ids to ours; the rest go in the report.
@@ -194,15 +222,10 @@ fn record(user: &DjangoUser) -> Result<UserRecord, DbError> {
     })
 }
 
-/// Why a hash will never log in, if it will not.
-fn why_no_login(encoded: &str) -> Option<String> {
-    match django::algorithm(encoded) {
-        None => Some("unusable password (as in Django)".into()),
-        Some(_) if django::is_supported(encoded) => None,
-        Some(algorithm) => {
-            Some(format!("{algorithm} hashes are not accepted here; set a new password"))
-        }
-    }
+/// Why a hash will never log in, if it will not: unusable, of another
+/// algorithm, or past the bounds on what a check may cost.
+pub fn why_no_login(encoded: &str) -> Option<String> {
+    super::password::assess(encoded).err().map(|why| format!("{why}; set a new password"))
 }
 
 /// DRF tokens, by the digest of their key; the prefix `drf_` and the key's

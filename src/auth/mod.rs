@@ -22,9 +22,9 @@ use std::sync::atomic::AtomicI64;
 
 use actix_identity::IdentityExt;
 use actix_session::SessionExt;
-use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 
@@ -45,6 +45,10 @@ pub struct AuthState {
     pub default_rate: Option<ratelimit::Rate>,
     pub cache: AuthCache,
     pub throttle: Throttle,
+    /// Every password check and hash of the process goes through it.
+    pub hasher: password::Hasher,
+    /// `MAX_TOKENS_PER_USER`.
+    pub max_tokens_per_user: usize,
     pub secure_cookies: bool,
 }
 
@@ -63,6 +67,12 @@ pub enum AuthError {
     Db(#[from] DbError),
     #[error("checking the password")]
     Hashing(#[from] actix_web::error::BlockingError),
+}
+
+impl From<password::Busy> for AuthError {
+    fn from(_: password::Busy) -> Self {
+        Self::Throttled(std::time::Duration::from_secs(1))
+    }
 }
 
 impl From<AuthError> for ApiError {
@@ -95,6 +105,14 @@ impl AuthState {
     /// Token first (when an `Authorization` header is sent), else the
     /// session. `Ok(None)`: no credentials at all.
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
+        let who = self.authenticated(req).await?;
+        if who.is_some() {
+            req.extensions_mut().insert(crate::accesslog::Authenticated);
+        }
+        Ok(who)
+    }
+
+    async fn authenticated(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let key = parse_authorization(value.as_bytes())?;
             let (principal, prefix) = self.by_token(key, client_ip(req)).await?;

@@ -1,9 +1,14 @@
 //! Passwords: argon2id with OWASP's parameters, a dummy hash so that an
-//! unknown username costs what a wrong password costs, and Django's four
-//! password validators.
+//! unknown username costs what a wrong password costs, bounds on what any
+//! stored hash may cost to check, one bound on the hashing of the whole
+//! process (`Hasher`), and Django's four password validators.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -67,17 +72,183 @@ pub fn hash(password: &str) -> String {
 
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash("an unknown user's password"));
 
-/// Checks a password against a stored hash; with no hash (no such user) it
-/// checks against a dummy, so both cases take the same time. Slow.
+/// The most an argon2 hash may ask for: Django's default memory (100 MiB,
+/// the most an imported hash carries), and that memory's two passes (or
+/// three) at most; more parallel lanes than these are not made. Here such
+/// a hash takes 0.16 s (`m=102400,t=3,p=8`).
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 102_400;
+const MAX_ARGON2_WORK: u64 = 3 * MAX_ARGON2_MEMORY_KIB as u64;
+const MAX_ARGON2_LANES: u32 = 16;
+/// PBKDF2's iterations (Django 5.2: 1,000,000; 0.08 s here) and bcrypt's
+/// cost (Django: 12; 13 is 0.38 s here), at most.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
+pub const MAX_BCRYPT_COST: u32 = 13;
+
+/// What checking a password against a stored hash takes: the memory it
+/// works in, in KiB (0 for hashes that need next to none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    pub memory_kib: u32,
+}
+
+/// What checking a password against `stored` will cost, or why no
+/// password ever logs in with it: unusable, an algorithm not accepted, or
+/// parameters past the bounds above (a forged or hostile hash would
+/// otherwise make one login allocate gigabytes or take minutes).
+pub fn assess(stored: &str) -> Result<Work, String> {
+    if stored.starts_with('$') {
+        return assess_argon2(stored);
+    }
+    // A hash imported from Django (`importdjango`).
+    super::django::assess(stored)
+}
+
+/// An argon2 PHC string's cost, within the bounds.
+pub fn assess_argon2(phc: &str) -> Result<Work, String> {
+    let parsed = PasswordHash::new(phc).map_err(|_| "not an argon2 hash".to_owned())?;
+    let params = Params::try_from(&parsed).map_err(|_| "unreadable argon2 parameters")?;
+    let (memory, passes, lanes) = (params.m_cost(), params.t_cost(), params.p_cost());
+    if memory > MAX_ARGON2_MEMORY_KIB
+        || u64::from(memory) * u64::from(passes) > MAX_ARGON2_WORK
+        || lanes > MAX_ARGON2_LANES
+    {
+        return Err(format!(
+            "argon2 parameters m={memory},t={passes},p={lanes} are past the bounds \
+             (m at most {MAX_ARGON2_MEMORY_KIB} KiB, m times t at most {MAX_ARGON2_WORK}, \
+             p at most {MAX_ARGON2_LANES})"
+        ));
+    }
+    Ok(Work { memory_kib: memory })
+}
+
+/// Checks a password against a stored hash; with no hash (no such user),
+/// or one no password logs in with, it checks against a dummy, so that
+/// every case takes the same time. Slow.
 pub fn verify(password: &str, phc: Option<&str>) -> bool {
-    let stored = phc.unwrap_or(DUMMY_HASH.as_str());
+    let usable = phc.filter(|stored| assess(stored).is_ok());
+    let stored = usable.unwrap_or(DUMMY_HASH.as_str());
     let matches = if stored.starts_with('$') {
         check(password, stored).unwrap_or(false)
     } else {
-        // A hash imported from Django (`importdjango`).
         super::django::verify(password, stored)
     };
-    matches && phc.is_some()
+    matches && usable.is_some()
+}
+
+/// One bound on the password hashing of the whole process. Each login
+/// costs an argon2 hash (19 MiB, tens of milliseconds): a flood of them,
+/// each for a new username (which no per-account count stops), would take
+/// the memory and the cores. Hashes run a few at a time (as many as the
+/// cores; a larger imported hash takes the room of several, up to all),
+/// a waiting one waits briefly and is then refused, and one client
+/// address has at most two checks running or waiting at once, so that one
+/// flooding client holds two places and everyone else gets the rest.
+#[derive(Clone)]
+pub struct Hasher {
+    slots: Arc<Semaphore>,
+    total: u32,
+    per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// How long a check waits for its place before it is refused (429).
+pub const HASH_WAIT: Duration = Duration::from_secs(2);
+/// Checks one address may have running or waiting at once.
+const PER_ADDRESS: usize = 2;
+
+/// No place to hash now: come back in a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many passwords are being checked; retry in a second")]
+pub struct Busy;
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl Hasher {
+    /// Room for `slots` of our argon2 hashes at once.
+    pub fn new(slots: usize) -> Self {
+        let total = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
+        Self { slots: Arc::new(Semaphore::new(total as usize)), total, per_address: Arc::default() }
+    }
+
+    /// Slots a check of `stored` takes: one per 19 MiB of its memory.
+    fn slots_for(&self, stored: Option<&str>) -> u32 {
+        let memory = stored.and_then(|s| assess(s).ok()).map_or(0, |work| work.memory_kib);
+        memory.div_ceil(params().m_cost()).clamp(1, self.total)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        from: Option<IpAddr>,
+        slots: u32,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let _place = match from {
+            Some(ip) => Some(AddressPlace::take(&self.per_address, ip)?),
+            None => None,
+        };
+        let acquire = self.slots.clone().acquire_many_owned(slots);
+        let permit = match tokio::time::timeout(HASH_WAIT, acquire).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(Busy),
+        };
+        let done = actix_web::web::block(move || {
+            let _permit = permit;
+            work()
+        })
+        .await;
+        done.map_err(|_| Busy)
+    }
+
+    /// Checks a password for a client at `from` (see `verify`).
+    pub async fn verify(
+        &self,
+        from: IpAddr,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, Busy> {
+        let slots = self.slots_for(phc.as_deref());
+        self.run(Some(from), slots, move || verify(&password, phc.as_deref())).await
+    }
+
+    /// Hashes a new password (a change by a logged-in user, or a login's
+    /// upgrade of an old hash).
+    pub async fn hash(&self, password: String) -> Result<String, Busy> {
+        self.run(None, 1, move || hash(&password)).await
+    }
+}
+
+/// A client address's place among the checks running or waiting.
+struct AddressPlace {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl AddressPlace {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Result<Self, Busy> {
+        let ip = crate::net::counted_as(ip);
+        let mut held = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(ip).or_default();
+        if *count >= PER_ADDRESS {
+            return Err(Busy);
+        }
+        *count += 1;
+        Ok(Self { counts: counts.clone(), ip })
+    }
+}
+
+impl Drop for AddressPlace {
+    fn drop(&mut self) {
+        let mut held = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Whether a stored hash is not our argon2id with today's parameters (an
@@ -91,6 +262,7 @@ pub fn needs_rehash(stored: &str) -> bool {
 }
 
 fn check(password: &str, stored: &str) -> Option<bool> {
+    assess_argon2(stored).ok()?;
     let parsed = PasswordHash::new(stored).ok()?;
     let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
     let version = parsed.version.map_or(Some(Version::V0x13), |v| Version::try_from(v).ok())?;
@@ -210,6 +382,54 @@ mod tests {
         let ours = hash("s3cret-words");
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(Argon2::default().verify_password(b"s3cret-words", &parsed).is_ok());
+    }
+
+    #[test]
+    fn hashes_past_the_bounds_never_log_in_and_cost_nothing_more() {
+        let make = |m: u32, t: u32, p: u32| {
+            let salt = SaltString::generate(&mut OsRng);
+            let params = Params::new(m, t, p, Some(32)).unwrap();
+            PasswordHash {
+                algorithm: ARGON2ID_IDENT,
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params).unwrap(),
+                salt: Some(salt.as_salt()),
+                hash: Some(Output::new(&[0u8; 32]).unwrap()),
+            }
+            .to_string()
+        };
+        assert_eq!(assess(&make(19_456, 2, 1)), Ok(Work { memory_kib: 19_456 }));
+        assert!(assess(&make(102_400, 3, 8)).is_ok(), "Django's default, and a pass more");
+        for (m, t, p) in
+            [(102_401, 1, 1), (4_194_304, 1, 1), (102_400, 4, 1), (8, 100_000, 1), (1024, 1, 17)]
+        {
+            let hostile = make(m, t, p);
+            assert!(assess(&hostile).is_err(), "m={m},t={t},p={p}");
+            let started = std::time::Instant::now();
+            assert!(!verify("anything", Some(&hostile)));
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_hasher_keeps_one_address_to_two_checks_and_makes_the_rest_wait_briefly() {
+        let hasher = Hasher::new(1);
+        let flood: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let phc = hash("right password");
+        let checks: Vec<_> = (0..5)
+            .map(|_| {
+                let (hasher, phc) = (hasher.clone(), phc.clone());
+                tokio::spawn(async move { hasher.verify(flood, "wrong".into(), Some(phc)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let valid = hasher.verify(other, "right password".into(), Some(phc)).await;
+        assert_eq!(valid, Ok(true), "another address still gets its turn");
+        let outcomes: Vec<_> =
+            futures_util::future::join_all(checks).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(outcomes.iter().filter(|o| **o == Err(Busy)).count(), 3, "{outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|o| **o == Ok(false)).count(), 2);
     }
 
     #[test]

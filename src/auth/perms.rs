@@ -79,22 +79,30 @@ impl Model {
 #[derive(Debug, Clone)]
 pub struct Granted<P> {
     actor: Actor,
+    /// `USER_RATE_LIMIT`, the rate of anyone none of whose groups has one:
+    /// what a group without a rate gives, and the actor's own rate if it
+    /// is in no rated group.
+    default_rate: Option<super::ratelimit::Rate>,
     _permission: PhantomData<fn() -> P>,
 }
 
 impl<P: Permission> Granted<P> {
     /// Only the admin's permission check makes one for a user.
-    pub(crate) fn checked(actor: Actor) -> Self {
-        Self { actor, _permission: PhantomData }
+    pub(crate) fn checked(actor: Actor, default_rate: Option<super::ratelimit::Rate>) -> Self {
+        Self { actor, default_rate, _permission: PhantomData }
     }
 
     /// The command line (and `loaddata`, and tests arranging data): whoever
     /// runs it has the database file already.
     pub fn system() -> Self {
-        Self::checked(Actor::System)
+        Self::checked(Actor::System, None)
     }
 
     pub fn actor(&self) -> Actor {
         self.actor
+    }
+
+    pub fn default_rate(&self) -> Option<super::ratelimit::Rate> {
+        self.default_rate
     }
 }

@@ -22,7 +22,7 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn per_second(self) -> f64 {
+    pub fn per_second(self) -> f64 {
         f64::from(self.requests) / self.per.as_secs_f64()
     }
 }

@@ -15,6 +15,13 @@
 //! A key over its limit is also remembered in memory until its window
 //! ends, so that a flood costs the database at most `limit` writes per key
 //! and replica.
+//!
+//! Failed logins are also counted per address across usernames
+//! (`LOGIN_ADDRESS_FAILURE_LIMIT`): one address trying ever-new usernames
+//! meets no per-account count, and each of its attempts costs a password
+//! hash. Past that count, every login from the address is refused until
+//! the window ends (a correct password does not reset it: one valid
+//! account must not buy unlimited guesses at the others).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -31,6 +38,7 @@ pub struct Throttle {
     refused: Cache<String, i64>,
     login_limit: u32,
     token_limit: u32,
+    address_limit: u32,
     window: Duration,
 }
 
@@ -41,8 +49,29 @@ impl Throttle {
             refused: Cache::builder().max_capacity(100_000).time_to_live(window).build(),
             login_limit,
             token_limit,
+            address_limit: u32::MAX,
             window,
         }
+    }
+
+    /// With failed logins from one address, across usernames, counted too.
+    pub fn with_address_limit(self, address_limit: u32) -> Self {
+        Self { address_limit, ..self }
+    }
+
+    /// `Err` (how long to wait) while the address is over its count of
+    /// failed logins; costs nothing (the count is known in memory).
+    pub fn login_address_refused(&self, ip: IpAddr) -> Result<(), Duration> {
+        let now = chrono::Utc::now().timestamp();
+        match self.refused.get(&address_key(ip)) {
+            Some(end) if end > now => Err(wait(end - now)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed login from this address, whatever its username.
+    pub async fn fail_login_address(&self, ip: IpAddr) -> Result<(), DbError> {
+        self.count(address_key(ip), self.address_limit).await.map(drop)
     }
 
     /// Counts a login attempt for the account from this address; `Err`
@@ -96,6 +125,10 @@ fn wait(seconds: i64) -> Duration {
 
 fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn address_key(ip: IpAddr) -> String {
+    digest(&format!("login-address\0{}", crate::net::counted_as(ip)))
 }
 
 fn login_key(username: &str, ip: IpAddr) -> String {
@@ -156,6 +189,25 @@ mod tests {
         };
         assert_eq!(keys.len(), 1);
         assert!(!keys[0].contains("secret-ish") && !keys[0].contains("192.0.2.1"));
+    }
+
+    #[actix_web::test]
+    async fn failed_logins_count_per_address_across_usernames() {
+        let dir = tempfile::tempdir().unwrap();
+        let throttle =
+            Throttle::new(pool(&dir), 5, 5, Duration::from_secs(60)).with_address_limit(3);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(throttle.login_address_refused(ip).is_ok());
+            throttle.fail_login_address(ip).await.unwrap();
+        }
+        assert!(throttle.login_address_refused(ip).is_ok());
+        throttle.fail_login_address(ip).await.unwrap();
+        assert!(throttle.login_address_refused(ip).is_err());
+        assert!(throttle.login_address_refused("192.0.2.2".parse().unwrap()).is_ok());
+        // A correct password for one account does not clear it.
+        throttle.succeed_login("someone", ip).await.unwrap();
+        assert!(throttle.login_address_refused(ip).is_err());
     }
 
     #[actix_web::test]

@@ -11,6 +11,7 @@ use chrono::NaiveDateTime;
 
 use super::guard::{self, Actor, Denied, Powers};
 use super::perms::{self, Granted, Model};
+use super::ratelimit::{Rate, effective_rate};
 use super::scopes::Restrictions;
 use super::token::{self, PlainToken};
 use crate::db::DbError;
@@ -50,9 +51,27 @@ pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
     Ok((codename.to_owned(), feed.to_owned()))
 }
 
+/// What people may store, in length and in number, whatever the way in
+/// (the admin, the API, the command line, `loaddata`, `importdjango`):
+/// Django's model lengths where it has them, and bounds on every list a
+/// form can make long (a request of a megabyte could otherwise store
+/// thousands of rows).
+pub const MAX_USERNAME_LEN: usize = 150;
+pub const MAX_PERSON_NAME_LEN: usize = 150;
+pub const MAX_EMAIL_LEN: usize = 254;
+pub const MAX_GROUP_NAME_LEN: usize = 150;
+pub const MAX_TOKEN_NAME_LEN: usize = 100;
+/// Scopes, and allowed networks, of one token.
+pub const MAX_TOKEN_RESTRICTIONS: usize = 100;
+/// Feed grants of one user (its own) or one group.
+pub const MAX_GRANTS: usize = 1000;
+/// `MAX_TOKENS_PER_USER`'s default: live (not revoked, not expired)
+/// tokens one user may have.
+pub const DEFAULT_MAX_TOKENS_PER_USER: usize = 100;
+
 pub fn validate_username(username: &str) -> Result<(), DbError> {
     let ok = !username.is_empty()
-        && username.len() <= 150
+        && username.len() <= MAX_USERNAME_LEN
         && username.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
     if ok {
         Ok(())
@@ -62,6 +81,85 @@ pub fn validate_username(username: &str) -> Result<(), DbError> {
             "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
         ))
     }
+}
+
+/// A user's other fields: an e-mail and names of Django's lengths, without
+/// control characters.
+pub fn validate_person(email: &str, first_name: &str, last_name: &str) -> Result<(), DbError> {
+    for (field, value, max) in [
+        ("email", email, MAX_EMAIL_LEN),
+        ("first_name", first_name, MAX_PERSON_NAME_LEN),
+        ("last_name", last_name, MAX_PERSON_NAME_LEN),
+    ] {
+        if value.chars().count() > max {
+            return Err(DbError::invalid(
+                field,
+                format!(
+                    "Ensure this value has at most {max} characters (it has {}).",
+                    value.chars().count()
+                ),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(DbError::invalid(field, "Control characters are not allowed."));
+        }
+    }
+    Ok(())
+}
+
+/// A holder's feed grants, at most `MAX_GRANTS`.
+pub fn check_grant_count(count: usize) -> Result<(), DbError> {
+    if count > MAX_GRANTS {
+        return Err(DbError::invalid(
+            "feed_grants",
+            format!("At most {MAX_GRANTS} feed grants (there are {count})."),
+        ));
+    }
+    Ok(())
+}
+
+/// What an import brings, checked row by row as the admin checks a form,
+/// before anything is written: an import takes all or nothing, and says
+/// which rows it refused. At most `REPORTED` problems are listed.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<String>);
+
+const REPORTED: usize = 100;
+
+impl Problems {
+    /// Notes `checked`'s error against `row` (a short name of the row).
+    pub fn check(&mut self, row: impl std::fmt::Display, checked: Result<(), DbError>) {
+        if let Err(err) = checked {
+            self.0.push(format!("{row}: {err}"));
+        }
+    }
+
+    /// Nothing wrong, or an error that lists what is.
+    pub fn into_result(self) -> Result<(), DbError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let total = self.0.len();
+        let mut report: Vec<String> = self.0.into_iter().take(REPORTED).collect();
+        if total > REPORTED {
+            report.push(format!("… and {} more", total - REPORTED));
+        }
+        Err(DbError::invalid(
+            "import",
+            format!(
+                "refused, nothing was written: {total} row(s) would not pass the admin's checks:\n{}",
+                report.join("\n")
+            ),
+        ))
+    }
+}
+
+/// How a row names itself in a report: its kind and what it holds, cut
+/// short and quoted (the text came from elsewhere).
+pub fn row_name(kind: &str, name: &str) -> String {
+    let short: String = name.chars().take(40).collect();
+    let cut = if short.len() < name.len() { "…" } else { "" };
+    format!("{kind} {short:?}{cut}")
 }
 
 /// One changed field, as the history pages show it.
@@ -121,6 +219,12 @@ fn user_object(user: &User) -> Object<'_> {
     Object { kind: Model::User.object_type(), id: user.id.to_string(), repr: &user.username }
 }
 
+/// At most `max` characters of what someone typed: a failed login names
+/// what was typed, which no rule has checked.
+fn truncated(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
 /// Records an admin login, or a failed one (`user` is then who it would
 /// have been, if anyone).
 pub fn record_login(
@@ -133,10 +237,11 @@ pub fn record_login(
         conn,
         &NewLogEntry {
             user_id: user.map(|u| u.id),
-            username: user.map_or(username, |u| u.username.as_str()),
+            username: &user
+                .map_or_else(|| truncated(username, MAX_USERNAME_LEN), |u| u.username.clone()),
             object_type: Model::User.object_type(),
             object_id: &user.map(|u| u.id.to_string()).unwrap_or_default(),
-            object_repr: username,
+            object_repr: &truncated(username, MAX_USERNAME_LEN),
             action: if succeeded { "login" } else { "login_failed" },
             changes: "[]",
         },
@@ -153,6 +258,8 @@ pub fn create_user(
     phc: &str,
 ) -> Result<User, DbError> {
     validate_username(&spec.username)?;
+    validate_person(&spec.email, "", "")?;
+    check_grant_count(spec.grants.len())?;
     conn.write_transaction(|conn| {
         let user = queries::create_user(
             conn,
@@ -222,7 +329,7 @@ pub fn issue_token(
     name: &str,
     expires_at: Option<NaiveDateTime>,
 ) -> Result<(Token, PlainToken), DbError> {
-    let spec = TokenSpec { name, expires_at, restrictions: Restrictions::default() };
+    let spec = TokenSpec { name, expires_at, ..TokenSpec::default() };
     issue_restricted_token(conn, by, user_id, &spec)
 }
 
@@ -255,16 +362,65 @@ pub fn issue_own_token(
     user_id: i32,
     spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
-    insert_token(conn, user_id, spec)
+    conn.write_transaction(|conn| insert_token(conn, user_id, spec))
 }
 
-/// What a new token is: a name, a lifetime, and what it may not do of
-/// what its user may.
-#[derive(Debug, Clone, Default)]
+/// What a new token is: a name, a lifetime, what it may not do of what
+/// its user may, and how many live tokens its user may have in all.
+#[derive(Debug, Clone)]
 pub struct TokenSpec<'a> {
     pub name: &'a str,
     pub expires_at: Option<NaiveDateTime>,
     pub restrictions: Restrictions,
+    /// `MAX_TOKENS_PER_USER`.
+    pub max_live: usize,
+}
+
+impl Default for TokenSpec<'_> {
+    fn default() -> Self {
+        Self {
+            name: "",
+            expires_at: None,
+            restrictions: Restrictions::default(),
+            max_live: DEFAULT_MAX_TOKENS_PER_USER,
+        }
+    }
+}
+
+/// A new token's name, restrictions and its user's count of live tokens,
+/// within their bounds. The oldest token is never dropped to make room:
+/// which one a script depends on is not ours to guess.
+fn check_token(conn: &mut DbConnection, user_id: i32, spec: &TokenSpec<'_>) -> Result<(), DbError> {
+    if spec.name.trim().is_empty() || spec.name.chars().count() > MAX_TOKEN_NAME_LEN {
+        return Err(DbError::invalid(
+            "name",
+            format!("A token's name has 1 to {MAX_TOKEN_NAME_LEN} characters."),
+        ));
+    }
+    if spec.name.chars().any(char::is_control) {
+        return Err(DbError::invalid("name", "Control characters are not allowed."));
+    }
+    let restrictions = &spec.restrictions;
+    if restrictions.scopes.len() > MAX_TOKEN_RESTRICTIONS
+        || restrictions.networks.len() > MAX_TOKEN_RESTRICTIONS
+    {
+        return Err(DbError::invalid(
+            "scopes",
+            format!("A token has at most {MAX_TOKEN_RESTRICTIONS} scopes and as many networks."),
+        ));
+    }
+    let live = queries::live_token_count(conn, user_id)?;
+    if live >= spec.max_live as i64 {
+        return Err(DbError::invalid(
+            "name",
+            format!(
+                "This user has {live} live tokens, the most allowed (MAX_TOKENS_PER_USER = {}): \
+                 revoke one first.",
+                spec.max_live
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn insert_token(
@@ -272,6 +428,7 @@ fn insert_token(
     user_id: i32,
     spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
+    check_token(conn, user_id, spec)?;
     // A scope names one of our permissions.
     for scope in &spec.restrictions.scopes {
         queries::permission_by_codename(conn, &scope.codename).map_err(|_| {
@@ -362,6 +519,9 @@ pub fn set_active(
         let target = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_change_user(&powers, target.is_superuser, target.is_superuser)?;
+            if active && !target.is_active {
+                guard::may_manage(&powers, &target.username, &powers_of(conn, &target)?)?;
+            }
         }
         keep_a_superuser(conn, &target, target.is_superuser && active)?;
         queries::set_active(conn, user_id, active)?;
@@ -385,11 +545,26 @@ pub fn update_user(
     update: &UserUpdate,
     changes: &[FieldChange],
 ) -> Result<(), DbError> {
+    validate_username(&update.username)?;
+    validate_person(&update.email, &update.first_name, &update.last_name)?;
+    check_grant_count(update.links.grants.len())?;
     conn.write_transaction(|conn| {
         let before = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by.actor())? {
             guard::may_change_user(&powers, before.is_superuser, update.is_superuser)?;
             let old = queries::user_links(conn, user_id)?;
+            // Reactivating, or changing the groups of, a user who holds
+            // more than the actor (active or not) is acting above itself.
+            let regrouped = {
+                let (mut was, mut now) = (old.groups.clone(), update.links.groups.clone());
+                was.sort_unstable();
+                now.sort_unstable();
+                now.dedup();
+                was != now
+            };
+            if regrouped || (update.is_active && !before.is_active) {
+                guard::may_manage(&powers, &before.username, &powers_of(conn, &before)?)?;
+            }
             check_gifts(
                 conn,
                 &powers,
@@ -411,16 +586,19 @@ pub fn update_user(
     })
 }
 
-/// Adding someone to a group that holds more than the actor is refused.
+/// Adding someone to a group that holds more than the actor, or whose
+/// request rate is above the actor's, is refused.
 fn check_joining(conn: &mut DbConnection, powers: &Powers, group: i32) -> Result<(), DbError> {
     let held = queries::held(conn, queries::HeldBy::Groups(&[group]))?;
-    let name = queries::group_by_id(conn, group)?.map(|g| g.name).unwrap_or_default();
+    let group = queries::group_by_id(conn, group)?.ok_or_else(not_found)?;
     let holds = Powers {
-        superuser: false,
         perms: held.perms.into_iter().collect(),
         grants: held.grants.into_iter().collect(),
+        ..Powers::default()
     };
-    guard::may_add_to_group(powers, &name, &holds)?;
+    guard::may_add_to_group(powers, &group.name, &holds)?;
+    let rate = group.rate_limit.as_deref().and_then(|rate| rate.parse().ok());
+    guard::may_add_to_rated_group(powers, &group.name, rate)?;
     Ok(())
 }
 
@@ -465,9 +643,12 @@ pub fn add_group(
 ) -> Result<i32, DbError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
+    check_grant_count(grants.len())?;
+    let rate = parse_rate(rate_limit)?;
     conn.write_transaction(|conn| {
-        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
+        if let Some((_, powers)) = actor_powers_at(conn, by.actor(), by.default_rate())? {
             check_gifts(conn, &powers, (&[], &[]), (perms, grants))?;
+            guard::may_give_rate(&powers, name, rate.or(by.default_rate()))?;
         }
         let group = queries::create_group(conn, name)
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
@@ -488,10 +669,16 @@ pub fn change_group(
 ) -> Result<(), DbError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
+    check_grant_count(grants.len())?;
+    let rate = parse_rate(rate_limit)?;
     conn.write_transaction(|conn| {
-        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
+        if let Some((_, powers)) = actor_powers_at(conn, by.actor(), by.default_rate())? {
             let (old_perms, old_grants) = queries::group_links(conn, id)?;
             check_gifts(conn, &powers, (&old_perms, &old_grants), (perms, grants))?;
+            let old_rate = queries::group_by_id(conn, id)?.ok_or_else(not_found)?.rate_limit;
+            if old_rate.as_deref() != rate_limit {
+                guard::may_give_rate(&powers, name, rate.or(by.default_rate()))?;
+            }
         }
         queries::update_group(conn, id, name, perms, grants)
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
@@ -514,11 +701,25 @@ pub fn delete_group(
     })
 }
 
-fn validate_group_name(name: &str) -> Result<(), DbError> {
-    if name.trim().is_empty() || name.len() > 150 {
-        return Err(DbError::invalid("name", "This field is required (150 characters or fewer)."));
+pub fn validate_group_name(name: &str) -> Result<(), DbError> {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_GROUP_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
+        return Err(DbError::invalid(
+            "name",
+            "This field is required (150 characters or fewer, no control characters).",
+        ));
     }
     Ok(())
+}
+
+/// A group's rate as typed ("600/min"), read.
+pub fn parse_rate(rate: Option<&str>) -> Result<Option<Rate>, DbError> {
+    rate.map(|text| {
+        text.parse::<Rate>().map_err(|why| DbError::invalid("rate_limit", format!("Enter {why}.")))
+    })
+    .transpose()
 }
 
 /// What happened to a feed through the proxy.
@@ -544,25 +745,44 @@ fn find_user(conn: &mut DbConnection, user_id: i32) -> Result<User, DbError> {
     queries::user_by_id(conn, user_id)?.ok_or_else(not_found)
 }
 
-/// What a user holds now, read in the caller's transaction.
+/// What a user holds, read in the caller's transaction, whether or not it
+/// is active now: a deactivated superuser is still a superuser to the
+/// rules of who may change whom, since reactivating it gives it all back.
 pub fn powers_of(conn: &mut DbConnection, user: &User) -> Result<Powers, DbError> {
     let holdings = queries::holdings(conn, user.id)?;
     Ok(Powers {
-        superuser: user.is_superuser && user.is_active,
+        superuser: user.is_superuser,
         perms: holdings.perms.into_iter().collect(),
         grants: holdings.grants.into_iter().map(|(feed, codename)| (codename, feed)).collect(),
+        rate: None,
     })
 }
 
 /// The acting user's id and powers; `None` for the system. An actor whose
-/// account was deactivated or deleted meanwhile holds nothing.
+/// account was deactivated or deleted meanwhile may do nothing.
 fn actor_powers(conn: &mut DbConnection, actor: Actor) -> Result<Option<(i32, Powers)>, DbError> {
+    actor_powers_at(conn, actor, None)
+}
+
+/// As `actor_powers`, with the actor's own request rate (its groups' most
+/// generous, else `default_rate`; unlimited for a superuser).
+fn actor_powers_at(
+    conn: &mut DbConnection,
+    actor: Actor,
+    default_rate: Option<Rate>,
+) -> Result<Option<(i32, Powers)>, DbError> {
     let Actor::User(id) = actor else {
         return Ok(None);
     };
-    let powers = match queries::user_by_id(conn, id)? {
-        Some(user) if user.is_active => powers_of(conn, &user)?,
-        _ => Powers::default(),
+    let user = match queries::user_by_id(conn, id)? {
+        Some(user) if user.is_active => user,
+        _ => return Err(Denied("Your account is no longer active.".into()).into()),
+    };
+    let holdings = queries::holdings(conn, user.id)?;
+    let rates: Vec<Rate> = holdings.group_rates.iter().filter_map(|r| r.parse().ok()).collect();
+    let powers = Powers {
+        rate: effective_rate(user.is_superuser, &rates, default_rate),
+        ..powers_of(conn, &user)?
     };
     Ok(Some((id, powers)))
 }

@@ -53,9 +53,27 @@ pub(crate) fn run(command: Command) -> Result<()> {
             println!("Group '{}' created (id {}).", group.name, group.id);
             Ok(())
         }
-        Command::Createtoken { username, name, expires_in, scopes, allow_ips, db } => {
+        Command::Createtoken {
+            username,
+            name,
+            expires_in,
+            scopes,
+            allow_ips,
+            max_tokens_per_user,
+            db,
+        } => {
             let restrictions = crate::auth::scopes::Restrictions::parse(&scopes, &allow_ips)?;
-            createtoken(&username, &name, expires_in, restrictions, &db)
+            let expires_at = expires_in
+                .map(crate::auth::token::expiry_after)
+                .transpose()
+                .map_err(|e| format!("--expires-in: {e}"))?;
+            let spec = users::TokenSpec {
+                name: &name,
+                expires_at,
+                restrictions,
+                max_live: max_tokens_per_user,
+            };
+            createtoken(&username, &spec, &db)
         }
         Command::Revoketoken { prefix, db } => {
             if with_conn(&open(&db)?, |conn| queries::revoke_token(conn, &prefix))? {
@@ -155,22 +173,11 @@ fn createuser(spec: UserSpec, db: &DbArgs) -> Result<()> {
 
 /// Prints the token alone on standard output's last line (for scripts);
 /// what it is goes to standard error.
-fn createtoken(
-    username: &str,
-    name: &str,
-    expires_in: Option<std::time::Duration>,
-    restrictions: crate::auth::scopes::Restrictions,
-    db: &DbArgs,
-) -> Result<()> {
+fn createtoken(username: &str, spec: &users::TokenSpec<'_>, db: &DbArgs) -> Result<()> {
     let pool = open(db)?;
     let user = find_user(&pool, username)?;
-    let expires_at = expires_in
-        .map(crate::auth::token::expiry_after)
-        .transpose()
-        .map_err(|e| format!("--expires-in: {e}"))?;
-    let spec = users::TokenSpec { name, expires_at, restrictions };
     let (token, plain) = with_conn(&pool, |conn| {
-        users::issue_restricted_token(conn, &Granted::system(), user.id, &spec)
+        users::issue_restricted_token(conn, &Granted::system(), user.id, spec)
     })?;
     let expiry = token.expires_at.map(|at| format!(", expires {at} UTC")).unwrap_or_default();
     eprintln!(
@@ -210,6 +217,9 @@ fn loaddata(file: &std::path::Path, db: &DbArgs) -> Result<()> {
         "Installed {} group(s), {} user(s) and {} token(s).",
         counts.groups, counts.users, counts.tokens
     );
+    for (user, why) in &counts.cannot_log_in {
+        println!("cannot log in: {user}: {why}");
+    }
     Ok(())
 }
 

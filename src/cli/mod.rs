@@ -98,6 +98,9 @@ pub(crate) enum Command {
         /// Allow the token only from this address or network; repeatable.
         #[arg(long = "allow-ip")]
         allow_ips: Vec<String>,
+        /// Most live tokens the user may have (as `serve` counts them).
+        #[arg(long, env = "MAX_TOKENS_PER_USER", default_value_t = crate::auth::users::DEFAULT_MAX_TOKENS_PER_USER)]
+        max_tokens_per_user: usize,
         #[command(flatten)]
         db: DbArgs,
     },

@@ -13,6 +13,8 @@ use super::queries::{self, Holder};
 use super::schema::{
     auth_group, auth_group_permissions, auth_user, auth_user_groups, authtoken_token, feed_grant,
 };
+use crate::auth::scopes::Restrictions;
+use crate::auth::users;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -123,9 +125,72 @@ fn dump_tokens(conn: &mut DbConnection) -> Result<Vec<TokenDump>, DbError> {
         .collect())
 }
 
+/// The rows the admin would refuse, all of them, before anything is
+/// written: a dump is input like any form (a hand-edited one, or one from
+/// elsewhere), checked by the same rules.
+fn problems(dump: &Dump) -> users::Problems {
+    let mut problems = users::Problems::default();
+    let grants = |list: &[Grant]| -> Result<(), DbError> {
+        users::check_grant_count(list.len())?;
+        for grant in list {
+            users::parse_grant(&format!("{}={}", grant.permission, grant.feed))?;
+        }
+        Ok(())
+    };
+    for group in &dump.groups {
+        let row = users::row_name("group", &group.name);
+        problems.check(&row, users::validate_group_name(&group.name));
+        problems.check(&row, users::parse_rate(group.rate_limit.as_deref()).map(drop));
+        problems.check(&row, grants(&group.feed_grants));
+    }
+    for user in &dump.users {
+        let record = &user.record;
+        let row = users::row_name("user", &record.username);
+        problems.check(&row, users::validate_username(&record.username));
+        problems.check(
+            &row,
+            users::validate_person(&record.email, &record.first_name, &record.last_name),
+        );
+        problems.check(&row, grants(&user.feed_grants));
+    }
+    for token in &dump.tokens {
+        let row = users::row_name("token", &token.record.prefix);
+        problems.check(&row, check_token(&token.record));
+    }
+    problems
+}
+
+/// A token as we make them: a short prefix, a SHA-256 digest, a name and
+/// restrictions within the bounds of a new one.
+fn check_token(record: &TokenRecord) -> Result<(), DbError> {
+    let digest_ok =
+        record.digest.len() == 64 && record.digest.bytes().all(|b| b.is_ascii_hexdigit());
+    if !digest_ok {
+        return Err(DbError::invalid("digest", "not a SHA-256 digest"));
+    }
+    if record.prefix.is_empty()
+        || record.prefix.len() > 32
+        || record.prefix.chars().any(char::is_control)
+    {
+        return Err(DbError::invalid("prefix", "not a token prefix"));
+    }
+    if record.name.is_empty() || record.name.chars().count() > users::MAX_TOKEN_NAME_LEN {
+        return Err(DbError::invalid("name", "a token's name has 1 to 100 characters"));
+    }
+    let list = |text: &Option<String>| text.iter().cloned().collect::<Vec<_>>();
+    let restrictions = Restrictions::parse(&list(&record.scopes), &list(&record.allowed_networks))
+        .map_err(|why| DbError::invalid("scopes", why))?;
+    if restrictions.scopes.len().max(restrictions.networks.len()) > users::MAX_TOKEN_RESTRICTIONS {
+        return Err(DbError::invalid("scopes", "too many scopes or networks"));
+    }
+    Ok(())
+}
+
 /// Loads a dump, all or nothing: groups and users are created or updated by
 /// name (their permissions, grants and memberships become the dump's);
-/// tokens are added unless their prefix is already known.
+/// tokens are added unless their prefix is already known. Every row is
+/// checked first (`problems`); users whose password hash will never log
+/// in are counted and named.
 pub fn load(conn: &mut DbConnection, dump: &Dump) -> Result<LoadCounts, DbError> {
     if dump.version != FORMAT_VERSION {
         return Err(DbError::invalid(
@@ -133,8 +198,14 @@ pub fn load(conn: &mut DbConnection, dump: &Dump) -> Result<LoadCounts, DbError>
             format!("unsupported dump version {}", dump.version),
         ));
     }
+    problems(dump).into_result()?;
     conn.transaction(|conn| {
         let mut counts = LoadCounts::default();
+        for user in &dump.users {
+            if let Some(why) = crate::auth::import::why_no_login(&user.record.password) {
+                counts.cannot_log_in.push((user.record.username.clone(), why));
+            }
+        }
         for group in &dump.groups {
             load_group(conn, group)?;
             counts.groups += 1;
@@ -209,4 +280,6 @@ pub struct LoadCounts {
     pub groups: usize,
     pub users: usize,
     pub tokens: usize,
+    /// Users who cannot log in until given a new password, and why.
+    pub cannot_log_in: Vec<(String, String)>,
 }

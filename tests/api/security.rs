@@ -775,7 +775,12 @@ async fn deactivating_a_user_revokes_its_tokens_at_once() {
             .await;
     assert_eq!(response.status(), 302);
     assert_eq!(app.get_proxy_as(&token, "version").await.status(), 401);
-    let tokens = queries::list_tokens(&mut app.conn(), Some(id), None).unwrap();
+    let tokens = queries::list_tokens(
+        &mut app.conn(),
+        &queries::TokenQuery { user: Some(id), per_page: 1000, ..Default::default() },
+    )
+    .unwrap()
+    .0;
     assert_eq!(tokens.iter().filter(|(token, _)| !token.revoked).count(), 0);
 }
 

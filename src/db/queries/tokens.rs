@@ -61,6 +61,16 @@ pub fn revoke_token_by_digest(conn: &mut Conn, digest: &str) -> Result<bool, DbE
     Ok(changed > 0)
 }
 
+/// A user's tokens that still work: not revoked, not expired.
+pub fn live_token_count(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
+    Ok(authtoken_token::table
+        .filter(authtoken_token::user_id.eq(user_id))
+        .filter(authtoken_token::revoked.eq(false))
+        .filter(authtoken_token::expires_at.is_null().or(authtoken_token::expires_at.gt(now())))
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn user_token_count(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
     Ok(authtoken_token::table
         .filter(authtoken_token::user_id.eq(user_id))
@@ -68,36 +78,51 @@ pub fn user_token_count(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
         .get_result(conn)?)
 }
 
-/// Tokens with their users' names, newest first; `status` is "active",
-/// "revoked" or "expired".
+/// The token list's filters and page.
+#[derive(Debug, Default, Clone)]
+pub struct TokenQuery {
+    pub user: Option<i32>,
+    pub status: Option<TokenStatus>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// A page of tokens with their users' names, newest first, and how many
+/// match.
 pub fn list_tokens(
     conn: &mut Conn,
-    user: Option<i32>,
-    status: Option<TokenStatus>,
-) -> Result<Vec<(Token, String)>, DbError> {
-    let mut query = authtoken_token::table.inner_join(auth_user::table).into_boxed();
-    if let Some(user) = user {
-        query = query.filter(authtoken_token::user_id.eq(user));
-    }
+    q: &TokenQuery,
+) -> Result<(Vec<(Token, String)>, i64), DbError> {
     let now = now();
-    match status {
-        Some(TokenStatus::Revoked) => query = query.filter(authtoken_token::revoked.eq(true)),
-        Some(TokenStatus::Expired) => {
-            query = query
-                .filter(authtoken_token::revoked.eq(false))
-                .filter(authtoken_token::expires_at.le(now))
+    let build = || {
+        let mut query = authtoken_token::table.inner_join(auth_user::table).into_boxed();
+        if let Some(user) = q.user {
+            query = query.filter(authtoken_token::user_id.eq(user));
         }
-        Some(TokenStatus::Active) => {
-            query = query.filter(authtoken_token::revoked.eq(false)).filter(
-                authtoken_token::expires_at.is_null().or(authtoken_token::expires_at.gt(now)),
-            )
+        match q.status {
+            Some(TokenStatus::Revoked) => query = query.filter(authtoken_token::revoked.eq(true)),
+            Some(TokenStatus::Expired) => {
+                query = query
+                    .filter(authtoken_token::revoked.eq(false))
+                    .filter(authtoken_token::expires_at.le(now))
+            }
+            Some(TokenStatus::Active) => {
+                query = query.filter(authtoken_token::revoked.eq(false)).filter(
+                    authtoken_token::expires_at.is_null().or(authtoken_token::expires_at.gt(now)),
+                )
+            }
+            None => {}
         }
-        None => {}
-    }
-    Ok(query
+        query
+    };
+    let total = build().count().get_result(conn)?;
+    let rows = build()
         .order(authtoken_token::id.desc())
+        .offset(q.page * q.per_page)
+        .limit(q.per_page)
         .select((Token::as_select(), auth_user::username))
-        .load(conn)?)
+        .load(conn)?;
+    Ok((rows, total))
 }
 
 pub fn token_by_id(conn: &mut Conn, id: i32) -> Result<Option<(Token, String)>, DbError> {
