@@ -96,7 +96,7 @@ impl Sampler {
             .filter(|(_, count)| *count > PER_ADDRESS)
             .map(|(ip, count)| (ip, count - PER_ADDRESS))
             .collect();
-        unwritten.sort_by(|a, b| b.1.cmp(&a.1));
+        unwritten.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         let listed = unwritten.len().min(PER_SECOND as usize);
         for (ip, count) in &unwritten[..listed] {
             log::info!(
