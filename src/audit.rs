@@ -71,30 +71,39 @@ async fn write_batches(pool: Pool, mut receiver: mpsc::Receiver<Access>, json_lo
     let mut batch = Vec::with_capacity(BATCH);
     let mut refusals = Refusals::default();
     loop {
-        let received = receiver.recv_many(&mut batch, BATCH).await;
-        let mut rows: Vec<Access> = Vec::with_capacity(batch.len());
-        rows.extend(batch.drain(..).filter_map(|access| refusals.add(access)));
+        // Woken at least once a second, so that counted refusals are
+        // written when their second is over, whatever comes next.
+        let received =
+            tokio::time::timeout(Duration::from_secs(1), receiver.recv_many(&mut batch, BATCH))
+                .await
+                .ok();
+        let closed = received == Some(0);
+        let mut rows: Vec<Access> = batch.drain(..).filter_map(|a| refusals.add(a)).collect();
         // The channel closed (shutting down): what is counted goes now.
-        rows.extend(refusals.due(received == 0));
-        if json_log {
-            for access in &rows {
-                if let Ok(line) = serde_json::to_string(access) {
-                    log::info!(target: "lbasedb_proxy::audit", "{line}");
-                }
-            }
-        }
-        let count = rows.len();
-        if count > 0
-            && let Err(err) = db::run(&pool, move |conn| insert(conn, &rows)).await
-        {
-            log::error!("audit: {count} row(s) not written: {err}");
-        }
-        if received == 0 {
+        rows.extend(refusals.due(closed));
+        write(&pool, rows, json_log).await;
+        if closed {
             return;
         }
-        if received < BATCH {
+        if received.is_some_and(|n| n < BATCH) {
             tokio::time::sleep(GATHER).await;
         }
+    }
+}
+
+async fn write(pool: &Pool, rows: Vec<Access>, json_log: bool) {
+    if json_log {
+        for access in &rows {
+            if let Ok(line) = serde_json::to_string(access) {
+                log::info!(target: "lbasedb_proxy::audit", "{line}");
+            }
+        }
+    }
+    let count = rows.len();
+    if count > 0
+        && let Err(err) = db::run(pool, move |conn| insert(conn, &rows)).await
+    {
+        log::error!("audit: {count} row(s) not written: {err}");
     }
 }
 

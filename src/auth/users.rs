@@ -343,7 +343,7 @@ pub fn issue_restricted_token(
 ) -> Result<(Token, PlainToken), DbError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
-        if let Some((actor_id, powers)) = actor_powers(conn, by.actor())? {
+        if let Some((actor_id, powers)) = actor_powers(conn, by)? {
             guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
         }
         let (stored, plain) = insert_token(conn, user_id, spec)?;
@@ -480,7 +480,7 @@ pub fn set_password(
 ) -> Result<(), DbError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
-        if let Some((actor_id, powers)) = actor_powers(conn, by.actor())? {
+        if let Some((actor_id, powers)) = actor_powers(conn, by)? {
             guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
         }
         queries::set_password(conn, user_id, phc)?;
@@ -517,7 +517,7 @@ pub fn set_active(
 ) -> Result<(), DbError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
-        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
+        if let Some((_, powers)) = actor_powers(conn, by)? {
             guard::may_change_user(&powers, target.is_superuser, target.is_superuser)?;
             if active && !target.is_active {
                 guard::may_manage(&powers, &target.username, &powers_of(conn, &target)?)?;
@@ -550,7 +550,7 @@ pub fn update_user(
     check_grant_count(update.links.grants.len())?;
     conn.write_transaction(|conn| {
         let before = find_user(conn, user_id)?;
-        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
+        if let Some((_, powers)) = actor_powers(conn, by)? {
             guard::may_change_user(&powers, before.is_superuser, update.is_superuser)?;
             let old = queries::user_links(conn, user_id)?;
             // Reactivating, or changing the groups of, a user who holds
@@ -611,7 +611,7 @@ pub fn delete_user(
 ) -> Result<User, DbError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
-        if let Some((_, powers)) = actor_powers(conn, by.actor())? {
+        if let Some((_, powers)) = actor_powers(conn, by)? {
             guard::may_delete_user(&powers, target.is_superuser)?;
         }
         keep_a_superuser(conn, &target, false)?;
@@ -646,7 +646,7 @@ pub fn add_group(
     check_grant_count(grants.len())?;
     let rate = parse_rate(rate_limit)?;
     conn.write_transaction(|conn| {
-        if let Some((_, powers)) = actor_powers_at(conn, by.actor(), by.default_rate())? {
+        if let Some((_, powers)) = actor_powers(conn, by)? {
             check_gifts(conn, &powers, (&[], &[]), (perms, grants))?;
             guard::may_give_rate(&powers, name, rate.or(by.default_rate()))?;
         }
@@ -672,7 +672,7 @@ pub fn change_group(
     check_grant_count(grants.len())?;
     let rate = parse_rate(rate_limit)?;
     conn.write_transaction(|conn| {
-        if let Some((_, powers)) = actor_powers_at(conn, by.actor(), by.default_rate())? {
+        if let Some((_, powers)) = actor_powers(conn, by)? {
             let (old_perms, old_grants) = queries::group_links(conn, id)?;
             check_gifts(conn, &powers, (&old_perms, &old_grants), (perms, grants))?;
             let old_rate = queries::group_by_id(conn, id)?.ok_or_else(not_found)?.rate_limit;
@@ -758,22 +758,18 @@ pub fn powers_of(conn: &mut DbConnection, user: &User) -> Result<Powers, DbError
     })
 }
 
-/// The acting user's id and powers; `None` for the system. An actor whose
-/// account was deactivated or deleted meanwhile may do nothing.
-fn actor_powers(conn: &mut DbConnection, actor: Actor) -> Result<Option<(i32, Powers)>, DbError> {
-    actor_powers_at(conn, actor, None)
-}
-
-/// As `actor_powers`, with the actor's own request rate (its groups' most
-/// generous, else `default_rate`; unlimited for a superuser).
-fn actor_powers_at(
+/// The acting user's id and powers, its own request rate among them (its
+/// groups' most generous, else the default; unlimited for a superuser);
+/// `None` for the system. An actor whose account was deactivated or
+/// deleted meanwhile may do nothing.
+fn actor_powers<P: perms::Permission>(
     conn: &mut DbConnection,
-    actor: Actor,
-    default_rate: Option<Rate>,
+    by: &Granted<P>,
 ) -> Result<Option<(i32, Powers)>, DbError> {
-    let Actor::User(id) = actor else {
+    let Actor::User(id) = by.actor() else {
         return Ok(None);
     };
+    let default_rate = by.default_rate();
     let user = match queries::user_by_id(conn, id)? {
         Some(user) if user.is_active => user,
         _ => return Err(Denied("Your account is no longer active.".into()).into()),

@@ -222,9 +222,9 @@ fn spawn(listener: &TcpListener, child: &Child) -> std::io::Result<tokio::proces
     if let Some(secret) = &settings.secret {
         command.env("LBASEDB_SECRET", secret);
     }
-    if let Some(filter) = std::env::var_os("RUST_LOG") {
-        command.env("RUST_LOG", filter);
-    }
+    // What it would say at `info` (its open-file limit, its port), `serve`
+    // says itself; its warnings and errors are worth a line.
+    command.env("RUST_LOG", std::env::var_os("RUST_LOG").unwrap_or_else(|| "warn".into()));
     command.spawn()
 }
 

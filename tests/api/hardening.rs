@@ -11,9 +11,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use lbasedb_proxy::auth::password;
+use lbasedb_proxy::auth::users::UserSpec;
+use lbasedb_proxy::db::queries;
+
 use crate::helpers::{
-    ADMIN_PASSWORD, Sent, TestApp, admin, client, client_with_authorization, client_with_token,
-    get_json, issue_token, spawn_app, spawn_app_on, spawn_app_with,
+    ADMIN_PASSWORD, Sent, TestApp, USER_PASSWORD, admin, client, client_with_authorization,
+    client_with_token, create_group, create_user, get_json, issue_token, log_in, spawn_app,
+    spawn_app_on, spawn_app_with, spec,
 };
 use crate::safety::{UpstreamProcess, free_port};
 
@@ -588,4 +593,570 @@ async fn a_write_the_upstream_never_answers_is_reported_in_doubt_and_lets_go() {
     assert_eq!(upstream.position("answered 1").await, None);
     let metrics = app.client.get(format!("{}/metrics", app.address)).sent().await.text().await;
     assert!(metrics.unwrap().contains("lbasedb_proxy_writes_in_doubt_total 1"));
+}
+
+// 2. Requests without credentials cost almost nothing.
+
+/// `lbasedb-proxy serve` as a process of its own (its log in a file, its
+/// memory readable), on a fresh data folder and database.
+struct Serve {
+    child: std::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+    database_url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Serve {
+    async fn start(env: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = data.path().join("serve.log");
+        let database_url = crate::helpers::test_database_url(data.path());
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("DATA_DIR", data.path())
+            .env("DATABASE_URL", &database_url)
+            .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", ADMIN_PASSWORD)
+            .env("RUST_LOG", "info")
+            .env_remove("LBASEDB_URL")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let base = format!("http://127.0.0.1:{port}");
+        // Killed and waited for when dropped, started or not.
+        let serve = Self { child: command.spawn().unwrap(), base, log, database_url, _data: data };
+        for _ in 0..400 {
+            let ready = client().get(format!("{}/readyz", serve.base)).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return serve;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("serve did not start: {}", std::fs::read_to_string(&serve.log).unwrap_or_default());
+    }
+
+    fn lines(&self) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().count()
+    }
+
+    /// The most memory the process has used (`VmHWM`), in KiB.
+    fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    fn pool(&self) -> lbasedb_proxy::db::Pool {
+        lbasedb_proxy::db::connect(&self.database_url).unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_flood_without_credentials_costs_a_few_rows_and_lines_a_second() {
+    use diesel::prelude::*;
+    let serve = Serve::start(&[]).await;
+    let lines_before = serve.lines();
+    let junk_method = reqwest::Method::from_bytes(&[b'J'; 200]).unwrap();
+    let long_path = format!("/{}", "x".repeat(4000));
+    let flood = (0..3).map(|connection| {
+        let (base, junk_method, long_path) =
+            (serve.base.clone(), junk_method.clone(), long_path.clone());
+        tokio::spawn(async move {
+            let client = client();
+            let bad = client_with_token("lbp_0000000000000000000000000000000000000000");
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            let mut sent = 0u64;
+            while std::time::Instant::now() < until {
+                let _ = match sent % 6 {
+                    0 => client.get(format!("{base}/api/proxy/version")).send().await,
+                    1 => client.get(format!("{base}/api/proxy/nothing{connection}")).send().await,
+                    2 => {
+                        client
+                            .request(junk_method.clone(), format!("{base}/api/proxy/data"))
+                            .send()
+                            .await
+                    }
+                    3 => client.get(format!("{base}{long_path}")).send().await,
+                    4 => bad.get(format!("{base}/api/proxy/size?feed=xy")).send().await,
+                    _ => client.get(format!("{base}/admin/login/")).send().await,
+                };
+                sent += 1;
+            }
+            sent
+        })
+    });
+    let sent: u64 =
+        futures_util::future::join_all(flood).await.into_iter().map(Result::unwrap).sum();
+    assert!(sent > 600, "a flood: {sent} requests");
+    // The audit's counts are written when their second is over.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut conn = serve.pool().get().unwrap();
+    use lbasedb_proxy::db::schema::access_log as audit;
+    let rows: i64 = audit::table.count().get_result(&mut conn).unwrap();
+    let counted: Vec<i64> = audit::table.select(audit::requests).load(&mut conn).unwrap();
+    let counted: i64 = counted.iter().sum();
+    // Every refusal of the proxy is counted (the unknown method is not
+    // even that), in a few rows a second.
+    let proxied = (sent / 6) * 3;
+    assert!(counted as u64 >= proxied.saturating_sub(6), "{counted} of about {proxied}");
+    assert!(rows <= 60, "{rows} audit rows for {counted} requests");
+    let methods: Vec<String> = audit::table.select(audit::method).load(&mut conn).unwrap();
+    assert!(methods.iter().all(|m| m.len() <= 7), "{methods:?}");
+    let written = serve.lines() - lines_before;
+    assert!(written <= 150, "{written} log lines for {sent} requests");
+    let log = std::fs::read_to_string(&serve.log).unwrap();
+    assert!(log.lines().all(|l| l.len() < 1000), "a line that long came from a client");
+    assert!(log.contains("not logged one by one"), "the rest is counted");
+}
+
+#[tokio::test]
+async fn a_flood_of_logins_for_new_usernames_keeps_memory_down_and_lets_a_valid_login_through() {
+    let serve = Serve::start(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let url = format!("{}/api/auth/token/", serve.base);
+    let flood = (0..64).map(|n| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = client();
+            let until = std::time::Instant::now() + Duration::from_secs(4);
+            let mut statuses = Vec::new();
+            let mut i = 0;
+            while std::time::Instant::now() < until {
+                let status = client
+                    .post(&url)
+                    // Three flooding addresses, each with ever-new usernames.
+                    .header("x-forwarded-for", format!("198.51.100.{}", n % 3))
+                    .json(&json!({"username": format!("nobody-{n}-{i}"), "password": "guess"}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16());
+                statuses.push(status.unwrap_or(0));
+                i += 1;
+            }
+            statuses
+        })
+    });
+    let flood = futures_util::future::join_all(flood);
+    let valid = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut took = Vec::new();
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            let status = client()
+                .post(&url)
+                .header("x-forwarded-for", "203.0.113.7")
+                .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+                .sent_status()
+                .await;
+            assert_eq!(status, 200);
+            took.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        took
+    };
+    let (statuses, took) = tokio::join!(flood, valid);
+    let statuses: Vec<u16> = statuses.into_iter().flat_map(Result::unwrap).collect();
+    assert!(statuses.iter().all(|s| [400, 429].contains(s)), "{statuses:?}");
+    assert!(statuses.len() > 300, "a flood: {} attempts", statuses.len());
+    assert!(took.iter().all(|t| *t < Duration::from_secs(1)), "valid logins took {took:?}");
+    let peak = serve.peak_memory_kib();
+    assert!(peak < 100 * 1024, "peak memory {peak} KiB");
+}
+
+#[tokio::test]
+async fn refused_admin_logins_leave_no_row_and_no_long_name() {
+    use diesel::prelude::*;
+    let app = spawn_app().await;
+    let long = "a".repeat(100_000);
+    for username in ["admin"; 40].iter().map(|s| s.to_string()).chain([long]) {
+        let browser = crate::helpers::Browser { client: client(), base: app.address.clone() };
+        browser
+            .submit(
+                "/admin/login/",
+                &[("username", &username), ("password", "wrong"), ("next", "/admin/")],
+            )
+            .await;
+    }
+    use lbasedb_proxy::db::schema::admin_log as history;
+    let reprs: Vec<String> = history::table
+        .filter(history::action.eq("login_failed"))
+        .select(history::object_repr)
+        .load(&mut app.conn())
+        .unwrap();
+    // Five checked, then throttled (no check, no row); the long name is
+    // cut to a username's length.
+    assert!(reprs.len() <= 6, "{} rows", reprs.len());
+    assert!(
+        reprs.iter().all(|r| r.chars().count() <= 150),
+        "{:?}",
+        reprs.iter().map(String::len).collect::<Vec<_>>()
+    );
+}
+
+// 3. Privilege edges.
+
+/// A staff user holding `perms`, logged in to the admin site.
+async fn staff_browser(app: &TestApp, name: &str, perms: &[&str]) -> crate::helpers::Browser {
+    let perms = perms.iter().map(|p| p.to_string()).collect();
+    create_user(&app.pool, UserSpec { staff: true, perms, ..spec(name) });
+    let (browser, login) = log_in(app, name, USER_PASSWORD).await;
+    assert_eq!(login.status(), 302, "{name} logs in");
+    browser
+}
+
+fn user_named(app: &TestApp, name: &str) -> lbasedb_proxy::db::models::User {
+    queries::user_by_username(&mut app.conn(), name).unwrap().expect("the user")
+}
+
+fn token_names(app: &TestApp, id: i32) -> Vec<String> {
+    let query = queries::TokenQuery { user: Some(id), per_page: 1000, ..Default::default() };
+    queries::list_tokens(&mut app.conn(), &query)
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|(t, _)| t.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deactivated_user_who_holds_more_is_still_out_of_a_staff_users_reach() {
+    let app = spawn_app().await;
+    create_user(&app.pool, UserSpec { superuser: true, ..spec("sleeper") });
+    let strong = UserSpec { perms: vec!["auth.delete_user".into()], ..spec("strong") };
+    create_user(&app.pool, strong);
+    create_group(&app.pool, "plain", &[], &[]);
+    for name in ["sleeper", "strong"] {
+        queries::set_active(&mut app.conn(), user_named(&app, name).id, false).unwrap();
+    }
+    let perms = ["auth.change_user", "auth.view_user", "authtoken.add_token"];
+    let helper = staff_browser(&app, "helper", &perms).await;
+    let group = queries::group_by_name(&mut app.conn(), "plain").unwrap().unwrap().id.to_string();
+    for name in ["sleeper", "strong"] {
+        let target = user_named(&app, name);
+        let id = target.id;
+        let password = [("password1", "taken-over-pass"), ("password2", "taken-over-pass")];
+        let set = helper.submit(&format!("/admin/auth/user/{id}/password/"), &password).await;
+        assert_eq!(set.status(), 403, "{name}: password");
+        let fields = [("user", &id.to_string()[..]), ("name", "minted"), ("expires_in", "")];
+        let minted = helper.submit("/admin/authtoken/token/add/", &fields).await;
+        assert_eq!(minted.status(), 403, "{name}: token");
+        let mut change = vec![("username", name), ("groups", group.as_str())];
+        if target.is_superuser {
+            change.extend([("is_staff", "on"), ("is_superuser", "on")]);
+        }
+        let regrouped = helper.submit(&format!("/admin/auth/user/{id}/change/"), &change).await;
+        assert_eq!(regrouped.status(), 403, "{name}: groups");
+        change.retain(|(field, _)| *field != "groups");
+        change.push(("is_active", "on"));
+        let woken = helper.submit(&format!("/admin/auth/user/{id}/change/"), &change).await;
+        assert_eq!(woken.status(), 403, "{name}: reactivated");
+        // Nothing of it took.
+        let after = user_named(&app, name);
+        assert!(!after.is_active, "{name}");
+        assert!(!password::verify("taken-over-pass", Some(&after.password)), "{name}");
+        assert!(token_names(&app, id).is_empty(), "{name}");
+        assert!(queries::user_links(&mut app.conn(), id).unwrap().groups.is_empty(), "{name}");
+    }
+    // A superuser may do all of it.
+    let boss = admin(&app).await;
+    let id = user_named(&app, "sleeper").id;
+    let fields = [
+        ("username", "sleeper"),
+        ("is_active", "on"),
+        ("is_staff", "on"),
+        ("is_superuser", "on"),
+        ("groups", group.as_str()),
+    ];
+    let woken = boss.submit(&format!("/admin/auth/user/{id}/change/"), &fields).await;
+    assert_eq!(woken.status(), 302);
+    assert!(user_named(&app, "sleeper").is_active);
+}
+
+#[tokio::test]
+async fn a_request_rate_is_a_privilege_a_staff_user_cannot_raise() {
+    let app = spawn_app_with(|s| s.user_rate_limit = Some("10/min".parse().unwrap())).await;
+    let perms = ["auth.add_group", "auth.change_group", "auth.view_group", "auth.change_user"];
+    let ops = staff_browser(&app, "ops", &perms).await;
+    let boss = admin(&app).await;
+    let group_id = |name: &str| {
+        queries::group_by_name(&mut app.conn(), name).unwrap().map(|g| g.id.to_string())
+    };
+    // Its own rate is the default, 10/min: a group above it is refused.
+    let fast =
+        ops.submit("/admin/auth/group/add/", &[("name", "fast"), ("rate_limit", "1000/s")]).await;
+    assert_eq!(fast.status(), 403);
+    assert!(group_id("fast").is_none());
+    for (name, rate) in [("same", "10/min"), ("slower", "1/min"), ("unrated", "")] {
+        let made =
+            ops.submit("/admin/auth/group/add/", &[("name", name), ("rate_limit", rate)]).await;
+        assert_eq!(made.status(), 302, "{name}");
+    }
+    // Nor may it lift a group's rate.
+    let id = group_id("same").unwrap();
+    let raised = ops
+        .submit(
+            &format!("/admin/auth/group/{id}/change/"),
+            &[("name", "same"), ("rate_limit", "1/s")],
+        )
+        .await;
+    assert_eq!(raised.status(), 403);
+    let rate =
+        queries::group_by_id(&mut app.conn(), id.parse().unwrap()).unwrap().unwrap().rate_limit;
+    assert_eq!(rate.as_deref(), Some("10/min"));
+    // Nor join a group whose rate is above its own.
+    let made =
+        boss.submit("/admin/auth/group/add/", &[("name", "turbo"), ("rate_limit", "1000/s")]).await;
+    assert_eq!(made.status(), 302, "a superuser may");
+    let me = user_named(&app, "ops");
+    let turbo = group_id("turbo").unwrap();
+    let mut own: Vec<(&str, String)> =
+        vec![("username", "ops".into()), ("is_active", "on".into()), ("is_staff", "on".into())];
+    for perm in queries::user_links(&mut app.conn(), me.id).unwrap().perms {
+        own.push(("user_permissions", perm.to_string()));
+    }
+    own.push(("groups", turbo));
+    let own: Vec<(&str, &str)> = own.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let joined = ops.submit(&format!("/admin/auth/user/{}/change/", me.id), &own).await;
+    assert_eq!(joined.status(), 403);
+    assert!(queries::user_links(&mut app.conn(), me.id).unwrap().groups.is_empty());
+}
+
+#[tokio::test]
+async fn the_group_form_offers_only_the_feeds_its_viewer_may_list() {
+    let app = spawn_app().await;
+    app.create_x_feeds(&["mine", "secret"]).await;
+    create_user(
+        &app.pool,
+        UserSpec {
+            staff: true,
+            perms: vec!["auth.add_group".into()],
+            grants: crate::helpers::grants(&[("lbasedb.view_feed", "mine")]),
+            ..spec("grouper")
+        },
+    );
+    let (grouper, _) = log_in(&app, "grouper", USER_PASSWORD).await;
+    let (status, page) = grouper.get("/admin/auth/group/add/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<option value="mine">"#), "{page}");
+    assert!(!page.contains("secret"), "a feed it may not list is named on its page");
+    let (_, page) = admin(&app).await.get("/admin/auth/group/add/").await;
+    assert!(page.contains(r#"<option value="secret">"#));
+}
+
+// 5. Limits on what users can create.
+
+#[tokio::test]
+async fn a_user_has_at_most_max_tokens_per_user_live_tokens_and_none_is_dropped() {
+    let app = spawn_app().await;
+    app.user_granted("script", &[("lbasedb.view_feed", "x")]);
+    let oldest = issue_token(&app.pool, "script", None);
+    for _ in 1..99 {
+        issue_token(&app.pool, "script", None);
+    }
+    let login = json!({"username": "script", "password": USER_PASSWORD});
+    let hundredth = app.obtain_token(login.clone()).await;
+    assert_eq!(hundredth.status(), 200);
+    let hundredth: Value = hundredth.json().await.unwrap();
+    let refused = app.obtain_token(login.clone()).await;
+    assert_eq!(refused.status(), 400);
+    assert!(detail(refused).await.contains("MAX_TOKENS_PER_USER"));
+    let id = user_named(&app, "script").id.to_string();
+    let browser = admin(&app).await;
+    let form = [("user", id.as_str()), ("name", "one more"), ("expires_in", "")];
+    let page = browser.submit("/admin/authtoken/token/add/", &form).await;
+    assert!(page.text().await.unwrap().contains("MAX_TOKENS_PER_USER"));
+    let cli = app.command().args(["createtoken", "script"]).output().unwrap();
+    assert!(!cli.status.success());
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("MAX_TOKENS_PER_USER"));
+    // None was dropped to make room: the oldest still works.
+    assert_eq!(app.get_proxy_as(&client_with_token(&oldest), "version").await.status(), 200);
+    // Revoking one makes room for one.
+    let newest = client_with_token(hundredth["token"].as_str().unwrap());
+    let revoked = newest.delete(format!("{}/api/auth/token/", app.address)).sent().await;
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(app.obtain_token(login).await.status(), 200);
+}
+
+#[tokio::test]
+async fn every_string_a_user_stores_is_bounded_in_the_admin_the_api_and_the_cli() {
+    let app = spawn_app().await;
+    let long_name = "n".repeat(101);
+    let login = json!({"username": "admin", "password": ADMIN_PASSWORD, "name": long_name});
+    assert_eq!(app.obtain_token(login).await.status(), 400);
+    let scopes: Vec<String> = (0..101).map(|i| format!("lbasedb.view_data=f{i}")).collect();
+    let login = json!({"username": "admin", "password": ADMIN_PASSWORD, "scopes": scopes});
+    assert_eq!(app.obtain_token(login).await.status(), 400);
+    let browser = admin(&app).await;
+    let id = user_named(&app, "admin").id.to_string();
+    let form = [("user", id.as_str()), ("name", long_name.as_str()), ("expires_in", "")];
+    let page = browser.submit("/admin/authtoken/token/add/", &form).await.text().await.unwrap();
+    assert!(page.contains("errorlist") && !page.contains("shown this once"), "no token made");
+    let cli = app.command().args(["createtoken", "admin", "--name", &long_name]).output().unwrap();
+    assert!(!cli.status.success());
+    create_user(&app.pool, spec("person"));
+    let person = user_named(&app, "person").id;
+    for (field, value) in [
+        ("email", format!("{}@example.com", "e".repeat(300))),
+        ("first_name", "f".repeat(151)),
+        ("last_name", "l".repeat(151)),
+    ] {
+        let fields = [("username", "person"), ("is_active", "on"), (field, value.as_str())];
+        let page = browser.submit(&format!("/admin/auth/user/{person}/change/"), &fields).await;
+        assert_eq!(page.status(), 200, "{field}: the form again");
+        let page = page.text().await.unwrap();
+        assert!(page.contains("at most"), "{field}: {page}");
+    }
+    let stored = user_named(&app, "person");
+    assert!(stored.email.is_empty() && stored.first_name.is_empty() && stored.last_name.is_empty());
+    let long_email = format!("{}@example.com", "e".repeat(300));
+    let cli = app
+        .command()
+        .args(["createuser", "other", "--email", &long_email])
+        .env("LBASEDB_PROXY_PASSWORD", "a-long-test-password")
+        .output()
+        .unwrap();
+    assert!(!cli.status.success());
+    let cli = app.command().args(["creategroup", &"g".repeat(151)]).output().unwrap();
+    assert!(!cli.status.success());
+    // A group's grants are bounded in number.
+    let view_data = queries::permission_by_codename(&mut app.conn(), "lbasedb.view_data")
+        .unwrap()
+        .id
+        .to_string();
+    let feeds: Vec<String> = (0..1001).map(|i| format!("f{i}")).collect();
+    let mut fields = vec![("name", "wide")];
+    for feed in &feeds {
+        fields.push(("grant_perm", view_data.as_str()));
+        fields.push(("grant_feed", feed.as_str()));
+    }
+    let page = browser.submit("/admin/auth/group/add/", &fields).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("At most 1000 feed grants"));
+    assert!(queries::group_by_name(&mut app.conn(), "wide").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_token_list_is_paginated() {
+    let app = spawn_app().await;
+    for user in ["u1", "u2"] {
+        create_user(&app.pool, spec(user));
+        for _ in 0..50 {
+            issue_token(&app.pool, user, None);
+        }
+    }
+    for _ in 0..49 {
+        issue_token(&app.pool, "admin", None);
+    }
+    let browser = admin(&app).await;
+    let (_, first) = browser.get("/admin/authtoken/token/").await;
+    assert_eq!(first.matches("/history/\">History").count(), 100);
+    assert!(first.contains("150 token(s), page 1 of 2"), "{first}");
+    let (_, second) = browser.get("/admin/authtoken/token/?p=1").await;
+    assert_eq!(second.matches("/history/\">History").count(), 50);
+}
+
+// 6. Imports are input too.
+
+/// A copy of the Django fixture, changed by `sql` (a hostile or broken
+/// database, as someone could hand one over).
+fn django_copy(dir: &std::path::Path, sql: &[&str]) -> std::path::PathBuf {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    let copy = dir.join("django.sqlite3");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/django.sqlite3");
+    std::fs::copy(fixture, &copy).unwrap();
+    let mut conn = SqliteConnection::establish(copy.to_str().unwrap()).unwrap();
+    for statement in sql {
+        diesel::sql_query(*statement).execute(&mut conn).unwrap();
+    }
+    copy
+}
+
+fn user_count(app: &TestApp) -> i64 {
+    queries::user_count(&mut app.conn()).unwrap()
+}
+
+#[tokio::test]
+async fn importdjango_refuses_bad_rows_with_a_report_and_writes_nothing() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = django_copy(
+        dir.path(),
+        &[
+            "UPDATE auth_user SET username = 'alice smith' WHERE username = 'alice'",
+            "UPDATE auth_user SET email = printf('%.300c@example.com', 'e') WHERE username = 'bob'",
+            "UPDATE auth_group SET name = printf('%.200c', 'g') WHERE id = (SELECT min(id) FROM auth_group)",
+        ],
+    );
+    let out = app.command().arg("importdjango").arg(&source).output().unwrap();
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("nothing was written"), "{report}");
+    assert!(report.contains("user \"alice smith\""), "{report}");
+    assert!(report.contains("user \"bob\""), "{report}");
+    assert!(report.contains("group \"gggg"), "{report}");
+    assert_eq!(user_count(&app), 1, "only admin");
+}
+
+#[tokio::test]
+async fn stored_hashes_past_the_bounds_never_log_in_and_cost_what_a_login_costs() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = django_copy(
+        dir.path(),
+        &[
+            "UPDATE auth_user SET password = 'pbkdf2_sha256$2000000000$salt$qN+JnzxPIE2WfgrWPAkph8EAVeuwF7PZ0ordIY1Peq0=' WHERE username = 'alice'",
+            "UPDATE auth_user SET password = 'argon2$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE username = 'carol'",
+            "UPDATE auth_user SET password = 'bcrypt_sha256$$2b$31$1YjFC/O0hezV9mVGGwG1YjFC/O0hezV9mVGGwG1YjFC/O0hez' WHERE username = 'dave'",
+        ],
+    );
+    let out = app.command().arg("importdjango").arg(&source).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    for (user, why) in [("alice", "iterations"), ("carol", "m=4194304"), ("dave", "bcrypt cost 31")]
+    {
+        assert!(
+            report.contains(&format!("cannot log in: {user}: ")) && report.contains(why),
+            "{report}"
+        );
+        let started = std::time::Instant::now();
+        let login = json!({"username": user, "password": "password"});
+        assert_eq!(app.obtain_token(login).await.status(), 400);
+        assert!(started.elapsed() < Duration::from_secs(1), "{user}: {:?}", started.elapsed());
+    }
+    // loaddata brings hashes in too: the same bounds, the same report; and
+    // its rows are checked as the admin checks them.
+    let dumped = app.command().arg("dumpdata").output().unwrap();
+    let mut dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    let other = spawn_app().await;
+    let file = dir.path().join("dump.json");
+    std::fs::write(&file, serde_json::to_vec(&dump).unwrap()).unwrap();
+    let loaded = other.command().arg("loaddata").arg(&file).output().unwrap();
+    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("cannot log in: carol: "));
+    dump["groups"].as_array_mut().unwrap().push(json!({
+        "name": "x".repeat(200), "permissions": [], "feed_grants": []
+    }));
+    dump["users"][0]["email"] = json!("e".repeat(300));
+    std::fs::write(&file, serde_json::to_vec(&dump).unwrap()).unwrap();
+    let third = spawn_app().await;
+    let refused = third.command().arg("loaddata").arg(&file).output().unwrap();
+    assert!(!refused.status.success());
+    let report = String::from_utf8_lossy(&refused.stderr);
+    assert!(report.contains("nothing was written") && report.contains("group \"xxxx"), "{report}");
+    assert_eq!(user_count(&third), 1, "only admin");
 }
