@@ -1,13 +1,18 @@
-//! Bytes in flight: how much all requests together may have the upstream
-//! hold at once (`MAX_BYTES_IN_FLIGHT`). Each request is bounded alone
-//! (`MAX_READ_BYTES`, `BODY_LIMIT`), but a few hundred connections of
-//! bounded requests are still an unbounded sum: a request takes its share
-//! before it is forwarded, and gives it back when its answer has been sent
-//! (or dropped). Past the budget a request waits a moment, in order, then
-//! is refused (503), rather than let the upstream run out of memory.
+//! Bytes in flight: how much all reads together may have the upstream hold
+//! at once (`MAX_BYTES_IN_FLIGHT`). Each read is bounded alone
+//! (`MAX_READ_BYTES`), but a few hundred connections of bounded reads are
+//! still an unbounded sum: a read takes its share (rows times the widths
+//! it names) before it is forwarded, and gives it back when its answer has
+//! been sent (or dropped), since the upstream holds the whole answer until
+//! then. Past the budget a read waits a moment, in order, then is refused
+//! (503), rather than let the upstream run out of memory. One user may hold
+//! at most half of it, so that the slow reads of one cannot starve the
+//! others. (Writes take no share: the upstream holds a body only as it
+//! arrives, and writes to one feed go one at a time.)
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,34 +32,84 @@ pub struct Budget {
     /// The whole budget, in units: the most one request can take.
     total: u32,
     wait: Duration,
+    /// Units each user holds now (users holding none are not listed).
+    held: Arc<Mutex<HashMap<i32, u32>>>,
 }
 
 /// A request's share, given back when dropped.
 #[derive(Debug, Default)]
-pub struct Share(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct Share {
+    _permit: Option<OwnedSemaphorePermit>,
+    user: Option<(Arc<Mutex<HashMap<i32, u32>>>, i32, u32)>,
+}
 
-/// The budget stayed spent for longer than `WAIT`.
+impl Drop for Share {
+    fn drop(&mut self) {
+        if let Some((held, user, units)) = self.user.take() {
+            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = held.get_mut(&user) {
+                *count = count.saturating_sub(units);
+                if *count == 0 {
+                    held.remove(&user);
+                }
+            }
+        }
+    }
+}
+
+/// Why a share was not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too much data is being read and written at once (MAX_BYTES_IN_FLIGHT)")]
-pub struct Exhausted;
+pub enum Refused {
+    /// The budget stayed spent for longer than `WAIT`.
+    #[error("too much data is being read at once (MAX_BYTES_IN_FLIGHT)")]
+    Exhausted,
+    /// The user holds half the budget already.
+    #[error("you have too much data being read at once: half of MAX_BYTES_IN_FLIGHT")]
+    UserShare,
+}
 
 impl Budget {
     pub fn new(bytes: u64) -> Self {
         let total = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).max(1);
-        Self { shares: Arc::new(Semaphore::new(total as usize)), total, wait: WAIT }
+        Self {
+            shares: Arc::new(Semaphore::new(total as usize)),
+            total,
+            wait: WAIT,
+            held: Arc::default(),
+        }
     }
 
-    /// Takes `bytes` of the budget (all of it, for a request larger than
-    /// the whole: it then runs alone), waiting at most `WAIT`.
-    pub async fn take(&self, bytes: u64) -> Result<Share, Exhausted> {
+    /// Takes `bytes` of the budget for `user` (`None`: a client of the
+    /// embedded server, who is not told apart), all of it for a request
+    /// larger than the whole (it then runs alone); refused at once when
+    /// the user would hold more than half, else after waiting `WAIT`.
+    pub async fn take(&self, user: Option<i32>, bytes: u64) -> Result<Share, Refused> {
         if bytes == 0 {
-            return Ok(Share(None));
+            return Ok(Share::default());
         }
         let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).min(self.total);
+        let counted = match user {
+            Some(user) => {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let holding = held.entry(user).or_default();
+                // A read as large as the whole budget still runs, alone.
+                if *holding > 0 && holding.saturating_add(units) > self.total / 2 {
+                    return Err(Refused::UserShare);
+                }
+                *holding += units;
+                Some((self.held.clone(), user, units))
+            }
+            None => None,
+        };
+        // Given back if the wait fails.
+        let mut share = Share { _permit: None, user: counted };
         let acquire = self.shares.clone().acquire_many_owned(units);
         match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Ok(permit)) => Ok(Share(Some(permit))),
-            _ => Err(Exhausted),
+            Ok(Ok(permit)) => {
+                share._permit = Some(permit);
+                Ok(share)
+            }
+            _ => Err(Refused::Exhausted),
         }
     }
 
@@ -100,17 +155,38 @@ mod tests {
     #[tokio::test]
     async fn shares_wait_then_fail_and_come_back_when_dropped() {
         let budget = Budget { wait: Duration::from_millis(20), ..Budget::new(10 * UNIT) };
-        let big = budget.take(8 * UNIT).await.unwrap();
+        let big = budget.take(None, 8 * UNIT).await.unwrap();
         assert_eq!(budget.available(), 2 * UNIT);
-        assert_eq!(budget.take(3 * UNIT).await.unwrap_err(), Exhausted);
-        let small = budget.take(2 * UNIT).await.unwrap();
+        assert_eq!(budget.take(None, 3 * UNIT).await.unwrap_err(), Refused::Exhausted);
+        let small = budget.take(None, 2 * UNIT).await.unwrap();
         drop(big);
         drop(small);
         assert_eq!(budget.available(), 10 * UNIT);
         // Larger than the whole budget: takes all of it.
-        let all = budget.take(u64::MAX).await.unwrap();
+        let all = budget.take(None, u64::MAX).await.unwrap();
         assert_eq!(budget.available(), 0);
         drop(all);
-        assert!(budget.take(0).await.is_ok());
+        assert!(budget.take(None, 0).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_user_holds_at_most_half() {
+        let budget = Budget { wait: Duration::from_millis(20), ..Budget::new(10 * UNIT) };
+        let first = budget.take(Some(1), 3 * UNIT).await.unwrap();
+        let second = budget.take(Some(1), 2 * UNIT).await.unwrap();
+        assert_eq!(budget.take(Some(1), UNIT).await.unwrap_err(), Refused::UserShare);
+        // Others get the rest.
+        let other = budget.take(Some(2), 5 * UNIT).await.unwrap();
+        drop((first, second, other));
+        assert_eq!(budget.available(), 10 * UNIT);
+        // One read of any size still runs, alone.
+        let whole = budget.take(Some(1), 10 * UNIT).await.unwrap();
+        drop(whole);
+        // A refused wait gives the user's count back.
+        let hog = budget.take(Some(3), 5 * UNIT).await.unwrap();
+        let _other = budget.take(Some(4), 5 * UNIT).await.unwrap();
+        assert_eq!(budget.take(Some(5), UNIT).await.unwrap_err(), Refused::Exhausted);
+        drop(hog);
+        assert!(budget.take(Some(5), 5 * UNIT).await.is_ok());
     }
 }

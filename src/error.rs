@@ -36,6 +36,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("Request was throttled. Expected available in {} seconds.", .0.as_secs().max(1))]
     Throttled(Duration),
+    /// The user's reads in flight hold half of `MAX_BYTES_IN_FLIGHT`.
+    #[error(
+        "You have too much data being read at once (half of MAX_BYTES_IN_FLIGHT); retry when \
+         your reads in flight have been received."
+    )]
+    ReadsInFlight,
     /// Other writes to the same feed hold its lock for too long, or too
     /// many wait for it.
     #[error("The feed is busy with other writes; retry in {} seconds.", .0.as_secs().max(1))]
@@ -82,7 +88,7 @@ impl ResponseError for ApiError {
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NotAuthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled(_) | Self::ReadsInFlight => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy(_) | Self::UpstreamFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +105,9 @@ impl ResponseError for ApiError {
             }
             Self::Throttled(wait) | Self::Busy(wait) => {
                 response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
+            }
+            Self::ReadsInFlight => {
+                response.insert_header((header::RETRY_AFTER, "1"));
             }
             Self::Internal(cause) => log::error!("internal error: {cause:#}"),
             _ => {}

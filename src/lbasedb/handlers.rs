@@ -112,9 +112,9 @@ impl Store {
             return Err(LbError::invalid_input(refused));
         }
         self.budget
-            .take(datatype::read_cost(size as u64, &named))
+            .take(None, datatype::read_cost(size as u64, &named))
             .await
-            .map_err(|exhausted| LbError::busy(exhausted.to_string()))
+            .map_err(|refused| LbError::busy(refused.to_string()))
     }
 
     /// Refuses a request naming more columns than `MAX_READ_COLUMNS`.

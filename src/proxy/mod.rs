@@ -21,7 +21,7 @@ use crate::audit::{Audit, Audited};
 use crate::auth::principal::Principal;
 use crate::auth::ratelimit::{Limited, Slot, effective_rate};
 use crate::auth::{AuthState, check_csrf};
-use crate::budget::{Budget, KeepUntilSent, Share};
+use crate::budget::{self, Budget, KeepUntilSent, Share};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
 use crate::lbasedb::datatype;
@@ -232,10 +232,13 @@ async fn handle(
     }
     let upstream = Upstream::new(state.clone(), client.clone());
     let body_limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
-    let cost = cost(&req, &classified, &upstream, body_limit).await?;
-    let share = state.budget.take(cost).await.map_err(|exhausted| {
-        log::warn!("request refused: {exhausted}");
-        ApiError::Busy(Duration::from_secs(1))
+    let cost = read_cost(&req, &classified, &upstream).await?;
+    let share = state.budget.take(Some(who.principal.user_id), cost).await.map_err(|refused| {
+        log::warn!("a read refused: {refused}");
+        match refused {
+            budget::Refused::Exhausted => ApiError::Busy(Duration::from_secs(1)),
+            budget::Refused::UserShare => ApiError::ReadsInFlight,
+        }
     })?;
     let (body, facts) = match limits::body_rule(classified.endpoint, req.method()) {
         Some(rule) => {
@@ -273,15 +276,13 @@ async fn handle(
     Ok((forward::respond(&req, response, binary, state, classified.endpoint), holding))
 }
 
-/// What a request will make the upstream hold, in bytes, refused (413)
-/// when it is more than one request may: a read's rows times the widths of
-/// the columns it names, or a write's body (as long as it says, or its
-/// limit when it does not say).
-async fn cost(
+/// What a read will make the upstream hold, in bytes (its rows times the
+/// widths of the columns it names), refused (413) when it is more than one
+/// read may; 0 for any other request.
+async fn read_cost(
     req: &HttpRequest,
     classified: &Classified,
     upstream: &Upstream,
-    body_limit: u64,
 ) -> Result<u64, ApiError> {
     let limits = &upstream.state().limits;
     if let Some(shape) = limits::read_shape(classified.endpoint, req.method(), req.query_string()) {
@@ -304,17 +305,7 @@ async fn cost(
         }
         return Ok(datatype::read_cost(shape.rows, &named));
     }
-    let writes_rows =
-        matches!(classified.endpoint, Endpoint::Data | Endpoint::Bytes | Endpoint::Raw);
-    if req.method().is_safe() || !writes_rows {
-        return Ok(0);
-    }
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    Ok(declared.unwrap_or(body_limit).min(body_limit))
+    Ok(0)
 }
 
 /// A new column past `MAX_COLUMNS_PER_FEED` is refused: each is a file the

@@ -468,6 +468,37 @@ async fn a_slow_reader_holds_its_place_in_flight_and_cannot_take_the_whole_pool(
     assert!(served, "the places were given back");
 }
 
+#[tokio::test]
+async fn one_reader_cannot_hold_the_whole_budget_of_bytes_in_flight() {
+    let app = spawn_app_with(|s| s.limits.max_bytes_in_flight = 128 << 20).await;
+    feed_of_64_mb(&app).await;
+    app.user_granted("hog", &[("lbasedb.view_data", "big")]);
+    app.user_granted("other", &[("lbasedb.view_data", "big")]);
+    let hog = client_with_token(&issue_token(&app.pool, "hog", None));
+    let other = client_with_token(&issue_token(&app.pool, "other", None));
+    let big = app.proxy("bytes?feed=big&ix=0&size=8000000&col[]=x");
+    let held = hog.get(&big).sent().await;
+    assert_eq!(held.status(), 200);
+    // Half the budget is the most one user holds: its next read waits for
+    // its first, the others' do not.
+    let more = hog.get(&big).sent().await;
+    assert_eq!(more.status(), 429);
+    assert!(detail(more).await.contains("MAX_BYTES_IN_FLIGHT"));
+    let theirs = other.get(&big).sent().await;
+    assert_eq!(theirs.status(), 200);
+    assert_eq!(theirs.bytes().await.unwrap().len(), 64_000_000);
+    drop(held);
+    let mut served = false;
+    for _ in 0..100 {
+        if hog.get(&big).sent().await.status() == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "its share came back with its answer");
+}
+
 /// An upstream that answers every request 204 with `connection: close`,
 /// the first write after `delay`, and records when each request came and
 /// when it was answered.
