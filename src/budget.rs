@@ -33,14 +33,17 @@ pub struct Budget {
     total: u32,
     wait: Duration,
     /// Units each user holds now (users holding none are not listed).
-    held: Arc<Mutex<HashMap<i32, u32>>>,
+    held: Held,
 }
+
+/// Units held, by user.
+type Held = Arc<Mutex<HashMap<i32, u32>>>;
 
 /// A request's share, given back when dropped.
 #[derive(Debug, Default)]
 pub struct Share {
     _permit: Option<OwnedSemaphorePermit>,
-    user: Option<(Arc<Mutex<HashMap<i32, u32>>>, i32, u32)>,
+    user: Option<(Held, i32, u32)>,
 }
 
 impl Drop for Share {
