@@ -149,7 +149,8 @@ fn field(text: &str) -> String {
 
 fn to_csv(rows: &[Access]) -> String {
     let mut out = String::from(
-        "at,user,credential,client,endpoint,method,feed,status,bytes_in,bytes_out,duration_ms\r\n",
+        "at,user,credential,client,endpoint,method,feed,status,bytes_in,bytes_out,duration_ms,\
+         requests\r\n",
     );
     for r in rows {
         let line = [
@@ -164,6 +165,7 @@ fn to_csv(rows: &[Access]) -> String {
             r.bytes_in.to_string(),
             r.bytes_out.to_string(),
             format!("{:.3}", r.duration_ms),
+            r.requests.to_string(),
         ]
         .join(",");
         out.push_str(&line);
