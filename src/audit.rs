@@ -108,13 +108,19 @@ async fn write(pool: &Pool, rows: Vec<Access>, json_log: bool) {
 }
 
 /// Requests refused before anyone was authenticated, counted together per
-/// client, second, endpoint, method and status until their second is over.
+/// client, second and status until their second is over (an endpoint or a
+/// method that varies within one row reads `*`); past `CLIENTS` clients in
+/// one second, the others are counted together as client `*`.
 #[derive(Default)]
-struct Refusals(HashMap<(i64, String, String, String, i32), Access>);
+struct Refusals {
+    rows: HashMap<(i64, String, i32), Access>,
+    /// The clients counted apart, by second.
+    clients: HashMap<i64, Vec<String>>,
+}
 
-/// Most refusal rows kept waiting for their second to end; past it they
-/// are written at once (a flood from very many addresses).
-const REFUSALS: usize = 10_000;
+/// Clients counted apart in one second: a flood from many addresses costs
+/// at most this many rows (times the statuses) a second.
+const CLIENTS: usize = 16;
 
 impl Refusals {
     /// Counts `access` if it is such a refusal; else hands it back.
@@ -126,36 +132,45 @@ impl Refusals {
         if let Ok(ip) = access.client.parse::<std::net::IpAddr>() {
             access.client = crate::net::counted_as(ip).to_string();
         }
-        let key = (
-            second,
-            access.client.clone(),
-            access.endpoint.clone(),
-            access.method.clone(),
-            access.status,
-        );
-        match self.0.get_mut(&key) {
+        let apart = self.clients.entry(second).or_default();
+        if !apart.contains(&access.client) {
+            if apart.len() < CLIENTS {
+                apart.push(access.client.clone());
+            } else {
+                access.client = "*".into();
+            }
+        }
+        let key = (second, access.client.clone(), access.status);
+        match self.rows.get_mut(&key) {
             Some(row) => {
                 row.requests += access.requests;
                 row.bytes_in = row.bytes_in.saturating_add(access.bytes_in);
                 row.bytes_out = row.bytes_out.saturating_add(access.bytes_out);
                 row.duration_ms = row.duration_ms.max(access.duration_ms);
+                for (kept, seen) in
+                    [(&mut row.endpoint, &access.endpoint), (&mut row.method, &access.method)]
+                {
+                    if kept != seen {
+                        *kept = "*".into();
+                    }
+                }
             }
             None => {
                 access.at = chrono::DateTime::from_timestamp(second, 0)
                     .map_or(access.at, |at| at.naive_utc());
-                self.0.insert(key, access);
+                self.rows.insert(key, access);
             }
         }
         None
     }
 
-    /// The rows whose second is over (all of them when `all`, or when too
-    /// many wait).
+    /// The rows whose second is over (all of them when `all`).
     fn due(&mut self, all: bool) -> Vec<Access> {
         let now = chrono::Utc::now().timestamp();
-        let all = all || self.0.len() > REFUSALS;
-        let due: Vec<_> = self.0.keys().filter(|key| all || key.0 < now).cloned().collect();
-        due.into_iter().filter_map(|key| self.0.remove(&key)).collect()
+        let over = |second: i64| all || second < now;
+        self.clients.retain(|second, _| !over(*second));
+        let due: Vec<_> = self.rows.keys().filter(|key| over(key.0)).cloned().collect();
+        due.into_iter().filter_map(|key| self.rows.remove(&key)).collect()
     }
 }
 

@@ -1,14 +1,15 @@
-//! Bytes in flight: how much all reads together may have the upstream hold
-//! at once (`MAX_BYTES_IN_FLIGHT`). Each read is bounded alone
-//! (`MAX_READ_BYTES`), but a few hundred connections of bounded reads are
-//! still an unbounded sum: a read takes its share (rows times the widths
-//! it names) before it is forwarded, and gives it back when its answer has
-//! been sent (or dropped), since the upstream holds the whole answer until
-//! then. Past the budget a read waits a moment, in order, then is refused
-//! (503), rather than let the upstream run out of memory. One user may hold
-//! at most half of it, so that the slow reads of one cannot starve the
-//! others. (Writes take no share: the upstream holds a body only as it
-//! arrives, and writes to one feed go one at a time.)
+//! Bytes in flight: how much all requests together may have the upstream
+//! hold at once (`MAX_BYTES_IN_FLIGHT`). Each request is bounded alone
+//! (`MAX_READ_BYTES`, `MAX_WRITE_BYTES`), but a few hundred connections of
+//! bounded requests are still an unbounded sum: a request takes its share
+//! (what it costs the upstream: a read its rows times the widths it names,
+//! a write the worst its declared body can cost) before it is forwarded,
+//! and gives it back when its answer has been sent (or dropped), since the
+//! upstream holds a read's whole answer until then. Past the budget a
+//! request waits a moment, in order, then is refused (503), rather than let
+//! the upstream run out of memory. One request takes at most half of it,
+//! and one user holds at most half, so that the slow requests of one cannot
+//! starve the others.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -83,19 +84,19 @@ impl Budget {
     }
 
     /// Takes `bytes` of the budget for `user` (`None`: a client of the
-    /// embedded server, who is not told apart), all of it for a request
-    /// larger than the whole (it then runs alone); refused at once when
-    /// the user would hold more than half, else after waiting `WAIT`.
+    /// embedded server, who is not told apart), half of it at most for one
+    /// request (a larger one still runs, beside others); refused at once
+    /// when the user would hold more than half, else after waiting `WAIT`.
     pub async fn take(&self, user: Option<i32>, bytes: u64) -> Result<Share, Refused> {
         if bytes == 0 {
             return Ok(Share::default());
         }
-        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).min(self.total);
+        let units =
+            u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).min(self.total / 2).max(1);
         let counted = match user {
             Some(user) => {
                 let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                 let holding = held.entry(user).or_default();
-                // A read as large as the whole budget still runs, alone.
                 if *holding > 0 && holding.saturating_add(units) > self.total / 2 {
                     return Err(Refused::UserShare);
                 }
@@ -158,16 +159,16 @@ mod tests {
     #[tokio::test]
     async fn shares_wait_then_fail_and_come_back_when_dropped() {
         let budget = Budget { wait: Duration::from_millis(20), ..Budget::new(10 * UNIT) };
-        let big = budget.take(None, 8 * UNIT).await.unwrap();
+        let big = budget.take(None, 4 * UNIT).await.unwrap();
+        let more = budget.take(None, 4 * UNIT).await.unwrap();
         assert_eq!(budget.available(), 2 * UNIT);
         assert_eq!(budget.take(None, 3 * UNIT).await.unwrap_err(), Refused::Exhausted);
         let small = budget.take(None, 2 * UNIT).await.unwrap();
-        drop(big);
-        drop(small);
+        drop((big, more, small));
         assert_eq!(budget.available(), 10 * UNIT);
-        // Larger than the whole budget: takes all of it.
+        // Larger than the whole budget: takes half of it.
         let all = budget.take(None, u64::MAX).await.unwrap();
-        assert_eq!(budget.available(), 0);
+        assert_eq!(budget.available(), 5 * UNIT);
         drop(all);
         assert!(budget.take(None, 0).await.is_ok());
     }
@@ -182,8 +183,9 @@ mod tests {
         let other = budget.take(Some(2), 5 * UNIT).await.unwrap();
         drop((first, second, other));
         assert_eq!(budget.available(), 10 * UNIT);
-        // One read of any size still runs, alone.
+        // One read of any size still runs.
         let whole = budget.take(Some(1), 10 * UNIT).await.unwrap();
+        assert_eq!(budget.available(), 5 * UNIT);
         drop(whole);
         // A refused wait gives the user's count back.
         let hog = budget.take(Some(3), 5 * UNIT).await.unwrap();

@@ -33,6 +33,12 @@ pub struct Limits {
     #[arg(long, env = "MAX_READ_BYTES", default_value_t = Limits::DEFAULT.max_read_bytes)]
     pub max_read_bytes: u64,
 
+    /// Most bytes one write may make the upstream build at once: the rows
+    /// it writes times the widths of the columns it touches (those a PUT
+    /// zeroes included), and as JSON a record per value on top.
+    #[arg(long, env = "MAX_WRITE_BYTES", default_value_t = Limits::DEFAULT.max_write_bytes)]
+    pub max_write_bytes: u64,
+
     /// Most columns one request may name (`col[]` on /data and /bytes).
     #[arg(long, env = "MAX_READ_COLUMNS", default_value_t = Limits::DEFAULT.max_read_columns)]
     pub max_read_columns: u64,
@@ -52,8 +58,8 @@ pub struct Limits {
     pub max_json_body: u64,
 
     /// Most bytes all requests together may have the upstream hold at once
-    /// (reads by their size, writes by their body); past it a request waits
-    /// a moment, then gets 503.
+    /// (reads and writes by what they cost it, one user at most half);
+    /// past it a request waits a moment, then gets 503.
     #[arg(long, env = "MAX_BYTES_IN_FLIGHT", default_value_t = Limits::DEFAULT.max_bytes_in_flight)]
     pub max_bytes_in_flight: u64,
 }
@@ -63,6 +69,7 @@ impl Limits {
         max_rows_per_read: 10_000_000,
         max_feed_rows: 1_000_000_000,
         max_read_bytes: 256 << 20,
+        max_write_bytes: 256 << 20,
         max_read_columns: 1024,
         max_column_width: 1 << 20,
         max_columns_per_feed: 1024,
@@ -228,6 +235,12 @@ pub struct Settings {
     #[arg(long, env = "USER_RATE_LIMIT", value_parser = parse_rate)]
     pub user_rate_limit: Option<crate::auth::ratelimit::Rate>,
 
+    /// Most connections one client address (an IPv6 client by its /64) may
+    /// hold open; one more is answered 503 and closed. Reverse proxies in
+    /// TRUSTED_PROXIES are not counted.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 512)]
+    pub max_connections_per_address: usize,
+
     /// Most requests one user may have in flight through the proxy at once
     /// (superusers exempt), counted until each answer has been sent: each
     /// holds an upstream connection meanwhile. Unset: half the upstream
@@ -321,6 +334,7 @@ impl Settings {
             audit_retention: Duration::from_secs(90 * 86_400),
             audit_log: None,
             user_max_in_flight: None,
+            max_connections_per_address: 512,
             metrics_allow: vec![
                 crate::net::parse_net("127.0.0.0/8").expect("a network"),
                 crate::net::parse_net("::1").expect("an address"),

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod error;
 pub mod fsperm;

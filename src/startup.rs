@@ -76,6 +76,15 @@ impl Application {
         let access_log_on =
             log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
         let access_log = web::Data::new(accesslog::AccessLog::new(trusted.clone()));
+        let connections = web::Data::new(crate::connections::Connections::new(
+            settings.max_connections_per_address,
+            trusted.clone(),
+        ));
+        let max_connections = crate::connections::max_connections(
+            crate::lbasedb::files::open_file_limit(),
+            settings.upstream_connections() as u64,
+            workers,
+        );
         let server = HttpServer::new(move || {
             App::new()
                 // Last wrapped runs first: log, then session, then identity.
@@ -86,6 +95,7 @@ impl Application {
                 )
                 .wrap(sessions(&settings, &auth, &key))
                 .wrap(Condition::new(access_log_on, from_fn(accesslog::log_requests)))
+                .wrap(from_fn(crate::connections::bound))
                 .app_data(access_log.clone())
                 .app_data(web::Data::new(trusted.clone()))
                 .app_data(web::Data::new(metrics_allow.clone()))
@@ -104,7 +114,9 @@ impl Application {
         let server = server
             .h1_allow_half_closed(false)
             .shutdown_timeout(shutdown.as_secs())
-            .workers(workers);
+            .workers(workers)
+            .max_connections(max_connections)
+            .on_connect(crate::connections::on_connect(connections));
         let server = server.listen(listener)?.run();
         log::info!("lbasedb-proxy listening on http://{addr}, upstream {}", upstream.url);
         Ok(Self {

@@ -238,7 +238,7 @@ pub async fn password_change(
         .ok_or(AdminError::NotFound)?;
     let (old, stored) = (form.old_password.clone(), user.password.clone());
     let ip = crate::net::client_ip(staff.request());
-    let old_ok = staff.auth.hasher.verify(ip, old, Some(stored)).await?;
+    let old_ok = staff.auth.hasher.admit(ip)?.verify(old, Some(stored)).await?;
     let mut errors = Vec::new();
     if !old_ok {
         errors.push("Your old password was entered incorrectly. Please enter it again.".to_owned());

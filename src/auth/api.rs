@@ -80,15 +80,14 @@ pub async fn check_credentials(
         state.metrics.auth_failure(AuthFailure::BadPassword);
         return Err(AuthError::BadCredentials);
     }
+    // The address's place first: past its two, nothing else is done.
+    let admitted = state.hasher.admit(ip).map_err(|_| throttled(ONE_SECOND))?;
     state.throttle.attempt_login(username, ip).await?.map_err(throttled)?;
     let name = username.to_owned();
     let user = db::run(&state.pool, move |conn| queries::user_by_username(conn, &name)).await?;
     let phc = user.as_ref().map(|u| u.password.clone());
-    let matches = state
-        .hasher
-        .verify(ip, password.to_owned(), phc)
-        .await
-        .map_err(|_| throttled(ONE_SECOND))?;
+    let matches =
+        admitted.verify(password.to_owned(), phc).await.map_err(|_| throttled(ONE_SECOND))?;
     match user {
         Some(user) if matches && user.is_active => {
             req.extensions_mut().insert(crate::accesslog::Authenticated);

@@ -125,8 +125,11 @@ pub fn may_act_as(
     target_id: i32,
     target: &Powers,
 ) -> Result<(), Denied> {
-    if actor_id == target_id || actor.covers(target) {
+    if actor_id == target_id {
         return Ok(());
+    }
+    if actor.covers(target) {
+        return may_take_rate(actor, target.rate);
     }
     if target.superuser {
         return Err(Denied(
@@ -137,6 +140,36 @@ pub fn may_act_as(
         "You cannot set the password of, or make a token for, a user who holds permissions you do not."
             .into(),
     ))
+}
+
+/// Acting as (or handing back the rights of) someone whose request rate
+/// is `rate`: not above the actor's own, unless a superuser.
+pub fn may_take_rate(actor: &Powers, rate: Option<Rate>) -> Result<(), Denied> {
+    if actor.superuser || !more_than(rate, actor.rate) {
+        return Ok(());
+    }
+    Err(Denied(
+        "You cannot act as, or give access back to, a user whose request rate is above yours."
+            .into(),
+    ))
+}
+
+/// A change of someone's groups taking its request rate from `before` to
+/// `after`: not above the actor's own (leaving a rated group lifts a
+/// limit as joining a generous one does), unless it does not rise.
+pub fn may_change_rate(
+    actor: &Powers,
+    who: &str,
+    before: Option<Rate>,
+    after: Option<Rate>,
+) -> Result<(), Denied> {
+    if actor.superuser || !more_than(after, before) || !more_than(after, actor.rate) {
+        return Ok(());
+    }
+    Err(Denied(format!(
+        "This would give {who} a request rate ({}) above your own.",
+        after.map_or_else(|| "unlimited".into(), |r| r.to_string())
+    )))
 }
 
 /// Whether `rate` is more than `limit` allows (`None`: unlimited).
@@ -288,5 +321,16 @@ mod tests {
         }
         assert!(may_add_to_rated_group(&limited, "g", None).is_ok());
         assert!(may_add_to_rated_group(&limited, "g", rate("11/min")).is_err());
+        // Acting as, or regrouping, someone faster.
+        assert!(may_take_rate(&limited, rate("10/min")).is_ok());
+        assert!(may_take_rate(&limited, None).is_err());
+        assert!(may_take_rate(&superuser, None).is_ok());
+        assert!(
+            may_change_rate(&limited, "t", rate("1/min"), None).is_err(),
+            "leaving a rated group"
+        );
+        assert!(may_change_rate(&limited, "t", None, None).is_ok(), "no rise");
+        assert!(may_change_rate(&limited, "t", rate("1/min"), rate("5/min")).is_ok());
+        assert!(may_change_rate(&unlimited, "t", rate("1/min"), None).is_ok());
     }
 }

@@ -93,6 +93,7 @@ fn problems(source: &DjangoAuth) -> users::Problems {
         problems
             .check(&row, users::validate_person(&user.email, &user.first_name, &user.last_name));
         problems.check(&row, record(user).map(drop));
+        problems.check(&row, users::validate_hash(&user.password));
     }
     for group in &source.groups {
         problems

@@ -84,6 +84,11 @@ const MAX_ARGON2_LANES: u32 = 16;
 pub const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
 pub const MAX_BCRYPT_COST: u32 = 13;
 
+/// The longest stored hash read: every algorithm accepted writes well
+/// under 200 characters; a longer one (a salt of megabytes) is refused
+/// unread.
+pub const MAX_HASH_LEN: usize = 512;
+
 /// What checking a password against a stored hash takes: the memory it
 /// works in, in KiB (0 for hashes that need next to none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +101,12 @@ pub struct Work {
 /// parameters past the bounds above (a forged or hostile hash would
 /// otherwise make one login allocate gigabytes or take minutes).
 pub fn assess(stored: &str) -> Result<Work, String> {
+    if stored.len() > MAX_HASH_LEN {
+        return Err(format!(
+            "a hash of {} characters, over the {MAX_HASH_LEN} a hash has",
+            stored.len()
+        ));
+    }
     if stored.starts_with('$') {
         return assess_argon2(stored);
     }
@@ -181,14 +192,9 @@ impl Hasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        from: Option<IpAddr>,
         slots: u32,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let _place = match from {
-            Some(ip) => Some(AddressPlace::take(&self.per_address, ip)?),
-            None => None,
-        };
         let acquire = self.slots.clone().acquire_many_owned(slots);
         let permit = match tokio::time::timeout(HASH_WAIT, acquire).await {
             Ok(Ok(permit)) => permit,
@@ -202,21 +208,31 @@ impl Hasher {
         done.map_err(|_| Busy)
     }
 
-    /// Checks a password for a client at `from` (see `verify`).
-    pub async fn verify(
-        &self,
-        from: IpAddr,
-        password: String,
-        phc: Option<String>,
-    ) -> Result<bool, Busy> {
-        let slots = self.slots_for(phc.as_deref());
-        self.run(Some(from), slots, move || verify(&password, phc.as_deref())).await
+    /// A place for a check from `from`, taken before any other work on
+    /// the attempt (its counts, its user's look-up): a client address past
+    /// its two costs nothing more than this.
+    pub fn admit(&self, from: IpAddr) -> Result<Admitted<'_>, Busy> {
+        Ok(Admitted { hasher: self, _place: AddressPlace::take(&self.per_address, from)? })
     }
 
     /// Hashes a new password (a change by a logged-in user, or a login's
     /// upgrade of an old hash).
     pub async fn hash(&self, password: String) -> Result<String, Busy> {
-        self.run(None, 1, move || hash(&password)).await
+        self.run(1, move || hash(&password)).await
+    }
+}
+
+/// A client's place among the checks, held until its check is done.
+pub struct Admitted<'a> {
+    hasher: &'a Hasher,
+    _place: AddressPlace,
+}
+
+impl Admitted<'_> {
+    /// Checks a password (see `verify`) within the process's bound.
+    pub async fn verify(self, password: String, phc: Option<String>) -> Result<bool, Busy> {
+        let slots = self.hasher.slots_for(phc.as_deref());
+        self.hasher.run(slots, move || verify(&password, phc.as_deref())).await
     }
 }
 
@@ -420,11 +436,13 @@ mod tests {
         let checks: Vec<_> = (0..5)
             .map(|_| {
                 let (hasher, phc) = (hasher.clone(), phc.clone());
-                tokio::spawn(async move { hasher.verify(flood, "wrong".into(), Some(phc)).await })
+                tokio::spawn(
+                    async move { hasher.admit(flood)?.verify("wrong".into(), Some(phc)).await },
+                )
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let valid = hasher.verify(other, "right password".into(), Some(phc)).await;
+        let valid = hasher.admit(other).unwrap().verify("right password".into(), Some(phc)).await;
         assert_eq!(valid, Ok(true), "another address still gets its turn");
         let outcomes: Vec<_> =
             futures_util::future::join_all(checks).await.into_iter().map(Result::unwrap).collect();

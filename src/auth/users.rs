@@ -83,6 +83,23 @@ pub fn validate_username(username: &str) -> Result<(), DbError> {
     }
 }
 
+/// A stored password hash, as an import or a dump brings it: one no
+/// password logs in with is kept (and reported), but not one longer than
+/// any hash is (`password::MAX_HASH_LEN`).
+pub fn validate_hash(hash: &str) -> Result<(), DbError> {
+    if hash.len() > super::password::MAX_HASH_LEN {
+        return Err(DbError::invalid(
+            "password",
+            format!(
+                "a hash of {} characters; a hash has at most {}",
+                hash.len(),
+                super::password::MAX_HASH_LEN
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A user's other fields: an e-mail and names of Django's lengths, without
 /// control characters.
 pub fn validate_person(email: &str, first_name: &str, last_name: &str) -> Result<(), DbError> {
@@ -344,7 +361,8 @@ pub fn issue_restricted_token(
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((actor_id, powers)) = actor_powers(conn, by)? {
-            guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
+            let target_powers = powers_of(conn, &target, by.default_rate())?;
+            guard::may_act_as(actor_id, &powers, user_id, &target_powers)?;
         }
         let (stored, plain) = insert_token(conn, user_id, spec)?;
         let repr = format!("{} ({})", stored.prefix, target.username);
@@ -429,6 +447,7 @@ fn insert_token(
     spec: &TokenSpec<'_>,
 ) -> Result<(Token, PlainToken), DbError> {
     check_token(conn, user_id, spec)?;
+    queries::trim_dead_tokens(conn, user_id)?;
     // A scope names one of our permissions.
     for scope in &spec.restrictions.scopes {
         queries::permission_by_codename(conn, &scope.codename).map_err(|_| {
@@ -481,7 +500,8 @@ pub fn set_password(
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((actor_id, powers)) = actor_powers(conn, by)? {
-            guard::may_act_as(actor_id, &powers, user_id, &powers_of(conn, &target)?)?;
+            let target_powers = powers_of(conn, &target, by.default_rate())?;
+            guard::may_act_as(actor_id, &powers, user_id, &target_powers)?;
         }
         queries::set_password(conn, user_id, phc)?;
         queries::sessions_end_for_user(conn, user_id, None)?;
@@ -520,7 +540,9 @@ pub fn set_active(
         if let Some((_, powers)) = actor_powers(conn, by)? {
             guard::may_change_user(&powers, target.is_superuser, target.is_superuser)?;
             if active && !target.is_active {
-                guard::may_manage(&powers, &target.username, &powers_of(conn, &target)?)?;
+                let target_powers = powers_of(conn, &target, by.default_rate())?;
+                guard::may_manage(&powers, &target.username, &target_powers)?;
+                guard::may_take_rate(&powers, target_powers.rate)?;
             }
         }
         keep_a_superuser(conn, &target, target.is_superuser && active)?;
@@ -562,8 +584,18 @@ pub fn update_user(
                 now.dedup();
                 was != now
             };
-            if regrouped || (update.is_active && !before.is_active) {
-                guard::may_manage(&powers, &before.username, &powers_of(conn, &before)?)?;
+            let target = powers_of(conn, &before, by.default_rate())?;
+            let reactivated = update.is_active && !before.is_active;
+            if regrouped || reactivated {
+                guard::may_manage(&powers, &before.username, &target)?;
+            }
+            if reactivated {
+                guard::may_take_rate(&powers, target.rate)?;
+            }
+            if regrouped {
+                let groups = &update.links.groups;
+                let after = rate_in_groups(conn, update.is_superuser, groups, by.default_rate())?;
+                guard::may_change_rate(&powers, &before.username, target.rate, after)?;
             }
             check_gifts(
                 conn,
@@ -695,6 +727,22 @@ pub fn delete_group(
 ) -> Result<Group, DbError> {
     conn.write_transaction(|conn| {
         let group = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
+        // A rated group's members may fall back to a faster rate without
+        // it: no faster than the actor's own.
+        if group.rate_limit.is_some()
+            && let Some((_, powers)) = actor_powers(conn, by)?
+        {
+            for member in queries::group_members(conn, id)? {
+                let target = powers_of(conn, &member, by.default_rate())?;
+                let rest: Vec<i32> = queries::user_links(conn, member.id)?
+                    .groups
+                    .into_iter()
+                    .filter(|g| *g != id)
+                    .collect();
+                let after = rate_in_groups(conn, member.is_superuser, &rest, by.default_rate())?;
+                guard::may_change_rate(&powers, &member.username, target.rate, after)?;
+            }
+        }
         record(conn, by.actor(), group_object(id, &group.name), "delete", &[])?;
         queries::delete_group(conn, id)?;
         Ok(group)
@@ -748,18 +796,36 @@ fn find_user(conn: &mut DbConnection, user_id: i32) -> Result<User, DbError> {
 /// What a user holds, read in the caller's transaction, whether or not it
 /// is active now: a deactivated superuser is still a superuser to the
 /// rules of who may change whom, since reactivating it gives it all back.
-pub fn powers_of(conn: &mut DbConnection, user: &User) -> Result<Powers, DbError> {
+/// Its request rate is its groups' most generous, else `default_rate`
+/// (unlimited for a superuser).
+pub fn powers_of(
+    conn: &mut DbConnection,
+    user: &User,
+    default_rate: Option<Rate>,
+) -> Result<Powers, DbError> {
     let holdings = queries::holdings(conn, user.id)?;
+    let rates: Vec<Rate> = holdings.group_rates.iter().filter_map(|r| r.parse().ok()).collect();
     Ok(Powers {
         superuser: user.is_superuser,
+        rate: effective_rate(user.is_superuser, &rates, default_rate),
         perms: holdings.perms.into_iter().collect(),
         grants: holdings.grants.into_iter().map(|(feed, codename)| (codename, feed)).collect(),
-        rate: None,
     })
 }
 
-/// The acting user's id and powers, its own request rate among them (its
-/// groups' most generous, else the default; unlimited for a superuser);
+/// A user's request rate were it in `groups`.
+fn rate_in_groups(
+    conn: &mut DbConnection,
+    superuser: bool,
+    groups: &[i32],
+    default_rate: Option<Rate>,
+) -> Result<Option<Rate>, DbError> {
+    let rates: Vec<Rate> =
+        queries::group_rates(conn, groups)?.iter().filter_map(|r| r.parse().ok()).collect();
+    Ok(effective_rate(superuser, &rates, default_rate))
+}
+
+/// The acting user's id and powers, its own request rate among them;
 /// `None` for the system. An actor whose account was deactivated or
 /// deleted meanwhile may do nothing.
 fn actor_powers<P: perms::Permission>(
@@ -769,18 +835,11 @@ fn actor_powers<P: perms::Permission>(
     let Actor::User(id) = by.actor() else {
         return Ok(None);
     };
-    let default_rate = by.default_rate();
     let user = match queries::user_by_id(conn, id)? {
         Some(user) if user.is_active => user,
         _ => return Err(Denied("Your account is no longer active.".into()).into()),
     };
-    let holdings = queries::holdings(conn, user.id)?;
-    let rates: Vec<Rate> = holdings.group_rates.iter().filter_map(|r| r.parse().ok()).collect();
-    let powers = Powers {
-        rate: effective_rate(user.is_superuser, &rates, default_rate),
-        ..powers_of(conn, &user)?
-    };
-    Ok(Some((id, powers)))
+    Ok(Some((id, powers_of(conn, &user, by.default_rate())?)))
 }
 
 /// Permissions and grants added by a write must be held by its actor.

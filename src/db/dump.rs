@@ -152,6 +152,7 @@ fn problems(dump: &Dump) -> users::Problems {
             users::validate_person(&record.email, &record.first_name, &record.last_name),
         );
         problems.check(&row, grants(&user.feed_grants));
+        problems.check(&row, users::validate_hash(&record.password));
     }
     for token in &dump.tokens {
         let row = users::row_name("token", &token.record.prefix);

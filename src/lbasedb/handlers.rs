@@ -12,10 +12,11 @@ use lbasedb::prelude::{Conn, Dataset, Datatype, Dataunit};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::datatype;
+use super::datatype::{self, Form};
 use super::error::LbError;
 use super::files::FileBudget;
 use super::query::{ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_qs};
+use super::scan::DatasetScan;
 use crate::budget::{Budget, KeepUntilSent, Share};
 
 /// The upstream API version this server reproduces.
@@ -99,6 +100,7 @@ impl Store {
         feed: &str,
         size: usize,
         cols: &[String],
+        form: Form,
     ) -> Result<Share, LbError> {
         let known = self.col_list(feed).await?;
         let known: Vec<(String, String)> =
@@ -108,13 +110,38 @@ impl Store {
             .filter_map(|name| known.iter().find(|(known, _)| known == name))
             .map(|(name, datatype)| (name.as_str(), datatype.as_str()))
             .collect();
-        if let Some(refused) = datatype::refuse_read(size as u64, &named, &self.limits) {
+        if let Some(refused) = datatype::refuse_read(size as u64, &named, form, &self.limits) {
             return Err(LbError::invalid_input(refused));
         }
         self.budget
-            .take(None, datatype::read_cost(size as u64, &named))
+            .take(None, datatype::read_cost(size as u64, &named, form))
             .await
             .map_err(|refused| LbError::busy(refused.to_string()))
+    }
+
+    /// Refuses a feed of `rows` rows whose columns' files (or a new one of
+    /// `new_width`) would be larger than a file system takes: the storage
+    /// records a size it could not give its files, and its reads of them
+    /// then fail for good.
+    async fn check_size(
+        &self,
+        feed: &str,
+        rows: u64,
+        new_width: Option<u64>,
+    ) -> Result<(), LbError> {
+        let widths: Vec<u64> = match new_width {
+            Some(width) => vec![width],
+            None => self
+                .col_list(feed)
+                .await?
+                .iter()
+                .filter_map(|c| datatype::width(&c.get_datatype()))
+                .collect(),
+        };
+        match datatype::refuse_size(rows, widths) {
+            Some(refused) => Err(LbError::invalid_input(refused)),
+            None => Ok(()),
+        }
     }
 
     /// Refuses a request naming more columns than `MAX_READ_COLUMNS`.
@@ -256,7 +283,8 @@ pub async fn col_add(db: Store, query: Query<FeedQuery>, body: Json<ColBody>) ->
     check_name(&body.name)?;
     let _lock = db.lock(&query.feed).await?;
     // An unknown feed is the storage's own error, as upstream.
-    db.size_get(&query.feed).await?;
+    let rows = db.size_get(&query.feed).await? as u64;
+    db.check_size(&query.feed, rows, datatype::width(datatype)).await?;
     let _room = db.room_for(Some(&query.feed)).await?;
     db.col_add(&query.feed, &body.name, datatype).await?;
     Ok(HttpResponse::Created().finish())
@@ -290,6 +318,7 @@ pub async fn size_set(db: Store, query: Query<FeedQuery>, body: Json<SizeBody>) 
         )));
     }
     let _lock = db.lock(&query.feed).await?;
+    db.check_size(&query.feed, body.size as u64, None).await?;
     db.size_set(&query.feed, body.size).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -354,7 +383,7 @@ pub async fn data_get(db: Store, req: HttpRequest) -> Answer {
     let cols = query.col.unwrap_or_default();
     db.check_cols(&cols)?;
     check_range(&db, &query.feed, ix, size).await?;
-    let share = db.charge_read(&query.feed, size, &cols).await?;
+    let share = db.charge_read(&query.feed, size, &cols, Form::Json).await?;
     let ds = db.data_get(&query.feed, ix, size, &cols).await?;
     Ok(keeping(HttpResponse::Ok().json(InOrder { ds: &ds, cols: &cols }), share))
 }
@@ -381,9 +410,98 @@ impl serde::Serialize for InOrder<'_> {
 
 // The upstream reads the query of `/data` writes with the plain form
 // decoder (`web::Query`), not `serde_qs` as for `GET /data`.
-pub async fn data_push(db: Store, query: Query<DataQuery>, ds: Json<Dataset>) -> Answer {
+/// The largest JSON body a `/data` write may have (what `web::JsonConfig`
+/// is given), for `Written`.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonLimit(pub usize);
+
+/// A `/data` write's dataset, read as `web::Json` reads it (its content
+/// type rule, its limit, its errors, word for word), but counted as it
+/// arrives and refused past `MAX_WRITE_BYTES` before it is parsed: a body
+/// of tiny values (`""` for a `Bytes[N]` column, `0` for any) would make
+/// the storage build many times its size.
+pub struct Written(Dataset);
+
+impl std::ops::Deref for Written {
+    type Target = Dataset;
+
+    fn deref(&self) -> &Dataset {
+        &self.0
+    }
+}
+
+impl FromRequest for Written {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            use actix_web::HttpMessage;
+            use actix_web::error::JsonPayloadError;
+            use futures_util::StreamExt;
+            let json = match req.mime_type() {
+                Ok(Some(mime)) => {
+                    mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json")
+                }
+                _ => false,
+            };
+            if !json {
+                return Err(JsonPayloadError::ContentType.into());
+            }
+            let limit = req.app_data::<web::Data<JsonLimit>>().map_or(usize::MAX, |l| l.0);
+            let length = req
+                .headers()
+                .get(actix_web::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if let Some(length) = length.filter(|length| *length > limit) {
+                return Err(JsonPayloadError::OverflowKnownLength { length, limit }.into());
+            }
+            let mut body = web::BytesMut::new();
+            let mut scan = DatasetScan::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(JsonPayloadError::Payload)?;
+                if body.len() + chunk.len() > limit {
+                    return Err(JsonPayloadError::Overflow { limit }.into());
+                }
+                scan.feed(&chunk);
+                body.extend_from_slice(&chunk);
+            }
+            let cost = write_cost(&req, &scan).await;
+            let limits = req.app_data::<web::Data<crate::config::Limits>>();
+            if let Some(refused) = limits.and_then(|l| datatype::refuse_write(cost, l)) {
+                return Err(LbError::invalid_input(refused).into());
+            }
+            serde_json::from_slice(&body)
+                .map(Written)
+                .map_err(|err| JsonPayloadError::Deserialize(err).into())
+        })
+    }
+}
+
+/// What a counted `/data` write costs the storage: a record per value, and
+/// the rows of the columns a PUT zeroes (those it does not name).
+async fn write_cost(req: &HttpRequest, scan: &DatasetScan) -> u64 {
+    let feed = super::query::parse_form::<DataQuery>(req.query_string()).ok().map(|q| q.feed);
+    let cols = match (req.app_data::<web::Data<Conn>>(), feed) {
+        (Some(db), Some(feed)) => db.col_list(&feed).await.unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let widths: Vec<(String, u64)> = cols
+        .iter()
+        .map(|c| (c.get_name(), datatype::width(&c.get_datatype()).unwrap_or(0)))
+        .collect();
+    let zeroes_others = req.method() == actix_web::http::Method::PUT;
+    super::scan::write_cost(scan, &widths, zeroes_others)
+}
+
+pub async fn data_push(db: Store, query: Query<DataQuery>, ds: Written) -> Answer {
     let _lock = db.lock(&query.feed).await?;
-    check_dataset(&db, &query.feed, &ds).await?;
+    let rows = check_dataset(&db, &query.feed, &ds).await? as u64;
+    let size = db.size_get(&query.feed).await? as u64;
+    db.check_size(&query.feed, size.saturating_add(rows), None).await?;
     db.data_push(&query.feed, &ds).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -396,20 +514,15 @@ enum Overwrite {
     Patch,
 }
 
-pub async fn data_save(db: Store, query: Query<DataQuery>, ds: Json<Dataset>) -> Answer {
+pub async fn data_save(db: Store, query: Query<DataQuery>, ds: Written) -> Answer {
     data_overwrite(db, query, ds, Overwrite::Save).await
 }
 
-pub async fn data_patch(db: Store, query: Query<DataQuery>, ds: Json<Dataset>) -> Answer {
+pub async fn data_patch(db: Store, query: Query<DataQuery>, ds: Written) -> Answer {
     data_overwrite(db, query, ds, Overwrite::Patch).await
 }
 
-async fn data_overwrite(
-    db: Store,
-    query: Query<DataQuery>,
-    ds: Json<Dataset>,
-    how: Overwrite,
-) -> Answer {
+async fn data_overwrite(db: Store, query: Query<DataQuery>, ds: Written, how: Overwrite) -> Answer {
     let _lock = db.lock(&query.feed).await?;
     let ix = required(query.ix, "ix")?;
     let rows = check_dataset(&db, &query.feed, &ds).await?;
@@ -448,7 +561,7 @@ pub async fn bytes_get(db: Store, req: HttpRequest) -> Answer {
     let cols = required(query.col, "col[]")?;
     db.check_cols(&cols)?;
     check_range(&db, &query.feed, ix, size).await?;
-    let share = db.charge_read(&query.feed, size, &cols).await?;
+    let share = db.charge_read(&query.feed, size, &cols, Form::Binary).await?;
     let buffer = db.bytes_get(&query.feed, &cols, ix, size).await?;
     Ok(keeping(binary(buffer), share))
 }
@@ -458,7 +571,9 @@ pub async fn bytes_push(db: Store, req: HttpRequest, body: web::Bytes) -> Answer
     let _lock = db.lock(&query.feed).await?;
     let cols = required(query.col, "col[]")?;
     db.check_cols(&cols)?;
-    bytes_rows(&db, &query.feed, &cols, &body).await?;
+    let rows = bytes_rows(&db, &query.feed, &cols, &body).await? as u64;
+    let size = db.size_get(&query.feed).await? as u64;
+    db.check_size(&query.feed, size.saturating_add(rows), None).await?;
     db.bytes_push(&query.feed, &cols, &body).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -481,6 +596,20 @@ async fn bytes_overwrite(db: Store, req: HttpRequest, body: web::Bytes, how: Ove
     // Unlike /data, the crate does not check the range of a bytes write and
     // would grow the column files past the feed's size.
     check_range(&db, &query.feed, ix, rows).await?;
+    if let Overwrite::Save = how {
+        // The columns not named are zeroed, every row: as much again as
+        // they are wide, built at once.
+        let all: u64 = db
+            .col_list(&query.feed)
+            .await?
+            .iter()
+            .filter_map(|c| datatype::width(&c.get_datatype()))
+            .sum();
+        if let Some(refused) = datatype::refuse_write((rows as u64).saturating_mul(all), &db.limits)
+        {
+            return Err(LbError::invalid_input(refused));
+        }
+    }
     match how {
         Overwrite::Save => db.bytes_save(&query.feed, &cols, ix, &body).await?,
         Overwrite::Patch => db.bytes_patch(&query.feed, &cols, ix, &body).await?,
@@ -499,7 +628,7 @@ pub async fn bytes_reset(db: Store, req: HttpRequest) -> Answer {
     db.rowsize(&query.feed, &cols).await?;
     check_range(&db, &query.feed, ix, size).await?;
     // Zeroing allocates the rows it zeroes, as a read does.
-    let _share = db.charge_read(&query.feed, size, &cols).await?;
+    let _share = db.charge_read(&query.feed, size, &cols, Form::Binary).await?;
     db.bytes_reset(&query.feed, &cols, ix, size).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -508,7 +637,8 @@ pub async fn raw_get(db: Store, query: Query<RawQuery>) -> Answer {
     let size = required(query.size, "size")?;
     db.check_read(size)?;
     check_range(&db, &query.feed, query.ix, size).await?;
-    let share = db.charge_read(&query.feed, size, std::slice::from_ref(&query.col)).await?;
+    let col = std::slice::from_ref(&query.col);
+    let share = db.charge_read(&query.feed, size, col, Form::Binary).await?;
     let block = db.raw_get(&query.feed, &query.col, query.ix, size).await?;
     Ok(keeping(binary(block), share))
 }

@@ -10,6 +10,7 @@ mod handlers;
 pub mod names;
 pub mod perms;
 pub mod query;
+pub mod scan;
 pub mod supervisor;
 
 use std::io;
@@ -96,6 +97,7 @@ impl EmbeddedServer {
                 .app_data(conn.clone())
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::JsonConfig::default().limit(json_limit))
+                .app_data(web::Data::new(handlers::JsonLimit(json_limit)))
                 .configure(routes)
                 .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
         })

@@ -242,6 +242,7 @@ fn args(settings: &LbasedbSettings) -> Vec<OsString> {
     flag("max-rows-per-read", limits.max_rows_per_read.to_string());
     flag("max-feed-rows", limits.max_feed_rows.to_string());
     flag("max-read-bytes", limits.max_read_bytes.to_string());
+    flag("max-write-bytes", limits.max_write_bytes.to_string());
     flag("max-read-columns", limits.max_read_columns.to_string());
     flag("max-column-width", limits.max_column_width.to_string());
     flag("max-columns-per-feed", limits.max_columns_per_feed.to_string());

@@ -1,7 +1,6 @@
 //! The streaming path to the upstream: one awc client per worker, bodies
 //! piped both ways without buffering, and failures turned into 413/502/504.
 
-use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -23,8 +22,10 @@ use super::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, forward_request_header,
     forward_response_header, response_content_type,
 };
+use super::limits::WriteMeter;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::lbasedb::datatype::refuse_write;
 use crate::lock::WriteGuard;
 use crate::metrics::{Metrics, UpstreamError};
 use std::sync::Arc;
@@ -89,12 +90,31 @@ fn body_framing(headers: &HeaderMap) -> Result<BodyFraming, ApiError> {
 pub struct Sending {
     response: awc::SendClientRequest,
     body_sent: oneshot::Receiver<()>,
-    over_limit: Rc<Cell<bool>>,
+    cut: Cuts,
     limit: u64,
 }
 
-/// Starts sending the request on, its body streamed (held to `limit`
-/// bytes); the answer comes from `Sending::head` or `Sending::locked`.
+/// Why the proxy cut a request body on its way, if it did: the upstream
+/// saw it end early, and so never acted on it.
+#[derive(Debug, Clone)]
+enum Cut {
+    /// Past the body limit.
+    OverLimit,
+    /// What the write would cost passed `MAX_WRITE_BYTES`.
+    Costly(String),
+}
+
+type Cuts = Rc<std::cell::RefCell<Option<Cut>>>;
+
+/// How a request's body is held as it streams: to `limit` bytes, and to
+/// `MAX_WRITE_BYTES` of what it makes the upstream build (`meter`).
+pub struct Bounds {
+    pub limit: u64,
+    pub meter: Option<WriteMeter>,
+}
+
+/// Starts sending the request on, its body streamed within `bounds`; the
+/// answer comes from `Sending::head` or `Sending::locked`.
 pub fn start(
     req: &HttpRequest,
     body: Body,
@@ -102,8 +122,9 @@ pub fn start(
     state: &ProxyState,
     client: &awc::Client,
     bytes_in: &Arc<AtomicU64>,
-    limit: u64,
+    bounds: Bounds,
 ) -> Result<Sending, ApiError> {
+    let Bounds { limit, meter } = bounds;
     let framing = body_framing(req.headers())?;
     if let BodyFraming::Sized(len) = framing
         && len > limit
@@ -115,7 +136,7 @@ pub fn start(
     let mut upstream_req = client.request(req.method().clone(), url.as_str());
     copy_headers(req, upstream_req.headers_mut());
 
-    let over_limit = Rc::new(Cell::new(false));
+    let cut = Cuts::default();
     let (body_done, body_sent) = oneshot::channel();
     let response = match body {
         Body::Full(bytes) => {
@@ -132,7 +153,9 @@ pub fn start(
                 endpoint,
                 sent: 0,
                 limit,
-                over_limit: over_limit.clone(),
+                meter,
+                limits: state.limits,
+                cut: cut.clone(),
                 done: Some(body_done),
             };
             match framing {
@@ -145,7 +168,7 @@ pub fn start(
             }
         }
     };
-    Ok(Sending { response, body_sent, over_limit, limit })
+    Ok(Sending { response, body_sent, cut, limit })
 }
 
 impl Sending {
@@ -153,7 +176,7 @@ impl Sending {
     /// within `UPSTREAM_TIMEOUT` of the end of the request body: an upload
     /// of any size that keeps flowing is never cut.
     pub async fn head(self, state: &ProxyState) -> Result<awc::ClientResponse, ApiError> {
-        let Sending { response, body_sent, over_limit, limit } = self;
+        let Sending { response, body_sent, cut, limit } = self;
         let response_timeout = state.response_timeout;
         let head_deadline = async move {
             let _ = body_sent.await;
@@ -167,7 +190,7 @@ impl Sending {
                 return Err(ApiError::UpstreamTimeout);
             }
         };
-        answer(response, &over_limit, limit, &state.metrics)
+        answer(response, &cut, limit, &state.metrics)
     }
 
     /// As `head`, for a write that holds its feed's lock: the exchange runs
@@ -181,7 +204,7 @@ impl Sending {
         feed: String,
         lock: WriteGuard,
     ) -> Result<awc::ClientResponse, ApiError> {
-        let Sending { mut response, body_sent, over_limit, limit } = self;
+        let Sending { mut response, body_sent, cut, limit } = self;
         let (tx, rx) = oneshot::channel();
         let state = state.clone();
         actix_web::rt::spawn(async move {
@@ -215,7 +238,7 @@ impl Sending {
             };
             // Nobody waiting any more (the client hung up): the write is
             // done all the same, and its lock goes with this task.
-            let _ = tx.send(answer(answered, &over_limit, limit, &state.metrics));
+            let _ = tx.send(answer(answered, &cut, limit, &state.metrics));
         });
         rx.await.unwrap_or(Err(ApiError::UpstreamBroken))
     }
@@ -223,14 +246,15 @@ impl Sending {
 
 fn answer(
     response: Result<awc::ClientResponse, SendRequestError>,
-    over_limit: &Cell<bool>,
+    cut: &Cuts,
     limit: u64,
     metrics: &Metrics,
 ) -> Result<awc::ClientResponse, ApiError> {
-    match response {
-        Ok(response) => Ok(response),
-        Err(_) if over_limit.get() => Err(ApiError::PayloadTooLarge { limit }),
-        Err(err) => Err(upstream_error(err, metrics)),
+    match (response, cut.borrow().clone()) {
+        (Ok(response), _) => Ok(response),
+        (Err(_), Some(Cut::OverLimit)) => Err(ApiError::PayloadTooLarge { limit }),
+        (Err(_), Some(Cut::Costly(why))) => Err(ApiError::TooLarge(why)),
+        (Err(err), None) => Err(upstream_error(err, metrics)),
     }
 }
 
@@ -359,7 +383,9 @@ struct RequestBody {
     endpoint: Endpoint,
     sent: u64,
     limit: u64,
-    over_limit: Rc<Cell<bool>>,
+    meter: Option<WriteMeter>,
+    limits: crate::config::Limits,
+    cut: Cuts,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -382,10 +408,16 @@ impl Stream for RequestBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 this.sent += chunk.len() as u64;
-                if this.sent > this.limit {
-                    this.over_limit.set(true);
+                let mut cut = (this.sent > this.limit).then_some(Cut::OverLimit);
+                if let Some(meter) = &mut this.meter {
+                    meter.feed(&chunk);
+                    let costly = refuse_write(meter.cost(this.sent), &this.limits);
+                    cut = cut.or(costly.map(Cut::Costly));
+                }
+                if let Some(cut) = cut {
+                    *this.cut.borrow_mut() = Some(cut);
                     this.finish();
-                    return Poll::Ready(Some(Err(io::Error::other("request body over the limit"))));
+                    return Poll::Ready(Some(Err(io::Error::other("request body cut"))));
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }

@@ -15,6 +15,7 @@ use crate::config::Limits;
 use crate::lbasedb::datatype;
 use crate::lbasedb::names::{MAX_NAME_LEN, is_too_long};
 use crate::lbasedb::query::{ColQuery, DataQuery, RawQuery, parse_form, parse_qs};
+use crate::lbasedb::scan::DatasetScan;
 
 /// Small bodies the proxy reads whole before forwarding, because they name
 /// something or set a size. None of them is anywhere near this in honest use.
@@ -45,6 +46,10 @@ pub fn body_rule(endpoint: Endpoint, method: &Method) -> Option<BodyRule> {
 pub struct BodyFacts {
     /// The name a feed or column is created with or renamed to.
     pub name: Option<String>,
+    /// A new column's width.
+    pub width: Option<u64>,
+    /// The size a feed is set to.
+    pub size: Option<u64>,
 }
 
 /// Reads the body as the upstream's JSON extractor does (serde_json into a
@@ -72,7 +77,7 @@ pub fn check_body(rule: BodyRule, body: &[u8], limits: &Limits) -> Result<BodyFa
             if let Some(name) = &name {
                 check_name(name)?;
             }
-            Ok(BodyFacts { name })
+            Ok(BodyFacts { name, ..BodyFacts::default() })
         }
         BodyRule::Column => {
             let Column { name, datatype } = serde_json::from_slice(body).map_err(invalid)?;
@@ -85,7 +90,7 @@ pub fn check_body(rule: BodyRule, body: &[u8], limits: &Limits) -> Result<BodyFa
             {
                 return Err(format!("{refused}."));
             }
-            Ok(BodyFacts { name })
+            Ok(BodyFacts { name, width: datatype.as_deref().and_then(datatype::width), size: None })
         }
         BodyRule::Size => {
             let Size { size } = serde_json::from_slice(body).map_err(invalid)?;
@@ -97,7 +102,7 @@ pub fn check_body(rule: BodyRule, body: &[u8], limits: &Limits) -> Result<BodyFa
                     limits.max_feed_rows
                 ));
             }
-            Ok(BodyFacts::default())
+            Ok(BodyFacts { size, ..BodyFacts::default() })
         }
     }
 }
@@ -189,6 +194,80 @@ pub fn body_limit(endpoint: Endpoint, body_limit: u64, limits: &Limits) -> u64 {
     }
 }
 
+/// What a write costs the upstream, counted as its body streams by: the
+/// proxy cuts the body (so that the upstream never acts on it) once the
+/// cost passes `MAX_WRITE_BYTES`.
+#[derive(Debug, Clone)]
+pub enum WriteMeter {
+    /// A `/data` write: a record per value, the width of each value's
+    /// column; a `PUT` zeroes the columns it does not name, for every row.
+    Json { scan: DatasetScan, columns: Vec<(String, u64)>, zeroes_others: bool },
+    /// A `PUT /bytes`: `named` bytes a row of the body, `all` bytes a row
+    /// written (the columns not named are zeroed).
+    Rows { named: u64, all: u64 },
+}
+
+impl WriteMeter {
+    /// The meter of a write to a feed of these columns (name, datatype),
+    /// if its cost can be more than its body.
+    pub fn of(
+        endpoint: Endpoint,
+        method: &Method,
+        query: &str,
+        columns: &[(&str, &str)],
+    ) -> Option<Self> {
+        let widths: Vec<(String, u64)> = columns
+            .iter()
+            .map(|(name, datatype)| (name.to_string(), datatype::width(datatype).unwrap_or(0)))
+            .collect();
+        match (endpoint, method.as_str()) {
+            (Endpoint::Data, "POST" | "PUT" | "PATCH") => Some(Self::Json {
+                scan: DatasetScan::new(),
+                columns: widths,
+                zeroes_others: *method == Method::PUT,
+            }),
+            (Endpoint::Bytes, "PUT") => {
+                let named_cols = parse_qs::<DataQuery>(query).ok()?.col?;
+                let width = |name: &str| widths.iter().find(|(c, _)| c == name).map(|(_, w)| *w);
+                let named: u64 = named_cols.iter().filter_map(|c| width(c)).sum();
+                let others: u64 =
+                    widths.iter().filter(|(c, _)| !named_cols.contains(c)).map(|(_, w)| *w).sum();
+                (named > 0).then_some(Self::Rows { named, all: named.saturating_add(others) })
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts the next bytes of the body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if let Self::Json { scan, .. } = self {
+            scan.feed(chunk);
+        }
+    }
+
+    /// What the write costs, `sent` bytes of its body in.
+    pub fn cost(&self, sent: u64) -> u64 {
+        match self {
+            Self::Json { scan, columns, zeroes_others } => {
+                crate::lbasedb::scan::write_cost(scan, columns, *zeroes_others)
+            }
+            Self::Rows { named, all } => (sent / named).saturating_mul(*all),
+        }
+    }
+
+    /// What the write is charged to `MAX_BYTES_IN_FLIGHT` before it
+    /// starts: its declared body's worst cost (a JSON value of one
+    /// character and its comma costs `json_value_cost(0)`, 48 bytes a body
+    /// byte), or, with no length declared, all a write may cost.
+    pub fn charge(&self, declared: Option<u64>, limits: &Limits) -> u64 {
+        let worst = |len: u64| match self {
+            Self::Json { .. } => len.saturating_mul(datatype::json_value_cost(0) / 2),
+            Self::Rows { .. } => self.cost(len),
+        };
+        declared.map_or(limits.max_write_bytes, worst).min(limits.max_write_bytes)
+    }
+}
+
 fn check_rows(size: Option<u64>, limits: &Limits) -> Result<(), String> {
     match size {
         Some(size) if size > limits.max_rows_per_read => Err(format!(
@@ -268,7 +347,8 @@ mod tests {
         let long = "n".repeat(MAX_NAME_LEN + 1);
         let name = |n: &str| serde_json::json!({ "name": n }).to_string();
         let ok = |rule, body: &str| check_body(rule, body.as_bytes(), &LIMITS);
-        assert_eq!(ok(BodyRule::Name, &name("xy")), Ok(BodyFacts { name: Some("xy".into()) }));
+        let named = BodyFacts { name: Some("xy".into()), ..BodyFacts::default() };
+        assert_eq!(ok(BodyRule::Name, &name("xy")), Ok(named));
         assert!(ok(BodyRule::Name, &name(&long)).is_err());
         assert!(ok(BodyRule::Name, r#"{"name":"a","name":"b"}"#).is_err());
         assert!(ok(BodyRule::Name, r#"{"name":1}"#).is_err());
@@ -285,6 +365,30 @@ mod tests {
         assert!(ok(BodyRule::Column, &column("Bytes[1000000000000]")).is_err());
         assert!(ok(BodyRule::Column, &column("Nope")).is_err());
         assert!(ok(BodyRule::Column, r#"{"name":"c"}"#).is_ok());
+    }
+
+    #[test]
+    fn writes_are_metered_as_the_upstream_builds_them() {
+        let cols = [("x", "Float64"), ("b", "Bytes[1024]")];
+        let mut json = WriteMeter::of(Endpoint::Data, &Method::POST, "feed=a", &cols).unwrap();
+        // Cut inside the second value's string.
+        json.feed(b"{\"b\":[\"\",\"");
+        json.feed(b"\",\"\"]}");
+        assert_eq!(json.cost(0), 3 * (96 + 4096));
+        let mut put = WriteMeter::of(Endpoint::Data, &Method::PUT, "feed=a&ix=0", &cols).unwrap();
+        put.feed(br#"{"x":[1,2]}"#);
+        assert_eq!(put.cost(0), 2 * (96 + 32) + 2 * 1024, "b zeroed for both rows");
+        let rows =
+            WriteMeter::of(Endpoint::Bytes, &Method::PUT, "feed=a&ix=0&col[]=x", &cols).unwrap();
+        assert_eq!(rows.cost(80), 10 * (8 + 1024), "ten rows of both columns");
+        assert!(WriteMeter::of(Endpoint::Bytes, &Method::POST, "feed=a&col[]=x", &cols).is_none());
+        assert!(
+            WriteMeter::of(Endpoint::Bytes, &Method::PUT, "feed=a&ix=0&col[]=nope", &cols)
+                .is_none()
+        );
+        assert_eq!(json.charge(Some(100), &LIMITS), 4800);
+        assert_eq!(json.charge(None, &LIMITS), LIMITS.max_write_bytes);
+        assert_eq!(rows.charge(Some(u64::MAX), &LIMITS), LIMITS.max_write_bytes);
     }
 
     #[test]

@@ -231,10 +231,14 @@ async fn handle(
         return Err(ApiError::UpstreamFailed(why));
     }
     let upstream = Upstream::new(state.clone(), client.clone());
-    let body_limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
-    let cost = read_cost(&req, &classified, &upstream).await?;
+    let limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
+    let meter = write_meter(&req, &classified, &upstream).await?;
+    let cost = match &meter {
+        Some(meter) => meter.charge(declared_length(&req), &state.limits),
+        None => read_cost(&req, &classified, &upstream).await?,
+    };
     let share = state.budget.take(Some(who.principal.user_id), cost).await.map_err(|refused| {
-        log::warn!("a read refused: {refused}");
+        log::warn!("a request refused: {refused}");
         match refused {
             budget::Refused::Exhausted => ApiError::Busy(Duration::from_secs(1)),
             budget::Refused::UserShare => ApiError::ReadsInFlight,
@@ -249,15 +253,14 @@ async fn handle(
         }
         None => (Body::Stream(payload), limits::BodyFacts::default()),
     };
+    let bounds = forward::Bounds { limit, meter };
     let sending = |body| {
-        forward::start(&req, body, classified.endpoint, state, client, &seen.bytes_in, body_limit)
+        forward::start(&req, body, classified.endpoint, state, client, &seen.bytes_in, bounds)
     };
     let response = match &classified.write_lock {
         Some(feed) => {
             let lock = write_lock(state, feed).await?;
-            if classified.endpoint == Endpoint::Col && req.method() == Method::POST {
-                check_column_count(state, &upstream, feed).await?;
-            }
+            check_files(&upstream, feed, &facts).await?;
             state.columns.forget(feed);
             sending(body)?.locked(state, feed.clone(), lock).await?
         }
@@ -300,27 +303,90 @@ async fn read_cost(
             .filter_map(|name| known.iter().find(|c| &c.name == name))
             .map(|c| (c.name.as_str(), c.datatype.as_str()))
             .collect();
-        if let Some(refused) = datatype::refuse_read(shape.rows, &named, limits) {
+        // A `/data` answer is JSON; `/bytes`, `/raw` and the zeroes of a
+        // `DELETE /bytes` are raw.
+        let form = match classified.endpoint {
+            Endpoint::Data => datatype::Form::Json,
+            _ => datatype::Form::Binary,
+        };
+        if let Some(refused) = datatype::refuse_read(shape.rows, &named, form, limits) {
             return Err(ApiError::TooLarge(refused));
         }
-        return Ok(datatype::read_cost(shape.rows, &named));
+        return Ok(datatype::read_cost(shape.rows, &named, form));
     }
     Ok(0)
 }
 
-/// A new column past `MAX_COLUMNS_PER_FEED` is refused: each is a file the
-/// storage keeps open. Counted under the feed's write lock, so that two
-/// requests cannot both add the last one.
-async fn check_column_count(
-    state: &ProxyState,
+/// The body length a request declares, if it does.
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The meter of a write whose cost can be more than its body (a `/data`
+/// write, a `PUT /bytes`), from its feed's columns; refused (413) at once
+/// when its declared body already costs more than `MAX_WRITE_BYTES`.
+async fn write_meter(
+    req: &HttpRequest,
+    classified: &Classified,
+    upstream: &Upstream,
+) -> Result<Option<limits::WriteMeter>, ApiError> {
+    let Access::Feed(_, feed) = &classified.access else {
+        return Ok(None);
+    };
+    let writes_rows = matches!(
+        (classified.endpoint, req.method().as_str()),
+        (Endpoint::Data, "POST" | "PUT" | "PATCH") | (Endpoint::Bytes, "PUT")
+    );
+    if !writes_rows {
+        return Ok(None);
+    }
+    let known = upstream.state().columns.of(upstream, feed, &[]).await;
+    let columns: Vec<(&str, &str)> =
+        known.iter().map(|c| (c.name.as_str(), c.datatype.as_str())).collect();
+    let meter =
+        limits::WriteMeter::of(classified.endpoint, req.method(), req.query_string(), &columns);
+    if let (Some(meter), Some(length)) = (&meter, declared_length(req))
+        && let Some(refused) = datatype::refuse_write(meter.cost(length), &upstream.state().limits)
+    {
+        return Err(ApiError::TooLarge(refused));
+    }
+    Ok(meter)
+}
+
+/// What a write does to the feed's files, under its write lock (so that
+/// two requests cannot both add the last column): a new column past
+/// `MAX_COLUMNS_PER_FEED` is refused (each is a file the storage keeps
+/// open), and so is a size or a column that makes a column's file larger
+/// than a file system takes (the storage records the size all the same,
+/// and its reads of that column then fail for good).
+async fn check_files(
     upstream: &Upstream,
     feed: &str,
+    facts: &limits::BodyFacts,
 ) -> Result<(), ApiError> {
-    let max = state.limits.max_columns_per_feed;
-    if state.columns.fresh(upstream, feed).await.len() as u64 >= max {
-        return Err(ApiError::BadRequest(format!(
-            "A feed has at most {max} columns (MAX_COLUMNS_PER_FEED)."
-        )));
+    let state = upstream.state();
+    if let Some(width) = facts.width {
+        let cols = state.columns.fresh(upstream, feed).await;
+        let max = state.limits.max_columns_per_feed;
+        if cols.len() as u64 >= max {
+            return Err(ApiError::BadRequest(format!(
+                "A feed has at most {max} columns (MAX_COLUMNS_PER_FEED)."
+            )));
+        }
+        let rows = upstream.size(feed).await.unwrap_or(0);
+        if let Some(refused) = datatype::refuse_size(rows, [width]) {
+            return Err(ApiError::BadRequest(format!("{refused}.")));
+        }
+    }
+    if let Some(size) = facts.size {
+        let cols = state.columns.fresh(upstream, feed).await;
+        let widths = cols.iter().filter_map(|c| datatype::width(&c.datatype));
+        if let Some(refused) = datatype::refuse_size(size, widths) {
+            return Err(ApiError::BadRequest(format!("{refused}.")));
+        }
     }
     Ok(())
 }

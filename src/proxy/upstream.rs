@@ -110,7 +110,8 @@ impl Upstream {
     ) -> Result<Vec<Vec<String>>, String> {
         let named: Vec<(&str, &str)> =
             cols.iter().map(|c| (c.name.as_str(), c.datatype.as_str())).collect();
-        if let Some(refused) = datatype::refuse_read(rows, &named, &self.state.limits) {
+        let form = datatype::Form::Json;
+        if let Some(refused) = datatype::refuse_read(rows, &named, form, &self.state.limits) {
             return Err(refused);
         }
         let names: String = cols.iter().map(|c| format!("&col[]={}", c.name)).collect();

@@ -83,6 +83,15 @@ pub fn group_members(conn: &mut Conn, group_id: i32) -> Result<Vec<User>, DbErro
         .load(conn)?)
 }
 
+/// The rate limits ("600/min") of those of these groups that have one.
+pub fn group_rates(conn: &mut Conn, ids: &[i32]) -> Result<Vec<String>, DbError> {
+    let rates: Vec<Option<String>> = auth_group::table
+        .filter(auth_group::id.eq_any(ids))
+        .select(auth_group::rate_limit)
+        .load(conn)?;
+    Ok(rates.into_iter().flatten().collect())
+}
+
 /// Sets a group's rate limit ("600/min"), or clears it.
 pub fn set_group_rate(conn: &mut Conn, group_id: i32, rate: Option<&str>) -> Result<(), DbError> {
     diesel::update(auth_group::table.find(group_id))

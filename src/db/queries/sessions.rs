@@ -27,6 +27,11 @@ struct SessionRow<'a> {
     expires_at: NaiveDateTime,
 }
 
+/// Sessions one user may have at once; logging in once more ends the one
+/// used least recently: a script logging in again and again (each login a
+/// new session) must not add rows without end.
+pub const MAX_SESSIONS_PER_USER: i64 = 100;
+
 pub fn session_store(
     conn: &mut Conn,
     digest: &str,
@@ -41,6 +46,20 @@ pub fn session_store(
         .do_update()
         .set(&row);
     crate::on_engine!(conn, |c| upsert.execute(c))?;
+    if let Some(user_id) = user_id {
+        // Sessions renew their expiry as they are used: the latest to
+        // expire are the ones in use.
+        let past: Vec<String> = session::table
+            .filter(session::user_id.eq(user_id))
+            .order(session::expires_at.desc())
+            .offset(MAX_SESSIONS_PER_USER)
+            .select(session::key_digest)
+            .load(conn)?;
+        if !past.is_empty() {
+            diesel::delete(session::table.filter(session::key_digest.eq_any(past)))
+                .execute(conn)?;
+        }
+    }
     Ok(())
 }
 

@@ -61,6 +61,34 @@ pub fn revoke_token_by_digest(conn: &mut Conn, digest: &str) -> Result<bool, DbE
     Ok(changed > 0)
 }
 
+/// Revoked and expired tokens one user keeps (the newest, for its history
+/// in the token list); older ones are deleted as new ones are made, so
+/// that making and revoking tokens in a loop adds no rows without end.
+pub const DEAD_TOKENS_KEPT: i64 = 100;
+
+/// Deletes a user's revoked and expired tokens but the newest
+/// `DEAD_TOKENS_KEPT`.
+pub fn trim_dead_tokens(conn: &mut Conn, user_id: i32) -> Result<usize, DbError> {
+    let now = now();
+    let dead = || {
+        authtoken_token::table.filter(authtoken_token::user_id.eq(user_id)).filter(
+            authtoken_token::revoked.eq(true).or(authtoken_token::expires_at
+                .is_not_null()
+                .and(authtoken_token::expires_at.le(now))),
+        )
+    };
+    let doomed: Vec<i32> = dead()
+        .order(authtoken_token::id.desc())
+        .offset(DEAD_TOKENS_KEPT)
+        .select(authtoken_token::id)
+        .load(conn)?;
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(authtoken_token::table.filter(authtoken_token::id.eq_any(doomed)))
+        .execute(conn)?)
+}
+
 /// A user's tokens that still work: not revoked, not expired.
 pub fn live_token_count(conn: &mut Conn, user_id: i32) -> Result<i64, DbError> {
     Ok(authtoken_token::table

@@ -1,0 +1,209 @@
+//! A JSON dataset (`{"col": [v, v, …], …}`, the body of a `/data` write)
+//! counted as its bytes go by: how many values each key has, without
+//! holding the body or any value. What a JSON write costs the storage
+//! depends on that (`datatype::json_value_cost`), and the body must be
+//! refused before the storage parses it: the proxy counts while it streams
+//! the body on (and cuts it, so that the upstream never acts on it), the
+//! embedded server before it parses.
+//!
+//! Not a validator: a body that is not a dataset is counted as far as it
+//! goes, and the storage's own parser says what is wrong with it.
+
+/// Longest key kept: no column name is longer (`names::MAX_NAME_LEN`); a
+/// longer key is counted under its first bytes.
+const MAX_KEY: usize = 256;
+
+#[derive(Debug, Default, Clone)]
+pub struct DatasetScan {
+    /// Nesting: 1 inside the dataset's object, 2 inside a column's list.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// At depth 1, the string being read is a key (not a value).
+    key_next: bool,
+    key: Vec<u8>,
+    reading_key: bool,
+    /// The column whose list is open, and whether it has a value yet.
+    column: Option<usize>,
+    value_seen: bool,
+    /// Values per key, in the order met (a key met twice counts twice).
+    counts: Vec<(String, u64)>,
+}
+
+impl DatasetScan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts the values in the next bytes of the body.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.step(byte);
+        }
+    }
+
+    fn step(&mut self, byte: u8) {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if byte == b'\\' {
+                self.escaped = true;
+            } else if byte == b'"' {
+                self.in_string = false;
+                if self.reading_key {
+                    self.reading_key = false;
+                    let key = String::from_utf8_lossy(&self.key).into_owned();
+                    self.counts.push((key, 0));
+                    self.key.clear();
+                }
+                return;
+            }
+            if self.reading_key && self.key.len() < MAX_KEY {
+                self.key.push(byte);
+            }
+            return;
+        }
+        if byte.is_ascii_whitespace() {
+            return;
+        }
+        // A value's first byte inside a column's list.
+        if self.depth == 2 && !matches!(byte, b',' | b']') && !self.value_seen {
+            self.value_seen = true;
+            if let Some(column) = self.column {
+                self.counts[column].1 += 1;
+            }
+        }
+        match byte {
+            b'"' => {
+                self.in_string = true;
+                if self.depth == 1 && self.key_next {
+                    self.reading_key = true;
+                    self.key_next = false;
+                }
+            }
+            b'{' | b'[' => {
+                self.depth += 1;
+                if self.depth == 1 {
+                    self.key_next = true;
+                }
+                if self.depth == 2 && byte == b'[' {
+                    self.column = self.counts.len().checked_sub(1);
+                    self.value_seen = false;
+                }
+            }
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth == 1 {
+                    self.column = None;
+                }
+            }
+            b',' => match self.depth {
+                1 => self.key_next = true,
+                2 => self.value_seen = false,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// Values per key so far.
+    pub fn counts(&self) -> &[(String, u64)] {
+        &self.counts
+    }
+
+    /// The most values any key has: the rows a write would take.
+    pub fn rows(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| *n).max().unwrap_or(0)
+    }
+}
+
+/// What a counted JSON write costs the storage, given the feed's columns
+/// and their widths: each value a record (`datatype::json_value_cost`; a
+/// key that is no column costs its records all the same: it is parsed),
+/// and when the write zeroes the columns it does not name (a `PUT`), their
+/// rows too.
+pub fn write_cost(scan: &DatasetScan, columns: &[(String, u64)], zeroes_others: bool) -> u64 {
+    let width = |name: &str| columns.iter().find(|(c, _)| c == name).map_or(0, |(_, w)| *w);
+    let values = scan
+        .counts()
+        .iter()
+        .map(|(key, n)| n.saturating_mul(super::datatype::json_value_cost(width(key))))
+        .fold(0u64, u64::saturating_add);
+    let zeroed = if zeroes_others {
+        let others: u64 = columns
+            .iter()
+            .filter(|(name, _)| !scan.counts().iter().any(|(key, _)| key == name))
+            .map(|(_, w)| *w)
+            .fold(0u64, u64::saturating_add);
+        others.saturating_mul(scan.rows())
+    } else {
+        0
+    };
+    values.saturating_add(zeroed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(body: &str) -> DatasetScan {
+        let mut scan = DatasetScan::new();
+        // Byte by byte: the count must not depend on where chunks end.
+        for byte in body.as_bytes() {
+            scan.feed(std::slice::from_ref(byte));
+        }
+        scan
+    }
+
+    fn counts(body: &str) -> Vec<(String, u64)> {
+        scan(body).counts().to_vec()
+    }
+
+    #[test]
+    fn values_are_counted_per_key_however_they_are_written() {
+        let pairs = |list: &[(&str, u64)]| -> Vec<(String, u64)> {
+            list.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            counts(r#"{"x": [1, 2, 3], "y": [1.5, -2e3, 0]}"#),
+            pairs(&[("x", 3), ("y", 3)])
+        );
+        assert_eq!(counts(r#"{"b":["","",""]}"#), pairs(&[("b", 3)]));
+        assert_eq!(counts(r#"{"b":["a,b]\"[", "c"]}"#), pairs(&[("b", 2)]));
+        assert_eq!(counts(r#"{"x":[]}"#), pairs(&[("x", 0)]));
+        assert_eq!(
+            counts(r#"{"x":[[1,2],[3]], "y":[{"a":[1,2,3]}]}"#),
+            pairs(&[("x", 2), ("y", 1)])
+        );
+        assert_eq!(counts(r#"{"k\"ey":[1]}"#), pairs(&[("k\\\"ey", 1)]));
+        assert_eq!(counts(" { \"x\" :\n[ 1 ,\t2 ] } "), pairs(&[("x", 2)]));
+        assert_eq!(counts(r#"{"x":[1],"x":[1,2]}"#), pairs(&[("x", 1), ("x", 2)]));
+        assert_eq!(scan(r#"{"x":[1,2],"y":[1,2,3,4]}"#).rows(), 4);
+        // Not a dataset: counted as far as it goes, never a panic.
+        for junk in ["", "[1,2]", "{", "}}}]]]", r#"{"x": 5}"#, "\"unterminated", r#"{"x":[1,"#] {
+            let _ = scan(junk).rows();
+        }
+        assert_eq!(counts(&format!(r#"{{"{}":[1]}}"#, "k".repeat(1000)))[0].0.len(), MAX_KEY);
+    }
+
+    #[test]
+    fn a_write_costs_its_values_and_what_a_put_zeroes() {
+        let columns = vec![("b".to_owned(), 1 << 20), ("x".to_owned(), 8)];
+        let tiny = scan(r#"{"b":["","",""]}"#);
+        // Three empty strings become three 1 MiB values.
+        assert_eq!(write_cost(&tiny, &columns, false), 3 * (96 + 4 * (1 << 20)));
+        let narrow = scan(r#"{"x":[1,2]}"#);
+        assert_eq!(write_cost(&narrow, &columns, false), 2 * (96 + 32));
+        // A PUT zeroes the column it does not name, for every row.
+        assert_eq!(write_cost(&narrow, &columns, true), 2 * (96 + 32) + 2 * (1 << 20));
+        let unknown = scan(r#"{"nope":[1,2,3]}"#);
+        assert_eq!(write_cost(&unknown, &columns, false), 3 * 96);
+    }
+
+    #[test]
+    fn a_large_body_of_tiny_values_is_counted_in_one_pass() {
+        let body = format!(r#"{{"b":[{}""]}}"#, "\"\",".repeat(100_000));
+        let scan = scan(&body);
+        assert_eq!(scan.counts(), &[("b".to_owned(), 100_001)]);
+    }
+}
