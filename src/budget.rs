@@ -123,6 +123,64 @@ impl Budget {
     }
 }
 
+/// How many places each key holds now: a user's requests in flight, a
+/// client address's connections or password checks. A place is given back
+/// when its guard is dropped, however its request ends.
+pub struct Places<K>(Arc<Mutex<HashMap<K, usize>>>);
+
+impl<K> Clone for Places<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K> Default for Places<K> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+/// One place of a key's, given back when dropped.
+pub struct Place<K: std::hash::Hash + Eq> {
+    places: Places<K>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Places<K> {
+    /// Takes a place for `key`: the guard, and how many `key` holds now
+    /// (this one counted).
+    pub fn take(&self, key: K) -> (Place<K>, usize) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(key.clone()).or_default();
+        *count += 1;
+        let now = *count;
+        (Place { places: self.clone(), key }, now)
+    }
+
+    /// A place for `key` if it holds fewer than `max`.
+    pub fn take_below(&self, key: K, max: usize) -> Option<Place<K>> {
+        let (place, now) = self.take(key);
+        (now <= max).then_some(place)
+    }
+
+    /// How many places `key` holds now.
+    pub fn held(&self, key: &K) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0)
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Drop for Place<K> {
+    fn drop(&mut self) {
+        let mut held = self.places.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// A response body that keeps what its request holds (its share, its
 /// place in flight) until the body has been sent, or dropped with its
 /// client: a slow reader holds them as long as it reads.
@@ -171,6 +229,18 @@ mod tests {
         assert_eq!(budget.available(), 5 * UNIT);
         drop(all);
         assert!(budget.take(None, 0).await.is_ok());
+    }
+
+    #[test]
+    fn places_are_counted_and_given_back() {
+        let places = Places::default();
+        let (first, now) = places.take("a");
+        assert_eq!(now, 1);
+        let second = places.take_below("a", 2).expect("a second place");
+        assert!(places.take_below("a", 2).is_none(), "no third");
+        assert_eq!(places.held(&"a"), 2, "a refused place is not kept");
+        drop((first, second));
+        assert_eq!(places.held(&"a"), 0);
     }
 
     #[tokio::test]

@@ -14,10 +14,9 @@
 //! sent at once by any honest client) must arrive within `BODY_TIMEOUT`,
 //! or the request is answered and its connection closed.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use actix_web::{HttpMessage, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::Stream;
 
+use crate::budget::{Place, Places};
 use crate::net::{TrustedProxies, counted_as};
 
 /// How long the body of a login or an admin form may take to arrive.
@@ -38,34 +38,21 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections held open per client address.
 #[derive(Clone)]
 pub struct Connections {
-    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    held: Places<IpAddr>,
     max_per_address: usize,
     trusted: TrustedProxies,
 }
 
 /// A connection's place among its address's, given back when it closes.
-struct Place {
-    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    who: IpAddr,
+struct Connection {
+    _place: Place<IpAddr>,
     /// Past its address's bound: answered 503 and closed.
     over: bool,
 }
 
-impl Drop for Place {
-    fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = held.get_mut(&self.who) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.who);
-            }
-        }
-    }
-}
-
 impl Connections {
     pub fn new(max_per_address: usize, trusted: TrustedProxies) -> Self {
-        Self { held: Arc::default(), max_per_address, trusted }
+        Self { held: Places::default(), max_per_address, trusted }
     }
 
     /// Counts a new connection from `peer` (`HttpServer::on_connect`).
@@ -76,18 +63,13 @@ impl Connections {
         if self.trusted.contains(peer) {
             return;
         }
-        let who = counted_as(peer);
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let count = held.entry(who).or_default();
-        *count += 1;
-        let over = *count > self.max_per_address;
-        ext.insert(Place { held: self.held.clone(), who, over });
+        let (place, held) = self.held.take(counted_as(peer));
+        ext.insert(Connection { _place: place, over: held > self.max_per_address });
     }
 
     /// Connections held now by `peer`'s address, for tests.
     pub fn held_by(&self, peer: IpAddr) -> usize {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.get(&counted_as(peer.to_canonical())).copied().unwrap_or(0)
+        self.held.held(&counted_as(peer.to_canonical()))
     }
 }
 
@@ -105,7 +87,7 @@ pub async fn bound(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if req.conn_data::<Place>().is_some_and(|place| place.over) {
+    if req.conn_data::<Connection>().is_some_and(|connection| connection.over) {
         let refusal = HttpResponse::ServiceUnavailable().force_close().json(serde_json::json!({
             "detail": "Too many connections from your address (MAX_CONNECTIONS_PER_ADDRESS)."
         }));
@@ -174,7 +156,7 @@ mod tests {
         for ext in &mut exts {
             connections.opened(Some(ip), ext);
         }
-        let over: Vec<bool> = exts.iter().map(|e| e.get::<Place>().unwrap().over).collect();
+        let over: Vec<bool> = exts.iter().map(|e| e.get::<Connection>().unwrap().over).collect();
         assert_eq!(over, [false, false, true]);
         assert_eq!(connections.held_by(ip), 3);
         drop(exts);
@@ -184,7 +166,7 @@ mod tests {
         let connections = Connections::new(1, trusted);
         let mut ext = Extensions::new();
         connections.opened(Some("10.0.0.1".parse().unwrap()), &mut ext);
-        assert!(ext.get::<Place>().is_none());
+        assert!(ext.get::<Connection>().is_none());
         assert_eq!(max_connections(20_000, 456, 2), 9_644);
         assert_eq!(max_connections(100, 456, 2), 64);
     }

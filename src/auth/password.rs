@@ -3,12 +3,14 @@
 //! stored hash may cost to check, one bound on the hashing of the whole
 //! process (`Hasher`), and Django's four password validators.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+
+use crate::budget::{Place, Places};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -158,7 +160,7 @@ pub fn verify(password: &str, phc: Option<&str>) -> bool {
 pub struct Hasher {
     slots: Arc<Semaphore>,
     total: u32,
-    per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_address: Places<IpAddr>,
 }
 
 /// How long a check waits for its place before it is refused (429).
@@ -171,9 +173,14 @@ const PER_ADDRESS: usize = 2;
 #[error("too many passwords are being checked; retry in a second")]
 pub struct Busy;
 
+/// Hashes at once, at most: four of our argon2 hashes are 76 MiB, and
+/// hundreds of logins a second are far more than any login page sees.
+const MOST_SLOTS: usize = 4;
+
 impl Default for Hasher {
+    /// As many slots as cores, up to `MOST_SLOTS`.
     fn default() -> Self {
-        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()).min(MOST_SLOTS))
     }
 }
 
@@ -181,7 +188,11 @@ impl Hasher {
     /// Room for `slots` of our argon2 hashes at once.
     pub fn new(slots: usize) -> Self {
         let total = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
-        Self { slots: Arc::new(Semaphore::new(total as usize)), total, per_address: Arc::default() }
+        Self {
+            slots: Arc::new(Semaphore::new(total as usize)),
+            total,
+            per_address: Places::default(),
+        }
     }
 
     /// Slots a check of `stored` takes: one per 19 MiB of its memory.
@@ -212,7 +223,8 @@ impl Hasher {
     /// the attempt (its counts, its user's look-up): a client address past
     /// its two costs nothing more than this.
     pub fn admit(&self, from: IpAddr) -> Result<Admitted<'_>, Busy> {
-        Ok(Admitted { hasher: self, _place: AddressPlace::take(&self.per_address, from)? })
+        let place = self.per_address.take_below(crate::net::counted_as(from), PER_ADDRESS);
+        Ok(Admitted { hasher: self, _place: place.ok_or(Busy)? })
     }
 
     /// Hashes a new password (a change by a logged-in user, or a login's
@@ -225,7 +237,7 @@ impl Hasher {
 /// A client's place among the checks, held until its check is done.
 pub struct Admitted<'a> {
     hasher: &'a Hasher,
-    _place: AddressPlace,
+    _place: Place<IpAddr>,
 }
 
 impl Admitted<'_> {
@@ -233,37 +245,6 @@ impl Admitted<'_> {
     pub async fn verify(self, password: String, phc: Option<String>) -> Result<bool, Busy> {
         let slots = self.hasher.slots_for(phc.as_deref());
         self.hasher.run(slots, move || verify(&password, phc.as_deref())).await
-    }
-}
-
-/// A client address's place among the checks running or waiting.
-struct AddressPlace {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl AddressPlace {
-    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Result<Self, Busy> {
-        let ip = crate::net::counted_as(ip);
-        let mut held = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let count = held.entry(ip).or_default();
-        if *count >= PER_ADDRESS {
-            return Err(Busy);
-        }
-        *count += 1;
-        Ok(Self { counts: counts.clone(), ip })
-    }
-}
-
-impl Drop for AddressPlace {
-    fn drop(&mut self) {
-        let mut held = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = held.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.ip);
-            }
-        }
     }
 }
 

@@ -5,13 +5,13 @@
 //! (`USER_MAX_IN_FLIGHT`), so that one script with 256 connections cannot
 //! fill the upstream's pool. In memory, per process.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
+
+use crate::budget::{Place, Places};
 
 /// A number of requests per period, written as DRF writes it: `600/min`,
 /// `10/s`, `1000/hour`, `50000/day` (the period's first letter counts).
@@ -85,7 +85,7 @@ pub enum Limited {
 #[derive(Clone)]
 pub struct UserLimits {
     buckets: Cache<i32, (f64, Instant)>,
-    in_flight: InFlightCounts,
+    in_flight: Places<i32>,
     max_in_flight: Option<usize>,
 }
 
@@ -96,7 +96,7 @@ impl UserLimits {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(86_400))
                 .build(),
-            in_flight: Arc::default(),
+            in_flight: Places::default(),
             max_in_flight,
         }
     }
@@ -113,13 +113,8 @@ impl UserLimits {
         let Some(max) = self.max_in_flight else {
             return Ok(Slot(None));
         };
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let count = in_flight.entry(user).or_default();
-        if *count >= max {
-            return Err(Limited::InFlight);
-        }
-        *count += 1;
-        Ok(Slot(Some((self.in_flight.clone(), user))))
+        let place = self.in_flight.take_below(user, max).ok_or(Limited::InFlight)?;
+        Ok(Slot(Some(place)))
     }
 
     /// Takes a token from the user's bucket (as many as the rate's count,
@@ -146,25 +141,9 @@ impl UserLimits {
     }
 }
 
-/// A request's place in its user's flight, given back when dropped.
-pub struct Slot(Option<(InFlightCounts, i32)>);
-
-/// Requests in flight, per user.
-type InFlightCounts = Arc<Mutex<HashMap<i32, usize>>>;
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some((in_flight, user)) = self.0.take() {
-            let mut in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = in_flight.get_mut(&user) {
-                *count -= 1;
-                if *count == 0 {
-                    in_flight.remove(&user);
-                }
-            }
-        }
-    }
-}
+/// A request's place in its user's flight (none for the exempt), given
+/// back when dropped.
+pub struct Slot(#[allow(dead_code)] Option<Place<i32>>);
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ use crate::helpers::{
     client_with_token, create_group, create_user, get_json, issue_token, log_in, spawn_app,
     spawn_app_on, spawn_app_with, spec,
 };
-use crate::safety::{UpstreamProcess, free_port};
+use crate::safety::{UpstreamProcess, app_on, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lbasedb-proxy");
 
@@ -35,14 +35,12 @@ async fn detail(response: reqwest::Response) -> String {
 /// Feed `big`: 10,000,000 rows (sparse files: made at once) of two Float64
 /// columns and a `Bytes[64]` one, and a user who may read and zero it.
 async fn big_feed(app: &TestApp) -> reqwest::Client {
-    app.create_feed("big", &[("x", "Float64"), ("y", "Float64"), ("b", "Bytes[64]")]).await;
-    let sized = app
-        .upstream_client
-        .put(app.direct("size?feed=big"))
-        .json(&json!({"size": 10_000_000}))
-        .sent()
-        .await;
-    assert_eq!(sized.status(), 204);
+    app.create_sized_feed(
+        "big",
+        &[("x", "Float64"), ("y", "Float64"), ("b", "Bytes[64]")],
+        10_000_000,
+    )
+    .await;
     app.user_granted("reader", &[("lbasedb.view_data", "big"), ("lbasedb.delete_data", "big")]);
     client_with_token(&issue_token(&app.pool, "reader", None))
 }
@@ -124,16 +122,6 @@ async fn a_column_wider_than_max_column_width_is_never_made() {
 /// A standalone `lbasedb` with these arguments, its port, data and secret.
 async fn standalone(data: &std::path::Path, args: &[&str]) -> UpstreamProcess {
     UpstreamProcess::start_with(data, free_port(), args).await
-}
-
-/// The application in front of a standalone upstream, with its settings.
-async fn app_on(upstream: &UpstreamProcess) -> TestApp {
-    let (url, secret) = (upstream.url(), upstream.secret.clone());
-    spawn_app_with(move |s| {
-        s.lbasedb_url = Some(url);
-        s.lbasedb_secret = Some(secret);
-    })
-    .await
 }
 
 #[tokio::test]
@@ -417,14 +405,7 @@ async fn lbasedb_on_its_own_keeps_its_files_private() {
 /// Feed `big` of 8,000,000 Float64 rows (a 64 MB read: more than the
 /// sockets between buffer), made at once.
 async fn feed_of_64_mb(app: &TestApp) {
-    app.create_feed("big", &[("x", "Float64")]).await;
-    let sized = app
-        .upstream_client
-        .put(app.direct("size?feed=big"))
-        .json(&json!({"size": 8_000_000}))
-        .sent()
-        .await;
-    assert_eq!(sized.status(), 204);
+    app.create_sized_feed("big", &[("x", "Float64")], 8_000_000).await;
 }
 
 #[tokio::test]
@@ -1117,6 +1098,13 @@ fn django_copy(dir: &std::path::Path, sql: &[&str]) -> std::path::PathBuf {
     copy
 }
 
+/// `importdjango` of a copy of the fixture changed by `sql`, into `app`.
+fn import_changed(app: &TestApp, sql: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let source = django_copy(dir.path(), sql);
+    app.command().arg("importdjango").arg(&source).output().unwrap()
+}
+
 fn user_count(app: &TestApp) -> i64 {
     queries::user_count(&mut app.conn()).unwrap()
 }
@@ -1124,16 +1112,14 @@ fn user_count(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn importdjango_refuses_bad_rows_with_a_report_and_writes_nothing() {
     let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let source = django_copy(
-        dir.path(),
+    let out = import_changed(
+        &app,
         &[
             "UPDATE auth_user SET username = 'alice smith' WHERE username = 'alice'",
             "UPDATE auth_user SET email = printf('%.300c@example.com', 'e') WHERE username = 'bob'",
             "UPDATE auth_group SET name = printf('%.200c', 'g') WHERE id = (SELECT min(id) FROM auth_group)",
         ],
     );
-    let out = app.command().arg("importdjango").arg(&source).output().unwrap();
     assert!(!out.status.success());
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(report.contains("nothing was written"), "{report}");
@@ -1146,16 +1132,14 @@ async fn importdjango_refuses_bad_rows_with_a_report_and_writes_nothing() {
 #[tokio::test]
 async fn stored_hashes_past_the_bounds_never_log_in_and_cost_what_a_login_costs() {
     let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let source = django_copy(
-        dir.path(),
+    let out = import_changed(
+        &app,
         &[
             "UPDATE auth_user SET password = 'pbkdf2_sha256$2000000000$salt$qN+JnzxPIE2WfgrWPAkph8EAVeuwF7PZ0ordIY1Peq0=' WHERE username = 'alice'",
             "UPDATE auth_user SET password = 'argon2$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE username = 'carol'",
             "UPDATE auth_user SET password = 'bcrypt_sha256$$2b$31$1YjFC/O0hezV9mVGGwG1YjFC/O0hezV9mVGGwG1YjFC/O0hez' WHERE username = 'dave'",
         ],
     );
-    let out = app.command().arg("importdjango").arg(&source).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
     for (user, why) in [("alice", "iterations"), ("carol", "m=4194304"), ("dave", "bcrypt cost 31")]
@@ -1174,7 +1158,7 @@ async fn stored_hashes_past_the_bounds_never_log_in_and_cost_what_a_login_costs(
     let dumped = app.command().arg("dumpdata").output().unwrap();
     let mut dump: Value = serde_json::from_slice(&dumped.stdout).unwrap();
     let other = spawn_app().await;
-    let file = dir.path().join("dump.json");
+    let file = app.data.path().join("dump.json");
     std::fs::write(&file, serde_json::to_vec(&dump).unwrap()).unwrap();
     let loaded = other.command().arg("loaddata").arg(&file).output().unwrap();
     assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
@@ -1198,14 +1182,7 @@ async fn stored_hashes_past_the_bounds_never_log_in_and_cost_what_a_login_costs(
 /// Feed `w`: an Int32 column `i` and a 1 MiB-wide one `blob`, 1,000 rows,
 /// and a user who may write it.
 async fn wide_feed(app: &TestApp) -> reqwest::Client {
-    app.create_feed("w", &[("i", "Int32"), ("blob", "Bytes[1048576]")]).await;
-    let sized = app
-        .upstream_client
-        .put(app.direct("size?feed=w"))
-        .json(&json!({"size": 1000}))
-        .sent()
-        .await;
-    assert_eq!(sized.status(), 204);
+    app.create_sized_feed("w", &[("i", "Int32"), ("blob", "Bytes[1048576]")], 1000).await;
     app.user_granted("writer", &[("lbasedb.add_data", "w"), ("lbasedb.change_data", "w")]);
     client_with_token(&issue_token(&app.pool, "writer", None))
 }
@@ -1269,14 +1246,7 @@ async fn a_json_read_is_priced_at_what_it_costs_the_storage_in_memory() {
     let app = spawn_app().await;
     let cols: Vec<(String, &str)> = (0..25).map(|i| (format!("c{i}"), "Bytes[1]")).collect();
     let cols: Vec<(&str, &str)> = cols.iter().map(|(n, d)| (n.as_str(), *d)).collect();
-    app.create_feed("narrow", &cols).await;
-    let sized = app
-        .upstream_client
-        .put(app.direct("size?feed=narrow"))
-        .json(&json!({"size": 10_000_000}))
-        .sent()
-        .await;
-    assert_eq!(sized.status(), 204);
+    app.create_sized_feed("narrow", &cols, 10_000_000).await;
     let all: String = (0..25).map(|i| format!("&col[]=c{i}")).collect();
     // 250 MB of one-byte values is under MAX_READ_BYTES as bytes, but each
     // is a 62-byte record and more as JSON: 15 GB.

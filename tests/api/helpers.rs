@@ -292,6 +292,19 @@ impl TestApp {
         }
     }
 
+    /// A feed made straight on the upstream with `rows` rows (zeros: made
+    /// at once, as sparse files).
+    pub async fn create_sized_feed(&self, feed: &str, cols: &[(&str, &str)], rows: u64) {
+        self.create_feed(feed, cols).await;
+        let sized = self
+            .upstream_client
+            .put(self.direct(&format!("size?feed={feed}")))
+            .json(&json!({ "size": rows }))
+            .sent()
+            .await;
+        assert_eq!(sized.status(), 204, "size of {feed}");
+    }
+
     /// A user holding only `feed_grants` (`(codename, feed)` pairs); its id.
     pub fn user_granted(&self, username: &str, feed_grants: &[(&str, &str)]) -> i32 {
         create_user(&self.pool, UserSpec { grants: grants(feed_grants), ..spec(username) })

@@ -273,7 +273,8 @@ pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn app_on(upstream: &UpstreamProcess) -> TestApp {
+/// The application in front of a standalone upstream.
+pub(crate) async fn app_on(upstream: &UpstreamProcess) -> TestApp {
     let (url, secret) = (upstream.url(), upstream.secret.clone());
     spawn_app_with(move |s| {
         s.lbasedb_url = Some(url);
