@@ -5,6 +5,7 @@
 use actix_web::web;
 use askama::Template;
 
+use super::changelist::{ChangeList, PageLink};
 use super::{AdminError, Layout, Reply, Staff, ok};
 use crate::auth::perms::Model;
 use crate::auth::principal::Principal;
@@ -42,16 +43,44 @@ async fn info(upstream: &Upstream, who: &Principal, feed: &str) -> FeedInfo {
 struct ListPage<'a> {
     layout: &'a Layout,
     feeds: Vec<FeedInfo>,
+    total: i64,
+    page: i64,
+    pages: i64,
+    page_links: Vec<PageLink>,
 }
 
-pub async fn list(staff: Staff, upstream: Upstream) -> Reply {
+/// Feeds a page shows: each costs the upstream two look-ups (its columns,
+/// its size), so a page of every feed would cost thousands.
+const PER_PAGE: usize = 100;
+
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+pub struct ListQuery {
+    #[serde(skip_serializing)]
+    p: Option<i64>,
+}
+
+pub async fn list(staff: Staff, upstream: Upstream, query: web::Query<ListQuery>) -> Reply {
+    let mut names: Vec<String> = upstream
+        .feeds()
+        .await
+        .into_iter()
+        .filter(|name| staff.principal.has_feed_perm(VIEW_FEED, name))
+        .collect();
+    names.sort();
+    let pages = names.len().div_ceil(PER_PAGE).max(1) as i64;
+    let page = query.p.unwrap_or(0).clamp(0, pages - 1);
     let mut feeds = Vec::new();
-    for name in upstream.feeds().await {
-        if staff.principal.has_feed_perm(VIEW_FEED, &name) {
-            feeds.push(info(&upstream, &staff.principal, &name).await);
-        }
+    for name in names.iter().skip(page as usize * PER_PAGE).take(PER_PAGE) {
+        feeds.push(info(&upstream, &staff.principal, name).await);
     }
-    ok(&ListPage { layout: &staff.layout, feeds })
+    ok(&ListPage {
+        layout: &staff.layout,
+        feeds,
+        total: names.len() as i64,
+        page: page + 1,
+        pages,
+        page_links: ChangeList::of(&*query).pages(pages),
+    })
 }
 
 #[derive(Template)]

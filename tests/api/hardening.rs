@@ -1450,3 +1450,18 @@ async fn making_and_revoking_tokens_or_sessions_in_a_loop_keeps_a_bounded_number
         session::table.filter(session::user_id.eq(id)).count().get_result(&mut app.conn()).unwrap();
     assert!(sessions <= 100, "{sessions} sessions");
 }
+
+#[tokio::test]
+async fn the_feed_list_is_paged_so_a_page_costs_the_upstream_a_bounded_number_of_calls() {
+    let app = spawn_app().await;
+    let names: Vec<String> = (0..150).map(|i| format!("f{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    app.create_x_feeds(&names).await;
+    let browser = admin(&app).await;
+    let (_, first) = browser.get("/admin/lbasedb/feed/").await;
+    assert_eq!(first.matches("<th><a href=\"/admin/lbasedb/feed/").count(), 100);
+    assert!(first.contains("150 feed(s), page 1 of 2"), "{first}");
+    let (_, second) = browser.get("/admin/lbasedb/feed/?p=1").await;
+    assert_eq!(second.matches("<th><a href=\"/admin/lbasedb/feed/").count(), 50);
+    assert!(second.contains("/admin/lbasedb/feed/f149/"));
+}
