@@ -232,22 +232,24 @@ fn spawn(listener: &TcpListener, child: &Child) -> std::io::Result<tokio::proces
 fn args(settings: &LbasedbSettings) -> Vec<OsString> {
     let limits = &settings.limits;
     let mut args: Vec<OsString> = vec!["lbasedb".into(), "--listen-stdin".into()];
-    let mut flag = |name: &str, value: String| {
+    let numbers = [
+        ("payload-limit", settings.payload_limit),
+        ("workers", settings.workers as u64),
+        ("max-connections", settings.max_connections as u64),
+        ("max-rows-per-read", limits.max_rows_per_read),
+        ("max-feed-rows", limits.max_feed_rows),
+        ("max-read-bytes", limits.max_read_bytes),
+        ("max-write-bytes", limits.max_write_bytes),
+        ("max-read-columns", limits.max_read_columns),
+        ("max-column-width", limits.max_column_width),
+        ("max-columns-per-feed", limits.max_columns_per_feed),
+        ("max-json-body", limits.max_json_body),
+        ("max-bytes-in-flight", limits.max_bytes_in_flight),
+    ];
+    for (name, value) in numbers {
         args.push(format!("--{name}").into());
-        args.push(value.into());
-    };
-    flag("payload-limit", settings.payload_limit.to_string());
-    flag("workers", settings.workers.to_string());
-    flag("max-connections", settings.max_connections.to_string());
-    flag("max-rows-per-read", limits.max_rows_per_read.to_string());
-    flag("max-feed-rows", limits.max_feed_rows.to_string());
-    flag("max-read-bytes", limits.max_read_bytes.to_string());
-    flag("max-write-bytes", limits.max_write_bytes.to_string());
-    flag("max-read-columns", limits.max_read_columns.to_string());
-    flag("max-column-width", limits.max_column_width.to_string());
-    flag("max-columns-per-feed", limits.max_columns_per_feed.to_string());
-    flag("max-json-body", limits.max_json_body.to_string());
-    flag("max-bytes-in-flight", limits.max_bytes_in_flight.to_string());
+        args.push(value.to_string().into());
+    }
     args.push("--data".into());
     args.push(settings.data.clone().into_os_string());
     args
@@ -261,5 +263,51 @@ async fn terminate(mut process: tokio::process::Child, timeout: Duration) {
     if tokio::time::timeout(timeout, process.wait()).await.is_err() {
         log::warn!("the embedded Lbasedb did not stop within {timeout:?}; killing it");
         let _ = process.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Lbasedb {
+        #[command(flatten)]
+        settings: LbasedbSettings,
+    }
+
+    #[test]
+    fn the_child_is_given_every_limit() {
+        let limits = crate::config::Limits {
+            max_rows_per_read: 1,
+            max_feed_rows: 2,
+            max_read_bytes: 3,
+            max_write_bytes: 4,
+            max_read_columns: 5,
+            max_column_width: 6,
+            max_columns_per_feed: 7,
+            max_json_body: 8,
+            max_bytes_in_flight: 9,
+        };
+        let settings = LbasedbSettings {
+            bind: "127.0.0.1:0".into(),
+            data: "/some/where".into(),
+            payload_limit: 10,
+            workers: 11,
+            max_connections: 12,
+            limits,
+            secret: Some("a secret of the child's own".into()),
+            open: false,
+            unlocked: false,
+            listen_stdin: true,
+        };
+        let given =
+            Lbasedb::try_parse_from(args(&settings)).expect("the child's arguments").settings;
+        assert_eq!(given.limits, limits);
+        assert_eq!((given.payload_limit, given.workers, given.max_connections), (10, 11, 12));
+        assert_eq!(given.data, settings.data);
+        assert!(given.listen_stdin);
+        assert_eq!(given.secret, None, "never on the command line");
     }
 }

@@ -41,8 +41,7 @@ async fn big_feed(app: &TestApp) -> reqwest::Client {
         10_000_000,
     )
     .await;
-    app.user_granted("reader", &[("lbasedb.view_data", "big"), ("lbasedb.delete_data", "big")]);
-    client_with_token(&issue_token(&app.pool, "reader", None))
+    app.client_granted("reader", &[("lbasedb.view_data", "big"), ("lbasedb.delete_data", "big")])
 }
 
 #[tokio::test]
@@ -96,8 +95,7 @@ async fn a_one_feed_reader_cannot_make_the_upstream_allocate_past_max_read_bytes
 async fn a_column_wider_than_max_column_width_is_never_made() {
     let app = spawn_app().await;
     app.create_feed("wide", &[]).await;
-    app.user_granted("maker", &[("lbasedb.add_col", "wide")]);
-    let maker = client_with_token(&issue_token(&app.pool, "maker", None));
+    let maker = app.client_granted("maker", &[("lbasedb.add_col", "wide")]);
     for datatype in
         ["Bytes[1000000000000]", "String[1000000000000]", "Bytes[1048577]", "Blob", "Text", "Nope"]
     {
@@ -143,8 +141,8 @@ async fn a_column_made_too_wide_before_the_limit_is_refused_not_read() {
 
     // The proxy, with its limits, in front of it.
     let app = app_on(&lax).await;
-    app.user_granted("reader", &[("lbasedb.view_data", "old"), ("lbasedb.view_feed", "old")]);
-    let reader = client_with_token(&issue_token(&app.pool, "reader", None));
+    let reader =
+        app.client_granted("reader", &[("lbasedb.view_data", "old"), ("lbasedb.view_feed", "old")]);
     for path in ["data?feed=old&ix=0&size=1&col[]=w", "raw?feed=old&col=w&ix=0&size=1"] {
         let response = app.get_proxy_as(&reader, path).await;
         assert_eq!(response.status(), 413, "{path}");
@@ -417,10 +415,8 @@ async fn a_slow_reader_holds_its_place_in_flight_and_cannot_take_the_whole_pool(
     })
     .await;
     feed_of_64_mb(&app).await;
-    app.user_granted("hog", &[("lbasedb.view_data", "big")]);
-    app.user_granted("other", &[("lbasedb.view_data", "big")]);
-    let hog = client_with_token(&issue_token(&app.pool, "hog", None));
-    let other = client_with_token(&issue_token(&app.pool, "other", None));
+    let hog = app.client_granted("hog", &[("lbasedb.view_data", "big")]);
+    let other = app.client_granted("other", &[("lbasedb.view_data", "big")]);
     let big = app.proxy("bytes?feed=big&ix=0&size=8000000&col[]=x");
     let small = "size?feed=big";
     // Two answers started and never read.
@@ -453,10 +449,8 @@ async fn a_slow_reader_holds_its_place_in_flight_and_cannot_take_the_whole_pool(
 async fn one_reader_cannot_hold_the_whole_budget_of_bytes_in_flight() {
     let app = spawn_app_with(|s| s.limits.max_bytes_in_flight = 128 << 20).await;
     feed_of_64_mb(&app).await;
-    app.user_granted("hog", &[("lbasedb.view_data", "big")]);
-    app.user_granted("other", &[("lbasedb.view_data", "big")]);
-    let hog = client_with_token(&issue_token(&app.pool, "hog", None));
-    let other = client_with_token(&issue_token(&app.pool, "other", None));
+    let hog = app.client_granted("hog", &[("lbasedb.view_data", "big")]);
+    let other = app.client_granted("other", &[("lbasedb.view_data", "big")]);
     let big = app.proxy("bytes?feed=big&ix=0&size=8000000&col[]=x");
     let held = hog.get(&big).sent().await;
     assert_eq!(held.status(), 200);
@@ -1183,8 +1177,7 @@ async fn stored_hashes_past_the_bounds_never_log_in_and_cost_what_a_login_costs(
 /// and a user who may write it.
 async fn wide_feed(app: &TestApp) -> reqwest::Client {
     app.create_sized_feed("w", &[("i", "Int32"), ("blob", "Bytes[1048576]")], 1000).await;
-    app.user_granted("writer", &[("lbasedb.add_data", "w"), ("lbasedb.change_data", "w")]);
-    client_with_token(&issue_token(&app.pool, "writer", None))
+    app.client_granted("writer", &[("lbasedb.add_data", "w"), ("lbasedb.change_data", "w")])
 }
 
 #[tokio::test]

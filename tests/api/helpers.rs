@@ -310,6 +310,12 @@ impl TestApp {
         create_user(&self.pool, UserSpec { grants: grants(feed_grants), ..spec(username) })
     }
 
+    /// A user holding only `feed_grants`, and a client with its token.
+    pub fn client_granted(&self, username: &str, feed_grants: &[(&str, &str)]) -> reqwest::Client {
+        self.user_granted(username, feed_grants);
+        client_with_token(&issue_token(&self.pool, username, None))
+    }
+
     /// Feeds with one `Int64` column, `x`, each.
     pub async fn create_x_feeds(&self, feeds: &[&str]) {
         for feed in feeds {
