@@ -22,4 +22,5 @@ pub mod net;
 #[cfg(test)]
 mod proptests;
 pub mod proxy;
+pub mod secret;
 pub mod startup;

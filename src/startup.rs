@@ -11,7 +11,6 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, ResponseError, web};
-use rand::RngCore;
 
 use crate::accesslog;
 use crate::auth::perms::Granted;
@@ -374,18 +373,11 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
 
 /// A per-process secret for the embedded upstream: 256 bits, hex.
 fn random_secret() -> String {
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    hex::encode(secret)
+    hex::encode(crate::secret::random_bytes::<32>())
 }
 
 pub fn random_password() -> String {
-    use rand::Rng;
-    rand::thread_rng()
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(20)
-        .map(char::from)
-        .collect()
+    crate::secret::random_alphanumeric(20)
 }
 
 /// The key that signs and encrypts session cookies: derived from SECRET_KEY,
@@ -408,8 +400,7 @@ fn session_key(settings: &Settings) -> io::Result<Key> {
             Ok(Key::derive_from(&secret))
         }
         _ => {
-            let mut secret = [0u8; 64];
-            rand::thread_rng().fill_bytes(&mut secret);
+            let secret = crate::secret::random_bytes::<64>();
             write_private(&path, &secret)?;
             Ok(Key::derive_from(&secret))
         }

@@ -4,15 +4,15 @@
 use crate::lbasedb::perms::VIEW_FEED;
 use actix_identity::Identity;
 use actix_session::Session;
-use actix_web::{HttpMessage, HttpRequest, web};
+use actix_web::{HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, ok, redirect};
 use crate::auth::AuthError;
-use crate::auth::api::check_credentials;
+use crate::auth::login::{self, check_credentials};
 use crate::auth::perms::{self, Model};
-use crate::auth::{AuthState, CSRF_SESSION_KEY, ensure_csrf_token, password, users};
+use crate::auth::{AuthState, csrf, password, users};
 use crate::db::models::{LogEntry, User};
 use crate::db::{self, queries};
 
@@ -54,7 +54,7 @@ pub async fn login_form(req: HttpRequest, staff: Option<Staff>, query: web::Quer
     if staff.is_some() {
         return redirect(next);
     }
-    let layout = Layout { csrf: ensure_csrf_token(&req)?, ..Layout::default() };
+    let layout = Layout { csrf: csrf::token(&req)?, ..Layout::default() };
     ok(&LoginPage { layout: &layout, error: None, username: "", next })
 }
 
@@ -86,10 +86,9 @@ fn refusal(checked: Result<User, AuthError>) -> Result<(Option<User>, Option<Str
 pub async fn login(
     req: HttpRequest,
     CsrfForm(form): CsrfForm<LoginForm>,
-    session: Session,
     auth: web::Data<AuthState>,
 ) -> Reply {
-    crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
+    csrf::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     let next = safe_next(Some(&form.next)).to_owned();
     let checked = check_credentials(&auth, &req, &form.username, &form.password).await;
     // A refusal before any password was checked (throttled, busy) is no
@@ -109,13 +108,10 @@ pub async fn login(
         .await?;
     }
     let (Some(user), None) = (user, &error) else {
-        let layout = Layout { csrf: ensure_csrf_token(&req)?, ..Layout::default() };
+        let layout = Layout { csrf: csrf::token(&req)?, ..Layout::default() };
         return ok(&LoginPage { layout: &layout, error, username: &form.username, next: &next });
     };
-    session.renew();
-    session.remove(CSRF_SESSION_KEY);
-    Identity::login(&req.extensions(), user.id.to_string())
-        .map_err(|e| AdminError::Internal(e.into()))?;
+    login::start_session(&req, &user)?;
     redirect(&next)
 }
 
@@ -124,7 +120,7 @@ pub async fn logout(
     _form: CsrfForm<NoFields>,
     identity: Option<Identity>,
 ) -> Reply {
-    crate::auth::api::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
+    csrf::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
     if let Some(identity) = identity {
         identity.logout();
     }

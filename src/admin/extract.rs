@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 use super::{AdminError, Message, take_messages};
 use crate::auth::perms::{Granted, Model, Permission};
 use crate::auth::principal::Principal;
-use crate::auth::{AuthState, ensure_csrf_token};
+use crate::auth::{AuthState, csrf};
 
 /// What every admin page shows around its content: who, the CSRF token of
 /// its forms, and the messages queued for it.
@@ -74,7 +74,7 @@ async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
     req.extensions_mut().insert(crate::accesslog::Authenticated);
     let layout = Layout {
         user: Some(principal.username.clone()),
-        csrf: ensure_csrf_token(req)?,
+        csrf: csrf::token(req)?,
         messages: take_messages(req),
     };
     Ok(Staff { principal, layout, auth, req: req.clone() })
@@ -147,21 +147,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             if body.len() > FORM_LIMIT {
                 return Err(AdminError::BadForm);
             }
-            let expected = ensure_csrf_token(&req)?;
-            let sent = form_urlencoded::parse(&body)
-                .find(|(key, _)| key == "csrfmiddlewaretoken")
-                .map(|(_, value)| value.into_owned())
-                .unwrap_or_default();
-            if sent.is_empty() || !constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+            if !csrf::form_is_genuine(&req, &body) {
                 return Err(AdminError::Csrf);
             }
             serde_html_form::from_bytes(&body).map(CsrfForm).map_err(|_| AdminError::BadForm)
         })
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A form with nothing but its CSRF token (a delete or a revoke button).

@@ -3,7 +3,7 @@
 //! iterations), `pbkdf2_sha1`, `argon2` (`argon2$argon2id$…`) and
 //! `bcrypt_sha256`. An unusable password (`!…`) and any other algorithm
 //! never log in. After a successful login the hash is replaced by our
-//! argon2id (Django's `must_update`), see `auth::api::check_credentials`.
+//! argon2id (Django's `must_update`), see `auth::login::check_credentials`.
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 use sha2::{Digest, Sha256};
@@ -101,7 +101,7 @@ fn pbkdf2(password: &str, encoded: &str, derive: Derive) -> bool {
     }
     let mut derived = vec![0u8; expected.len()];
     derive(password.as_bytes(), salt.as_bytes(), iterations, &mut derived);
-    constant_time_eq(&derived, &expected)
+    crate::secret::constant_time_eq(&derived, &expected)
 }
 
 /// `bcrypt_sha256$<bcrypt hash>`: bcrypt over the hex SHA-256 of the
@@ -115,10 +115,6 @@ fn bcrypt_sha256(password: &str, encoded: &str) -> bool {
     }
     let prehashed = hex::encode(Sha256::digest(password.as_bytes()));
     bcrypt::verify(prehashed, hash).unwrap_or(false)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What Django's admin shows of a hash: its algorithm and masked parts.

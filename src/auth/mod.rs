@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod changes;
+pub mod csrf;
 pub mod django;
 pub mod guard;
 pub mod import;
+pub mod login;
 pub mod password;
 pub mod perms;
 pub mod principal;
@@ -21,12 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
 use actix_identity::IdentityExt;
-use actix_session::SessionExt;
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest};
-use rand::Rng;
-use rand::distributions::Alphanumeric;
 
 use crate::db::{self, DbError, Pool, queries};
 use crate::error::ApiError;
@@ -94,10 +92,6 @@ pub struct Authenticated {
     /// The token's prefix, or "session": what the audit records.
     pub credential: Arc<str>,
 }
-
-pub const CSRF_SESSION_KEY: &str = "csrftoken";
-pub const CSRF_COOKIE: &str = "csrftoken";
-pub const CSRF_HEADER: &str = "x-csrftoken";
 
 pub use crate::net::client_ip;
 
@@ -250,16 +244,6 @@ impl AuthState {
         }
         Ok(principal)
     }
-
-    /// The `csrftoken` cookie that goes with a session's CSRF token.
-    pub fn csrf_cookie(&self, token: &str) -> Cookie<'static> {
-        Cookie::build(CSRF_COOKIE, token.to_owned())
-            .path("/")
-            .same_site(SameSite::Lax)
-            .secure(self.secure_cookies)
-            .http_only(false)
-            .finish()
-    }
 }
 
 /// DRF's `Token <key>`, and `Bearer <key>`.
@@ -275,42 +259,4 @@ pub(crate) fn parse_authorization(value: &[u8]) -> Result<&str, ApiError> {
     } else {
         Err(invalid())
     }
-}
-
-/// The session's CSRF token, made (and so the session started) if missing.
-pub fn ensure_csrf_token(req: &HttpRequest) -> Result<String, ApiError> {
-    let session = req.get_session();
-    if let Ok(Some(token)) = session.get::<String>(CSRF_SESSION_KEY) {
-        return Ok(token);
-    }
-    let token: String =
-        rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
-    session.insert(CSRF_SESSION_KEY, &token).map_err(ApiError::internal)?;
-    Ok(token)
-}
-
-/// Django REST framework's rule: a session-authenticated request with an
-/// unsafe method must send `X-CSRFToken` matching the session's token.
-pub fn check_csrf(req: &HttpRequest) -> Result<(), ApiError> {
-    let failed = |why: &str| ApiError::Forbidden(format!("CSRF Failed: {why}"));
-    let expected = req
-        .get_session()
-        .get::<String>(CSRF_SESSION_KEY)
-        .ok()
-        .flatten()
-        .ok_or_else(|| failed("CSRF token missing from the session."))?;
-    let sent = req
-        .headers()
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| failed("CSRF token missing."))?;
-    if constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(failed("CSRF token incorrect."))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

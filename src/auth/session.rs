@@ -17,8 +17,6 @@ use std::time::Duration as StdDuration;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
 use moka::sync::Cache;
-use rand::Rng;
-use rand::distributions::Alphanumeric;
 
 use std::sync::Arc;
 
@@ -69,7 +67,7 @@ fn user_of(state: &State) -> Option<i32> {
 }
 
 fn new_key() -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect()
+    crate::secret::random_alphanumeric(64)
 }
 
 /// Keys of cookie-held sessions start with this; database keys are

@@ -3,8 +3,6 @@
 //! hash is right for secrets of this much entropy; argon2 is for passwords.
 
 use chrono::NaiveDateTime;
-use rand::Rng;
-use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
 
 pub const TOKEN_PREFIX: &str = "lbp_";
@@ -26,8 +24,7 @@ impl std::fmt::Debug for PlainToken {
 }
 
 pub fn generate() -> PlainToken {
-    let random: String =
-        rand::thread_rng().sample_iter(&Alphanumeric).take(SECRET_LEN).map(char::from).collect();
+    let random = crate::secret::random_alphanumeric(SECRET_LEN);
     let secret = format!("{TOKEN_PREFIX}{random}");
     PlainToken { prefix: secret[..SHOWN_LEN].to_owned(), digest: digest(&secret), secret }
 }

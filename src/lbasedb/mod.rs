@@ -159,7 +159,7 @@ async fn require_secret(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    if sent.is_some_and(|sent| constant_time_eq(sent, expected.as_bytes())) {
+    if sent.is_some_and(|sent| crate::secret::constant_time_eq(sent, expected.as_bytes())) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let refusal = HttpResponse::Unauthorized().json(LbError::new(
@@ -167,10 +167,6 @@ async fn require_secret(
         "this server answers only requests that carry its secret",
     ));
     Ok(req.into_response(refusal).map_into_right_body())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A resource and its methods: `resource!("/size", get => h::size_get, put => h::size_set)`.

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::audit::{Audit, Audited};
 use crate::auth::principal::Principal;
 use crate::auth::ratelimit::{Limited, Slot, effective_rate};
-use crate::auth::{AuthState, check_csrf};
+use crate::auth::{AuthState, csrf};
 use crate::budget::{self, Budget, KeepUntilSent, Share};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
@@ -214,7 +214,7 @@ async fn handle(
     seen.username.clone_from(&who.principal.username);
     seen.credential = Some(who.credential.clone());
     if who.by_session && !req.method().is_safe() {
-        check_csrf(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
+        csrf::check_header(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
     let slot = admit(auth, &who.principal)?;
     let classified = classify(endpoint, req.method(), req.query_string())

@@ -161,6 +161,45 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
     assert!(!refused.status.success());
 }
 
+/// A dump is input like a form: a user's name and a grant's feed are
+/// checked by the admin's rules, every refusal is reported, and nothing of
+/// the dump is written, not even its good rows.
+#[test]
+fn loaddata_refuses_a_bad_username_and_a_grant_on_a_bad_feed_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = |name: &str, feed: &str| {
+        json!({
+            "username": name, "password": "!", "email": "", "first_name": "", "last_name": "",
+            "is_active": true, "is_staff": false, "is_superuser": false,
+            "date_joined": "2026-01-01T00:00:00", "last_login": null,
+            "groups": [], "permissions": [],
+            "feed_grants": [{"permission": "lbasedb.view_data", "feed": feed}],
+        })
+    };
+    let dump = json!({
+        "version": 1,
+        "groups": [{"name": "fine", "permissions": [], "feed_grants": []}],
+        "users": [user("bad name!", "sensors"), user("carol", "a/b"), user("dave", "sensors")],
+        "tokens": [],
+    });
+    let file = dir.path().join("dump.json");
+    std::fs::write(&file, dump.to_string()).unwrap();
+    let refused = manage_in(dir.path(), &["loaddata", file.to_str().unwrap()], &[]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("2 row(s)"), "both bad rows are counted: {said}");
+    assert!(
+        said.contains(r#"user "bad name!""#) && said.contains("Enter a valid username"),
+        "{said}"
+    );
+    assert!(said.contains(r#"user "carol""#) && said.contains(r#""a/b" is not a valid feed name"#));
+    assert!(!said.contains("dave"), "a good row is not reported: {said}");
+
+    let dumped = manage_in(dir.path(), &["dumpdata"], &[]);
+    let after: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    assert_eq!((after["users"].clone(), after["groups"].clone()), (json!([]), json!([])));
+}
+
 #[tokio::test]
 async fn createsuperuser_without_input_reads_the_environment() {
     let app = spawn_app().await;
