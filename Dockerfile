@@ -1,6 +1,6 @@
 # Multi-stage build: compile in the Rust image, run from a small Debian one
-# as a non-root user. SQLite is bundled; PostgreSQL's client library (libpq)
-# is the one shared library the runtime needs beyond libc.
+# as a non-root user. SQLite, libpq and the OpenSSL it speaks TLS with are
+# built from source and linked in: the runtime needs nothing beyond libc.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -13,7 +13,7 @@ RUN cargo build --release --locked --bin lbasedb-proxy
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates libpq5 \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /data --create-home app
 COPY --from=build /src/target/release/lbasedb-proxy /usr/local/bin/lbasedb-proxy

@@ -1,7 +1,8 @@
 #!/bin/bash
 # GET /version direct and through the proxy (token auth), wrk at c=1 and
 # c=32, 3 alternating rounds of 3 s so that both sides share the machine's
-# drift. Run it once per build to compare builds (README, Operating).
+# drift. Run it once per build to compare builds (docs/performance.md,
+# "Cost of metrics, limits and the audit").
 #
 #   bench/ab_version.sh [PROXY_BIN] [UPSTREAM_BIN]
 #

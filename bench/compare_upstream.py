@@ -9,7 +9,8 @@ embedded one, e.g.
     python3 bench/compare_upstream.py http://127.0.0.1:18080 http://127.0.0.1:18081
 
 Each server must start empty. Exits 1 when an answer differs other than in
-the differences README.md lists as deliberate.
+the differences docs/architecture.md ("The embedded Lbasedb") lists as
+deliberate.
 """
 
 import json

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""What requests without credentials cost: the two floods of the hardening
-issue, against a `serve` of its own (release build) on a fresh data folder.
+"""What requests without credentials cost: two floods a client with no
+account can send, against a `serve` of its own (release build) on a fresh
+data folder.
 
   junk    wrk, 3 connections, pipelined 16 deep, for DURATION seconds of
           junk without credentials (no token, a bad token, unknown paths,

@@ -14,18 +14,16 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::HttpMessage;
-use actix_web::body::{BodySize, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
-use bytes::Bytes;
 
+use crate::body::{KeepUntilSent, Kept};
 use crate::net::{TrustedProxies, client_ip_of, counted_as};
 
 /// Marks a request someone was authenticated for (by a token, a session,
@@ -142,7 +140,10 @@ pub async fn log_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let Some(log) = req.app_data::<web::Data<AccessLog>>().cloned() else {
-        return Ok(next.call(req).await?.map_body(|_, body| Line { body, pending: None, sent: 0 }));
+        return Ok(next
+            .call(req)
+            .await?
+            .map_body(|_, body| KeepUntilSent::new(body, Line { pending: None, sent: 0 })));
     };
     let client = client_ip_of(req.peer_addr(), req.headers(), &log.trusted);
     let method = capped(req.method().as_str(), MAX_METHOD);
@@ -151,7 +152,7 @@ pub async fn log_requests(
     let by_someone = res.request().extensions().contains::<Authenticated>();
     let pending =
         Pending { log, client, method, path, status: res.status().as_u16(), by_someone, started };
-    Ok(res.map_body(|_, body| Line { body, pending: Some(pending), sent: 0 }))
+    Ok(res.map_body(|_, body| KeepUntilSent::new(body, Line { pending: Some(pending), sent: 0 })))
 }
 
 /// What a line says but the bytes sent and the time, known at the end.
@@ -165,21 +166,23 @@ struct Pending {
     started: Instant,
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that writes its request's line when it is done
-    /// (sent, cut, or dropped with its client).
-    struct Line<B> {
-        #[pin]
-        body: B,
-        pending: Option<Pending>,
-        sent: u64,
-    }
+/// A request's line, kept by its response body (`body::KeepUntilSent`):
+/// it counts what the body sends and is written when the body is done
+/// (sent, cut, or dropped with its client).
+struct Line {
+    pending: Option<Pending>,
+    sent: u64,
+}
 
-    impl<B> PinnedDrop for Line<B> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            write_line(this.pending.take(), *this.sent);
-        }
+impl Kept for Line {
+    fn sent(&mut self, bytes: usize) {
+        self.sent += bytes as u64;
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        write_line(self.pending.take(), self.sent);
     }
 }
 
@@ -202,26 +205,6 @@ fn write_line(pending: Option<Pending>, sent: u64) {
             sent,
             p.started.elapsed().as_secs_f64() * 1000.0
         );
-    }
-}
-
-impl<B: MessageBody> MessageBody for Line<B> {
-    type Error = B::Error;
-
-    fn size(&self) -> BodySize {
-        self.body.size()
-    }
-
-    fn poll_next(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let this = self.project();
-        let polled = this.body.poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            *this.sent += chunk.len() as u64;
-        }
-        polled
     }
 }
 

@@ -11,14 +11,9 @@
 //! second, endpoint, method and status, with the number of requests.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::body::{BodySize, MessageBody};
-use bytes::Bytes;
 use diesel::prelude::*;
 use tokio::sync::mpsc;
 
@@ -207,44 +202,31 @@ pub fn purge(conn: &mut crate::db::DbConnection, retention: Duration) -> Result<
         .execute(conn)?)
 }
 
-/// A response body that counts what it sends and, when it is done (sent,
-/// cut, or dropped with its client), records the request.
-pub struct Audited<B> {
-    inner: B,
-    sent: Arc<AtomicU64>,
+/// A proxied request's audit row, kept by its response body
+/// (`body::KeepUntilSent`): it counts what the body sends and, when the
+/// body is done (sent, cut, or dropped with its client), is recorded.
+pub struct Audited {
+    sent: u64,
     pending: Option<(Access, Audit)>,
 }
 
-impl<B> Audited<B> {
-    pub fn new(inner: B, access: Access, audit: Audit) -> Self {
-        Self { inner, sent: Arc::default(), pending: Some((access, audit)) }
+impl Audited {
+    pub fn new(access: Access, audit: Audit) -> Self {
+        Self { sent: 0, pending: Some((access, audit)) }
     }
 }
 
-impl<B> Drop for Audited<B> {
+impl crate::body::Kept for Audited {
+    fn sent(&mut self, bytes: usize) {
+        self.sent += bytes as u64;
+    }
+}
+
+impl Drop for Audited {
     fn drop(&mut self) {
         if let Some((mut access, audit)) = self.pending.take() {
-            access.bytes_out = i64::try_from(self.sent.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            access.bytes_out = i64::try_from(self.sent).unwrap_or(i64::MAX);
             audit.record(access);
         }
-    }
-}
-
-impl<B: MessageBody + Unpin> MessageBody for Audited<B> {
-    type Error = B::Error;
-
-    fn size(&self) -> BodySize {
-        self.inner.size()
-    }
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        }
-        polled
     }
 }

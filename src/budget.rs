@@ -12,13 +12,9 @@
 //! starve the others.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::body::{BodySize, MessageBody};
-use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a request waits for its share before it is refused.
@@ -181,34 +177,7 @@ impl<K: std::hash::Hash + Eq> Drop for Place<K> {
     }
 }
 
-/// A response body that keeps what its request holds (its share, its
-/// place in flight) until the body has been sent, or dropped with its
-/// client: a slow reader holds them as long as it reads.
-pub struct KeepUntilSent<B, K> {
-    body: B,
-    _kept: K,
-}
-
-impl<B, K> KeepUntilSent<B, K> {
-    pub fn new(body: B, kept: K) -> Self {
-        Self { body, _kept: kept }
-    }
-}
-
-impl<B: MessageBody + Unpin, K: Unpin> MessageBody for KeepUntilSent<B, K> {
-    type Error = B::Error;
-
-    fn size(&self) -> BodySize {
-        self.body.size()
-    }
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        Pin::new(&mut self.body).poll_next(cx)
-    }
-}
+impl crate::body::Kept for Share {}
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod budget;
 pub mod cli;
 pub mod config;

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::auth::AuthState;
+use crate::auth::{AuthState, Credential};
 use crate::error::ApiError;
 use crate::net::{TrustedProxies, client_ip};
 
@@ -106,6 +106,11 @@ where
     metric
 }
 
+/// A counter without labels, registered.
+fn total(registry: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    registered(registry, prometheus::IntCounter::new(name, help))
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -130,27 +135,21 @@ impl Metrics {
                 .buckets(vec![0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
             ),
         );
-        let audit_dropped = registered(
+        let audit_dropped = total(
             &registry,
-            prometheus::IntCounter::new(
-                "lbasedb_proxy_audit_dropped_total",
-                "Audit rows dropped because the writer's queue was full.",
-            ),
+            "lbasedb_proxy_audit_dropped_total",
+            "Audit rows dropped because the writer's queue was full.",
         );
-        let writes_in_doubt = registered(
+        let writes_in_doubt = total(
             &registry,
-            prometheus::IntCounter::new(
-                "lbasedb_proxy_writes_in_doubt_total",
-                "Writes whose upstream neither answered nor closed within WRITE_DOUBT_TIMEOUT \
-                 of the proxy giving up on them: their feed's lock was let go.",
-            ),
+            "lbasedb_proxy_writes_in_doubt_total",
+            "Writes whose upstream neither answered nor closed within WRITE_DOUBT_TIMEOUT \
+             of the proxy giving up on them: their feed's lock was let go.",
         );
-        let upstream_restarts = registered(
+        let upstream_restarts = total(
             &registry,
-            prometheus::IntCounter::new(
-                "lbasedb_proxy_upstream_restarts_total",
-                "Times the embedded Lbasedb's process died and was started again.",
-            ),
+            "lbasedb_proxy_upstream_restarts_total",
+            "Times the embedded Lbasedb's process died and was started again.",
         );
         Self {
             audit_dropped,
@@ -291,7 +290,7 @@ pub async fn serve(
     let from_allowed = allow.0.contains(client_ip(&req));
     let superuser = || async {
         req.headers().contains_key(actix_web::http::header::AUTHORIZATION)
-            && matches!(auth.authenticate(&req).await, Ok(Some(who)) if !who.by_session && who.principal.is_superuser && who.principal.is_active)
+            && matches!(auth.authenticate(&req).await, Ok(Some(who)) if matches!(who.credential, Credential::Token { .. }) && who.principal.is_superuser && who.principal.is_active)
     };
     if !from_allowed && !superuser().await {
         return Err(ApiError::NotFound);

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use crate::admin::{Errors, choices, grant_rows};
 use crate::config::Limits;
 use crate::lbasedb::names::is_valid_name;
-use crate::proxy::classify::{Access, Endpoint, classify};
+use crate::proxy::classify::{Endpoint, Requirement, classify};
 use crate::proxy::limits::{BodyRule, body_rule, check_body, check_query};
 
 const ENDPOINTS: [&str; 9] = ["version", "feed", "col", "size", "data", "bytes", "raw", "nope", ""];
@@ -45,7 +45,7 @@ proptest! {
         query in query(),
     ) {
         if let Ok(classified) = classify(endpoint, &method, &query) {
-            if let Access::Feed(_, feed) = &classified.access {
+            if let Requirement::Feed(_, feed) = &classified.requires {
                 prop_assert!(is_valid_name(feed), "{feed:?}");
             }
             let _ = check_query(classified.endpoint, &method, &query, &Limits::DEFAULT);

@@ -38,6 +38,30 @@ pub struct Application {
     embedded: Option<Supervised>,
 }
 
+/// What every worker's proxy handler shares, the audit's writer started.
+fn proxy_state(
+    settings: &Settings,
+    upstream: &UpstreamServer,
+    pool: &db::Pool,
+    metrics: Arc<Metrics>,
+) -> io::Result<web::Data<ProxyState>> {
+    let audit = crate::audit::Audit::start(
+        pool.clone(),
+        metrics.clone(),
+        settings.audit_retention,
+        settings.audit_log.is_some(),
+    );
+    Ok(web::Data::new(ProxyState::new(
+        &upstream.url,
+        upstream.secret.clone(),
+        upstream.embedded.as_ref().map(Supervised::status),
+        settings,
+        metrics,
+        audit,
+        write_locks(settings)?,
+    )))
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> io::Result<Self> {
         let pool = open_database(&settings)?;
@@ -50,23 +74,10 @@ impl Application {
             auth.cache.clone(),
             settings.auth_poll_interval,
         ));
-        let upstream = Upstream::start(&settings, metrics.clone())?;
+        let upstream = UpstreamServer::start(&settings, metrics.clone())?;
         let listener = TcpListener::bind(&settings.bind)?;
         let addr = listener.local_addr()?;
-        let state = web::Data::new(ProxyState::new(
-            &upstream.url,
-            upstream.secret.clone(),
-            upstream.embedded.as_ref().map(Supervised::status),
-            &settings,
-            metrics.clone(),
-            crate::audit::Audit::start(
-                auth.pool.clone(),
-                metrics,
-                settings.audit_retention,
-                settings.audit_log.is_some(),
-            ),
-            write_locks(&settings)?,
-        ));
+        let state = proxy_state(&settings, &upstream, &auth.pool, metrics)?;
         let (workers, shutdown) = (settings.worker_count(), settings.shutdown_timeout);
         let trusted = TrustedProxies::new(settings.trusted_proxies.clone());
         let metrics_allow = MetricsAllow(TrustedProxies::new(settings.metrics_allow.clone()));
@@ -192,13 +203,13 @@ fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthSta
 /// The upstream the proxy pipes to: the embedded server (a supervised
 /// process of its own, with a secret of its own) or the one at
 /// `LBASEDB_URL`.
-struct Upstream {
+struct UpstreamServer {
     url: String,
     secret: Option<String>,
     embedded: Option<Supervised>,
 }
 
-impl Upstream {
+impl UpstreamServer {
     fn start(settings: &Settings, metrics: Arc<Metrics>) -> io::Result<Self> {
         if let Some(url) = &settings.lbasedb_url {
             return Ok(Self {

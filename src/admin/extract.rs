@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use super::{AdminError, Message, take_messages};
-use crate::auth::perms::{Granted, Model, Permission};
+use crate::auth::perms::{AdminPermission, Granted, Model};
 use crate::auth::principal::Principal;
 use crate::auth::{AuthState, csrf};
 
@@ -95,12 +95,12 @@ impl Staff {
         self.principal.has_perm(codename)
     }
 
-    pub fn holds<P: Permission>(&self) -> bool {
+    pub fn holds<P: AdminPermission>(&self) -> bool {
         self.can(P::CODENAME)
     }
 
     /// The proof that this user holds `P`, or 403.
-    pub fn require<P: Permission>(&self) -> Result<Granted<P>, AdminError> {
+    pub fn require<P: AdminPermission>(&self) -> Result<Granted<P>, AdminError> {
         if self.holds::<P>() {
             let actor = crate::auth::guard::Actor::User(self.principal.user_id);
             Ok(Granted::checked(actor, self.auth.default_rate))

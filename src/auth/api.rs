@@ -150,7 +150,7 @@ pub async fn me(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpRes
         "email": p.email,
         "is_staff": p.is_staff,
         "is_superuser": p.is_superuser,
-        "authenticated_by": if who.by_session { "session" } else { "token" },
+        "authenticated_by": who.credential.kind(),
         "groups": p.groups,
         "permissions": permissions,
         "feed_grants": grants,
@@ -164,12 +164,9 @@ pub async fn revoke_token(
     state: web::Data<AuthState>,
 ) -> Result<HttpResponse, ApiError> {
     let who = state.authenticate(&req).await?.ok_or_else(ApiError::no_credentials)?;
-    if who.by_session {
+    let super::Credential::Token { id, .. } = who.credential else {
         return Err(ApiError::BadRequest("Only a token can revoke itself.".into()));
-    }
-    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes());
-    let key = super::parse_authorization(header.unwrap_or_default())?;
-    let digest = super::token::digest(key);
-    state.write(move |conn| queries::revoke_token_by_digest(conn, &digest)).await?;
+    };
+    state.write(move |conn| queries::revoke_token_by_id(conn, id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -83,14 +83,50 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// An authenticated request: who, and whether by session (which makes
-/// unsafe methods need a CSRF token) or by token (which does not).
+/// An authenticated request: who, and by what.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub principal: Arc<Principal>,
-    pub by_session: bool,
-    /// The token's prefix, or "session": what the audit records.
-    pub credential: Arc<str>,
+    pub credential: Credential,
+}
+
+/// What a request was authenticated by. Each way in is a variant, so that
+/// a new one (an OpenID Connect session, a JWT bearer) is a change the
+/// compiler walks through every reader of: the CSRF rule, the audit, the
+/// metrics' access, `/api/auth/me/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The session cookie: an unsafe method needs the CSRF header too,
+    /// since a browser sends the cookie whoever made the page.
+    Session,
+    /// An API token (`auth::token`), by its row and the prefix that names it.
+    Token { id: i32, prefix: Arc<str> },
+}
+
+impl Credential {
+    /// Whether a request with an unsafe method must carry the CSRF token.
+    pub fn needs_csrf(&self) -> bool {
+        match self {
+            Self::Session => true,
+            Self::Token { .. } => false,
+        }
+    }
+
+    /// The kind, as `/api/auth/me/` says it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Token { .. } => "token",
+        }
+    }
+
+    /// What the audit names it by: a token's prefix, or the kind.
+    pub fn audit_name(&self) -> &str {
+        match self {
+            Self::Token { prefix, .. } => prefix,
+            Self::Session => self.kind(),
+        }
+    }
 }
 
 pub use crate::net::client_ip;
@@ -109,8 +145,8 @@ impl AuthState {
     async fn authenticated(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let key = parse_authorization(value.as_bytes())?;
-            let (principal, prefix) = self.by_token(key, client_ip(req)).await?;
-            return Ok(Some(Authenticated { principal, by_session: false, credential: prefix }));
+            let (principal, credential) = self.by_token(key, client_ip(req)).await?;
+            return Ok(Some(Authenticated { principal, credential }));
         }
         let Ok(identity) = req.get_identity() else {
             return Ok(None);
@@ -118,16 +154,18 @@ impl AuthState {
         let Ok(Ok(user_id)) = identity.id().map(|id| id.parse::<i32>()) else {
             return Ok(None);
         };
-        Ok(self.principal_of(user_id).await?.filter(|p| p.is_active).map(|principal| {
-            Authenticated { principal, by_session: true, credential: Arc::from("session") }
-        }))
+        Ok(self
+            .principal_of(user_id)
+            .await?
+            .filter(|p| p.is_active)
+            .map(|principal| Authenticated { principal, credential: Credential::Session }))
     }
 
     async fn by_token(
         &self,
         key: &str,
         ip: IpAddr,
-    ) -> Result<(Arc<Principal>, Arc<str>), ApiError> {
+    ) -> Result<(Arc<Principal>, Credential), ApiError> {
         let digest = token::digest(key);
         let auth = match self.cache.token(&digest) {
             Some(auth) => auth,
@@ -192,7 +230,8 @@ impl AuthState {
                 }
             });
         }
-        Ok((auth.principal.clone(), auth.prefix.clone()))
+        let credential = Credential::Token { id: auth.token_id, prefix: auth.prefix.clone() };
+        Ok((auth.principal.clone(), credential))
     }
 
     /// An unknown or revoked token: counted for its address, and 429 rather

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use super::guard::Actor;
 
 /// A Django-style permission of the admin site.
-pub trait Permission {
+pub trait AdminPermission {
     /// `app_label.codename`.
     const CODENAME: &'static str;
 }
@@ -21,10 +21,13 @@ macro_rules! permissions {
             #[derive(Debug, Clone, Copy)]
             pub struct $name;
 
-            impl Permission for $name {
+            impl AdminPermission for $name {
                 const CODENAME: &'static str = $codename;
             }
         )*
+
+        /// Every permission of the admin site, as `auth_permission` holds it.
+        pub const ADMIN_CODENAMES: &[&str] = &[$($codename),*];
     };
 }
 
@@ -40,7 +43,18 @@ permissions! {
     ViewToken => "authtoken.view_token",
     AddToken => "authtoken.add_token",
     ChangeToken => "authtoken.change_token",
+    DeleteToken => "authtoken.delete_token",
     ViewAccess => "lbasedb.view_access",
+}
+
+/// Every permission there is: the admin's and the proxy's
+/// (`lbasedb::perms`). `migrate` makes exactly these `auth_permission` rows
+/// (a test holds the two together), so that a codename checked in code
+/// is one an administrator can give.
+pub fn all_codenames() -> Vec<&'static str> {
+    let mut all = ADMIN_CODENAMES.to_vec();
+    all.extend(crate::lbasedb::perms::Perm::ALL.iter().map(|perm| perm.codename()));
+    all
 }
 
 /// The models of the admin site, for Django's rule on read pages:
@@ -86,7 +100,7 @@ pub struct Granted<P> {
     _permission: PhantomData<fn() -> P>,
 }
 
-impl<P: Permission> Granted<P> {
+impl<P: AdminPermission> Granted<P> {
     /// Only the admin's permission check makes one for a user.
     pub(crate) fn checked(actor: Actor, default_rate: Option<super::ratelimit::Rate>) -> Self {
         Self { actor, default_rate, _permission: PhantomData }

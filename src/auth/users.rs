@@ -828,7 +828,7 @@ fn rate_in_groups(
 /// The acting user's id and powers, its own request rate among them;
 /// `None` for the system. An actor whose account was deactivated or
 /// deleted meanwhile may do nothing.
-fn actor_powers<P: perms::Permission>(
+fn actor_powers<P: perms::AdminPermission>(
     conn: &mut DbConnection,
     by: &Granted<P>,
 ) -> Result<Option<(i32, Powers)>, DbError> {

@@ -12,7 +12,7 @@ mod manage;
 
 /// What a new user or group holds: permissions everywhere and on one feed.
 #[derive(Debug, Args)]
-pub struct Holdings {
+pub struct HoldingArgs {
     /// A permission held everywhere, e.g. lbasedb.view_data (repeatable).
     #[arg(long = "perm")]
     pub perms: Vec<String>,
@@ -71,7 +71,7 @@ pub(crate) enum Command {
         #[arg(long = "group")]
         groups: Vec<String>,
         #[command(flatten)]
-        holds: Holdings,
+        holds: HoldingArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -79,7 +79,7 @@ pub(crate) enum Command {
     Creategroup {
         name: String,
         #[command(flatten)]
-        holds: Holdings,
+        holds: HoldingArgs,
         #[command(flatten)]
         db: DbArgs,
     },

@@ -1,18 +1,18 @@
 //! Reads a Django project's database (the Django + REST framework proxy's):
 //! `auth_user`, `auth_group`, `auth_permission` with `django_content_type`,
 //! the three link tables, and `authtoken_token` when present. Read-only,
-//! with plain SQL: the tables are Django's, not ours. On SQLite (a file) or
-//! on PostgreSQL (a `postgres://` URL).
+//! with plain SQL through diesel: the tables are Django's, not ours. On
+//! SQLite (a file) or on PostgreSQL (a `postgres://` URL), with one reader.
 
 use std::path::Path;
 
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
-use diesel::sqlite::SqliteConnection;
+use diesel::sql_types::{Bool, Integer, Nullable, Text};
+use diesel::{PgConnection, SqliteConnection};
 
-use super::DbError;
+use super::{DbConnection, DbError};
 
 /// A user as Django keeps it.
 #[derive(Debug, Clone, QueryableByName)]
@@ -103,19 +103,65 @@ const REQUIRED: [&str; 7] = [
     "auth_user_user_permissions",
 ];
 
+/// A table's name, as the engine's catalogue lists it.
 #[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+struct TableName {
+    #[diesel(sql_type = Text)]
+    name: String,
 }
 
-fn has_table(conn: &mut SqliteConnection, table: &str) -> Result<bool, DbError> {
-    let found: Count = diesel::sql_query(
-        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?",
-    )
-    .bind::<Text, _>(table)
-    .get_result(conn)?;
-    Ok(found.n > 0)
+/// Where the two engines' SQL differs: the catalogue of tables, and
+/// datetimes (text in SQLite, `timestamp with time zone` in PostgreSQL,
+/// read as UTC text to the second).
+#[derive(Clone, Copy)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn of(conn: &DbConnection) -> Self {
+        match conn {
+            DbConnection::Sqlite(_) => Self::Sqlite,
+            DbConnection::Postgres(_) => Self::Postgres,
+        }
+    }
+
+    fn article_name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "an SQLite database",
+            Self::Postgres => "a PostgreSQL database",
+        }
+    }
+
+    fn tables(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
+            Self::Postgres => {
+                "SELECT CAST(table_name AS text) AS name FROM information_schema.tables \
+                 WHERE table_schema = current_schema()"
+            }
+        }
+    }
+
+    fn time(self, column: &str) -> String {
+        match self {
+            Self::Sqlite => column.to_owned(),
+            Self::Postgres => {
+                format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')")
+            }
+        }
+    }
+}
+
+/// Rows of `sql` on either engine. Ids and names are cast to `integer`
+/// and `text`, which both engines read alike (Django's ids may be
+/// `bigint`, its names `varchar`).
+fn load<T>(conn: &mut DbConnection, sql: &str) -> Result<Vec<T>, DbError>
+where
+    T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + 'static,
+{
+    Ok(crate::on_engine!(conn, |c| diesel::sql_query(sql).load::<T>(c))?)
 }
 
 /// Reads a Django SQLite database. A path that is no SQLite file, or one
@@ -130,49 +176,75 @@ pub fn read_sqlite(path: &Path) -> Result<DjangoAuth, DbError> {
         SqliteConnection::establish(url).map_err(|e| not_django(format!("cannot open it: {e}")))?;
     conn.batch_execute("PRAGMA query_only = ON;")
         .map_err(|e| not_django(format!("not an SQLite database ({e})")))?;
-    for table in REQUIRED {
-        let present = has_table(&mut conn, table)
-            .map_err(|e| not_django(format!("not an SQLite database ({e})")))?;
-        if !present {
-            return Err(not_django(format!("not a Django database: it has no table {table}")));
-        }
-    }
-    read(&mut conn)
+    read(&mut DbConnection::Sqlite(conn), not_django)
 }
 
-fn read(conn: &mut SqliteConnection) -> Result<DjangoAuth, DbError> {
-    let links = |conn: &mut SqliteConnection, sql: &str| -> Result<Vec<Link>, DbError> {
-        Ok(diesel::sql_query(sql).load(conn)?)
+/// Reads a Django database on PostgreSQL (`postgres://…`), in a read-only
+/// session. Errors name the server without its credentials.
+pub fn read_postgres(url: &str) -> Result<DjangoAuth, DbError> {
+    let shown = redacted(url);
+    let fail = |why: String| DbError::Config(format!("{shown}: {why}"));
+    let mut conn =
+        PgConnection::establish(url).map_err(|e| fail(format!("cannot connect ({e})")))?;
+    conn.batch_execute("SET default_transaction_read_only = on")
+        .map_err(|e| fail(e.to_string()))?;
+    read(&mut DbConnection::Postgres(conn), fail)
+}
+
+/// Everything the import needs, from a database that has Django's auth
+/// tables (else `fail` says which one is missing).
+fn read(conn: &mut DbConnection, fail: impl Fn(String) -> DbError) -> Result<DjangoAuth, DbError> {
+    let dialect = Dialect::of(conn);
+    let tables: Vec<TableName> = load(conn, dialect.tables())
+        .map_err(|e| fail(format!("not {} ({e})", dialect.article_name())))?;
+    let has = |table: &str| tables.iter().any(|t| t.name == table);
+    if let Some(missing) = REQUIRED.iter().find(|t| !has(t)) {
+        return Err(fail(format!("not a Django database: it has no table {missing}")));
+    }
+    let links = |conn: &mut DbConnection, from: &str, to: &str, table: &str| {
+        load::<Link>(
+            conn,
+            &format!(
+                "SELECT CAST({from} AS integer) AS \"from\", CAST({to} AS integer) AS \"to\" \
+                 FROM {table}"
+            ),
+        )
     };
-    let tokens = if has_table(conn, "authtoken_token")? {
-        Some(diesel::sql_query("SELECT key, created, user_id FROM authtoken_token").load(conn)?)
+    let tokens = if has("authtoken_token") {
+        let sql = format!(
+            "SELECT CAST(key AS text) AS key, {} AS created, CAST(user_id AS integer) AS user_id \
+             FROM authtoken_token",
+            dialect.time("created")
+        );
+        Some(load(conn, &sql)?)
     } else {
         None
     };
+    let users = format!(
+        "SELECT CAST(id AS integer) AS id, CAST(username AS text) AS username, \
+         CAST(password AS text) AS password, CAST(email AS text) AS email, \
+         CAST(first_name AS text) AS first_name, CAST(last_name AS text) AS last_name, \
+         is_active, is_staff, is_superuser, {} AS date_joined, {} AS last_login \
+         FROM auth_user ORDER BY id",
+        dialect.time("date_joined"),
+        dialect.time("last_login")
+    );
     Ok(DjangoAuth {
-        users: diesel::sql_query(
-            "SELECT id, username, password, email, first_name, last_name, is_active, \
-             is_staff, is_superuser, date_joined, last_login FROM auth_user ORDER BY id",
-        )
-        .load(conn)?,
-        groups: diesel::sql_query("SELECT id, name FROM auth_group ORDER BY id").load(conn)?,
-        permissions: diesel::sql_query(
-            "SELECT p.id, c.app_label, p.codename FROM auth_permission p \
+        users: load(conn, &users)?,
+        groups: load(
+            conn,
+            "SELECT CAST(id AS integer) AS id, CAST(name AS text) AS name FROM auth_group \
+             ORDER BY id",
+        )?,
+        permissions: load(
+            conn,
+            "SELECT CAST(p.id AS integer) AS id, CAST(c.app_label AS text) AS app_label, \
+             CAST(p.codename AS text) AS codename FROM auth_permission p \
              JOIN django_content_type c ON c.id = p.content_type_id ORDER BY p.id",
-        )
-        .load(conn)?,
-        user_groups: links(
-            conn,
-            "SELECT user_id AS \"from\", group_id AS \"to\" FROM auth_user_groups",
         )?,
-        group_permissions: links(
-            conn,
-            "SELECT group_id AS \"from\", permission_id AS \"to\" FROM auth_group_permissions",
-        )?,
-        user_permissions: links(
-            conn,
-            "SELECT user_id AS \"from\", permission_id AS \"to\" FROM auth_user_user_permissions",
-        )?,
+        user_groups: links(conn, "user_id", "group_id", "auth_user_groups")?,
+        group_permissions: links(conn, "group_id", "permission_id", "auth_group_permissions")?,
+        user_permissions: links(conn, "user_id", "permission_id", "auth_user_user_permissions")?,
         tokens,
     })
 }
@@ -183,113 +255,6 @@ fn redacted(url: &str) -> String {
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
         _ => url.to_owned(),
     }
-}
-
-/// Django's datetimes as our readers take them: UTC text, to the second.
-const PG_TIME: &str = "'YYYY-MM-DD HH24:MI:SS'";
-
-/// Reads a Django database on PostgreSQL (`postgres://…`), in a read-only
-/// session. Errors name the server without its credentials.
-pub fn read_postgres(url: &str) -> Result<DjangoAuth, DbError> {
-    let shown = redacted(url);
-    let fail = |why: String| DbError::Config(format!("{shown}: {why}"));
-    let mut client = postgres::Client::connect(url, postgres::NoTls)
-        .map_err(|e| fail(format!("cannot connect ({e})")))?;
-    client
-        .batch_execute("SET default_transaction_read_only = on")
-        .map_err(|e| fail(e.to_string()))?;
-    let tables: Vec<String> = client
-        .query(
-            "SELECT table_name::text FROM information_schema.tables \
-             WHERE table_schema = current_schema()",
-            &[],
-        )
-        .map_err(|e| fail(e.to_string()))?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    if let Some(missing) = REQUIRED.iter().find(|t| !tables.iter().any(|have| have == *t)) {
-        return Err(fail(format!("not a Django database: it has no table {missing}")));
-    }
-    read_pg(&mut client, tables.iter().any(|t| t == "authtoken_token"))
-        .map_err(|e| fail(e.to_string()))
-}
-
-fn pg_users(client: &mut postgres::Client) -> Result<Vec<DjangoUser>, postgres::Error> {
-    let sql = format!(
-        "SELECT id::int4, username::text, password::text, email::text, first_name::text, \
-         last_name::text, is_active, is_staff, is_superuser, \
-         to_char(date_joined AT TIME ZONE 'UTC', {PG_TIME}), \
-         to_char(last_login AT TIME ZONE 'UTC', {PG_TIME}) FROM auth_user ORDER BY id"
-    );
-    Ok(client
-        .query(&sql, &[])?
-        .iter()
-        .map(|r| DjangoUser {
-            id: r.get(0),
-            username: r.get(1),
-            password: r.get(2),
-            email: r.get(3),
-            first_name: r.get(4),
-            last_name: r.get(5),
-            is_active: r.get(6),
-            is_staff: r.get(7),
-            is_superuser: r.get(8),
-            date_joined: r.get(9),
-            last_login: r.get(10),
-        })
-        .collect())
-}
-
-fn read_pg(
-    client: &mut postgres::Client,
-    with_tokens: bool,
-) -> Result<DjangoAuth, postgres::Error> {
-    let users = pg_users(client)?;
-    let mut rows = |sql: &str| client.query(sql, &[]);
-    let groups = rows("SELECT id::int4, name::text FROM auth_group ORDER BY id")?
-        .iter()
-        .map(|r| DjangoGroup { id: r.get(0), name: r.get(1) })
-        .collect();
-    let permissions = rows(
-        "SELECT p.id::int4, c.app_label::text, p.codename::text FROM auth_permission p \
-         JOIN django_content_type c ON c.id = p.content_type_id ORDER BY p.id",
-    )?
-    .iter()
-    .map(|r| DjangoPermission { id: r.get(0), app_label: r.get(1), codename: r.get(2) })
-    .collect();
-    let mut links = |sql: &str| -> Result<Vec<Link>, postgres::Error> {
-        Ok(client.query(sql, &[])?.iter().map(|r| Link { from: r.get(0), to: r.get(1) }).collect())
-    };
-    let user_groups = links("SELECT user_id::int4, group_id::int4 FROM auth_user_groups")?;
-    let group_permissions =
-        links("SELECT group_id::int4, permission_id::int4 FROM auth_group_permissions")?;
-    let user_permissions =
-        links("SELECT user_id::int4, permission_id::int4 FROM auth_user_user_permissions")?;
-    let tokens = if with_tokens {
-        let sql = format!(
-            "SELECT key::text, to_char(created AT TIME ZONE 'UTC', {PG_TIME}), user_id::int4 \
-             FROM authtoken_token"
-        );
-        Some(
-            client
-                .query(&sql, &[])?
-                .iter()
-                .map(|r| DjangoToken { key: r.get(0), created: r.get(1), user_id: r.get(2) })
-                .collect(),
-        )
-    } else {
-        None
-    };
-    Ok(DjangoAuth {
-        users,
-        groups,
-        permissions,
-        user_groups,
-        group_permissions,
-        user_permissions,
-        tokens,
-    })
 }
 
 /// Django's SQLite datetimes (`2026-11-28 00:21:50.123456`, sometimes with

@@ -17,7 +17,8 @@ use super::error::LbError;
 use super::files::FileBudget;
 use super::query::{ColQuery, DataQuery, FeedQuery, NameQuery, RawQuery, parse_qs};
 use super::scan::DatasetScan;
-use crate::budget::{Budget, KeepUntilSent, Share};
+use crate::body::KeepUntilSent;
+use crate::budget::{Budget, Share};
 
 /// The upstream API version this server reproduces.
 pub const API_VERSION: &str = "0.1.10";

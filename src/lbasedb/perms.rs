@@ -33,6 +33,20 @@ pub struct Perm {
 }
 
 impl Perm {
+    /// Every action on every object.
+    pub const ALL: [Self; 12] = {
+        use Action::*;
+        use Object::*;
+        let mut all = [Self::new(View, Feed); 12];
+        let (actions, objects) = ([View, Add, Change, Delete], [Feed, Col, Data]);
+        let mut i = 0;
+        while i < 12 {
+            all[i] = Self::new(actions[i / 3], objects[i % 3]);
+            i += 1;
+        }
+        all
+    };
+
     pub const fn new(action: Action, object: Object) -> Self {
         Self { action, object }
     }

@@ -2,7 +2,7 @@
 //!
 //! awc reads a connection 8 KiB at a time, so a 34 MB answer crosses the
 //! proxy in some 4,000 reads and writes, each a wake-up of the proxy (the
-//! big-read profile in README.md). This stream fills a buffer of its own
+//! big-read profile in docs/performance.md). This stream fills a buffer of its own
 //! with one large read and hands awc its 8 KiB pieces from memory: an
 //! eighth of the system calls and wake-ups, for one 64 KiB buffer per
 //! upstream connection.

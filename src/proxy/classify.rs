@@ -79,7 +79,7 @@ impl Endpoint {
 
 /// What a request needs from the one who makes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
+pub enum Requirement {
     /// Any authenticated user (`GET /version`).
     Authenticated,
     /// The permission held globally: it acts on no existing feed, or renames one.
@@ -93,7 +93,7 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
     pub endpoint: Endpoint,
-    pub access: Access,
+    pub requires: Requirement,
     /// The feed whose write lock the request takes (`crate::lock`): every
     /// request but a read that acts on an existing feed. Creating a feed
     /// locks none (there is nothing yet to race with); renaming one locks
@@ -118,20 +118,20 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
     }
     scan(endpoint, query)?;
 
-    let feed_scoped = |action, object| -> Result<Access, ClassifyError> {
-        Ok(Access::Feed(Perm::new(action, object), feed_of(endpoint, method, query)?))
+    let feed_scoped = |action, object| -> Result<Requirement, ClassifyError> {
+        Ok(Requirement::Feed(Perm::new(action, object), feed_of(endpoint, method, query)?))
     };
-    let access = match (endpoint, method.as_str()) {
-        (Endpoint::Version, _) => Access::Authenticated,
-        (Endpoint::Feed, "GET") => Access::FeedList,
-        (Endpoint::Feed, "POST") => Access::Global(Perm::new(Add, Feed)),
+    let requires = match (endpoint, method.as_str()) {
+        (Endpoint::Version, _) => Requirement::Authenticated,
+        (Endpoint::Feed, "GET") => Requirement::FeedList,
+        (Endpoint::Feed, "POST") => Requirement::Global(Perm::new(Add, Feed)),
         (Endpoint::Feed, "PATCH") => {
             // Still read the old name, so that a query the upstream would
             // read differently is refused here too.
             let old = feed_of(endpoint, method, query)?;
             return Ok(Classified {
                 endpoint,
-                access: Access::Global(Perm::new(Change, Feed)),
+                requires: Requirement::Global(Perm::new(Change, Feed)),
                 write_lock: Some(old),
             });
         }
@@ -147,11 +147,11 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         (Endpoint::Bytes, "DELETE") => feed_scoped(Delete, Data)?,
         (Endpoint::Data | Endpoint::Bytes | Endpoint::Raw, _) => feed_scoped(Change, Data)?,
     };
-    let write_lock = match &access {
-        Access::Feed(_, feed) if *method != Method::GET => Some(feed.clone()),
+    let write_lock = match &requires {
+        Requirement::Feed(_, feed) if *method != Method::GET => Some(feed.clone()),
         _ => None,
     };
-    Ok(Classified { endpoint, access, write_lock })
+    Ok(Classified { endpoint, requires, write_lock })
 }
 
 /// Refuses what the upstream's parsers would read leniently or differently
@@ -222,14 +222,14 @@ fn bad(detail: String) -> ClassifyError {
 mod tests {
     use super::*;
 
-    fn feed(action: Action, object: Object, name: &str) -> Access {
-        Access::Feed(Perm::new(action, object), name.to_owned())
+    fn feed(action: Action, object: Object, name: &str) -> Requirement {
+        Requirement::Feed(Perm::new(action, object), name.to_owned())
     }
 
-    fn check(cases: Vec<(&str, Method, &str, Access)>) {
-        for (endpoint, method, query, access) in cases {
+    fn check(cases: Vec<(&str, Method, &str, Requirement)>) {
+        for (endpoint, method, query, requires) in cases {
             let got = classify(endpoint, &method, query);
-            assert_eq!(got.map(|c| c.access), Ok(access), "{method} /{endpoint}?{query}");
+            assert_eq!(got.map(|c| c.requires), Ok(requires), "{method} /{endpoint}?{query}");
         }
     }
 
@@ -238,10 +238,10 @@ mod tests {
         use Action::*;
         use Object::{Col, Data, Feed};
         check(vec![
-            ("version", Method::GET, "", Access::Authenticated),
-            ("feed", Method::GET, "", Access::FeedList),
-            ("feed", Method::POST, "", Access::Global(Perm::new(Add, Feed))),
-            ("feed", Method::PATCH, "name=xy", Access::Global(Perm::new(Change, Feed))),
+            ("version", Method::GET, "", Requirement::Authenticated),
+            ("feed", Method::GET, "", Requirement::FeedList),
+            ("feed", Method::POST, "", Requirement::Global(Perm::new(Add, Feed))),
+            ("feed", Method::PATCH, "name=xy", Requirement::Global(Perm::new(Change, Feed))),
             ("feed", Method::DELETE, "name=xy", feed(Delete, Feed, "xy")),
             ("col", Method::GET, "feed=xy", feed(View, Col, "xy")),
             ("col", Method::POST, "feed=xy", feed(Add, Col, "xy")),

@@ -20,8 +20,9 @@ use serde_json::Value;
 use crate::audit::{Audit, Audited};
 use crate::auth::principal::Principal;
 use crate::auth::ratelimit::{Limited, Slot, effective_rate};
-use crate::auth::{AuthState, csrf};
-use crate::budget::{self, Budget, KeepUntilSent, Share};
+use crate::auth::{AuthState, Credential, csrf};
+use crate::body::KeepUntilSent;
+use crate::budget::{self, Budget, Share};
 use crate::config::{Limits, Settings};
 use crate::error::ApiError;
 use crate::lbasedb::datatype;
@@ -30,7 +31,7 @@ use crate::lock::{LockError, WriteLocks};
 use crate::metrics::InFlight;
 use crate::metrics::{AuthFailure, Metrics};
 use actix_web::http::Method;
-use classify::{Access, Classified, ClassifyError, Endpoint, classify};
+use classify::{Classified, ClassifyError, Endpoint, Requirement, classify};
 
 use columns::Columns;
 pub use forward::{Body, build_client};
@@ -126,7 +127,12 @@ pub async fn proxy(
     let access = crate::db::models::Access {
         at,
         username: seen.username,
-        credential: seen.credential.as_deref().unwrap_or_default().to_owned(),
+        credential: seen
+            .credential
+            .as_ref()
+            .map(Credential::audit_name)
+            .unwrap_or_default()
+            .to_owned(),
         client: crate::net::client_ip(&req).to_string(),
         endpoint: label.to_owned(),
         method: req.method().as_str().to_owned(),
@@ -143,10 +149,9 @@ pub async fn proxy(
         // given back only then: a slow reader holds them as long as it reads.
         Ok((response, held)) => {
             let held = Held { _held: held, _in_flight: in_flight };
+            let audited = Audited::new(access, state.audit.clone());
             Ok(response
-                .map_body(|_, body| {
-                    Audited::new(KeepUntilSent::new(body, held), access, state.audit.clone())
-                })
+                .map_body(|_, body| KeepUntilSent::new(body, (held, audited)))
                 .map_into_boxed_body())
         }
         Err(err) => {
@@ -177,7 +182,7 @@ fn is_standard(method: &Method) -> bool {
 #[derive(Default)]
 struct Seen {
     username: String,
-    credential: Option<Arc<str>>,
+    credential: Option<Credential>,
     feed: Option<String>,
     bytes_in: Arc<AtomicU64>,
 }
@@ -187,6 +192,8 @@ struct Held {
     _held: Holding,
     _in_flight: InFlight,
 }
+
+impl crate::body::Kept for Held {}
 
 /// What `handle` takes for the request: its user's place in flight and its
 /// share of the bytes in flight.
@@ -213,14 +220,14 @@ async fn handle(
     })?;
     seen.username.clone_from(&who.principal.username);
     seen.credential = Some(who.credential.clone());
-    if who.by_session && !req.method().is_safe() {
+    if who.credential.needs_csrf() && !req.method().is_safe() {
         csrf::check_header(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
     let slot = admit(auth, &who.principal)?;
     let classified = classify(endpoint, req.method(), req.query_string())
         .map_err(|err| classify_error(err, req.method()))?;
-    seen.feed = match &classified.access {
-        Access::Feed(_, feed) => Some(feed.clone()),
+    seen.feed = match &classified.requires {
+        Requirement::Feed(_, feed) => Some(feed.clone()),
         _ => classified.write_lock.clone(),
     };
     authorize(&classified, &who.principal)
@@ -237,22 +244,8 @@ async fn handle(
         Some(meter) => meter.charge(declared_length(&req), &state.limits),
         None => read_cost(&req, &classified, &upstream).await?,
     };
-    let share = state.budget.take(Some(who.principal.user_id), cost).await.map_err(|refused| {
-        log::warn!("a request refused: {refused}");
-        match refused {
-            budget::Refused::Exhausted => ApiError::Busy(Duration::from_secs(1)),
-            budget::Refused::UserShare => ApiError::ReadsInFlight,
-        }
-    })?;
-    let (body, facts) = match limits::body_rule(classified.endpoint, req.method()) {
-        Some(rule) => {
-            let body = read_small_body(payload).await?;
-            let facts =
-                limits::check_body(rule, &body, &state.limits).map_err(ApiError::BadRequest)?;
-            (Body::Full(body), facts)
-        }
-        None => (Body::Stream(payload), limits::BodyFacts::default()),
-    };
+    let share = take_share(state, who.principal.user_id, cost).await?;
+    let (body, facts) = request_body(&req, payload, classified.endpoint, &state.limits).await?;
     let bounds = forward::Bounds { limit, meter };
     let sending = |body| {
         forward::start(&req, body, classified.endpoint, state, client, &seen.bytes_in, bounds)
@@ -270,13 +263,43 @@ async fn handle(
         feed_changed(&req, auth, facts).await;
     }
     let holding = Holding { _slot: Some(slot), _share: share };
-    if classified.access == Access::FeedList && !who.principal.has_perm(VIEW_FEED) {
+    if classified.requires == Requirement::FeedList && !who.principal.has_perm(VIEW_FEED) {
         return Ok((visible_feeds(response, &who.principal).await?, holding));
     }
     // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
     let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
         && req.method() == Method::GET;
     Ok((forward::respond(&req, response, binary, state, classified.endpoint), holding))
+}
+
+/// The request's share of the bytes in flight (`budget`): 503 while all
+/// requests together hold the budget, 429 when its user holds its half.
+async fn take_share(state: &ProxyState, user_id: i32, cost: u64) -> Result<Share, ApiError> {
+    state.budget.take(Some(user_id), cost).await.map_err(|refused| {
+        log::warn!("a request refused: {refused}");
+        match refused {
+            budget::Refused::Exhausted => ApiError::Busy(Duration::from_secs(1)),
+            budget::Refused::UserShare => ApiError::ReadsInFlight,
+        }
+    })
+}
+
+/// The body to forward: streamed, or, where the proxy must read it first
+/// (a name, a size), read whole and checked, with what it says.
+async fn request_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    endpoint: Endpoint,
+    limits: &Limits,
+) -> Result<(Body, limits::BodyFacts), ApiError> {
+    match limits::body_rule(endpoint, req.method()) {
+        Some(rule) => {
+            let body = read_small_body(payload).await?;
+            let facts = limits::check_body(rule, &body, limits).map_err(ApiError::BadRequest)?;
+            Ok((Body::Full(body), facts))
+        }
+        None => Ok((Body::Stream(payload), limits::BodyFacts::default())),
+    }
 }
 
 /// What a read will make the upstream hold, in bytes (its rows times the
@@ -289,7 +312,7 @@ async fn read_cost(
 ) -> Result<u64, ApiError> {
     let limits = &upstream.state().limits;
     if let Some(shape) = limits::read_shape(classified.endpoint, req.method(), req.query_string()) {
-        let Access::Feed(_, feed) = &classified.access else {
+        let Requirement::Feed(_, feed) = &classified.requires else {
             return Ok(0);
         };
         if shape.cols.is_empty() {
@@ -333,7 +356,7 @@ async fn write_meter(
     classified: &Classified,
     upstream: &Upstream,
 ) -> Result<Option<limits::WriteMeter>, ApiError> {
-    let Access::Feed(_, feed) = &classified.access else {
+    let Requirement::Feed(_, feed) = &classified.requires else {
         return Ok(None);
     };
     let writes_rows = matches!(
@@ -466,10 +489,10 @@ async fn feed_changed(req: &HttpRequest, auth: &AuthState, facts: limits::BodyFa
 
 /// The one place where a classified request is allowed or refused.
 pub fn authorize(classified: &Classified, who: &Principal) -> Result<(), ApiError> {
-    let allowed = match &classified.access {
-        Access::Authenticated | Access::FeedList => who.is_active,
-        Access::Global(perm) => who.has_perm(perm.codename()),
-        Access::Feed(perm, feed) => who.has_feed_perm(perm.codename(), feed),
+    let allowed = match &classified.requires {
+        Requirement::Authenticated | Requirement::FeedList => who.is_active,
+        Requirement::Global(perm) => who.has_perm(perm.codename()),
+        Requirement::Feed(perm, feed) => who.has_feed_perm(perm.codename(), feed),
     };
     if allowed { Ok(()) } else { Err(ApiError::permission_denied()) }
 }

@@ -509,3 +509,22 @@ async fn the_user_list_pages_by_a_hundred() {
     assert_eq!(second.matches("/change/\">").count(), 5);
     assert!(second.contains(">user103<"));
 }
+
+/// A codename checked in code that no `auth_permission` row has could be
+/// given to no one; a row no code checks would be a permission that does
+/// nothing. `migrate` makes exactly the permissions the code knows (on
+/// each engine: the suite runs on PostgreSQL too).
+#[tokio::test]
+async fn the_permissions_in_code_are_the_rows_migrate_makes() {
+    let app = spawn_app().await;
+    let rows = lbasedb_proxy::db::run(&app.pool, lbasedb_proxy::db::queries::all_permissions)
+        .await
+        .unwrap();
+    let mut in_database: Vec<String> = rows.iter().map(|p| p.full_codename()).collect();
+    let mut in_code: Vec<String> =
+        lbasedb_proxy::auth::perms::all_codenames().into_iter().map(String::from).collect();
+    in_database.sort();
+    in_code.sort();
+    assert_eq!(in_code.len(), 25);
+    assert_eq!(in_database, in_code);
+}

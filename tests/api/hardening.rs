@@ -488,53 +488,46 @@ async fn slow_upstream(delay: Duration) -> SlowUpstream {
     let events = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
     let recorded = events.clone();
     let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
+    crate::helpers::serve_each(listener, move |mut stream| {
+        let (events, writes) = (recorded.clone(), writes.clone());
+        async move {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head, then as much body as it says.
+            let body_end = loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+                let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                break end + 4 + length;
             };
-            let (events, writes) = (recorded.clone(), writes.clone());
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                // The head, then as much body as it says.
-                let body_end = loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    break end + 4 + length;
-                };
-                while request.len() < body_end {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
+            while request.len() < body_end {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
-                let line =
-                    String::from_utf8_lossy(&request).lines().next().unwrap_or("").to_owned();
-                let number = if line.starts_with("GET") {
-                    0
-                } else {
-                    writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
-                };
-                events.lock().await.push(format!("came {number} {line}"));
-                if number == 1 {
-                    tokio::time::sleep(delay).await;
-                }
-                events.lock().await.push(format!("answered {number}"));
-                let _ =
-                    stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
-            });
+            }
+            let line = String::from_utf8_lossy(&request).lines().next().unwrap_or("").to_owned();
+            let number = if line.starts_with("GET") {
+                0
+            } else {
+                writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+            };
+            events.lock().await.push(format!("came {number} {line}"));
+            if number == 1 {
+                tokio::time::sleep(delay).await;
+            }
+            events.lock().await.push(format!("answered {number}"));
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
         }
     });
     SlowUpstream { url, events }

@@ -337,6 +337,20 @@ pub async fn listener() -> (TcpListener, String) {
     (listener, url)
 }
 
+/// Serves each connection `listener` accepts with `handle`, on a task of
+/// its own, for as long as the listener accepts.
+pub fn serve_each<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handle(stream));
+        }
+    });
+}
+
 /// A base URL where nothing listens.
 pub async fn down_upstream() -> String {
     let (listener, url) = listener().await;
@@ -380,31 +394,26 @@ pub async fn broken_upstream(fault: Fault) -> BrokenUpstream {
     let connections = Arc::new(AtomicUsize::new(0));
     let (hangup_tx, hangups) = mpsc::unbounded_channel();
     let counter = connections.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let hangup_tx = hangup_tx.clone();
-            tokio::spawn(async move {
-                read_head(&mut stream).await;
-                match fault {
-                    Fault::Close => drop(stream),
-                    Fault::Reset => {
-                        // SO_LINGER 0 closes with a RST; its blocking drop is
-                        // moot with nothing left to send.
-                        #[allow(deprecated)]
-                        stream.set_linger(Some(Duration::ZERO)).ok();
-                        drop(stream);
-                    }
-                    Fault::Stall => {
-                        let mut buf = [0u8; 4096];
-                        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-                        let _ = hangup_tx.send(());
-                    }
+    serve_each(listener, move |mut stream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let hangup_tx = hangup_tx.clone();
+        async move {
+            read_head(&mut stream).await;
+            match fault {
+                Fault::Close => drop(stream),
+                Fault::Reset => {
+                    // SO_LINGER 0 closes with a RST; its blocking drop is
+                    // moot with nothing left to send.
+                    #[allow(deprecated)]
+                    stream.set_linger(Some(Duration::ZERO)).ok();
+                    drop(stream);
                 }
-            });
+                Fault::Stall => {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                    let _ = hangup_tx.send(());
+                }
+            }
         }
     });
     BrokenUpstream { url, connections, hangups }
@@ -433,17 +442,12 @@ async fn answering_upstream(head: String, body: &'static [u8]) -> RecordingUpstr
     let heads = Arc::new(Mutex::new(Vec::new()));
     let recorded = heads.clone();
     let answer: Arc<str> = format!("{head}\r\ncontent-length: {}\r\n\r\n", body.len()).into();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (recorded, answer) = (recorded.clone(), answer.clone());
-            tokio::spawn(async move {
-                recorded.lock().await.push(read_head(&mut stream).await);
-                stream.write_all(answer.as_bytes()).await.ok();
-                stream.write_all(body).await.ok();
-            });
+    serve_each(listener, move |mut stream| {
+        let (recorded, answer) = (recorded.clone(), answer.clone());
+        async move {
+            recorded.lock().await.push(read_head(&mut stream).await);
+            stream.write_all(answer.as_bytes()).await.ok();
+            stream.write_all(body).await.ok();
         }
     });
     RecordingUpstream { url, heads }

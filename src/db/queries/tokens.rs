@@ -54,13 +54,6 @@ pub fn revoke_token(conn: &mut Conn, prefix: &str) -> Result<bool, DbError> {
     Ok(changed > 0)
 }
 
-pub fn revoke_token_by_digest(conn: &mut Conn, digest: &str) -> Result<bool, DbError> {
-    let changed = diesel::update(authtoken_token::table.filter(authtoken_token::digest.eq(digest)))
-        .set(authtoken_token::revoked.eq(true))
-        .execute(conn)?;
-    Ok(changed > 0)
-}
-
 /// Revoked and expired tokens one user keeps (the newest, for its history
 /// in the token list); older ones are deleted as new ones are made, so
 /// that making and revoking tokens in a loop adds no rows without end.
