@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::principal::{AuthCache, CachedSession};
 use super::token::digest;
+use crate::db::queries::SessionWrite;
 use crate::db::{self, Pool, queries};
 
 /// The session key under which actix-identity keeps the user id.
@@ -134,7 +135,7 @@ impl SessionStore for DbSessionStore {
             return SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()));
         }
         let key = new_key();
-        self.write(&key, state, ttl).await.map_err(SaveError::Other)?;
+        self.write(&key, state, ttl, SessionWrite::New).await.map_err(SaveError::Other)?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
@@ -151,11 +152,22 @@ impl SessionStore for DbSessionStore {
                 return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
             }
             let key = new_key();
-            self.write(&key, state, ttl).await.map_err(UpdateError::Other)?;
+            self.write(&key, state, ttl, SessionWrite::New).await.map_err(UpdateError::Other)?;
             return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
         }
-        self.write(key.as_ref(), state, ttl).await.map_err(UpdateError::Other)?;
-        Ok(key)
+        let stored = self
+            .write(key.as_ref(), state.clone(), ttl, SessionWrite::Existing)
+            .await
+            .map_err(UpdateError::Other)?;
+        if stored {
+            return Ok(key);
+        }
+        // Ended while this request ran: it stays ended. What the request
+        // left in it (a message) is kept, without the identity, as any
+        // visitor's.
+        let mut state = state;
+        state.remove(IDENTITY_KEY);
+        self.save(state, ttl).await.map_err(|e| UpdateError::Other(e.into()))
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
@@ -187,13 +199,21 @@ impl SessionStore for DbSessionStore {
 }
 
 impl DbSessionStore {
-    async fn write(&self, key: &str, state: State, ttl: &Duration) -> Result<(), anyhow::Error> {
+    /// Stores `state` under `key`; answers whether it did (`write` says
+    /// whether the session may be made, or must still be there).
+    async fn write(
+        &self,
+        key: &str,
+        state: State,
+        ttl: &Duration,
+        write: SessionWrite,
+    ) -> Result<bool, anyhow::Error> {
         let digest = digest(key);
         let user = user_of(&state);
         let raw = serde_json::to_string(&state)?;
         let expires = expiry(ttl);
         let stored = db::run(&self.pool, move |conn| {
-            queries::session_store(conn, &digest, &raw, user, expires)
+            queries::session_store(conn, write, &digest, &raw, user, expires)
         })
         .await;
         // Not cached here: the write raises the sessions counter, which
@@ -207,7 +227,7 @@ impl DbSessionStore {
             Err(db::DbError::Query(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::ForeignKeyViolation,
                 _,
-            ))) => Ok(()),
+            ))) => Ok(false),
             other => Ok(other?),
         }
     }

@@ -1451,3 +1451,72 @@ async fn the_feed_list_is_paged_so_a_page_costs_the_upstream_a_bounded_number_of
     assert_eq!(second.matches("<th><a href=\"/admin/lbasedb/feed/").count(), 50);
     assert!(second.contains("/admin/lbasedb/feed/f149/"));
 }
+
+/// A stolen session, ended by its owner (a logout, a password change),
+/// must stay ended even when the thief had a request of it in flight:
+/// that request's end writes its session (a message for the next page),
+/// and must not write the ended one back.
+#[tokio::test]
+async fn an_ended_session_stays_ended_though_a_request_of_it_was_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build();
+    let plain = plain.unwrap();
+    let login = plain
+        .post(format!("{}/api/auth/login/", app.address))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .sent()
+        .await;
+    assert_eq!(login.status(), 200);
+    let cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
+    let cookie = cookies.join("; ");
+    let csrf = login.json::<Value>().await.unwrap()["csrfToken"].as_str().unwrap().to_owned();
+    let me = || async {
+        let answer =
+            plain.get(format!("{}/api/auth/me/", app.address)).header("cookie", &cookie).sent();
+        answer.await.status()
+    };
+    assert_eq!(me().await, 200);
+
+    // The thief's admin form, its body held back after a few bytes.
+    let body = format!("csrfmiddlewaretoken={csrf}&action=&index=0");
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!(
+        "POST /admin/auth/user/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The owner logs out.
+    let logout = plain
+        .post(format!("{}/api/auth/logout/", app.address))
+        .header("cookie", &cookie)
+        .header("x-csrftoken", &csrf)
+        .sent()
+        .await;
+    assert_eq!(logout.status(), 200);
+    assert_eq!(me().await, 401);
+
+    // The held request ends, and its session is written.
+    stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 302"), "the action ran: {answer}");
+    assert_eq!(me().await, 401, "the ended session stays ended");
+    let admin = plain.get(format!("{}/admin/", app.address)).header("cookie", &cookie).sent();
+    assert_eq!(admin.await.status(), 302, "to the login page");
+}

@@ -32,20 +32,38 @@ struct SessionRow<'a> {
 /// new session) must not add rows without end.
 pub const MAX_SESSIONS_PER_USER: i64 = 100;
 
+/// Whether a write makes a new session or changes one that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionWrite {
+    New,
+    /// Only if its row is still there: a session ended (logged out, its
+    /// password changed, its user deactivated) while a request of it ran
+    /// stays ended, rather than be written back by that request's end.
+    Existing,
+}
+
+/// Stores a session's state; answers whether it did (an `Existing` one
+/// that ended meanwhile is not).
 pub fn session_store(
     conn: &mut Conn,
+    write: SessionWrite,
     digest: &str,
     state: &str,
     user_id: Option<i32>,
     expires_at: NaiveDateTime,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     let row = SessionRow { key_digest: digest, state, user_id, expires_at };
-    let upsert = diesel::insert_into(session::table)
-        .values(&row)
-        .on_conflict(session::key_digest)
-        .do_update()
-        .set(&row);
-    crate::on_engine!(conn, |c| upsert.execute(c))?;
+    let stored = match write {
+        SessionWrite::New => diesel::insert_into(session::table).values(&row).execute(conn)?,
+        SessionWrite::Existing => {
+            diesel::update(session::table.filter(session::key_digest.eq(digest)))
+                .set(&row)
+                .execute(conn)?
+        }
+    };
+    if stored == 0 {
+        return Ok(false);
+    }
     if let Some(user_id) = user_id {
         // Sessions renew their expiry as they are used: the latest to
         // expire are the ones in use.
@@ -60,7 +78,7 @@ pub fn session_store(
                 .execute(conn)?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 pub fn session_extend(
