@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 
+use super::grant::Grant;
 use super::ratelimit::Rate;
 
 /// Who is writing. `System` is the command line (and `loaddata`, and tests
@@ -34,8 +35,7 @@ pub struct Powers {
     pub superuser: bool,
     /// Full codenames (`auth.change_user`).
     pub perms: HashSet<String>,
-    /// (full codename, feed).
-    pub grants: HashSet<(String, String)>,
+    pub grants: HashSet<Grant>,
     /// An actor's own request rate through the proxy (`None`: unlimited):
     /// a rate is a privilege too.
     pub rate: Option<Rate>,
@@ -58,7 +58,7 @@ impl Powers {
     }
 
     pub fn holds_grant(&self, codename: &str, feed: &str) -> bool {
-        self.holds(codename) || self.grants.contains(&(codename.to_owned(), feed.to_owned()))
+        self.holds(codename) || self.grants.contains(&Grant::new(codename, feed))
     }
 
     /// Whether this holds everything `other` holds.
@@ -66,7 +66,7 @@ impl Powers {
         self.superuser
             || (!other.superuser
                 && other.perms.iter().all(|p| self.holds(p))
-                && other.grants.iter().all(|(p, feed)| self.holds_grant(p, feed)))
+                && other.grants.iter().all(|g| self.holds_grant(&g.codename, &g.feed)))
     }
 }
 
@@ -90,16 +90,16 @@ pub fn may_change_user(
 }
 
 /// Giving permissions and grants (to a user or a group): each one held.
-pub fn may_give(
-    actor: &Powers,
-    perms: &[String],
-    grants: &[(String, String)],
-) -> Result<(), Denied> {
+pub fn may_give(actor: &Powers, perms: &[String], grants: &[Grant]) -> Result<(), Denied> {
     if let Some(perm) = perms.iter().find(|p| !actor.holds(p)) {
         return Err(Denied(format!("You cannot give the permission {perm}: you do not hold it.")));
     }
-    if let Some((perm, feed)) = grants.iter().find(|(p, f)| !actor.holds_grant(p, f)) {
-        return Err(Denied(format!("You cannot grant {perm} on feed {feed}: you do not hold it.")));
+    if let Some(Grant { codename, feed }) =
+        grants.iter().find(|g| !actor.holds_grant(&g.codename, &g.feed))
+    {
+        return Err(Denied(format!(
+            "You cannot grant {codename} on feed {feed}: you do not hold it."
+        )));
     }
     Ok(())
 }
@@ -240,7 +240,7 @@ mod tests {
         Powers {
             superuser,
             perms: perms.iter().map(|p| p.to_string()).collect(),
-            grants: grants.iter().map(|(p, f)| (p.to_string(), f.to_string())).collect(),
+            grants: grants.iter().map(|(p, f)| Grant::new(*p, *f)).collect(),
             rate: None,
         }
     }
@@ -264,8 +264,7 @@ mod tests {
         ];
         for (actor, perms, grants, ok) in cases {
             let perms: Vec<String> = perms.into_iter().map(String::from).collect();
-            let grants: Vec<(String, String)> =
-                grants.into_iter().map(|(p, f)| (p.to_owned(), f.to_owned())).collect();
+            let grants: Vec<Grant> = grants.into_iter().map(|(p, f)| Grant::new(p, f)).collect();
             assert_eq!(may_give(actor, &perms, &grants).is_ok(), ok, "{perms:?} {grants:?}");
         }
     }

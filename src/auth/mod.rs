@@ -5,6 +5,7 @@ pub mod api;
 pub mod changes;
 pub mod csrf;
 pub mod django;
+pub mod grant;
 pub mod guard;
 pub mod import;
 pub mod login;

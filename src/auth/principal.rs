@@ -30,15 +30,16 @@ pub struct Principal {
     #[serde(skip)]
     pub group_rates: Vec<super::ratelimit::Rate>,
     pub perms: HashSet<String>,
-    /// feed -> permission codenames granted for it.
+    /// Its grants by feed (feed -> codenames): what every proxied request
+    /// looks up, without building a `Grant` to look for.
     pub grants: HashMap<String, HashSet<String>>,
 }
 
 impl Principal {
     pub fn new(user: &User, holdings: Holdings) -> Self {
         let mut grants: HashMap<String, HashSet<String>> = HashMap::new();
-        for (feed, codename) in holdings.grants {
-            grants.entry(feed).or_default().insert(codename);
+        for grant in holdings.grants {
+            grants.entry(grant.feed).or_default().insert(grant.codename);
         }
         Self {
             user_id: user.id,

@@ -9,6 +9,7 @@
 use crate::db::DbConnection;
 use chrono::NaiveDateTime;
 
+use super::grant::Grant;
 use super::guard::{self, Actor, Denied, Powers};
 use super::perms::{self, Granted, Model};
 use super::ratelimit::{Rate, effective_rate};
@@ -17,7 +18,6 @@ use super::token::{self, PlainToken};
 use crate::db::DbError;
 use crate::db::models::{Group, NewUser, Token, User};
 use crate::db::queries::{self, Holder, NewLogEntry, NewToken, UserUpdate};
-use crate::lbasedb::names::is_valid_name;
 
 #[derive(Debug, Default, Clone)]
 pub struct UserSpec {
@@ -27,28 +27,7 @@ pub struct UserSpec {
     pub superuser: bool,
     pub groups: Vec<String>,
     pub perms: Vec<String>,
-    /// `(codename, feed)`.
-    pub grants: Vec<(String, String)>,
-}
-
-/// `lbasedb.view_data=sensors` into its codename and feed.
-pub fn parse_grant(text: &str) -> Result<(String, String), DbError> {
-    let (codename, feed) = text.split_once('=').ok_or_else(|| {
-        DbError::invalid("grants", format!("grant {text:?}: expected CODENAME=FEED"))
-    })?;
-    if codename.split_once('.').is_none_or(|(app, _)| app != crate::lbasedb::perms::APP_LABEL) {
-        return Err(DbError::invalid(
-            "grants",
-            format!("grant {text:?}: only lbasedb permissions are granted per feed"),
-        ));
-    }
-    if !is_valid_name(feed) {
-        return Err(DbError::invalid(
-            "grants",
-            format!("grant {text:?}: {feed:?} is not a valid feed name"),
-        ));
-    }
-    Ok((codename.to_owned(), feed.to_owned()))
+    pub grants: Vec<Grant>,
 }
 
 /// What people may store, in length and in number, whatever the way in
@@ -277,6 +256,9 @@ pub fn create_user(
     validate_username(&spec.username)?;
     validate_person(&spec.email, "", "")?;
     check_grant_count(spec.grants.len())?;
+    for grant in &spec.grants {
+        grant.check().map_err(|why| DbError::invalid("grants", why))?;
+    }
     conn.write_transaction(|conn| {
         let user = queries::create_user(
             conn,
@@ -299,9 +281,9 @@ pub fn create_user(
             let perm = queries::permission_by_codename(conn, codename)?;
             queries::add_permission(conn, Holder::User(user.id), perm.id)?;
         }
-        for (codename, feed) in &spec.grants {
-            let perm = queries::permission_by_codename(conn, codename)?;
-            queries::add_feed_grant(conn, Holder::User(user.id), perm.id, feed)?;
+        for grant in &spec.grants {
+            let perm = queries::permission_by_codename(conn, &grant.codename)?;
+            queries::add_feed_grant(conn, Holder::User(user.id), perm.id, &grant.feed)?;
         }
         record(conn, by.actor(), user_object(&user), "add", &[])?;
         Ok(user)
@@ -319,7 +301,7 @@ pub fn create_group(
     by: &Granted<perms::AddGroup>,
     name: &str,
     perms: &[String],
-    grants: &[(String, String)],
+    grants: &[Grant],
 ) -> Result<Group, DbError> {
     let ids = conn.write_transaction(|conn| {
         let perms = perms
@@ -328,7 +310,7 @@ pub fn create_group(
             .collect::<Result<Vec<i32>, DbError>>()?;
         let grants = grants
             .iter()
-            .map(|(c, feed)| Ok((queries::permission_by_codename(conn, c)?.id, feed.clone())))
+            .map(|g| Ok((queries::permission_by_codename(conn, &g.codename)?.id, g.feed.clone())))
             .collect::<Result<Vec<(i32, String)>, DbError>>()?;
         Ok::<_, DbError>((perms, grants))
     })?;
@@ -809,7 +791,7 @@ pub fn powers_of(
         superuser: user.is_superuser,
         rate: effective_rate(user.is_superuser, &rates, default_rate),
         perms: holdings.perms.into_iter().collect(),
-        grants: holdings.grants.into_iter().map(|(feed, codename)| (codename, feed)).collect(),
+        grants: holdings.grants.into_iter().collect(),
     })
 }
 
@@ -856,8 +838,8 @@ fn check_gifts(
     let names = queries::permission_codenames(conn, &ids)?;
     let name = |id: &i32| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     let perms: Vec<String> = added_perms.iter().map(name).collect();
-    let grants: Vec<(String, String)> =
-        added_grants.iter().map(|(p, feed)| (name(p), feed.clone())).collect();
+    let grants: Vec<Grant> =
+        added_grants.iter().map(|(p, feed)| Grant::new(name(p), feed)).collect();
     guard::may_give(powers, &perms, &grants)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::Command;
+use crate::auth::grant::Grant;
 use crate::auth::password;
 use crate::auth::perms::Granted;
 use crate::auth::users::{self, UserSpec};
@@ -228,8 +229,8 @@ fn find_user(pool: &Pool, username: &str) -> Result<crate::db::models::User> {
         .ok_or_else(|| format!("user '{username}' does not exist"))
 }
 
-fn parse_grants(grants: &[String]) -> Result<Vec<(String, String)>> {
-    grants.iter().map(|g| users::parse_grant(g).map_err(|e| e.to_string())).collect()
+fn parse_grants(grants: &[String]) -> Result<Vec<Grant>> {
+    grants.iter().map(|g| g.parse()).collect()
 }
 
 fn check_password(secret: &str, username: &str, email: &str) -> Result<()> {

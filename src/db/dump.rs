@@ -13,6 +13,7 @@ use super::queries::{self, Holder};
 use super::schema::{
     auth_group, auth_group_permissions, auth_user, auth_user_groups, authtoken_token, feed_grant,
 };
+use crate::auth::grant::Grant;
 use crate::auth::scopes::Restrictions;
 use crate::auth::users;
 
@@ -24,12 +25,6 @@ pub struct Dump {
     pub groups: Vec<GroupDump>,
     pub users: Vec<UserDump>,
     pub tokens: Vec<TokenDump>,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct Grant {
-    pub permission: String,
-    pub feed: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -65,9 +60,8 @@ pub struct TokenDump {
 fn sorted(held: queries::Held) -> (Vec<String>, Vec<Grant>) {
     let mut permissions = held.perms;
     permissions.sort();
-    let mut grants: Vec<Grant> =
-        held.grants.into_iter().map(|(permission, feed)| Grant { permission, feed }).collect();
-    grants.sort_by(|a, b| (&a.feed, &a.permission).cmp(&(&b.feed, &b.permission)));
+    let mut grants = held.grants;
+    grants.sort_by(|a, b| (&a.feed, &a.codename).cmp(&(&b.feed, &b.codename)));
     (permissions, grants)
 }
 
@@ -133,7 +127,7 @@ fn problems(dump: &Dump) -> users::Problems {
     let grants = |list: &[Grant]| -> Result<(), DbError> {
         users::check_grant_count(list.len())?;
         for grant in list {
-            users::parse_grant(&format!("{}={}", grant.permission, grant.feed))?;
+            grant.check().map_err(|why| DbError::invalid("grants", why))?;
         }
         Ok(())
     };
@@ -237,7 +231,7 @@ fn load_group(conn: &mut DbConnection, group: &GroupDump) -> Result<(), DbError>
         queries::add_permission(conn, Holder::Group(id), perm.id)?;
     }
     for grant in &group.feed_grants {
-        let perm = queries::permission_by_codename(conn, &grant.permission)?;
+        let perm = queries::permission_by_codename(conn, &grant.codename)?;
         queries::add_feed_grant(conn, Holder::Group(id), perm.id, &grant.feed)?;
     }
     Ok(())
@@ -261,7 +255,7 @@ fn load_user(conn: &mut DbConnection, user: &UserDump) -> Result<(), DbError> {
         links.perms.push(queries::permission_by_codename(conn, codename)?.id);
     }
     for grant in &user.feed_grants {
-        let perm = queries::permission_by_codename(conn, &grant.permission)?;
+        let perm = queries::permission_by_codename(conn, &grant.codename)?;
         links.grants.push((perm.id, grant.feed.clone()));
     }
     queries::set_user_links(conn, id, &links)

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use lbasedb_proxy::auth::grant::Grant;
 use lbasedb_proxy::auth::perms::Granted;
 use lbasedb_proxy::auth::users::{self, UserSpec};
 use lbasedb_proxy::db::queries;
@@ -113,17 +114,11 @@ async fn the_permission_matrix_holds_for_every_endpoint_and_method() {
         );
         create_user(
             pool,
-            UserSpec {
-                grants: vec![(codename.into(), "xy".into())],
-                ..spec(&format!("grant_{slug}"))
-            },
+            UserSpec { grants: vec![Grant::new(codename, "xy")], ..spec(&format!("grant_{slug}")) },
         );
         create_user(
             pool,
-            UserSpec {
-                grants: vec![(codename.into(), "zz".into())],
-                ..spec(&format!("other_{slug}"))
-            },
+            UserSpec { grants: vec![Grant::new(codename, "zz")], ..spec(&format!("other_{slug}")) },
         );
 
         // Grant holders go first: a DELETE or PATCH of the feed that the
@@ -452,10 +447,24 @@ async fn expired_session_rows_are_purged_and_live_ones_kept() {
     let app = spawn_app().await;
     let mut conn = app.conn();
     let now = queries::now();
-    queries::session_store(&mut conn, "old", "{}", None, now - chrono::Duration::seconds(1))
-        .unwrap();
-    queries::session_store(&mut conn, "live", "{}", None, now + chrono::Duration::hours(1))
-        .unwrap();
+    queries::session_store(
+        &mut conn,
+        queries::SessionWrite::New,
+        "old",
+        "{}",
+        None,
+        now - chrono::Duration::seconds(1),
+    )
+    .unwrap();
+    queries::session_store(
+        &mut conn,
+        queries::SessionWrite::New,
+        "live",
+        "{}",
+        None,
+        now + chrono::Duration::hours(1),
+    )
+    .unwrap();
     assert_eq!(queries::sessions_purge_expired(&mut conn).unwrap(), 1);
     assert!(queries::session_load(&mut conn, "live").unwrap().is_some());
     assert!(queries::session_load(&mut conn, "old").unwrap().is_none());

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lbasedb_proxy::auth::grant::Grant;
 use lbasedb_proxy::auth::password;
 use lbasedb_proxy::auth::perms::Granted;
 use lbasedb_proxy::auth::users::{self, UserSpec};
@@ -196,15 +197,14 @@ pub fn create_user(pool: &Pool, spec: UserSpec) -> i32 {
 
 pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &str)]) {
     let perms: Vec<String> = perms.iter().map(|p| p.to_string()).collect();
-    let grants: Vec<(String, String)> =
-        grants.iter().map(|(p, f)| (p.to_string(), f.to_string())).collect();
+    let grants = self::grants(grants);
     let mut conn = pool.get().unwrap();
     users::create_group(&mut conn, &Granted::system(), name, &perms, &grants).unwrap();
 }
 
-/// Feed grants for a `UserSpec`: `(codename, feed)` pairs.
-pub fn grants(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(codename, feed)| (codename.to_string(), feed.to_string())).collect()
+/// Feed grants from `(codename, feed)` pairs.
+pub fn grants(list: &[(&str, &str)]) -> Vec<Grant> {
+    list.iter().map(|(codename, feed)| Grant::new(*codename, *feed)).collect()
 }
 
 pub fn spec(username: &str) -> UserSpec {

@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use diesel::prelude::*;
+use lbasedb_proxy::auth::grant::Grant;
 use lbasedb_proxy::auth::users::UserSpec;
 use lbasedb_proxy::config::Settings;
 use lbasedb_proxy::db::{Pool, queries, schema};
@@ -130,7 +131,7 @@ fn group_id(pool: &Pool, name: &str) -> String {
     queries::group_by_name(&mut pool.get().unwrap(), name).unwrap().unwrap().id.to_string()
 }
 
-fn holdings(pool: &Pool, username: &str) -> (Vec<String>, Vec<(String, String)>) {
+fn holdings(pool: &Pool, username: &str) -> (Vec<String>, Vec<Grant>) {
     let id = user_id(pool, username);
     let held = queries::holdings(&mut pool.get().unwrap(), id).unwrap();
     let mut perms = held.perms;
@@ -280,7 +281,7 @@ fn took_effect(app: &TestApp, actor: &str, act: Act) -> bool {
         }
         Act::GivePerm(codename) => holdings(pool, "plain").0.contains(&codename.to_owned()),
         Act::GiveGrant(codename) => {
-            holdings(pool, "plain").1.contains(&("secret".to_owned(), codename.to_owned()))
+            holdings(pool, "plain").1.contains(&Grant::new(codename, "secret"))
         }
         Act::JoinGroup(group) => {
             holdings(pool, actor).0.iter().any(|p| group == "powerful" && p == "auth.delete_user")

@@ -1,6 +1,7 @@
 //! `auth_permission` and the links that give permissions to users and groups.
 
 use super::*;
+use crate::auth::grant::Grant;
 
 /// A permission by its full codename (`lbasedb.view_data`).
 pub fn permission_by_codename(conn: &mut Conn, full: &str) -> Result<Permission, DbError> {
@@ -52,11 +53,11 @@ pub enum HeldBy<'a> {
     Groups(&'a [i32]),
 }
 
-/// What a holder holds: full codenames, and (full codename, feed) grants.
+/// What a holder holds: full codenames, and grants.
 #[derive(Debug, Default)]
 pub struct Held {
     pub perms: Vec<String>,
-    pub grants: Vec<(String, String)>,
+    pub grants: Vec<Grant>,
 }
 
 /// What a user holds itself, or what groups hold: one query for the
@@ -82,7 +83,8 @@ pub fn held(conn: &mut Conn, by: HeldBy) -> Result<Held, DbError> {
         HeldBy::User(id) => grants.filter(feed_grant::user_id.eq(id)).into_boxed(),
         HeldBy::Groups(ids) => grants.filter(feed_grant::group_id.eq_any(ids)).into_boxed(),
     };
-    Ok(Held { perms, grants: grants.load(conn)? })
+    let grants: Vec<(String, String)> = grants.load(conn)?;
+    Ok(Held { perms, grants: grants.into_iter().map(|(c, feed)| Grant::new(c, feed)).collect() })
 }
 
 /// Full codenames (`app.codename`) by permission id.

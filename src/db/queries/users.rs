@@ -53,8 +53,8 @@ pub struct Holdings {
     pub group_rates: Vec<String>,
     /// Full codenames, the user's own and its groups'.
     pub perms: Vec<String>,
-    /// (feed, full codename), the user's own and its groups'.
-    pub grants: Vec<(String, String)>,
+    /// The user's own and its groups'.
+    pub grants: Vec<crate::auth::grant::Grant>,
 }
 
 pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
@@ -78,7 +78,7 @@ pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
         group_rates: member_of.iter().filter_map(|(.., rate)| rate.clone()).collect(),
         groups: member_of.into_iter().map(|(_, name, _)| name).collect(),
         perms: own.perms,
-        grants: own.grants.into_iter().map(|(codename, feed)| (feed, codename)).collect(),
+        grants: own.grants,
     })
 }
 
