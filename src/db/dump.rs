@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DbError;
 use super::models::{Group, TokenRecord, UserRecord};
-use super::queries::{self, Holder};
+use super::queries::{self, Held, Holder};
 use super::schema::{
     auth_group, auth_group_permissions, auth_user, auth_user_groups, authtoken_token, feed_grant,
 };
@@ -30,8 +30,8 @@ pub struct Dump {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct GroupDump {
     pub name: String,
-    pub permissions: Vec<String>,
-    pub feed_grants: Vec<Grant>,
+    #[serde(flatten)]
+    pub holds: Held,
     /// Absent from dumps made before group rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<String>,
@@ -43,8 +43,8 @@ pub struct UserDump {
     #[serde(flatten)]
     pub record: UserRecord,
     pub groups: Vec<String>,
-    pub permissions: Vec<String>,
-    pub feed_grants: Vec<Grant>,
+    #[serde(flatten)]
+    pub holds: Held,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -57,12 +57,10 @@ pub struct TokenDump {
 }
 
 /// Permissions and grants, sorted so that a dump reads the same each time.
-fn sorted(held: queries::Held) -> (Vec<String>, Vec<Grant>) {
-    let mut permissions = held.perms;
-    permissions.sort();
-    let mut grants = held.grants;
-    grants.sort_by(|a, b| (&a.feed, &a.codename).cmp(&(&b.feed, &b.codename)));
-    (permissions, grants)
+fn sorted(mut held: Held) -> Held {
+    held.perms.sort();
+    held.grants.sort_by(|a, b| (&a.feed, &a.codename).cmp(&(&b.feed, &b.codename)));
+    held
 }
 
 pub fn dump(conn: &mut DbConnection) -> Result<Dump, DbError> {
@@ -77,14 +75,8 @@ pub fn dump(conn: &mut DbConnection) -> Result<Dump, DbError> {
 fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
     let mut groups = Vec::new();
     for group in Group::query().order(auth_group::name).load(conn)? {
-        let (permissions, feed_grants) =
-            sorted(queries::held(conn, queries::HeldBy::Groups(&[group.id]))?);
-        groups.push(GroupDump {
-            rate_limit: group.rate_limit,
-            name: group.name,
-            permissions,
-            feed_grants,
-        });
+        let holds = sorted(queries::held(conn, queries::HeldBy::Groups(&[group.id]))?);
+        groups.push(GroupDump { rate_limit: group.rate_limit, name: group.name, holds });
     }
     Ok(groups)
 }
@@ -102,8 +94,8 @@ fn dump_users(conn: &mut DbConnection) -> Result<Vec<UserDump>, DbError> {
             .select(auth_group::name)
             .load(conn)?;
         member_of.sort();
-        let (permissions, feed_grants) = sorted(queries::held(conn, queries::HeldBy::User(id))?);
-        users.push(UserDump { record, groups: member_of, permissions, feed_grants });
+        let holds = sorted(queries::held(conn, queries::HeldBy::User(id))?);
+        users.push(UserDump { record, groups: member_of, holds });
     }
     Ok(users)
 }
@@ -135,7 +127,7 @@ fn problems(dump: &Dump) -> users::Problems {
         let row = users::row_name("group", &group.name);
         problems.check(&row, users::validate_group_name(&group.name));
         problems.check(&row, users::parse_rate(group.rate_limit.as_deref()).map(drop));
-        problems.check(&row, grants(&group.feed_grants));
+        problems.check(&row, grants(&group.holds.grants));
     }
     for user in &dump.users {
         let record = &user.record;
@@ -145,7 +137,7 @@ fn problems(dump: &Dump) -> users::Problems {
             &row,
             users::validate_person(&record.email, &record.first_name, &record.last_name),
         );
-        problems.check(&row, grants(&user.feed_grants));
+        problems.check(&row, grants(&user.holds.grants));
         problems.check(&row, users::validate_hash(&record.password));
     }
     for token in &dump.tokens {
@@ -226,11 +218,11 @@ fn load_group(conn: &mut DbConnection, group: &GroupDump) -> Result<(), DbError>
     diesel::delete(auth_group_permissions::table.filter(auth_group_permissions::group_id.eq(id)))
         .execute(conn)?;
     diesel::delete(feed_grant::table.filter(feed_grant::group_id.eq(id))).execute(conn)?;
-    for codename in &group.permissions {
+    for codename in &group.holds.perms {
         let perm = queries::permission_by_codename(conn, codename)?;
         queries::add_permission(conn, Holder::Group(id), perm.id)?;
     }
-    for grant in &group.feed_grants {
+    for grant in &group.holds.grants {
         let perm = queries::permission_by_codename(conn, &grant.codename)?;
         queries::add_feed_grant(conn, Holder::Group(id), perm.id, &grant.feed)?;
     }
@@ -251,10 +243,10 @@ fn load_user(conn: &mut DbConnection, user: &UserDump) -> Result<(), DbError> {
         })?;
         links.groups.push(group.id);
     }
-    for codename in &user.permissions {
+    for codename in &user.holds.perms {
         links.perms.push(queries::permission_by_codename(conn, codename)?.id);
     }
-    for grant in &user.feed_grants {
+    for grant in &user.holds.grants {
         let perm = queries::permission_by_codename(conn, &grant.codename)?;
         links.grants.push((perm.id, grant.feed.clone()));
     }

@@ -53,10 +53,13 @@ pub enum HeldBy<'a> {
     Groups(&'a [i32]),
 }
 
-/// What a holder holds: full codenames, and grants.
-#[derive(Debug, Default)]
+/// What a holder holds: full codenames, and grants; as a dump writes it
+/// beside a user's or a group's name.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Held {
+    #[serde(rename = "permissions")]
     pub perms: Vec<String>,
+    #[serde(rename = "feed_grants")]
     pub grants: Vec<Grant>,
 }
 
