@@ -135,7 +135,7 @@ impl SessionStore for DbSessionStore {
             return SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()));
         }
         let key = new_key();
-        self.write(&key, state, ttl, SessionWrite::New).await.map_err(SaveError::Other)?;
+        self.write(&key, &state, ttl, SessionWrite::New).await.map_err(SaveError::Other)?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
@@ -145,28 +145,22 @@ impl SessionStore for DbSessionStore {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
-        if key.as_ref().starts_with(COOKIE_HELD) {
-            // A cookie-held session stays one while anonymous; given an
-            // identity it moves to the database, under a key of its own.
-            if let Some(key) = cookie_held_key(&state) {
-                return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
-            }
-            let key = new_key();
-            self.write(&key, state, ttl, SessionWrite::New).await.map_err(UpdateError::Other)?;
-            return SessionKey::try_from(key).map_err(|e| UpdateError::Other(e.into()));
-        }
-        let stored = self
-            .write(key.as_ref(), state.clone(), ttl, SessionWrite::Existing)
-            .await
-            .map_err(UpdateError::Other)?;
-        if stored {
-            return Ok(key);
-        }
-        // Ended while this request ran: it stays ended. What the request
-        // left in it (a message) is kept, without the identity, as any
-        // visitor's.
         let mut state = state;
-        state.remove(IDENTITY_KEY);
+        if !key.as_ref().starts_with(COOKIE_HELD) {
+            let stored = self
+                .write(key.as_ref(), &state, ttl, SessionWrite::Existing)
+                .await
+                .map_err(UpdateError::Other)?;
+            if stored {
+                return Ok(key);
+            }
+            // Ended while this request ran: it stays ended. What the
+            // request left in it (a message) is kept, without the
+            // identity, as any visitor's.
+            state.remove(IDENTITY_KEY);
+        }
+        // A cookie-held session stays one while anonymous; given an
+        // identity it moves to the database, under a key of its own.
         self.save(state, ttl).await.map_err(|e| UpdateError::Other(e.into()))
     }
 
@@ -204,13 +198,13 @@ impl DbSessionStore {
     async fn write(
         &self,
         key: &str,
-        state: State,
+        state: &State,
         ttl: &Duration,
         write: SessionWrite,
     ) -> Result<bool, anyhow::Error> {
         let digest = digest(key);
-        let user = user_of(&state);
-        let raw = serde_json::to_string(&state)?;
+        let user = user_of(state);
+        let raw = serde_json::to_string(state)?;
         let expires = expiry(ttl);
         let stored = db::run(&self.pool, move |conn| {
             queries::session_store(conn, write, &digest, &raw, user, expires)

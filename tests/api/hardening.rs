@@ -543,6 +543,13 @@ impl SlowUpstream {
     async fn position(&self, prefix: &str) -> Option<usize> {
         self.events().await.iter().position(|e| e.starts_with(prefix))
     }
+
+    /// The second write came only once the first was answered: its feed's
+    /// lock was held that long.
+    async fn first_answered_before_second_came(&self) {
+        let (answered, second) = (self.position("answered 1").await, self.position("came 2").await);
+        assert!(answered.unwrap() < second.unwrap(), "{:?}", self.events().await);
+    }
 }
 
 async fn write(app: &TestApp) -> reqwest::Response {
@@ -557,9 +564,7 @@ async fn a_write_answered_504_keeps_its_lock_until_the_upstream_has_answered() {
     assert_eq!(write(&app).await.status(), 504, "the proxy gave up on the first write");
     // The upstream may still be writing: the next write waits for it.
     assert_eq!(write(&app).await.status(), 204);
-    let (answered, second) =
-        (upstream.position("answered 1").await, upstream.position("came 2").await);
-    assert!(answered.unwrap() < second.unwrap(), "{:?}", upstream.events().await);
+    upstream.first_answered_before_second_came().await;
 }
 
 #[tokio::test]
@@ -571,9 +576,7 @@ async fn a_write_whose_client_hangs_up_keeps_its_lock_until_the_upstream_has_ans
     assert!(gone.is_err(), "the client gave up first");
     assert!(upstream.position("came 1").await.is_some());
     assert_eq!(write(&app).await.status(), 204);
-    let (answered, second) =
-        (upstream.position("answered 1").await, upstream.position("came 2").await);
-    assert!(answered.unwrap() < second.unwrap(), "{:?}", upstream.events().await);
+    upstream.first_answered_before_second_came().await;
 }
 
 #[tokio::test]
