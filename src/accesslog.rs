@@ -1,5 +1,6 @@
 //! The access log: one line per request (client, method, path, status,
-//! bytes sent, time to the last byte), written when its answer is done.
+//! bytes sent, time to the last byte, request id), written when its answer
+//! is done.
 //!
 //! What a client controls is cut short (a method to 16 characters, a path
 //! to 256, control characters escaped), and requests that no one was
@@ -97,7 +98,7 @@ impl Sampler {
         unwritten.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         let listed = unwritten.len().min(PER_SECOND as usize);
         for (ip, count) in &unwritten[..listed] {
-            log::info!(
+            tracing::info!(
                 target: "actix_web::middleware::logger",
                 "{ip} \"…\" {count} more request(s) without credentials in one second, not logged one by one"
             );
@@ -105,7 +106,7 @@ impl Sampler {
         let rest: u64 =
             unwritten[listed..].iter().map(|(_, c)| u64::from(*c)).sum::<u64>() + self.others;
         if rest > 0 {
-            log::info!(
+            tracing::info!(
                 target: "actix_web::middleware::logger",
                 "- \"…\" {rest} more request(s) without credentials in one second from other addresses, not logged"
             );
@@ -150,8 +151,9 @@ pub async fn log_requests(
     let path = capped(req.path(), MAX_PATH);
     let res = next.call(req).await?;
     let by_someone = res.request().extensions().contains::<Authenticated>();
-    let pending =
-        Pending { log, client, method, path, status: res.status().as_u16(), by_someone, started };
+    let id = crate::requestid::of(res.request());
+    let status = res.status().as_u16();
+    let pending = Pending { log, client, method, path, status, by_someone, started, id };
     Ok(res.map_body(|_, body| KeepUntilSent::new(body, Line { pending: Some(pending), sent: 0 })))
 }
 
@@ -164,6 +166,7 @@ struct Pending {
     status: u16,
     by_someone: bool,
     started: Instant,
+    id: crate::requestid::RequestId,
 }
 
 /// A request's line, kept by its response body (`body::KeepUntilSent`):
@@ -195,15 +198,16 @@ fn write_line(pending: Option<Pending>, sent: u64) {
     let written =
         p.by_someone || p.log.sampler.lock().unwrap_or_else(|e| e.into_inner()).admit(p.client);
     if written {
-        log::info!(
+        tracing::info!(
             target: "actix_web::middleware::logger",
-            "{} \"{} {}\" {} {} {:.6}ms",
+            "{} \"{} {}\" {} {} {:.6}ms {}",
             p.client,
             p.method,
             p.path,
             p.status,
             sent,
-            p.started.elapsed().as_secs_f64() * 1000.0
+            p.started.elapsed().as_secs_f64() * 1000.0,
+            p.id
         );
     }
 }

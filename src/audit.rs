@@ -90,7 +90,7 @@ async fn write(pool: &Pool, rows: Vec<Access>, json_log: bool) {
     if json_log {
         for access in &rows {
             if let Ok(line) = serde_json::to_string(access) {
-                log::info!(target: "lbasedb_proxy::audit", "{line}");
+                tracing::info!(target: "lbasedb_proxy::audit", "{line}");
             }
         }
     }
@@ -98,7 +98,7 @@ async fn write(pool: &Pool, rows: Vec<Access>, json_log: bool) {
     if count > 0
         && let Err(err) = db::run(pool, move |conn| insert(conn, &rows)).await
     {
-        log::error!("audit: {count} row(s) not written: {err}");
+        tracing::error!("audit: {count} row(s) not written: {err}");
     }
 }
 
@@ -139,6 +139,7 @@ impl Refusals {
         match self.rows.get_mut(&key) {
             Some(row) => {
                 row.requests += access.requests;
+                row.request_id = None;
                 row.bytes_in = row.bytes_in.saturating_add(access.bytes_in);
                 row.bytes_out = row.bytes_out.saturating_add(access.bytes_out);
                 row.duration_ms = row.duration_ms.max(access.duration_ms);
@@ -188,8 +189,8 @@ async fn purge_hourly(pool: Pool, retention: Duration) {
         every_hour.tick().await;
         match db::run(&pool, move |conn| purge(conn, retention)).await {
             Ok(0) => {}
-            Ok(purged) => log::info!("audit: purged {purged} row(s) past the retention"),
-            Err(err) => log::warn!("audit: purging: {err}"),
+            Ok(purged) => tracing::info!("audit: purged {purged} row(s) past the retention"),
+            Err(err) => tracing::warn!("audit: purging: {err}"),
         }
     }
 }

@@ -8,6 +8,8 @@ use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::auth::users::ServiceError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("Not found.")]
@@ -67,12 +69,19 @@ impl ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
         match err {
-            crate::db::DbError::Denied(why) => Self::Forbidden(why),
-            crate::db::DbError::Invalid(invalid) => {
+            ServiceError::Denied(why) => Self::Forbidden(why.0),
+            ServiceError::Invalid(invalid) => {
                 Self::BadRequest(format!("{}: {}.", invalid.field, invalid.message))
             }
-            err => Self::internal(err),
+            ServiceError::NotFound => Self::NotFound,
+            ServiceError::Db(err) => Self::internal(err),
         }
     }
 }
@@ -109,7 +118,7 @@ impl ResponseError for ApiError {
             Self::ReadsInFlight => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
-            Self::Internal(cause) => log::error!("internal error: {cause:#}"),
+            Self::Internal(cause) => tracing::error!("internal error: {cause:#}"),
             _ => {}
         }
         response.json(json!({ "detail": self.to_string() }))

@@ -14,7 +14,7 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(upstream: Upstream, auth: web::Data<AuthState>) -> HttpResponse {
     if let Err(err) = db::run(&auth.pool, queries::user_count).await {
-        log::warn!("readiness: database not answering: {err}");
+        tracing::warn!("readiness: database not answering: {err}");
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "detail": "The database is not answering." }));
     }

@@ -23,5 +23,6 @@ pub mod net;
 #[cfg(test)]
 mod proptests;
 pub mod proxy;
+pub mod requestid;
 pub mod secret;
 pub mod startup;

@@ -191,7 +191,7 @@ impl PostgresLocks {
             })),
             Ok(Ok(Err(err))) => Err(err),
             Ok(Err(err)) => {
-                log::error!("cannot take a feed's write lock in PostgreSQL: {err}");
+                tracing::error!("cannot take a feed's write lock in PostgreSQL: {err}");
                 Err(LockError::Unavailable)
             }
             Err(_) => Err(LockError::Unavailable),
@@ -233,7 +233,7 @@ impl Drop for Held {
                     }
                 }
                 // Dropped: closing the connection releases the lock.
-                Err(err) => log::warn!("releasing a feed's write lock: {err}"),
+                Err(err) => tracing::warn!("releasing a feed's write lock: {err}"),
             }
         };
         match tokio::runtime::Handle::try_current() {

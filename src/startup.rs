@@ -17,7 +17,7 @@ use crate::auth::perms::Granted;
 use crate::auth::principal::AuthCache;
 use crate::auth::session::DbSessionStore;
 use crate::auth::throttle::Throttle;
-use crate::auth::users::{self, UserSpec};
+use crate::auth::users::{self, ServiceError, UserSpec};
 use crate::auth::{AuthState, api, password};
 use crate::config::{LbasedbSettings, Settings};
 use crate::db::{self, Pool, queries};
@@ -84,7 +84,7 @@ impl Application {
         // The access log renders its fields on every request; with info
         // logging off for it (RUST_LOG=warn), skip it altogether.
         let access_log_on =
-            log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
+            tracing::enabled!(target: "actix_web::middleware::logger", tracing::Level::INFO);
         let access_log = web::Data::new(accesslog::AccessLog::new(trusted.clone()));
         let connections = web::Data::new(crate::connections::Connections::new(
             settings.max_connections_per_address,
@@ -97,7 +97,8 @@ impl Application {
         );
         let server = HttpServer::new(move || {
             App::new()
-                // Last wrapped runs first: log, then session, then identity.
+                // Last wrapped runs first: the request's id, the log, then
+                // session, then identity.
                 .wrap(
                     IdentityMiddleware::builder()
                         .login_deadline(Some(settings.session_max_age))
@@ -105,6 +106,7 @@ impl Application {
                 )
                 .wrap(sessions(&settings, &auth, &key))
                 .wrap(Condition::new(access_log_on, from_fn(accesslog::log_requests)))
+                .wrap(from_fn(crate::requestid::assign))
                 .wrap(from_fn(crate::connections::bound))
                 .app_data(access_log.clone())
                 .app_data(web::Data::new(trusted.clone()))
@@ -128,7 +130,7 @@ impl Application {
             .max_connections(max_connections)
             .on_connect(crate::connections::on_connect(connections));
         let server = server.listen(listener)?.run();
-        log::info!("lbasedb-proxy listening on http://{addr}, upstream {}", upstream.url);
+        tracing::info!("lbasedb-proxy listening on http://{addr}, upstream {}", upstream.url);
         Ok(Self {
             port: addr.port(),
             upstream: upstream.url,
@@ -259,7 +261,7 @@ fn open_database(settings: &Settings) -> io::Result<Pool> {
     }
     let applied = db::migrate(&pool).map_err(io::Error::other)?;
     if !applied.is_empty() {
-        log::info!("applied migrations: {}", applied.join(", "));
+        tracing::info!("applied migrations: {}", applied.join(", "));
     }
     first_run_superuser(&pool, settings.superuser_password.as_deref())?;
     Ok(pool)
@@ -293,7 +295,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/",
             web::get().to(|| async {
                 actix_web::HttpResponse::Found()
-                    .insert_header((actix_web::http::header::LOCATION, "/admin/"))
+                    .insert_header((
+                        actix_web::http::header::LOCATION,
+                        crate::admin::registry::INDEX,
+                    ))
                     .finish()
             }),
         )
@@ -340,11 +345,11 @@ fn spawn_session_purge(pool: Pool) {
             every_hour.tick().await;
             match db::run(&pool, queries::sessions_purge_expired).await {
                 Ok(0) => {}
-                Ok(purged) => log::info!("purged {purged} expired session(s)"),
-                Err(err) => log::warn!("purging expired sessions: {err}"),
+                Ok(purged) => tracing::info!("purged {purged} expired session(s)"),
+                Err(err) => tracing::warn!("purging expired sessions: {err}"),
             }
             if let Err(err) = db::run(&pool, queries::throttle_purge).await {
-                log::warn!("purging ended throttle windows: {err}");
+                tracing::warn!("purging ended throttle windows: {err}");
             }
         }
     });
@@ -365,10 +370,8 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
     match users::create_user(&mut conn, &Granted::system(), &spec, &password::hash(password)) {
         Ok(_) => {}
         // A replica starting beside this one made it first.
-        Err(err)
-            if err.is_unique_violation()
-                || matches!(&err, db::DbError::Invalid(invalid) if invalid.field == "username") =>
-        {
+        Err(ServiceError::Db(err)) if err.is_unique_violation() => return Ok(()),
+        Err(ServiceError::Invalid(invalid)) if invalid.field == "username" => {
             return Ok(());
         }
         Err(err) => return Err(io::Error::other(err)),
@@ -377,7 +380,7 @@ fn first_run_superuser(pool: &Pool, configured: Option<&str>) -> io::Result<()> 
         Some(password) => println!(
             "Created superuser \"admin\" with password: {password}\n(shown this once; change it with `lbasedb-proxy changepassword admin`)"
         ),
-        None => log::info!("created superuser \"admin\" with the configured password"),
+        None => tracing::info!("created superuser \"admin\" with the configured password"),
     }
     Ok(())
 }

@@ -119,7 +119,7 @@ pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
     let csv_url = {
         let base = list.with("format", Some("csv".into()));
-        format!("/admin/lbasedb/access/{base}")
+        format!("{}{base}", super::ACCESS.list())
     };
     ok(&ListPage {
         layout: &staff.layout,
@@ -150,7 +150,7 @@ fn field(text: &str) -> String {
 fn to_csv(rows: &[Access]) -> String {
     let mut out = String::from(
         "at,user,credential,client,endpoint,method,feed,status,bytes_in,bytes_out,duration_ms,\
-         requests\r\n",
+         requests,request_id\r\n",
     );
     for r in rows {
         let line = [
@@ -166,6 +166,7 @@ fn to_csv(rows: &[Access]) -> String {
             r.bytes_out.to_string(),
             format!("{:.3}", r.duration_ms),
             r.requests.to_string(),
+            field(r.request_id.as_deref().unwrap_or_default()),
         ]
         .join(",");
         out.push_str(&line);

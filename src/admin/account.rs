@@ -8,10 +8,10 @@ use actix_web::{HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, ok, redirect};
+use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, ok, redirect, registry};
 use crate::auth::AuthError;
 use crate::auth::login::{self, check_credentials};
-use crate::auth::perms::{self, Model};
+use crate::auth::perms;
 use crate::auth::{AuthState, csrf, password, users};
 use crate::db::models::{LogEntry, User};
 use crate::db::{self, queries};
@@ -45,7 +45,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
         {
             n
         }
-        _ => "/admin/",
+        _ => registry::INDEX,
     }
 }
 
@@ -124,7 +124,7 @@ pub async fn logout(
     if let Some(identity) = identity {
         identity.logout();
     }
-    redirect("/admin/login/")
+    redirect(registry::LOGIN)
 }
 
 struct Section {
@@ -135,7 +135,8 @@ struct Section {
 struct ModelLink {
     name: &'static str,
     url: &'static str,
-    can_add: bool,
+    /// Where one adds, for one who may.
+    add: Option<String>,
 }
 
 #[derive(Template)]
@@ -146,55 +147,33 @@ struct IndexPage<'a> {
     recent: Vec<LogEntry>,
 }
 
-/// The index's sections: the models this user may see, with an "Add" link
-/// where it may add.
+/// The index's sections, in the registry's order: the pages this user may
+/// see, with an "Add" link where it may add.
 fn sections(staff: &Staff) -> Vec<Section> {
-    let model = |name, url, model: Model, can_add: bool| {
-        staff.can_view(model).then_some(ModelLink { name, url, can_add })
-    };
-    // Feeds show for a grant on any one feed too (the page lists only those
-    // the user may view); they are created through the API, not here.
-    let feeds = (staff.can(VIEW_FEED)
-        || staff.principal.grants.values().any(|held| held.contains(VIEW_FEED)))
-    .then_some(ModelLink { name: "Feeds", url: "/admin/lbasedb/feed/", can_add: false });
-    [
-        (
-            "Authentication and authorization",
-            vec![
-                model("Users", "/admin/auth/user/", Model::User, staff.holds::<perms::AddUser>()),
-                model(
-                    "Groups",
-                    "/admin/auth/group/",
-                    Model::Group,
-                    staff.holds::<perms::AddGroup>(),
-                ),
-            ],
-        ),
-        (
-            "API",
-            vec![model(
-                "Tokens",
-                "/admin/authtoken/token/",
-                Model::Token,
-                staff.holds::<perms::AddToken>(),
-            )],
-        ),
-        (
-            "Lbasedb",
-            vec![
-                feeds,
-                staff.holds::<perms::ViewAccess>().then_some(ModelLink {
-                    name: "Access log",
-                    url: "/admin/lbasedb/access/",
-                    can_add: false,
-                }),
-            ],
-        ),
-    ]
-    .into_iter()
-    .map(|(name, models)| Section { name, models: models.into_iter().flatten().collect() })
-    .filter(|s| !s.models.is_empty())
-    .collect()
+    let mut sections: Vec<Section> = Vec::new();
+    for entry in registry::ALL {
+        let (shown, can_add) = match entry.model {
+            Some(model) => (staff.can_view(model), staff.can(model.adder())),
+            // Feeds show for a grant on any one feed too (the page lists
+            // only those the user may view); they are made through the API.
+            None if entry == registry::FEEDS => (
+                staff.can(VIEW_FEED)
+                    || staff.principal.grants.values().any(|held| held.contains(VIEW_FEED)),
+                false,
+            ),
+            None => (staff.holds::<perms::ViewAccess>(), false),
+        };
+        if !shown {
+            continue;
+        }
+        let link =
+            ModelLink { name: entry.title, url: entry.base, add: can_add.then(|| entry.add()) };
+        match sections.last_mut() {
+            Some(section) if section.name == entry.section => section.models.push(link),
+            _ => sections.push(Section { name: entry.section, models: vec![link] }),
+        }
+    }
+    sections
 }
 
 pub async fn index(staff: Staff) -> Reply {
@@ -254,5 +233,5 @@ pub async fn password_change(
     staff.auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None)).await?;
     session.renew();
     staff.flash("success", "Your password was changed.");
-    redirect("/admin/")
+    redirect(registry::INDEX)
 }

@@ -53,9 +53,9 @@ impl FromRequest for Staff {
 
 async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
     let to_login = || {
-        let next = req.uri().path_and_query().map_or("/admin/", |p| p.as_str());
+        let next = req.uri().path_and_query().map_or(super::registry::INDEX, |p| p.as_str());
         let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
-        AdminError::Redirect(format!("/admin/login/?{query}"))
+        AdminError::Redirect(format!("{}?{query}", super::registry::LOGIN))
     };
     let auth = req
         .app_data::<web::Data<AuthState>>()

@@ -7,12 +7,12 @@ use serde::Deserialize;
 
 use super::fields::PermFields;
 use super::{
-    AdminError, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Reply, Staff,
-    after_save, choices, grant_rows, history_page, ok, redirect,
+    AdminError, CsrfForm, DeletePage, Doomed, Errors, GROUPS, HistoryOf, Layout, NoFields, Reply,
+    Staff, after_save, choices, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::AuthState;
 use crate::auth::perms::{self, Model};
-use crate::auth::users::{self, FieldChange};
+use crate::auth::users::{self, FieldChange, ServiceError};
 use crate::db::models::{Group, Permission};
 use crate::db::{self, DbError, queries};
 use crate::lbasedb::perms::VIEW_FEED;
@@ -95,7 +95,7 @@ async fn page<'a>(
             Some(id) => queries::group_members(conn, id)?,
             None => Vec::new(),
         };
-        Ok((queries::all_permissions(conn)?, members))
+        Ok::<_, DbError>((queries::all_permissions(conn)?, members))
     })
     .await?;
     let can_save = match id {
@@ -135,7 +135,7 @@ pub async fn add_form(staff: Staff, upstream: Upstream) -> Reply {
 
 async fn load(auth: &AuthState, id: i32) -> Result<(Group, Values), AdminError> {
     let (group, (perms, grants)) = db::run(&auth.pool, move |conn| {
-        Ok((queries::group_by_id(conn, id)?, queries::group_links(conn, id)?))
+        Ok::<_, DbError>((queries::group_by_id(conn, id)?, queries::group_links(conn, id)?))
     })
     .await?;
     let group = group.ok_or(AdminError::NotFound)?;
@@ -262,7 +262,7 @@ async fn save(
     };
     match saved {
         Ok(id) => Ok(Saved::Id(id)),
-        Err(DbError::Invalid(invalid)) => {
+        Err(ServiceError::Invalid(invalid)) => {
             errors.entry(invalid.field).or_default().push(invalid.message);
             Ok(Saved::Invalid(values, errors))
         }
@@ -288,12 +288,7 @@ async fn submit(staff: Staff, id: Option<i32>, form: GroupForm, upstream: &Upstr
     };
     let verb = if id.is_some() { "changed" } else { "added" };
     staff.flash("success", format!("The group “{name}” was {verb} successfully."));
-    after_save(
-        &form.action,
-        "/admin/auth/group/",
-        "/admin/auth/group/add/",
-        &format!("/admin/auth/group/{saved_id}/change/"),
-    )
+    after_save(&form.action, GROUPS.list(), &GROUPS.add(), &GROUPS.change(saved_id))
 }
 
 pub async fn add(staff: Staff, form: CsrfForm<GroupForm>, upstream: Upstream) -> Reply {
@@ -313,7 +308,7 @@ pub async fn delete_form(staff: Staff, path: web::Path<i32>) -> Reply {
     staff.require::<perms::DeleteGroup>()?;
     let id = *path;
     let (group, members) = db::run(&staff.auth.pool, move |conn| {
-        Ok((queries::group_by_id(conn, id)?, queries::group_members(conn, id)?))
+        Ok::<_, DbError>((queries::group_by_id(conn, id)?, queries::group_members(conn, id)?))
     })
     .await?;
     let group = group.ok_or(AdminError::NotFound)?;
@@ -323,8 +318,8 @@ pub async fn delete_form(staff: Staff, path: web::Path<i32>) -> Reply {
         kind: "Group",
         objects: vec![Doomed { id, name: group.name, note: String::new() }],
         affected: members.into_iter().map(|u| u.username).collect(),
-        action: format!("/admin/auth/group/{id}/delete/"),
-        cancel: format!("/admin/auth/group/{id}/change/"),
+        action: GROUPS.delete(id),
+        cancel: GROUPS.change(id),
     })
 }
 
@@ -334,7 +329,7 @@ pub async fn delete(staff: Staff, path: web::Path<i32>, _form: CsrfForm<NoFields
     let group = staff.auth.write(move |conn| users::delete_group(conn, &granted, id)).await?;
     let message = format!("The group “{}” was deleted successfully.", group.name);
     staff.flash("success", message);
-    redirect("/admin/auth/group/")
+    redirect(GROUPS.list())
 }
 
 pub async fn history(staff: Staff, path: web::Path<i32>) -> Reply {

@@ -10,6 +10,7 @@ mod extract;
 mod feeds;
 mod fields;
 mod groups;
+pub mod registry;
 mod tokens;
 mod users;
 
@@ -21,44 +22,52 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::perms::Model;
-use crate::auth::users::FieldChange;
+use crate::auth::users::{FieldChange, ServiceError};
 use crate::db::{self, DbError, queries};
 
 pub use extract::{Checkbox, CsrfForm, Layout, NoFields, Staff};
+use registry::{ACCESS, FEEDS, GROUPS, TOKENS, USERS};
 
-/// Every admin route; `/admin` is one scope with the admin's security headers.
+/// Every admin route, at the registry's URLs; `/admin` is one scope with
+/// the admin's security headers.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    use registry::route;
+    let password_change = form(
+        route(registry::PASSWORD_CHANGE),
+        account::password_change_form,
+        account::password_change,
+    );
     cfg.route("/static/admin/admin.css", web::get().to(stylesheet))
         .route("/static/admin/chooser.js", web::get().to(chooser_script))
         .service(
-            web::scope("/admin")
+            web::scope(registry::SCOPE)
                 .wrap(security_headers())
-                .route("/", web::get().to(account::index))
-                .service(form("/login/", account::login_form, account::login))
-                .route("/logout/", web::post().to(account::logout))
+                .route(route(registry::INDEX), web::get().to(account::index))
+                .service(form(route(registry::LOGIN), account::login_form, account::login))
+                .route(route(registry::LOGOUT), web::post().to(account::logout))
+                .service(password_change)
+                .service(form(&USERS.route(""), users::list, users::bulk_action))
+                .service(form(&USERS.route("add/"), users::add_form, users::add))
+                .service(form(&USERS.route("{id}/change/"), users::change_form, users::change))
                 .service(form(
-                    "/password_change/",
-                    account::password_change_form,
-                    account::password_change,
+                    &USERS.route("{id}/password/"),
+                    users::password_form,
+                    users::password,
                 ))
-                .service(form("/auth/user/", users::list, users::bulk_action))
-                .service(form("/auth/user/add/", users::add_form, users::add))
-                .service(form("/auth/user/{id}/change/", users::change_form, users::change))
-                .service(form("/auth/user/{id}/password/", users::password_form, users::password))
-                .service(form("/auth/user/{id}/delete/", users::delete_form, users::delete))
-                .route("/auth/user/{id}/history/", web::get().to(users::history))
-                .route("/auth/group/", web::get().to(groups::list))
-                .service(form("/auth/group/add/", groups::add_form, groups::add))
-                .service(form("/auth/group/{id}/change/", groups::change_form, groups::change))
-                .service(form("/auth/group/{id}/delete/", groups::delete_form, groups::delete))
-                .route("/auth/group/{id}/history/", web::get().to(groups::history))
-                .route("/authtoken/token/", web::get().to(tokens::list))
-                .service(form("/authtoken/token/add/", tokens::add_form, tokens::add))
-                .route("/authtoken/token/{id}/revoke/", web::post().to(tokens::revoke))
-                .route("/authtoken/token/{id}/history/", web::get().to(tokens::history))
-                .route("/lbasedb/access/", web::get().to(access::list))
-                .route("/lbasedb/feed/", web::get().to(feeds::list))
-                .route("/lbasedb/feed/{name}/", web::get().to(feeds::detail))
+                .service(form(&USERS.route("{id}/delete/"), users::delete_form, users::delete))
+                .route(&USERS.route("{id}/history/"), web::get().to(users::history))
+                .route(&GROUPS.route(""), web::get().to(groups::list))
+                .service(form(&GROUPS.route("add/"), groups::add_form, groups::add))
+                .service(form(&GROUPS.route("{id}/change/"), groups::change_form, groups::change))
+                .service(form(&GROUPS.route("{id}/delete/"), groups::delete_form, groups::delete))
+                .route(&GROUPS.route("{id}/history/"), web::get().to(groups::history))
+                .route(&TOKENS.route(""), web::get().to(tokens::list))
+                .service(form(&TOKENS.route("add/"), tokens::add_form, tokens::add))
+                .route(&TOKENS.route("{id}/revoke/"), web::post().to(tokens::revoke))
+                .route(&TOKENS.route("{id}/history/"), web::get().to(tokens::history))
+                .route(&ACCESS.route(""), web::get().to(access::list))
+                .route(&FEEDS.route(""), web::get().to(feeds::list))
+                .route(&FEEDS.route("{name}/"), web::get().to(feeds::detail))
                 .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
         );
 }
@@ -142,6 +151,9 @@ pub enum AdminError {
     Csrf,
     #[error("400 Bad Request")]
     BadForm,
+    /// Input the rules refuse where no form shows it beside its field.
+    #[error("{0}")]
+    Invalid(String),
     #[error("404 Not Found")]
     NotFound,
     /// Refused by the privilege rules, with the reason.
@@ -156,10 +168,18 @@ pub enum AdminError {
 
 impl From<DbError> for AdminError {
     fn from(err: DbError) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+/// A refusal the form does not show beside a field: a page of its own.
+impl From<ServiceError> for AdminError {
+    fn from(err: ServiceError) -> Self {
         match err {
-            DbError::Denied(why) => Self::Denied(why),
-            err if err.is_not_found() => Self::NotFound,
-            err => Self::Internal(err.into()),
+            ServiceError::Denied(why) => Self::Denied(why.0),
+            ServiceError::NotFound => Self::NotFound,
+            ServiceError::Invalid(invalid) => Self::Invalid(invalid.to_string()),
+            ServiceError::Db(err) => Self::Internal(err.into()),
         }
     }
 }
@@ -195,7 +215,7 @@ impl ResponseError for AdminError {
         match self {
             Self::Redirect(_) => StatusCode::FOUND,
             Self::Forbidden | Self::Csrf | Self::Denied(_) => StatusCode::FORBIDDEN,
-            Self::BadForm => StatusCode::BAD_REQUEST,
+            Self::BadForm | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -212,6 +232,7 @@ impl ResponseError for AdminError {
             Self::Forbidden => ("403 Forbidden", "You do not have permission to view this page."),
             Self::Csrf => ("403 Forbidden", "CSRF verification failed. Request aborted."),
             Self::BadForm => ("400 Bad Request", "The form could not be read."),
+            Self::Invalid(why) => ("400 Bad Request", why.as_str()),
             Self::Busy => (
                 "429 Too Many Requests",
                 "Too many passwords are being checked at once. Try again in a moment.",
@@ -219,7 +240,7 @@ impl ResponseError for AdminError {
             Self::Denied(why) => ("403 Forbidden", why.as_str()),
             Self::NotFound => ("Not Found", "The requested resource was not found on this server."),
             Self::Internal(cause) => {
-                log::error!("admin: {cause:#}");
+                tracing::error!("admin: {cause:#}");
                 (
                     "Server Error (500)",
                     "There's been an error. It's been reported to the site administrators.",
@@ -239,7 +260,7 @@ pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     match page.render() {
         Ok(body) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body),
         Err(err) => {
-            log::error!("rendering a template: {err}");
+            tracing::error!("rendering a template: {err}");
             HttpResponse::InternalServerError().finish()
         }
     }
@@ -365,11 +386,7 @@ impl HistoryOf {
     /// `model`'s object `id`, shown as `name`; the page links back to the
     /// object's change page (to the list, for a token, which has none).
     pub fn new(model: Model, id: i32, name: String) -> Self {
-        let back = match model {
-            Model::User => format!("/admin/auth/user/{id}/change/"),
-            Model::Group => format!("/admin/auth/group/{id}/change/"),
-            Model::Token => "/admin/authtoken/token/".to_owned(),
-        };
+        let back = registry::Entry::of(model).back(id);
         Self { object_type: model.object_type(), id, name, back }
     }
 }

@@ -7,13 +7,14 @@ use serde::Deserialize;
 
 use super::changelist::{ChangeList, PageLink};
 use super::{
-    AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Reply, Staff, history_page,
-    ok, redirect,
+    AdminError, CsrfForm, Errors, HistoryOf, Layout, Message, NoFields, Reply, Staff, TOKENS,
+    history_page, ok, redirect,
 };
 use crate::auth::perms::{self, Model};
+use crate::auth::users::ServiceError;
 use crate::auth::{AuthState, token, users};
 use crate::db::models::{Token, TokenStatus, User};
-use crate::db::{self, queries};
+use crate::db::{self, DbError, queries};
 
 const PER_PAGE: i64 = 100;
 
@@ -60,7 +61,7 @@ pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
     };
     let q = filter.clone();
     let ((tokens, total), users) = db::run(&staff.auth.pool, move |conn| {
-        Ok((queries::list_tokens(conn, &q)?, queries::all_users(conn)?))
+        Ok::<_, DbError>((queries::list_tokens(conn, &q)?, queries::all_users(conn)?))
     })
     .await?;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
@@ -200,7 +201,7 @@ pub async fn add(staff: Staff, CsrfForm(form): CsrfForm<AddForm>) -> Reply {
         .await;
     let (token, plain) = match issued {
         Ok(issued) => issued,
-        Err(crate::db::DbError::Invalid(invalid)) => {
+        Err(ServiceError::Invalid(invalid)) => {
             let mut errors = Errors::new();
             errors.entry(invalid.field).or_default().push(invalid.message);
             return ok(&AddPage::form(
@@ -231,7 +232,7 @@ pub async fn revoke(staff: Staff, path: web::Path<i32>, _form: CsrfForm<NoFields
     // Revoked here, and the cache cleared: it stops working at once.
     let token = staff.auth.write(move |conn| users::revoke_token(conn, &granted, id)).await?;
     staff.flash("success", format!("The token {} was revoked.", token.prefix));
-    redirect("/admin/authtoken/token/")
+    redirect(TOKENS.list())
 }
 
 pub async fn history(staff: Staff, path: web::Path<i32>) -> Reply {

@@ -12,10 +12,10 @@ use super::changelist::{ChangeList, Column, Filter, Order, PageLink};
 use super::fields::{Choice, PermFields};
 use super::{
     AdminError, Checkbox, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Reply,
-    Staff, after_save, choices, grant_rows, history_page, ok, redirect,
+    Staff, USERS, after_save, choices, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::perms::{self, Granted, Model};
-use crate::auth::users::{self, FieldChange};
+use crate::auth::users::{self, FieldChange, ServiceError};
 use crate::auth::{AuthState, password};
 use crate::db::models::{Group, Permission, User};
 use crate::db::{self, DbError, queries};
@@ -83,7 +83,7 @@ pub async fn list(staff: Staff, query: web::Query<ListQuery>) -> Reply {
     let q = filter.clone();
     let (found, total, groups) = db::run(&staff.auth.pool, move |conn| {
         let (found, total) = queries::list_users(conn, &q)?;
-        Ok((found, total, queries::all_groups(conn)?))
+        Ok::<_, DbError>((found, total, queries::all_groups(conn)?))
     })
     .await?;
     let list = ChangeList::of(&*query);
@@ -129,14 +129,14 @@ pub async fn bulk_action(
     let granted = staff.require::<perms::DeleteUser>()?;
     if form.action != "delete_selected" {
         staff.flash("warning", "No action selected.");
-        return redirect("/admin/auth/user/");
+        return redirect(USERS.list());
     }
     let ids: Vec<i32> = form.selected.iter().filter_map(|v| v.parse().ok()).collect();
     if ids.is_empty() {
         staff.flash("warning",
             "Items must be selected in order to perform actions on them. No items have been changed.",
         );
-        return redirect("/admin/auth/user/");
+        return redirect(USERS.list());
     }
     let found: Vec<User> = db::run(&staff.auth.pool, move |conn| {
         ids.iter()
@@ -154,8 +154,8 @@ pub async fn bulk_action(
                 .map(|u| Doomed { id: u.id, name: u.username.clone(), note: String::new() })
                 .collect(),
             affected: Vec::new(),
-            action: "/admin/auth/user/".into(),
-            cancel: "/admin/auth/user/".into(),
+            action: USERS.list().into(),
+            cancel: USERS.list().into(),
         });
     }
     for user in &found {
@@ -166,7 +166,7 @@ pub async fn bulk_action(
     }
     let message = format!("Successfully deleted {} user(s).", found.len());
     staff.flash("success", message);
-    redirect("/admin/auth/user/")
+    redirect(USERS.list())
 }
 
 /// Deletes one user through the service layer (history, privilege rules,
@@ -186,7 +186,7 @@ fn signed_out(identity: Option<Identity>) -> Reply {
     if let Some(identity) = identity {
         identity.logout();
     }
-    redirect("/admin/login/")
+    redirect(super::registry::LOGIN)
 }
 
 #[derive(Template)]
@@ -246,9 +246,9 @@ pub async fn add(staff: Staff, CsrfForm(form): CsrfForm<AddForm>) -> Reply {
                     user.username
                 );
                 staff.flash("success", message);
-                return redirect(&format!("/admin/auth/user/{}/change/", user.id));
+                return redirect(&USERS.change(user.id));
             }
-            Err(DbError::Invalid(invalid)) => {
+            Err(ServiceError::Invalid(invalid)) => {
                 errors.entry(invalid.field).or_default().push(invalid.message)
             }
             Err(other) => return Err(other.into()),
@@ -295,7 +295,10 @@ struct Catalog {
 
 async fn catalog(auth: &AuthState) -> Result<Catalog, AdminError> {
     Ok(db::run(&auth.pool, |conn| {
-        Ok(Catalog { groups: queries::all_groups(conn)?, perms: queries::all_permissions(conn)? })
+        Ok::<_, DbError>(Catalog {
+            groups: queries::all_groups(conn)?,
+            perms: queries::all_permissions(conn)?,
+        })
     })
     .await?)
 }
@@ -465,7 +468,7 @@ pub async fn change(staff: Staff, id: web::Path<i32>, form: CsrfForm<ChangeForm>
             .await;
         match saved {
             Ok(()) => {}
-            Err(DbError::Invalid(invalid)) => {
+            Err(ServiceError::Invalid(invalid)) => {
                 errors.entry(invalid.field).or_default().push(invalid.message)
             }
             Err(other) => return Err(other.into()),
@@ -477,12 +480,7 @@ pub async fn change(staff: Staff, id: web::Path<i32>, form: CsrfForm<ChangeForm>
     }
     let message = format!("The user “{}” was changed successfully.", after.username);
     staff.flash("success", message);
-    after_save(
-        &form.action,
-        "/admin/auth/user/",
-        "/admin/auth/user/add/",
-        &format!("/admin/auth/user/{id}/change/"),
-    )
+    after_save(&form.action, USERS.list(), &USERS.add(), &USERS.change(id))
 }
 
 #[derive(Template)]
@@ -518,7 +516,7 @@ pub async fn password(staff: Staff, id: web::Path<i32>, form: CsrfForm<PasswordF
     let id = target.id;
     staff.auth.write(move |conn| users::set_password(conn, &granted, id, &phc)).await?;
     staff.flash("success", "Password changed successfully.");
-    redirect(&format!("/admin/auth/user/{id}/change/"))
+    redirect(&USERS.change(id))
 }
 
 pub async fn delete_form(staff: Staff, path: web::Path<i32>) -> Reply {
@@ -536,8 +534,8 @@ pub async fn delete_form(staff: Staff, path: web::Path<i32>) -> Reply {
             name: target.username.clone(),
             note: format!("with {tokens} API token(s) and every session"),
         }],
-        action: format!("/admin/auth/user/{id}/delete/"),
-        cancel: format!("/admin/auth/user/{id}/change/"),
+        action: USERS.delete(id),
+        cancel: USERS.change(id),
     })
 }
 
@@ -554,7 +552,7 @@ pub async fn delete(
     }
     let message = format!("The user “{}” was deleted successfully.", target.username);
     staff.flash("success", message);
-    redirect("/admin/auth/user/")
+    redirect(USERS.list())
 }
 
 pub async fn history(staff: Staff, path: web::Path<i32>) -> Reply {

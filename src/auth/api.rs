@@ -167,6 +167,6 @@ pub async fn revoke_token(
     let super::Credential::Token { id, .. } = who.credential else {
         return Err(ApiError::BadRequest("Only a token can revoke itself.".into()));
     };
-    state.write(move |conn| queries::revoke_token_by_id(conn, id)).await?;
+    state.write(move |conn| users::revoke_own_token(conn, id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -41,7 +41,7 @@ pub async fn watch(pool: Pool, cache: AuthCache, every: Duration) {
                 // database, or fail while it is away).
                 cache.clear();
                 if !failing {
-                    log::warn!("cannot poll the authentication change counters: {err}");
+                    tracing::warn!("cannot poll the authentication change counters: {err}");
                 }
                 failing = true;
             }

@@ -46,12 +46,6 @@ pub struct Powers {
 #[error("{0}")]
 pub struct Denied(pub String);
 
-impl From<Denied> for crate::db::DbError {
-    fn from(denied: Denied) -> Self {
-        Self::Denied(denied.0)
-    }
-}
-
 impl Powers {
     pub fn holds(&self, codename: &str) -> bool {
         self.superuser || self.perms.contains(codename)

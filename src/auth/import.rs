@@ -11,8 +11,9 @@ use std::fmt;
 
 use crate::db::DbConnection;
 
-use super::{token, users};
-use crate::db::DbError;
+use super::perms::Granted;
+use super::token;
+use super::users::{self, ServiceError};
 use crate::db::django::{DjangoAuth, DjangoUser, parse_datetime};
 use crate::db::models::{TokenRecord, UserRecord};
 use crate::db::queries;
@@ -59,7 +60,7 @@ pub fn import_django(
     conn: &mut DbConnection,
     source: &DjangoAuth,
     replace: bool,
-) -> Result<ImportReport, DbError> {
+) -> Result<ImportReport, ServiceError> {
     problems(source).into_result()?;
     conn.write_transaction(|conn| {
         let mut report = ImportReport::default();
@@ -68,13 +69,15 @@ pub fn import_django(
         let users = import_users(conn, source, replace, &mut report)?;
         for link in &source.user_groups {
             if let (Some(user), Some(group)) = (users.get(&link.from), groups.get(&link.to)) {
-                queries::add_user_to_group(conn, *user, *group)?;
+                let link = users::Link::Member { user: *user, group: *group };
+                users::add_link(conn, &Granted::system(), link)?;
                 report.memberships += 1;
             }
         }
         for link in &source.user_permissions {
             if let (Some(user), Some(perm)) = (users.get(&link.from), perms.get(&link.to)) {
-                queries::add_permission(conn, queries::Holder::User(*user), *perm)?;
+                let link = users::Link::Permission(queries::Holder::User(*user), *perm);
+                users::add_link(conn, &Granted::system(), link)?;
                 report.permissions_mapped += 1;
             }
         }
@@ -105,7 +108,7 @@ fn problems(source: &DjangoAuth) -> users::Problems {
             && drf.key.bytes().all(|b| b.is_ascii_alphanumeric());
         if !key_ok {
             let row = format!("token of user #{}", drf.user_id);
-            problems.check(row, Err(DbError::invalid("key", "not a DRF key")));
+            problems.check(row, Err(ServiceError::invalid("key", "not a DRF key")));
         }
     }
     problems
@@ -116,7 +119,7 @@ fn map_permissions(
     conn: &mut DbConnection,
     source: &DjangoAuth,
     report: &mut ImportReport,
-) -> Result<HashMap<i32, i32>, DbError> {
+) -> Result<HashMap<i32, i32>, ServiceError> {
     let mut ours = HashMap::new();
     let used: BTreeSet<i32> = source
         .group_permissions
@@ -127,7 +130,7 @@ fn map_permissions(
     for perm in source.permissions.iter().filter(|p| used.contains(&p.id)) {
         match map_permission(&perm.app_label, &perm.codename) {
             Some(codename) => {
-                ours.insert(perm.id, queries::permission_by_codename(conn, &codename)?.id);
+                ours.insert(perm.id, users::permission(conn, &codename)?.id);
             }
             None => {
                 report.permissions_skipped.insert(format!("{}.{}", perm.app_label, perm.codename));
@@ -144,24 +147,18 @@ fn import_groups(
     source: &DjangoAuth,
     perms: &HashMap<i32, i32>,
     report: &mut ImportReport,
-) -> Result<HashMap<i32, i32>, DbError> {
+) -> Result<HashMap<i32, i32>, ServiceError> {
     let mut ids = HashMap::new();
     for group in &source.groups {
-        let id = match queries::group_by_name(conn, &group.name)? {
-            Some(existing) => {
-                report.groups_existing.push(group.name.clone());
-                existing.id
-            }
-            None => {
-                report.groups_created.push(group.name.clone());
-                queries::create_group(conn, &group.name)?.id
-            }
-        };
+        let (id, created) = users::put_group(conn, &Granted::system(), &group.name)?;
+        let list = if created { &mut report.groups_created } else { &mut report.groups_existing };
+        list.push(group.name.clone());
         ids.insert(group.id, id);
     }
     for link in &source.group_permissions {
         if let (Some(group), Some(perm)) = (ids.get(&link.from), perms.get(&link.to)) {
-            queries::add_permission(conn, queries::Holder::Group(*group), *perm)?;
+            let link = users::Link::Permission(queries::Holder::Group(*group), *perm);
+            users::add_link(conn, &Granted::system(), link)?;
             report.permissions_mapped += 1;
         }
     }
@@ -175,7 +172,7 @@ fn import_users(
     source: &DjangoAuth,
     replace: bool,
     report: &mut ImportReport,
-) -> Result<HashMap<i32, i32>, DbError> {
+) -> Result<HashMap<i32, i32>, ServiceError> {
     let mut ids = HashMap::new();
     for user in &source.users {
         let existing = queries::user_by_username(conn, &user.username)?;
@@ -193,7 +190,7 @@ fn import_users(
         };
         list.push(user.username.clone());
         if existing.as_ref().is_none_or(|ours| ours.password != user.password) {
-            ids.insert(user.id, queries::put_user_record(conn, &record(user)?)?);
+            ids.insert(user.id, users::put_user(conn, &Granted::system(), &record(user)?)?);
         }
         if let Some(why) = why_no_login(&user.password) {
             report.cannot_log_in.push((user.username.clone(), why));
@@ -202,9 +199,9 @@ fn import_users(
     Ok(ids)
 }
 
-fn record(user: &DjangoUser) -> Result<UserRecord, DbError> {
+fn record(user: &DjangoUser) -> Result<UserRecord, ServiceError> {
     let joined = parse_datetime(&user.date_joined).ok_or_else(|| {
-        DbError::invalid(
+        ServiceError::invalid(
             "date_joined",
             format!("user {}: date_joined {:?} is no date", user.username, user.date_joined),
         )
@@ -236,15 +233,16 @@ fn import_tokens(
     source: &DjangoAuth,
     users: &HashMap<i32, i32>,
     report: &mut ImportReport,
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     for drf in source.tokens.iter().flatten() {
         let Some(user_id) = users.get(&drf.user_id) else {
             continue;
         };
         let prefix = format!("drf_{}", drf.key.chars().take(8).collect::<String>());
         let digest = token::digest(&drf.key);
-        let added = queries::put_token_record(
+        let added = users::put_token(
             conn,
+            &Granted::system(),
             *user_id,
             &TokenRecord {
                 name: "imported from Django".into(),

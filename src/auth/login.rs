@@ -53,7 +53,7 @@ pub async fn check_credentials(
         _ => {
             state.metrics.auth_failure(AuthFailure::BadPassword);
             state.throttle.fail_login_address(ip).await?;
-            log::info!("failed login for an account from {ip}");
+            tracing::info!("failed login for an account from {ip}");
             Err(AuthError::BadCredentials)
         }
     }

@@ -174,7 +174,7 @@ impl AuthState {
                 let generation = self.cache.generation();
                 let found = db::run(&self.pool, {
                     let digest = digest.clone();
-                    move |conn| {
+                    move |conn| -> Result<_, DbError> {
                         let Some((token, user)) = queries::token_with_user(conn, &digest)? else {
                             return Ok(None);
                         };
@@ -227,7 +227,7 @@ impl AuthState {
             let (pool, id) = (self.pool.clone(), auth.token_id);
             actix_web::rt::spawn(async move {
                 if let Err(err) = db::run(&pool, move |conn| queries::touch_token(conn, id)).await {
-                    log::warn!("could not record token use: {err}");
+                    tracing::warn!("could not record token use: {err}");
                 }
             });
         }
@@ -245,7 +245,7 @@ impl AuthState {
             Ok(Err(wait)) => ApiError::Throttled(wait),
             // Uncounted, but refused all the same.
             Err(err) => {
-                log::warn!("cannot count a bad token: {err}");
+                tracing::warn!("cannot count a bad token: {err}");
                 ApiError::NotAuthenticated("Invalid token.".into())
             }
         }
@@ -255,9 +255,9 @@ impl AuthState {
     /// off the async workers, then clears the authentication cache whatever
     /// the outcome: what a write changes about who may do what is enforced
     /// from the next request on.
-    pub async fn write<F, T>(&self, write: F) -> Result<T, DbError>
+    pub async fn write<F, T>(&self, write: F) -> Result<T, users::ServiceError>
     where
-        F: FnOnce(&mut crate::db::DbConnection) -> Result<T, DbError> + Send + 'static,
+        F: FnOnce(&mut crate::db::DbConnection) -> Result<T, users::ServiceError> + Send + 'static,
         T: Send + 'static,
     {
         let result = db::run(&self.pool, write).await;
@@ -271,7 +271,7 @@ impl AuthState {
             return Ok(Some(principal));
         }
         let generation = self.cache.generation();
-        let principal = db::run(&self.pool, move |conn| {
+        let principal = db::run(&self.pool, move |conn| -> Result<_, DbError> {
             let Some(user) = queries::user_by_id(conn, user_id)? else {
                 return Ok(None);
             };

@@ -77,6 +77,15 @@ impl Model {
         }
     }
 
+    /// The codename that lets one add one.
+    pub fn adder(self) -> &'static str {
+        match self {
+            Self::User => AddUser::CODENAME,
+            Self::Group => AddGroup::CODENAME,
+            Self::Token => AddToken::CODENAME,
+        }
+    }
+
     /// The codenames that let one read the model's pages.
     pub fn readers(self) -> [&'static str; 2] {
         match self {

@@ -9,6 +9,12 @@
 use crate::db::DbConnection;
 use chrono::NaiveDateTime;
 
+mod records;
+pub use records::{
+    Link, add_link, put_group, put_token, put_user, set_group_holds, set_user_holds,
+    validate_token_record,
+};
+
 use super::grant::Grant;
 use super::guard::{self, Actor, Denied, Powers};
 use super::perms::{self, Granted, Model};
@@ -16,8 +22,67 @@ use super::ratelimit::{Rate, effective_rate};
 use super::scopes::Restrictions;
 use super::token::{self, PlainToken};
 use crate::db::DbError;
-use crate::db::models::{Group, NewUser, Token, User};
+use crate::db::models::{Group, NewUser, Permission, Token, User};
 use crate::db::queries::{self, Holder, NewLogEntry, NewToken, UserUpdate};
+
+/// Why the service refused a write, or could not make it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Input the rules refuse (a taken name, an unknown group): a form
+    /// shows it beside its field, the API as a 400.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// Refused by the privilege rules (`guard`), with the reason shown to
+    /// the one who tried.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// What the write is about is not there (any more).
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Db(err.into())
+    }
+}
+
+impl ServiceError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(Invalid { field, message: message.into() })
+    }
+
+    /// Input refused as part of a bigger one (a row of a load): the message
+    /// says which.
+    pub fn about(self, row: &str) -> Self {
+        match self {
+            Self::Invalid(Invalid { field, message }) => {
+                Self::Invalid(Invalid { field, message: format!("{row}: {message}") })
+            }
+            other => other,
+        }
+    }
+}
+
+/// What is wrong with one field of the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// A permission by its full codename; an unknown one is refused as input.
+pub fn permission(conn: &mut DbConnection, codename: &str) -> Result<Permission, ServiceError> {
+    queries::permission_by_codename(conn, codename)?.ok_or_else(|| {
+        ServiceError::invalid(
+            "permissions",
+            format!("unknown permission {codename:?} (expected e.g. lbasedb.view_data)"),
+        )
+    })
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct UserSpec {
@@ -48,14 +113,14 @@ pub const MAX_GRANTS: usize = 1000;
 /// tokens one user may have.
 pub const DEFAULT_MAX_TOKENS_PER_USER: usize = 100;
 
-pub fn validate_username(username: &str) -> Result<(), DbError> {
+pub fn validate_username(username: &str) -> Result<(), ServiceError> {
     let ok = !username.is_empty()
         && username.len() <= MAX_USERNAME_LEN
         && username.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(DbError::invalid(
+        Err(ServiceError::invalid(
             "username",
             "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
         ))
@@ -65,9 +130,9 @@ pub fn validate_username(username: &str) -> Result<(), DbError> {
 /// A stored password hash, as an import or a dump brings it: one no
 /// password logs in with is kept (and reported), but not one longer than
 /// any hash is (`password::MAX_HASH_LEN`).
-pub fn validate_hash(hash: &str) -> Result<(), DbError> {
+pub fn validate_hash(hash: &str) -> Result<(), ServiceError> {
     if hash.len() > super::password::MAX_HASH_LEN {
-        return Err(DbError::invalid(
+        return Err(ServiceError::invalid(
             "password",
             format!(
                 "a hash of {} characters; a hash has at most {}",
@@ -81,14 +146,14 @@ pub fn validate_hash(hash: &str) -> Result<(), DbError> {
 
 /// A user's other fields: an e-mail and names of Django's lengths, without
 /// control characters.
-pub fn validate_person(email: &str, first_name: &str, last_name: &str) -> Result<(), DbError> {
+pub fn validate_person(email: &str, first_name: &str, last_name: &str) -> Result<(), ServiceError> {
     for (field, value, max) in [
         ("email", email, MAX_EMAIL_LEN),
         ("first_name", first_name, MAX_PERSON_NAME_LEN),
         ("last_name", last_name, MAX_PERSON_NAME_LEN),
     ] {
         if value.chars().count() > max {
-            return Err(DbError::invalid(
+            return Err(ServiceError::invalid(
                 field,
                 format!(
                     "Ensure this value has at most {max} characters (it has {}).",
@@ -97,19 +162,29 @@ pub fn validate_person(email: &str, first_name: &str, last_name: &str) -> Result
             ));
         }
         if value.chars().any(char::is_control) {
-            return Err(DbError::invalid(field, "Control characters are not allowed."));
+            return Err(ServiceError::invalid(field, "Control characters are not allowed."));
         }
     }
     Ok(())
 }
 
 /// A holder's feed grants, at most `MAX_GRANTS`.
-pub fn check_grant_count(count: usize) -> Result<(), DbError> {
+pub fn check_grant_count(count: usize) -> Result<(), ServiceError> {
     if count > MAX_GRANTS {
-        return Err(DbError::invalid(
+        return Err(ServiceError::invalid(
             "feed_grants",
             format!("At most {MAX_GRANTS} feed grants (there are {count})."),
         ));
+    }
+    Ok(())
+}
+
+/// Grants as a holder may have them: each of an lbasedb permission on a
+/// valid feed name, at most `MAX_GRANTS`.
+pub fn check_grants(grants: &[Grant]) -> Result<(), ServiceError> {
+    check_grant_count(grants.len())?;
+    for grant in grants {
+        grant.check().map_err(|why| ServiceError::invalid("grants", why))?;
     }
     Ok(())
 }
@@ -124,14 +199,14 @@ const REPORTED: usize = 100;
 
 impl Problems {
     /// Notes `checked`'s error against `row` (a short name of the row).
-    pub fn check(&mut self, row: impl std::fmt::Display, checked: Result<(), DbError>) {
+    pub fn check(&mut self, row: impl std::fmt::Display, checked: Result<(), ServiceError>) {
         if let Err(err) = checked {
             self.0.push(format!("{row}: {err}"));
         }
     }
 
     /// Nothing wrong, or an error that lists what is.
-    pub fn into_result(self) -> Result<(), DbError> {
+    pub fn into_result(self) -> Result<(), ServiceError> {
         if self.0.is_empty() {
             return Ok(());
         }
@@ -140,7 +215,7 @@ impl Problems {
         if total > REPORTED {
             report.push(format!("… and {} more", total - REPORTED));
         }
-        Err(DbError::invalid(
+        Err(ServiceError::invalid(
             "import",
             format!(
                 "refused, nothing was written: {total} row(s) would not pass the admin's checks:\n{}",
@@ -187,13 +262,13 @@ fn record(
     object: Object<'_>,
     action: &str,
     changes: &[FieldChange],
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     let Actor::User(id) = actor else {
         return Ok(());
     };
     let username = queries::user_by_id(conn, id)?.map(|u| u.username).unwrap_or_default();
     let changes = serde_json::to_string(changes).unwrap_or_else(|_| "[]".into());
-    queries::log_action(
+    Ok(queries::log_action(
         conn,
         &NewLogEntry {
             user_id: Some(id),
@@ -204,7 +279,7 @@ fn record(
             action,
             changes: &changes,
         },
-    )
+    )?)
 }
 
 fn group_object(id: i32, name: &str) -> Object<'_> {
@@ -228,8 +303,8 @@ pub fn record_login(
     user: Option<&User>,
     username: &str,
     succeeded: bool,
-) -> Result<(), DbError> {
-    queries::log_action(
+) -> Result<(), ServiceError> {
+    Ok(queries::log_action(
         conn,
         &NewLogEntry {
             user_id: user.map(|u| u.id),
@@ -241,7 +316,7 @@ pub fn record_login(
             action: if succeeded { "login" } else { "login_failed" },
             changes: "[]",
         },
-    )
+    )?)
 }
 
 /// Creates a user (the password already hashed) with groups, permissions
@@ -252,13 +327,10 @@ pub fn create_user(
     by: &Granted<perms::AddUser>,
     spec: &UserSpec,
     phc: &str,
-) -> Result<User, DbError> {
+) -> Result<User, ServiceError> {
     validate_username(&spec.username)?;
     validate_person(&spec.email, "", "")?;
-    check_grant_count(spec.grants.len())?;
-    for grant in &spec.grants {
-        grant.check().map_err(|why| DbError::invalid("grants", why))?;
-    }
+    check_grants(&spec.grants)?;
     conn.write_transaction(|conn| {
         let user = queries::create_user(
             conn,
@@ -273,16 +345,17 @@ pub fn create_user(
         )
         .map_err(|e| unique_as(e, "username", "A user with that username already exists."))?;
         for name in &spec.groups {
-            let group = queries::group_by_name(conn, name)?
-                .ok_or_else(|| DbError::invalid("groups", format!("unknown group {name:?}")))?;
+            let group = queries::group_by_name(conn, name)?.ok_or_else(|| {
+                ServiceError::invalid("groups", format!("unknown group {name:?}"))
+            })?;
             queries::add_user_to_group(conn, user.id, group.id)?;
         }
         for codename in &spec.perms {
-            let perm = queries::permission_by_codename(conn, codename)?;
+            let perm = permission(conn, codename)?;
             queries::add_permission(conn, Holder::User(user.id), perm.id)?;
         }
         for grant in &spec.grants {
-            let perm = queries::permission_by_codename(conn, &grant.codename)?;
+            let perm = permission(conn, &grant.codename)?;
             queries::add_feed_grant(conn, Holder::User(user.id), perm.id, &grant.feed)?;
         }
         record(conn, by.actor(), user_object(&user), "add", &[])?;
@@ -291,8 +364,8 @@ pub fn create_user(
 }
 
 /// A unique violation as the form error it stands for.
-fn unique_as(err: DbError, field: &'static str, message: &str) -> DbError {
-    if err.is_unique_violation() { DbError::invalid(field, message) } else { err }
+fn unique_as(err: DbError, field: &'static str, message: &str) -> ServiceError {
+    if err.is_unique_violation() { ServiceError::invalid(field, message) } else { err.into() }
 }
 
 /// Creates a group from codenames (the command line's and tests' form).
@@ -302,17 +375,17 @@ pub fn create_group(
     name: &str,
     perms: &[String],
     grants: &[Grant],
-) -> Result<Group, DbError> {
+) -> Result<Group, ServiceError> {
     let ids = conn.write_transaction(|conn| {
         let perms = perms
             .iter()
-            .map(|c| Ok(queries::permission_by_codename(conn, c)?.id))
-            .collect::<Result<Vec<i32>, DbError>>()?;
+            .map(|c| Ok(permission(conn, c)?.id))
+            .collect::<Result<Vec<i32>, ServiceError>>()?;
         let grants = grants
             .iter()
-            .map(|g| Ok((queries::permission_by_codename(conn, &g.codename)?.id, g.feed.clone())))
-            .collect::<Result<Vec<(i32, String)>, DbError>>()?;
-        Ok::<_, DbError>((perms, grants))
+            .map(|g| Ok((permission(conn, &g.codename)?.id, g.feed.clone())))
+            .collect::<Result<Vec<(i32, String)>, ServiceError>>()?;
+        Ok::<_, ServiceError>((perms, grants))
     })?;
     let spec = GroupSpec { name, perms: &ids.0, grants: &ids.1, rate_limit: None };
     let id = add_group(conn, by, &spec)?;
@@ -327,7 +400,7 @@ pub fn issue_token(
     user_id: i32,
     name: &str,
     expires_at: Option<NaiveDateTime>,
-) -> Result<(Token, PlainToken), DbError> {
+) -> Result<(Token, PlainToken), ServiceError> {
     let spec = TokenSpec { name, expires_at, ..TokenSpec::default() };
     issue_restricted_token(conn, by, user_id, &spec)
 }
@@ -339,7 +412,7 @@ pub fn issue_restricted_token(
     by: &Granted<perms::AddToken>,
     user_id: i32,
     spec: &TokenSpec<'_>,
-) -> Result<(Token, PlainToken), DbError> {
+) -> Result<(Token, PlainToken), ServiceError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((actor_id, powers)) = actor_powers(conn, by)? {
@@ -361,7 +434,7 @@ pub fn issue_own_token(
     conn: &mut DbConnection,
     user_id: i32,
     spec: &TokenSpec<'_>,
-) -> Result<(Token, PlainToken), DbError> {
+) -> Result<(Token, PlainToken), ServiceError> {
     conn.write_transaction(|conn| insert_token(conn, user_id, spec))
 }
 
@@ -390,28 +463,32 @@ impl Default for TokenSpec<'_> {
 /// A new token's name, restrictions and its user's count of live tokens,
 /// within their bounds. The oldest token is never dropped to make room:
 /// which one a script depends on is not ours to guess.
-fn check_token(conn: &mut DbConnection, user_id: i32, spec: &TokenSpec<'_>) -> Result<(), DbError> {
+fn check_token(
+    conn: &mut DbConnection,
+    user_id: i32,
+    spec: &TokenSpec<'_>,
+) -> Result<(), ServiceError> {
     if spec.name.trim().is_empty() || spec.name.chars().count() > MAX_TOKEN_NAME_LEN {
-        return Err(DbError::invalid(
+        return Err(ServiceError::invalid(
             "name",
             format!("A token's name has 1 to {MAX_TOKEN_NAME_LEN} characters."),
         ));
     }
     if spec.name.chars().any(char::is_control) {
-        return Err(DbError::invalid("name", "Control characters are not allowed."));
+        return Err(ServiceError::invalid("name", "Control characters are not allowed."));
     }
     let restrictions = &spec.restrictions;
     if restrictions.scopes.len() > MAX_TOKEN_RESTRICTIONS
         || restrictions.networks.len() > MAX_TOKEN_RESTRICTIONS
     {
-        return Err(DbError::invalid(
+        return Err(ServiceError::invalid(
             "scopes",
             format!("A token has at most {MAX_TOKEN_RESTRICTIONS} scopes and as many networks."),
         ));
     }
     let live = queries::live_token_count(conn, user_id)?;
     if live >= spec.max_live as i64 {
-        return Err(DbError::invalid(
+        return Err(ServiceError::invalid(
             "name",
             format!(
                 "This user has {live} live tokens, the most allowed (MAX_TOKENS_PER_USER = {}): \
@@ -427,14 +504,15 @@ fn insert_token(
     conn: &mut DbConnection,
     user_id: i32,
     spec: &TokenSpec<'_>,
-) -> Result<(Token, PlainToken), DbError> {
+) -> Result<(Token, PlainToken), ServiceError> {
     check_token(conn, user_id, spec)?;
     queries::trim_dead_tokens(conn, user_id)?;
     // A scope names one of our permissions.
     for scope in &spec.restrictions.scopes {
-        queries::permission_by_codename(conn, &scope.codename).map_err(|_| {
-            DbError::invalid("scopes", format!("unknown permission {}", scope.codename))
-        })?;
+        if queries::permission_by_codename(conn, &scope.codename)?.is_none() {
+            let message = format!("unknown permission {}", scope.codename);
+            return Err(ServiceError::invalid("scopes", message));
+        }
     }
     let plain = token::generate();
     let (scopes, networks) = (spec.restrictions.scopes_text(), spec.restrictions.networks_text());
@@ -458,7 +536,7 @@ pub fn revoke_token(
     conn: &mut DbConnection,
     by: &Granted<perms::ChangeToken>,
     token_id: i32,
-) -> Result<Token, DbError> {
+) -> Result<Token, ServiceError> {
     conn.write_transaction(|conn| {
         let (token, owner) = queries::token_by_id(conn, token_id)?.ok_or_else(not_found)?;
         queries::revoke_token_by_id(conn, token_id)?;
@@ -471,6 +549,23 @@ pub fn revoke_token(
     })
 }
 
+/// Revokes the token of this prefix (the command line's way to name one);
+/// answers whether there was one.
+pub fn revoke_token_by_prefix(
+    conn: &mut DbConnection,
+    by: &Granted<perms::ChangeToken>,
+    prefix: &str,
+) -> Result<bool, ServiceError> {
+    records::system_only(by)?;
+    Ok(queries::revoke_token(conn, prefix)?)
+}
+
+/// A token revoking itself (`DELETE /api/auth/token/`): holding it was
+/// the check.
+pub fn revoke_own_token(conn: &mut DbConnection, token_id: i32) -> Result<(), ServiceError> {
+    Ok(queries::revoke_token_by_id(conn, token_id)?)
+}
+
 /// Sets a user's password (already hashed) and ends all its sessions.
 /// Setting someone else's password is acting as them (`guard`).
 pub fn set_password(
@@ -478,7 +573,7 @@ pub fn set_password(
     by: &Granted<perms::ChangeUser>,
     user_id: i32,
     phc: &str,
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((actor_id, powers)) = actor_powers(conn, by)? {
@@ -499,7 +594,7 @@ pub fn change_own_password(
     user_id: i32,
     phc: &str,
     keep_session: Option<&str>,
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     conn.write_transaction(|conn| {
         let user = find_user(conn, user_id)?;
         queries::set_password(conn, user_id, phc)?;
@@ -516,7 +611,7 @@ pub fn set_active(
     by: &Granted<perms::ChangeUser>,
     user_id: i32,
     active: bool,
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
@@ -548,7 +643,7 @@ pub fn update_user(
     user_id: i32,
     update: &UserUpdate,
     changes: &[FieldChange],
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     validate_username(&update.username)?;
     validate_person(&update.email, &update.first_name, &update.last_name)?;
     check_grant_count(update.links.grants.len())?;
@@ -602,7 +697,7 @@ pub fn update_user(
 
 /// Adding someone to a group that holds more than the actor, or whose
 /// request rate is above the actor's, is refused.
-fn check_joining(conn: &mut DbConnection, powers: &Powers, group: i32) -> Result<(), DbError> {
+fn check_joining(conn: &mut DbConnection, powers: &Powers, group: i32) -> Result<(), ServiceError> {
     let held = queries::held(conn, queries::HeldBy::Groups(&[group]))?;
     let group = queries::group_by_id(conn, group)?.ok_or_else(not_found)?;
     let holds = Powers {
@@ -622,7 +717,7 @@ pub fn delete_user(
     conn: &mut DbConnection,
     by: &Granted<perms::DeleteUser>,
     user_id: i32,
-) -> Result<User, DbError> {
+) -> Result<User, ServiceError> {
     conn.write_transaction(|conn| {
         let target = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
@@ -654,7 +749,7 @@ pub fn add_group(
     conn: &mut DbConnection,
     by: &Granted<perms::AddGroup>,
     group: &GroupSpec<'_>,
-) -> Result<i32, DbError> {
+) -> Result<i32, ServiceError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
     check_grant_count(grants.len())?;
@@ -680,7 +775,7 @@ pub fn change_group(
     id: i32,
     group: &GroupSpec<'_>,
     changes: &[FieldChange],
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
     check_grant_count(grants.len())?;
@@ -706,7 +801,7 @@ pub fn delete_group(
     conn: &mut DbConnection,
     by: &Granted<perms::DeleteGroup>,
     id: i32,
-) -> Result<Group, DbError> {
+) -> Result<Group, ServiceError> {
     conn.write_transaction(|conn| {
         let group = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
         // A rated group's members may fall back to a faster rate without
@@ -731,12 +826,12 @@ pub fn delete_group(
     })
 }
 
-pub fn validate_group_name(name: &str) -> Result<(), DbError> {
+pub fn validate_group_name(name: &str) -> Result<(), ServiceError> {
     if name.trim().is_empty()
         || name.chars().count() > MAX_GROUP_NAME_LEN
         || name.chars().any(char::is_control)
     {
-        return Err(DbError::invalid(
+        return Err(ServiceError::invalid(
             "name",
             "This field is required (150 characters or fewer, no control characters).",
         ));
@@ -745,9 +840,10 @@ pub fn validate_group_name(name: &str) -> Result<(), DbError> {
 }
 
 /// A group's rate as typed ("600/min"), read.
-pub fn parse_rate(rate: Option<&str>) -> Result<Option<Rate>, DbError> {
+pub fn parse_rate(rate: Option<&str>) -> Result<Option<Rate>, ServiceError> {
     rate.map(|text| {
-        text.parse::<Rate>().map_err(|why| DbError::invalid("rate_limit", format!("Enter {why}.")))
+        text.parse::<Rate>()
+            .map_err(|why| ServiceError::invalid("rate_limit", format!("Enter {why}.")))
     })
     .transpose()
 }
@@ -760,18 +856,19 @@ pub enum FeedChange {
 }
 
 /// Grants follow their feed: gone with it, or moved to its new name.
-pub fn feed_changed(conn: &mut DbConnection, change: &FeedChange) -> Result<usize, DbError> {
-    conn.write_transaction(|conn| match change {
+pub fn feed_changed(conn: &mut DbConnection, change: &FeedChange) -> Result<usize, ServiceError> {
+    let changed = conn.write_transaction(|conn| match change {
         FeedChange::Deleted(feed) => queries::delete_feed_grants(conn, feed),
         FeedChange::Renamed { old, new } => queries::rename_feed_grants(conn, old, new),
-    })
+    })?;
+    Ok(changed)
 }
 
-fn not_found() -> DbError {
-    DbError::Query(diesel::result::Error::NotFound)
+fn not_found() -> ServiceError {
+    ServiceError::NotFound
 }
 
-fn find_user(conn: &mut DbConnection, user_id: i32) -> Result<User, DbError> {
+fn find_user(conn: &mut DbConnection, user_id: i32) -> Result<User, ServiceError> {
     queries::user_by_id(conn, user_id)?.ok_or_else(not_found)
 }
 
@@ -784,7 +881,7 @@ pub fn powers_of(
     conn: &mut DbConnection,
     user: &User,
     default_rate: Option<Rate>,
-) -> Result<Powers, DbError> {
+) -> Result<Powers, ServiceError> {
     let holdings = queries::holdings(conn, user.id)?;
     let rates: Vec<Rate> = holdings.group_rates.iter().filter_map(|r| r.parse().ok()).collect();
     Ok(Powers {
@@ -801,7 +898,7 @@ fn rate_in_groups(
     superuser: bool,
     groups: &[i32],
     default_rate: Option<Rate>,
-) -> Result<Option<Rate>, DbError> {
+) -> Result<Option<Rate>, ServiceError> {
     let rates: Vec<Rate> =
         queries::group_rates(conn, groups)?.iter().filter_map(|r| r.parse().ok()).collect();
     Ok(effective_rate(superuser, &rates, default_rate))
@@ -813,7 +910,7 @@ fn rate_in_groups(
 fn actor_powers<P: perms::AdminPermission>(
     conn: &mut DbConnection,
     by: &Granted<P>,
-) -> Result<Option<(i32, Powers)>, DbError> {
+) -> Result<Option<(i32, Powers)>, ServiceError> {
     let Actor::User(id) = by.actor() else {
         return Ok(None);
     };
@@ -830,7 +927,7 @@ fn check_gifts(
     powers: &Powers,
     old: (&[i32], &[(i32, String)]),
     new: (&[i32], &[(i32, String)]),
-) -> Result<(), DbError> {
+) -> Result<(), ServiceError> {
     let added_perms: Vec<i32> = new.0.iter().filter(|p| !old.0.contains(p)).copied().collect();
     let added_grants: Vec<&(i32, String)> = new.1.iter().filter(|g| !old.1.contains(g)).collect();
     let ids: Vec<i32> =
@@ -846,7 +943,11 @@ fn check_gifts(
 
 /// Refuses a write that would leave no active superuser: someone must
 /// always be able to administer everything.
-fn keep_a_superuser(conn: &mut DbConnection, user: &User, remains: bool) -> Result<(), DbError> {
+fn keep_a_superuser(
+    conn: &mut DbConnection,
+    user: &User,
+    remains: bool,
+) -> Result<(), ServiceError> {
     if user.is_superuser
         && user.is_active
         && !remains
@@ -863,7 +964,7 @@ fn keep_a_superuser(conn: &mut DbConnection, user: &User, remains: bool) -> Resu
 }
 
 /// A deactivated user's sessions end and its tokens are revoked at once.
-fn end_access(conn: &mut DbConnection, user_id: i32) -> Result<(), DbError> {
+fn end_access(conn: &mut DbConnection, user_id: i32) -> Result<(), ServiceError> {
     queries::sessions_end_for_user(conn, user_id, None)?;
     queries::revoke_tokens_of_user(conn, user_id)?;
     Ok(())

@@ -9,7 +9,7 @@ use crate::auth::password;
 use crate::auth::perms::Granted;
 use crate::auth::users::{self, UserSpec};
 use crate::config::DbArgs;
-use crate::db::{self, DbError, Pool, queries};
+use crate::db::{self, Pool, queries};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -19,9 +19,9 @@ fn open(db_args: &DbArgs) -> Result<Pool> {
     Ok(pool)
 }
 
-fn with_conn<T>(
+fn with_conn<T, E: std::fmt::Display>(
     pool: &Pool,
-    f: impl FnOnce(&mut crate::db::DbConnection) -> std::result::Result<T, DbError>,
+    f: impl FnOnce(&mut crate::db::DbConnection) -> std::result::Result<T, E>,
 ) -> Result<T> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     f(&mut conn).map_err(|e| e.to_string())
@@ -77,7 +77,10 @@ pub(crate) fn run(command: Command) -> Result<()> {
             createtoken(&username, &spec, &db)
         }
         Command::Revoketoken { prefix, db } => {
-            if with_conn(&open(&db)?, |conn| queries::revoke_token(conn, &prefix))? {
+            let granted = Granted::system();
+            if with_conn(&open(&db)?, |conn| {
+                users::revoke_token_by_prefix(conn, &granted, &prefix)
+            })? {
                 println!("Token {prefix} revoked.");
                 Ok(())
             } else {

@@ -144,8 +144,22 @@ struct ServeDefaults {
     settings: Settings,
 }
 
+/// Logs to standard error, one line an event, filtered by `RUST_LOG`
+/// (`info` when unset; a directive that does not parse is left out).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {
         Command::Serve(Box::new(ServeDefaults::parse_from(["lbasedb-proxy"]).settings))
@@ -171,7 +185,7 @@ pub fn main() -> ExitCode {
             }
             Command::Lbasedb(settings) => {
                 let server = crate::lbasedb::EmbeddedServer::start(&settings, true).await?;
-                log::info!("Lbasedb-compatible server listening on http://{}", server.addr());
+                tracing::info!("Lbasedb-compatible server listening on http://{}", server.addr());
                 server.run_until_stopped().await
             }
             _ => unreachable!("management commands run above"),
@@ -198,9 +212,9 @@ pub fn main() -> ExitCode {
 fn raise_open_file_limit() {
     let (now, before) = crate::lbasedb::files::raise_open_file_limit();
     if now != before {
-        log::info!("open-file limit raised from {before} to {now}");
+        tracing::info!("open-file limit raised from {before} to {now}");
     } else {
-        log::info!("open-file limit: {now}");
+        tracing::info!("open-file limit: {now}");
     }
 }
 
@@ -213,6 +227,6 @@ fn private_files(supervised: bool) {
     let follow =
         || rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     if supervised && let Err(err) = follow() {
-        log::warn!("cannot follow the parent process: {err}");
+        tracing::warn!("cannot follow the parent process: {err}");
     }
 }

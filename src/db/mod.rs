@@ -33,36 +33,12 @@ pub enum DbError {
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("blocking task failed: {0}")]
     Blocking(#[from] actix_web::error::BlockingError),
-    /// Input the data refuses (a taken name, an unknown group): a form
-    /// shows it beside its field.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
     /// The database cannot be opened as configured.
     #[error("{0}")]
     Config(String),
-    /// A write the privilege rules of the layer above refuse, with the
-    /// reason shown to the one who tried.
-    #[error("{0}")]
-    Denied(String),
-}
-
-/// What is wrong with one field of the input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Invalid {
-    pub field: &'static str,
-    pub message: String,
 }
 
 impl DbError {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid(Invalid { field, message: message.into() })
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Query(diesel::result::Error::NotFound))
-    }
-
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,
@@ -227,18 +203,22 @@ fn migrate_on(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
 }
 
 /// Runs `f` with a pooled connection on the blocking thread pool, so that
-/// neither the pool's wait nor SQLite's I/O stalls an async worker.
-pub async fn run<F, T>(pool: &Pool, f: F) -> Result<T, DbError>
+/// neither the pool's wait nor SQLite's I/O stalls an async worker. `f`
+/// answers the error of its layer: a query's `DbError`, or the service's
+/// `ServiceError` (which a `DbError` becomes).
+pub async fn run<F, T, E>(pool: &Pool, f: F) -> Result<T, E>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
+    E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
     web::block(move || {
-        let mut conn = pool.get()?;
+        let mut conn = pool.get().map_err(DbError::from)?;
         f(&mut conn)
     })
-    .await?
+    .await
+    .map_err(DbError::from)?
 }
 
 #[cfg(test)]

@@ -247,4 +247,6 @@ pub struct Access {
     /// How many requests the row stands for (refusals before anyone was
     /// authenticated are counted together, see `audit`).
     pub requests: i64,
+    /// `X-Request-Id` (`requestid`); none for a row of several requests.
+    pub request_id: Option<String>,
 }

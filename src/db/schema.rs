@@ -16,6 +16,7 @@ diesel::table! {
         bytes_out -> BigInt,
         duration_ms -> Double,
         requests -> BigInt,
+        request_id -> Nullable<Text>,
     }
 }
 

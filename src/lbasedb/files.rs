@@ -26,7 +26,7 @@ pub fn raise_open_file_limit() -> (u64, u64) {
     if limit.current != limit.maximum {
         let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
         if let Err(err) = setrlimit(Resource::Nofile, raised) {
-            log::warn!("could not raise the open-file limit from {before}: {err}");
+            tracing::warn!("could not raise the open-file limit from {before}: {err}");
             return (before, before);
         }
     }

@@ -144,7 +144,7 @@ async fn supervise(
         // here first, says why it could not start.
         let budget = FileBudget::new(files::open_file_limit(), connections);
         if let Err(why) = files::preflight(&child.settings.data, &budget) {
-            log::error!("{why}");
+            tracing::error!("{why}");
             fail(&status, TOO_MANY_FILES, &stop).await;
             return;
         }
@@ -159,7 +159,7 @@ async fn supervise(
                             fail(&status, TOO_MANY_FILES, &stop).await;
                             return;
                         }
-                        log::error!(
+                        tracing::error!(
                             "the embedded Lbasedb exited ({}); restarting it in {backoff:?}",
                             exited.map_or_else(|e| e.to_string(), |s| s.to_string())
                         );
@@ -172,7 +172,7 @@ async fn supervise(
                 }
             }
             Err(err) => {
-                log::error!("cannot start the embedded Lbasedb: {err}; retrying in {backoff:?}")
+                tracing::error!("cannot start the embedded Lbasedb: {err}; retrying in {backoff:?}")
             }
         }
         status.set(State::Restarting);
@@ -200,7 +200,7 @@ const TOO_MANY_FILES: &str = "The embedded Lbasedb cannot start: its data folder
 /// A failure that restarting cannot mend: said once, then nothing more is
 /// tried until `serve` stops.
 async fn fail(status: &Status, why: &str, stop: &Notify) {
-    log::error!("{why}. The proxy answers 503 until lbasedb-proxy is restarted.");
+    tracing::error!("{why}. The proxy answers 503 until lbasedb-proxy is restarted.");
     status.set(State::Failed(why.to_owned()));
     stop.notified().await;
     status.set(State::Stopped);
@@ -261,7 +261,7 @@ async fn terminate(mut process: tokio::process::Child, timeout: Duration) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
     if tokio::time::timeout(timeout, process.wait()).await.is_err() {
-        log::warn!("the embedded Lbasedb did not stop within {timeout:?}; killing it");
+        tracing::warn!("the embedded Lbasedb did not stop within {timeout:?}; killing it");
         let _ = process.kill().await;
     }
 }

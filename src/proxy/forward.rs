@@ -1,6 +1,7 @@
 //! The streaming path to the upstream: one awc client per worker, bodies
 //! piped both ways without buffering, and failures turned into 413/502/504.
 
+use crate::requestid::X_REQUEST_ID;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -186,7 +187,7 @@ impl Sending {
             response = response => response,
             () = head_deadline => {
                 state.metrics.upstream_error(UpstreamError::Timeout);
-                log::warn!("upstream gave no response head within {response_timeout:?}");
+                tracing::warn!("upstream gave no response head within {response_timeout:?}");
                 return Err(ApiError::UpstreamTimeout);
             }
         };
@@ -218,14 +219,14 @@ impl Sending {
                 answered = &mut response => answered,
                 () = head_deadline => {
                     state.metrics.upstream_error(UpstreamError::Timeout);
-                    log::warn!("upstream gave no response head within {response_timeout:?}; \
+                    tracing::warn!("upstream gave no response head within {response_timeout:?}; \
                                 the write to feed {feed} keeps its lock until it answers");
                     let _ = tx.send(Err(ApiError::UpstreamTimeout));
                     match tokio::time::timeout(state.write_doubt_timeout, response).await {
-                        Ok(_) => log::info!("the late write to feed {feed} ended; its lock is free"),
+                        Ok(_) => tracing::info!("the late write to feed {feed} ended; its lock is free"),
                         Err(_) => {
                             state.metrics.write_in_doubt();
-                            log::error!(
+                            tracing::error!(
                                 "write in doubt: feed {feed}: the upstream neither answered nor \
                                  closed within WRITE_DOUBT_TIMEOUT ({:?}) after the response \
                                  timeout; its lock is released, check the feed",
@@ -290,6 +291,8 @@ fn copy_headers(req: &HttpRequest, headers: &mut HeaderMap) {
     if let Some(host) = req.headers().get(header::HOST) {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
+    // The upstream (or a server in between) can log it beside its own.
+    headers.insert(X_REQUEST_ID, crate::requestid::of(req).header().clone());
 }
 
 /// Streams the upstream's answer back: status, the headers the policy
@@ -343,17 +346,17 @@ fn upstream_error(err: SendRequestError, metrics: &Metrics) -> ApiError {
         // (its worker panicked, or it was killed).
         SendRequestError::Connect(ConnectError::Disconnected) => {
             metrics.upstream_error(UpstreamError::Closed);
-            log::warn!("upstream closed the connection without a response");
+            tracing::warn!("upstream closed the connection without a response");
             ApiError::UpstreamBroken
         }
         SendRequestError::Connect(ConnectError::Timeout) => {
             metrics.upstream_error(UpstreamError::Timeout);
-            log::warn!("upstream did not accept the connection in time");
+            tracing::warn!("upstream did not accept the connection in time");
             ApiError::UpstreamUnreachable
         }
         SendRequestError::Connect(err) => {
             metrics.upstream_error(UpstreamError::Connect);
-            log::warn!("upstream unreachable: {err}");
+            tracing::warn!("upstream unreachable: {err}");
             ApiError::UpstreamUnreachable
         }
         SendRequestError::Timeout => {
@@ -361,12 +364,12 @@ fn upstream_error(err: SendRequestError, metrics: &Metrics) -> ApiError {
             ApiError::UpstreamTimeout
         }
         SendRequestError::Body(err) => {
-            log::info!("request body from the client failed: {err}");
+            tracing::info!("request body from the client failed: {err}");
             ApiError::BadRequest("The request body ended early.".into())
         }
         err => {
             metrics.upstream_error(UpstreamError::Closed);
-            log::warn!("upstream failed: {err}");
+            tracing::warn!("upstream failed: {err}");
             ApiError::UpstreamBroken
         }
     }

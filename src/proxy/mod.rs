@@ -142,6 +142,7 @@ pub async fn proxy(
         bytes_out: 0,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         requests: 1,
+        request_id: Some(crate::requestid::of(&req).as_str().to_owned()),
     };
     match answer {
         // Recorded when its body is done, with the bytes it sent; what the
@@ -276,7 +277,7 @@ async fn handle(
 /// requests together hold the budget, 429 when its user holds its half.
 async fn take_share(state: &ProxyState, user_id: i32, cost: u64) -> Result<Share, ApiError> {
     state.budget.take(Some(user_id), cost).await.map_err(|refused| {
-        log::warn!("a request refused: {refused}");
+        tracing::warn!("a request refused: {refused}");
         match refused {
             budget::Refused::Exhausted => ApiError::Busy(Duration::from_secs(1)),
             budget::Refused::UserShare => ApiError::ReadsInFlight,
@@ -431,7 +432,7 @@ async fn write_lock(state: &ProxyState, feed: &str) -> Result<crate::lock::Write
     let acquired = state.write_locks.acquire(feed).await;
     state.metrics.write_lock_waited(waiting);
     acquired.map_err(|err| {
-        log::warn!("write to a feed refused: {err}");
+        tracing::warn!("write to a feed refused: {err}");
         let wait = match err {
             LockError::QueueFull | LockError::Unavailable => Duration::from_secs(1),
             LockError::Timeout => state.write_lock_timeout.min(Duration::from_secs(60)),
@@ -462,7 +463,7 @@ async fn read_small_body(payload: web::Payload) -> Result<bytes::Bytes, ApiError
     match payload.to_bytes_limited(limits::SMALL_BODY_LIMIT).await {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(err)) => {
-            log::info!("request body from the client failed: {err}");
+            tracing::info!("request body from the client failed: {err}");
             Err(ApiError::BadRequest("The request body ended early.".into()))
         }
         Err(_) => Err(ApiError::PayloadTooLarge { limit: limits::SMALL_BODY_LIMIT as u64 }),
@@ -483,7 +484,7 @@ async fn feed_changed(req: &HttpRequest, auth: &AuthState, facts: limits::BodyFa
         _ => return,
     };
     if let Err(err) = auth.write(move |conn| users::feed_changed(conn, &change)).await {
-        log::error!("feed grants not updated after a feed was deleted or renamed: {err}");
+        tracing::error!("feed grants not updated after a feed was deleted or renamed: {err}");
     }
 }
 
@@ -506,14 +507,14 @@ async fn visible_feeds(
     const LIST_LIMIT: usize = 16 << 20;
     let status = response.status();
     let body = response.body().limit(LIST_LIMIT).await.map_err(|err| {
-        log::warn!("reading the upstream's feed list: {err}");
+        tracing::warn!("reading the upstream's feed list: {err}");
         ApiError::UpstreamBroken
     })?;
     if !status.is_success() {
         return Ok(HttpResponse::build(status).content_type("application/json").body(body));
     }
     let feeds: Vec<Value> = serde_json::from_slice(&body).map_err(|err| {
-        log::warn!("the upstream's feed list is not a JSON list: {err}");
+        tracing::warn!("the upstream's feed list is not a JSON list: {err}");
         ApiError::UpstreamBroken
     })?;
     let visible: Vec<Value> = feeds

@@ -63,11 +63,11 @@ impl Upstream {
         let mut response = match self.client.get(url).timeout(timeout).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
-                log::debug!("upstream answered {} to {path_and_query}", response.status());
+                tracing::debug!("upstream answered {} to {path_and_query}", response.status());
                 return None;
             }
             Err(err) => {
-                log::warn!("upstream not answering {path_and_query}: {err}");
+                tracing::warn!("upstream not answering {path_and_query}: {err}");
                 return None;
             }
         };

@@ -669,6 +669,24 @@ impl Drop for Serve {
 }
 
 #[tokio::test]
+async fn the_access_log_line_carries_the_request_id_answered() {
+    let serve = Serve::start(&[]).await;
+    let answer = client().get(format!("{}/api/proxy/version", serve.base)).send().await.unwrap();
+    assert_eq!(answer.status(), 401);
+    let id = answer.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        if log.contains("/api/proxy/version") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = log.lines().find(|l| l.contains("\"GET /api/proxy/version\" 401")).unwrap_or("");
+    assert!(line.ends_with(&format!(" {id}")), "{id} not on the line:\n{log}");
+}
+
+#[tokio::test]
 async fn a_flood_without_credentials_costs_a_few_rows_and_lines_a_second() {
     use diesel::prelude::*;
     let serve = Serve::start(&[]).await;
@@ -1036,6 +1054,7 @@ async fn every_string_a_user_stores_is_bounded_in_the_admin_the_api_and_the_cli(
     assert!(!cli.status.success());
     // A group's grants are bounded in number.
     let view_data = queries::permission_by_codename(&mut app.conn(), "lbasedb.view_data")
+        .unwrap()
         .unwrap()
         .id
         .to_string();

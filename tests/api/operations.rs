@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::helpers::{
     Fault, Sent, TestApp, admin, broken_upstream, client_with_token, create_group, create_user,
-    down_upstream, issue_token, spawn_app, spawn_app_on, spawn_app_with, spec,
+    down_upstream, issue_token, recorded, recording_upstream, spawn_app, spawn_app_on,
+    spawn_app_with, spec,
 };
 
 /// The value of one series in `/metrics` (0 when absent).
@@ -275,6 +276,57 @@ async fn audited(app: &TestApp, count: usize) -> Vec<lbasedb_proxy::db::models::
 }
 
 #[tokio::test]
+async fn a_request_is_followed_by_its_id_from_the_answer_to_the_upstream_and_the_audit() {
+    let upstream = recording_upstream().await;
+    let app = spawn_app_on(&upstream.url, |_| {}).await;
+    let id_of = |response: &reqwest::Response| {
+        response.headers()["x-request-id"].to_str().unwrap().to_owned()
+    };
+    // From a client no proxy vouches for, a chosen id is not taken.
+    let first = app
+        .client
+        .get(app.proxy("version"))
+        .header("x-request-id", "chosen-by-client")
+        .sent()
+        .await;
+    assert_eq!(first.status(), 200);
+    let first_id = id_of(&first);
+    assert_ne!(first_id, "chosen-by-client");
+    let second = app.client.get(app.proxy("version")).sent().await;
+    let second_id = id_of(&second);
+    assert_ne!(first_id, second_id, "each request has its own");
+    let heads = recorded(&upstream).await;
+    assert!(heads[0].to_lowercase().contains(&format!("x-request-id: {first_id}")), "{heads:?}");
+    assert!(!heads[0].contains("chosen-by-client"), "{}", heads[0]);
+    let rows = audited(&app, 2).await;
+    let ids: Vec<Option<&str>> = rows.iter().map(|r| r.request_id.as_deref()).collect();
+    assert_eq!(ids, [Some(first_id.as_str()), Some(second_id.as_str())]);
+    // The admin's access log finds a request by its id.
+    let browser = admin(&app).await;
+    let (_, page) = browser.get(&format!("/admin/lbasedb/access/?q={second_id}")).await;
+    assert!(page.contains(&second_id) && !page.contains(&first_id), "{page}");
+
+    // Behind a trusted proxy, its id is kept, if it is a plain short one.
+    let upstream = recording_upstream().await;
+    let app = spawn_app_on(&upstream.url, |s| {
+        s.trusted_proxies = vec![lbasedb_proxy::net::parse_net("127.0.0.1").unwrap()];
+    })
+    .await;
+    let kept =
+        app.client.get(app.proxy("version")).header("x-request-id", "lb-7f3a:42").sent().await;
+    assert_eq!(id_of(&kept), "lb-7f3a:42");
+    for bad in ["two words", "<script>", &"x".repeat(129)] {
+        let made = app.client.get(app.proxy("version")).header("x-request-id", bad).sent().await;
+        assert_eq!(made.status(), 200);
+        assert_ne!(id_of(&made), bad, "{bad:?} is not an id we keep");
+    }
+    let heads = recorded(&upstream).await;
+    assert!(heads[0].to_lowercase().contains("x-request-id: lb-7f3a:42"), "{heads:?}");
+    let rows = audited(&app, 4).await;
+    assert_eq!(rows[0].request_id.as_deref(), Some("lb-7f3a:42"));
+}
+
+#[tokio::test]
 async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
     let app = spawn_app().await;
     app.create_feed("xy", &[("x", "Int64")]).await;
@@ -423,7 +475,7 @@ async fn with_audit_log_json_each_request_is_one_json_line_in_the_log() {
         let text = std::fs::read_to_string(&log).unwrap();
         line = text
             .lines()
-            .find_map(|l| l.split_once("lbasedb_proxy::audit] ").map(|(_, json)| json.to_owned()));
+            .find_map(|l| l.split_once("lbasedb_proxy::audit: ").map(|(_, json)| json.to_owned()));
         if line.is_some() {
             break;
         }

@@ -116,7 +116,7 @@ async fn an_upstream_answer_typed_as_html_or_untyped_is_served_as_bytes() {
 
 fn perm_id(pool: &Pool, codename: &str) -> String {
     let mut conn = pool.get().unwrap();
-    queries::permission_by_codename(&mut conn, codename).unwrap().id.to_string()
+    queries::permission_by_codename(&mut conn, codename).unwrap().unwrap().id.to_string()
 }
 
 fn user_id(pool: &Pool, username: &str) -> i32 {
@@ -813,7 +813,7 @@ async fn the_feed_page_shows_only_what_the_api_would() {
     let mut conn = app.conn();
     let id = user_id(&app.pool, "jo");
     for codename in ["lbasedb.view_col", "lbasedb.view_data", "auth.view_group"] {
-        let perm = queries::permission_by_codename(&mut conn, codename).unwrap().id;
+        let perm = queries::permission_by_codename(&mut conn, codename).unwrap().unwrap().id;
         queries::add_permission(&mut conn, queries::Holder::User(id), perm).unwrap();
     }
     drop(conn);

@@ -54,7 +54,7 @@ pub fn object_history(
         .load(conn)?)
 }
 
-/// The access log's search (user or feed), filters, and page.
+/// The access log's search (user, feed or request id), filters, and page.
 #[derive(Debug, Default, Clone)]
 pub struct AccessQuery {
     pub search: String,
@@ -80,7 +80,9 @@ fn access_filter(q: &AccessQuery) -> AccessFilter<'_> {
             lower(access_log::username)
                 .like(like.clone())
                 .escape('\\')
-                .or(lower(access_log::feed).like(like).escape('\\')),
+                .or(lower(access_log::feed).like(like).escape('\\'))
+                // A request's id, as its answer and the log line show it.
+                .or(access_log::request_id.eq(&q.search)),
         );
     }
     if let Some(username) = &q.username {

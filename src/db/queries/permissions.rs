@@ -3,21 +3,16 @@
 use super::*;
 use crate::auth::grant::Grant;
 
-/// A permission by its full codename (`lbasedb.view_data`).
-pub fn permission_by_codename(conn: &mut Conn, full: &str) -> Result<Permission, DbError> {
-    let unknown = || {
-        DbError::invalid(
-            "permissions",
-            format!("unknown permission {full:?} (expected e.g. lbasedb.view_data)"),
-        )
+/// A permission by its full codename (`lbasedb.view_data`), if there is one.
+pub fn permission_by_codename(conn: &mut Conn, full: &str) -> Result<Option<Permission>, DbError> {
+    let Some((app_label, codename)) = full.split_once('.') else {
+        return Ok(None);
     };
-    let (app_label, codename) = full.split_once('.').ok_or_else(unknown)?;
-    Permission::query()
+    Ok(Permission::query()
         .filter(auth_permission::app_label.eq(app_label))
         .filter(auth_permission::codename.eq(codename))
         .first(conn)
-        .optional()?
-        .ok_or_else(unknown)
+        .optional()?)
 }
 
 pub fn all_permissions(conn: &mut Conn) -> Result<Vec<Permission>, DbError> {
