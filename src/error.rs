@@ -67,6 +67,33 @@ impl ApiError {
     }
 }
 
+/// A JSON body the API cannot read (`/api/auth/`), in the API's own shape:
+/// 413 past its limit, else 400 saying why (an unknown field, a type).
+pub fn json_body_error(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge { limit: limit as u64 }.into()
+        }
+        err => ApiError::BadRequest(format!("{err}.")).into(),
+    }
+}
+
+/// A form body the API cannot read, as `json_body_error`.
+pub fn form_body_error(
+    err: actix_web::error::UrlencodedError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::UrlencodedError as E;
+    match err {
+        E::Overflow { limit, .. } => ApiError::PayloadTooLarge { limit: limit as u64 }.into(),
+        err => ApiError::BadRequest(format!("{err}.")).into(),
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
         Self::internal(err)

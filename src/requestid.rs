@@ -76,6 +76,17 @@ pub fn of(req: &actix_web::HttpRequest) -> RequestId {
     req.extensions().get::<RequestId>().cloned().unwrap_or_else(RequestId::make)
 }
 
+/// The one `X-Request-Id` a request carries, if it is one we keep. Two are
+/// ambiguous (a proxy that appended its own after the client's), so
+/// neither is taken.
+fn one_given(headers: &actix_web::http::header::HeaderMap) -> Option<RequestId> {
+    let mut all = headers.get_all(&X_REQUEST_ID);
+    match (all.next(), all.next()) {
+        (Some(value), None) => RequestId::given(value),
+        _ => None,
+    }
+}
+
 /// The middleware: gives the request its id (a trusted proxy's, or a new
 /// one) and answers it in the response's `X-Request-Id`.
 pub async fn assign(
@@ -85,10 +96,7 @@ pub async fn assign(
     let trusted = req
         .app_data::<web::Data<TrustedProxies>>()
         .is_some_and(|trusted| req.peer_addr().is_some_and(|peer| trusted.contains(peer.ip())));
-    let id = trusted
-        .then(|| req.headers().get(&X_REQUEST_ID).and_then(RequestId::given))
-        .flatten()
-        .unwrap_or_else(RequestId::make);
+    let id = trusted.then(|| one_given(req.headers())).flatten().unwrap_or_else(RequestId::make);
     let header = id.header().clone();
     req.extensions_mut().insert(id);
     let mut res = next.call(req).await?;

@@ -21,7 +21,7 @@ use crate::auth::users::{self, ServiceError, UserSpec};
 use crate::auth::{AuthState, api, password};
 use crate::config::{LbasedbSettings, Settings};
 use crate::db::{self, Pool, queries};
-use crate::error::ApiError;
+use crate::error::{self, ApiError};
 use crate::health;
 use crate::lbasedb::supervisor::{self, Supervised};
 use crate::lock::{InProcessLocks, PostgresLocks, WriteLocks};
@@ -311,6 +311,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/proxy/{endpoint}", web::route().to(proxy::proxy))
                 .service(
                     web::scope("/auth")
+                        // Bodies it cannot read answer as the API does.
+                        .app_data(web::JsonConfig::default().error_handler(error::json_body_error))
+                        .app_data(web::FormConfig::default().error_handler(error::form_body_error))
                         .service(
                             web::resource("/token/")
                                 .route(web::post().to(api::obtain_token))

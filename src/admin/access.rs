@@ -59,7 +59,10 @@ impl AccessParams {
                 .filter(|c| (1..=5).contains(c)),
             from: day(&self.from),
             // "Until" a day includes that day.
-            until: day(&self.until).map(|d| d + chrono::Duration::days(1)),
+            // (The last day chrono knows has no day after it: until then.)
+            until: day(&self.until).map(|d| {
+                d.checked_add_signed(chrono::Duration::days(1)).unwrap_or(NaiveDateTime::MAX)
+            }),
             page: self.p.unwrap_or(0).max(0),
             per_page,
         }

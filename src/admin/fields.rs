@@ -1,6 +1,7 @@
 //! The permission chooser and the feed-grant rows, as the user and the
 //! group form both show them (`includes/feed_grants.html`).
 
+use crate::auth::grant::Grant;
 use crate::db::models::Permission;
 use crate::lbasedb::perms::APP_LABEL;
 
@@ -36,10 +37,12 @@ pub struct PermFields {
 }
 
 impl PermFields {
-    pub fn new(all: &[Permission], chosen: &[i32], grants: &[(i32, String)]) -> Self {
+    pub fn new(all: &[Permission], chosen: &[i32], grants: &[Grant]) -> Self {
+        let id_of =
+            |codename: &str| all.iter().find(|p| p.full_codename() == codename).map_or(0, |p| p.id);
         let mut rows: Vec<GrantRow> = grants
             .iter()
-            .map(|(perm, feed)| GrantRow { perm: *perm, feed: feed.clone() })
+            .map(|grant| GrantRow { perm: id_of(&grant.codename), feed: grant.feed.clone() })
             .collect();
         rows.extend((0..SPARE_ROWS).map(|_| GrantRow { perm: 0, feed: String::new() }));
         PermFields {

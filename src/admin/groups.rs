@@ -11,6 +11,7 @@ use super::{
     Staff, after_save, choices, grant_rows, history_page, ok, redirect,
 };
 use crate::auth::AuthState;
+use crate::auth::grant::Grant;
 use crate::auth::perms::{self, Model};
 use crate::auth::users::{self, FieldChange, ServiceError};
 use crate::db::models::{Group, Permission};
@@ -65,7 +66,7 @@ struct ChangePage<'a> {
 struct Values {
     name: String,
     perms: Vec<i32>,
-    grants: Vec<(i32, String)>,
+    grants: Vec<Grant>,
     /// Its members' rate limit, as typed ("" for none).
     rate_limit: String,
 }
@@ -199,8 +200,7 @@ fn describe(all: &[Permission], values: &Values) -> (String, String) {
     };
     let mut perms: Vec<String> = values.perms.iter().map(|id| code(*id)).collect();
     perms.sort();
-    let mut grants: Vec<String> =
-        values.grants.iter().map(|(id, feed)| format!("{}={feed}", code(*id))).collect();
+    let mut grants: Vec<String> = values.grants.iter().map(|grant| grant.to_string()).collect();
     grants.sort();
     (perms.join(", "), grants.join(", "))
 }

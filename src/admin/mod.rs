@@ -315,26 +315,27 @@ pub fn choices(
     chosen
 }
 
-/// Feed grant rows (`grant_perm`, `grant_feed`, as sent): empty rows are
-/// dropped, others need an lbasedb permission and a valid feed name.
+/// Feed grant rows (`grant_perm`, a permission's id, and `grant_feed`, as
+/// sent) as grants: empty rows are dropped, others need an lbasedb
+/// permission and a valid feed name.
 pub fn grant_rows(
     grant_perm: &[String],
     grant_feed: &[String],
     perms: &[crate::db::models::Permission],
     errors: &mut Errors,
-) -> Vec<(i32, String)> {
+) -> Vec<crate::auth::grant::Grant> {
     let mut grants = Vec::new();
     for (perm, feed) in grant_perm.iter().zip(grant_feed) {
         let feed = feed.trim();
         if perm.is_empty() && feed.is_empty() {
             continue;
         }
-        let perm_id = perm.parse::<i32>().ok().filter(|id| {
-            perms.iter().any(|p| p.id == *id && p.app_label == crate::lbasedb::perms::APP_LABEL)
+        let chosen = perm.parse::<i32>().ok().and_then(|id| {
+            perms.iter().find(|p| p.id == id && p.app_label == crate::lbasedb::perms::APP_LABEL)
         });
-        match perm_id {
-            Some(id) if crate::lbasedb::names::is_valid_name(feed) => {
-                grants.push((id, feed.to_owned()))
+        match chosen {
+            Some(perm) if crate::lbasedb::names::is_valid_name(feed) => {
+                grants.push(crate::auth::grant::Grant::new(perm.full_codename(), feed))
             }
             Some(_) => errors
                 .entry("feed_grants")

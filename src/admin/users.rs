@@ -377,8 +377,7 @@ fn snapshot(
         names.sort();
         names.join(", ")
     };
-    let grants =
-        links.grants.iter().filter_map(|(p, f)| perm_name(p).map(|p| format!("{p}={f}"))).collect();
+    let grants = links.grants.iter().map(|grant| grant.to_string()).collect();
     vec![
         ("username", user.username.clone()),
         ("email", user.email.clone()),

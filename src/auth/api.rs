@@ -13,7 +13,11 @@ use super::{AuthState, csrf, login, users};
 use crate::db::{self, queries};
 use crate::error::ApiError;
 
+/// A login's or a new token's body. A field it does not know is refused,
+/// not ignored: a misspelled restriction (`"scope"`, `"networks"`) would
+/// otherwise make a token of all its user's powers, from anywhere.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Credentials {
     username: String,
     password: String,
@@ -26,6 +30,10 @@ pub struct Credentials {
     /// string in a form).
     #[serde(default)]
     scopes: OneOrMany,
+    /// For `/api/auth/token/`: the networks it may be used from
+    /// (`["10.0.0.0/8"]`, or one comma-separated string in a form).
+    #[serde(default)]
+    allowed_networks: OneOrMany,
 }
 
 /// A list in JSON, or a single (comma-separated) string in a form.
@@ -60,8 +68,9 @@ pub async fn obtain_token(
     let body = body.into_inner();
     let expires_at = super::token::expiry_from_text(body.expires_in.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("expires_in: {e}.")))?;
-    let restrictions = super::scopes::Restrictions::parse(&body.scopes.items(), &[])
-        .map_err(|e| ApiError::BadRequest(format!("scopes: {e}.")))?;
+    let restrictions =
+        super::scopes::Restrictions::parse(&body.scopes.items(), &body.allowed_networks.items())
+            .map_err(|e| ApiError::BadRequest(format!("scopes: {e}.")))?;
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
     let max_live = state.max_tokens_per_user;

@@ -226,8 +226,9 @@ pub fn why_no_login(encoded: &str) -> Option<String> {
     super::password::assess(encoded).err().map(|why| format!("{why}; set a new password"))
 }
 
-/// DRF tokens, by the digest of their key; the prefix `drf_` and the key's
-/// first 8 characters name them in the admin.
+/// DRF tokens, by the digest of their key (one whose digest is here is
+/// known already); the prefix `drf_` and the key's first 8 characters name
+/// them in the admin, with `-2`, `-3`… after it when two keys begin alike.
 fn import_tokens(
     conn: &mut DbConnection,
     source: &DjangoAuth,
@@ -238,8 +239,12 @@ fn import_tokens(
         let Some(user_id) = users.get(&drf.user_id) else {
             continue;
         };
-        let prefix = format!("drf_{}", drf.key.chars().take(8).collect::<String>());
         let digest = token::digest(&drf.key);
+        if queries::token_with_user(conn, &digest)?.is_some() {
+            report.tokens_known += 1;
+            continue;
+        }
+        let prefix = free_prefix(conn, &format!("drf_{}", &drf.key[..drf.key.len().min(8)]))?;
         let added = users::put_token(
             conn,
             &Granted::system(),
@@ -257,9 +262,20 @@ fn import_tokens(
             },
         )?;
         report.tokens_added += added;
-        report.tokens_known += 1 - added.min(1);
     }
     Ok(())
+}
+
+/// `base`, or the first of `base-2`, `base-3`… that no token has.
+fn free_prefix(conn: &mut DbConnection, base: &str) -> Result<String, ServiceError> {
+    // A thousand keys of one user base beginning alike is no DRF database.
+    for n in 1..=1000 {
+        let prefix = if n == 1 { base.to_owned() } else { format!("{base}-{n}") };
+        if !queries::token_prefix_taken(conn, &prefix)? {
+            return Ok(prefix);
+        }
+    }
+    Err(ServiceError::invalid("key", format!("too many DRF keys begin as {base}")))
 }
 
 impl fmt::Display for ImportReport {

@@ -179,6 +179,18 @@ pub fn check_grant_count(count: usize) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Grants name permissions that exist (`check_grants` checked their form).
+fn known_grants(conn: &mut DbConnection, grants: &[Grant]) -> Result<(), ServiceError> {
+    let mut known: Vec<&str> = Vec::new();
+    for grant in grants {
+        if !known.contains(&grant.codename.as_str()) {
+            permission(conn, &grant.codename)?;
+            known.push(&grant.codename);
+        }
+    }
+    Ok(())
+}
+
 /// Grants as a holder may have them: each of an lbasedb permission on a
 /// valid feed name, at most `MAX_GRANTS`.
 pub fn check_grants(grants: &[Grant]) -> Result<(), ServiceError> {
@@ -354,9 +366,9 @@ pub fn create_user(
             let perm = permission(conn, codename)?;
             queries::add_permission(conn, Holder::User(user.id), perm.id)?;
         }
+        known_grants(conn, &spec.grants)?;
         for grant in &spec.grants {
-            let perm = permission(conn, &grant.codename)?;
-            queries::add_feed_grant(conn, Holder::User(user.id), perm.id, &grant.feed)?;
+            queries::add_grant(conn, Holder::User(user.id), grant)?;
         }
         record(conn, by.actor(), user_object(&user), "add", &[])?;
         Ok(user)
@@ -376,18 +388,11 @@ pub fn create_group(
     perms: &[String],
     grants: &[Grant],
 ) -> Result<Group, ServiceError> {
-    let ids = conn.write_transaction(|conn| {
-        let perms = perms
-            .iter()
-            .map(|c| Ok(permission(conn, c)?.id))
-            .collect::<Result<Vec<i32>, ServiceError>>()?;
-        let grants = grants
-            .iter()
-            .map(|g| Ok((permission(conn, &g.codename)?.id, g.feed.clone())))
-            .collect::<Result<Vec<(i32, String)>, ServiceError>>()?;
-        Ok::<_, ServiceError>((perms, grants))
-    })?;
-    let spec = GroupSpec { name, perms: &ids.0, grants: &ids.1, rate_limit: None };
+    let ids = perms
+        .iter()
+        .map(|c| Ok(permission(conn, c)?.id))
+        .collect::<Result<Vec<i32>, ServiceError>>()?;
+    let spec = GroupSpec { name, perms: &ids, grants, rate_limit: None };
     let id = add_group(conn, by, &spec)?;
     queries::group_by_id(conn, id)?.ok_or_else(not_found)
 }
@@ -646,8 +651,9 @@ pub fn update_user(
 ) -> Result<(), ServiceError> {
     validate_username(&update.username)?;
     validate_person(&update.email, &update.first_name, &update.last_name)?;
-    check_grant_count(update.links.grants.len())?;
+    check_grants(&update.links.grants)?;
     conn.write_transaction(|conn| {
+        known_grants(conn, &update.links.grants)?;
         let before = find_user(conn, user_id)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
             guard::may_change_user(&powers, before.is_superuser, update.is_superuser)?;
@@ -732,13 +738,13 @@ pub fn delete_user(
     })
 }
 
-/// A group as the admin's form gives it: permission ids, (permission id,
-/// feed) grants, and its members' rate limit ("600/min"), if any.
+/// A group as the admin's form gives it: permission ids, grants, and its
+/// members' rate limit ("600/min"), if any.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupSpec<'a> {
     pub name: &'a str,
     pub perms: &'a [i32],
-    pub grants: &'a [(i32, String)],
+    pub grants: &'a [Grant],
     pub rate_limit: Option<&'a str>,
 }
 
@@ -752,9 +758,10 @@ pub fn add_group(
 ) -> Result<i32, ServiceError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
-    check_grant_count(grants.len())?;
+    check_grants(grants)?;
     let rate = parse_rate(rate_limit)?;
     conn.write_transaction(|conn| {
+        known_grants(conn, grants)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
             check_gifts(conn, &powers, (&[], &[]), (perms, grants))?;
             guard::may_give_rate(&powers, name, rate.or(by.default_rate()))?;
@@ -778,9 +785,10 @@ pub fn change_group(
 ) -> Result<(), ServiceError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
     validate_group_name(name)?;
-    check_grant_count(grants.len())?;
+    check_grants(grants)?;
     let rate = parse_rate(rate_limit)?;
     conn.write_transaction(|conn| {
+        known_grants(conn, grants)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
             let (old_perms, old_grants) = queries::group_links(conn, id)?;
             check_gifts(conn, &powers, (&old_perms, &old_grants), (perms, grants))?;
@@ -925,19 +933,15 @@ fn actor_powers<P: perms::AdminPermission>(
 fn check_gifts(
     conn: &mut DbConnection,
     powers: &Powers,
-    old: (&[i32], &[(i32, String)]),
-    new: (&[i32], &[(i32, String)]),
+    old: (&[i32], &[Grant]),
+    new: (&[i32], &[Grant]),
 ) -> Result<(), ServiceError> {
     let added_perms: Vec<i32> = new.0.iter().filter(|p| !old.0.contains(p)).copied().collect();
-    let added_grants: Vec<&(i32, String)> = new.1.iter().filter(|g| !old.1.contains(g)).collect();
-    let ids: Vec<i32> =
-        added_perms.iter().copied().chain(added_grants.iter().map(|(p, _)| *p)).collect();
-    let names = queries::permission_codenames(conn, &ids)?;
+    let added_grants: Vec<Grant> = new.1.iter().filter(|g| !old.1.contains(g)).cloned().collect();
+    let names = queries::permission_codenames(conn, &added_perms)?;
     let name = |id: &i32| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     let perms: Vec<String> = added_perms.iter().map(name).collect();
-    let grants: Vec<Grant> =
-        added_grants.iter().map(|(p, feed)| Grant::new(name(p), feed)).collect();
-    guard::may_give(powers, &perms, &grants)?;
+    guard::may_give(powers, &perms, &added_grants)?;
     Ok(())
 }
 

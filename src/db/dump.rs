@@ -56,7 +56,7 @@ pub struct TokenDump {
 /// Permissions and grants, sorted so that a dump reads the same each time.
 fn sorted(mut held: Held) -> Held {
     held.perms.sort();
-    held.grants.sort_by(|a, b| (&a.feed, &a.codename).cmp(&(&b.feed, &b.codename)));
+    held.grants = queries::sorted_grants(held.grants);
     held
 }
 
@@ -113,6 +113,21 @@ fn dump_tokens(conn: &mut DbConnection) -> Result<Vec<TokenDump>, DbError> {
 /// elsewhere), checked by the same rules.
 fn problems(dump: &Dump) -> users::Problems {
     let mut problems = users::Problems::default();
+    // A name twice would load as its last row, hiding what the first says.
+    let twice = |names: Vec<&str>| -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        names.into_iter().filter(|name| !seen.insert(*name)).map(str::to_owned).collect()
+    };
+    let again = || Err(ServiceError::invalid("name", "appears more than once in the dump"));
+    for name in twice(dump.groups.iter().map(|g| g.name.as_str()).collect()) {
+        problems.check(users::row_name("group", &name), again());
+    }
+    for name in twice(dump.users.iter().map(|u| u.record.username.as_str()).collect()) {
+        problems.check(users::row_name("user", &name), again());
+    }
+    for prefix in twice(dump.tokens.iter().map(|t| t.record.prefix.as_str()).collect()) {
+        problems.check(users::row_name("token", &prefix), again());
+    }
     for group in &dump.groups {
         let row = users::row_name("group", &group.name);
         problems.check(&row, users::validate_group_name(&group.name));

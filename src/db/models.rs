@@ -56,12 +56,12 @@ pub struct UserRecord {
     pub last_login: Option<NaiveDateTime>,
 }
 
-/// A user's own links: group ids, permission ids, (permission id, feed) grants.
+/// A user's own links: group ids, permission ids, grants.
 #[derive(Debug, Clone)]
 pub struct UserLinks {
     pub groups: Vec<i32>,
     pub perms: Vec<i32>,
-    pub grants: Vec<(i32, String)>,
+    pub grants: Vec<crate::auth::grant::Grant>,
 }
 
 /// A user's own fields and links, as the change form sets them.

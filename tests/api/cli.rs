@@ -200,6 +200,38 @@ fn loaddata_refuses_a_bad_username_and_a_grant_on_a_bad_feed_and_writes_nothing(
     assert_eq!((after["users"].clone(), after["groups"].clone()), (json!([]), json!([])));
 }
 
+/// A name twice would load as its last row: the first row, which a reader
+/// of the dump sees, would hide a superuser behind it.
+#[test]
+fn loaddata_refuses_a_name_that_appears_twice_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = |superuser: bool| {
+        json!({
+            "username": "bob", "password": "!", "email": "", "first_name": "", "last_name": "",
+            "is_active": true, "is_staff": superuser, "is_superuser": superuser,
+            "date_joined": "2026-01-01T00:00:00", "last_login": null,
+            "groups": [], "permissions": [], "feed_grants": [],
+        })
+    };
+    let group = json!({"name": "g", "permissions": [], "feed_grants": []});
+    let dump = json!({
+        "version": 1,
+        "groups": [group.clone(), group],
+        "users": [user(false), user(true)],
+        "tokens": [],
+    });
+    let file = dir.path().join("dump.json");
+    std::fs::write(&file, dump.to_string()).unwrap();
+    let refused = manage_in(dir.path(), &["loaddata", file.to_str().unwrap()], &[]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains(r#"user "bob": appears more than once"#), "{said}");
+    assert!(said.contains(r#"group "g": appears more than once"#), "{said}");
+    let dumped = manage_in(dir.path(), &["dumpdata"], &[]);
+    let after: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    assert_eq!((after["users"].clone(), after["groups"].clone()), (json!([]), json!([])));
+}
+
 #[tokio::test]
 async fn createsuperuser_without_input_reads_the_environment() {
     let app = spawn_app().await;

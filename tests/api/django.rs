@@ -140,6 +140,58 @@ async fn drf_tokens_keep_working_with_their_groups_and_permissions() {
     assert_eq!(perms, ["auth.change_user", "auth.view_user"]);
 }
 
+/// Two keys that begin alike are two tokens: the second gets a prefix of
+/// its own, and both keys keep working.
+#[tokio::test]
+async fn drf_keys_that_begin_alike_are_both_imported() {
+    let app = spawn_app().await;
+    let source = app.data.path().join("django.sqlite3");
+    std::fs::copy(fixture(), &source).unwrap();
+    // A second user's key beginning as carol's (as a hand-edited or an
+    // unlucky database has it).
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; c = sqlite3.connect({:?}); \
+             (k, u) = c.execute('SELECT key, user_id FROM authtoken_token').fetchone(); \
+             o = c.execute(\"SELECT id FROM auth_user WHERE username = 'bob'\").fetchone()[0]; \
+             c.execute('DELETE FROM authtoken_token WHERE user_id = ?', (o,)); \
+             c.execute('INSERT INTO authtoken_token (key, created, user_id) VALUES (?, ?, ?)', \
+                       (k[:8] + 'f' * 32, '2024-01-01 00:00:00', o)); c.commit()",
+            source.display().to_string()
+        ))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let report = stdout(&import(&app, &source, &[]));
+    assert!(report.contains("tokens: 2 added, 0 known already"), "{report}");
+    let read = django::read_sqlite(&source).unwrap();
+    let tokens = read.tokens.as_ref().unwrap();
+    assert_eq!(tokens.len(), 2);
+    let mut owners = Vec::new();
+    for drf in tokens {
+        let me: Value = client_with_token(&drf.key)
+            .get(format!("{}/api/auth/me/", app.address))
+            .sent_json()
+            .await;
+        let owner = read.users.iter().find(|u| u.id == drf.user_id).unwrap();
+        assert_eq!(me["username"], owner.username.as_str(), "{}", drf.key);
+        owners.push(owner.username.clone());
+    }
+    owners.sort();
+    assert_eq!(owners, ["bob", "carol"]);
+    let mut prefixes: Vec<String> = schema::authtoken_token::table
+        .select(schema::authtoken_token::prefix)
+        .filter(schema::authtoken_token::prefix.like("drf_%"))
+        .load(&mut app.conn())
+        .unwrap();
+    prefixes.sort();
+    let base = format!("drf_{}", &tokens[0].key[..8]);
+    assert_eq!(prefixes, [base.clone(), format!("{base}-2")]);
+    let again = stdout(&import(&app, &source, &[]));
+    assert!(again.contains("tokens: 0 added, 2 known already"), "{again}");
+}
+
 #[tokio::test]
 async fn a_second_import_changes_nothing_and_clashes_are_kept_unless_replaced() {
     let app = spawn_app().await;

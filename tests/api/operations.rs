@@ -220,6 +220,36 @@ async fn a_scoped_token_reads_what_its_scope_keeps_and_writes_nothing_else() {
     assert_eq!(refused.status(), 400);
 }
 
+/// A token asked for through the API keeps the networks asked for, and a
+/// field it does not know (a misspelled restriction) is refused, never
+/// dropped: dropping it would make a token of all its user's powers.
+#[tokio::test]
+async fn an_api_token_keeps_its_networks_and_an_unknown_field_is_refused() {
+    let app = spawn_app().await;
+    let login = |extra: serde_json::Value| {
+        let mut body = json!({"username": "admin", "password": crate::helpers::ADMIN_PASSWORD});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let obtained: serde_json::Value = app
+        .obtain_token(login(json!({"allowed_networks": ["203.0.113.0/24"]})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let elsewhere = client_with_token(obtained["token"].as_str().unwrap());
+    assert_eq!(app.get_proxy_as(&elsewhere, "version").await.status(), 403);
+    let admin = queries::user_by_username(&mut app.conn(), "admin").unwrap().unwrap();
+    let tokens_before = queries::user_token_count(&mut app.conn(), admin.id).unwrap();
+    for extra in [json!({"scope": "lbasedb.view_feed"}), json!({"networks": "10.0.0.0/8"})] {
+        let refused = app.obtain_token(login(extra.clone())).await;
+        assert_eq!(refused.status(), 400, "{extra}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains("unknown field"), "{body}");
+    }
+    assert_eq!(queries::user_token_count(&mut app.conn(), admin.id).unwrap(), tokens_before);
+}
+
 #[tokio::test]
 async fn a_token_allowed_elsewhere_is_refused_from_here_and_counted() {
     let app = spawn_app().await;
@@ -305,6 +335,11 @@ async fn a_request_is_followed_by_its_id_from_the_answer_to_the_upstream_and_the
     let browser = admin(&app).await;
     let (_, page) = browser.get(&format!("/admin/lbasedb/access/?q={second_id}")).await;
     assert!(page.contains(&second_id) && !page.contains(&first_id), "{page}");
+    // Any date chrono reads is a date to filter by, the last one too.
+    for query in ["until=%2B262142-12-31", "until=%2B262142-12-31&format=csv"] {
+        let (status, _) = browser.get(&format!("/admin/lbasedb/access/?{query}")).await;
+        assert_eq!(status, 200, "{query}");
+    }
 
     // Behind a trusted proxy, its id is kept, if it is a plain short one.
     let upstream = recording_upstream().await;
@@ -320,6 +355,15 @@ async fn a_request_is_followed_by_its_id_from_the_answer_to_the_upstream_and_the
         assert_eq!(made.status(), 200);
         assert_ne!(id_of(&made), bad, "{bad:?} is not an id we keep");
     }
+    // Two ids (a proxy that appended its own after the client's): neither.
+    let two = app
+        .client
+        .get(app.proxy("version"))
+        .header("x-request-id", "from-client")
+        .header("x-request-id", "from-proxy")
+        .sent()
+        .await;
+    assert!(!["from-client", "from-proxy"].contains(&id_of(&two).as_str()), "{}", id_of(&two));
     let heads = recorded(&upstream).await;
     assert!(heads[0].to_lowercase().contains("x-request-id: lb-7f3a:42"), "{heads:?}");
     let rows = audited(&app, 4).await;

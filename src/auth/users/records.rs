@@ -45,8 +45,8 @@ pub fn set_group_holds(
     system_only(by)?;
     parse_rate(rate)?;
     let group = queries::group_by_id(conn, id)?.ok_or(ServiceError::NotFound)?;
-    let (perms, grants) = held_ids(conn, held)?;
-    queries::update_group(conn, id, &group.name, &perms, &grants)?;
+    let perms = held_ids(conn, held)?;
+    queries::update_group(conn, id, &group.name, &perms, &held.grants)?;
     queries::set_group_rate(conn, id, rate)?;
     Ok(())
 }
@@ -81,7 +81,8 @@ pub fn set_user_holds(
             .ok_or_else(|| ServiceError::invalid("groups", format!("unknown group {name:?}")))?;
         links.groups.push(group.id);
     }
-    (links.perms, links.grants) = held_ids(conn, held)?;
+    links.perms = held_ids(conn, held)?;
+    links.grants = held.grants.clone();
     Ok(queries::set_user_links(conn, id, &links)?)
 }
 
@@ -147,21 +148,11 @@ pub fn validate_token_record(record: &TokenRecord) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// What `held` names, checked, as the ids of its permissions and of its
-/// grants' permissions.
-fn held_ids(conn: &mut DbConnection, held: &Held) -> Result<queries::GroupLinks, ServiceError> {
+/// What `held` names, checked: the ids of its permissions.
+fn held_ids(conn: &mut DbConnection, held: &Held) -> Result<Vec<i32>, ServiceError> {
     check_grants(&held.grants)?;
-    let perms = held
-        .perms
-        .iter()
-        .map(|c| Ok(permission(conn, c)?.id))
-        .collect::<Result<_, ServiceError>>()?;
-    let grants = held
-        .grants
-        .iter()
-        .map(|g| Ok((permission(conn, &g.codename)?.id, g.feed.clone())))
-        .collect::<Result<_, ServiceError>>()?;
-    Ok((perms, grants))
+    known_grants(conn, &held.grants)?;
+    held.perms.iter().map(|c| Ok(permission(conn, c)?.id)).collect()
 }
 
 #[cfg(test)]

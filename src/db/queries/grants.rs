@@ -1,6 +1,7 @@
 //! `feed_grant`: a permission held for one feed only, by a user or a group.
 
 use super::*;
+use crate::auth::grant::Grant;
 
 /// Who holds a feed grant: exactly one of a group and a user.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,19 @@ pub fn add_feed_grant(
         .on_conflict_do_nothing();
     crate::on_engine!(conn, |c| insert.execute(c))?;
     Ok(())
+}
+
+/// Gives `grant` to a user or a group, by its permission's codename; one
+/// they hold already stays one. The service has checked the codename: an
+/// unknown one is diesel's `NotFound`.
+pub fn add_grant(conn: &mut Conn, holder: Holder, grant: &Grant) -> Result<(), DbError> {
+    let (app_label, codename) = grant.codename.split_once('.').unwrap_or(("", ""));
+    let permission_id: i32 = auth_permission::table
+        .filter(auth_permission::app_label.eq(app_label))
+        .filter(auth_permission::codename.eq(codename))
+        .select(auth_permission::id)
+        .first(conn)?;
+    add_feed_grant(conn, holder, permission_id, &grant.feed)
 }
 
 /// Grant holders: (id, name, codename).

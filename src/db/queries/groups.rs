@@ -1,6 +1,7 @@
 //! `auth_group` and its links: groups, members, permissions and grants.
 
 use super::*;
+use crate::auth::grant::Grant;
 
 pub fn group_by_name(conn: &mut Conn, name: &str) -> Result<Option<Group>, DbError> {
     Ok(Group::query().filter(auth_group::name.eq(name)).first(conn).optional()?)
@@ -53,19 +54,15 @@ pub fn list_groups(conn: &mut Conn, search: &str) -> Result<Vec<GroupRow>, DbErr
         .load(conn)?)
 }
 
-/// A group's permission ids and (permission id, feed) grants.
-pub type GroupLinks = (Vec<i32>, Vec<(i32, String)>);
+/// A group's permission ids and grants.
+pub type GroupLinks = (Vec<i32>, Vec<Grant>);
 
 pub fn group_links(conn: &mut Conn, group_id: i32) -> Result<GroupLinks, DbError> {
     let perms = auth_group_permissions::table
         .filter(auth_group_permissions::group_id.eq(group_id))
         .select(auth_group_permissions::permission_id)
         .load(conn)?;
-    let grants = feed_grant::table
-        .filter(feed_grant::group_id.eq(group_id))
-        .order((feed_grant::feed, feed_grant::permission_id))
-        .select((feed_grant::permission_id, feed_grant::feed))
-        .load(conn)?;
+    let grants = sorted_grants(held(conn, HeldBy::Groups(&[group_id]))?.grants);
     Ok((perms, grants))
 }
 
@@ -105,7 +102,7 @@ pub fn update_group(
     group_id: i32,
     name: &str,
     perms: &[i32],
-    grants: &[(i32, String)],
+    grants: &[Grant],
 ) -> Result<(), DbError> {
     diesel::update(auth_group::table.find(group_id))
         .set(auth_group::name.eq(name))
@@ -118,8 +115,8 @@ pub fn update_group(
     for perm in perms {
         add_permission(conn, Holder::Group(group_id), *perm)?;
     }
-    for (perm, feed) in grants {
-        add_feed_grant(conn, Holder::Group(group_id), *perm, feed)?;
+    for grant in grants {
+        add_grant(conn, Holder::Group(group_id), grant)?;
     }
     Ok(())
 }

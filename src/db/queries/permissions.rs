@@ -85,6 +85,12 @@ pub fn held(conn: &mut Conn, by: HeldBy) -> Result<Held, DbError> {
     Ok(Held { perms, grants: grants.into_iter().map(|(c, feed)| Grant::new(c, feed)).collect() })
 }
 
+/// Grants in the order forms and pages show them: by feed, then codename.
+pub fn sorted_grants(mut grants: Vec<Grant>) -> Vec<Grant> {
+    grants.sort_by(|a, b| (&a.feed, &a.codename).cmp(&(&b.feed, &b.codename)));
+    grants
+}
+
 /// Full codenames (`app.codename`) by permission id.
 pub fn permission_codenames(
     conn: &mut Conn,

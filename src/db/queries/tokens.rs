@@ -171,6 +171,15 @@ pub fn revoke_tokens_of_user(conn: &mut Conn, user_id: i32) -> Result<usize, DbE
 
 /// Adds a token of `user_id`'s unless its prefix or digest is known;
 /// answers 1 if added.
+/// Whether a token has this prefix.
+pub fn token_prefix_taken(conn: &mut Conn, prefix: &str) -> Result<bool, DbError> {
+    let count: i64 = authtoken_token::table
+        .filter(authtoken_token::prefix.eq(prefix))
+        .count()
+        .get_result(conn)?;
+    Ok(count > 0)
+}
+
 pub fn put_token_record(
     conn: &mut Conn,
     user_id: i32,

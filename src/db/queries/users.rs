@@ -163,11 +163,7 @@ pub fn user_links(conn: &mut Conn, user_id: i32) -> Result<UserLinks, DbError> {
             .filter(auth_user_user_permissions::user_id.eq(user_id))
             .select(auth_user_user_permissions::permission_id)
             .load(conn)?,
-        grants: feed_grant::table
-            .filter(feed_grant::user_id.eq(user_id))
-            .order((feed_grant::feed, feed_grant::permission_id))
-            .select((feed_grant::permission_id, feed_grant::feed))
-            .load(conn)?,
+        grants: sorted_grants(held(conn, HeldBy::User(user_id))?.grants),
     })
 }
 
@@ -192,8 +188,8 @@ pub fn set_user_links(conn: &mut Conn, user_id: i32, links: &UserLinks) -> Resul
     for perm in &links.perms {
         add_permission(conn, Holder::User(user_id), *perm)?;
     }
-    for (perm, feed) in &links.grants {
-        add_feed_grant(conn, Holder::User(user_id), *perm, feed)?;
+    for grant in &links.grants {
+        add_grant(conn, Holder::User(user_id), grant)?;
     }
     Ok(())
 }
