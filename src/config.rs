@@ -128,6 +128,16 @@ pub struct Settings {
     #[arg(long, env = "WRITE_DOUBT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub write_doubt_timeout: Duration,
 
+    /// How long the answer to a write made with an `Idempotency-Key` is
+    /// kept, to be replayed to a retry with the same key.
+    #[arg(long, env = "IDEMPOTENCY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_ttl: Duration,
+
+    /// Most idempotency keys one user may have kept at once (counted every
+    /// minute; past it, its keyed writes get 429 until keys expire).
+    #[arg(long, env = "IDEMPOTENCY_MAX_KEYS_PER_USER", default_value_t = 100_000)]
+    pub idempotency_max_keys_per_user: i64,
+
     /// Most writes waiting for one feed's lock; one more is answered 503 at
     /// once.
     #[arg(long, env = "WRITE_LOCK_QUEUE", default_value_t = 1024)]
@@ -309,6 +319,8 @@ impl Settings {
             limits: Limits::DEFAULT,
             write_lock_timeout: Duration::from_secs(30),
             write_doubt_timeout: Duration::from_secs(300),
+            idempotency_ttl: Duration::from_secs(86_400),
+            idempotency_max_keys_per_user: 100_000,
             write_lock_queue: 1024,
             shutdown_timeout: Duration::from_secs(30),
             lbasedb_secret: None,

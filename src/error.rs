@@ -48,6 +48,12 @@ pub enum ApiError {
     /// many wait for it.
     #[error("The feed is busy with other writes; retry in {} seconds.", .0.as_secs().max(1))]
     Busy(Duration),
+    /// A request with the same `Idempotency-Key` is still in flight.
+    #[error("{0}")]
+    Conflict(String),
+    /// An `Idempotency-Key` used before for another request.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The cause goes to the log, never to the client.
     #[error("A server error occurred.")]
     Internal(#[source] anyhow::Error),
@@ -126,6 +132,8 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Throttled(_) | Self::ReadsInFlight => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy(_) | Self::UpstreamFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -142,7 +150,7 @@ impl ResponseError for ApiError {
             Self::Throttled(wait) | Self::Busy(wait) => {
                 response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
             }
-            Self::ReadsInFlight => {
+            Self::ReadsInFlight | Self::Conflict(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             Self::Internal(cause) => tracing::error!("internal error: {cause:#}"),

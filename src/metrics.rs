@@ -30,6 +30,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     audit_dropped: prometheus::IntCounter,
     writes_in_doubt: prometheus::IntCounter,
+    idempotent_replays: prometheus::IntCounter,
     upstream_restarts: prometheus::IntCounter,
     in_flight: IntGauge,
     write_lock_wait: Histogram,
@@ -117,6 +118,17 @@ impl Default for Metrics {
     }
 }
 
+/// How long writes waited for their feed's lock.
+fn lock_waits() -> prometheus::Result<Histogram> {
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "lbasedb_proxy_write_lock_wait_seconds",
+            "Time writes waited for their feed's write lock.",
+        )
+        .buckets(vec![0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
+    )
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -125,16 +137,7 @@ impl Metrics {
             &registry,
             IntGauge::new("lbasedb_proxy_in_flight_requests", "Proxied requests being served now."),
         );
-        let write_lock_wait = registered(
-            &registry,
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "lbasedb_proxy_write_lock_wait_seconds",
-                    "Time writes waited for their feed's write lock.",
-                )
-                .buckets(vec![0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
-            ),
-        );
+        let write_lock_wait = registered(&registry, lock_waits());
         let audit_dropped = total(
             &registry,
             "lbasedb_proxy_audit_dropped_total",
@@ -146,6 +149,12 @@ impl Metrics {
             "Writes whose upstream neither answered nor closed within WRITE_DOUBT_TIMEOUT \
              of the proxy giving up on them: their feed's lock was let go.",
         );
+        let idempotent_replays = total(
+            &registry,
+            "lbasedb_proxy_idempotent_replays_total",
+            "Writes answered from the answer kept for their Idempotency-Key, without \
+             reaching the upstream.",
+        );
         let upstream_restarts = total(
             &registry,
             "lbasedb_proxy_upstream_restarts_total",
@@ -154,6 +163,7 @@ impl Metrics {
         Self {
             audit_dropped,
             writes_in_doubt,
+            idempotent_replays,
             upstream_restarts,
             requests: counter(
                 &registry,
@@ -246,6 +256,10 @@ impl Metrics {
 
     pub fn write_in_doubt(&self) {
         self.writes_in_doubt.inc();
+    }
+
+    pub fn idempotent_replay(&self) {
+        self.idempotent_replays.inc();
     }
 
     pub fn write_lock_waited(&self, since: Instant) {

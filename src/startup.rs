@@ -45,21 +45,17 @@ fn proxy_state(
     pool: &db::Pool,
     metrics: Arc<Metrics>,
 ) -> io::Result<web::Data<ProxyState>> {
-    let audit = crate::audit::Audit::start(
-        pool.clone(),
-        metrics.clone(),
-        settings.audit_retention,
-        settings.audit_log.is_some(),
-    );
-    Ok(web::Data::new(ProxyState::new(
+    let state = ProxyState::new(
         &upstream.url,
         upstream.secret.clone(),
         upstream.embedded.as_ref().map(Supervised::status),
         settings,
         metrics,
-        audit,
+        pool,
         write_locks(settings)?,
-    )))
+    );
+    crate::proxy::idempotency::spawn_counting(state.keys.clone());
+    Ok(web::Data::new(state))
 }
 
 impl Application {

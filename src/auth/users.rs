@@ -748,6 +748,15 @@ pub struct GroupSpec<'a> {
     pub rate_limit: Option<&'a str>,
 }
 
+impl GroupSpec<'_> {
+    /// Its name, grants and rate by the rules; answers the rate, read.
+    fn checked(&self) -> Result<Option<Rate>, ServiceError> {
+        validate_group_name(self.name)?;
+        check_grants(self.grants)?;
+        parse_rate(self.rate_limit)
+    }
+}
+
 /// Adds a group from the admin's form (permission ids), giving only what
 /// the actor holds. Answers the group's id; a taken name is a validation
 /// error.
@@ -757,9 +766,7 @@ pub fn add_group(
     group: &GroupSpec<'_>,
 ) -> Result<i32, ServiceError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
-    validate_group_name(name)?;
-    check_grants(grants)?;
-    let rate = parse_rate(rate_limit)?;
+    let rate = group.checked()?;
     conn.write_transaction(|conn| {
         known_grants(conn, grants)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
@@ -784,9 +791,7 @@ pub fn change_group(
     changes: &[FieldChange],
 ) -> Result<(), ServiceError> {
     let GroupSpec { name, perms, grants, rate_limit } = *group;
-    validate_group_name(name)?;
-    check_grants(grants)?;
-    let rate = parse_rate(rate_limit)?;
+    let rate = group.checked()?;
     conn.write_transaction(|conn| {
         known_grants(conn, grants)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {

@@ -66,6 +66,7 @@ const MIGRATIONS: &[Files] = &[
     migration!("2026-11-28-000006_shared_state", per_engine),
     migration!("2026-12-01-000007_access_log_requests"),
     migration!("2026-12-01-000008_access_log_request_id"),
+    migration!("2026-12-01-000009_idempotency_key"),
 ];
 
 /// The engine a migration is written out for.

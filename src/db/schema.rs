@@ -112,6 +112,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    idempotency_key (id) {
+        id -> Integer,
+        user_id -> Integer,
+        client_key -> Text,
+        request_digest -> Nullable<Text>,
+        status -> Nullable<Integer>,
+        content_type -> Nullable<Text>,
+        answer -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(auth_user_groups -> auth_user (user_id));
 diesel::joinable!(auth_user_groups -> auth_group (group_id));
 diesel::joinable!(auth_group_permissions -> auth_group (group_id));

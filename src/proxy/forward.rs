@@ -23,6 +23,7 @@ use super::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, forward_request_header,
     forward_response_header, response_content_type,
 };
+use super::idempotency::RequestDigest;
 use super::limits::WriteMeter;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -112,6 +113,8 @@ type Cuts = Rc<std::cell::RefCell<Option<Cut>>>;
 pub struct Bounds {
     pub limit: u64,
     pub meter: Option<WriteMeter>,
+    /// A keyed write's digest, fed the body as it goes.
+    pub digest: Option<RequestDigest>,
 }
 
 /// Starts sending the request on, its body streamed within `bounds`; the
@@ -125,7 +128,7 @@ pub fn start(
     bytes_in: &Arc<AtomicU64>,
     bounds: Bounds,
 ) -> Result<Sending, ApiError> {
-    let Bounds { limit, meter } = bounds;
+    let Bounds { limit, meter, digest } = bounds;
     let framing = body_framing(req.headers())?;
     if let BodyFraming::Sized(len) = framing
         && len > limit
@@ -141,6 +144,9 @@ pub fn start(
     let (body_done, body_sent) = oneshot::channel();
     let response = match body {
         Body::Full(bytes) => {
+            if let Some(digest) = &digest {
+                digest.update(&bytes);
+            }
             let _ = body_done.send(());
             state.metrics.request_bytes(endpoint.name(), bytes.len() as u64);
             bytes_in.store(bytes.len() as u64, Ordering::Relaxed);
@@ -158,6 +164,7 @@ pub fn start(
                 limits: state.limits,
                 cut: cut.clone(),
                 done: Some(body_done),
+                digest,
             };
             match framing {
                 BodyFraming::None => {
@@ -390,6 +397,7 @@ struct RequestBody {
     limits: crate::config::Limits,
     cut: Cuts,
     done: Option<oneshot::Sender<()>>,
+    digest: Option<RequestDigest>,
 }
 
 impl RequestBody {
@@ -421,6 +429,9 @@ impl Stream for RequestBody {
                     *this.cut.borrow_mut() = Some(cut);
                     this.finish();
                     return Poll::Ready(Some(Err(io::Error::other("request body cut"))));
+                }
+                if let Some(digest) = &this.digest {
+                    digest.update(&chunk);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod columns;
 mod forward;
 pub mod headers;
+pub mod idempotency;
 pub mod limits;
 pub mod upstream;
 
@@ -35,6 +36,7 @@ use classify::{Classified, ClassifyError, Endpoint, Requirement, classify};
 
 use columns::Columns;
 pub use forward::{Body, build_client};
+use idempotency::{Answer, Keyed, RequestDigest};
 use upstream::Upstream;
 
 use crate::auth::users::{self, FeedChange};
@@ -63,6 +65,8 @@ pub struct ProxyState {
     pub budget: Budget,
     /// The embedded upstream's process, when it runs one.
     pub embedded: Option<Arc<Status>>,
+    /// `Idempotency-Key`s: their answers and bounds.
+    pub keys: Arc<idempotency::Keys>,
 }
 
 impl std::fmt::Debug for dyn WriteLocks {
@@ -78,10 +82,27 @@ impl ProxyState {
         embedded: Option<Arc<Status>>,
         settings: &Settings,
         metrics: Arc<Metrics>,
-        audit: Audit,
+        pool: &crate::db::Pool,
         write_locks: Arc<dyn WriteLocks>,
     ) -> Self {
+        let audit = Audit::start(
+            pool.clone(),
+            metrics.clone(),
+            settings.audit_retention,
+            settings.audit_log.is_some(),
+        );
+        // An unfinished claim outlives any write: its lock wait, its
+        // answer's wait and the time a write in doubt keeps its lock.
+        let lease =
+            settings.write_lock_timeout + settings.response_timeout + settings.write_doubt_timeout;
+        let keys = Arc::new(idempotency::Keys::new(
+            pool.clone(),
+            settings.idempotency_ttl,
+            lease,
+            settings.idempotency_max_keys_per_user,
+        ));
         Self {
+            keys,
             metrics,
             audit,
             upstream: upstream.trim_end_matches('/').to_owned(),
@@ -214,15 +235,85 @@ async fn handle(
     seen: &mut Seen,
 ) -> Result<(HttpResponse, Holding), ApiError> {
     let req = req.clone();
+    let (who, slot, classified) = admitted(&req, endpoint, state, auth, seen).await?;
+    let key = idempotency::key_of(&req)?;
+    let upstream = Upstream::new(state.clone(), client.clone());
+    let limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
+    let meter = write_meter(&req, &classified, &upstream).await?;
+    let cost = match &meter {
+        Some(meter) => meter.charge(declared_length(&req), &state.limits),
+        None => read_cost(&req, &classified, &upstream).await?,
+    };
+    let share = take_share(state, who.principal.user_id, cost).await?;
+    let holding = Holding { _slot: Some(slot), _share: share };
+    let (body, facts) = request_body(&req, payload, classified.endpoint, &state.limits).await?;
+    let (claimed, body) = match key {
+        Some(key) => {
+            let digest = RequestDigest::new(req.method(), classified.endpoint, req.query_string());
+            match state.keys.claim(who.principal.user_id, key, digest, body, limit).await? {
+                Keyed::Answered(answer) => {
+                    state.metrics.idempotent_replay();
+                    return Ok((answer, holding));
+                }
+                Keyed::First(claimed, body) => (Some(claimed), body),
+            }
+        }
+        None => (None, body),
+    };
+    let digest = claimed.as_ref().map(|claimed| claimed.digest.clone());
+    let bounds = forward::Bounds { limit, meter, digest };
+    let sending = |body| {
+        forward::start(&req, body, classified.endpoint, state, client, &seen.bytes_in, bounds)
+    };
+    let exchanged = async {
+        match &classified.write_lock {
+            Some(feed) => {
+                let lock = write_lock(state, feed).await?;
+                check_files(&upstream, feed, &facts).await?;
+                state.columns.forget(feed);
+                sending(body)?.locked(state, feed.clone(), lock).await
+            }
+            None => sending(body)?.head(state).await,
+        }
+    };
+    let response = match claimed {
+        Some(claimed) => claimed.answer(exchanged.await).await,
+        None => exchanged.await.map(Answer::Upstream),
+    }?;
+    if response.status().is_success() && classified.endpoint == Endpoint::Feed {
+        feed_changed(&req, auth, facts).await;
+    }
+    let response = match response {
+        Answer::Upstream(response) => response,
+        Answer::Kept(answer) => return Ok((answer, holding)),
+    };
+    if classified.requires == Requirement::FeedList && !who.principal.has_perm(VIEW_FEED) {
+        return Ok((visible_feeds(response, &who.principal).await?, holding));
+    }
+    // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
+    let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
+        && req.method() == Method::GET;
+    Ok((forward::respond(&req, response, binary, state, classified.endpoint), holding))
+}
+
+/// Who asks, their place in flight and what they ask, authorised and
+/// checked: all that is decided before the upstream is asked anything.
+async fn admitted(
+    req: &HttpRequest,
+    endpoint: &str,
+    state: &ProxyState,
+    auth: &AuthState,
+    seen: &mut Seen,
+) -> Result<(crate::auth::Authenticated, Slot, Classified), ApiError> {
     // Deny by default: nothing about the upstream for the unauthenticated.
-    let who = auth.authenticate(&req).await?.ok_or_else(|| {
+    let who = auth.authenticate(req).await?.ok_or_else(|| {
         auth.metrics.auth_failure(AuthFailure::NoCredentials);
         ApiError::no_credentials()
     })?;
     seen.username.clone_from(&who.principal.username);
     seen.credential = Some(who.credential.clone());
     if who.credential.needs_csrf() && !req.method().is_safe() {
-        csrf::check_header(&req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
+        csrf::check_header(req).inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Csrf))?;
     }
     let slot = admit(auth, &who.principal)?;
     let classified = classify(endpoint, req.method(), req.query_string())
@@ -238,39 +329,7 @@ async fn handle(
     if let Some(why) = state.embedded.as_ref().and_then(|embedded| embedded.failure()) {
         return Err(ApiError::UpstreamFailed(why));
     }
-    let upstream = Upstream::new(state.clone(), client.clone());
-    let limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
-    let meter = write_meter(&req, &classified, &upstream).await?;
-    let cost = match &meter {
-        Some(meter) => meter.charge(declared_length(&req), &state.limits),
-        None => read_cost(&req, &classified, &upstream).await?,
-    };
-    let share = take_share(state, who.principal.user_id, cost).await?;
-    let (body, facts) = request_body(&req, payload, classified.endpoint, &state.limits).await?;
-    let bounds = forward::Bounds { limit, meter };
-    let sending = |body| {
-        forward::start(&req, body, classified.endpoint, state, client, &seen.bytes_in, bounds)
-    };
-    let response = match &classified.write_lock {
-        Some(feed) => {
-            let lock = write_lock(state, feed).await?;
-            check_files(&upstream, feed, &facts).await?;
-            state.columns.forget(feed);
-            sending(body)?.locked(state, feed.clone(), lock).await?
-        }
-        None => sending(body)?.head(state).await?,
-    };
-    if response.status().is_success() && classified.endpoint == Endpoint::Feed {
-        feed_changed(&req, auth, facts).await;
-    }
-    let holding = Holding { _slot: Some(slot), _share: share };
-    if classified.requires == Requirement::FeedList && !who.principal.has_perm(VIEW_FEED) {
-        return Ok((visible_feeds(response, &who.principal).await?, holding));
-    }
-    // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
-    let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
-        && req.method() == Method::GET;
-    Ok((forward::respond(&req, response, binary, state, classified.endpoint), holding))
+    Ok((who, slot, classified))
 }
 
 /// The request's share of the bytes in flight (`budget`): 503 while all

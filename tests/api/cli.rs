@@ -161,6 +161,30 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
     assert!(!refused.status.success());
 }
 
+/// A user as a dump has it.
+fn dumped_user(name: &str, superuser: bool, grants: Value) -> Value {
+    json!({
+        "username": name, "password": "!", "email": "", "first_name": "", "last_name": "",
+        "is_active": true, "is_staff": superuser, "is_superuser": superuser,
+        "date_joined": "2026-01-01T00:00:00", "last_login": null,
+        "groups": [], "permissions": [], "feed_grants": grants,
+    })
+}
+
+/// Loads `dump` into a new database in `dir`, which must be refused
+/// with nothing written; answers what it said.
+fn refused_load(dir: &std::path::Path, dump: &Value) -> String {
+    let file = dir.join("dump.json");
+    std::fs::write(&file, dump.to_string()).unwrap();
+    let refused = manage_in(dir, &["loaddata", file.to_str().unwrap()], &[]);
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success(), "{said}");
+    let dumped = manage_in(dir, &["dumpdata"], &[]);
+    let after: Value = serde_json::from_slice(&dumped.stdout).unwrap();
+    assert_eq!((after["users"].clone(), after["groups"].clone()), (json!([]), json!([])));
+    said
+}
+
 /// A dump is input like a form: a user's name and a grant's feed are
 /// checked by the admin's rules, every refusal is reported, and nothing of
 /// the dump is written, not even its good rows.
@@ -168,13 +192,7 @@ async fn dumpdata_and_loaddata_move_everything_to_another_database() {
 fn loaddata_refuses_a_bad_username_and_a_grant_on_a_bad_feed_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let user = |name: &str, feed: &str| {
-        json!({
-            "username": name, "password": "!", "email": "", "first_name": "", "last_name": "",
-            "is_active": true, "is_staff": false, "is_superuser": false,
-            "date_joined": "2026-01-01T00:00:00", "last_login": null,
-            "groups": [], "permissions": [],
-            "feed_grants": [{"permission": "lbasedb.view_data", "feed": feed}],
-        })
+        dumped_user(name, false, json!([{"permission": "lbasedb.view_data", "feed": feed}]))
     };
     let dump = json!({
         "version": 1,
@@ -182,11 +200,7 @@ fn loaddata_refuses_a_bad_username_and_a_grant_on_a_bad_feed_and_writes_nothing(
         "users": [user("bad name!", "sensors"), user("carol", "a/b"), user("dave", "sensors")],
         "tokens": [],
     });
-    let file = dir.path().join("dump.json");
-    std::fs::write(&file, dump.to_string()).unwrap();
-    let refused = manage_in(dir.path(), &["loaddata", file.to_str().unwrap()], &[]);
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{said}");
+    let said = refused_load(dir.path(), &dump);
     assert!(said.contains("2 row(s)"), "both bad rows are counted: {said}");
     assert!(
         said.contains(r#"user "bad name!""#) && said.contains("Enter a valid username"),
@@ -194,10 +208,6 @@ fn loaddata_refuses_a_bad_username_and_a_grant_on_a_bad_feed_and_writes_nothing(
     );
     assert!(said.contains(r#"user "carol""#) && said.contains(r#""a/b" is not a valid feed name"#));
     assert!(!said.contains("dave"), "a good row is not reported: {said}");
-
-    let dumped = manage_in(dir.path(), &["dumpdata"], &[]);
-    let after: Value = serde_json::from_slice(&dumped.stdout).unwrap();
-    assert_eq!((after["users"].clone(), after["groups"].clone()), (json!([]), json!([])));
 }
 
 /// A name twice would load as its last row: the first row, which a reader
@@ -205,31 +215,16 @@ fn loaddata_refuses_a_bad_username_and_a_grant_on_a_bad_feed_and_writes_nothing(
 #[test]
 fn loaddata_refuses_a_name_that_appears_twice_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let user = |superuser: bool| {
-        json!({
-            "username": "bob", "password": "!", "email": "", "first_name": "", "last_name": "",
-            "is_active": true, "is_staff": superuser, "is_superuser": superuser,
-            "date_joined": "2026-01-01T00:00:00", "last_login": null,
-            "groups": [], "permissions": [], "feed_grants": [],
-        })
-    };
     let group = json!({"name": "g", "permissions": [], "feed_grants": []});
     let dump = json!({
         "version": 1,
         "groups": [group.clone(), group],
-        "users": [user(false), user(true)],
+        "users": [dumped_user("bob", false, json!([])), dumped_user("bob", true, json!([]))],
         "tokens": [],
     });
-    let file = dir.path().join("dump.json");
-    std::fs::write(&file, dump.to_string()).unwrap();
-    let refused = manage_in(dir.path(), &["loaddata", file.to_str().unwrap()], &[]);
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{said}");
+    let said = refused_load(dir.path(), &dump);
     assert!(said.contains(r#"user "bob": appears more than once"#), "{said}");
     assert!(said.contains(r#"group "g": appears more than once"#), "{said}");
-    let dumped = manage_in(dir.path(), &["dumpdata"], &[]);
-    let after: Value = serde_json::from_slice(&dumped.stdout).unwrap();
-    assert_eq!((after["users"].clone(), after["groups"].clone()), (json!([]), json!([])));
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod embedded;
 mod faults;
 mod hardening;
 mod helpers;
+mod idempotency;
 mod operations;
 mod proxy;
 mod replicas;

@@ -280,6 +280,20 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     assert_eq!(stored.len(), acked.len());
     assert_eq!(losses(&acked, &stored), (0, 0), "every acknowledged append, once");
 
+    // An Idempotency-Key used on A is known on B: the retry there is
+    // answered A's answer, and the append is stored once.
+    let keyed = |url: String| {
+        admin.post(url).header("idempotency-key", "replicated").json(&json!({"v": [-1, -2]}))
+    };
+    let before = get_json(&admin, &b.url("/api/proxy/size?feed=w")).await["size"].as_i64();
+    let first = keyed(a.url("/api/proxy/data?feed=w")).sent().await;
+    assert_eq!(first.status(), 204);
+    let retried = keyed(b.url("/api/proxy/data?feed=w")).sent().await;
+    assert_eq!(retried.status(), 204);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    let after = get_json(&admin, &b.url("/api/proxy/size?feed=w")).await["size"].as_i64();
+    assert_eq!(after.unwrap(), before.unwrap() + 2, "stored once");
+
     // The same straight to the upstream loses appends: the stand-in is as
     // unsafe as the real server, so what passed above is the lock's doing.
     let direct = crate::helpers::client_with_authorization(&format!("Bearer {}", upstream.secret));

@@ -18,6 +18,7 @@ type Conn = DbConnection;
 
 mod grants;
 mod groups;
+mod idempotency;
 mod log;
 mod permissions;
 mod sessions;
@@ -27,6 +28,7 @@ mod users;
 
 pub use grants::*;
 pub use groups::*;
+pub use idempotency::*;
 pub use log::*;
 pub use permissions::*;
 pub use sessions::*;
