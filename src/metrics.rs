@@ -31,6 +31,7 @@ pub struct Metrics {
     audit_dropped: prometheus::IntCounter,
     writes_in_doubt: prometheus::IntCounter,
     idempotent_replays: prometheus::IntCounter,
+    appends_repaired: prometheus::IntCounter,
     upstream_restarts: prometheus::IntCounter,
     in_flight: IntGauge,
     write_lock_wait: Histogram,
@@ -129,6 +130,33 @@ fn lock_waits() -> prometheus::Result<Histogram> {
     )
 }
 
+/// The plain counters, in the order `Metrics::new` takes them.
+const TOTALS: [(&str, &str); 5] = [
+    (
+        "lbasedb_proxy_audit_dropped_total",
+        "Audit rows dropped because the writer's queue was full.",
+    ),
+    (
+        "lbasedb_proxy_writes_in_doubt_total",
+        "Writes whose upstream neither answered nor closed within WRITE_DOUBT_TIMEOUT \
+         of the proxy giving up on them: their feed's lock was let go.",
+    ),
+    (
+        "lbasedb_proxy_idempotent_replays_total",
+        "Writes answered from the answer kept for their Idempotency-Key, without \
+         reaching the upstream.",
+    ),
+    (
+        "lbasedb_proxy_appends_repaired_total",
+        "Appends the upstream failed in the middle of, undone by setting their feed's \
+         size back.",
+    ),
+    (
+        "lbasedb_proxy_upstream_restarts_total",
+        "Times the embedded Lbasedb's process died and was started again.",
+    ),
+];
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -138,32 +166,18 @@ impl Metrics {
             IntGauge::new("lbasedb_proxy_in_flight_requests", "Proxied requests being served now."),
         );
         let write_lock_wait = registered(&registry, lock_waits());
-        let audit_dropped = total(
-            &registry,
-            "lbasedb_proxy_audit_dropped_total",
-            "Audit rows dropped because the writer's queue was full.",
-        );
-        let writes_in_doubt = total(
-            &registry,
-            "lbasedb_proxy_writes_in_doubt_total",
-            "Writes whose upstream neither answered nor closed within WRITE_DOUBT_TIMEOUT \
-             of the proxy giving up on them: their feed's lock was let go.",
-        );
-        let idempotent_replays = total(
-            &registry,
-            "lbasedb_proxy_idempotent_replays_total",
-            "Writes answered from the answer kept for their Idempotency-Key, without \
-             reaching the upstream.",
-        );
-        let upstream_restarts = total(
-            &registry,
-            "lbasedb_proxy_upstream_restarts_total",
-            "Times the embedded Lbasedb's process died and was started again.",
-        );
+        let [
+            audit_dropped,
+            writes_in_doubt,
+            idempotent_replays,
+            appends_repaired,
+            upstream_restarts,
+        ] = TOTALS.map(|(name, help)| total(&registry, name, help));
         Self {
             audit_dropped,
             writes_in_doubt,
             idempotent_replays,
+            appends_repaired,
             upstream_restarts,
             requests: counter(
                 &registry,
@@ -260,6 +274,10 @@ impl Metrics {
 
     pub fn idempotent_replay(&self) {
         self.idempotent_replays.inc();
+    }
+
+    pub fn append_repaired(&self) {
+        self.appends_repaired.inc();
     }
 
     pub fn write_lock_waited(&self, since: Instant) {

@@ -67,6 +67,7 @@ const MIGRATIONS: &[Files] = &[
     migration!("2026-12-01-000007_access_log_requests"),
     migration!("2026-12-01-000008_access_log_request_id"),
     migration!("2026-12-01-000009_idempotency_key"),
+    migration!("2026-12-01-000010_feed_repair"),
 ];
 
 /// The engine a migration is written out for.

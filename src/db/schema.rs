@@ -126,6 +126,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    feed_repair (feed) {
+        feed -> Text,
+        size -> BigInt,
+        since -> Timestamp,
+    }
+}
+
 diesel::joinable!(auth_user_groups -> auth_user (user_id));
 diesel::joinable!(auth_user_groups -> auth_group (group_id));
 diesel::joinable!(auth_group_permissions -> auth_group (group_id));

@@ -25,6 +25,7 @@ use super::headers::{
 };
 use super::idempotency::RequestDigest;
 use super::limits::WriteMeter;
+use super::repair::Torn;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::lbasedb::datatype::refuse_write;
@@ -205,12 +206,15 @@ impl Sending {
     /// on its own, and keeps the lock until the upstream has answered or
     /// closed, even when this answers 504 or the client hangs up, for up to
     /// `WRITE_DOUBT_TIMEOUT` more; only then is the lock let go, and the
-    /// write reported in doubt (a later write must not overtake it).
+    /// write reported in doubt (a later write must not overtake it). An
+    /// append the upstream fails in the middle of (`torn`) is undone before
+    /// the lock is let go.
     pub async fn locked(
         self,
         state: &web::Data<ProxyState>,
         feed: String,
         lock: WriteGuard,
+        torn: Option<Torn>,
     ) -> Result<awc::ClientResponse, ApiError> {
         let Sending { mut response, body_sent, cut, limit } = self;
         let (tx, rx) = oneshot::channel();
@@ -230,7 +234,14 @@ impl Sending {
                                 the write to feed {feed} keeps its lock until it answers");
                     let _ = tx.send(Err(ApiError::UpstreamTimeout));
                     match tokio::time::timeout(state.write_doubt_timeout, response).await {
-                        Ok(_) => tracing::info!("the late write to feed {feed} ended; its lock is free"),
+                        Ok(late) => {
+                            tracing::info!("the late write to feed {feed} ended; its lock is free");
+                            match (late, torn) {
+                                (Ok(late), Some(torn)) => torn.answered(late).await,
+                                (Err(_), Some(torn)) => torn.undo(&feed).await,
+                                (_, None) => {}
+                            }
+                        }
                         Err(_) => {
                             state.metrics.write_in_doubt();
                             tracing::error!(
@@ -246,7 +257,12 @@ impl Sending {
             };
             // Nobody waiting any more (the client hung up): the write is
             // done all the same, and its lock goes with this task.
-            let _ = tx.send(answer(answered, &cut, limit, &state.metrics));
+            let answer = answer(answered, &cut, limit, &state.metrics);
+            let failed_midway = matches!(answer, Err(ApiError::UpstreamBroken));
+            let _ = tx.send(answer);
+            if let (true, Some(torn)) = (failed_midway, torn) {
+                torn.undo(&feed).await;
+            }
         });
         rx.await.unwrap_or(Err(ApiError::UpstreamBroken))
     }

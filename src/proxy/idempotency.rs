@@ -129,11 +129,15 @@ impl std::fmt::Debug for Keys {
 }
 
 /// A key claimed by this request: what it does with it at the end.
+#[derive(Clone)]
 pub struct Claimed {
     keys: Arc<Keys>,
     user_id: i32,
     key: String,
     pub digest: RequestDigest,
+    /// Given to the repair of a torn append (`repair::Torn`), which decides
+    /// what the key stands for when the upstream failed during the write.
+    handed: Rc<std::cell::Cell<bool>>,
 }
 
 /// A keyed write: the first with its key (its body to forward, then
@@ -195,7 +199,8 @@ impl Keys {
         };
         match claimed {
             KeyClaim::Claimed => {
-                let claimed = Claimed { keys: self.clone(), user_id, key, digest };
+                let claimed =
+                    Claimed { keys: self.clone(), user_id, key, digest, handed: Rc::default() };
                 Ok(Keyed::First(claimed, body))
             }
             KeyClaim::InFlight => Err(ApiError::Conflict(
@@ -256,25 +261,25 @@ impl Keys {
 }
 
 impl Claimed {
-    /// The answer to this write, its outcome kept for a retry (`keep`,
-    /// `failed`).
-    pub async fn answer(
-        self,
-        exchanged: Result<awc::ClientResponse, ApiError>,
-    ) -> Result<Answer, ApiError> {
-        match exchanged {
-            Ok(response) => self.keep(response).await.map(Answer::Kept),
-            Err(err) => {
-                self.failed(&err).await;
-                Err(err)
-            }
-        }
+    /// The upstream's answer to this write, kept for a retry.
+    pub async fn answer(self, response: awc::ClientResponse) -> Result<Answer, ApiError> {
+        self.keep(response).await.map(Answer::Kept)
+    }
+
+    /// This key (a copy of it), handed to the repair of its append should
+    /// the upstream fail during it.
+    pub fn handed_to_repair(self) -> Claimed {
+        self.handed.set(true);
+        self
     }
 
     /// Keeps the upstream's answer to this write, and answers it: the body
     /// is read (a write's answer is short), kept when it is text of at most
     /// `MAX_KEPT_ANSWER` bytes, and sent.
-    async fn keep(self, mut response: awc::ClientResponse) -> Result<HttpResponse, ApiError> {
+    pub(super) async fn keep(
+        self,
+        mut response: awc::ClientResponse,
+    ) -> Result<HttpResponse, ApiError> {
         let status = response.status();
         let content_type = response
             .headers()
@@ -302,8 +307,11 @@ impl Claimed {
     /// The write failed: the key is given back when the upstream never
     /// acted on it, else the failure is its answer (a retry gets it too:
     /// the write may or may not have been stored, and is not made twice).
-    async fn failed(self, err: &ApiError) {
-        match err {
+    pub async fn failed(self, err: ApiError) -> ApiError {
+        match &err {
+            // The repair undoes the append, then frees the key (or keeps
+            // its late answer).
+            ApiError::UpstreamTimeout | ApiError::UpstreamBroken if self.handed.get() => {}
             ApiError::UpstreamTimeout | ApiError::UpstreamBroken => {
                 let detail = serde_json::json!({ "detail": err.to_string() }).to_string();
                 let kept = KeptAnswer {
@@ -314,15 +322,18 @@ impl Claimed {
                 };
                 self.store(kept).await;
             }
-            _ => {
-                let (user_id, key) = (self.user_id, self.key.clone());
-                let released =
-                    db::run(&self.keys.pool, move |conn| queries::release_key(conn, user_id, &key))
-                        .await;
-                if let Err(err) = released {
-                    tracing::warn!("giving back an idempotency key: {err}");
-                }
-            }
+            _ => self.release().await,
+        }
+        err
+    }
+
+    /// Gives the key back unanswered: a retry with it is a first write.
+    pub(super) async fn release(self) {
+        let (user_id, key) = (self.user_id, self.key.clone());
+        let released =
+            db::run(&self.keys.pool, move |conn| queries::release_key(conn, user_id, &key)).await;
+        if let Err(err) = released {
+            tracing::warn!("giving back an idempotency key: {err}");
         }
     }
 

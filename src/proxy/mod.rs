@@ -8,6 +8,7 @@ mod forward;
 pub mod headers;
 pub mod idempotency;
 pub mod limits;
+pub mod repair;
 pub mod upstream;
 
 use crate::lbasedb::perms::VIEW_FEED;
@@ -67,6 +68,8 @@ pub struct ProxyState {
     pub embedded: Option<Arc<Status>>,
     /// `Idempotency-Key`s: their answers and bounds.
     pub keys: Arc<idempotency::Keys>,
+    /// Torn appends to undo.
+    pub repairs: Arc<repair::Repairs>,
 }
 
 impl std::fmt::Debug for dyn WriteLocks {
@@ -103,6 +106,7 @@ impl ProxyState {
         ));
         Self {
             keys,
+            repairs: Arc::new(repair::Repairs::load(pool.clone())),
             metrics,
             audit,
             upstream: upstream.trim_end_matches('/').to_owned(),
@@ -239,47 +243,47 @@ async fn handle(
     let key = idempotency::key_of(&req)?;
     let upstream = Upstream::new(state.clone(), client.clone());
     let limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
-    let meter = write_meter(&req, &classified, &upstream).await?;
-    let cost = match &meter {
-        Some(meter) => meter.charge(declared_length(&req), &state.limits),
-        None => read_cost(&req, &classified, &upstream).await?,
-    };
-    let share = take_share(state, who.principal.user_id, cost).await?;
-    let holding = Holding { _slot: Some(slot), _share: share };
     let (body, facts) = request_body(&req, payload, classified.endpoint, &state.limits).await?;
-    let (claimed, body) = match key {
-        Some(key) => {
-            let digest = RequestDigest::new(req.method(), classified.endpoint, req.query_string());
-            match state.keys.claim(who.principal.user_id, key, digest, body, limit).await? {
-                Keyed::Answered(answer) => {
-                    state.metrics.idempotent_replay();
-                    return Ok((answer, holding));
-                }
-                Keyed::First(claimed, body) => (Some(claimed), body),
-            }
-        }
-        None => (None, body),
+    // A repeat of a keyed write is answered before the upstream is asked
+    // anything.
+    let user_id = who.principal.user_id;
+    let (claimed, body) = match claim(state, &req, &classified, user_id, key, body, limit).await? {
+        Ok(claimed) => claimed,
+        Err(kept) => return Ok((kept, Holding { _slot: Some(slot), ..Holding::default() })),
     };
-    let digest = claimed.as_ref().map(|claimed| claimed.digest.clone());
-    let bounds = forward::Bounds { limit, meter, digest };
-    let sending = |body| {
-        forward::start(&req, body, classified.endpoint, state, client, &seen.bytes_in, bounds)
-    };
+    let (key_copy, digest) = (claimed.clone(), claimed.as_ref().map(|c| c.digest.clone()));
+    let bytes_in = &seen.bytes_in;
     let exchanged = async {
-        match &classified.write_lock {
+        let meter = write_meter(&req, &classified, &upstream).await?;
+        let cost = match &meter {
+            Some(meter) => meter.charge(declared_length(&req), &state.limits),
+            None => read_cost(&req, &classified, &upstream).await?,
+        };
+        let share = take_share(state, user_id, cost).await?;
+        let bounds = forward::Bounds { limit, meter, digest };
+        let sending =
+            |body| forward::start(&req, body, classified.endpoint, state, client, bytes_in, bounds);
+        let response = match &classified.write_lock {
             Some(feed) => {
                 let lock = write_lock(state, feed).await?;
+                state.repairs.before_write(&upstream, feed).await?;
                 check_files(&upstream, feed, &facts).await?;
                 state.columns.forget(feed);
-                sending(body)?.locked(state, feed.clone(), lock).await
+                let torn = torn(&req, &classified, &upstream, feed, key_copy).await?;
+                sending(body)?.locked(state, feed.clone(), lock, torn).await?
             }
-            None => sending(body)?.head(state).await,
-        }
+            None => sending(body)?.head(state).await?,
+        };
+        Ok::<_, ApiError>((response, share))
     };
-    let response = match claimed {
-        Some(claimed) => claimed.answer(exchanged.await).await,
-        None => exchanged.await.map(Answer::Upstream),
-    }?;
+    let (response, share) = match (claimed, exchanged.await) {
+        (None, exchanged) => {
+            exchanged.map(|(response, share)| (Answer::Upstream(response), share))?
+        }
+        (Some(claimed), Ok((response, share))) => (claimed.answer(response).await?, share),
+        (Some(claimed), Err(err)) => return Err(claimed.failed(err).await),
+    };
+    let holding = Holding { _slot: Some(slot), _share: share };
     if response.status().is_success() && classified.endpoint == Endpoint::Feed {
         feed_changed(&req, auth, facts).await;
     }
@@ -294,6 +298,52 @@ async fn handle(
     let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
         && req.method() == Method::GET;
     Ok((forward::respond(&req, response, binary, state, classified.endpoint), holding))
+}
+
+/// A keyed write's claim on its key (`idempotency`): the claim (none
+/// without a key) and the body to send on, or, for a repeat, the answer
+/// kept.
+async fn claim(
+    state: &ProxyState,
+    req: &HttpRequest,
+    classified: &Classified,
+    user_id: i32,
+    key: Option<String>,
+    body: forward::Body,
+    limit: u64,
+) -> Result<Result<(Option<idempotency::Claimed>, forward::Body), HttpResponse>, ApiError> {
+    let Some(key) = key else {
+        return Ok(Ok((None, body)));
+    };
+    let digest = RequestDigest::new(req.method(), classified.endpoint, req.query_string());
+    Ok(match state.keys.claim(user_id, key, digest, body, limit).await? {
+        Keyed::Answered(kept) => {
+            state.metrics.idempotent_replay();
+            Err(kept)
+        }
+        Keyed::First(claimed, body) => Ok((Some(claimed), body)),
+    })
+}
+
+/// What undoes an append should the upstream fail in the middle of it: the
+/// feed's size now (read under its lock), and the append's key. None for
+/// other writes, and for an append to a feed the upstream does not have
+/// (it refuses it); 502 when the upstream cannot be asked.
+async fn torn(
+    req: &HttpRequest,
+    classified: &Classified,
+    upstream: &Upstream,
+    feed: &str,
+    key: Option<idempotency::Claimed>,
+) -> Result<Option<repair::Torn>, ApiError> {
+    if !repair::is_append(classified.endpoint, req.method()) {
+        return Ok(None);
+    }
+    let Some(size) = upstream.size_before_append(feed).await? else {
+        return Ok(None);
+    };
+    let key = key.map(idempotency::Claimed::handed_to_repair);
+    Ok(Some(repair::Torn { size, key, upstream: upstream.again() }))
 }
 
 /// Who asks, their place in flight and what they ask, authorised and

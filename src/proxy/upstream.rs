@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ProxyState;
+use crate::error::ApiError;
 use crate::lbasedb::datatype;
 
 /// Largest answer read whole: a feed list, a column list, ten rows.
@@ -52,6 +53,11 @@ impl Upstream {
 
     pub fn state(&self) -> &ProxyState {
         &self.state
+    }
+
+    /// Another handle on the same upstream.
+    pub fn again(&self) -> Self {
+        Self { state: self.state.clone(), client: self.client.clone() }
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
@@ -97,6 +103,44 @@ impl Upstream {
     pub async fn size(&self, feed: &str) -> Option<u64> {
         let answer: Value = self.get(&format!("size?feed={feed}"), Duration::from_secs(10)).await?;
         answer["size"].as_u64()
+    }
+
+    /// A feed's size before an append (`repair`): 502 when the upstream
+    /// cannot be asked (the append would fail too, and must not be sent on
+    /// without a way to undo it), `None` when it answers something else
+    /// (no such feed: the append is refused).
+    pub async fn size_before_append(&self, feed: &str) -> Result<Option<u64>, ApiError> {
+        let url = format!("{}/size?feed={feed}", self.state.upstream);
+        match self.client.get(url).timeout(Duration::from_secs(10)).send().await {
+            Ok(mut response) if response.status().is_success() => {
+                let answer = response.json::<Value>().limit(ANSWER_LIMIT).await.ok();
+                Ok(answer.and_then(|answer| answer["size"].as_u64()))
+            }
+            Ok(_) => Ok(None),
+            Err(err) => {
+                tracing::warn!("feed {feed}: the upstream cannot tell its size: {err}");
+                Err(ApiError::UpstreamUnreachable)
+            }
+        }
+    }
+
+    /// Sets `feed`'s size (a torn append undone): whether that is done, or
+    /// there is nothing to do (the feed is gone); false while the upstream
+    /// cannot be reached.
+    pub async fn set_size(&self, feed: &str, size: u64) -> bool {
+        let url = format!("{}/size?feed={feed}", self.state.upstream);
+        let body = serde_json::json!({ "size": size });
+        match self.client.put(url).timeout(Duration::from_secs(10)).send_json(&body).await {
+            Ok(response) if response.status().is_success() => true,
+            Ok(response) => {
+                tracing::warn!("feed {feed}: setting its size back answered {}", response.status());
+                response.status().is_client_error()
+            }
+            Err(err) => {
+                tracing::debug!("feed {feed}: the upstream cannot set its size yet: {err}");
+                false
+            }
+        }
     }
 
     /// The first `rows` rows of the named columns, as text; or why they

@@ -129,15 +129,16 @@ async fn keys_are_checked_scoped_to_their_user_and_freed_when_nothing_was_sent()
     assert_eq!(read.await.status(), 200);
 }
 
-/// A write the upstream may or may not have stored (it closed without an
-/// answer) is not made twice: its retry is answered the same failure.
+/// An overwrite the upstream may or may not have made (it closed without
+/// an answer) is not made twice: its retry is answered the same failure.
+/// (An append is undone instead: `safety`.)
 #[tokio::test]
 async fn an_ambiguous_failure_is_the_keys_answer_and_a_retry_in_flight_is_409() {
     let upstream = broken_upstream(Fault::Close).await;
     let app = spawn_app_on(&upstream.url, |_| {}).await;
     let write = |key: &'static str| {
         app.client
-            .post(app.proxy("bytes?feed=xy&col=x"))
+            .put(app.proxy("bytes?feed=xy&ix=0&col=x"))
             .header("idempotency-key", key)
             .body(vec![0u8; 8])
             .sent()
@@ -156,9 +157,9 @@ async fn an_ambiguous_failure_is_the_keys_answer_and_a_retry_in_flight_is_409() 
         s.write_doubt_timeout = Duration::from_millis(100);
     })
     .await;
-    let (client, url) = (app.client.clone(), app.proxy("bytes?feed=xy&col=x"));
+    let (client, url) = (app.client.clone(), app.proxy("bytes?feed=xy&ix=0&col=x"));
     let send = move || {
-        let request = client.post(&url).header("idempotency-key", "slow").body(vec![0u8; 8]);
+        let request = client.put(&url).header("idempotency-key", "slow").body(vec![0u8; 8]);
         async move { request.sent().await }
     };
     let first = tokio::spawn(send());

@@ -1,0 +1,144 @@
+//! Torn appends undone. Lbasedb's `data_push` sets a feed's new size
+//! before it writes the columns, so an upstream that fails in the middle of
+//! an append (killed, out of disk) can leave rows of zeros, or half-written
+//! rows, that nobody was told were stored. Every append holds its feed's
+//! write lock, so the proxy reads the feed's size before forwarding it;
+//! when the upstream then fails without an answer, the feed stays locked,
+//! is marked in the database (`feed_repair`: a restart, or another
+//! replica, sees it), and as soon as the upstream answers again it is set
+//! back to that size; only then is the lock let go. A retry of the append
+//! (with its `Idempotency-Key`, which the repair frees) is then stored
+//! exactly once. Overwrites (`PUT`, `PATCH`) are not undone: what they
+//! overwrote is not kept.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::http::Method;
+
+use super::classify::Endpoint;
+use super::idempotency::Claimed;
+use super::upstream::Upstream;
+use crate::db::{self, Pool, queries};
+use crate::error::ApiError;
+
+/// Whether a write appends rows (and so can be torn).
+pub fn is_append(endpoint: Endpoint, method: &Method) -> bool {
+    *method == Method::POST && matches!(endpoint, Endpoint::Data | Endpoint::Bytes)
+}
+
+/// The repairs not made yet: those a stopped process left (read at start),
+/// and the ones under way. A write to such a feed makes its repair first.
+pub struct Repairs {
+    pool: Pool,
+    pending: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Repairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Repairs")
+    }
+}
+
+impl Repairs {
+    /// With the repairs the database lists (a process stopped before it
+    /// finished them).
+    pub fn load(pool: Pool) -> Self {
+        let listed = pool
+            .get()
+            .map_err(db::DbError::from)
+            .and_then(|mut conn| queries::pending_repairs(&mut conn));
+        let pending = match listed {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(feed, size)| {
+                    tracing::warn!(
+                        "feed {feed}: a torn append is to be undone (back to {size} rows) \
+                         before its next write"
+                    );
+                    (feed, u64::try_from(size).unwrap_or(0))
+                })
+                .collect(),
+            Err(err) => {
+                tracing::error!("reading the repairs left to make: {err}");
+                HashMap::new()
+            }
+        };
+        Self { pool, pending: Mutex::new(pending) }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Before a write to `feed`, under its lock: a repair left to make is
+    /// made first (503 while the upstream cannot take it).
+    pub async fn before_write(&self, upstream: &Upstream, feed: &str) -> Result<(), ApiError> {
+        let Some(size) = self.pending().get(feed).copied() else {
+            return Ok(());
+        };
+        if !upstream.set_size(feed, size).await {
+            return Err(ApiError::Busy(Duration::from_secs(1)));
+        }
+        self.done(upstream, feed, size).await;
+        Ok(())
+    }
+
+    async fn mark(&self, feed: &str, size: u64) {
+        self.pending().insert(feed.to_owned(), size);
+        let name = feed.to_owned();
+        let marked = db::run(&self.pool, move |conn| queries::mark_repair(conn, &name, size)).await;
+        if let Err(err) = marked {
+            tracing::error!("feed {feed}: marking a torn append in the database: {err}");
+        }
+    }
+
+    async fn done(&self, upstream: &Upstream, feed: &str, size: u64) {
+        let name = feed.to_owned();
+        if let Err(err) = db::run(&self.pool, move |conn| queries::repaired(conn, &name)).await {
+            tracing::error!("feed {feed}: unmarking a repaired append: {err}");
+        }
+        self.pending().remove(feed);
+        upstream.state().metrics.append_repaired();
+        tracing::warn!("feed {feed}: a torn append was undone, the feed is back to {size} rows");
+    }
+}
+
+/// What an append needs to be undone: the feed's size before it, its key,
+/// and a way to the upstream.
+pub struct Torn {
+    pub size: u64,
+    pub key: Option<Claimed>,
+    pub upstream: Upstream,
+}
+
+impl Torn {
+    /// The upstream failed during the append: the feed is set back to its
+    /// size before it as soon as the upstream answers, however long that
+    /// takes (the caller holds the feed's lock meanwhile), then the key is
+    /// free for the retry.
+    pub async fn undo(self, feed: &str) {
+        let repairs = &self.upstream.state().repairs;
+        repairs.mark(feed, self.size).await;
+        let mut wait = Duration::from_millis(50);
+        while !self.upstream.set_size(feed, self.size).await {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+        repairs.done(&self.upstream, feed, self.size).await;
+        if let Some(key) = self.key {
+            key.release().await;
+        }
+    }
+
+    /// The append's late answer (after the proxy answered 504): kept for
+    /// its key, so that a retry is told what happened.
+    pub async fn answered(self, response: awc::ClientResponse) {
+        if let Some(key) = self.key
+            && let Err(err) = key.keep(response).await
+        {
+            tracing::warn!("keeping a late answer: {err}");
+        }
+    }
+}
