@@ -23,7 +23,7 @@ use super::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, forward_request_header,
     forward_response_header, response_content_type,
 };
-use super::idempotency::RequestDigest;
+use super::idempotency::{Answer, Claimed, RequestDigest};
 use super::limits::WriteMeter;
 use super::repair::Torn;
 use crate::config::Settings;
@@ -208,17 +208,20 @@ impl Sending {
     /// `WRITE_DOUBT_TIMEOUT` more; only then is the lock let go, and the
     /// write reported in doubt (a later write must not overtake it). An
     /// append the upstream fails in the middle of (`torn`) is undone before
-    /// the lock is let go.
+    /// the lock is let go. The write's `Idempotency-Key`, if any, is
+    /// answered for by the exchange too, whatever becomes of the request.
     pub async fn locked(
         self,
         state: &web::Data<ProxyState>,
         feed: String,
         lock: WriteGuard,
         torn: Option<Torn>,
-    ) -> Result<awc::ClientResponse, ApiError> {
+        key: Option<Claimed>,
+    ) -> Result<Answer, ApiError> {
         let Sending { mut response, body_sent, cut, limit } = self;
         let (tx, rx) = oneshot::channel();
         let state = state.clone();
+        let key = key.map(Claimed::handed);
         actix_web::rt::spawn(async move {
             let _lock = lock;
             let response_timeout = state.response_timeout;
@@ -236,11 +239,8 @@ impl Sending {
                     match tokio::time::timeout(state.write_doubt_timeout, response).await {
                         Ok(late) => {
                             tracing::info!("the late write to feed {feed} ended; its lock is free");
-                            match (late, torn) {
-                                (Ok(late), Some(torn)) => torn.answered(late).await,
-                                (Err(_), Some(torn)) => torn.undo(&feed).await,
-                                (_, None) => {}
-                            }
+                            let late = answer(late, &cut, limit, &state.metrics);
+                            settle(late, &feed, torn, key, None).await;
                         }
                         Err(_) => {
                             state.metrics.write_in_doubt();
@@ -256,15 +256,44 @@ impl Sending {
                 }
             };
             // Nobody waiting any more (the client hung up): the write is
-            // done all the same, and its lock goes with this task.
-            let answer = answer(answered, &cut, limit, &state.metrics);
-            let failed_midway = matches!(answer, Err(ApiError::UpstreamBroken));
-            let _ = tx.send(answer);
-            if let (true, Some(torn)) = (failed_midway, torn) {
-                torn.undo(&feed).await;
-            }
+            // done all the same, its key answered, and its lock goes with
+            // this task.
+            let answered = answer(answered, &cut, limit, &state.metrics);
+            settle(answered, &feed, torn, key, Some(tx)).await;
         });
         rx.await.unwrap_or(Err(ApiError::UpstreamBroken))
+    }
+}
+
+/// Ends a locked write, its lock still held: an append the upstream failed
+/// in the middle of is undone (its client told at once), any other outcome
+/// is kept for the write's key; the client's answer goes to `tell`.
+async fn settle(
+    outcome: Result<awc::ClientResponse, ApiError>,
+    feed: &str,
+    torn: Option<Torn>,
+    key: Option<Claimed>,
+    tell: Option<oneshot::Sender<Result<Answer, ApiError>>>,
+) {
+    let answer = match (outcome, torn) {
+        (Err(ApiError::UpstreamBroken), Some(torn)) => {
+            if let Some(tell) = tell {
+                let _ = tell.send(Err(ApiError::UpstreamBroken));
+            }
+            torn.undo(feed, key).await;
+            return;
+        }
+        (Ok(response), _) => match key {
+            Some(key) => key.answer(response).await,
+            None => Ok(Answer::Upstream(response)),
+        },
+        (Err(err), _) => match key {
+            Some(key) => Err(key.failed(err).await),
+            None => Err(err),
+        },
+    };
+    if let Some(tell) = tell {
+        let _ = tell.send(answer);
     }
 }
 

@@ -14,7 +14,6 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -68,12 +67,16 @@ pub fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 pub struct RequestDigest(Rc<RefCell<Sha256>>);
 
 impl RequestDigest {
-    pub fn new(method: &Method, endpoint: Endpoint, query: &str) -> Self {
+    /// `content_type` goes on to the upstream and changes what it does (a
+    /// JSON body sent as text is refused): it is part of the request.
+    pub fn new(method: &Method, endpoint: Endpoint, query: &str, content_type: &[u8]) -> Self {
         let mut hasher = Sha256::new();
-        for part in [method.as_str(), endpoint.name(), query] {
-            hasher.update(part.as_bytes());
+        for part in [method.as_str().as_bytes(), endpoint.name().as_bytes(), query.as_bytes()] {
+            hasher.update(part);
             hasher.update([0]);
         }
+        hasher.update(content_type);
+        hasher.update([0]);
         Self(Rc::new(RefCell::new(hasher)))
     }
 
@@ -118,8 +121,6 @@ pub struct Keys {
     pub max_per_user: i64,
     /// Users who held `max_per_user` keys at the last count (`count`).
     full_users: RwLock<HashSet<i32>>,
-    /// Whether all users together held `max_per_user` × 100 at the last count.
-    full: AtomicBool,
 }
 
 impl std::fmt::Debug for Keys {
@@ -128,16 +129,18 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// A key claimed by this request: what it does with it at the end.
+/// A key claimed by this request (its row `id`): what it does with it at
+/// the end. While any copy of it lives, its lease is renewed.
 #[derive(Clone)]
 pub struct Claimed {
     keys: Arc<Keys>,
-    user_id: i32,
-    key: String,
+    id: i32,
     pub digest: RequestDigest,
-    /// Given to the repair of a torn append (`repair::Torn`), which decides
-    /// what the key stands for when the upstream failed during the write.
+    /// Taken by the task that runs a locked write to its end (`forward::
+    /// Sending::locked`), which then answers for the key whatever becomes
+    /// of the request (its client may hang up).
     handed: Rc<std::cell::Cell<bool>>,
+    _alive: Arc<()>,
 }
 
 /// A keyed write: the first with its key (its body to forward, then
@@ -165,14 +168,7 @@ impl Answer {
 
 impl Keys {
     pub fn new(pool: Pool, ttl: Duration, lease: Duration, max_per_user: i64) -> Self {
-        Self {
-            pool,
-            ttl,
-            lease,
-            max_per_user,
-            full_users: RwLock::default(),
-            full: AtomicBool::new(false),
-        }
+        Self { pool, ttl, lease, max_per_user, full_users: RwLock::default() }
     }
 
     /// Claims `key` for this request, or answers it: a repeat of an
@@ -187,9 +183,7 @@ impl Keys {
         body: Body,
         limit: u64,
     ) -> Result<Keyed, ApiError> {
-        if self.full.load(Ordering::Relaxed)
-            || self.full_users.read().unwrap_or_else(|e| e.into_inner()).contains(&user_id)
-        {
+        if self.full_users.read().unwrap_or_else(|e| e.into_inner()).contains(&user_id) {
             return Err(ApiError::Throttled(Duration::from_secs(60)));
         }
         let lease = crate::db::queries::now() + self.lease;
@@ -198,9 +192,11 @@ impl Keys {
             db::run(&self.pool, move |conn| queries::claim_key(conn, user_id, &key, lease)).await?
         };
         match claimed {
-            KeyClaim::Claimed => {
-                let claimed =
-                    Claimed { keys: self.clone(), user_id, key, digest, handed: Rc::default() };
+            KeyClaim::Claimed(id) => {
+                let alive = Arc::new(());
+                self.renew_while(id, Arc::downgrade(&alive));
+                let keys = self.clone();
+                let claimed = Claimed { keys, id, digest, handed: Rc::default(), _alive: alive };
                 Ok(Keyed::First(claimed, body))
             }
             KeyClaim::InFlight => Err(ApiError::Conflict(
@@ -217,6 +213,27 @@ impl Keys {
                 Ok(Keyed::Answered(replay(&kept)))
             }
         }
+    }
+
+    /// Renews claim `id`'s lease every third of it while `alive` lives (a
+    /// copy of the claim): a slow upload or a long wait for a lock keeps
+    /// its key, and a claim a crash left behind still ends.
+    fn renew_while(self: &Arc<Self>, id: i32, alive: std::sync::Weak<()>) {
+        let keys = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(keys.lease / 3).await;
+                if alive.strong_count() == 0 {
+                    return;
+                }
+                let lease = crate::db::queries::now() + keys.lease;
+                let renewed =
+                    db::run(&keys.pool, move |conn| queries::renew_lease(conn, id, lease)).await;
+                if let Err(err) = renewed {
+                    tracing::warn!("renewing an idempotency key's lease: {err}");
+                }
+            }
+        });
     }
 
     /// Counts the keys held, for the bounds; purges expired ones in small
@@ -238,7 +255,6 @@ impl Keys {
         }
         match db::run(&self.pool, queries::keys_per_user).await {
             Ok(counts) => {
-                let total: i64 = counts.iter().map(|(_, n)| n).sum();
                 let full: HashSet<i32> = counts
                     .iter()
                     .filter(|(_, n)| *n >= self.max_per_user)
@@ -252,7 +268,6 @@ impl Keys {
                         self.max_per_user
                     );
                 }
-                self.full.store(total >= self.max_per_user.saturating_mul(100), Ordering::Relaxed);
                 *self.full_users.write().unwrap_or_else(|e| e.into_inner()) = full;
             }
             Err(err) => tracing::warn!("counting idempotency keys: {err}"),
@@ -266,11 +281,16 @@ impl Claimed {
         self.keep(response).await.map(Answer::Kept)
     }
 
-    /// This key (a copy of it), handed to the repair of its append should
-    /// the upstream fail during it.
-    pub fn handed_to_repair(self) -> Claimed {
+    /// This key (a copy of it), handed to the task that runs its write to
+    /// the end: from now on that task answers for it.
+    pub fn handed(self) -> Claimed {
         self.handed.set(true);
         self
+    }
+
+    /// Whether the task running its write answers for it.
+    pub fn is_handed(&self) -> bool {
+        self.handed.get()
     }
 
     /// Keeps the upstream's answer to this write, and answers it: the body
@@ -309,9 +329,6 @@ impl Claimed {
     /// the write may or may not have been stored, and is not made twice).
     pub async fn failed(self, err: ApiError) -> ApiError {
         match &err {
-            // The repair undoes the append, then frees the key (or keeps
-            // its late answer).
-            ApiError::UpstreamTimeout | ApiError::UpstreamBroken if self.handed.get() => {}
             ApiError::UpstreamTimeout | ApiError::UpstreamBroken => {
                 let detail = serde_json::json!({ "detail": err.to_string() }).to_string();
                 let kept = KeptAnswer {
@@ -328,10 +345,9 @@ impl Claimed {
     }
 
     /// Gives the key back unanswered: a retry with it is a first write.
-    pub(super) async fn release(self) {
-        let (user_id, key) = (self.user_id, self.key.clone());
-        let released =
-            db::run(&self.keys.pool, move |conn| queries::release_key(conn, user_id, &key)).await;
+    pub async fn release(self) {
+        let id = self.id;
+        let released = db::run(&self.keys.pool, move |conn| queries::release_key(conn, id)).await;
         if let Err(err) = released {
             tracing::warn!("giving back an idempotency key: {err}");
         }
@@ -339,11 +355,10 @@ impl Claimed {
 
     async fn store(self, kept: KeptAnswer) {
         let expires = crate::db::queries::now() + self.keys.ttl;
-        let (user_id, key) = (self.user_id, self.key);
-        let stored = db::run(&self.keys.pool, move |conn| {
-            queries::keep_answer(conn, user_id, &key, &kept, expires)
-        })
-        .await;
+        let id = self.id;
+        let stored =
+            db::run(&self.keys.pool, move |conn| queries::keep_answer(conn, id, &kept, expires))
+                .await;
         if let Err(err) = stored {
             tracing::error!("keeping the answer of an idempotent write: {err}");
         }

@@ -98,6 +98,11 @@ impl ProxyState {
         // answer's wait and the time a write in doubt keeps its lock.
         let lease =
             settings.write_lock_timeout + settings.response_timeout + settings.write_doubt_timeout;
+        // Replicas share a PostgreSQL database (and its feed locks).
+        let shared = matches!(
+            crate::db::backend(&settings.db.database_path()),
+            Ok(crate::db::Backend::Postgres(_))
+        );
         let keys = Arc::new(idempotency::Keys::new(
             pool.clone(),
             settings.idempotency_ttl,
@@ -106,7 +111,7 @@ impl ProxyState {
         ));
         Self {
             keys,
-            repairs: Arc::new(repair::Repairs::load(pool.clone())),
+            repairs: Arc::new(repair::Repairs::load(pool.clone(), shared)),
             metrics,
             audit,
             upstream: upstream.trim_end_matches('/').to_owned(),
@@ -269,19 +274,21 @@ async fn handle(
                 state.repairs.before_write(&upstream, feed).await?;
                 check_files(&upstream, feed, &facts).await?;
                 state.columns.forget(feed);
-                let torn = torn(&req, &classified, &upstream, feed, key_copy).await?;
-                sending(body)?.locked(state, feed.clone(), lock, torn).await?
+                let torn = torn(&req, &classified, &upstream, feed).await?;
+                sending(body)?.locked(state, feed.clone(), lock, torn, key_copy).await?
             }
-            None => sending(body)?.head(state).await?,
+            None => Answer::Upstream(sending(body)?.head(state).await?),
         };
         Ok::<_, ApiError>((response, share))
     };
+    // A locked write's key is answered for by its exchange (`locked`);
+    // another's here.
     let (response, share) = match (claimed, exchanged.await) {
-        (None, exchanged) => {
-            exchanged.map(|(response, share)| (Answer::Upstream(response), share))?
+        (Some(claimed), Ok((Answer::Upstream(response), share))) => {
+            (claimed.answer(response).await?, share)
         }
-        (Some(claimed), Ok((response, share))) => (claimed.answer(response).await?, share),
-        (Some(claimed), Err(err)) => return Err(claimed.failed(err).await),
+        (Some(claimed), Err(err)) if !claimed.is_handed() => return Err(claimed.failed(err).await),
+        (_, exchanged) => exchanged?,
     };
     let holding = Holding { _slot: Some(slot), _share: share };
     if response.status().is_success() && classified.endpoint == Endpoint::Feed {
@@ -315,7 +322,10 @@ async fn claim(
     let Some(key) = key else {
         return Ok(Ok((None, body)));
     };
-    let digest = RequestDigest::new(req.method(), classified.endpoint, req.query_string());
+    let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE);
+    let content_type = content_type.map_or(&[][..], |value| value.as_bytes());
+    let digest =
+        RequestDigest::new(req.method(), classified.endpoint, req.query_string(), content_type);
     Ok(match state.keys.claim(user_id, key, digest, body, limit).await? {
         Keyed::Answered(kept) => {
             state.metrics.idempotent_replay();
@@ -326,7 +336,7 @@ async fn claim(
 }
 
 /// What undoes an append should the upstream fail in the middle of it: the
-/// feed's size now (read under its lock), and the append's key. None for
+/// feed's size now (read under its lock). None for
 /// other writes, and for an append to a feed the upstream does not have
 /// (it refuses it); 502 when the upstream cannot be asked.
 async fn torn(
@@ -334,7 +344,6 @@ async fn torn(
     classified: &Classified,
     upstream: &Upstream,
     feed: &str,
-    key: Option<idempotency::Claimed>,
 ) -> Result<Option<repair::Torn>, ApiError> {
     if !repair::is_append(classified.endpoint, req.method()) {
         return Ok(None);
@@ -342,8 +351,7 @@ async fn torn(
     let Some(size) = upstream.size_before_append(feed).await? else {
         return Ok(None);
     };
-    let key = key.map(idempotency::Claimed::handed_to_repair);
-    Ok(Some(repair::Torn { size, key, upstream: upstream.again() }))
+    Ok(Some(repair::Torn { size, upstream: upstream.again() }))
 }
 
 /// Who asks, their place in flight and what they ask, authorised and

@@ -1,6 +1,6 @@
 //! Torn appends undone. Lbasedb's `data_push` sets a feed's new size
 //! before it writes the columns, so an upstream that fails in the middle of
-//! an append (killed, out of disk) can leave rows of zeros, or half-written
+//! an append (killed) can leave rows of zeros, or half-written
 //! rows, that nobody was told were stored. Every append holds its feed's
 //! write lock, so the proxy reads the feed's size before forwarding it;
 //! when the upstream then fails without an answer, the feed stays locked,
@@ -30,8 +30,11 @@ pub fn is_append(endpoint: Endpoint, method: &Method) -> bool {
 
 /// The repairs not made yet: those a stopped process left (read at start),
 /// and the ones under way. A write to such a feed makes its repair first.
+/// Replicas (`shared`) read the database under the feed's lock before each
+/// write instead: another replica may have marked one since.
 pub struct Repairs {
     pool: Pool,
+    shared: bool,
     pending: Mutex<HashMap<String, u64>>,
 }
 
@@ -44,7 +47,7 @@ impl std::fmt::Debug for Repairs {
 impl Repairs {
     /// With the repairs the database lists (a process stopped before it
     /// finished them).
-    pub fn load(pool: Pool) -> Self {
+    pub fn load(pool: Pool, shared: bool) -> Self {
         let listed = pool
             .get()
             .map_err(db::DbError::from)
@@ -65,7 +68,7 @@ impl Repairs {
                 HashMap::new()
             }
         };
-        Self { pool, pending: Mutex::new(pending) }
+        Self { pool, shared, pending: Mutex::new(pending) }
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -75,7 +78,15 @@ impl Repairs {
     /// Before a write to `feed`, under its lock: a repair left to make is
     /// made first (503 while the upstream cannot take it).
     pub async fn before_write(&self, upstream: &Upstream, feed: &str) -> Result<(), ApiError> {
-        let Some(size) = self.pending().get(feed).copied() else {
+        let size = if self.shared {
+            let name = feed.to_owned();
+            let size =
+                db::run(&self.pool, move |conn| queries::pending_repair(conn, &name)).await?;
+            size.map(|size| u64::try_from(size).unwrap_or(0))
+        } else {
+            self.pending().get(feed).copied()
+        };
+        let Some(size) = size else {
             return Ok(());
         };
         if !upstream.set_size(feed, size).await {
@@ -105,20 +116,19 @@ impl Repairs {
     }
 }
 
-/// What an append needs to be undone: the feed's size before it, its key,
-/// and a way to the upstream.
+/// What an append needs to be undone: the feed's size before it, and a way
+/// to the upstream.
 pub struct Torn {
     pub size: u64,
-    pub key: Option<Claimed>,
     pub upstream: Upstream,
 }
 
 impl Torn {
     /// The upstream failed during the append: the feed is set back to its
     /// size before it as soon as the upstream answers, however long that
-    /// takes (the caller holds the feed's lock meanwhile), then the key is
-    /// free for the retry.
-    pub async fn undo(self, feed: &str) {
+    /// takes (the caller holds the feed's lock meanwhile); then the append's
+    /// key, if it has one, is free for the retry.
+    pub async fn undo(self, feed: &str, key: Option<Claimed>) {
         let repairs = &self.upstream.state().repairs;
         repairs.mark(feed, self.size).await;
         let mut wait = Duration::from_millis(50);
@@ -127,18 +137,8 @@ impl Torn {
             wait = (wait * 2).min(Duration::from_secs(2));
         }
         repairs.done(&self.upstream, feed, self.size).await;
-        if let Some(key) = self.key {
+        if let Some(key) = key {
             key.release().await;
-        }
-    }
-
-    /// The append's late answer (after the proxy answered 504): kept for
-    /// its key, so that a retry is told what happened.
-    pub async fn answered(self, response: awc::ClientResponse) {
-        if let Some(key) = self.key
-            && let Err(err) = key.keep(response).await
-        {
-            tracing::warn!("keeping a late answer: {err}");
         }
     }
 }

@@ -186,17 +186,15 @@ async fn kept_keys_expire_and_a_user_past_its_bound_waits() {
     let hour = chrono::Duration::hours(1);
     let keep = |key: &str, expires: chrono::NaiveDateTime| {
         let conn = &mut app.conn();
-        assert_eq!(
-            queries::claim_key(conn, admin, key, queries::now() + hour).unwrap(),
-            KeyClaim::Claimed
-        );
+        let claimed = queries::claim_key(conn, admin, key, queries::now() + hour).unwrap();
+        let KeyClaim::Claimed(id) = claimed else { panic!("{key}: {claimed:?}") };
         let answer = KeptAnswer {
             request_digest: "d".into(),
             status: 204,
             content_type: None,
             answer: None,
         };
-        queries::keep_answer(conn, admin, key, &answer, expires).unwrap();
+        queries::keep_answer(conn, id, &answer, expires).unwrap();
     };
     keep("a", queries::now() + hour);
     keep("b", queries::now() + hour);
@@ -207,7 +205,7 @@ async fn kept_keys_expire_and_a_user_past_its_bound_waits() {
         2,
     ));
     let claim = |key: &str| {
-        let digest = RequestDigest::new(&Method::POST, Endpoint::Data, "feed=xy");
+        let digest = RequestDigest::new(&Method::POST, Endpoint::Data, "feed=xy", b"");
         keys.claim(admin, key.into(), digest, Body::Full(bytes::Bytes::new()), 1024)
     };
     keys.count().await;
@@ -215,12 +213,17 @@ async fn kept_keys_expire_and_a_user_past_its_bound_waits() {
     assert!(matches!(refused, Err(ApiError::Throttled(_))), "at the bound");
 
     // One expires: the next count purges it, and there is room again.
-    let past = queries::now() - chrono::Duration::seconds(1);
-    let expired =
-        KeptAnswer { request_digest: "d".into(), status: 204, content_type: None, answer: None };
-    queries::keep_answer(&mut app.conn(), admin, "a", &expired, past).unwrap();
-    keys.count().await;
     let conn = &mut app.conn();
+    {
+        use diesel::prelude::*;
+        use lbasedb_proxy::db::schema::idempotency_key as k;
+        let past = queries::now() - chrono::Duration::seconds(1);
+        diesel::update(k::table.filter(k::client_key.eq("a")))
+            .set(k::expires_at.eq(past))
+            .execute(conn)
+            .unwrap();
+    }
+    keys.count().await;
     assert!(matches!(claim("c").await, Ok(Keyed::First(..))), "room after the purge");
     let left: Vec<String> = {
         use diesel::prelude::*;
@@ -230,8 +233,94 @@ async fn kept_keys_expire_and_a_user_past_its_bound_waits() {
     assert_eq!(left, ["b", "c"], "the expired key is gone");
     // An expired answer is no answer: its key is claimed anew.
     keep("d", queries::now() - chrono::Duration::seconds(1));
-    assert_eq!(
-        queries::claim_key(conn, admin, "d", queries::now() + hour).unwrap(),
-        KeyClaim::Claimed
-    );
+    let again = queries::claim_key(conn, admin, "d", queries::now() + hour).unwrap();
+    assert!(matches!(again, KeyClaim::Claimed(_)), "{again:?}");
+}
+
+/// An upstream that answers every request 204 after `delay`, counting
+/// the requests it is sent.
+async fn slow_upstream(
+    delay: Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                let answer = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                stream.write_all(answer).await.ok();
+            });
+        }
+    });
+    (url, requests)
+}
+
+/// A client that hangs up before its keyed write is answered (its own
+/// timeout) and retries gets the write's answer, not a second write: the
+/// exchange that holds the feed's lock keeps the answer whatever becomes
+/// of the request.
+#[tokio::test]
+async fn a_client_that_hangs_up_and_retries_gets_the_first_answer() {
+    let (url, requests) = slow_upstream(Duration::from_millis(400)).await;
+    let app = spawn_app_on(&url, |_| {}).await;
+    let write = |timeout: Duration| {
+        let request = app.client.post(app.proxy("raw?feed=xy&col=x&ix=0")).timeout(timeout);
+        request.header("idempotency-key", "hang-up").body(vec![1u8; 8]).send()
+    };
+    assert!(write(Duration::from_millis(100)).await.is_err(), "the client gave up");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let retry = write(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(retry.status(), 204);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1, "sent on once");
+}
+
+/// A write that takes longer than its key's lease (a slow upload) keeps
+/// its key: the lease is renewed while it runs, so a retry meanwhile is
+/// 409, not a second write.
+#[tokio::test]
+async fn a_slow_upload_keeps_its_key_past_the_lease() {
+    let (url, requests) = slow_upstream(Duration::ZERO).await;
+    // A lease of 3 s: the lock's wait, the answer's and the doubt's.
+    let app = spawn_app_on(&url, |s| {
+        s.write_lock_timeout = Duration::from_secs(1);
+        s.response_timeout = Duration::from_secs(1);
+        s.write_doubt_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let chunks = futures_util::stream::unfold(0, |sent| async move {
+        (sent < 5).then_some(())?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 8])), sent + 1))
+    });
+    let slow = app
+        .client
+        .post(app.proxy("raw?feed=xy&col=x&ix=0"))
+        .header("idempotency-key", "slow-upload")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send();
+    let retry = async {
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let request = app.client.post(app.proxy("raw?feed=xy&col=x&ix=0"));
+        request.header("idempotency-key", "slow-upload").body(vec![1u8; 40]).send().await
+    };
+    let (slow, retry) = tokio::join!(slow, retry);
+    assert_eq!(slow.unwrap().status(), 204);
+    assert_eq!(retry.unwrap().status(), 409, "the key is still the slow upload's");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

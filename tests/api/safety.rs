@@ -572,6 +572,18 @@ async fn a_repair_left_by_a_stopped_proxy_is_made_before_the_next_write() {
     assert_eq!(next.size_of("t").await, 3);
     let left = lbasedb_proxy::db::queries::pending_repairs(&mut next.conn()).unwrap();
     assert!(left.is_empty(), "{left:?}");
+
+    // Replicas (PostgreSQL) see a repair another one marked while they run:
+    // none writes on top of a torn append.
+    if next.database_url.starts_with("postgres") {
+        let torn = next.client.put(next.proxy("size?feed=t")).json(&json!({"size": 9}));
+        assert_eq!(torn.sent().await.status(), 204);
+        lbasedb_proxy::db::queries::mark_repair(&mut next.conn(), "t", 3).unwrap();
+        let appended = next.client.post(next.proxy("data?feed=t")).json(&json!({"x": [4]}));
+        assert_eq!(appended.sent().await.status(), 204);
+        let all = get_json(&next.client, &next.proxy("data?feed=t&ix=0&size=4&col=x")).await;
+        assert_eq!(all, json!({"x": [1, 2, 3, 4]}));
+    }
 }
 
 /// 16 writers append with keys while the upstream is killed and started

@@ -18,9 +18,9 @@ pub struct KeptAnswer {
 /// What a key stands for when a write claims it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {
-    /// New (or expired): this write is the first, and holds the key until
-    /// it ends (`keep_answer` or `release_key`).
-    Claimed,
+    /// New (or expired): this write is the first, and holds the key (the
+    /// row of this id) until it ends (`keep_answer` or `release_key`).
+    Claimed(i32),
     /// Another write with it has not ended yet.
     InFlight,
     /// A write with it ended: its answer.
@@ -63,14 +63,11 @@ pub fn claim_key(
             }
             None => {}
         }
-        let insert = diesel::insert_into(keys::table).values((
-            keys::user_id.eq(user_id),
-            keys::client_key.eq(key),
-            keys::created_at.eq(now),
-            keys::expires_at.eq(lease),
-        ));
-        match crate::on_engine!(conn, |c| insert.execute(c)) {
-            Ok(_) => Ok(KeyClaim::Claimed),
+        let claim = (keys::user_id.eq(user_id), keys::client_key.eq(key));
+        let times = (keys::created_at.eq(now), keys::expires_at.eq(lease));
+        let insert = diesel::insert_into(keys::table).values((claim, times)).returning(keys::id);
+        match crate::on_engine!(conn, |c| insert.get_result::<i32>(c)) {
+            Ok(id) => Ok(KeyClaim::Claimed(id)),
             // Another replica claimed it between the read and the insert.
             Err(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
@@ -81,15 +78,16 @@ pub fn claim_key(
     })
 }
 
-/// Keeps the answer of the write that claimed `key`, until `expires`.
+/// Keeps the answer of the write that made claim `id`, until `expires`;
+/// a claim taken over since (its lease ran out) is not this one's to
+/// answer.
 pub fn keep_answer(
     conn: &mut Conn,
-    user_id: i32,
-    key: &str,
+    id: i32,
     answer: &KeptAnswer,
     expires: NaiveDateTime,
 ) -> Result<(), DbError> {
-    diesel::update(keys::table.filter(keys::user_id.eq(user_id)).filter(keys::client_key.eq(key)))
+    diesel::update(keys::table.find(id).filter(keys::status.is_null()))
         .set((
             keys::request_digest.eq(&answer.request_digest),
             keys::status.eq(answer.status),
@@ -101,16 +99,19 @@ pub fn keep_answer(
     Ok(())
 }
 
-/// Gives a claimed key back unanswered (the write never reached the
-/// upstream, or was undone): a retry with it is a first write again.
-pub fn release_key(conn: &mut Conn, user_id: i32, key: &str) -> Result<(), DbError> {
-    diesel::delete(
-        keys::table
-            .filter(keys::user_id.eq(user_id))
-            .filter(keys::client_key.eq(key))
-            .filter(keys::status.is_null()),
-    )
-    .execute(conn)?;
+/// Gives claim `id` back unanswered (the write never reached the upstream,
+/// or was undone): a retry with its key is a first write again.
+pub fn release_key(conn: &mut Conn, id: i32) -> Result<(), DbError> {
+    diesel::delete(keys::table.find(id).filter(keys::status.is_null())).execute(conn)?;
+    Ok(())
+}
+
+/// Extends the lease of claim `id`, still unanswered, to `lease`: a write
+/// that takes long (a slow upload, a long wait for its lock) keeps its key.
+pub fn renew_lease(conn: &mut Conn, id: i32, lease: NaiveDateTime) -> Result<(), DbError> {
+    diesel::update(keys::table.find(id).filter(keys::status.is_null()))
+        .set(keys::expires_at.eq(lease))
+        .execute(conn)?;
     Ok(())
 }
 

@@ -29,3 +29,8 @@ pub fn repaired(conn: &mut Conn, feed: &str) -> Result<(), DbError> {
 pub fn pending_repairs(conn: &mut Conn) -> Result<Vec<(String, i64)>, DbError> {
     Ok(repair::table.select((repair::feed, repair::size)).load(conn)?)
 }
+
+/// The size `feed` is to be set back to, if a repair of it is left to make.
+pub fn pending_repair(conn: &mut Conn, feed: &str) -> Result<Option<i64>, DbError> {
+    Ok(repair::table.find(feed).select(repair::size).first(conn).optional()?)
+}
