@@ -115,6 +115,19 @@ impl DatasetScan {
     pub fn rows(&self) -> u64 {
         self.counts.iter().map(|(_, n)| *n).max().unwrap_or(0)
     }
+
+    /// The rows an append of this dataset adds, when that is certain: every
+    /// key once, each with as many values (what the storage takes; it
+    /// refuses lists of other lengths, and of a key met twice keeps one).
+    pub fn uniform_rows(&self) -> Option<u64> {
+        let first = self.counts.first().map_or(0, |(_, n)| *n);
+        let distinct = self
+            .counts
+            .iter()
+            .enumerate()
+            .all(|(i, (key, _))| self.counts[..i].iter().all(|(other, _)| other != key));
+        (distinct && self.counts.iter().all(|(_, n)| *n == first)).then_some(first)
+    }
 }
 
 /// What a counted JSON write costs the storage, given the feed's columns
@@ -179,6 +192,11 @@ mod tests {
         assert_eq!(counts(" { \"x\" :\n[ 1 ,\t2 ] } "), pairs(&[("x", 2)]));
         assert_eq!(counts(r#"{"x":[1],"x":[1,2]}"#), pairs(&[("x", 1), ("x", 2)]));
         assert_eq!(scan(r#"{"x":[1,2],"y":[1,2,3,4]}"#).rows(), 4);
+        // What an append adds, only where it is certain.
+        assert_eq!(scan(r#"{"x":[1,2],"y":[3,4]}"#).uniform_rows(), Some(2));
+        assert_eq!(scan(r#"{}"#).uniform_rows(), Some(0));
+        assert_eq!(scan(r#"{"x":[1,2],"y":[1,2,3,4]}"#).uniform_rows(), None);
+        assert_eq!(scan(r#"{"x":[1,2],"x":[1,2]}"#).uniform_rows(), None, "a key twice");
         // Not a dataset: counted as far as it goes, never a panic.
         for junk in ["", "[1,2]", "{", "}}}]]]", r#"{"x": 5}"#, "\"unterminated", r#"{"x":[1,"#] {
             let _ = scan(junk).rows();

@@ -25,7 +25,7 @@ use super::headers::{
 };
 use super::idempotency::{Answer, Claimed, RequestDigest};
 use super::limits::WriteMeter;
-use super::repair::Torn;
+use super::repair::{AppendedRows, Torn};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::lbasedb::datatype::refuse_write;
@@ -116,6 +116,8 @@ pub struct Bounds {
     pub meter: Option<WriteMeter>,
     /// A keyed write's digest, fed the body as it goes.
     pub digest: Option<RequestDigest>,
+    /// Told the rows an append adds, once its whole body has gone by.
+    pub rows: AppendedRows,
 }
 
 /// Starts sending the request on, its body streamed within `bounds`; the
@@ -129,7 +131,7 @@ pub fn start(
     bytes_in: &Arc<AtomicU64>,
     bounds: Bounds,
 ) -> Result<Sending, ApiError> {
-    let Bounds { limit, meter, digest } = bounds;
+    let Bounds { limit, meter, digest, rows } = bounds;
     let framing = body_framing(req.headers())?;
     if let BodyFraming::Sized(len) = framing
         && len > limit
@@ -166,6 +168,7 @@ pub fn start(
                 cut: cut.clone(),
                 done: Some(body_done),
                 digest,
+                rows,
             };
             match framing {
                 BodyFraming::None => {
@@ -243,6 +246,9 @@ impl Sending {
                             settle(late, &feed, torn, key, None).await;
                         }
                         Err(_) => {
+                            if let Some(torn) = torn {
+                                torn.ended(&feed, false);
+                            }
                             state.metrics.write_in_doubt();
                             tracing::error!(
                                 "write in doubt: feed {feed}: the upstream neither answered nor \
@@ -283,14 +289,24 @@ async fn settle(
             torn.undo(feed, key).await;
             return;
         }
-        (Ok(response), _) => match key {
-            Some(key) => key.answer(response).await,
-            None => Ok(Answer::Upstream(response)),
-        },
-        (Err(err), _) => match key {
-            Some(key) => Err(key.failed(err).await),
-            None => Err(err),
-        },
+        (Ok(response), torn) => {
+            if let Some(torn) = torn {
+                torn.ended(feed, response.status().is_success());
+            }
+            match key {
+                Some(key) => key.answer(response).await,
+                None => Ok(Answer::Upstream(response)),
+            }
+        }
+        (Err(err), torn) => {
+            if let Some(torn) = torn {
+                torn.ended(feed, false);
+            }
+            match key {
+                Some(key) => Err(key.failed(err).await),
+                None => Err(err),
+            }
+        }
     };
     if let Some(tell) = tell {
         let _ = tell.send(answer);
@@ -443,6 +459,7 @@ struct RequestBody {
     cut: Cuts,
     done: Option<oneshot::Sender<()>>,
     digest: Option<RequestDigest>,
+    rows: AppendedRows,
 }
 
 impl RequestBody {
@@ -485,6 +502,7 @@ impl Stream for RequestBody {
                 Poll::Ready(Some(Err(io::Error::other(err.to_string()))))
             }
             Poll::Ready(None) => {
+                this.rows.set(this.meter.as_ref().and_then(WriteMeter::appended_rows));
                 this.finish();
                 Poll::Ready(None)
             }

@@ -239,6 +239,15 @@ impl WriteMeter {
     }
 
     /// Counts the next bytes of the body.
+    /// The rows this write appends, when that is certain (an append of a
+    /// JSON dataset whose lists are all as long, each key once).
+    pub fn appended_rows(&self) -> Option<u64> {
+        match self {
+            Self::Json { scan, zeroes_others: false, .. } => scan.uniform_rows(),
+            _ => None,
+        }
+    }
+
     pub fn feed(&mut self, chunk: &[u8]) {
         if let Self::Json { scan, .. } = self {
             scan.feed(chunk);

@@ -265,7 +265,8 @@ async fn handle(
             None => read_cost(&req, &classified, &upstream).await?,
         };
         let share = take_share(state, user_id, cost).await?;
-        let bounds = forward::Bounds { limit, meter, digest };
+        let rows = repair::AppendedRows::default();
+        let bounds = forward::Bounds { limit, meter, digest, rows: rows.clone() };
         let sending =
             |body| forward::start(&req, body, classified.endpoint, state, client, bytes_in, bounds);
         let response = match &classified.write_lock {
@@ -274,7 +275,7 @@ async fn handle(
                 state.repairs.before_write(&upstream, feed).await?;
                 check_files(&upstream, feed, &facts).await?;
                 state.columns.forget(feed);
-                let torn = torn(&req, &classified, &upstream, feed).await?;
+                let torn = torn(&req, &classified, &upstream, feed, rows).await?;
                 sending(body)?.locked(state, feed.clone(), lock, torn, key_copy).await?
             }
             None => Answer::Upstream(sending(body)?.head(state).await?),
@@ -344,14 +345,18 @@ async fn torn(
     classified: &Classified,
     upstream: &Upstream,
     feed: &str,
+    rows: repair::AppendedRows,
 ) -> Result<Option<repair::Torn>, ApiError> {
+    let repairs = &upstream.state().repairs;
     if !repair::is_append(classified.endpoint, req.method()) {
+        repairs.forget(feed);
         return Ok(None);
     }
-    let Some(size) = upstream.size_before_append(feed).await? else {
+    let Some(size) = repairs.size_before(upstream, feed).await? else {
+        repairs.forget(feed);
         return Ok(None);
     };
-    Ok(Some(repair::Torn { size, upstream: upstream.again() }))
+    Ok(Some(repair::Torn { size, upstream: upstream.again(), rows }))
 }
 
 /// Who asks, their place in flight and what they ask, authorised and

@@ -2,7 +2,9 @@
 //! before it writes the columns, so an upstream that fails in the middle of
 //! an append (killed) can leave rows of zeros, or half-written
 //! rows, that nobody was told were stored. Every append holds its feed's
-//! write lock, so the proxy reads the feed's size before forwarding it;
+//! write lock, so the proxy knows the feed's size before forwarding it
+//! (kept from the last append where this process is the only writer, else
+//! asked);
 //! when the upstream then fails without an answer, the feed stays locked,
 //! is marked in the database (`feed_repair`: a restart, or another
 //! replica, sees it), and as soon as the upstream answers again it is set
@@ -11,7 +13,9 @@
 //! exactly once. Overwrites (`PUT`, `PATCH`) are not undone: what they
 //! overwrote is not kept.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,6 +40,11 @@ pub struct Repairs {
     pool: Pool,
     shared: bool,
     pending: Mutex<HashMap<String, u64>>,
+    /// Each feed's size after the last append through this process, while
+    /// nothing else has written it: the next append's size before, without
+    /// asking the upstream. Only where this process is the only writer
+    /// (not `shared`): a replica may have written since.
+    sizes: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Repairs {
@@ -68,7 +77,7 @@ impl Repairs {
                 HashMap::new()
             }
         };
-        Self { pool, shared, pending: Mutex::new(pending) }
+        Self { pool, shared, pending: Mutex::new(pending), sizes: Mutex::default() }
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -96,6 +105,29 @@ impl Repairs {
         Ok(())
     }
 
+    fn sizes(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.sizes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A feed's size before an append, under its lock: the size the last
+    /// append left, or the upstream's answer (`Upstream::size_before_append`).
+    pub async fn size_before(
+        &self,
+        upstream: &Upstream,
+        feed: &str,
+    ) -> Result<Option<u64>, ApiError> {
+        if let Some(size) = self.sizes().get(feed).copied() {
+            return Ok(Some(size));
+        }
+        upstream.size_before_append(feed).await
+    }
+
+    /// A write other than an append, or one whose outcome is not known, is
+    /// made to `feed`: its size is asked again next time.
+    pub fn forget(&self, feed: &str) {
+        self.sizes().remove(feed);
+    }
+
     async fn mark(&self, feed: &str, size: u64) {
         self.pending().insert(feed.to_owned(), size);
         let name = feed.to_owned();
@@ -116,14 +148,33 @@ impl Repairs {
     }
 }
 
+/// The rows an append adds, when certain: told by its body once it has gone
+/// by (`forward`), read when it has been stored.
+pub type AppendedRows = Rc<Cell<Option<u64>>>;
+
 /// What an append needs to be undone: the feed's size before it, and a way
-/// to the upstream.
+/// to the upstream; and, for the next append's size before, the rows it
+/// adds.
 pub struct Torn {
     pub size: u64,
     pub upstream: Upstream,
+    pub rows: AppendedRows,
 }
 
 impl Torn {
+    /// The append ended as the upstream answered: stored (`stored`) with a
+    /// known number of rows, the feed's new size is kept for the next
+    /// append (where sizes are kept); else it is asked again.
+    pub fn ended(self, feed: &str, stored: bool) {
+        let repairs = &self.upstream.state().repairs;
+        match (stored, self.rows.get()) {
+            (true, Some(rows)) if !repairs.shared => {
+                repairs.sizes().insert(feed.to_owned(), self.size + rows);
+            }
+            _ => repairs.forget(feed),
+        }
+    }
+
     /// The upstream failed during the append: the feed is set back to its
     /// size before it as soon as the upstream answers, however long that
     /// takes (the caller holds the feed's lock meanwhile); then the append's
@@ -137,6 +188,9 @@ impl Torn {
             wait = (wait * 2).min(Duration::from_secs(2));
         }
         repairs.done(&self.upstream, feed, self.size).await;
+        if !repairs.shared {
+            repairs.sizes().insert(feed.to_owned(), self.size);
+        }
         if let Some(key) = key {
             key.release().await;
         }

@@ -499,14 +499,19 @@ async fn settles_at(app: &TestApp, feed: &str, size: u64) {
 
 /// An append of 1,000,000 rows cut by killing the upstream while it
 /// writes them (its size already set, its columns not yet written) leaves
-/// the feed as it was before, once the upstream is back; the next append
-/// goes on from there.
+/// the feed as it was before (as another write left it, not as the last
+/// append did), once the upstream is back; the next append goes on from
+/// there.
 #[tokio::test]
 async fn a_big_append_cut_by_killing_the_upstream_leaves_the_feed_as_it_was() {
     const ROWS: u64 = 1_000_000;
     let (_dir, mut upstream, app) = upstream_with_feed("big", "x").await;
     let first = app.client.post(app.proxy("data?feed=big")).json(&json!({"x": [1, 2, 3]}));
     assert_eq!(first.sent().await.status(), 204);
+    // A write that is no append (a row of zeros added): the size the last
+    // append left is not the size any more.
+    let grown = app.client.put(app.proxy("size?feed=big")).json(&json!({"size": 4}));
+    assert_eq!(grown.sent().await.status(), 204);
     let mut cut = 0;
     for _ in 0..5 {
         let (client, url) = (app.client.clone(), app.proxy("bytes?feed=big&col=x"));
@@ -514,7 +519,7 @@ async fn a_big_append_cut_by_killing_the_upstream_leaves_the_feed_as_it_was() {
         let sending = tokio::spawn(async move { client.post(url).body(body).send().await });
         // The upstream sets the size first, then writes the rows: kill it
         // in between.
-        while upstream_size(&upstream, "big").await.is_some_and(|size| size == 3)
+        while upstream_size(&upstream, "big").await.is_some_and(|size| size == 4)
             && !sending.is_finished()
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -524,23 +529,23 @@ async fn a_big_append_cut_by_killing_the_upstream_leaves_the_feed_as_it_was() {
         upstream.restart().await;
         if status == 204 {
             // Written whole before the kill: kept; set back by hand to try again.
-            settles_at(&app, "big", 3 + ROWS).await;
-            let shrink = app.client.put(app.proxy("size?feed=big")).json(&json!({"size": 3}));
+            settles_at(&app, "big", 4 + ROWS).await;
+            let shrink = app.client.put(app.proxy("size?feed=big")).json(&json!({"size": 4}));
             assert_eq!(shrink.sent().await.status(), 204);
             continue;
         }
         assert_eq!(status, 502, "the client is told the append failed");
         cut += 1;
-        settles_at(&app, "big", 3).await;
+        settles_at(&app, "big", 4).await;
         break;
     }
     assert_eq!(cut, 1, "an append was cut");
-    let kept = get_json(&app.client, &app.proxy("data?feed=big&ix=0&size=3&col=x")).await;
-    assert_eq!(kept, json!({"x": [1, 2, 3]}));
-    let next = app.client.post(app.proxy("data?feed=big")).json(&json!({"x": [4]}));
+    let kept = get_json(&app.client, &app.proxy("data?feed=big&ix=0&size=4&col=x")).await;
+    assert_eq!(kept, json!({"x": [1, 2, 3, 0]}));
+    let next = app.client.post(app.proxy("data?feed=big")).json(&json!({"x": [5]}));
     assert_eq!(next.sent().await.status(), 204);
-    let all = get_json(&app.client, &app.proxy("data?feed=big&ix=0&size=4&col=x")).await;
-    assert_eq!(all, json!({"x": [1, 2, 3, 4]}));
+    let all = get_json(&app.client, &app.proxy("data?feed=big&ix=0&size=5&col=x")).await;
+    assert_eq!(all, json!({"x": [1, 2, 3, 0, 5]}));
     let metrics = app.client.get(format!("{}/metrics", app.address)).sent().await.text().await;
     assert!(metrics.unwrap().contains("lbasedb_proxy_appends_repaired_total 1"));
 }
