@@ -62,6 +62,12 @@ pub struct Limits {
     /// past it a request waits a moment, then gets 503.
     #[arg(long, env = "MAX_BYTES_IN_FLIGHT", default_value_t = Limits::DEFAULT.max_bytes_in_flight)]
     pub max_bytes_in_flight: u64,
+
+    /// Bytes the embedded server keeps free on its data folder's file
+    /// system: an append that would take them is refused (507). The storage loses the errors of a full disk (it would answer
+    /// an append it could not write), so the room is checked before.
+    #[arg(long, env = "MIN_FREE_SPACE", default_value_t = Limits::DEFAULT.min_free_space)]
+    pub min_free_space: u64,
 }
 
 impl Limits {
@@ -75,6 +81,7 @@ impl Limits {
         max_columns_per_feed: 1024,
         max_json_body: 64 << 20,
         max_bytes_in_flight: 1 << 30,
+        min_free_space: 64 << 20,
     };
 }
 

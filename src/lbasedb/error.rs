@@ -27,6 +27,11 @@ impl LbError {
         Self { status: StatusCode::SERVICE_UNAVAILABLE, ..Self::new("resource busy", detail) }
     }
 
+    /// The data folder's file system has no room for the write.
+    pub fn no_space(detail: impl Into<String>) -> Self {
+        Self { status: StatusCode::INSUFFICIENT_STORAGE, ..Self::new("storage full", detail) }
+    }
+
     pub fn param_required(param: &str) -> Self {
         Self::new("param required", param)
     }

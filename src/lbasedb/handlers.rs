@@ -37,7 +37,12 @@ pub struct Store {
     /// The files the storage may keep open, and a lock taken by whatever
     /// adds one (a feed, a column), so that two cannot both take the last.
     files: web::Data<(FileBudget, tokio::sync::Mutex<()>)>,
+    /// Where the storage's files are, for the room left on their disk.
+    folder: web::Data<DataFolder>,
 }
+
+/// The storage's data folder.
+pub struct DataFolder(pub std::path::PathBuf);
 
 impl FromRequest for Store {
     type Error = actix_web::Error;
@@ -51,6 +56,7 @@ impl FromRequest for Store {
                 limits: web::Data::extract(req).into_inner()?,
                 budget: web::Data::extract(req).into_inner()?,
                 files: web::Data::extract(req).into_inner()?,
+                folder: web::Data::extract(req).into_inner()?,
             })
         };
         ready(data())
@@ -143,6 +149,37 @@ impl Store {
             Some(refused) => Err(LbError::invalid_input(refused)),
             None => Ok(()),
         }
+    }
+
+    /// Refuses an append of `rows` rows (every column's width each) that
+    /// would take the disk into the `MIN_FREE_SPACE` kept free on the data
+    /// folder's file system: the storage crate drops the errors of its
+    /// writes to the columns, so on a full disk it would acknowledge rows
+    /// it never wrote. (A larger size or a new column only make sparse
+    /// files: they take no room until written.)
+    async fn check_space(&self, feed: &str, rows: u64) -> Result<(), LbError> {
+        let row: u64 = self
+            .col_list(feed)
+            .await?
+            .iter()
+            .filter_map(|c| datatype::width(&c.get_datatype()))
+            .sum();
+        let bytes = rows.saturating_mul(row);
+        if bytes == 0 {
+            return Ok(());
+        }
+        let Ok(stat) = rustix::fs::statvfs(&self.folder.0) else {
+            return Ok(());
+        };
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let kept = self.limits.min_free_space;
+        if free < bytes.saturating_add(kept) {
+            return Err(LbError::no_space(format!(
+                "the write needs {bytes} bytes; the data folder's disk has {free} free, and \
+                 {kept} are kept free (MIN_FREE_SPACE)"
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a request naming more columns than `MAX_READ_COLUMNS`.
@@ -503,6 +540,7 @@ pub async fn data_push(db: Store, query: Query<DataQuery>, ds: Written) -> Answe
     let rows = check_dataset(&db, &query.feed, &ds).await? as u64;
     let size = db.size_get(&query.feed).await? as u64;
     db.check_size(&query.feed, size.saturating_add(rows), None).await?;
+    db.check_space(&query.feed, rows).await?;
     db.data_push(&query.feed, &ds).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -575,6 +613,7 @@ pub async fn bytes_push(db: Store, req: HttpRequest, body: web::Bytes) -> Answer
     let rows = bytes_rows(&db, &query.feed, &cols, &body).await? as u64;
     let size = db.size_get(&query.feed).await? as u64;
     db.check_size(&query.feed, size.saturating_add(rows), None).await?;
+    db.check_space(&query.feed, rows).await?;
     db.bytes_push(&query.feed, &cols, &body).await?;
     Ok(HttpResponse::NoContent().finish())
 }

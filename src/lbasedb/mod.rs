@@ -74,6 +74,7 @@ impl EmbeddedServer {
         let budget =
             web::Data::new(crate::budget::Budget::new(settings.limits.max_bytes_in_flight));
         let files = web::Data::new((files, tokio::sync::Mutex::new(())));
+        let folder = web::Data::new(handlers::DataFolder(settings.data.clone()));
         let path = settings.data.to_str().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "the Lbasedb data path is not UTF-8")
         })?;
@@ -94,6 +95,7 @@ impl EmbeddedServer {
                 .app_data(locks.clone())
                 .app_data(budget.clone())
                 .app_data(files.clone())
+                .app_data(folder.clone())
                 .app_data(conn.clone())
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::JsonConfig::default().limit(json_limit))

@@ -245,6 +245,7 @@ fn args(settings: &LbasedbSettings) -> Vec<OsString> {
         ("max-columns-per-feed", limits.max_columns_per_feed),
         ("max-json-body", limits.max_json_body),
         ("max-bytes-in-flight", limits.max_bytes_in_flight),
+        ("min-free-space", limits.min_free_space),
     ];
     for (name, value) in numbers {
         args.push(format!("--{name}").into());
@@ -289,6 +290,7 @@ mod tests {
             max_columns_per_feed: 7,
             max_json_body: 8,
             max_bytes_in_flight: 9,
+            min_free_space: 13,
         };
         let settings = LbasedbSettings {
             bind: "127.0.0.1:0".into(),

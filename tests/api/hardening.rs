@@ -1542,3 +1542,21 @@ async fn an_ended_session_stays_ended_though_a_request_of_it_was_in_flight() {
     let admin = plain.get(format!("{}/admin/", app.address)).header("cookie", &cookie).sent();
     assert_eq!(admin.await.status(), 302, "to the login page");
 }
+
+/// The storage crate drops the errors of its column writes: on a full disk
+/// it answered an append 204 whose rows it never wrote. The embedded server
+/// checks the room left before an append (`MIN_FREE_SPACE`).
+#[tokio::test]
+async fn a_write_the_disk_has_no_room_for_is_refused_not_acknowledged() {
+    let app = spawn_app_with(|s| s.limits.min_free_space = u64::MAX / 4).await;
+    // An empty feed's new column takes no room.
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    let append = app.client.post(app.proxy("data?feed=xy")).json(&json!({"x": [1, 2, 3]}));
+    let refused = append.sent().await;
+    assert_eq!(refused.status(), 507);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("MIN_FREE_SPACE"), "{body}");
+    let bytes = app.client.post(app.proxy("bytes?feed=xy&col=x")).body(vec![0u8; 8]);
+    assert_eq!(bytes.sent().await.status(), 507);
+    assert_eq!(app.size_of("xy").await, 0, "nothing acknowledged, nothing written");
+}
