@@ -168,17 +168,6 @@ pub fn validate_person(email: &str, first_name: &str, last_name: &str) -> Result
     Ok(())
 }
 
-/// A holder's feed grants, at most `MAX_GRANTS`.
-pub fn check_grant_count(count: usize) -> Result<(), ServiceError> {
-    if count > MAX_GRANTS {
-        return Err(ServiceError::invalid(
-            "feed_grants",
-            format!("At most {MAX_GRANTS} feed grants (there are {count})."),
-        ));
-    }
-    Ok(())
-}
-
 /// Grants name permissions that exist (`check_grants` checked their form).
 fn known_grants(conn: &mut DbConnection, grants: &[Grant]) -> Result<(), ServiceError> {
     let mut known: Vec<&str> = Vec::new();
@@ -194,7 +183,12 @@ fn known_grants(conn: &mut DbConnection, grants: &[Grant]) -> Result<(), Service
 /// Grants as a holder may have them: each of an lbasedb permission on a
 /// valid feed name, at most `MAX_GRANTS`.
 pub fn check_grants(grants: &[Grant]) -> Result<(), ServiceError> {
-    check_grant_count(grants.len())?;
+    if grants.len() > MAX_GRANTS {
+        return Err(ServiceError::invalid(
+            "feed_grants",
+            format!("At most {MAX_GRANTS} feed grants (there are {}).", grants.len()),
+        ));
+    }
     for grant in grants {
         grant.check().map_err(|why| ServiceError::invalid("grants", why))?;
     }

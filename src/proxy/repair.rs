@@ -110,7 +110,7 @@ impl Repairs {
     }
 
     /// A feed's size before an append, under its lock: the size the last
-    /// append left, or the upstream's answer (`Upstream::size_before_append`).
+    /// append left, or the upstream's answer (`Upstream::size_or_unreachable`).
     pub async fn size_before(
         &self,
         upstream: &Upstream,
@@ -119,7 +119,7 @@ impl Repairs {
         if let Some(size) = self.sizes().get(feed).copied() {
             return Ok(Some(size));
         }
-        upstream.size_before_append(feed).await
+        upstream.size_or_unreachable(feed).await
     }
 
     /// A write other than an append, or one whose outcome is not known, is

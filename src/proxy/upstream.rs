@@ -101,15 +101,14 @@ impl Upstream {
     }
 
     pub async fn size(&self, feed: &str) -> Option<u64> {
-        let answer: Value = self.get(&format!("size?feed={feed}"), Duration::from_secs(10)).await?;
-        answer["size"].as_u64()
+        self.size_or_unreachable(feed).await.ok().flatten()
     }
 
-    /// A feed's size before an append (`repair`): 502 when the upstream
-    /// cannot be asked (the append would fail too, and must not be sent on
+    /// A feed's size: 502 when the upstream cannot be asked (before an
+    /// append, `repair`: the append would fail too, and must not be sent on
     /// without a way to undo it), `None` when it answers something else
-    /// (no such feed: the append is refused).
-    pub async fn size_before_append(&self, feed: &str) -> Result<Option<u64>, ApiError> {
+    /// (no such feed).
+    pub async fn size_or_unreachable(&self, feed: &str) -> Result<Option<u64>, ApiError> {
         let url = format!("{}/size?feed={feed}", self.state.upstream);
         match self.client.get(url).timeout(Duration::from_secs(10)).send().await {
             Ok(mut response) if response.status().is_success() => {

@@ -5,7 +5,7 @@ use super::*;
 use crate::db::schema::idempotency_key as keys;
 
 /// A write's answer, kept to replay.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptAnswer {
     /// The digest of the request it answered (method, endpoint, query, body).
     pub request_digest: String,
@@ -38,29 +38,30 @@ pub fn claim_key(
 ) -> Result<KeyClaim, DbError> {
     conn.write_transaction(|conn| {
         let now = now();
-        let found: Option<(i32, NaiveDateTime, Option<String>, Option<i32>)> = keys::table
+        type Row =
+            (i32, NaiveDateTime, Option<String>, Option<i32>, Option<String>, Option<String>);
+        let found: Option<Row> = keys::table
             .filter(keys::user_id.eq(user_id))
             .filter(keys::client_key.eq(key))
-            .select((keys::id, keys::expires_at, keys::request_digest, keys::status))
+            .select((
+                keys::id,
+                keys::expires_at,
+                keys::request_digest,
+                keys::status,
+                keys::content_type,
+                keys::answer,
+            ))
             .first(conn)
             .optional()?;
         match found {
-            Some((id, expires, _, _)) if expires <= now => {
+            Some((id, expires, ..)) if expires <= now => {
                 diesel::delete(keys::table.find(id)).execute(conn)?;
             }
-            Some((_, _, _, None)) => return Ok(KeyClaim::InFlight),
-            Some((id, _, _, Some(_))) => {
-                let kept = keys::table
-                    .find(id)
-                    .select((
-                        keys::request_digest.assume_not_null(),
-                        keys::status.assume_not_null(),
-                        keys::content_type,
-                        keys::answer,
-                    ))
-                    .first(conn)?;
+            Some((_, _, Some(request_digest), Some(status), content_type, answer)) => {
+                let kept = KeptAnswer { request_digest, status, content_type, answer };
                 return Ok(KeyClaim::Answered(kept));
             }
+            Some(_) => return Ok(KeyClaim::InFlight),
             None => {}
         }
         let claim = (keys::user_id.eq(user_id), keys::client_key.eq(key));
