@@ -15,8 +15,12 @@ Workload 1 is also sent with no credentials, refused (401) before the
 upstream: the cost of the proxy's own path without the upstream round trip.
 Prints a table and writes target/bench/results.json and chart.svg.
 
-Usage: python3 bench/run.py [--quick] [--small] [--replicas N] [--database postgres://…]
+Usage: python3 bench/run.py [--quick] [--small] [--grants] [--replicas N] [--database postgres://…]
   --quick      shorter runs, for a smoke test
+  --grants     workload 5 only: a small read (10 rows of one column, c=32)
+               with a token whose user holds the feed whole, only the
+               column, or the column over the last 500,000 rows: what a
+               fine-grained grant's check costs (docs/grants.md)
   --small      workload 1 only (as with --database or --replicas), on SQLite
   --database   a PostgreSQL server (its URL, any database on it): the proxy's
                database becomes a fresh one made there (dropped after)
@@ -57,6 +61,7 @@ UPSTREAM_BIN = flag("--upstream-bin")
 NGINX_PORT = 18001
 DATABASE = flag("--database")
 SMALL_ONLY = "--small" in sys.argv or REPLICAS > 1 or DATABASE is not None
+GRANTS_ONLY = "--grants" in sys.argv
 
 
 def run(*args, **kw):
@@ -134,6 +139,13 @@ def status_field(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset_peak(pid):
@@ -270,6 +282,16 @@ def main():
         cookies = "; ".join(c.split(";")[0] for c in headers.get_all("Set-Cookie"))
         auth = [f"Authorization: Token {token}"]
         session = [f"Cookie: {cookies}"]
+        # Users whose grant on xy names its column x only, or x over the
+        # last 500,000 rows (a window counted from the end).
+        limited = {}
+        for kind, grant in (("token, columns", "lbasedb.view_data=xy[x]"),
+                            ("token, window from the end", "lbasedb.view_data=xy[x]@-500000..")):
+            name = "bench_" + str(len(limited))
+            run(BIN, "createuser", name, "--grant", grant, env=denv, stdout=subprocess.DEVNULL)
+            key = subprocess.run([BIN, "createtoken", name], env=denv, check=True,
+                                 capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            limited[kind] = [f"Authorization: Token {key}"]
 
         # Feed xy: 1,000,000 rows of two Float64 columns (about 38 MB of JSON).
         j = {"Content-Type": "application/json"}
@@ -292,7 +314,11 @@ def main():
             (f"3. big write ({body_mb:.0f} MB), c=1", "/data?feed=xy&ix=0", 1, write, "PUT", ["token"]),
             (f"4. big reads, c=32", read_path, 32, many, "GET", ["token"]),
         ]
-        if SMALL_ONLY:
+        small_read = "5. small read (10 rows of x), c=32"
+        if GRANTS_ONLY:
+            workloads = [(small_read, "/data?feed=xy&ix=900000&size=10&col[]=x", 32, short, "GET",
+                          ["token", "token, columns", "token, window from the end"])]
+        elif SMALL_ONLY:
             workloads = workloads[:2]
         results = {"machine": machine(), "replicas": REPLICAS,
                    "database": "postgresql" if DATABASE else "sqlite", "rows": ROWS, "body_bytes": os.path.getsize(body_path), "workloads": []}
@@ -313,9 +339,12 @@ def main():
                 runs["nginx"].append(n)
                 for kind in kinds:
                     reset_peak(proxy.pid)
-                    headers = {"token": auth, "session": session}.get(kind, [])
+                    headers = {"token": auth, "session": session, **limited}.get(kind, [])
+                    cpu = cpu_seconds(proxy.pid)
                     p = wrk_spread([r + "/api/proxy" + path for r in replicas], conns, secs, headers=headers,
                                    method=method, body=body_path, expect_refusal=kind.startswith("no credentials"))
+                    # The proxy's CPU per request (one replica's, with one).
+                    p["cpu_us"] = (cpu_seconds(proxy.pid) - cpu) * 1e6 / max(p["requests"], 1)
                     p["ratio"] = p["rps"] / d["rps"]
                     p["peak_rss_kb"] = status_field(proxy.pid, "VmHWM")
                     peaks.append(p["peak_rss_kb"])
@@ -326,13 +355,15 @@ def main():
             print_row(row, flush=True)
         results["proxy_final_rss_kb"] = status_field(proxy.pid, "VmRSS")
         name = f"results-{results['database']}-{REPLICAS}.json" if SMALL_ONLY else "results.json"
+        if GRANTS_ONLY:
+            name = "results-grants.json"
         with open(os.path.join(OUT, name), "w") as f:
             json.dump(results, f, indent=2)
-        if not SMALL_ONLY:
+        if not SMALL_ONLY and not GRANTS_ONLY:
             with open(os.path.join(OUT, "chart.svg"), "w") as f:
                 f.write(chart(results))
         print(f"\nproxy RSS idle {idle} kB, at the end {results['proxy_final_rss_kb']} kB")
-        print(f"wrote {OUT}/{name}" + ("" if SMALL_ONLY else f" and {OUT}/chart.svg"))
+        print(f"wrote {OUT}/{name}" + ("" if SMALL_ONLY or GRANTS_ONLY else f" and {OUT}/chart.svg"))
     finally:
         for p in procs:
             p.terminate()
@@ -362,21 +393,26 @@ def summary(runs):
     if "ratio" in runs[0]:
         ratios = [r["ratio"] for r in runs]
         out.update(ratio=median(ratios), ratio_min=min(ratios), ratio_max=max(ratios))
+    if "cpu_us" in runs[0]:
+        cpu = [r["cpu_us"] for r in runs]
+        out.update(cpu_us=median(cpu), cpu_us_min=min(cpu), cpu_us_max=max(cpu))
     return out
 
 
 def print_row(row, flush=False):
     if not HEADER_PRINTED:
-        print("| workload | target | req/s median (min-max) | ratio to direct, median (min-max) | p50 / p99 ms |")
-        print("|---|---|---|---|---|")
+        print("| workload | target | req/s median (min-max) | ratio to direct, median (min-max) | p50 / p99 ms "
+              "| proxy CPU µs/request, median (min-max) |")
+        print("|---|---|---|---|---|---|")
         HEADER_PRINTED.append(1)
     for target, r in row["runs"].items():
         ratio = f"{r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if "ratio" in r else ""
         label = target if target in ("direct", "nginx") else f"lbasedb-proxy, {target}"
         f = ".0f" if r["rps_min"] >= 100 else ".2f"
+        cpu = f"{r['cpu_us']:.1f} ({r['cpu_us_min']:.1f}-{r['cpu_us_max']:.1f})" if "cpu_us" in r else ""
         print(f"| {row['workload']} | {label} | {r['rps']:{f}} ({r['rps_min']:{f}}-{r['rps_max']:{f}}) | {ratio} | "
-              f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} |", flush=flush)
-    print(f"| {row['workload']} | lbasedb-proxy peak RSS | {row['peak_rss_kb'] / 1024:.1f} MB | | |", flush=flush)
+              f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {cpu} |", flush=flush)
+    print(f"| {row['workload']} | lbasedb-proxy peak RSS | {row['peak_rss_kb'] / 1024:.1f} MB | | | |", flush=flush)
 
 
 def machine():

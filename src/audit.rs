@@ -192,6 +192,14 @@ async fn purge_hourly(pool: Pool, retention: Duration) {
             Ok(purged) => tracing::info!("audit: purged {purged} row(s) past the retention"),
             Err(err) => tracing::warn!("audit: purging: {err}"),
         }
+        // What users wrote each day (write quotas) is kept for a week.
+        let week_ago = (chrono::Utc::now() - chrono::Duration::days(7)).format("%Y-%m-%d");
+        let week_ago = week_ago.to_string();
+        if let Err(err) =
+            db::run(&pool, move |conn| queries::purge_write_usage(conn, &week_ago)).await
+        {
+            tracing::warn!("write quotas: purging old days: {err}");
+        }
     }
 }
 

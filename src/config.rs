@@ -252,6 +252,13 @@ pub struct Settings {
     #[arg(long, env = "USER_RATE_LIMIT", value_parser = parse_rate)]
     pub user_rate_limit: Option<crate::auth::ratelimit::Rate>,
 
+    /// Rows and bytes one user may write through the proxy a day (UTC), as
+    /// "10000000rows/day", "2GB/day" or both ("10000000rows/day,2GB/day");
+    /// a group's own quota overrides it (the most generous wins, rows and
+    /// bytes each); superusers are exempt. Unset: no quota.
+    #[arg(long, env = "WRITE_QUOTA", value_parser = parse_quota)]
+    pub write_quota: Option<crate::auth::quota::Quota>,
+
     /// Most connections one client address (an IPv6 client by its /64) may
     /// hold open; one more is answered 503 and closed. Reverse proxies in
     /// TRUSTED_PROXIES are not counted.
@@ -283,6 +290,10 @@ pub struct Settings {
     /// How long throttling lasts after the last failure.
     #[arg(long, env = "THROTTLE_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub throttle_window: Duration,
+}
+
+fn parse_quota(text: &str) -> Result<crate::auth::quota::Quota, String> {
+    text.parse()
 }
 
 fn parse_rate(text: &str) -> Result<crate::auth::ratelimit::Rate, String> {
@@ -350,6 +361,7 @@ impl Settings {
             throttle_window: Duration::from_secs(300),
             trusted_proxies: Vec::new(),
             user_rate_limit: None,
+            write_quota: None,
             audit_retention: Duration::from_secs(90 * 86_400),
             audit_log: None,
             user_max_in_flight: None,

@@ -38,6 +38,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("Request was throttled. Expected available in {} seconds.", .0.as_secs().max(1))]
     Throttled(Duration),
+    /// The user's write quota for the day is spent (`auth::quota`).
+    #[error("{detail}")]
+    QuotaSpent { detail: String, until: Duration },
     /// The user's reads in flight hold half of `MAX_BYTES_IN_FLIGHT`.
     #[error(
         "You have too much data being read at once (half of MAX_BYTES_IN_FLIGHT); retry when \
@@ -130,7 +133,9 @@ impl ResponseError for ApiError {
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NotAuthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Throttled(_) | Self::ReadsInFlight => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled(_) | Self::ReadsInFlight | Self::QuotaSpent { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Busy(_) | Self::UpstreamFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -147,7 +152,7 @@ impl ResponseError for ApiError {
             Self::NotAuthenticated(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Token"));
             }
-            Self::Throttled(wait) | Self::Busy(wait) => {
+            Self::Throttled(wait) | Self::Busy(wait) | Self::QuotaSpent { until: wait, .. } => {
                 response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
             }
             Self::ReadsInFlight | Self::Conflict(_) => {

@@ -33,6 +33,8 @@ pub struct Metrics {
     idempotent_replays: prometheus::IntCounter,
     appends_repaired: prometheus::IntCounter,
     upstream_restarts: prometheus::IntCounter,
+    /// What acknowledged writes counted against write quotas, by unit.
+    quota_written: IntCounterVec,
     in_flight: IntGauge,
     write_lock_wait: Histogram,
 }
@@ -209,10 +211,17 @@ impl Metrics {
                 "Requests refused by authentication or authorisation, by reason.",
                 &["reason"],
             ),
+            quota_written: counter(
+                &registry,
+                "lbasedb_proxy_quota_written_total",
+                "What acknowledged writes counted against users' write quotas, by unit \
+                 (rows, bytes of their bodies).",
+                &["unit"],
+            ),
             rate_limited: counter(
                 &registry,
                 "lbasedb_proxy_rate_limited_total",
-                "Requests refused by a per-user limit, by limit (rate, in_flight).",
+                "Requests refused by a per-user limit, by limit (rate, in_flight, write_quota).",
                 &["limit"],
             ),
             registry,
@@ -258,6 +267,12 @@ impl Metrics {
 
     pub fn rate_limited(&self, limit: &'static str) {
         self.rate_limited.with_label_values(&[limit]).inc();
+    }
+
+    /// A write counted against its user's write quota.
+    pub fn quota_written(&self, rows: u64, bytes: u64) {
+        self.quota_written.with_label_values(&["rows"]).inc_by(rows);
+        self.quota_written.with_label_values(&["bytes"]).inc_by(bytes);
     }
 
     pub fn audit_dropped(&self) {

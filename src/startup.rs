@@ -184,6 +184,7 @@ fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthSta
         metrics,
         limits: crate::auth::ratelimit::UserLimits::new(Some(settings.user_max_in_flight())),
         default_rate: settings.user_rate_limit,
+        default_quota: settings.write_quota.unwrap_or_default(),
         cache: AuthCache::new(settings.auth_cache_ttl),
         throttle: Throttle::new(
             pool,

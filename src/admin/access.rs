@@ -65,6 +65,7 @@ impl AccessParams {
             }),
             page: self.p.unwrap_or(0).max(0),
             per_page,
+            reads_only: false,
         }
     }
 
@@ -153,7 +154,7 @@ fn field(text: &str) -> String {
 fn to_csv(rows: &[Access]) -> String {
     let mut out = String::from(
         "at,user,credential,client,endpoint,method,feed,status,bytes_in,bytes_out,duration_ms,\
-         requests,request_id\r\n",
+         requests,request_id,read_columns,read_rows\r\n",
     );
     for r in rows {
         let line = [
@@ -170,6 +171,8 @@ fn to_csv(rows: &[Access]) -> String {
             format!("{:.3}", r.duration_ms),
             r.requests.to_string(),
             field(r.request_id.as_deref().unwrap_or_default()),
+            field(r.read_columns.as_deref().unwrap_or_default()),
+            field(r.read_rows.as_deref().unwrap_or_default()),
         ]
         .join(",");
         out.push_str(&line);

@@ -158,7 +158,7 @@ fn sections(staff: &Staff) -> Vec<Section> {
             // only those the user may view); they are made through the API.
             None if entry == registry::FEEDS => (
                 staff.can(VIEW_FEED)
-                    || staff.principal.grants.values().any(|held| held.contains(VIEW_FEED)),
+                    || staff.principal.grants.values().any(|held| held.contains_key(VIEW_FEED)),
                 false,
             ),
             None => (staff.holds::<perms::ViewAccess>(), false),

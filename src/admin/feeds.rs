@@ -7,7 +7,8 @@ use askama::Template;
 
 use super::changelist::{ChangeList, PageLink};
 use super::{AdminError, Layout, Reply, Staff, ok};
-use crate::auth::perms::Model;
+use crate::auth::grant::Read;
+use crate::auth::perms::{Model, ViewAccess};
 use crate::auth::principal::Principal;
 use crate::db::{self, queries};
 use crate::lbasedb::names::is_valid_name;
@@ -32,10 +33,33 @@ async fn info(upstream: &Upstream, who: &Principal, feed: &str) -> FeedInfo {
         false => None,
     };
     let cols = match who.has_feed_perm(VIEW_COL, feed) {
-        true => Some(upstream.cols(feed).await.unwrap_or_default()),
+        true => {
+            let mut cols = upstream.cols(feed).await.unwrap_or_default();
+            cols.retain(|col| who.shows_column(feed, &col.name));
+            Some(cols)
+        }
         false => None,
     };
     FeedInfo { name: feed.to_owned(), size, cols }
+}
+
+/// The first rows of `cols`, as the proxy would let `who` read them: a
+/// grant on later rows only says which rows it allows instead.
+async fn preview(
+    upstream: &Upstream,
+    who: &Principal,
+    feed: &str,
+    cols: &[Col],
+    size: u64,
+) -> Result<Vec<Vec<String>>, String> {
+    let rows = size.min(PREVIEW_ROWS);
+    if let Some(reach) = who.reach(VIEW_DATA, feed) {
+        let names: Vec<String> = cols.iter().map(|col| col.name.clone()).collect();
+        let read = Read { columns: &names, rows: Some((0, rows)) };
+        // The page adds its own full stop.
+        reach.check(feed, read, Some(size)).map_err(|why| why.trim_end_matches('.').to_owned())?;
+    }
+    upstream.preview(feed, cols, rows).await
 }
 
 #[derive(Template)]
@@ -96,7 +120,13 @@ struct DetailPage<'a> {
     group_grants: Option<queries::Holders>,
     /// None: no `auth.view_user` (or `change_user`).
     user_grants: Option<queries::Holders>,
+    /// The latest reads of its rows, with their columns and rows; None
+    /// without `lbasedb.view_access`.
+    reads: Option<Vec<crate::db::models::Access>>,
 }
+
+/// Reads of a feed its page lists, the latest first.
+const RECENT_READS: i64 = 20;
 
 pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -> Reply {
     let name = path.into_inner();
@@ -113,13 +143,25 @@ pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -
     // Rows need the columns to be named, as through the API.
     let (preview, preview_refused) = match (&feed.cols, feed.size) {
         (Some(cols), Some(size)) if !cols.is_empty() => {
-            match upstream.preview(&name, cols, size.min(PREVIEW_ROWS)).await {
+            match preview(&upstream, &staff.principal, &name, cols, size).await {
                 Ok(rows) => (Some(rows), None),
                 Err(why) => (None, Some(why)),
             }
         }
         (Some(_), Some(_)) => (Some(Vec::new()), None),
         _ => (None, None),
+    };
+    let reads = match staff.holds::<ViewAccess>() {
+        true => {
+            let query = queries::AccessQuery {
+                feed: Some(name.clone()),
+                reads_only: true,
+                per_page: RECENT_READS,
+                ..Default::default()
+            };
+            Some(db::run(&staff.auth.pool, move |conn| queries::list_access(conn, &query)).await?.0)
+        }
+        false => None,
     };
     let (view_groups, view_users) = (staff.can_view(Model::Group), staff.can_view(Model::User));
     let (group_grants, user_grants) = if view_groups || view_users {
@@ -134,5 +176,18 @@ pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -
         preview_refused,
         group_grants: view_groups.then_some(group_grants),
         user_grants: view_users.then_some(user_grants),
+        reads,
     })
+}
+
+/// `/admin/lbasedb/feed/<name>/columns/`: the names of the feed's columns
+/// this user may see, as JSON, for the grant chooser (`grants.js`); an
+/// empty list for a feed it may not see or that does not exist.
+pub async fn columns(staff: Staff, path: web::Path<String>, upstream: Upstream) -> Reply {
+    let name = path.into_inner();
+    let names = match is_valid_name(&name) {
+        true => super::fields::visible_columns(&upstream, &staff.principal, &name).await,
+        false => Vec::new(),
+    };
+    Ok(actix_web::HttpResponse::Ok().json(names))
 }

@@ -5,7 +5,7 @@ use actix_web::web;
 use askama::Template;
 use serde::Deserialize;
 
-use super::fields::PermFields;
+use super::fields::{PermFields, grant_columns, grant_input};
 use super::{
     AdminError, CsrfForm, DeletePage, Doomed, Errors, GROUPS, HistoryOf, Layout, NoFields, Reply,
     Staff, after_save, choices, grant_rows, history_page, ok, redirect,
@@ -54,6 +54,7 @@ struct ChangePage<'a> {
     id: Option<i32>,
     name: String,
     rate_limit: String,
+    write_quota: String,
     links: PermFields,
     feeds: Vec<String>,
     members: Vec<String>,
@@ -69,6 +70,8 @@ struct Values {
     grants: Vec<Grant>,
     /// Its members' rate limit, as typed ("" for none).
     rate_limit: String,
+    /// Its members' write quota, as typed ("" for none).
+    write_quota: String,
 }
 
 impl Values {
@@ -78,6 +81,7 @@ impl Values {
             perms: &self.perms,
             grants: &self.grants,
             rate_limit: Some(self.rate_limit.as_str()).filter(|r| !r.is_empty()),
+            write_quota: Some(self.write_quota.as_str()).filter(|q| !q.is_empty()),
         }
     }
 }
@@ -108,7 +112,13 @@ async fn page<'a>(
         id,
         name: values.name,
         rate_limit: values.rate_limit,
-        links: PermFields::new(&all, &values.perms, &values.grants),
+        write_quota: values.write_quota,
+        links: PermFields::new(
+            &all,
+            &values.perms,
+            &values.grants,
+            &grant_columns(upstream, &staff.principal, &values.grants).await,
+        ),
         // Only the feeds this user could list through the API.
         feeds: upstream
             .feeds()
@@ -130,6 +140,7 @@ pub async fn add_form(staff: Staff, upstream: Upstream) -> Reply {
         perms: Vec::new(),
         grants: Vec::new(),
         rate_limit: String::new(),
+        write_quota: String::new(),
     };
     ok(&page(&staff, &upstream, None, empty, Errors::new()).await?)
 }
@@ -145,6 +156,7 @@ async fn load(auth: &AuthState, id: i32) -> Result<(Group, Values), AdminError> 
         perms,
         grants,
         rate_limit: group.rate_limit.clone().unwrap_or_default(),
+        write_quota: group.write_quota.clone().unwrap_or_default(),
     };
     Ok((group, values))
 }
@@ -162,7 +174,11 @@ pub struct GroupForm {
     permissions: Vec<String>,
     grant_perm: Vec<String>,
     grant_feed: Vec<String>,
+    grant_column: Vec<String>,
+    grant_from: Vec<String>,
+    grant_to: Vec<String>,
     rate_limit: String,
+    write_quota: String,
     #[serde(rename = "_action")]
     action: String,
 }
@@ -184,12 +200,19 @@ fn read(form: &GroupForm, all: &[Permission], errors: &mut Errors) -> Values {
     {
         errors.entry("rate_limit").or_default().push(format!("Enter {why}."));
     }
+    let write_quota = form.write_quota.trim().to_owned();
+    if let Err(ServiceError::Invalid(why)) =
+        users::parse_quota(Some(write_quota.as_str()).filter(|q| !q.is_empty()))
+    {
+        errors.entry("write_quota").or_default().push(why.message);
+    }
     let perm_ids: Vec<i32> = all.iter().map(|p| p.id).collect();
     Values {
         name,
         perms: choices(&form.permissions, "permissions", &perm_ids, errors),
-        grants: grant_rows(&form.grant_perm, &form.grant_feed, all, errors),
+        grants: grant_rows(grant_input!(form), all, errors),
         rate_limit,
+        write_quota,
     }
 }
 
@@ -213,6 +236,7 @@ fn changes(all: &[Permission], before: &Values, after: &Values) -> Vec<FieldChan
         ("permissions", old_perms, new_perms),
         ("feed_grants", old_grants, new_grants),
         ("rate_limit", before.rate_limit.clone(), after.rate_limit.clone()),
+        ("write_quota", before.write_quota.clone(), after.write_quota.clone()),
     ]
     .into_iter()
     .filter(|(_, old, new)| old != new)
@@ -243,6 +267,7 @@ async fn save(
         perms: values.perms.clone(),
         grants: values.grants.clone(),
         rate_limit: values.rate_limit.clone(),
+        write_quota: values.write_quota.clone(),
     };
     let saved = match id {
         None => {

@@ -8,7 +8,7 @@ pub(crate) mod account;
 mod changelist;
 mod extract;
 mod feeds;
-mod fields;
+pub(crate) mod fields;
 mod groups;
 pub mod registry;
 mod tokens;
@@ -68,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(&ACCESS.route(""), web::get().to(access::list))
                 .route(&FEEDS.route(""), web::get().to(feeds::list))
                 .route(&FEEDS.route("{name}/"), web::get().to(feeds::detail))
+                .route(&FEEDS.route("{name}/columns/"), web::get().to(feeds::columns))
                 .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
         );
 }
@@ -315,17 +316,18 @@ pub fn choices(
     chosen
 }
 
-/// Feed grant rows (`grant_perm`, a permission's id, and `grant_feed`, as
-/// sent) as grants: empty rows are dropped, others need an lbasedb
-/// permission and a valid feed name.
+/// Feed grant rows as sent (`fields::GrantInput`) as grants: empty rows
+/// are dropped, others need an lbasedb permission and a valid feed name,
+/// and the columns and window a grant of that permission may have
+/// (`Grant::check`).
 pub fn grant_rows(
-    grant_perm: &[String],
-    grant_feed: &[String],
+    input: fields::GrantInput<'_>,
     perms: &[crate::db::models::Permission],
     errors: &mut Errors,
 ) -> Vec<crate::auth::grant::Grant> {
     let mut grants = Vec::new();
-    for (perm, feed) in grant_perm.iter().zip(grant_feed) {
+    let mut error = |message: String| errors.entry("feed_grants").or_default().push(message);
+    for (row, (perm, feed)) in input.perm.iter().zip(input.feed).enumerate() {
         let feed = feed.trim();
         if perm.is_empty() && feed.is_empty() {
             continue;
@@ -333,18 +335,37 @@ pub fn grant_rows(
         let chosen = perm.parse::<i32>().ok().and_then(|id| {
             perms.iter().find(|p| p.id == id && p.app_label == crate::lbasedb::perms::APP_LABEL)
         });
-        match chosen {
-            Some(perm) if crate::lbasedb::names::is_valid_name(feed) => {
-                grants.push(crate::auth::grant::Grant::new(perm.full_codename(), feed))
+        let Some(perm) = chosen else {
+            error("Choose a permission for each feed grant.".into());
+            continue;
+        };
+        if !crate::lbasedb::names::is_valid_name(feed) {
+            error(format!("“{feed}” is not a valid feed name."));
+            continue;
+        }
+        let mut grant = crate::auth::grant::Grant::new(perm.full_codename(), feed);
+        let prefix = format!("{row}:");
+        let columns: std::collections::BTreeSet<String> = input
+            .column
+            .iter()
+            .filter_map(|value| value.strip_prefix(&prefix))
+            .map(str::to_owned)
+            .collect();
+        grant.columns = (!columns.is_empty()).then_some(columns);
+        let bound = |values: &[String]| values.get(row).map_or("", |v| v.trim()).to_owned();
+        let (from, to) = (bound(input.from), bound(input.to));
+        if !from.is_empty() || !to.is_empty() {
+            match format!("{from}..{to}").parse() {
+                Ok(window) => grant.rows = Some(window),
+                Err(why) => {
+                    error(format!("{feed}: {why}."));
+                    continue;
+                }
             }
-            Some(_) => errors
-                .entry("feed_grants")
-                .or_default()
-                .push(format!("“{feed}” is not a valid feed name.")),
-            None => errors
-                .entry("feed_grants")
-                .or_default()
-                .push("Choose a permission for each feed grant.".into()),
+        }
+        match grant.check() {
+            Ok(()) => grants.push(grant),
+            Err(why) => error(format!("{why}.")),
         }
     }
     grants

@@ -9,7 +9,7 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::changelist::{ChangeList, Column, Filter, Order, PageLink};
-use super::fields::{Choice, PermFields};
+use super::fields::{Choice, PermFields, grant_columns, grant_input};
 use super::{
     AdminError, Checkbox, CsrfForm, DeletePage, Doomed, Errors, HistoryOf, Layout, NoFields, Reply,
     Staff, USERS, after_save, choices, grant_rows, history_page, ok, redirect,
@@ -19,6 +19,7 @@ use crate::auth::users::{self, FieldChange, ServiceError};
 use crate::auth::{AuthState, password};
 use crate::db::models::{Group, Permission, User};
 use crate::db::{self, DbError, queries};
+use crate::proxy::upstream::Upstream;
 
 const PER_PAGE: i64 = 100;
 
@@ -277,6 +278,8 @@ struct ChangePage<'a> {
     links: PermFields,
     effective_perms: Vec<String>,
     effective_grants: Vec<(String, Vec<String>)>,
+    /// Its write quota and what it wrote today, in words.
+    write_quota: String,
     errors: Errors,
     can_change: bool,
     can_delete: bool,
@@ -303,6 +306,14 @@ async fn catalog(auth: &AuthState) -> Result<Catalog, AdminError> {
     .await?)
 }
 
+/// A user's write quota (`auth::quota`) and what it wrote today (UTC).
+async fn write_quota(auth: &AuthState, target: &User) -> Result<String, AdminError> {
+    let held = auth.principal_of(target.id).await?.ok_or(AdminError::NotFound)?;
+    let (quota, rows, bytes) = auth.write_quota_of(&held).await?;
+    let limit = if quota.is_unlimited() { "none".to_owned() } else { quota.to_string() };
+    Ok(format!("{limit}; written today (UTC): {rows} rows, {bytes} bytes"))
+}
+
 /// What the user holds in effect: every permission for a superuser.
 async fn effective(
     auth: &AuthState,
@@ -316,28 +327,21 @@ async fn effective(
         held.perms.iter().cloned().collect()
     };
     perms.sort();
-    let mut grants: Vec<(String, Vec<String>)> = held
-        .grants
-        .iter()
-        .map(|(feed, codenames)| {
-            let mut codenames: Vec<String> = codenames.iter().cloned().collect();
-            codenames.sort();
-            (feed.clone(), codenames)
-        })
-        .collect();
-    grants.sort();
+    let grants = held.described_grants().into_iter().collect();
     Ok((perms, grants))
 }
 
 async fn change_page<'a>(
     staff: &'a Staff,
     auth: &AuthState,
+    upstream: &Upstream,
     target: User,
     links: queries::UserLinks,
     errors: Errors,
 ) -> Result<ChangePage<'a>, AdminError> {
     let catalog = catalog(auth).await?;
     let (effective_perms, effective_grants) = effective(auth, &target, &catalog).await?;
+    let write_quota = write_quota(auth, &target).await?;
     Ok(ChangePage {
         layout: &staff.layout,
         password_summary: password::summary(&target.password),
@@ -346,9 +350,15 @@ async fn change_page<'a>(
             .iter()
             .map(|g| Choice::new(g.id, g.name.clone(), &links.groups))
             .collect(),
-        links: PermFields::new(&catalog.perms, &links.perms, &links.grants),
+        links: PermFields::new(
+            &catalog.perms,
+            &links.perms,
+            &links.grants,
+            &grant_columns(upstream, &staff.principal, &links.grants).await,
+        ),
         effective_perms,
         effective_grants,
+        write_quota,
         errors,
         can_change: staff.holds::<perms::ChangeUser>(),
         can_delete: staff.holds::<perms::DeleteUser>(),
@@ -356,12 +366,12 @@ async fn change_page<'a>(
     })
 }
 
-pub async fn change_form(staff: Staff, path: web::Path<i32>) -> Reply {
+pub async fn change_form(staff: Staff, path: web::Path<i32>, upstream: Upstream) -> Reply {
     staff.require_view(Model::User)?;
     let target = load_user(&staff.auth, *path).await?;
     let id = target.id;
     let links = db::run(&staff.auth.pool, move |conn| queries::user_links(conn, id)).await?;
-    ok(&change_page(&staff, &staff.auth, target, links, BTreeMap::new()).await?)
+    ok(&change_page(&staff, &staff.auth, &upstream, target, links, BTreeMap::new()).await?)
 }
 
 /// What the change form shows as a field's value in the history.
@@ -406,6 +416,9 @@ pub struct ChangeForm {
     user_permissions: Vec<String>,
     grant_perm: Vec<String>,
     grant_feed: Vec<String>,
+    grant_column: Vec<String>,
+    grant_from: Vec<String>,
+    grant_to: Vec<String>,
     #[serde(rename = "_action")]
     action: String,
 }
@@ -433,12 +446,17 @@ fn read_change(form: &ChangeForm, catalog: &Catalog, errors: &mut Errors) -> que
         links: queries::UserLinks {
             groups: choices(&form.groups, "groups", &group_ids, errors),
             perms: choices(&form.user_permissions, "user_permissions", &perm_ids, errors),
-            grants: grant_rows(&form.grant_perm, &form.grant_feed, &catalog.perms, errors),
+            grants: grant_rows(grant_input!(form), &catalog.perms, errors),
         },
     }
 }
 
-pub async fn change(staff: Staff, id: web::Path<i32>, form: CsrfForm<ChangeForm>) -> Reply {
+pub async fn change(
+    staff: Staff,
+    id: web::Path<i32>,
+    form: CsrfForm<ChangeForm>,
+    upstream: Upstream,
+) -> Reply {
     let granted = staff.require::<perms::ChangeUser>()?;
     let before = load_user(&staff.auth, *id).await?;
     let id = before.id;
@@ -475,7 +493,7 @@ pub async fn change(staff: Staff, id: web::Path<i32>, form: CsrfForm<ChangeForm>
     }
     if !errors.is_empty() {
         // What was typed stays in the form, beside its errors.
-        return ok(&change_page(&staff, &staff.auth, after, update.links, errors).await?);
+        return ok(&change_page(&staff, &staff.auth, &upstream, after, update.links, errors).await?);
     }
     let message = format!("The user “{}” was changed successfully.", after.username);
     staff.flash("success", message);

@@ -1,8 +1,6 @@
 //! `/api/auth/`: obtain a token, log in and out with a session, fetch the
 //! CSRF token, and ask who you are.
 
-use std::collections::BTreeMap;
-
 use actix_identity::Identity;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -144,15 +142,8 @@ pub async fn me(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpRes
     };
     permissions.sort();
     permissions.dedup();
-    let grants: BTreeMap<&String, Vec<&String>> = p
-        .grants
-        .iter()
-        .map(|(feed, held)| {
-            let mut held: Vec<&String> = held.iter().collect();
-            held.sort();
-            (feed, held)
-        })
-        .collect();
+    let (quota, rows_today, bytes_today) = state.write_quota_of(p).await?;
+    let grants = p.described_grants();
     Ok(HttpResponse::Ok().json(json!({
         "id": p.user_id,
         "username": p.username,
@@ -163,6 +154,13 @@ pub async fn me(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpRes
         "groups": p.groups,
         "permissions": permissions,
         "feed_grants": grants,
+        // Rows and bytes a day (null: no limit), and what today (UTC) used.
+        "write_quota": {
+            "rows_per_day": quota.rows,
+            "bytes_per_day": quota.bytes,
+            "rows_today": rows_today,
+            "bytes_today": bytes_today,
+        },
     })))
 }
 

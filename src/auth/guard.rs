@@ -51,8 +51,11 @@ impl Powers {
         self.superuser || self.perms.contains(codename)
     }
 
-    pub fn holds_grant(&self, codename: &str, feed: &str) -> bool {
-        self.holds(codename) || self.grants.contains(&Grant::new(codename, feed))
+    /// Held everywhere, or covered by one grant held: a grant on some
+    /// columns or rows is given only by one who holds at least those, in a
+    /// feed of any size.
+    pub fn holds_grant(&self, grant: &Grant) -> bool {
+        self.holds(&grant.codename) || self.grants.iter().any(|held| held.covers(grant))
     }
 
     /// Whether this holds everything `other` holds.
@@ -60,7 +63,7 @@ impl Powers {
         self.superuser
             || (!other.superuser
                 && other.perms.iter().all(|p| self.holds(p))
-                && other.grants.iter().all(|g| self.holds_grant(&g.codename, &g.feed)))
+                && other.grants.iter().all(|g| self.holds_grant(g)))
     }
 }
 
@@ -88,12 +91,8 @@ pub fn may_give(actor: &Powers, perms: &[String], grants: &[Grant]) -> Result<()
     if let Some(perm) = perms.iter().find(|p| !actor.holds(p)) {
         return Err(Denied(format!("You cannot give the permission {perm}: you do not hold it.")));
     }
-    if let Some(Grant { codename, feed }) =
-        grants.iter().find(|g| !actor.holds_grant(&g.codename, &g.feed))
-    {
-        return Err(Denied(format!(
-            "You cannot grant {codename} on feed {feed}: you do not hold it."
-        )));
+    if let Some(grant) = grants.iter().find(|g| !actor.holds_grant(g)) {
+        return Err(Denied(format!("You cannot grant {grant}: you do not hold it.")));
     }
     Ok(())
 }
@@ -204,6 +203,19 @@ pub fn may_add_to_rated_group(
         }),
         None => Ok(()),
     }
+}
+
+/// A write quota is a privilege as a rate is, but one a staff user does
+/// not hold in a comparable form: only a superuser sets, changes or clears
+/// a group's quota, deletes a group that has one, or changes who is in one.
+pub fn may_touch_quota(actor: &Powers, group: &str) -> Result<(), Denied> {
+    if actor.superuser {
+        return Ok(());
+    }
+    Err(Denied(format!(
+        "Only a superuser may set the write quota of the group {group}, delete it, or change \
+         who is in it while it has one."
+    )))
 }
 
 /// Acting on a user who holds more than the actor (reactivating it,

@@ -12,6 +12,7 @@ pub mod login;
 pub mod password;
 pub mod perms;
 pub mod principal;
+pub mod quota;
 pub mod ratelimit;
 pub mod scopes;
 pub mod session;
@@ -42,6 +43,8 @@ pub struct AuthState {
     pub limits: ratelimit::UserLimits,
     /// `USER_RATE_LIMIT`: the rate of a user none of whose groups has one.
     pub default_rate: Option<ratelimit::Rate>,
+    /// `WRITE_QUOTA`: the quota of a user none of whose groups has one.
+    pub default_quota: quota::Quota,
     pub cache: AuthCache,
     pub throttle: Throttle,
     /// Every password check and hash of the process goes through it.
@@ -283,6 +286,21 @@ impl AuthState {
             self.cache.put_user(generation, user_id, principal.clone());
         }
         Ok(principal)
+    }
+
+    /// `who`'s write quota and what it wrote today (UTC): (quota, rows,
+    /// bytes).
+    pub async fn write_quota_of(
+        &self,
+        who: &Principal,
+    ) -> Result<(quota::Quota, u64, u64), DbError> {
+        let quota =
+            quota::Quota::effective(who.is_superuser, &who.group_quotas, self.default_quota);
+        let user_id = who.user_id;
+        let (rows, bytes) =
+            db::run(&self.pool, move |conn| queries::write_usage(conn, user_id, &quota::today()))
+                .await?;
+        Ok((quota, rows, bytes))
     }
 }
 

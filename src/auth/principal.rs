@@ -14,8 +14,10 @@ use chrono::NaiveDateTime;
 use moka::sync::Cache;
 use serde::Serialize;
 
+use super::grant::Reach;
 use crate::db::models::User;
 use crate::db::queries::Holdings;
+use crate::lbasedb::perms::{VIEW_COL, VIEW_DATA};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Principal {
@@ -29,17 +31,22 @@ pub struct Principal {
     /// Its groups' rate limits (`auth::ratelimit`).
     #[serde(skip)]
     pub group_rates: Vec<super::ratelimit::Rate>,
+    /// Its groups' write quotas (`auth::quota`).
+    #[serde(skip)]
+    pub group_quotas: Vec<super::quota::Quota>,
     pub perms: HashSet<String>,
-    /// Its grants by feed (feed -> codenames): what every proxied request
-    /// looks up, without building a `Grant` to look for.
-    pub grants: HashMap<String, HashSet<String>>,
+    /// Its grants by feed and codename, each permission's grants on a feed
+    /// as one `Reach`: what every proxied request looks up, without
+    /// building a `Grant` to look for.
+    #[serde(skip)]
+    pub grants: HashMap<String, HashMap<String, Reach>>,
 }
 
 impl Principal {
     pub fn new(user: &User, holdings: Holdings) -> Self {
-        let mut grants: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut grants: HashMap<String, HashMap<String, Reach>> = HashMap::new();
         for grant in holdings.grants {
-            grants.entry(grant.feed).or_default().insert(grant.codename);
+            grants.entry(grant.feed.clone()).or_default().hold(&grant.codename, Reach::of(&grant));
         }
         Self {
             user_id: user.id,
@@ -50,6 +57,7 @@ impl Principal {
             is_superuser: user.is_superuser,
             groups: holdings.groups,
             group_rates: holdings.group_rates.iter().filter_map(|rate| rate.parse().ok()).collect(),
+            group_quotas: holdings.group_quotas.iter().filter_map(|q| q.parse().ok()).collect(),
             perms: holdings.perms.into_iter().collect(),
             grants,
         }
@@ -59,10 +67,72 @@ impl Principal {
         self.is_active && (self.is_superuser || self.perms.contains(codename))
     }
 
-    /// Held globally, or granted for this feed.
+    /// Held globally, or granted for this feed (or some of it).
     pub fn has_feed_perm(&self, codename: &str, feed: &str) -> bool {
-        self.has_perm(codename)
-            || (self.is_active && self.grants.get(feed).is_some_and(|held| held.contains(codename)))
+        self.reach(codename, feed).is_some()
+    }
+
+    /// What it may do with `codename` on `feed`: all of it when held
+    /// globally, else what its grants there allow together.
+    pub fn reach(&self, codename: &str, feed: &str) -> Option<&Reach> {
+        if self.has_perm(codename) {
+            return Some(&Reach::WHOLE);
+        }
+        if !self.is_active {
+            return None;
+        }
+        self.grants.get(feed).and_then(|held| held.get(codename))
+    }
+}
+
+impl Principal {
+    /// Whether `GET /col` (and the admin's feed pages) show `column` of
+    /// `feed`: when its `view_col` grants there cover it and, if it may read
+    /// the feed's data, its `view_data` grants too (a column it may not
+    /// read is not shown to exist).
+    pub fn shows_column(&self, feed: &str, column: &str) -> bool {
+        [VIEW_COL, VIEW_DATA]
+            .into_iter()
+            .filter_map(|codename| self.reach(codename, feed))
+            .all(|reach| reach.shows_column(column))
+    }
+
+    /// Whether it sees every column of `feed` (no grant there is limited).
+    pub fn sees_every_column(&self, feed: &str) -> bool {
+        [VIEW_COL, VIEW_DATA]
+            .into_iter()
+            .filter_map(|codename| self.reach(codename, feed))
+            .all(|reach| *reach == Reach::Whole)
+    }
+
+    /// Its grants by feed, each as `CODENAME[COLUMNS]@ROWS` (the columns
+    /// and rows only where limited), sorted: what `/api/auth/me/` and the
+    /// admin show.
+    pub fn described_grants(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let described = self.grants.iter().map(|(feed, held)| {
+            let mut held: Vec<String> =
+                held.iter().flat_map(|(codename, reach)| reach.describe(codename)).collect();
+            held.sort();
+            (feed.clone(), held)
+        });
+        described.collect()
+    }
+}
+
+/// A feed's grants, by codename.
+pub trait FeedGrants {
+    /// Adds `reach` to the union of `codename`'s on this feed.
+    fn hold(&mut self, codename: &str, reach: Reach);
+}
+
+impl FeedGrants for HashMap<String, Reach> {
+    fn hold(&mut self, codename: &str, reach: Reach) {
+        match self.get_mut(codename) {
+            Some(held) => held.add(reach),
+            None => {
+                self.insert(codename.to_owned(), reach);
+            }
+        }
     }
 }
 

@@ -7,22 +7,23 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::principal::Principal;
-use crate::lbasedb::names::is_valid_name;
+use super::grant::{Grant, Reach, split_list};
+use super::principal::{FeedGrants, Principal};
 use crate::net::{in_networks, parse_net};
 
-/// A permission a token keeps: on every feed, or on one.
+/// A permission a token keeps: everywhere the user holds it, or as a
+/// grant (on one feed, perhaps on some of its columns and rows).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    pub codename: String,
-    pub feed: Option<String>,
+pub enum Scope {
+    Everywhere(String),
+    Grant(Grant),
 }
 
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.feed {
-            Some(feed) => write!(f, "{}={feed}", self.codename),
-            None => f.write_str(&self.codename),
+        match self {
+            Self::Everywhere(codename) => f.write_str(codename),
+            Self::Grant(grant) => grant.fmt(f),
         }
     }
 }
@@ -34,34 +35,28 @@ pub struct Restrictions {
     pub networks: Vec<IpNet>,
 }
 
-/// `lbasedb.view_data` or `lbasedb.view_data=xy`.
+/// `lbasedb.view_data`, `lbasedb.view_data=xy` or, as any grant,
+/// `lbasedb.view_data=xy[t]@-100..`.
 pub fn parse_scope(text: &str) -> Result<Scope, String> {
     let text = text.trim();
-    let (codename, feed) = match text.split_once('=') {
-        Some((codename, feed)) => (codename, Some(feed)),
-        None => (text, None),
-    };
-    let well_formed = codename.split_once('.').is_some_and(|(app, code)| {
+    if text.contains('=') {
+        return text.parse().map(Scope::Grant).map_err(|why| format!("scope {why}"));
+    }
+    let well_formed = text.split_once('.').is_some_and(|(app, code)| {
         !app.is_empty()
             && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
             && !code.is_empty()
     });
     if !well_formed {
-        return Err(format!("scope {text:?}: expected CODENAME or CODENAME=FEED"));
+        return Err(format!("scope {text:?}: expected CODENAME or a grant, CODENAME=FEED"));
     }
-    if let Some(feed) = feed.filter(|f| !is_valid_name(f)) {
-        return Err(format!("scope {text:?}: {feed:?} is not a valid feed name"));
-    }
-    Ok(Scope { codename: codename.to_owned(), feed: feed.map(str::to_owned) })
+    Ok(Scope::Everywhere(text.to_owned()))
 }
 
-/// Items given one by one or comma- or space-separated in one string.
+/// Items given one by one or comma- or space-separated in one string
+/// (a grant's list of columns stays whole).
 fn items(values: &[String]) -> impl Iterator<Item = &str> {
-    values
-        .iter()
-        .flat_map(|v| v.split([',', ' ', '\n', '\r']))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    values.iter().flat_map(|v| split_list(v))
 }
 
 impl Restrictions {
@@ -78,7 +73,7 @@ impl Restrictions {
         let list = |text: Option<&str>| text.map(|t| vec![t.to_owned()]).unwrap_or_default();
         Self::parse(&list(scopes), &list(networks)).unwrap_or_else(|_| Self {
             // Unreadable restrictions restrict everything.
-            scopes: vec![Scope { codename: "none.none".into(), feed: None }],
+            scopes: vec![Scope::Everywhere("none.none".into())],
             networks: Vec::new(),
         })
     }
@@ -113,19 +108,26 @@ impl Restrictions {
         held.perms.clear();
         held.grants.clear();
         for scope in &self.scopes {
-            let codename = &scope.codename;
-            match &scope.feed {
-                Some(feed) if user.has_feed_perm(codename, feed) => {
-                    held.grants.entry(feed.clone()).or_default().insert(codename.clone());
+            match scope {
+                Scope::Grant(grant) => {
+                    let user_reach = user.reach(&grant.codename, &grant.feed);
+                    if let Some(cut) = user_reach.and_then(|r| r.intersect(&Reach::of(grant))) {
+                        held.grants
+                            .entry(grant.feed.clone())
+                            .or_default()
+                            .hold(&grant.codename, cut);
+                    }
                 }
-                Some(_) => {}
-                None if user.has_perm(codename) => {
+                Scope::Everywhere(codename) if user.has_perm(codename) => {
                     held.perms.insert(codename.clone());
                 }
-                None => {
-                    for (feed, codenames) in &user.grants {
-                        if codenames.contains(codename) {
-                            held.grants.entry(feed.clone()).or_default().insert(codename.clone());
+                Scope::Everywhere(codename) => {
+                    for (feed, by_codename) in &user.grants {
+                        if let Some(reach) = by_codename.get(codename) {
+                            held.grants
+                                .entry(feed.clone())
+                                .or_default()
+                                .hold(codename, reach.clone());
                         }
                     }
                 }
@@ -138,12 +140,13 @@ impl Restrictions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashMap;
 
     fn principal(superuser: bool, perms: &[&str], grants: &[(&str, &str)]) -> Principal {
-        let mut by_feed: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut by_feed: HashMap<String, HashMap<String, Reach>> = HashMap::new();
         for (codename, feed) in grants {
-            by_feed.entry(feed.to_string()).or_default().insert(codename.to_string());
+            let grant: Grant = format!("{codename}={feed}").parse().unwrap();
+            by_feed.entry(grant.feed.clone()).or_default().hold(codename, Reach::of(&grant));
         }
         Principal {
             user_id: 1,
@@ -154,9 +157,32 @@ mod tests {
             is_superuser: superuser,
             groups: Vec::new(),
             group_rates: Vec::new(),
+            group_quotas: Vec::new(),
             perms: perms.iter().map(|p| p.to_string()).collect(),
             grants: by_feed,
         }
+    }
+
+    #[test]
+    fn a_scope_on_columns_narrows_what_the_user_may_read() {
+        use crate::auth::grant::Read;
+        let scopes = Restrictions::parse(&["lbasedb.view_data=xy[t]@-10..".into()], &[]).unwrap();
+        assert_eq!(scopes.scopes_text().unwrap(), "lbasedb.view_data=xy[t]@-10..");
+        let user = principal(false, &[], &[("lbasedb.view_data", "xy[t,temp]")]);
+        let token = scopes.restrict(&user);
+        let reach = token.reach("lbasedb.view_data", "xy").unwrap();
+        let cols = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let read = |names: &[&str], ix| {
+            reach.check("xy", Read { columns: &cols(names), rows: Some((ix, 10)) }, Some(100))
+        };
+        assert!(read(&["t"], 90).is_ok());
+        assert!(read(&["temp"], 90).is_err(), "the user may, the token may not");
+        assert!(read(&["t"], 80).is_err());
+        let superuser = scopes.restrict(&principal(true, &[], &[]));
+        assert!(superuser.reach("lbasedb.view_data", "xy").unwrap().shows_column("t"));
+        assert!(!superuser.reach("lbasedb.view_data", "xy").unwrap().shows_column("temp"));
+        let outside = principal(false, &[], &[("lbasedb.view_data", "xy[temp]")]);
+        assert!(!scopes.restrict(&outside).has_feed_perm("lbasedb.view_data", "xy"));
     }
 
     #[test]

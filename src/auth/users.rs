@@ -18,8 +18,9 @@ pub use records::{
 use super::grant::Grant;
 use super::guard::{self, Actor, Denied, Powers};
 use super::perms::{self, Granted, Model};
+use super::quota::Quota;
 use super::ratelimit::{Rate, effective_rate};
-use super::scopes::Restrictions;
+use super::scopes::{Restrictions, Scope};
 use super::token::{self, PlainToken};
 use crate::db::DbError;
 use crate::db::models::{Group, NewUser, Permission, Token, User};
@@ -189,8 +190,17 @@ pub fn check_grants(grants: &[Grant]) -> Result<(), ServiceError> {
             format!("At most {MAX_GRANTS} feed grants (there are {}).", grants.len()),
         ));
     }
-    for grant in grants {
+    for (i, grant) in grants.iter().enumerate() {
         grant.check().map_err(|why| ServiceError::invalid("grants", why))?;
+        if let Some(twin) = grants[..i].iter().find(|g| g.is(&grant.codename, &grant.feed)) {
+            return Err(ServiceError::invalid(
+                "grants",
+                format!(
+                    "{twin} and {grant}: one grant per permission and feed; \
+                     name all its columns and rows in it"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -381,12 +391,13 @@ pub fn create_group(
     name: &str,
     perms: &[String],
     grants: &[Grant],
+    write_quota: Option<&str>,
 ) -> Result<Group, ServiceError> {
     let ids = perms
         .iter()
         .map(|c| Ok(permission(conn, c)?.id))
         .collect::<Result<Vec<i32>, ServiceError>>()?;
-    let spec = GroupSpec { name, perms: &ids, grants, rate_limit: None };
+    let spec = GroupSpec { name, perms: &ids, grants, rate_limit: None, write_quota };
     let id = add_group(conn, by, &spec)?;
     queries::group_by_id(conn, id)?.ok_or_else(not_found)
 }
@@ -508,8 +519,12 @@ fn insert_token(
     queries::trim_dead_tokens(conn, user_id)?;
     // A scope names one of our permissions.
     for scope in &spec.restrictions.scopes {
-        if queries::permission_by_codename(conn, &scope.codename)?.is_none() {
-            let message = format!("unknown permission {}", scope.codename);
+        let codename = match scope {
+            Scope::Everywhere(codename) => codename,
+            Scope::Grant(grant) => &grant.codename,
+        };
+        if queries::permission_by_codename(conn, codename)?.is_none() {
+            let message = format!("unknown permission {codename}");
             return Err(ServiceError::invalid("scopes", message));
         }
     }
@@ -683,6 +698,12 @@ pub fn update_user(
             for group in update.links.groups.iter().filter(|g| !old.groups.contains(g)) {
                 check_joining(conn, &powers, *group)?;
             }
+            for left in old.groups.iter().filter(|g| !update.links.groups.contains(g)) {
+                let group = queries::group_by_id(conn, *left)?.ok_or_else(not_found)?;
+                if group.write_quota.is_some() {
+                    guard::may_touch_quota(&powers, &group.name)?;
+                }
+            }
         }
         keep_a_superuser(conn, &before, update.is_superuser && update.is_active)?;
         queries::update_user(conn, user_id, update)
@@ -708,6 +729,9 @@ fn check_joining(conn: &mut DbConnection, powers: &Powers, group: i32) -> Result
     guard::may_add_to_group(powers, &group.name, &holds)?;
     let rate = group.rate_limit.as_deref().and_then(|rate| rate.parse().ok());
     guard::may_add_to_rated_group(powers, &group.name, rate)?;
+    if group.write_quota.is_some() {
+        guard::may_touch_quota(powers, &group.name)?;
+    }
     Ok(())
 }
 
@@ -740,15 +764,29 @@ pub struct GroupSpec<'a> {
     pub perms: &'a [i32],
     pub grants: &'a [Grant],
     pub rate_limit: Option<&'a str>,
+    /// Its members' write quota ("10000000rows/day,2GB/day"), if any.
+    pub write_quota: Option<&'a str>,
 }
 
 impl GroupSpec<'_> {
-    /// Its name, grants and rate by the rules; answers the rate, read.
+    /// Its name, grants, rate and quota by the rules; answers the rate,
+    /// read.
     fn checked(&self) -> Result<Option<Rate>, ServiceError> {
         validate_group_name(self.name)?;
         check_grants(self.grants)?;
+        parse_quota(self.write_quota)?;
         parse_rate(self.rate_limit)
     }
+}
+
+/// A group's write quota as typed, read.
+pub fn parse_quota(quota: Option<&str>) -> Result<Option<Quota>, ServiceError> {
+    quota
+        .map(|text| {
+            text.parse::<Quota>()
+                .map_err(|why| ServiceError::invalid("write_quota", format!("Enter {why}.")))
+        })
+        .transpose()
 }
 
 /// Adds a group from the admin's form (permission ids), giving only what
@@ -759,18 +797,21 @@ pub fn add_group(
     by: &Granted<perms::AddGroup>,
     group: &GroupSpec<'_>,
 ) -> Result<i32, ServiceError> {
-    let GroupSpec { name, perms, grants, rate_limit } = *group;
+    let GroupSpec { name, perms, grants, rate_limit, write_quota } = *group;
     let rate = group.checked()?;
     conn.write_transaction(|conn| {
         known_grants(conn, grants)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
             check_gifts(conn, &powers, (&[], &[]), (perms, grants))?;
             guard::may_give_rate(&powers, name, rate.or(by.default_rate()))?;
+            if write_quota.is_some() {
+                guard::may_touch_quota(&powers, name)?;
+            }
         }
         let group = queries::create_group(conn, name)
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
         queries::update_group(conn, group.id, name, perms, grants)?;
-        queries::set_group_rate(conn, group.id, rate_limit)?;
+        queries::set_group_limits(conn, group.id, rate_limit, write_quota)?;
         record(conn, by.actor(), group_object(group.id, name), "add", &[])?;
         Ok(group.id)
     })
@@ -784,21 +825,24 @@ pub fn change_group(
     group: &GroupSpec<'_>,
     changes: &[FieldChange],
 ) -> Result<(), ServiceError> {
-    let GroupSpec { name, perms, grants, rate_limit } = *group;
+    let GroupSpec { name, perms, grants, rate_limit, write_quota } = *group;
     let rate = group.checked()?;
     conn.write_transaction(|conn| {
         known_grants(conn, grants)?;
         if let Some((_, powers)) = actor_powers(conn, by)? {
             let (old_perms, old_grants) = queries::group_links(conn, id)?;
             check_gifts(conn, &powers, (&old_perms, &old_grants), (perms, grants))?;
-            let old_rate = queries::group_by_id(conn, id)?.ok_or_else(not_found)?.rate_limit;
-            if old_rate.as_deref() != rate_limit {
+            let old = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
+            if old.rate_limit.as_deref() != rate_limit {
                 guard::may_give_rate(&powers, name, rate.or(by.default_rate()))?;
+            }
+            if old.write_quota.as_deref() != write_quota {
+                guard::may_touch_quota(&powers, name)?;
             }
         }
         queries::update_group(conn, id, name, perms, grants)
             .map_err(|e| unique_as(e, "name", "Group with this Name already exists."))?;
-        queries::set_group_rate(conn, id, rate_limit)?;
+        queries::set_group_limits(conn, id, rate_limit, write_quota)?;
         record(conn, by.actor(), group_object(id, name), "change", changes)
     })
 }
@@ -811,6 +855,11 @@ pub fn delete_group(
 ) -> Result<Group, ServiceError> {
     conn.write_transaction(|conn| {
         let group = queries::group_by_id(conn, id)?.ok_or_else(not_found)?;
+        if group.write_quota.is_some()
+            && let Some((_, powers)) = actor_powers(conn, by)?
+        {
+            guard::may_touch_quota(&powers, &group.name)?;
+        }
         // A rated group's members may fall back to a faster rate without
         // it: no faster than the actor's own.
         if group.rate_limit.is_some()
@@ -859,14 +908,38 @@ pub fn parse_rate(rate: Option<&str>) -> Result<Option<Rate>, ServiceError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedChange {
     Deleted(String),
-    Renamed { old: String, new: String },
+    Renamed {
+        old: String,
+        new: String,
+    },
+    /// A column removed: grants naming it lose it (a new column of the same
+    /// name is not the old one's data), and a grant left with no column
+    /// goes.
+    ColumnDeleted {
+        feed: String,
+        column: String,
+    },
+    ColumnRenamed {
+        feed: String,
+        old: String,
+        new: String,
+    },
 }
 
-/// Grants follow their feed: gone with it, or moved to its new name.
+/// Grants follow their feed (gone with it, or moved to its new name) and
+/// the columns they name.
 pub fn feed_changed(conn: &mut DbConnection, change: &FeedChange) -> Result<usize, ServiceError> {
     let changed = conn.write_transaction(|conn| match change {
         FeedChange::Deleted(feed) => queries::delete_feed_grants(conn, feed),
         FeedChange::Renamed { old, new } => queries::rename_feed_grants(conn, old, new),
+        FeedChange::ColumnDeleted { feed, column } => {
+            queries::edit_grant_columns(conn, feed, |columns| columns.remove(column))
+        }
+        FeedChange::ColumnRenamed { feed, old, new } => {
+            queries::edit_grant_columns(conn, feed, |columns| {
+                columns.remove(old) && columns.insert(new.clone())
+            })
+        }
     })?;
     Ok(changed)
 }

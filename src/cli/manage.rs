@@ -46,10 +46,12 @@ pub(crate) fn run(command: Command) -> Result<()> {
             };
             createuser(spec, &db)
         }
-        Command::Creategroup { name, holds, db } => {
+        Command::Creategroup { name, holds, write_quota, db } => {
             let grants = parse_grants(&holds.grants)?;
+            let quota = (!write_quota.is_empty()).then(|| write_quota.join(","));
             let group = with_conn(&open(&db)?, |conn| {
-                users::create_group(conn, &Granted::system(), &name, &holds.perms, &grants)
+                let (perms, quota) = (&holds.perms, quota.as_deref());
+                users::create_group(conn, &Granted::system(), &name, perms, &grants, quota)
             })?;
             println!("Group '{}' created (id {}).", group.name, group.id);
             Ok(())

@@ -16,7 +16,9 @@ pub struct HoldingArgs {
     /// A permission held everywhere, e.g. lbasedb.view_data (repeatable).
     #[arg(long = "perm")]
     pub perms: Vec<String>,
-    /// A permission held for one feed, e.g. lbasedb.view_data=sensors (repeatable).
+    /// A permission held for one feed, e.g. lbasedb.view_data=sensors; reads
+    /// also for some columns and rows, lbasedb.view_data=sensors[t,temp]@-100000..
+    /// (repeatable).
     #[arg(long = "grant")]
     pub grants: Vec<String>,
 }
@@ -80,6 +82,10 @@ pub(crate) enum Command {
         name: String,
         #[command(flatten)]
         holds: HoldingArgs,
+        /// Rows or bytes each member may write a day, e.g. 10000000rows/day
+        /// or 2GB/day (give both with two flags); overrides WRITE_QUOTA.
+        #[arg(long = "write-quota")]
+        write_quota: Vec<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -91,8 +97,9 @@ pub(crate) enum Command {
         /// A lifetime such as "30d" or "12h" (default: no expiry).
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<std::time::Duration>,
-        /// Keep only this permission of the user's (CODENAME or
-        /// CODENAME=FEED); repeatable. None: all of them.
+        /// Keep only this permission of the user's (CODENAME, or a grant as
+        /// CODENAME=FEED or CODENAME=FEED[COLUMNS]@FROM..TO, which only
+        /// narrows what the user holds); repeatable. None: all of them.
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// Allow the token only from this address or network; repeatable.

@@ -32,6 +32,9 @@ pub struct GroupDump {
     /// Absent from dumps made before group rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<String>,
+    /// Absent from dumps made before write quotas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_quota: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -73,7 +76,12 @@ fn dump_groups(conn: &mut DbConnection) -> Result<Vec<GroupDump>, DbError> {
     let mut groups = Vec::new();
     for group in Group::query().order(auth_group::name).load(conn)? {
         let holds = sorted(queries::held(conn, queries::HeldBy::Groups(&[group.id]))?);
-        groups.push(GroupDump { rate_limit: group.rate_limit, name: group.name, holds });
+        groups.push(GroupDump {
+            rate_limit: group.rate_limit,
+            write_quota: group.write_quota,
+            name: group.name,
+            holds,
+        });
     }
     Ok(groups)
 }
@@ -132,6 +140,7 @@ fn problems(dump: &Dump) -> users::Problems {
         let row = users::row_name("group", &group.name);
         problems.check(&row, users::validate_group_name(&group.name));
         problems.check(&row, users::parse_rate(group.rate_limit.as_deref()).map(drop));
+        problems.check(&row, users::parse_quota(group.write_quota.as_deref()).map(drop));
         problems.check(&row, users::check_grants(&group.holds.grants));
     }
     for user in &dump.users {
@@ -174,8 +183,8 @@ pub fn load(conn: &mut DbConnection, dump: &Dump) -> Result<LoadCounts, ServiceE
         }
         for group in &dump.groups {
             let (id, _) = users::put_group(conn, &Granted::system(), &group.name)?;
-            let rate = group.rate_limit.as_deref();
-            users::set_group_holds(conn, &Granted::system(), id, rate, &group.holds)?;
+            let limits = (group.rate_limit.as_deref(), group.write_quota.as_deref());
+            users::set_group_holds(conn, &Granted::system(), id, limits, &group.holds)?;
             counts.groups += 1;
         }
         for user in &dump.users {

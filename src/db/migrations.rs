@@ -68,6 +68,7 @@ const MIGRATIONS: &[Files] = &[
     migration!("2026-12-01-000008_access_log_request_id"),
     migration!("2026-12-01-000009_idempotency_key"),
     migration!("2026-12-01-000010_feed_repair"),
+    migration!("2026-12-01-000011_fine_grants"),
 ];
 
 /// The engine a migration is written out for.

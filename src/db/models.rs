@@ -107,6 +107,9 @@ pub struct Group {
     pub name: String,
     /// Its members' request rate, overriding `USER_RATE_LIMIT` ("600/min").
     pub rate_limit: Option<String>,
+    /// Its members' write quota, overriding `WRITE_QUOTA`
+    /// ("10000000rows/day,2GB/day").
+    pub write_quota: Option<String>,
 }
 
 #[derive(Debug, Clone, HasQuery, Identifiable, Serialize)]
@@ -249,4 +252,8 @@ pub struct Access {
     pub requests: i64,
     /// `X-Request-Id` (`requestid`); none for a row of several requests.
     pub request_id: Option<String>,
+    /// What a read of rows named: its columns, comma-separated as named,
+    /// and its rows, `FROM..TO`.
+    pub read_columns: Option<String>,
+    pub read_rows: Option<String>,
 }

@@ -17,6 +17,8 @@ diesel::table! {
         duration_ms -> Double,
         requests -> BigInt,
         request_id -> Nullable<Text>,
+        read_columns -> Nullable<Text>,
+        read_rows -> Nullable<Text>,
     }
 }
 
@@ -41,6 +43,7 @@ diesel::table! {
         id -> Integer,
         name -> Text,
         rate_limit -> Nullable<Text>,
+        write_quota -> Nullable<Text>,
     }
 }
 
@@ -84,6 +87,8 @@ diesel::table! {
         user_id -> Nullable<Integer>,
         permission_id -> Integer,
         feed -> Text,
+        grant_columns -> Nullable<Text>,
+        grant_rows -> Nullable<Text>,
     }
 }
 
@@ -134,6 +139,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    write_usage (user_id, day) {
+        user_id -> Integer,
+        day -> Text,
+        rows_written -> BigInt,
+        bytes_written -> BigInt,
+    }
+}
+
 diesel::joinable!(auth_user_groups -> auth_user (user_id));
 diesel::joinable!(auth_user_groups -> auth_group (group_id));
 diesel::joinable!(auth_group_permissions -> auth_group (group_id));
@@ -141,6 +155,7 @@ diesel::joinable!(auth_group_permissions -> auth_permission (permission_id));
 diesel::joinable!(auth_user_user_permissions -> auth_user (user_id));
 diesel::joinable!(auth_user_user_permissions -> auth_permission (permission_id));
 diesel::joinable!(feed_grant -> auth_permission (permission_id));
+diesel::joinable!(write_usage -> auth_user (user_id));
 diesel::joinable!(authtoken_token -> auth_user (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -153,6 +168,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     feed_grant,
     authtoken_token,
     session,
+    write_usage,
 );
 
 diesel::table! {

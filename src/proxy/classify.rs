@@ -90,22 +90,29 @@ pub enum Requirement {
     FeedList,
 }
 
+/// Why a request is refused before any permission is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassifyError {
+    UnknownEndpoint,
+    MethodNotAllowed(&'static [Method]),
+    BadQuery(String),
+}
+
+/// A request as the permission layer decides on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
+    /// Which upstream path.
     pub endpoint: Endpoint,
+    /// What the one who asks must hold.
     pub requires: Requirement,
     /// The feed whose write lock the request takes (`crate::lock`): every
     /// request but a read that acts on an existing feed. Creating a feed
     /// locks none (there is nothing yet to race with); renaming one locks
     /// its old name.
     pub write_lock: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClassifyError {
-    UnknownEndpoint,
-    MethodNotAllowed(&'static [Method]),
-    BadQuery(String),
+    /// What a read of rows (`GET /data`, `/bytes`, `/raw`) names: what
+    /// fine-grained grants are checked against.
+    pub(crate) read: Option<ReadQuery>,
 }
 
 pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classified, ClassifyError> {
@@ -118,8 +125,13 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
     }
     scan(endpoint, query)?;
 
-    let feed_scoped = |action, object| -> Result<Requirement, ClassifyError> {
-        Ok(Requirement::Feed(Perm::new(action, object), feed_of(endpoint, method, query)?))
+    let mut read = None;
+    let mut feed_scoped = |action, object| -> Result<Requirement, ClassifyError> {
+        let (feed, named) = feed_of(endpoint, method, query)?;
+        if *method == Method::GET {
+            read = named;
+        }
+        Ok(Requirement::Feed(Perm::new(action, object), feed))
     };
     let requires = match (endpoint, method.as_str()) {
         (Endpoint::Version, _) => Requirement::Authenticated,
@@ -128,11 +140,12 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         (Endpoint::Feed, "PATCH") => {
             // Still read the old name, so that a query the upstream would
             // read differently is refused here too.
-            let old = feed_of(endpoint, method, query)?;
+            let (old, _) = feed_of(endpoint, method, query)?;
             return Ok(Classified {
                 endpoint,
                 requires: Requirement::Global(Perm::new(Change, Feed)),
                 write_lock: Some(old),
+                read: None,
             });
         }
         (Endpoint::Feed, _) => feed_scoped(Delete, Feed)?,
@@ -151,7 +164,7 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         Requirement::Feed(_, feed) if *method != Method::GET => Some(feed.clone()),
         _ => None,
     };
-    Ok(Classified { endpoint, requires, write_lock })
+    Ok(Classified { endpoint, requires, write_lock, read })
 }
 
 /// Refuses what the upstream's parsers would read leniently or differently
@@ -186,36 +199,96 @@ fn scan(endpoint: Endpoint, query: &str) -> Result<(), ClassifyError> {
 }
 
 /// The feed the upstream will act on, read with the upstream's own parser
-/// for this endpoint and method.
-fn feed_of(endpoint: Endpoint, method: &Method, query: &str) -> Result<String, ClassifyError> {
+/// for this endpoint and method, and for `/data`, `/bytes` and `/raw` the
+/// columns and rows named.
+fn feed_of(
+    endpoint: Endpoint,
+    method: &Method,
+    query: &str,
+) -> Result<(String, Option<ReadQuery>), ClassifyError> {
     let invalid = |err: &dyn std::fmt::Display| bad(format!("Invalid query: {err}."));
-    let feed = match endpoint {
-        Endpoint::Feed => parse_form::<NameQuery>(query).map_err(|e| invalid(&e))?.name,
+    let (feed, read) = match endpoint {
+        Endpoint::Feed => (parse_form::<NameQuery>(query).map_err(|e| invalid(&e))?.name, None),
         Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
             let q = parse_form::<ColQuery>(query).map_err(|e| invalid(&e))?;
             // The upstream would answer `param required`; nothing to forward.
             if q.name.is_none() {
                 return Err(bad("Query parameter \"name\" is required.".into()));
             }
-            q.feed
+            (q.feed, None)
         }
         Endpoint::Col | Endpoint::Size => {
-            parse_form::<FeedQuery>(query).map_err(|e| invalid(&e))?.feed
+            (parse_form::<FeedQuery>(query).map_err(|e| invalid(&e))?.feed, None)
         }
         Endpoint::Data | Endpoint::Bytes => {
-            parse_qs::<DataQuery>(query).map_err(|e| invalid(&e))?.feed
+            let q = parse_qs::<DataQuery>(query).map_err(|e| invalid(&e))?;
+            let read = ReadQuery {
+                columns: q.col.unwrap_or_default(),
+                ix: q.ix.map(|ix| ix as u64),
+                size: q.size.map(|size| size as u64),
+            };
+            (q.feed, Some(read))
         }
-        Endpoint::Raw => parse_form::<RawQuery>(query).map_err(|e| invalid(&e))?.feed,
+        Endpoint::Raw => {
+            let q = parse_form::<RawQuery>(query).map_err(|e| invalid(&e))?;
+            let read = ReadQuery {
+                columns: vec![q.col],
+                ix: Some(q.ix as u64),
+                size: q.size.map(|size| size as u64),
+            };
+            (q.feed, Some(read))
+        }
         Endpoint::Version => unreachable!("/version names no feed"),
     };
     if !is_valid_name(&feed) {
         return Err(bad(format!("\"{feed}\" is not a valid feed name.")));
     }
-    Ok(feed)
+    Ok((feed, read))
 }
 
 fn bad(detail: String) -> ClassifyError {
     ClassifyError::BadQuery(detail)
+}
+
+/// The columns and rows a read names, as the upstream will read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadQuery {
+    /// In the order named, repeats included.
+    pub columns: Vec<String>,
+    pub ix: Option<u64>,
+    pub size: Option<u64>,
+}
+
+/// Most bytes of column names an audit row keeps of one read.
+const AUDITED_COLUMNS: usize = 1024;
+
+impl ReadQuery {
+    pub fn as_read(&self) -> crate::auth::grant::Read<'_> {
+        crate::auth::grant::Read { columns: &self.columns, rows: self.ix.zip(self.size) }
+    }
+
+    /// Its columns (comma-separated as named, cut after `AUDITED_COLUMNS`
+    /// bytes with how many more) and rows (`FROM..TO`, a bound it does not
+    /// name empty), as the audit keeps them.
+    pub fn audited(&self) -> (String, String) {
+        let mut columns = String::new();
+        for (i, name) in self.columns.iter().enumerate() {
+            if columns.len() + name.len() > AUDITED_COLUMNS {
+                columns.push_str(&format!(",…(+{})", self.columns.len() - i));
+                break;
+            }
+            if i > 0 {
+                columns.push(',');
+            }
+            columns.push_str(name);
+        }
+        let rows = match (self.ix, self.size) {
+            (Some(ix), Some(size)) => format!("{ix}..{}", ix.saturating_add(size)),
+            (Some(ix), None) => format!("{ix}.."),
+            (None, _) => "..".to_owned(),
+        };
+        (columns, rows)
+    }
 }
 
 #[cfg(test)]

@@ -116,7 +116,8 @@ pub struct Bounds {
     pub meter: Option<WriteMeter>,
     /// A keyed write's digest, fed the body as it goes.
     pub digest: Option<RequestDigest>,
-    /// Told the rows an append adds, once its whole body has gone by.
+    /// Told the rows the body holds (an append's, those it adds), once its
+    /// whole body has gone by, where its meter knows.
     pub rows: AppendedRows,
 }
 
@@ -502,7 +503,8 @@ impl Stream for RequestBody {
                 Poll::Ready(Some(Err(io::Error::other(err.to_string()))))
             }
             Poll::Ready(None) => {
-                this.rows.set(this.meter.as_ref().and_then(WriteMeter::appended_rows));
+                let sent = this.sent;
+                this.rows.set(this.meter.as_ref().and_then(|meter| meter.rows(sent)));
                 this.finish();
                 Poll::Ready(None)
             }

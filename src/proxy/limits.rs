@@ -239,12 +239,13 @@ impl WriteMeter {
     }
 
     /// Counts the next bytes of the body.
-    /// The rows this write appends, when that is certain (an append of a
-    /// JSON dataset whose lists are all as long, each key once).
-    pub fn appended_rows(&self) -> Option<u64> {
+    /// The rows this write's body holds, `sent` bytes of it in, when that
+    /// is certain: a JSON dataset whose lists are all as long, each key
+    /// once (an append adds that many), or a `PUT /bytes`'s whole rows.
+    pub fn rows(&self, sent: u64) -> Option<u64> {
         match self {
-            Self::Json { scan, zeroes_others: false, .. } => scan.uniform_rows(),
-            _ => None,
+            Self::Json { scan, .. } => scan.uniform_rows(),
+            Self::Rows { named, .. } => Some(sent / named),
         }
     }
 

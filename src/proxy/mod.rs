@@ -8,9 +8,11 @@ mod forward;
 pub mod headers;
 pub mod idempotency;
 pub mod limits;
+mod quota;
 pub mod repair;
 pub mod upstream;
 
+use crate::auth::grant::Reach;
 use crate::lbasedb::perms::VIEW_FEED;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +35,7 @@ use crate::lock::{LockError, WriteLocks};
 use crate::metrics::InFlight;
 use crate::metrics::{AuthFailure, Metrics};
 use actix_web::http::Method;
-use classify::{Classified, ClassifyError, Endpoint, Requirement, classify};
+use classify::{Classified, ClassifyError, Endpoint, ReadQuery, Requirement, classify};
 
 use columns::Columns;
 pub use forward::{Body, build_client};
@@ -41,7 +43,7 @@ use idempotency::{Answer, Keyed, RequestDigest};
 use upstream::Upstream;
 
 use crate::auth::users::{self, FeedChange};
-use crate::lbasedb::query::{NameQuery, parse_form};
+use crate::lbasedb::query::{ColQuery, NameQuery, parse_form};
 
 /// What every worker's proxy handler shares.
 #[derive(Debug, Clone)]
@@ -173,6 +175,8 @@ pub async fn proxy(
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         requests: 1,
         request_id: Some(crate::requestid::of(&req).as_str().to_owned()),
+        read_columns: seen.read.as_ref().map(|(columns, _)| columns.clone()),
+        read_rows: seen.read.map(|(_, rows)| rows),
     };
     match answer {
         // Recorded when its body is done, with the bytes it sent; what the
@@ -215,6 +219,8 @@ struct Seen {
     username: String,
     credential: Option<Credential>,
     feed: Option<String>,
+    /// A read's columns and rows, as the audit keeps them.
+    read: Option<(String, String)>,
     bytes_in: Arc<AtomicU64>,
 }
 
@@ -244,9 +250,10 @@ async fn handle(
     seen: &mut Seen,
 ) -> Result<(HttpResponse, Holding), ApiError> {
     let req = req.clone();
-    let (who, slot, classified) = admitted(&req, endpoint, state, auth, seen).await?;
-    let key = idempotency::key_of(&req)?;
     let upstream = Upstream::new(state.clone(), client.clone());
+    let (who, slot, classified) = admitted(&req, endpoint, &upstream, auth, seen).await?;
+    let metered = quota::admit(&req, &classified, &who.principal, auth, &upstream).await?;
+    let key = idempotency::key_of(&req)?;
     let limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
     let (body, facts) = request_body(&req, payload, classified.endpoint, &state.limits).await?;
     // A repeat of a keyed write is answered before the upstream is asked
@@ -258,6 +265,7 @@ async fn handle(
     };
     let (key_copy, digest) = (claimed.clone(), claimed.as_ref().map(|c| c.digest.clone()));
     let bytes_in = &seen.bytes_in;
+    let rows = repair::AppendedRows::default();
     let exchanged = async {
         let meter = write_meter(&req, &classified, &upstream).await?;
         let cost = match &meter {
@@ -265,7 +273,6 @@ async fn handle(
             None => read_cost(&req, &classified, &upstream).await?,
         };
         let share = take_share(state, user_id, cost).await?;
-        let rows = repair::AppendedRows::default();
         let bounds = forward::Bounds { limit, meter, digest, rows: rows.clone() };
         let sending =
             |body| forward::start(&req, body, classified.endpoint, state, client, bytes_in, bounds);
@@ -275,7 +282,7 @@ async fn handle(
                 state.repairs.before_write(&upstream, feed).await?;
                 check_files(&upstream, feed, &facts).await?;
                 state.columns.forget(feed);
-                let torn = torn(&req, &classified, &upstream, feed, rows).await?;
+                let torn = torn(&req, &classified, &upstream, feed, rows.clone()).await?;
                 sending(body)?.locked(state, feed.clone(), lock, torn, key_copy).await?
             }
             None => Answer::Upstream(sending(body)?.head(state).await?),
@@ -292,20 +299,46 @@ async fn handle(
         (_, exchanged) => exchanged?,
     };
     let holding = Holding { _slot: Some(slot), _share: share };
-    if response.status().is_success() && classified.endpoint == Endpoint::Feed {
-        feed_changed(&req, auth, facts).await;
+    if response.status().is_success() {
+        let written = quota::Written {
+            req: &req,
+            endpoint: classified.endpoint,
+            body_rows: rows.get(),
+            bytes: seen.bytes_in.load(Ordering::Relaxed),
+            new_size: facts.size,
+        };
+        acknowledged(written, auth, &upstream, facts.name, metered).await;
     }
     let response = match response {
         Answer::Upstream(response) => response,
         Answer::Kept(answer) => return Ok((answer, holding)),
     };
-    if classified.requires == Requirement::FeedList && !who.principal.has_perm(VIEW_FEED) {
-        return Ok((visible_feeds(response, &who.principal).await?, holding));
+    Ok((answered(&req, response, &classified, &who.principal, state).await?, holding))
+}
+
+/// The client's answer from the upstream's: a list cut to what the user
+/// may see (`GET /feed` without `view_feed` everywhere, `GET /col` under
+/// grants on some columns), else streamed as it comes.
+async fn answered(
+    req: &HttpRequest,
+    response: awc::ClientResponse,
+    classified: &Classified,
+    who: &Principal,
+    state: &web::Data<ProxyState>,
+) -> Result<HttpResponse, ApiError> {
+    if classified.requires == Requirement::FeedList && !who.has_perm(VIEW_FEED) {
+        return visible_feeds(response, who).await;
+    }
+    if let (Endpoint::Col, Requirement::Feed(_, feed)) = (classified.endpoint, &classified.requires)
+        && *req.method() == Method::GET
+        && !who.sees_every_column(feed)
+    {
+        return visible_columns(response, who, feed).await;
     }
     // `/bytes` and `/raw` reads are raw column bytes, whatever they hold.
     let binary = matches!(classified.endpoint, Endpoint::Bytes | Endpoint::Raw)
         && req.method() == Method::GET;
-    Ok((forward::respond(&req, response, binary, state, classified.endpoint), holding))
+    Ok(forward::respond(req, response, binary, state, classified.endpoint))
 }
 
 /// A keyed write's claim on its key (`idempotency`): the claim (none
@@ -364,10 +397,11 @@ async fn torn(
 async fn admitted(
     req: &HttpRequest,
     endpoint: &str,
-    state: &ProxyState,
+    upstream: &Upstream,
     auth: &AuthState,
     seen: &mut Seen,
 ) -> Result<(crate::auth::Authenticated, Slot, Classified), ApiError> {
+    let state = upstream.state();
     // Deny by default: nothing about the upstream for the unauthenticated.
     let who = auth.authenticate(req).await?.ok_or_else(|| {
         auth.metrics.auth_failure(AuthFailure::NoCredentials);
@@ -385,7 +419,11 @@ async fn admitted(
         Requirement::Feed(_, feed) => Some(feed.clone()),
         _ => classified.write_lock.clone(),
     };
+    seen.read = classified.read.as_ref().map(ReadQuery::audited);
     authorize(&classified, &who.principal)
+        .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
+    within_grants(&classified, &who.principal, upstream)
+        .await
         .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
     limits::check_query(classified.endpoint, req.method(), req.query_string(), &state.limits)
         .map_err(ApiError::BadRequest)?;
@@ -464,7 +502,7 @@ async fn read_cost(
 }
 
 /// The body length a request declares, if it does.
-fn declared_length(req: &HttpRequest) -> Option<u64> {
+pub(crate) fn declared_length(req: &HttpRequest) -> Option<u64> {
     req.headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -592,21 +630,60 @@ async fn read_small_body(payload: web::Payload) -> Result<bytes::Bytes, ApiError
     }
 }
 
+/// What follows a write the upstream acknowledged: grants follow their
+/// feed and columns (`feed_changed`), and the write counts against its
+/// user's quota.
+async fn acknowledged(
+    written: quota::Written<'_>,
+    auth: &AuthState,
+    upstream: &Upstream,
+    name: Option<String>,
+    metered: Option<quota::Metered>,
+) {
+    if matches!(written.endpoint, Endpoint::Feed | Endpoint::Col) {
+        feed_changed(written.req, written.endpoint, auth, name).await;
+    }
+    if let Some(metered) = metered {
+        metered.count(written, auth, upstream).await;
+    }
+}
+
 /// A feed deleted or renamed through the proxy takes its grants along:
 /// deleted, they go (a new feed of the same name is not the old one's
-/// data); renamed, they move to the new name. The upstream has already
-/// acted, so a failure here is logged loudly rather than answered.
-async fn feed_changed(req: &HttpRequest, auth: &AuthState, facts: limits::BodyFacts) {
-    let Ok(NameQuery { name: old }) = parse_form::<NameQuery>(req.query_string()) else {
-        return;
-    };
-    let change = match (req.method().as_str(), facts.name) {
-        ("DELETE", _) => FeedChange::Deleted(old),
-        ("PATCH", Some(new)) => FeedChange::Renamed { old, new },
-        _ => return,
+/// data); renamed, they move to the new name. So do the columns grants
+/// name. The upstream has already acted, so a failure here is logged
+/// loudly rather than answered.
+async fn feed_changed(
+    req: &HttpRequest,
+    endpoint: Endpoint,
+    auth: &AuthState,
+    name: Option<String>,
+) {
+    let query = req.query_string();
+    let change = match (endpoint, req.method().as_str(), name) {
+        (Endpoint::Feed, method, new) => {
+            let Ok(NameQuery { name: old }) = parse_form::<NameQuery>(query) else {
+                return;
+            };
+            match (method, new) {
+                ("DELETE", _) => FeedChange::Deleted(old),
+                ("PATCH", Some(new)) => FeedChange::Renamed { old, new },
+                _ => return,
+            }
+        }
+        (_, method, new) => {
+            let Ok(ColQuery { feed, name: Some(column) }) = parse_form::<ColQuery>(query) else {
+                return;
+            };
+            match (method, new) {
+                ("DELETE", _) => FeedChange::ColumnDeleted { feed, column },
+                ("PATCH", Some(new)) => FeedChange::ColumnRenamed { feed, old: column, new },
+                _ => return,
+            }
+        }
     };
     if let Err(err) = auth.write(move |conn| users::feed_changed(conn, &change)).await {
-        tracing::error!("feed grants not updated after a feed was deleted or renamed: {err}");
+        tracing::error!("feed grants not updated after a feed or column changed: {err}");
     }
 }
 
@@ -620,28 +697,71 @@ pub fn authorize(classified: &Classified, who: &Principal) -> Result<(), ApiErro
     if allowed { Ok(()) } else { Err(ApiError::permission_denied()) }
 }
 
-/// `GET /feed` for a user without `view_feed` everywhere: only the feeds
-/// they may view. The list is small (names only), so it is read whole.
-async fn visible_feeds(
-    mut response: awc::ClientResponse,
+/// A read of rows inside the user's grants: every column it names, over
+/// every row it names (`auth::grant::Reach`). A window counted from the
+/// feed's end reads the feed's size, kept for `columns::SIZE_TTL`.
+async fn within_grants(
+    classified: &Classified,
     who: &Principal,
+    upstream: &Upstream,
+) -> Result<(), ApiError> {
+    let (Requirement::Feed(perm, feed), Some(read)) = (&classified.requires, &classified.read)
+    else {
+        return Ok(());
+    };
+    let Some(reach) = who.reach(perm.codename(), feed) else {
+        return Err(ApiError::permission_denied());
+    };
+    if *reach == Reach::Whole {
+        return Ok(());
+    }
+    let size = match reach.needs_size() {
+        true => upstream.state().columns.size(upstream, feed).await,
+        false => None,
+    };
+    reach.check(feed, read.as_read(), size).map_err(ApiError::Forbidden)
+}
+
+/// A small JSON list from the upstream (`GET /feed`, `GET /col`: names
+/// only), read whole and kept to the items `keep` allows; an error answer
+/// passes as it is.
+async fn filtered_list(
+    mut response: awc::ClientResponse,
+    keep: impl Fn(&str) -> bool,
 ) -> Result<HttpResponse, ApiError> {
     const LIST_LIMIT: usize = 16 << 20;
     let status = response.status();
     let body = response.body().limit(LIST_LIMIT).await.map_err(|err| {
-        tracing::warn!("reading the upstream's feed list: {err}");
+        tracing::warn!("reading a list from the upstream: {err}");
         ApiError::UpstreamBroken
     })?;
     if !status.is_success() {
         return Ok(HttpResponse::build(status).content_type("application/json").body(body));
     }
-    let feeds: Vec<Value> = serde_json::from_slice(&body).map_err(|err| {
-        tracing::warn!("the upstream's feed list is not a JSON list: {err}");
+    let items: Vec<Value> = serde_json::from_slice(&body).map_err(|err| {
+        tracing::warn!("the upstream's list is not a JSON list: {err}");
         ApiError::UpstreamBroken
     })?;
-    let visible: Vec<Value> = feeds
-        .into_iter()
-        .filter(|feed| feed["name"].as_str().is_some_and(|name| who.has_feed_perm(VIEW_FEED, name)))
-        .collect();
-    Ok(HttpResponse::Ok().json(visible))
+    let kept: Vec<Value> =
+        items.into_iter().filter(|item| item["name"].as_str().is_some_and(&keep)).collect();
+    Ok(HttpResponse::Ok().json(kept))
+}
+
+/// `GET /feed` for a user without `view_feed` everywhere: only the feeds
+/// they may view.
+async fn visible_feeds(
+    response: awc::ClientResponse,
+    who: &Principal,
+) -> Result<HttpResponse, ApiError> {
+    filtered_list(response, |name| who.has_feed_perm(VIEW_FEED, name)).await
+}
+
+/// `GET /col` under grants on some columns: only those it shows
+/// (`Principal::shows_column`).
+async fn visible_columns(
+    response: awc::ClientResponse,
+    who: &Principal,
+    feed: &str,
+) -> Result<HttpResponse, ApiError> {
+    filtered_list(response, |name| who.shows_column(feed, name)).await
 }

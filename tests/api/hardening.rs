@@ -1351,10 +1351,11 @@ async fn one_address_cannot_hold_every_connection_and_a_slow_login_is_cut() {
 async fn a_staff_user_cannot_lift_its_own_rate_by_another_way() {
     let app = spawn_app().await;
     create_group(&app.pool, "slow", &[], &[]);
-    queries::set_group_rate(
+    queries::set_group_limits(
         &mut app.conn(),
         queries::group_by_name(&mut app.conn(), "slow").unwrap().unwrap().id,
         Some("1/min"),
+        None,
     )
     .unwrap();
     let perms = ["auth.change_user", "auth.view_user", "auth.delete_group", "authtoken.add_token"];

@@ -199,12 +199,13 @@ pub fn create_group(pool: &Pool, name: &str, perms: &[&str], grants: &[(&str, &s
     let perms: Vec<String> = perms.iter().map(|p| p.to_string()).collect();
     let grants = self::grants(grants);
     let mut conn = pool.get().unwrap();
-    users::create_group(&mut conn, &Granted::system(), name, &perms, &grants).unwrap();
+    users::create_group(&mut conn, &Granted::system(), name, &perms, &grants, None).unwrap();
 }
 
-/// Feed grants from `(codename, feed)` pairs.
+/// Feed grants from `(codename, feed)` pairs; the feed may name columns
+/// and rows (`sensors[t]@0..10`).
 pub fn grants(list: &[(&str, &str)]) -> Vec<Grant> {
-    list.iter().map(|(codename, feed)| Grant::new(*codename, *feed)).collect()
+    list.iter().map(|(codename, feed)| format!("{codename}={feed}").parse().unwrap()).collect()
 }
 
 pub fn spec(username: &str) -> UserSpec {
@@ -603,4 +604,72 @@ pub fn psql(url: &str, args: &[&str]) {
         .output()
         .expect("psql runs");
     assert!(output.status.success(), "psql {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A relay in front of `target` that records each request line it passes
+/// on (`GET /data?feed=s&... HTTP/1.1`): what the proxy asked the upstream.
+/// Each request gets a connection of its own to `target`, and its answer
+/// says `connection: close`, so that no request hides behind another on a
+/// kept-alive connection. Bodies must come with a `content-length`.
+pub async fn recording_relay(target: &str) -> RecordingUpstream {
+    let (listener, url) = listener().await;
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let recorded = heads.clone();
+    let target = target.trim_start_matches("http://").to_owned();
+    serve_each(listener, move |mut client| {
+        let (recorded, target) = (recorded.clone(), target.clone());
+        async move {
+            let mut buffer = Vec::new();
+            let Some(end) = read_until_head_end(&mut client, &mut buffer).await else {
+                return;
+            };
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            let length = head
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let mut body = buffer[end + 4..].to_vec();
+            let mut chunk = [0u8; 65536];
+            while body.len() < length {
+                match client.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => body.extend_from_slice(&chunk[..n]),
+                }
+            }
+            recorded.lock().await.push(head.lines().next().unwrap_or_default().to_owned());
+            let kept: Vec<&str> = head
+                .lines()
+                .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+                .collect();
+            let head = format!("{}\r\nconnection: close\r\n\r\n", kept.join("\r\n"));
+            let Ok(mut upstream) = TcpStream::connect(&target).await else {
+                return;
+            };
+            if upstream.write_all(head.as_bytes()).await.is_err()
+                || upstream.write_all(&body).await.is_err()
+            {
+                return;
+            }
+            tokio::io::copy(&mut upstream, &mut client).await.ok();
+            client.shutdown().await.ok();
+        }
+    });
+    RecordingUpstream { url, heads }
+}
+
+/// Reads into `buffer` until it holds a whole request head; where the head
+/// ends (the `\r\n\r\n`), or `None` at EOF first.
+async fn read_until_head_end(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(end);
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
 }

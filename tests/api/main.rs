@@ -9,6 +9,7 @@ mod cli;
 mod django;
 mod embedded;
 mod faults;
+mod grants;
 mod hardening;
 mod helpers;
 mod idempotency;

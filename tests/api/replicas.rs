@@ -118,26 +118,46 @@ async fn admin_on(replica: &Replica) -> Browser {
     browser
 }
 
-#[tokio::test]
-async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks() {
-    let Some(database) = postgres_test_database(
-        "two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks",
-        "replicas",
-    ) else {
-        return;
-    };
+/// Two replicas on a database of their own (`None` without PostgreSQL) and
+/// one upstream started with `upstream_args`, its data folder with it.
+struct Pair {
+    database: String,
+    a: Replica,
+    b: Replica,
+    upstream: UpstreamProcess,
+    upstream_data: tempfile::TempDir,
+}
+
+async fn two_replicas(test: &str, name: &str, upstream_args: &[&str]) -> Option<Pair> {
+    let database = postgres_test_database(test, name)?;
     let upstream_data = tempfile::tempdir().unwrap();
-    // Unlocked, as the real Lbasedb server is: its concurrent appends
-    // overwrite each other unless the replicas take turns.
     let upstream =
-        UpstreamProcess::start_with(upstream_data.path(), free_port(), &["--unlocked"]).await;
+        UpstreamProcess::start_with(upstream_data.path(), free_port(), upstream_args).await;
     // Started together on an empty database: one migrates and makes the
     // first superuser, the other waits its turn and finds them done.
     let a = Replica::start(&database, &upstream);
     let b = Replica::start(&database, &upstream);
     a.wait_ready().await;
     b.wait_ready().await;
-    let pool = db::connect(&database).unwrap();
+    Some(Pair { database, a, b, upstream, upstream_data })
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks() {
+    // Unlocked, as the real Lbasedb server is: its concurrent appends
+    // overwrite each other unless the replicas take turns.
+    let Some(pair) = two_replicas(
+        "two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks",
+        "replicas",
+        &["--unlocked"],
+    )
+    .await
+    else {
+        return;
+    };
+    let Pair { database, a, b, upstream, upstream_data } = &pair;
+    let database = database.as_str();
+    let pool = db::connect(database).unwrap();
     let user_id = |name: &str| {
         queries::user_by_username(&mut pool.get().unwrap(), name)
             .unwrap()
@@ -146,13 +166,13 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     };
 
     // A token made on A works on B.
-    createuser(&database, &["ivy", "--perm", "lbasedb.view_feed"], "ivy-long-password");
+    createuser(database, &["ivy", "--perm", "lbasedb.view_feed"], "ivy-long-password");
     let ivy = client_with_token(&token(&a.base, "ivy", "ivy-long-password").await);
     assert_eq!(status_of(&ivy, &b.url("/api/proxy/feed")).await, 200);
 
     // A session made on A works on B (one SECRET_KEY, sessions in the
     // database), and so does a CSRF-checked write.
-    let admin_a = admin_on(&a).await;
+    let admin_a = admin_on(a).await;
     let admin_b = Browser { client: admin_a.client.clone(), base: b.base.clone() };
     assert_eq!(admin_b.get("/admin/").await.0, 200, "A's session on B");
     let csrf = get_json(&admin_b.client, &b.url("/api/auth/csrf/")).await;
@@ -197,7 +217,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
 
     // A change by anything else writing the database (here psql, as the
     // CLI would) counts too: a permission taken away.
-    createuser(&database, &["jo", "--perm", "lbasedb.view_feed"], "jo-long-password");
+    createuser(database, &["jo", "--perm", "lbasedb.view_feed"], "jo-long-password");
     let jo = client_with_token(&token(&a.base, "jo", "jo-long-password").await);
     let sees_w = |replica: &Replica| {
         let (jo, url) = (jo.clone(), replica.url("/api/proxy/feed"));
@@ -210,7 +230,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         assert!(sees_w(replica).await, "jo sees feed w on {}", replica.base);
     }
     psql(
-        &database,
+        database,
         &[
             "-c",
             "DELETE FROM auth_user_user_permissions WHERE user_id = (SELECT id FROM auth_user WHERE username = 'jo')",
@@ -221,7 +241,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     }
 
     // A password changed on A ends the user's session on B.
-    createuser(&database, &["gina", "--staff"], "gina-long-password");
+    createuser(database, &["gina", "--staff"], "gina-long-password");
     let (gina, logged_in) = log_in_at(&b.base, "gina", "gina-long-password").await;
     assert_eq!(logged_in.status(), 302);
     assert_eq!(gina.get("/admin/").await.0, 200);
@@ -252,8 +272,8 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
     for replica in [&a, &b, &a, &b] {
         assert_eq!(attempt(replica).await, StatusCode::BAD_REQUEST);
     }
-    assert_eq!(attempt(&b).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(attempt(&a).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(attempt(b).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(attempt(a).await, StatusCode::TOO_MANY_REQUESTS);
 
     // 16 writers spread over both replicas append to one feed at once: the
     // feed lock is PostgreSQL's, so no acknowledged append is lost (where
@@ -262,7 +282,7 @@ async fn two_replicas_on_one_postgresql_share_access_throttling_and_feed_locks()
         let output = Command::new(BIN)
             .args(["createtoken", "admin"])
             .env("DATA_DIR", upstream_data.path())
-            .env("DATABASE_URL", &database)
+            .env("DATABASE_URL", database)
             .output()
             .unwrap();
         assert!(output.status.success());
@@ -382,4 +402,51 @@ async fn postgresql_feed_locks_are_one_lock_for_every_replica() {
     holder.wait().unwrap();
     let a = PostgresLocks::new(&database, Duration::from_secs(5), 8);
     a.acquire("w").await.expect("released when its holder died");
+}
+
+#[tokio::test]
+async fn two_replicas_count_writes_into_one_write_quota() {
+    let Some(pair) =
+        two_replicas("two_replicas_count_writes_into_one_write_quota", "quota", &[]).await
+    else {
+        return;
+    };
+    let Pair { database, a, b, .. } = &pair;
+    let data = tempfile::tempdir().unwrap();
+    let made = Command::new(BIN)
+        .args([
+            "creategroup",
+            "writers",
+            "--grant",
+            "lbasedb.add_data=q",
+            "--write-quota",
+            "10rows/day",
+        ])
+        .env("DATA_DIR", data.path())
+        .env("DATABASE_URL", database)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    createuser(database, &["wes", "--group", "writers"], "wes-long-password");
+    let admin = client_with_token(&token(&a.base, "admin", ADMIN_PASSWORD).await);
+    let feed = admin.post(a.url("/api/proxy/feed")).json(&json!({"name": "q"})).sent().await;
+    assert_eq!(feed.status(), 201);
+    let col = json!({"name": "x", "datatype": "Int64"});
+    assert_eq!(admin.post(a.url("/api/proxy/col?feed=q")).json(&col).sent().await.status(), 201);
+    let wes = client_with_token(&token(&a.base, "wes", "wes-long-password").await);
+    // Three rows at a time, taking turns: 3, 6, 9 and 12 rows counted, the
+    // last allowed since 9 were written before it; then both refuse.
+    for (i, replica) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let append = wes.post(replica.url("/api/proxy/data?feed=q")).json(&json!({"x": [i, i, i]}));
+        assert_eq!(append.sent().await.status(), 204, "append {i}");
+    }
+    for replica in [&a, &b] {
+        let refused =
+            wes.post(replica.url("/api/proxy/data?feed=q")).json(&json!({"x": [9]})).sent().await;
+        assert_eq!(refused.status(), 429, "the quota spent on both replicas");
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+    let me = get_json(&wes, &b.url("/api/auth/me/")).await;
+    assert_eq!(me["write_quota"]["rows_today"], 12);
+    assert_eq!(me["write_quota"]["rows_per_day"], 10);
 }

@@ -34,20 +34,22 @@ pub fn put_group(
     })
 }
 
-/// A group's rate and holdings made these, replacing what it had.
+/// A group's rate, write quota and holdings made these, replacing what it
+/// had.
 pub fn set_group_holds(
     conn: &mut DbConnection,
     by: &Granted<perms::ChangeGroup>,
     id: i32,
-    rate: Option<&str>,
+    (rate, quota): (Option<&str>, Option<&str>),
     held: &Held,
 ) -> Result<(), ServiceError> {
     system_only(by)?;
     parse_rate(rate)?;
+    parse_quota(quota)?;
     let group = queries::group_by_id(conn, id)?.ok_or(ServiceError::NotFound)?;
     let perms = held_ids(conn, held)?;
     queries::update_group(conn, id, &group.name, &perms, &held.grants)?;
-    queries::set_group_rate(conn, id, rate)?;
+    queries::set_group_limits(conn, id, rate, quota)?;
     Ok(())
 }
 

@@ -89,10 +89,16 @@ pub fn group_rates(conn: &mut Conn, ids: &[i32]) -> Result<Vec<String>, DbError>
     Ok(rates.into_iter().flatten().collect())
 }
 
-/// Sets a group's rate limit ("600/min"), or clears it.
-pub fn set_group_rate(conn: &mut Conn, group_id: i32, rate: Option<&str>) -> Result<(), DbError> {
+/// Sets a group's rate limit ("600/min") and write quota
+/// ("10000000rows/day"), or clears them.
+pub fn set_group_limits(
+    conn: &mut Conn,
+    group_id: i32,
+    rate: Option<&str>,
+    quota: Option<&str>,
+) -> Result<(), DbError> {
     diesel::update(auth_group::table.find(group_id))
-        .set(auth_group::rate_limit.eq(rate))
+        .set((auth_group::rate_limit.eq(rate), auth_group::write_quota.eq(quota)))
         .execute(conn)?;
     Ok(())
 }

@@ -67,6 +67,8 @@ pub struct AccessQuery {
     pub until: Option<NaiveDateTime>,
     pub page: i64,
     pub per_page: i64,
+    /// Only reads of rows (those that name columns).
+    pub reads_only: bool,
 }
 
 type AccessFilter<'a> =
@@ -74,6 +76,9 @@ type AccessFilter<'a> =
 
 fn access_filter(q: &AccessQuery) -> AccessFilter<'_> {
     let mut query = access_log::table.into_boxed();
+    if q.reads_only {
+        query = query.filter(access_log::read_columns.is_not_null());
+    }
     if !q.search.is_empty() {
         let like = like_pattern(&q.search.to_lowercase());
         query = query.filter(

@@ -74,15 +74,24 @@ pub fn held(conn: &mut Conn, by: HeldBy) -> Result<Held, DbError> {
             .select(full_codename())
             .load(conn)?,
     };
-    let grants = feed_grant::table
-        .inner_join(auth_permission::table)
-        .select((full_codename(), feed_grant::feed));
+    let grants = feed_grant::table.inner_join(auth_permission::table).select((
+        full_codename(),
+        feed_grant::feed,
+        feed_grant::grant_columns,
+        feed_grant::grant_rows,
+    ));
     let grants = match by {
         HeldBy::User(id) => grants.filter(feed_grant::user_id.eq(id)).into_boxed(),
         HeldBy::Groups(ids) => grants.filter(feed_grant::group_id.eq_any(ids)).into_boxed(),
     };
-    let grants: Vec<(String, String)> = grants.load(conn)?;
-    Ok(Held { perms, grants: grants.into_iter().map(|(c, feed)| Grant::new(c, feed)).collect() })
+    let grants: Vec<(String, String, Option<String>, Option<String>)> = grants.load(conn)?;
+    let grants = grants
+        .into_iter()
+        .map(|(codename, feed, columns, rows)| {
+            Grant::stored(codename, feed, columns.as_deref(), rows.as_deref())
+        })
+        .collect();
+    Ok(Held { perms, grants })
 }
 
 /// Grants in the order forms and pages show them: by feed, then codename.

@@ -51,6 +51,8 @@ pub struct Holdings {
     pub groups: Vec<String>,
     /// The rate limits of the user's groups that have one ("600/min").
     pub group_rates: Vec<String>,
+    /// The write quotas of the user's groups that have one.
+    pub group_quotas: Vec<String>,
     /// Full codenames, the user's own and its groups'.
     pub perms: Vec<String>,
     /// The user's own and its groups'.
@@ -58,11 +60,11 @@ pub struct Holdings {
 }
 
 pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
-    let member_of: Vec<(i32, String, Option<String>)> = auth_user_groups::table
+    let member_of: Vec<(i32, String, Option<String>, Option<String>)> = auth_user_groups::table
         .inner_join(auth_group::table)
         .filter(auth_user_groups::user_id.eq(user_id))
         .order(auth_group::name)
-        .select((auth_group::id, auth_group::name, auth_group::rate_limit))
+        .select((auth_group::id, auth_group::name, auth_group::rate_limit, auth_group::write_quota))
         .load(conn)?;
     let group_ids: Vec<i32> = member_of.iter().map(|(id, ..)| *id).collect();
     let mut own = held(conn, HeldBy::User(user_id))?;
@@ -75,8 +77,9 @@ pub fn holdings(conn: &mut Conn, user_id: i32) -> Result<Holdings, DbError> {
     own.perms.extend(from_groups.perms);
     own.grants.extend(from_groups.grants);
     Ok(Holdings {
-        group_rates: member_of.iter().filter_map(|(.., rate)| rate.clone()).collect(),
-        groups: member_of.into_iter().map(|(_, name, _)| name).collect(),
+        group_rates: member_of.iter().filter_map(|(_, _, rate, _)| rate.clone()).collect(),
+        group_quotas: member_of.iter().filter_map(|(.., quota)| quota.clone()).collect(),
+        groups: member_of.into_iter().map(|(_, name, ..)| name).collect(),
         perms: own.perms,
         grants: own.grants,
     })
