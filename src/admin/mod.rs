@@ -37,40 +37,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         account::password_change_form,
         account::password_change,
     );
-    cfg.route("/static/admin/admin.css", web::get().to(stylesheet))
-        .route("/static/admin/chooser.js", web::get().to(chooser_script))
-        .service(
-            web::scope(registry::SCOPE)
-                .wrap(security_headers())
-                .route(route(registry::INDEX), web::get().to(account::index))
-                .service(form(route(registry::LOGIN), account::login_form, account::login))
-                .route(route(registry::LOGOUT), web::post().to(account::logout))
-                .service(password_change)
-                .service(form(&USERS.route(""), users::list, users::bulk_action))
-                .service(form(&USERS.route("add/"), users::add_form, users::add))
-                .service(form(&USERS.route("{id}/change/"), users::change_form, users::change))
-                .service(form(
-                    &USERS.route("{id}/password/"),
-                    users::password_form,
-                    users::password,
-                ))
-                .service(form(&USERS.route("{id}/delete/"), users::delete_form, users::delete))
-                .route(&USERS.route("{id}/history/"), web::get().to(users::history))
-                .route(&GROUPS.route(""), web::get().to(groups::list))
-                .service(form(&GROUPS.route("add/"), groups::add_form, groups::add))
-                .service(form(&GROUPS.route("{id}/change/"), groups::change_form, groups::change))
-                .service(form(&GROUPS.route("{id}/delete/"), groups::delete_form, groups::delete))
-                .route(&GROUPS.route("{id}/history/"), web::get().to(groups::history))
-                .route(&TOKENS.route(""), web::get().to(tokens::list))
-                .service(form(&TOKENS.route("add/"), tokens::add_form, tokens::add))
-                .route(&TOKENS.route("{id}/revoke/"), web::post().to(tokens::revoke))
-                .route(&TOKENS.route("{id}/history/"), web::get().to(tokens::history))
-                .route(&ACCESS.route(""), web::get().to(access::list))
-                .route(&FEEDS.route(""), web::get().to(feeds::list))
-                .route(&FEEDS.route("{name}/"), web::get().to(feeds::detail))
-                .route(&FEEDS.route("{name}/columns/"), web::get().to(feeds::columns))
-                .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
-        );
+    for (path, content_type, body) in STATIC {
+        cfg.route(path, web::get().to(move || static_file(content_type, body)));
+    }
+    cfg.service(
+        web::scope(registry::SCOPE)
+            .wrap(security_headers())
+            .route(route(registry::INDEX), web::get().to(account::index))
+            .service(form(route(registry::LOGIN), account::login_form, account::login))
+            .route(route(registry::LOGOUT), web::post().to(account::logout))
+            .service(password_change)
+            .service(form(&USERS.route(""), users::list, users::bulk_action))
+            .service(form(&USERS.route("add/"), users::add_form, users::add))
+            .service(form(&USERS.route("{id}/change/"), users::change_form, users::change))
+            .service(form(&USERS.route("{id}/password/"), users::password_form, users::password))
+            .service(form(&USERS.route("{id}/delete/"), users::delete_form, users::delete))
+            .route(&USERS.route("{id}/history/"), web::get().to(users::history))
+            .route(&GROUPS.route(""), web::get().to(groups::list))
+            .service(form(&GROUPS.route("add/"), groups::add_form, groups::add))
+            .service(form(&GROUPS.route("{id}/change/"), groups::change_form, groups::change))
+            .service(form(&GROUPS.route("{id}/delete/"), groups::delete_form, groups::delete))
+            .route(&GROUPS.route("{id}/history/"), web::get().to(groups::history))
+            .route(&TOKENS.route(""), web::get().to(tokens::list))
+            .service(form(&TOKENS.route("add/"), tokens::add_form, tokens::add))
+            .route(&TOKENS.route("{id}/revoke/"), web::post().to(tokens::revoke))
+            .route(&TOKENS.route("{id}/history/"), web::get().to(tokens::history))
+            .route(&ACCESS.route(""), web::get().to(access::list))
+            .route(&FEEDS.route(""), web::get().to(feeds::list))
+            .route(&FEEDS.route("{name}/"), web::get().to(feeds::detail))
+            .route(&FEEDS.route("{name}/columns/"), web::get().to(feeds::columns))
+            .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
+    );
 }
 
 /// A form page, as Django's admin has them: GET shows it, POST takes it.
@@ -100,18 +97,31 @@ fn security_headers() -> DefaultHeaders {
         .add((header::CACHE_CONTROL, "no-store"))
 }
 
-async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../../static/admin/admin.css"))
-}
+/// The admin's own files, built into the binary (it works offline, with
+/// nothing to install beside it): path, content type, body.
+const STATIC: [(&str, &str, &str); 3] = [
+    (
+        "/static/admin/admin.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/admin/admin.css"),
+    ),
+    (
+        "/static/admin/chooser.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/admin/chooser.js"),
+    ),
+    (
+        "/static/admin/grants.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/admin/grants.js"),
+    ),
+];
 
-async fn chooser_script() -> HttpResponse {
+async fn static_file(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
+        .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../../static/admin/chooser.js"))
+        .body(body)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

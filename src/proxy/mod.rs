@@ -252,7 +252,6 @@ async fn handle(
     let req = req.clone();
     let upstream = Upstream::new(state.clone(), client.clone());
     let (who, slot, classified) = admitted(&req, endpoint, &upstream, auth, seen).await?;
-    let metered = quota::admit(&req, &classified, &who.principal, auth, &upstream).await?;
     let key = idempotency::key_of(&req)?;
     let limit = limits::body_limit(classified.endpoint, state.body_limit, &state.limits);
     let (body, facts) = request_body(&req, payload, classified.endpoint, &state.limits).await?;
@@ -267,6 +266,9 @@ async fn handle(
     let bytes_in = &seen.bytes_in;
     let rows = repair::AppendedRows::default();
     let exchanged = async {
+        // After the key's claim: a retry of a write is answered as the
+        // first was, whatever its user's quota now.
+        let metered = quota::admit(&req, &classified, &who.principal, auth, &upstream).await?;
         let meter = write_meter(&req, &classified, &upstream).await?;
         let cost = match &meter {
             Some(meter) => meter.charge(declared_length(&req), &state.limits),
@@ -287,13 +289,13 @@ async fn handle(
             }
             None => Answer::Upstream(sending(body)?.head(state).await?),
         };
-        Ok::<_, ApiError>((response, share))
+        Ok::<_, ApiError>((response, (share, metered)))
     };
     // A locked write's key is answered for by its exchange (`locked`);
     // another's here.
-    let (response, share) = match (claimed, exchanged.await) {
-        (Some(claimed), Ok((Answer::Upstream(response), share))) => {
-            (claimed.answer(response).await?, share)
+    let (response, (share, metered)) = match (claimed, exchanged.await) {
+        (Some(claimed), Ok((Answer::Upstream(response), held))) => {
+            (claimed.answer(response).await?, held)
         }
         (Some(claimed), Err(err)) if !claimed.is_handed() => return Err(claimed.failed(err).await),
         (_, exchanged) => exchanged?,

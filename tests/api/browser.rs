@@ -243,3 +243,55 @@ async fn a_newcomer_sets_up_access_in_the_browser_and_browser_code_uses_it() {
     assert_eq!(fetch(&c, "/api/proxy/data?feed=xy&ix=0&size=2&col[]=x", with_csrf).await.0, 401);
     c.close().await.unwrap();
 }
+
+/// The grant chooser: typing a feed lists its columns (`grants.js`), and
+/// the columns and rows chosen are saved as one grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grant_chooser_lists_a_typed_feeds_columns_and_saves_a_limited_grant() {
+    let Some(driver) = start_driver() else { return };
+    let app = spawn_app().await;
+    arrange_feeds(&app).await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let base = app.address.clone();
+    c.goto(&format!("{base}/admin/")).await.unwrap();
+    fill(&c, "id_username", "admin").await;
+    fill(&c, "id_password", ADMIN_PASSWORD).await;
+    click(&c, "#login-form input[type=submit]").await;
+    wait_for_text(&c, "Site administration").await;
+
+    c.goto(&format!("{base}/admin/auth/group/add/")).await.unwrap();
+    fill(&c, "id_name", "x-analysts").await;
+    choose(&c, "#feed-grants tbody tr:first-child select[name=grant_perm]", "lbasedb.view_data")
+        .await;
+    let feed =
+        c.find(Locator::Css("#feed-grants tbody tr:first-child input.grant-feed")).await.unwrap();
+    // Typed, then left (Tab): its change event asks for the columns.
+    feed.send_keys("xy\u{E004}").await.unwrap();
+    let columns = "#feed-grants tbody tr:first-child select.grant-columns option";
+    let mut offered = Vec::new();
+    for _ in 0..50 {
+        offered = Vec::new();
+        for option in c.find_all(Locator::Css(columns)).await.unwrap() {
+            offered.push(option.text().await.unwrap());
+        }
+        if !offered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(offered, ["x", "y"], "the feed's columns, fetched as it was typed");
+    choose(&c, "#feed-grants tbody tr:first-child select.grant-columns", "x").await;
+    let from =
+        c.find(Locator::Css("#feed-grants tbody tr:first-child input[name=grant_from]")).await;
+    from.unwrap().send_keys("-1").await.unwrap();
+    snap(&c, "grant_chooser").await;
+    click(&c, "button[value=_save]").await;
+    wait_for_text(&c, "was added successfully").await;
+    let id = lbasedb_proxy::db::queries::group_by_name(&mut app.conn(), "x-analysts")
+        .unwrap()
+        .unwrap()
+        .id;
+    let (_, grants) = lbasedb_proxy::db::queries::group_links(&mut app.conn(), id).unwrap();
+    assert_eq!(grants, vec!["lbasedb.view_data=xy[x]@-1..".parse().unwrap()]);
+}

@@ -128,11 +128,24 @@ async fn every_read_is_checked_against_the_columns_and_rows_granted() {
             "raw?feed=s&col=t&ix=18446744073709551615&size=1",
             [1400, 1400, 403, 403, 403, 403],
         ),
+        // Endpoints that read no rows.
+        ("GET", "version", [200; 6]),
+        ("GET", "feed", [200; 6]),
         // Writes are feed-wide, and these users hold no write.
         ("POST", "data?feed=s", [403; 6]),
-        ("PUT", "size?feed=s", [403; 6]),
+        ("PUT", "data?feed=s&ix=0", [403; 6]),
+        ("PATCH", "data?feed=s&ix=0", [403; 6]),
+        ("POST", "bytes?feed=s&col[]=t", [403; 6]),
+        ("PUT", "bytes?feed=s&ix=0&col[]=t", [403; 6]),
+        ("PATCH", "bytes?feed=s&ix=0&col[]=t", [403; 6]),
         ("DELETE", "bytes?feed=s&ix=0&size=1&col[]=t", [403; 6]),
+        ("POST", "raw?feed=s&col=t&ix=0", [403; 6]),
+        ("PUT", "size?feed=s", [403; 6]),
         ("POST", "col?feed=s", [403; 6]),
+        ("PATCH", "col?feed=s&name=t", [403; 6]),
+        ("DELETE", "col?feed=s&name=t", [403; 6]),
+        ("POST", "feed", [403; 6]),
+        ("PATCH", "feed?name=s", [403; 6]),
         ("DELETE", "feed?name=s", [403; 6]),
     ];
     let mut failures = Vec::new();
@@ -186,6 +199,32 @@ async fn answers_hold_only_what_was_granted_and_refusals_say_the_rows_allowed() 
         setup.ask(cols, "GET", "data?feed=s&ix=0&size=3&col[]=t&col[]=temp", &None).await;
     let data: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(data, json!({"t": [0, 0, 0], "temp": [0.0, 0.0, 0.0]}));
+    // The audit keeps which columns and rows were read; the feed's page
+    // lists its latest reads.
+    let query = queries::AccessQuery {
+        username: Some("cols".into()),
+        reads_only: true,
+        per_page: 10,
+        ..Default::default()
+    };
+    let mut read = Vec::new();
+    for _ in 0..40 {
+        read = queries::list_access(&mut setup.app.conn(), &query).unwrap().0;
+        if !read.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let row = read.first().expect("the read is in the audit");
+    assert_eq!(
+        (row.read_columns.as_deref(), row.read_rows.as_deref()),
+        (Some("t,temp"), Some("0..3"))
+    );
+    let (_, page) = admin(&setup.app).await.get("/admin/lbasedb/feed/s/").await;
+    assert!(
+        page.contains("Latest reads") && page.contains("<td>t,temp</td><td>0..3</td>"),
+        "{page}"
+    );
 
     let (status, text, _) =
         setup.ask(recent, "GET", "data?feed=s&ix=0&size=5&col[]=t", &None).await;
@@ -280,7 +319,8 @@ async fn a_write_quota_refuses_writes_once_spent_and_counts_only_acknowledged_on
         wes.post(app.proxy("data?feed=w")).json(&json!({"x": vec![1; rows], "y": vec![2; rows]}))
     };
     // The group's rows override the default's; the default's bytes still hold.
-    assert_eq!(append(3).sent().await.status(), 204);
+    let keyed = || append(3).header("idempotency-key", "first-append");
+    assert_eq!(keyed().sent().await.status(), 204);
     let refused =
         app.send(&wes, reqwest::Method::POST, &app.proxy("data?feed=w"), Body::None).await;
     assert_eq!(refused.status(), 400, "a write the upstream refuses is not counted");
@@ -292,6 +332,8 @@ async fn a_write_quota_refuses_writes_once_spent_and_counts_only_acknowledged_on
     let detail: Value = spent.json().await.unwrap();
     assert!(detail["detail"].as_str().unwrap().contains("5rows/day"), "{detail}");
     assert_eq!(app.size_of("w").await, 6, "the refused write never reached the upstream");
+    assert_eq!(keyed().sent().await.status(), 204, "a retry is answered as the first was");
+    assert_eq!(app.size_of("w").await, 6, "and not written again");
     let me = get_json(&wes, &format!("{}/api/auth/me/", app.address)).await;
     assert_eq!(me["write_quota"]["rows_per_day"], 5);
     assert_eq!(me["write_quota"]["bytes_per_day"], 100);
@@ -309,6 +351,23 @@ async fn a_write_quota_refuses_writes_once_spent_and_counts_only_acknowledged_on
     let me = get_json(&bea, &format!("{}/api/auth/me/", app.address)).await;
     assert_eq!(me["write_quota"]["rows_today"], 6, "96 bytes of two Int64 columns");
     assert_eq!(me["write_quota"]["bytes_today"], 96);
+    // Rows added by `PUT /size`, and rows zeroed, count too.
+    create_user(
+        &app.pool,
+        lbasedb_proxy::auth::users::UserSpec {
+            groups: vec!["writers".into()],
+            grants: grants(&[("lbasedb.delete_data", "w")]),
+            ..spec("cal")
+        },
+    );
+    let cal = client_with_token(&issue_token(&app.pool, "cal", None));
+    let size = app.size_of("w").await;
+    let grow = cal.put(app.proxy("size?feed=w")).json(&json!({"size": size + 2}));
+    assert_eq!(grow.sent().await.status(), 204);
+    let zero = cal.delete(app.proxy("bytes?feed=w&ix=0&size=2&col[]=x"));
+    assert_eq!(zero.sent().await.status(), 204);
+    let me = get_json(&cal, &format!("{}/api/auth/me/", app.address)).await;
+    assert_eq!(me["write_quota"]["rows_today"], 4, "2 rows added, 2 zeroed");
     // Superusers are exempt.
     let admin_append = app
         .client
@@ -322,7 +381,7 @@ async fn a_write_quota_refuses_writes_once_spent_and_counts_only_acknowledged_on
         metrics.contains("lbasedb_proxy_rate_limited_total{limit=\"write_quota\"} 2"),
         "{metrics}"
     );
-    assert!(metrics.contains("lbasedb_proxy_quota_written_total{unit=\"rows\"} 12"), "{metrics}");
+    assert!(metrics.contains("lbasedb_proxy_quota_written_total{unit=\"rows\"} 16"), "{metrics}");
 
     // The admin shows it; only a superuser sets a group's quota.
     let admin = admin(&app).await;
