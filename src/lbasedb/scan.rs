@@ -116,6 +116,12 @@ impl DatasetScan {
         self.counts.iter().map(|(_, n)| *n).max().unwrap_or(0)
     }
 
+    /// The most values any key has had so far: the rows the dataset holds
+    /// at least.
+    pub fn most_rows(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| *n).max().unwrap_or(0)
+    }
+
     /// The rows an append of this dataset adds, when that is certain: every
     /// key once, each with as many values (what the storage takes; it
     /// refuses lists of other lengths, and of a key met twice keeps one).

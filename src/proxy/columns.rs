@@ -8,6 +8,7 @@
 //! naming a column the entry does not know reads the list afresh.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -27,6 +28,9 @@ pub const SIZE_TTL: Duration = Duration::from_secs(1);
 pub struct Columns {
     cols: Cache<String, Arc<Vec<Col>>>,
     sizes: Cache<String, Option<u64>>,
+    /// Raised by every `forget`: a size read while a write was under way
+    /// is not kept (it may be the size from before the write).
+    epoch: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Columns {
@@ -40,6 +44,7 @@ impl Default for Columns {
         Self {
             cols: Cache::builder().max_capacity(10_000).time_to_live(TTL).build(),
             sizes: Cache::builder().max_capacity(10_000).time_to_live(SIZE_TTL).build(),
+            epoch: Arc::default(),
         }
     }
 }
@@ -75,14 +80,29 @@ impl Columns {
         if let Some(size) = self.sizes.get(feed) {
             return size;
         }
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let size = upstream.size(feed).await;
-        self.sizes.insert(feed.to_owned(), size);
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.sizes.insert(feed.to_owned(), size);
+            // A write began or ended between the check and the insert.
+            if self.epoch.load(Ordering::SeqCst) != epoch {
+                self.sizes.invalidate(feed);
+            }
+        }
         size
     }
 
-    /// A request through the proxy is changing `feed`'s columns or rows.
+    /// A request through the proxy is about to change `feed`'s columns or
+    /// rows.
     pub fn forget(&self, feed: &str) {
         self.cols.invalidate(feed);
+        self.forget_size(feed);
+    }
+
+    /// A write to `feed` is under way or has just ended (the upstream
+    /// answered): its size may have changed.
+    pub fn forget_size(&self, feed: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.sizes.invalidate(feed);
     }
 }

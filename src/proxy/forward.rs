@@ -25,6 +25,7 @@ use super::headers::{
 };
 use super::idempotency::{Answer, Claimed, RequestDigest};
 use super::limits::WriteMeter;
+use super::quota::QuotaCap;
 use super::repair::{AppendedRows, Torn};
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -105,6 +106,8 @@ enum Cut {
     OverLimit,
     /// What the write would cost passed `MAX_WRITE_BYTES`.
     Costly(String),
+    /// The write passed what its user's write quota has left today.
+    Quota(String),
 }
 
 type Cuts = Rc<std::cell::RefCell<Option<Cut>>>;
@@ -119,6 +122,8 @@ pub struct Bounds {
     /// Told the rows the body holds (an append's, those it adds), once its
     /// whole body has gone by, where its meter knows.
     pub rows: AppendedRows,
+    /// What its user's write quota has left (`quota`): the body is cut past it.
+    pub quota: Option<QuotaCap>,
 }
 
 /// Starts sending the request on, its body streamed within `bounds`; the
@@ -132,7 +137,7 @@ pub fn start(
     bytes_in: &Arc<AtomicU64>,
     bounds: Bounds,
 ) -> Result<Sending, ApiError> {
-    let Bounds { limit, meter, digest, rows } = bounds;
+    let Bounds { limit, meter, digest, rows, quota } = bounds;
     let framing = body_framing(req.headers())?;
     if let BodyFraming::Sized(len) = framing
         && len > limit
@@ -170,6 +175,7 @@ pub fn start(
                 done: Some(body_done),
                 digest,
                 rows,
+                quota,
             };
             match framing {
                 BodyFraming::None => {
@@ -242,6 +248,7 @@ impl Sending {
                     let _ = tx.send(Err(ApiError::UpstreamTimeout));
                     match tokio::time::timeout(state.write_doubt_timeout, response).await {
                         Ok(late) => {
+                            state.columns.forget_size(&feed);
                             tracing::info!("the late write to feed {feed} ended; its lock is free");
                             let late = answer(late, &cut, limit, &state.metrics);
                             settle(late, &feed, torn, key, None).await;
@@ -265,6 +272,8 @@ impl Sending {
             // Nobody waiting any more (the client hung up): the write is
             // done all the same, its key answered, and its lock goes with
             // this task.
+            // A size read while it was under way is stale.
+            state.columns.forget_size(&feed);
             let answered = answer(answered, &cut, limit, &state.metrics);
             settle(answered, &feed, torn, key, Some(tx)).await;
         });
@@ -324,6 +333,10 @@ fn answer(
         (Ok(response), _) => Ok(response),
         (Err(_), Some(Cut::OverLimit)) => Err(ApiError::PayloadTooLarge { limit }),
         (Err(_), Some(Cut::Costly(why))) => Err(ApiError::TooLarge(why)),
+        (Err(_), Some(Cut::Quota(detail))) => {
+            metrics.rate_limited("write_quota");
+            Err(ApiError::QuotaSpent { detail, until: crate::auth::quota::until_tomorrow() })
+        }
         (Err(err), None) => Err(upstream_error(err, metrics)),
     }
 }
@@ -461,9 +474,25 @@ struct RequestBody {
     done: Option<oneshot::Sender<()>>,
     digest: Option<RequestDigest>,
     rows: AppendedRows,
+    quota: Option<QuotaCap>,
 }
 
 impl RequestBody {
+    /// Why the body, this far, is to be cut, if it is.
+    fn cut(&self) -> Option<Cut> {
+        if self.sent > self.limit {
+            return Some(Cut::OverLimit);
+        }
+        if let Some(meter) = &self.meter
+            && let Some(costly) = refuse_write(meter.cost(self.sent), &self.limits)
+        {
+            return Some(Cut::Costly(costly));
+        }
+        let quota = self.quota.as_ref()?;
+        let rows = self.meter.as_ref().map(|meter| meter.rows_so_far(self.sent));
+        quota.passed(self.sent, rows).map(Cut::Quota)
+    }
+
     fn finish(&mut self) {
         if let Some(done) = self.done.take() {
             self.counted.request_bytes(self.endpoint.name(), self.sent);
@@ -482,13 +511,10 @@ impl Stream for RequestBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 this.sent += chunk.len() as u64;
-                let mut cut = (this.sent > this.limit).then_some(Cut::OverLimit);
                 if let Some(meter) = &mut this.meter {
                     meter.feed(&chunk);
-                    let costly = refuse_write(meter.cost(this.sent), &this.limits);
-                    cut = cut.or(costly.map(Cut::Costly));
                 }
-                if let Some(cut) = cut {
+                if let Some(cut) = this.cut() {
                     *this.cut.borrow_mut() = Some(cut);
                     this.finish();
                     return Poll::Ready(Some(Err(io::Error::other("request body cut"))));

@@ -249,6 +249,14 @@ impl WriteMeter {
         }
     }
 
+    /// The rows this write's body holds at least, `sent` bytes of it in.
+    pub fn rows_so_far(&self, sent: u64) -> u64 {
+        match self {
+            Self::Json { scan, .. } => scan.most_rows(),
+            Self::Rows { named, .. } => sent / named,
+        }
+    }
+
     pub fn feed(&mut self, chunk: &[u8]) {
         if let Self::Json { scan, .. } = self {
             scan.feed(chunk);

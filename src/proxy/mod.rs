@@ -268,14 +268,16 @@ async fn handle(
     let exchanged = async {
         // After the key's claim: a retry of a write is answered as the
         // first was, whatever its user's quota now.
-        let metered = quota::admit(&req, &classified, &who.principal, auth, &upstream).await?;
+        let metered =
+            quota::admit(&req, &classified, &who.principal, (auth, &upstream), facts.size).await?;
         let meter = write_meter(&req, &classified, &upstream).await?;
         let cost = match &meter {
             Some(meter) => meter.charge(declared_length(&req), &state.limits),
             None => read_cost(&req, &classified, &upstream).await?,
         };
         let share = take_share(state, user_id, cost).await?;
-        let bounds = forward::Bounds { limit, meter, digest, rows: rows.clone() };
+        let quota = metered.as_ref().map(|metered| metered.cap);
+        let bounds = forward::Bounds { limit, meter, digest, rows: rows.clone(), quota };
         let sending =
             |body| forward::start(&req, body, classified.endpoint, state, client, bytes_in, bounds);
         let response = match &classified.write_lock {
@@ -307,9 +309,8 @@ async fn handle(
             endpoint: classified.endpoint,
             body_rows: rows.get(),
             bytes: seen.bytes_in.load(Ordering::Relaxed),
-            new_size: facts.size,
         };
-        acknowledged(written, auth, &upstream, facts.name, metered).await;
+        acknowledged(written, auth, facts.name, metered).await;
     }
     let response = match response {
         Answer::Upstream(response) => response,
@@ -424,11 +425,13 @@ async fn admitted(
     seen.read = classified.read.as_ref().map(ReadQuery::audited);
     authorize(&classified, &who.principal)
         .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
+    // The bounds first: what the grants' check costs grows with the
+    // columns a read names.
+    limits::check_query(classified.endpoint, req.method(), req.query_string(), &state.limits)
+        .map_err(ApiError::BadRequest)?;
     within_grants(&classified, &who.principal, upstream)
         .await
         .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
-    limits::check_query(classified.endpoint, req.method(), req.query_string(), &state.limits)
-        .map_err(ApiError::BadRequest)?;
     if let Some(why) = state.embedded.as_ref().and_then(|embedded| embedded.failure()) {
         return Err(ApiError::UpstreamFailed(why));
     }
@@ -638,7 +641,6 @@ async fn read_small_body(payload: web::Payload) -> Result<bytes::Bytes, ApiError
 async fn acknowledged(
     written: quota::Written<'_>,
     auth: &AuthState,
-    upstream: &Upstream,
     name: Option<String>,
     metered: Option<quota::Metered>,
 ) {
@@ -646,7 +648,7 @@ async fn acknowledged(
         feed_changed(written.req, written.endpoint, auth, name).await;
     }
     if let Some(metered) = metered {
-        metered.count(written, auth, upstream).await;
+        metered.count(written, auth).await;
     }
 }
 

@@ -240,7 +240,7 @@ async fn answers_hold_only_what_was_granted_and_refusals_say_the_rows_allowed() 
     );
 
     // A window from the end moves as the feed grows: appended rows come
-    // into it, and the oldest leave it (the size is kept for a second).
+    // into it, and the oldest leave it.
     let appended = setup
         .app
         .client
@@ -248,8 +248,8 @@ async fn answers_hold_only_what_was_granted_and_refusals_say_the_rows_allowed() 
         .json(&json!({"t": vec![7; 50], "temp": vec![0.5; 50], "secret": vec![1; 50]}))
         .sent()
         .await;
+    // No wait: an append through the proxy drops the size it kept.
     assert_eq!(appended.status(), 204);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, text, _) =
         setup.ask(recent, "GET", "data?feed=s&ix=1000&size=50&col[]=t", &None).await;
     assert_eq!(status, 200, "{text}");
@@ -324,20 +324,21 @@ async fn a_write_quota_refuses_writes_once_spent_and_counts_only_acknowledged_on
     let refused =
         app.send(&wes, reqwest::Method::POST, &app.proxy("data?feed=w"), Body::None).await;
     assert_eq!(refused.status(), 400, "a write the upstream refuses is not counted");
-    assert_eq!(append(3).sent().await.status(), 204, "3 of 5 rows used: allowed");
+    assert_eq!(append(3).sent().await.status(), 429, "3 of 5 rows used: 3 more pass it");
+    assert_eq!(append(2).sent().await.status(), 204, "2 more fit");
     let spent = append(1).sent().await;
     assert_eq!(spent.status(), 429);
     let wait: u64 = spent.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&wait), "until midnight UTC: {wait}");
     let detail: Value = spent.json().await.unwrap();
     assert!(detail["detail"].as_str().unwrap().contains("5rows/day"), "{detail}");
-    assert_eq!(app.size_of("w").await, 6, "the refused write never reached the upstream");
+    assert_eq!(app.size_of("w").await, 5, "the refused writes never reached the upstream");
     assert_eq!(keyed().sent().await.status(), 204, "a retry is answered as the first was");
-    assert_eq!(app.size_of("w").await, 6, "and not written again");
+    assert_eq!(app.size_of("w").await, 5, "and not written again");
     let me = get_json(&wes, &format!("{}/api/auth/me/", app.address)).await;
     assert_eq!(me["write_quota"]["rows_per_day"], 5);
     assert_eq!(me["write_quota"]["bytes_per_day"], 100);
-    assert_eq!(me["write_quota"]["rows_today"], 6);
+    assert_eq!(me["write_quota"]["rows_today"], 5);
     let bytes = me["write_quota"]["bytes_today"].as_u64().unwrap();
     assert!(bytes > 20 && bytes < 100, "the bodies' bytes: {bytes}");
 
@@ -378,17 +379,17 @@ async fn a_write_quota_refuses_writes_once_spent_and_counts_only_acknowledged_on
     let metrics =
         app.anon.get(format!("{}/metrics", app.address)).sent().await.text().await.unwrap();
     assert!(
-        metrics.contains("lbasedb_proxy_rate_limited_total{limit=\"write_quota\"} 2"),
+        metrics.contains("lbasedb_proxy_rate_limited_total{limit=\"write_quota\"} 3"),
         "{metrics}"
     );
-    assert!(metrics.contains("lbasedb_proxy_quota_written_total{unit=\"rows\"} 16"), "{metrics}");
+    assert!(metrics.contains("lbasedb_proxy_quota_written_total{unit=\"rows\"} 15"), "{metrics}");
 
     // The admin shows it; only a superuser sets a group's quota.
     let admin = admin(&app).await;
     let wes_id = queries::user_by_username(&mut app.conn(), "wes").unwrap().unwrap().id;
     let (_, page) = admin.get(&format!("/admin/auth/user/{wes_id}/change/")).await;
     assert!(
-        page.contains("5rows/day,100B/day; written today (UTC): 6 rows"),
+        page.contains("5rows/day,100B/day; written today (UTC): 5 rows"),
         "the user page shows the quota"
     );
 }
@@ -580,4 +581,61 @@ async fn grants_follow_their_columns_renamed_or_removed_through_the_proxy() {
     assert_eq!(app.client.post(app.proxy("col?feed=s")).json(&col).sent().await.status(), 201);
     let read = app.get_proxy_as(&ann, "data?feed=s&ix=0&size=0&col[]=t").await;
     assert_eq!(read.status(), 403);
+}
+
+/// A body without a length (chunked) is held to the quota as it streams,
+/// and rows known before a write is sent (a `PUT /size`, a
+/// `DELETE /bytes`) or counted as its JSON goes by are held to the rows
+/// left: cut or refused, nothing written, nothing counted.
+#[tokio::test]
+async fn no_write_passes_what_its_quota_has_left() {
+    let app =
+        spawn_app_with(|s| s.write_quota = Some("100rows/day,10kB/day".parse().unwrap())).await;
+    app.create_feed("w", &[("x", "Int64"), ("y", "Int64")]).await;
+    let dee = app.client_granted(
+        "dee",
+        &[("lbasedb.add_data", "w"), ("lbasedb.change_data", "w"), ("lbasedb.delete_data", "w")],
+    );
+    let usage = || async {
+        let me = get_json(&dee, &format!("{}/api/auth/me/", app.address)).await;
+        (
+            me["write_quota"]["rows_today"].as_u64().unwrap(),
+            me["write_quota"]["bytes_today"].as_u64().unwrap(),
+        )
+    };
+    // 64 KiB of rows without a length: cut once past the 10 kB left.
+    let chunks = (0..16).map(|_| Ok::<_, std::io::Error>(vec![0u8; 4096]));
+    let chunked = dee
+        .post(app.proxy("bytes?feed=w&col[]=x&col[]=y"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks.collect::<Vec<_>>())))
+        .sent()
+        .await;
+    assert_eq!(chunked.status(), 429, "{}", chunked.text().await.unwrap());
+    assert_eq!(app.size_of("w").await, 0, "nothing of it was written");
+    assert_eq!(usage().await, (0, 0), "nor counted");
+
+    // Rows known before the write is sent.
+    let grow = dee.put(app.proxy("size?feed=w")).json(&json!({"size": 1_000_000})).sent().await;
+    assert_eq!(grow.status(), 429);
+    let zero = dee.delete(app.proxy("bytes?feed=w&ix=0&size=101&col[]=x")).sent().await;
+    assert_eq!(zero.status(), 429);
+    assert_eq!(app.size_of("w").await, 0);
+    // Rows counted as a JSON body streams: 101 rows are cut at the 101st.
+    let json = dee
+        .post(app.proxy("data?feed=w"))
+        .json(&json!({"x": vec![1; 101], "y": vec![2; 101]}))
+        .sent()
+        .await;
+    assert_eq!(json.status(), 429);
+    assert_eq!(app.size_of("w").await, 0);
+    let fits =
+        dee.post(app.proxy("data?feed=w")).json(&json!({"x": vec![1; 100], "y": vec![2; 100]}));
+    assert_eq!(fits.sent().await.status(), 204, "what is left, exactly");
+    assert_eq!(usage().await.0, 100);
+    // A read naming more columns than a request may is refused before any
+    // grant is looked at.
+    let reader = app.client_granted("rex", &[("lbasedb.view_data", "w[x]@0..10")]);
+    let many: String = (0..1025).map(|i| format!("&col[]=c{i}")).collect();
+    let read = app.get_proxy_as(&reader, &format!("data?feed=w&ix=0&size=1{many}")).await;
+    assert_eq!(read.status(), 400);
 }

@@ -434,12 +434,16 @@ async fn two_replicas_count_writes_into_one_write_quota() {
     let col = json!({"name": "x", "datatype": "Int64"});
     assert_eq!(admin.post(a.url("/api/proxy/col?feed=q")).json(&col).sent().await.status(), 201);
     let wes = client_with_token(&token(&a.base, "wes", "wes-long-password").await);
-    // Three rows at a time, taking turns: 3, 6, 9 and 12 rows counted, the
-    // last allowed since 9 were written before it; then both refuse.
-    for (i, replica) in [&a, &b, &a, &b].into_iter().enumerate() {
+    // Taking turns: 3, 6 and 9 rows counted; 3 more would pass the 10 on
+    // either replica, 1 more fits; then both refuse.
+    for (i, replica) in [&a, &b, &a].into_iter().enumerate() {
         let append = wes.post(replica.url("/api/proxy/data?feed=q")).json(&json!({"x": [i, i, i]}));
         assert_eq!(append.sent().await.status(), 204, "append {i}");
     }
+    let over = wes.post(b.url("/api/proxy/data?feed=q")).json(&json!({"x": [3, 3, 3]}));
+    assert_eq!(over.sent().await.status(), 429, "9 counted on A are seen on B");
+    let last = wes.post(b.url("/api/proxy/data?feed=q")).json(&json!({"x": [4]}));
+    assert_eq!(last.sent().await.status(), 204);
     for replica in [&a, &b] {
         let refused =
             wes.post(replica.url("/api/proxy/data?feed=q")).json(&json!({"x": [9]})).sent().await;
@@ -447,6 +451,6 @@ async fn two_replicas_count_writes_into_one_write_quota() {
         assert!(refused.headers().contains_key("retry-after"));
     }
     let me = get_json(&wes, &b.url("/api/auth/me/")).await;
-    assert_eq!(me["write_quota"]["rows_today"], 12);
+    assert_eq!(me["write_quota"]["rows_today"], 10);
     assert_eq!(me["write_quota"]["rows_per_day"], 10);
 }
