@@ -115,15 +115,15 @@ type Cuts = Rc<std::cell::RefCell<Option<Cut>>>;
 /// How a request's body is held as it streams: to `limit` bytes, and to
 /// `MAX_WRITE_BYTES` of what it makes the upstream build (`meter`).
 pub struct Bounds {
-    pub limit: u64,
-    pub meter: Option<WriteMeter>,
+    pub(super) limit: u64,
+    pub(super) meter: Option<WriteMeter>,
     /// A keyed write's digest, fed the body as it goes.
-    pub digest: Option<RequestDigest>,
+    pub(super) digest: Option<RequestDigest>,
     /// Told the rows the body holds (an append's, those it adds), once its
     /// whole body has gone by, where its meter knows.
-    pub rows: AppendedRows,
+    pub(super) rows: AppendedRows,
     /// What its user's write quota has left (`quota`): the body is cut past it.
-    pub quota: Option<QuotaCap>,
+    pub(super) quota: Option<QuotaCap>,
 }
 
 /// Starts sending the request on, its body streamed within `bounds`; the

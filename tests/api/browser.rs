@@ -133,6 +133,22 @@ async fn fetch(c: &Client, url: &str, options: Value) -> (u64, Value) {
     (answer["status"].as_u64().unwrap(), body)
 }
 
+/// Logs in to the admin as the superuser (with screenshots of the login
+/// page and the index, when `snaps`).
+async fn log_in_as_admin(c: &Client, base: &str, snaps: bool) {
+    c.goto(&format!("{base}/admin/")).await.unwrap();
+    if snaps {
+        snap(c, "login").await;
+    }
+    fill(c, "id_username", "admin").await;
+    fill(c, "id_password", ADMIN_PASSWORD).await;
+    click(c, "#login-form input[type=submit]").await;
+    wait_for_text(c, "Site administration").await;
+    if snaps {
+        snap(c, "index").await;
+    }
+}
+
 async fn arrange_feeds(app: &TestApp) {
     app.create_feed("xy", &[("x", "Float64"), ("y", "Float64")]).await;
     app.create_feed("other", &[("x", "Float64")]).await;
@@ -158,14 +174,7 @@ async fn a_newcomer_sets_up_access_in_the_browser_and_browser_code_uses_it() {
     let c = browser(&driver, profile.path()).await;
     let base = app.address.clone();
 
-    // Log in as the superuser.
-    c.goto(&format!("{base}/admin/")).await.unwrap();
-    snap(&c, "login").await;
-    fill(&c, "id_username", "admin").await;
-    fill(&c, "id_password", ADMIN_PASSWORD).await;
-    click(&c, "#login-form input[type=submit]").await;
-    wait_for_text(&c, "Site administration").await;
-    snap(&c, "index").await;
+    log_in_as_admin(&c, &base, true).await;
 
     // A group that may read feed xy only.
     c.goto(&format!("{base}/admin/auth/group/add/")).await.unwrap();
@@ -254,12 +263,7 @@ async fn the_grant_chooser_lists_a_typed_feeds_columns_and_saves_a_limited_grant
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path()).await;
     let base = app.address.clone();
-    c.goto(&format!("{base}/admin/")).await.unwrap();
-    fill(&c, "id_username", "admin").await;
-    fill(&c, "id_password", ADMIN_PASSWORD).await;
-    click(&c, "#login-form input[type=submit]").await;
-    wait_for_text(&c, "Site administration").await;
-
+    log_in_as_admin(&c, &base, false).await;
     c.goto(&format!("{base}/admin/auth/group/add/")).await.unwrap();
     fill(&c, "id_name", "x-analysts").await;
     choose(&c, "#feed-grants tbody tr:first-child select[name=grant_perm]", "lbasedb.view_data")
