@@ -744,6 +744,35 @@ mod tests {
         assert_eq!(user.intersect(&disjoint), None);
     }
 
+    /// By hand (`cargo test --release --lib grant_check_cost -- --ignored
+    /// --nocapture`): what one check costs, in nanoseconds, for the
+    /// benchmark's read (10 rows of one column) under each grant shape.
+    #[test]
+    #[ignore]
+    fn grant_check_cost() {
+        let columns = cols(&["x"]);
+        let read = Read { columns: &columns, rows: Some((900_000, 10)) };
+        for grant in
+            ["lbasedb.view_data=xy", "lbasedb.view_data=xy[x]", "lbasedb.view_data=xy[x]@-500000.."]
+        {
+            let reach = reach(&[grant]);
+            let rounds = 1_000_000u32;
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(reach.check(
+                    "xy",
+                    std::hint::black_box(read),
+                    Some(1_000_000),
+                ))
+                .unwrap();
+            }
+            println!(
+                "{grant}: {:.0} ns a check",
+                started.elapsed().as_nanos() as f64 / f64::from(rounds)
+            );
+        }
+    }
+
     impl Read<'_> {
         fn clone_check(self, reach: &Reach) -> Result<(), String> {
             reach.check("s", self, Some(1000))
