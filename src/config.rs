@@ -188,6 +188,12 @@ pub struct Settings {
     #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
 
+    /// Old values of SECRET_KEY, comma-separated, still accepted for the
+    /// cookies they made (which are re-made with SECRET_KEY): a rotation
+    /// logs nobody out. Drop them once SESSION_MAX_AGE has passed.
+    #[arg(long, env = "SECRET_KEY_FALLBACKS", value_delimiter = ',', hide_env_values = true)]
+    pub secret_key_fallbacks: Vec<String>,
+
     /// Mark cookies Secure (set this behind HTTPS).
     #[arg(long, env = "SECURE_COOKIES")]
     pub secure_cookies: bool,
@@ -228,6 +234,12 @@ pub struct Settings {
     /// more is refused with a message, never made by dropping the oldest.
     #[arg(long, env = "MAX_TOKENS_PER_USER", default_value_t = crate::auth::users::DEFAULT_MAX_TOKENS_PER_USER)]
     pub max_tokens_per_user: usize,
+
+    /// The longest a new token may live ("90d"): one asked for with a later
+    /// expiry, or none, expires then (the admin's, the API's and the
+    /// command line's alike). Unset: tokens may live for ever.
+    #[arg(long, env = "TOKEN_MAX_LIFETIME", value_parser = humantime::parse_duration)]
+    pub token_max_lifetime: Option<Duration>,
 
     /// Failed logins from one address, whatever the usernames, before
     /// every login from it gets 429 for the rest of THROTTLE_WINDOW.
@@ -348,6 +360,7 @@ impl Settings {
             lbasedb_bin: None,
             superuser_password: None,
             secret_key: None,
+            secret_key_fallbacks: Vec::new(),
             secure_cookies: false,
             session_idle_timeout: Duration::from_secs(12 * 3600),
             session_max_age: Duration::from_secs(14 * 24 * 3600),
@@ -357,6 +370,7 @@ impl Settings {
             login_failure_limit: 5,
             login_address_failure_limit: 100,
             max_tokens_per_user: crate::auth::users::DEFAULT_MAX_TOKENS_PER_USER,
+            token_max_lifetime: None,
             bad_token_limit: 20,
             throttle_window: Duration::from_secs(300),
             trusted_proxies: Vec::new(),

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::TcpListener;
 
+use crate::auth::fallback::SessionKeys;
 use actix_identity::IdentityMiddleware;
 use actix_session::SessionMiddleware;
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
@@ -61,7 +62,8 @@ fn proxy_state(
 impl Application {
     pub async fn build(settings: Settings) -> io::Result<Self> {
         let pool = open_database(&settings)?;
-        let key = session_key(&settings)?;
+        let session_keys = web::Data::new(session_keys(&settings)?);
+        let (key, rekeying) = (session_keys.current.clone(), !session_keys.fallbacks.is_empty());
         spawn_session_purge(pool.clone());
         let metrics = Arc::new(Metrics::new());
         let auth = web::Data::new(auth_state(&settings, pool, metrics.clone()));
@@ -101,10 +103,12 @@ impl Application {
                         .build(),
                 )
                 .wrap(sessions(&settings, &auth, &key))
+                .wrap(Condition::new(rekeying, from_fn(crate::auth::fallback::rekey)))
                 .wrap(Condition::new(access_log_on, from_fn(accesslog::log_requests)))
                 .wrap(from_fn(crate::requestid::assign))
                 .wrap(from_fn(crate::connections::bound))
                 .app_data(access_log.clone())
+                .app_data(session_keys.clone())
                 .app_data(web::Data::new(trusted.clone()))
                 .app_data(web::Data::new(metrics_allow.clone()))
                 .app_data(auth.clone())
@@ -194,7 +198,10 @@ fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthSta
         )
         .with_address_limit(settings.login_address_failure_limit),
         hasher: crate::auth::password::Hasher::default(),
-        max_tokens_per_user: settings.max_tokens_per_user,
+        token_limits: crate::auth::users::TokenLimits {
+            max_live: settings.max_tokens_per_user,
+            max_lifetime: settings.token_max_lifetime,
+        },
         secure_cookies: settings.secure_cookies,
     }
 }
@@ -419,6 +426,24 @@ fn session_key(settings: &Settings) -> io::Result<Key> {
             Ok(Key::derive_from(&secret))
         }
     }
+}
+
+/// The session cookies' key, and those of `SECRET_KEY_FALLBACKS` (each as
+/// long as SECRET_KEY must be).
+fn session_keys(settings: &Settings) -> io::Result<SessionKeys> {
+    let fallbacks = settings
+        .secret_key_fallbacks
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .map(|secret| match secret.len() >= 32 {
+            true => Ok(Key::derive_from(secret.as_bytes())),
+            false => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "each of SECRET_KEY_FALLBACKS must be 32 bytes or more",
+            )),
+        })
+        .collect::<io::Result<_>>()?;
+    Ok(SessionKeys { current: session_key(settings)?, fallbacks })
 }
 
 /// Writes a file only its owner can read.

@@ -191,11 +191,11 @@ pub async fn add(staff: Staff, CsrfForm(form): CsrfForm<AddForm>) -> Reply {
         return ok(&AddPage::form(&staff.layout, users, &form, errors));
     };
     let token_name = name.clone();
-    let max_live = staff.auth.max_tokens_per_user;
+    let limits = staff.auth.token_limits;
     let issued = staff
         .auth
         .write(move |conn| {
-            let spec = users::TokenSpec { name: &token_name, expires_at, restrictions, max_live };
+            let spec = users::TokenSpec { name: &token_name, expires_at, restrictions, limits };
             users::issue_restricted_token(conn, &granted, owner.id, &spec)
         })
         .await;

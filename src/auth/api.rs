@@ -71,9 +71,9 @@ pub async fn obtain_token(
             .map_err(|e| ApiError::BadRequest(format!("scopes: {e}.")))?;
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
-    let max_live = state.max_tokens_per_user;
+    let limits = state.token_limits;
     let (token, plain) = db::run(&state.pool, move |conn| {
-        let spec = users::TokenSpec { name: &name, expires_at, restrictions, max_live };
+        let spec = users::TokenSpec { name: &name, expires_at, restrictions, limits };
         users::issue_own_token(conn, user.id, &spec)
     })
     .await?;

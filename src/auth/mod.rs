@@ -5,6 +5,7 @@ pub mod api;
 pub mod changes;
 pub mod csrf;
 pub mod django;
+pub mod fallback;
 pub mod grant;
 pub mod guard;
 pub mod import;
@@ -49,8 +50,8 @@ pub struct AuthState {
     pub throttle: Throttle,
     /// Every password check and hash of the process goes through it.
     pub hasher: password::Hasher,
-    /// `MAX_TOKENS_PER_USER`.
-    pub max_tokens_per_user: usize,
+    /// `MAX_TOKENS_PER_USER` and `TOKEN_MAX_LIFETIME`.
+    pub token_limits: users::TokenLimits,
     pub secure_cookies: bool,
 }
 
@@ -148,8 +149,18 @@ impl AuthState {
 
     async fn authenticated(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-            let key = parse_authorization(value.as_bytes())?;
-            let (principal, credential) = self.by_token(key, client_ip(req)).await?;
+            let (principal, credential) = match parse_authorization(value.as_bytes())? {
+                Presented::Key(key) => self.by_token(key, client_ip(req)).await?,
+                Presented::Basic { username, key } => {
+                    let (principal, credential) = self.by_token(&key, client_ip(req)).await?;
+                    // The token of another user than the one named: as bad
+                    // as a wrong password.
+                    if username.is_some_and(|name| name != principal.username) {
+                        return Err(self.bad_token(client_ip(req)).await);
+                    }
+                    (principal, credential)
+                }
+            };
             return Ok(Some(Authenticated { principal, credential }));
         }
         let Ok(identity) = req.get_identity() else {
@@ -305,7 +316,7 @@ impl AuthState {
 }
 
 /// DRF's `Token <key>`, and `Bearer <key>`.
-pub(crate) fn parse_authorization(value: &[u8]) -> Result<&str, ApiError> {
+pub(crate) fn parse_authorization(value: &[u8]) -> Result<Presented<'_>, ApiError> {
     let invalid = || ApiError::NotAuthenticated("Invalid token header.".into());
     let value = std::str::from_utf8(value).map_err(|_| invalid())?;
     let mut words = value.split_ascii_whitespace();
@@ -313,8 +324,27 @@ pub(crate) fn parse_authorization(value: &[u8]) -> Result<&str, ApiError> {
         return Err(invalid());
     };
     if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
-        Ok(key)
-    } else {
-        Err(invalid())
+        return Ok(Presented::Key(key));
     }
+    if !scheme.eq_ignore_ascii_case("basic") || key.len() > MAX_BASIC_LEN {
+        return Err(invalid());
+    }
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key).map_err(|_| invalid())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
+    let (user, key) = decoded.split_once(':').ok_or_else(invalid)?;
+    let username = (user != "token").then(|| user.to_owned());
+    Ok(Presented::Basic { username, key: key.to_owned() })
+}
+
+/// The longest `Basic` credentials read: a username and a token, with room.
+const MAX_BASIC_LEN: usize = 1024;
+
+/// A token as a request presents it: `Token <key>` or `Bearer <key>`, or
+/// as the password of HTTP Basic for tools that cannot set a header
+/// (`username:<key>`, or `token:<key>` when the username is not known).
+#[derive(Debug)]
+pub(crate) enum Presented<'a> {
+    Key(&'a str),
+    Basic { username: Option<String>, key: String },
 }

@@ -450,23 +450,40 @@ pub fn issue_own_token(
 
 /// What a new token is: a name, a lifetime, what it may not do of what
 /// its user may, and how many live tokens its user may have in all.
-#[derive(Debug, Clone)]
+#[derive(Default, Debug, Clone)]
 pub struct TokenSpec<'a> {
     pub name: &'a str,
     pub expires_at: Option<NaiveDateTime>,
     pub restrictions: Restrictions,
-    /// `MAX_TOKENS_PER_USER`.
-    pub max_live: usize,
+    pub limits: TokenLimits,
 }
 
-impl Default for TokenSpec<'_> {
+/// What bounds every new token, whoever makes it (the API, the admin, the
+/// command line).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLimits {
+    /// `MAX_TOKENS_PER_USER`: live tokens one user may have.
+    pub max_live: usize,
+    /// `TOKEN_MAX_LIFETIME`: the latest a new token may expire, from now
+    /// (a token asked for without an expiry gets this one).
+    pub max_lifetime: Option<std::time::Duration>,
+}
+
+impl Default for TokenLimits {
     fn default() -> Self {
-        Self {
-            name: "",
-            expires_at: None,
-            restrictions: Restrictions::default(),
-            max_live: DEFAULT_MAX_TOKENS_PER_USER,
-        }
+        Self { max_live: DEFAULT_MAX_TOKENS_PER_USER, max_lifetime: None }
+    }
+}
+
+impl TokenLimits {
+    /// A new token's expiry, `asked` held to `max_lifetime`.
+    pub fn expiry(&self, asked: Option<NaiveDateTime>) -> Option<NaiveDateTime> {
+        let Some(max) = self.max_lifetime else {
+            return asked;
+        };
+        let max = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
+        let latest = queries::now().checked_add_signed(max).unwrap_or(NaiveDateTime::MAX);
+        Some(asked.map_or(latest, |at| at.min(latest)))
     }
 }
 
@@ -497,13 +514,13 @@ fn check_token(
         ));
     }
     let live = queries::live_token_count(conn, user_id)?;
-    if live >= spec.max_live as i64 {
+    if live >= spec.limits.max_live as i64 {
         return Err(ServiceError::invalid(
             "name",
             format!(
                 "This user has {live} live tokens, the most allowed (MAX_TOKENS_PER_USER = {}): \
                  revoke one first.",
-                spec.max_live
+                spec.limits.max_live
             ),
         ));
     }
@@ -537,7 +554,7 @@ fn insert_token(
             name: spec.name,
             prefix: &plain.prefix,
             digest: &plain.digest,
-            expires_at: spec.expires_at,
+            expires_at: spec.limits.expiry(spec.expires_at),
             scopes: scopes.as_deref(),
             allowed_networks: networks.as_deref(),
         },

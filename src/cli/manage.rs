@@ -63,6 +63,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             scopes,
             allow_ips,
             max_tokens_per_user,
+            token_max_lifetime,
             db,
         } => {
             let restrictions = crate::auth::scopes::Restrictions::parse(&scopes, &allow_ips)?;
@@ -74,7 +75,10 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 name: &name,
                 expires_at,
                 restrictions,
-                max_live: max_tokens_per_user,
+                limits: users::TokenLimits {
+                    max_live: max_tokens_per_user,
+                    max_lifetime: token_max_lifetime,
+                },
             };
             createtoken(&username, &spec, &db)
         }

@@ -108,6 +108,9 @@ pub(crate) enum Command {
         /// Most live tokens the user may have (as `serve` counts them).
         #[arg(long, env = "MAX_TOKENS_PER_USER", default_value_t = crate::auth::users::DEFAULT_MAX_TOKENS_PER_USER)]
         max_tokens_per_user: usize,
+        /// The longest the token may live (as `serve` holds every new one).
+        #[arg(long, env = "TOKEN_MAX_LIFETIME", value_parser = humantime::parse_duration)]
+        token_max_lifetime: Option<std::time::Duration>,
         #[command(flatten)]
         db: DbArgs,
     },

@@ -13,6 +13,7 @@ mod grants;
 mod hardening;
 mod helpers;
 mod idempotency;
+mod identity;
 mod operations;
 mod proxy;
 mod replicas;
