@@ -238,7 +238,7 @@ pub struct Settings {
     /// The longest a new token may live ("90d"): one asked for with a later
     /// expiry, or none, expires then (the admin's, the API's and the
     /// command line's alike). Unset: tokens may live for ever.
-    #[arg(long, env = "TOKEN_MAX_LIFETIME", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TOKEN_MAX_LIFETIME", value_parser = parse_lifetime)]
     pub token_max_lifetime: Option<Duration>,
 
     /// Failed logins from one address, whatever the usernames, before
@@ -302,6 +302,16 @@ pub struct Settings {
     /// How long throttling lasts after the last failure.
     #[arg(long, env = "THROTTLE_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub throttle_window: Duration,
+}
+
+/// A token lifetime: a duration of a minute or more (a shorter one would
+/// make tokens that expire as they are made).
+pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let lifetime = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if lifetime < Duration::from_secs(60) {
+        return Err(format!("{text:?}: a token lifetime is a minute or more"));
+    }
+    Ok(lifetime)
 }
 
 fn parse_quota(text: &str) -> Result<crate::auth::quota::Quota, String> {
@@ -458,4 +468,18 @@ pub struct LbasedbSettings {
     /// port for as long as it runs, whatever happens to this process.
     #[arg(long, hide = true)]
     pub listen_stdin: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_lifetime_is_a_minute_or_more() {
+        assert_eq!(parse_lifetime("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_lifetime("1m"), Ok(Duration::from_secs(60)));
+        for short in ["0s", "59s", "1ms", "", "soon"] {
+            assert!(parse_lifetime(short).is_err(), "{short}");
+        }
+    }
 }

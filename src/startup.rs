@@ -431,9 +431,11 @@ fn session_key(settings: &Settings) -> io::Result<Key> {
 /// The session cookies' key, and those of `SECRET_KEY_FALLBACKS` (each as
 /// long as SECRET_KEY must be).
 fn session_keys(settings: &Settings) -> io::Result<SessionKeys> {
+    // Trimmed: "new, old" must not make " old" a key of its own.
     let fallbacks = settings
         .secret_key_fallbacks
         .iter()
+        .map(|secret| secret.trim())
         .filter(|secret| !secret.is_empty())
         .map(|secret| match secret.len() >= 32 {
             true => Ok(Key::derive_from(secret.as_bytes())),

@@ -109,7 +109,7 @@ pub(crate) enum Command {
         #[arg(long, env = "MAX_TOKENS_PER_USER", default_value_t = crate::auth::users::DEFAULT_MAX_TOKENS_PER_USER)]
         max_tokens_per_user: usize,
         /// The longest the token may live (as `serve` holds every new one).
-        #[arg(long, env = "TOKEN_MAX_LIFETIME", value_parser = humantime::parse_duration)]
+        #[arg(long, env = "TOKEN_MAX_LIFETIME", value_parser = crate::config::parse_lifetime)]
         token_max_lifetime: Option<std::time::Duration>,
         #[command(flatten)]
         db: DbArgs,
