@@ -124,6 +124,9 @@ pub struct Settings {
     #[command(flatten)]
     pub limits: Limits,
 
+    #[command(flatten)]
+    pub identity: Identity,
+
     /// Longest a write waits for its feed's write lock (another write to
     /// the same feed holding it) before it is answered 503.
     #[arg(long, env = "WRITE_LOCK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -304,6 +307,116 @@ pub struct Settings {
     pub throttle_window: Duration,
 }
 
+/// Single sign-on with an OpenID provider, and JWT bearers on the API
+/// (`auth::oidc`; docs/identity.md). Nothing of it is on unless
+/// `OIDC_ISSUER` (login) or `JWT_AUDIENCE` (bearers) is set.
+#[derive(Debug, Clone, Args)]
+pub struct Identity {
+    /// The OpenID provider's issuer URL (its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration`).
+    #[arg(long, env = "OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    #[arg(long, env = "OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    #[arg(long, env = "OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+
+    /// The login page's button says "Log in with" this.
+    #[arg(long, env = "OIDC_DISPLAY_NAME", default_value = "single sign-on")]
+    pub oidc_display_name: String,
+
+    /// Scopes asked for at login, space-separated (add `groups` where the
+    /// provider has such a scope).
+    #[arg(long, env = "OIDC_SCOPES", default_value = "openid profile email")]
+    pub oidc_scopes: String,
+
+    /// The callback URL registered at the provider; by default this
+    /// server's own address as the request names it, with
+    /// `/admin/oidc/callback/`.
+    #[arg(long, env = "OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+
+    /// Create a user at the first login of someone the provider knows.
+    #[arg(long, env = "OIDC_CREATE_USERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oidc_create_users: bool,
+
+    /// The claim a new user's username is taken from.
+    #[arg(long, env = "OIDC_USERNAME_CLAIM", default_value = "preferred_username")]
+    pub oidc_username_claim: String,
+
+    /// The claim listing the provider's groups of the user.
+    #[arg(long, env = "OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// `idp-group:local-group,...`; `@staff` and `@superuser` as the local
+    /// side make staff and superusers. Unmapped groups are ignored.
+    #[arg(long, env = "OIDC_GROUP_MAP", value_delimiter = ',', value_parser = crate::auth::oidc::parse_mapping)]
+    pub oidc_group_map: Vec<(String, String)>,
+
+    /// Password logins off for everyone but `OIDC_BREAK_GLASS`.
+    #[arg(long, env = "OIDC_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oidc_only: bool,
+
+    /// The one superuser who may still log in with a password under
+    /// `OIDC_ONLY` (for when the provider is down).
+    #[arg(long, env = "OIDC_BREAK_GLASS")]
+    pub oidc_break_glass: Option<String>,
+
+    /// Accepted `acr` values of an ID token (any, if none is set).
+    #[arg(long, env = "OIDC_REQUIRE_ACR", value_delimiter = ',')]
+    pub oidc_require_acr: Vec<String>,
+
+    /// `amr` values of which an ID token must name one (e.g. `mfa,otp`).
+    #[arg(long, env = "OIDC_REQUIRE_AMR", value_delimiter = ',')]
+    pub oidc_require_amr: Vec<String>,
+
+    /// Issuers whose JWTs the API accepts as bearers (default:
+    /// `OIDC_ISSUER`).
+    #[arg(long, env = "JWT_ISSUERS", value_delimiter = ',')]
+    pub jwt_issuers: Vec<String>,
+
+    /// The `aud` a JWT bearer must carry; JWT bearers are off without it.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// The shortest interval between two fetches of one issuer's keys (a
+    /// token naming an unknown key makes one).
+    #[arg(long, env = "JWKS_REFRESH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub jwks_refresh_interval: Duration,
+}
+
+impl Default for Identity {
+    /// Nothing on, as with no `OIDC_*` or `JWT_*` setting.
+    fn default() -> Self {
+        Self {
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_display_name: "single sign-on".into(),
+            oidc_scopes: "openid profile email".into(),
+            oidc_redirect_url: None,
+            oidc_create_users: false,
+            oidc_username_claim: "preferred_username".into(),
+            oidc_groups_claim: "groups".into(),
+            oidc_group_map: Vec::new(),
+            oidc_only: false,
+            oidc_break_glass: None,
+            oidc_require_acr: Vec::new(),
+            oidc_require_amr: Vec::new(),
+            jwt_issuers: Vec::new(),
+            jwt_audience: None,
+            jwt_leeway: Duration::from_secs(30),
+            jwks_refresh_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 /// A token lifetime: a duration of a minute or more (a shorter one would
 /// make tokens that expire as they are made).
 pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
@@ -357,6 +470,7 @@ impl Settings {
             response_timeout: Duration::from_secs(60),
             body_limit: DEFAULT_BODY_LIMIT,
             limits: Limits::DEFAULT,
+            identity: Identity::default(),
             write_lock_timeout: Duration::from_secs(30),
             write_doubt_timeout: Duration::from_secs(300),
             idempotency_ttl: Duration::from_secs(86_400),

@@ -51,6 +51,10 @@ pub enum ApiError {
     /// many wait for it.
     #[error("The feed is busy with other writes; retry in {} seconds.", .0.as_secs().max(1))]
     Busy(Duration),
+    /// A JWT bearer could not be checked: the identity provider's keys
+    /// could not be read.
+    #[error("The identity provider's keys could not be read; retry later.")]
+    ProviderUnavailable,
     /// A request with the same `Idempotency-Key` is still in flight.
     #[error("{0}")]
     Conflict(String),
@@ -136,7 +140,9 @@ impl ResponseError for ApiError {
             Self::Throttled(_) | Self::ReadsInFlight | Self::QuotaSpent { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Busy(_) | Self::UpstreamFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy(_) | Self::UpstreamFailed(_) | Self::ProviderUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -66,7 +66,8 @@ impl Application {
         let (key, rekeying) = (session_keys.current.clone(), !session_keys.fallbacks.is_empty());
         spawn_session_purge(pool.clone());
         let metrics = Arc::new(Metrics::new());
-        let auth = web::Data::new(auth_state(&settings, pool, metrics.clone()));
+        let oidc = crate::auth::oidc::Oidc::new(&settings.identity).map_err(io::Error::other)?;
+        let auth = web::Data::new(auth_state(&settings, pool, metrics.clone(), Arc::new(oidc)));
         tokio::spawn(crate::auth::changes::watch(
             auth.pool.clone(),
             auth.cache.clone(),
@@ -182,7 +183,12 @@ fn write_locks(settings: &Settings) -> io::Result<Arc<dyn WriteLocks>> {
 }
 
 /// Authentication, its caches and counters, and the per-user limits.
-fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthState {
+fn auth_state(
+    settings: &Settings,
+    pool: Pool,
+    metrics: Arc<Metrics>,
+    oidc: Arc<crate::auth::oidc::Oidc>,
+) -> AuthState {
     AuthState {
         pool: pool.clone(),
         metrics,
@@ -203,6 +209,7 @@ fn auth_state(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> AuthSta
             max_lifetime: settings.token_max_lifetime,
         },
         secure_cookies: settings.secure_cookies,
+        oidc,
     }
 }
 

@@ -25,11 +25,36 @@ struct LoginPage<'a> {
     error: Option<String>,
     username: &'a str,
     next: &'a str,
+    /// The single sign-on button's name, if there is a provider.
+    sso: Option<&'a str>,
+    /// `OIDC_ONLY`: the password form is for the break-glass account.
+    sso_only: bool,
+}
+
+/// The login page, with `error` said above the form.
+pub fn login_page(
+    req: &HttpRequest,
+    auth: &AuthState,
+    error: Option<String>,
+    username: &str,
+    next: &str,
+    status: actix_web::http::StatusCode,
+) -> Reply {
+    let layout = Layout { csrf: csrf::token(req)?, ..Layout::default() };
+    let page = LoginPage {
+        layout: &layout,
+        error,
+        username,
+        next,
+        sso: auth.oidc.display_name(),
+        sso_only: auth.oidc.password_login_only_break_glass(),
+    };
+    Ok(super::html(status, &page))
 }
 
 #[derive(Deserialize)]
 pub struct Next {
-    next: Option<String>,
+    pub next: Option<String>,
 }
 
 /// `?next=` is honoured for local paths only: one leading `/`, and no
@@ -49,13 +74,17 @@ pub fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-pub async fn login_form(req: HttpRequest, staff: Option<Staff>, query: web::Query<Next>) -> Reply {
+pub async fn login_form(
+    req: HttpRequest,
+    staff: Option<Staff>,
+    query: web::Query<Next>,
+    auth: web::Data<AuthState>,
+) -> Reply {
     let next = safe_next(query.next.as_deref());
     if staff.is_some() {
         return redirect(next);
     }
-    let layout = Layout { csrf: csrf::token(&req)?, ..Layout::default() };
-    ok(&LoginPage { layout: &layout, error: None, username: "", next })
+    login_page(&req, &auth, None, "", next, actix_web::http::StatusCode::OK)
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +101,7 @@ fn refusal(checked: Result<User, AuthError>) -> Result<(Option<User>, Option<Str
         Ok(user) if user.is_staff => (Some(user), None),
         Ok(user) => (Some(user), Some(STAFF_ONLY.to_owned())),
         Err(AuthError::BadCredentials) => (None, Some(STAFF_ONLY.to_owned())),
+        Err(err @ AuthError::PasswordLoginOff) => (None, Some(err.to_string())),
         Err(AuthError::Throttled(wait)) => (
             None,
             Some(format!(
@@ -93,7 +123,7 @@ pub async fn login(
     let checked = check_credentials(&auth, &req, &form.username, &form.password).await;
     // A refusal before any password was checked (throttled, busy) is no
     // login attempt to keep: a flood of them would be a row each.
-    let attempted = !matches!(checked, Err(AuthError::Throttled(_)));
+    let attempted = !matches!(checked, Err(AuthError::Throttled(_) | AuthError::PasswordLoginOff));
     let (user, error) = refusal(checked)?;
     let username = form.username.clone();
     let succeeded = error.is_none();
@@ -108,8 +138,8 @@ pub async fn login(
         .await?;
     }
     let (Some(user), None) = (user, &error) else {
-        let layout = Layout { csrf: csrf::token(&req)?, ..Layout::default() };
-        return ok(&LoginPage { layout: &layout, error, username: &form.username, next: &next });
+        let status = actix_web::http::StatusCode::OK;
+        return login_page(&req, &auth, error, &form.username, &next, status);
     };
     login::start_session(&req, &user)?;
     redirect(&next)

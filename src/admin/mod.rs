@@ -11,6 +11,7 @@ mod feeds;
 pub(crate) mod fields;
 mod groups;
 pub mod registry;
+mod sso;
 mod tokens;
 mod users;
 
@@ -46,6 +47,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(route(registry::INDEX), web::get().to(account::index))
             .service(form(route(registry::LOGIN), account::login_form, account::login))
             .route(route(registry::LOGOUT), web::post().to(account::logout))
+            .route(route(registry::OIDC_LOGIN), web::get().to(sso::start))
+            .route(route(registry::OIDC_CALLBACK), web::get().to(sso::callback))
             .service(password_change)
             .service(form(&USERS.route(""), users::list, users::bulk_action))
             .service(form(&USERS.route("add/"), users::add_form, users::add))

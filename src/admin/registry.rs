@@ -15,6 +15,12 @@ pub const SCOPE: &str = "/admin";
 pub const INDEX: &str = "/admin/";
 pub const LOGIN: &str = "/admin/login/";
 pub const LOGOUT: &str = "/admin/logout/";
+/// Single sign-on: where a login starts, and where the provider sends the
+/// browser back (the redirect URI registered there).
+pub const OIDC_LOGIN: &str = "/admin/oidc/login/";
+pub const OIDC_CALLBACK: &str = "/admin/oidc/callback/";
+/// Who one is, for a user who is not staff after a single sign-on.
+pub const ME: &str = "/api/auth/me/";
 pub const PASSWORD_CHANGE: &str = "/admin/password_change/";
 
 /// One kind of page in the index: a list, its objects' pages below it.

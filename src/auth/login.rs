@@ -29,6 +29,10 @@ pub async fn check_credentials(
         AuthError::Throttled(wait)
     };
     state.throttle.login_address_refused(ip).map_err(throttled)?;
+    // `OIDC_ONLY`: no password is even checked, but the break-glass one's.
+    if !state.oidc.password_login_allowed(username) {
+        return Err(AuthError::PasswordLoginOff);
+    }
     // No username is longer: a longer one is no account's, and is not
     // worth a look-up or a hash.
     if username.len() > users::MAX_USERNAME_LEN {
@@ -44,7 +48,12 @@ pub async fn check_credentials(
     let matches =
         admitted.verify(password.to_owned(), phc).await.map_err(|_| throttled(ONE_SECOND))?;
     match user {
-        Some(user) if matches && user.is_active => {
+        // The break-glass account under `OIDC_ONLY` is a superuser's.
+        Some(user)
+            if matches
+                && user.is_active
+                && (user.is_superuser || !state.oidc.password_login_only_break_glass()) =>
+        {
             req.extensions_mut().insert(crate::accesslog::Authenticated);
             state.throttle.succeed_login(username, ip).await?;
             upgrade_hash(state, &user, password).await?;

@@ -10,6 +10,7 @@ pub mod grant;
 pub mod guard;
 pub mod import;
 pub mod login;
+pub mod oidc;
 pub mod password;
 pub mod perms;
 pub mod principal;
@@ -53,6 +54,8 @@ pub struct AuthState {
     /// `MAX_TOKENS_PER_USER` and `TOKEN_MAX_LIFETIME`.
     pub token_limits: users::TokenLimits,
     pub secure_cookies: bool,
+    /// Single sign-on and JWT bearers (`OIDC_*`, `JWT_*`).
+    pub oidc: Arc<oidc::Oidc>,
 }
 
 /// Why a login was refused or failed: the JSON API and the HTML admin each
@@ -63,6 +66,9 @@ pub enum AuthError {
     /// answer for all three.
     #[error("Unable to log in with provided credentials.")]
     BadCredentials,
+    /// `OIDC_ONLY`: people log in through the identity provider.
+    #[error("Password login is turned off here: log in with single sign-on.")]
+    PasswordLoginOff,
     /// Too many failed attempts for this account from this address.
     #[error("too many failed logins; retry in {0:?}")]
     Throttled(std::time::Duration),
@@ -82,6 +88,7 @@ impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::BadCredentials => Self::BadRequest(err.to_string()),
+            AuthError::PasswordLoginOff => Self::Forbidden(err.to_string()),
             AuthError::Throttled(wait) => Self::Throttled(wait),
             err => Self::internal(err),
         }
@@ -106,6 +113,8 @@ pub enum Credential {
     Session,
     /// An API token (`auth::token`), by its row and the prefix that names it.
     Token { id: i32, prefix: Arc<str> },
+    /// A JWT from a trusted OpenID provider (`auth::oidc`).
+    Jwt,
 }
 
 impl Credential {
@@ -113,7 +122,7 @@ impl Credential {
     pub fn needs_csrf(&self) -> bool {
         match self {
             Self::Session => true,
-            Self::Token { .. } => false,
+            Self::Token { .. } | Self::Jwt => false,
         }
     }
 
@@ -122,6 +131,7 @@ impl Credential {
         match self {
             Self::Session => "session",
             Self::Token { .. } => "token",
+            Self::Jwt => "jwt",
         }
     }
 
@@ -129,7 +139,7 @@ impl Credential {
     pub fn audit_name(&self) -> &str {
         match self {
             Self::Token { prefix, .. } => prefix,
-            Self::Session => self.kind(),
+            Self::Session | Self::Jwt => self.kind(),
         }
     }
 }
@@ -150,6 +160,9 @@ impl AuthState {
     async fn authenticated(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let (principal, credential) = match parse_authorization(value.as_bytes())? {
+                Presented::Key(key) if oidc::looks_like_jwt(key) && self.oidc.takes_bearers() => {
+                    self.by_jwt(key, client_ip(req)).await?
+                }
                 Presented::Key(key) => self.by_token(key, client_ip(req)).await?,
                 Presented::Basic { username, key } => {
                     let (principal, credential) = self.by_token(&key, client_ip(req)).await?;
@@ -174,6 +187,45 @@ impl AuthState {
             .await?
             .filter(|p| p.is_active)
             .map(|principal| Authenticated { principal, credential: Credential::Session }))
+    }
+
+    /// A JWT bearer: verified (`oidc::Oidc::bearer`), then the user linked
+    /// to its subject or client. A refused JWT counts as a bad token for
+    /// the address's throttle.
+    async fn by_jwt(
+        &self,
+        jwt: &str,
+        ip: IpAddr,
+    ) -> Result<(Arc<Principal>, Credential), ApiError> {
+        let bearer = match self.oidc.bearer(jwt).await {
+            Ok(bearer) => bearer,
+            Err(oidc::Refused::Provider(why)) => {
+                tracing::warn!("a JWT bearer could not be checked: {why}");
+                return Err(ApiError::ProviderUnavailable);
+            }
+            Err(refused) => {
+                return Err(match self.bad_token(ip).await {
+                    throttled @ ApiError::Throttled(_) => throttled,
+                    _ => ApiError::NotAuthenticated(refused.to_string()),
+                });
+            }
+        };
+        let user = db::run(&self.pool, move |conn| users::user_of_bearer(conn, &bearer)).await;
+        let user = user.map_err(ApiError::internal)?;
+        let principal = match user {
+            Some(id) => self.principal_of(id).await?,
+            None => None,
+        };
+        match principal {
+            Some(principal) if principal.is_active => Ok((principal, Credential::Jwt)),
+            Some(_) => {
+                self.metrics.auth_failure(AuthFailure::InactiveUser);
+                Err(ApiError::NotAuthenticated("User inactive or deleted.".into()))
+            }
+            None => Err(ApiError::NotAuthenticated(
+                "The token's subject has no account here: an administrator links it.".into(),
+            )),
+        }
     }
 
     async fn by_token(

@@ -9,7 +9,9 @@
 use crate::db::DbConnection;
 use chrono::NaiveDateTime;
 
+mod idp;
 mod records;
+pub use idp::{link_identity, sign_in, user_of_bearer};
 pub use records::{
     Link, add_link, put_group, put_token, put_user, set_group_holds, set_user_holds,
     validate_token_record,

@@ -34,6 +34,9 @@ pub(crate) fn run(command: Command) -> Result<()> {
             createsuperuser(username, email, noinput, &db)
         }
         Command::Changepassword { username, db } => changepassword(&username, &db),
+        Command::Linkidentity { username, issuer, subject, client, db } => {
+            linkidentity(&username, &issuer, subject, client, &db)
+        }
         Command::Createuser { username, email, staff, superuser, groups, holds, db } => {
             let spec = UserSpec {
                 username,
@@ -157,6 +160,26 @@ fn password_from_env_or_prompt(username: &str, email: &str) -> Result<String> {
         Ok(secret) => Ok(secret),
         Err(_) => new_password(username, email),
     }
+}
+
+fn linkidentity(
+    username: &str,
+    issuer: &str,
+    subject: Option<String>,
+    client: Option<String>,
+    db: &DbArgs,
+) -> Result<()> {
+    let (kind, subject) = match (subject, client) {
+        (Some(subject), _) => (queries::PERSON, subject),
+        (None, Some(client)) => (queries::CLIENT, client),
+        (None, None) => return Err("--subject or --client".into()),
+    };
+    let pool = open(db)?;
+    with_conn(&pool, |conn| {
+        users::link_identity(conn, &Granted::system(), username, issuer, kind, &subject)
+    })?;
+    println!("User '{username}' linked to {kind} {subject:?} at {issuer}.");
+    Ok(())
 }
 
 fn changepassword(username: &str, db: &DbArgs) -> Result<()> {

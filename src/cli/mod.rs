@@ -60,6 +60,23 @@ pub(crate) enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Link a user to their identity at an OpenID provider: a person by the
+    /// provider's `sub` (an existing local user who will log in with single
+    /// sign-on), or a service user to a client-credentials client.
+    Linkidentity {
+        username: String,
+        /// The provider's issuer URL.
+        #[arg(long)]
+        issuer: String,
+        /// The person's `sub` at the provider.
+        #[arg(long, conflicts_with = "client", required_unless_present = "client")]
+        subject: Option<String>,
+        /// The client's id, for its client-credentials JWTs.
+        #[arg(long)]
+        client: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Create a user; the password comes from LBASEDB_PROXY_PASSWORD or a prompt.
     Createuser {
         username: String,

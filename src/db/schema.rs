@@ -148,6 +148,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oidc_identity (id) {
+        id -> Integer,
+        issuer -> Text,
+        kind -> Text,
+        subject -> Text,
+        user_id -> Integer,
+        created_at -> Timestamp,
+        last_seen -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(auth_user_groups -> auth_user (user_id));
 diesel::joinable!(auth_user_groups -> auth_group (group_id));
 diesel::joinable!(auth_group_permissions -> auth_group (group_id));
@@ -157,6 +169,7 @@ diesel::joinable!(auth_user_user_permissions -> auth_permission (permission_id))
 diesel::joinable!(feed_grant -> auth_permission (permission_id));
 diesel::joinable!(write_usage -> auth_user (user_id));
 diesel::joinable!(authtoken_token -> auth_user (user_id));
+diesel::joinable!(oidc_identity -> auth_user (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_user,
@@ -169,6 +182,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     authtoken_token,
     session,
     write_usage,
+    oidc_identity,
 );
 
 diesel::table! {

@@ -136,11 +136,41 @@ pub struct Claimed {
     keys: Arc<Keys>,
     id: i32,
     pub digest: RequestDigest,
+    state: Rc<ClaimState>,
+}
+
+/// What the copies of one claim share.
+struct ClaimState {
+    keys: Arc<Keys>,
+    id: i32,
     /// Taken by the task that runs a locked write to its end (`forward::
     /// Sending::locked`), which then answers for the key whatever becomes
     /// of the request (its client may hang up).
-    handed: Rc<std::cell::Cell<bool>>,
+    handed: std::cell::Cell<bool>,
+    /// Answered or given back.
+    settled: std::cell::Cell<bool>,
     _alive: Arc<()>,
+}
+
+impl Drop for ClaimState {
+    /// The last copy gone with the key neither answered nor handed on: the
+    /// request ended (its client hung up) before its write was sent, so the
+    /// key is given back at once; a retry is then a first write, not told
+    /// 409 until the lease runs out.
+    fn drop(&mut self) {
+        if self.handed.get() || self.settled.get() {
+            return;
+        }
+        let (pool, id) = (self.keys.pool.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let released = db::run(&pool, move |conn| queries::release_key(conn, id)).await;
+                if let Err(err) = released {
+                    tracing::warn!("giving back an idempotency key: {err}");
+                }
+            });
+        }
+    }
 }
 
 /// A keyed write: the first with its key (its body to forward, then
@@ -195,8 +225,14 @@ impl Keys {
             KeyClaim::Claimed(id) => {
                 let alive = Arc::new(());
                 self.renew_while(id, Arc::downgrade(&alive));
-                let keys = self.clone();
-                let claimed = Claimed { keys, id, digest, handed: Rc::default(), _alive: alive };
+                let state = Rc::new(ClaimState {
+                    keys: self.clone(),
+                    id,
+                    handed: Default::default(),
+                    settled: Default::default(),
+                    _alive: alive,
+                });
+                let claimed = Claimed { keys: self.clone(), id, digest, state };
                 Ok(Keyed::First(claimed, body))
             }
             KeyClaim::InFlight => Err(ApiError::Conflict(
@@ -284,13 +320,13 @@ impl Claimed {
     /// This key (a copy of it), handed to the task that runs its write to
     /// the end: from now on that task answers for it.
     pub fn handed(self) -> Claimed {
-        self.handed.set(true);
+        self.state.handed.set(true);
         self
     }
 
     /// Whether the task running its write answers for it.
     pub fn is_handed(&self) -> bool {
-        self.handed.get()
+        self.state.handed.get()
     }
 
     /// Keeps the upstream's answer to this write, and answers it: the body
@@ -306,8 +342,13 @@ impl Claimed {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        // The answer's length is bounded before it is read whole.
-        let body = response.body().limit(64 * 1024).await.map_err(|_| ApiError::UpstreamBroken)?;
+        // The answer's length is bounded before it is read whole. An answer
+        // that breaks off is the write's answer all the same: the upstream
+        // acted on it.
+        let body = match response.body().limit(64 * 1024).await {
+            Ok(body) => body,
+            Err(_) => return Err(self.failed(ApiError::UpstreamBroken).await),
+        };
         let text = std::str::from_utf8(&body).ok().filter(|t| t.len() <= MAX_KEPT_ANSWER);
         let kept = KeptAnswer {
             request_digest: self.digest.hex(),
@@ -346,6 +387,7 @@ impl Claimed {
 
     /// Gives the key back unanswered: a retry with it is a first write.
     pub async fn release(self) {
+        self.state.settled.set(true);
         let id = self.id;
         let released = db::run(&self.keys.pool, move |conn| queries::release_key(conn, id)).await;
         if let Err(err) = released {
@@ -354,6 +396,7 @@ impl Claimed {
     }
 
     async fn store(self, kept: KeptAnswer) {
+        self.state.settled.set(true);
         let expires = crate::db::queries::now() + self.keys.ttl;
         let id = self.id;
         let stored =

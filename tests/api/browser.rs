@@ -8,27 +8,20 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, Sent, TestApp, client_with_token, spawn_app};
+use crate::helpers::{ADMIN_PASSWORD, Sent, Stopped, TestApp, client_with_token, spawn_app};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 struct Driver {
-    child: Child,
+    _child: Stopped,
     port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_driver() -> Option<Driver> {
@@ -47,7 +40,7 @@ fn start_driver() -> Option<Driver> {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts");
-    Some(Driver { child, port })
+    Some(Driver { _child: Stopped(child), port })
 }
 
 async fn browser(driver: &Driver, profile: &Path) -> Client {
@@ -298,4 +291,46 @@ async fn the_grant_chooser_lists_a_typed_feeds_columns_and_saves_a_limited_grant
         .id;
     let (_, grants) = lbasedb_proxy::db::queries::group_links(&mut app.conn(), id).unwrap();
     assert_eq!(grants, vec!["lbasedb.view_data=xy[x]@-1..".parse().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_person_logs_in_through_the_providers_own_page_in_chromium() {
+    let Some(driver) = start_driver() else { return };
+    let Some(provider) = &*crate::oidc::PROVIDER else { return };
+    let app = crate::helpers::spawn_app_with(|s| crate::oidc::with_provider(provider, s)).await;
+    let who = "browser-ada";
+    provider.account(who, json!({ "email": "ada@example.org", "groups": ["idp-admins"] })).await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let base = app.address.clone();
+    c.goto(&format!("{base}/admin/login/")).await.unwrap();
+    snap(&c, "sso_login").await;
+    click(&c, "#sso-login").await;
+    // The provider's login page (its own HTML, on its own port).
+    wait_for_text(&c, "Sign-in").await;
+    assert!(c.current_url().await.unwrap().as_str().starts_with(&provider.issuer));
+    let login = c.find(Locator::Css("input[name=login]")).await.unwrap();
+    login.send_keys(who).await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys("any").await.unwrap();
+    click(&c, "button[type=submit]").await;
+    // Its consent page, where it asks one.
+    for _ in 0..50 {
+        let url = c.current_url().await.unwrap();
+        if url.as_str().starts_with(&base) {
+            break;
+        }
+        if page_text(&c).await.contains("Continue") {
+            click(&c, "button[type=submit]").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = wait_for_text(&c, "Site administration").await;
+    assert!(text.contains(who), "the admin greets the person: {text}");
+    snap(&c, "sso_admin").await;
+    // The session serves the browser's own API calls too.
+    let (status, me) = fetch(&c, &format!("{base}/api/auth/me/"), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["username"], who);
+    assert_eq!(me["authenticated_by"], "session");
+    c.close().await.unwrap();
 }

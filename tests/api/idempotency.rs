@@ -270,33 +270,74 @@ async fn slow_upstream(
     (url, requests)
 }
 
-/// A client that hangs up before its keyed write is answered (its own
-/// timeout) and retries gets the write's answer, not a second write: the
-/// exchange that holds the feed's lock keeps the answer whatever becomes
-/// of the request.
+/// Waits (within ten seconds) for `counter` to reach `n`.
+async fn until_counted(counter: &std::sync::atomic::AtomicUsize, n: usize) {
+    for _ in 0..1000 {
+        if counter.load(std::sync::atomic::Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the upstream never got request {n}");
+}
+
+/// A client that hangs up once its keyed write has reached the upstream,
+/// and retries, gets the write's answer, not a second write: the exchange
+/// that holds the feed's lock keeps the answer whatever becomes of the
+/// request.
 #[tokio::test]
 async fn a_client_that_hangs_up_and_retries_gets_the_first_answer() {
     let (url, requests) = slow_upstream(Duration::from_millis(400)).await;
     let app = spawn_app_on(&url, |_| {}).await;
-    let write = |timeout: Duration| {
-        let request = app.client.post(app.proxy("raw?feed=xy&col=x&ix=0")).timeout(timeout);
+    let write = || {
+        let request = app.client.post(app.proxy("raw?feed=xy&col=x&ix=0"));
         request.header("idempotency-key", "hang-up").body(vec![1u8; 8]).send()
     };
-    assert!(write(Duration::from_millis(100)).await.is_err(), "the client gave up");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let first = tokio::spawn(write());
+    until_counted(&requests, 1).await;
+    first.abort();
     // Until the first write's answer is kept (400 ms upstream, and the
     // answer's row: longer on a loaded machine), a retry is told 409.
-    let mut retry = write(Duration::from_secs(10)).await.unwrap();
+    let mut retry = write().await.unwrap();
     for _ in 0..50 {
         if retry.status() != 409 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        retry = write(Duration::from_secs(10)).await.unwrap();
+        retry = write().await.unwrap();
     }
     assert_eq!(retry.status(), 204);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1, "sent on once");
+}
+
+/// A keyed write whose client hangs up before it is sent (here: while it
+/// waits for the feed's lock) gives its key back: the retry is the first
+/// write, not told 409 until the claim's lease (minutes) runs out.
+#[tokio::test]
+async fn a_keyed_write_given_up_before_it_is_sent_leaves_its_key_free() {
+    let (url, requests) = slow_upstream(Duration::from_millis(800)).await;
+    let app = spawn_app_on(&url, |_| {}).await;
+    let raw = app.proxy("raw?feed=xy&col=x&ix=0");
+    let holder = tokio::spawn(app.client.post(&raw).body(vec![1u8; 8]).send());
+    until_counted(&requests, 1).await;
+    let keyed = || app.client.post(&raw).header("idempotency-key", "early").body(vec![2u8; 8]);
+    let given_up = keyed().timeout(Duration::from_millis(100)).send().await;
+    assert!(given_up.is_err(), "the client gave up while the lock was held");
+    assert_eq!(holder.await.unwrap().unwrap().status(), 204);
+    // The key is given back as the request ends: a retry, once that is
+    // done (bounded), is sent on as a first write.
+    let mut retry = keyed().send().await.unwrap();
+    for _ in 0..20 {
+        if retry.status() != 409 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        retry = keyed().send().await.unwrap();
+    }
+    assert_eq!(retry.status(), 204);
+    assert!(retry.headers().get("idempotent-replayed").is_none(), "a first write");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "the keyed write once");
 }
 
 /// A write that takes longer than its key's lease (a slow upload) keeps

@@ -14,6 +14,7 @@ mod hardening;
 mod helpers;
 mod idempotency;
 mod identity;
+pub mod oidc;
 mod operations;
 mod proxy;
 mod replicas;
