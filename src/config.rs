@@ -127,6 +127,11 @@ pub struct Settings {
     #[command(flatten)]
     pub identity: Identity,
 
+    /// Who must log in with a second factor (TOTP): none, superusers or
+    /// staff. Those without one are sent to enrol after their password.
+    #[arg(long = "require-2fa", env = "REQUIRE_2FA", default_value = "none")]
+    pub require_2fa: crate::auth::totp::Policy,
+
     /// Longest a write waits for its feed's write lock (another write to
     /// the same feed holding it) before it is answered 503.
     #[arg(long, env = "WRITE_LOCK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -471,6 +476,7 @@ impl Settings {
             body_limit: DEFAULT_BODY_LIMIT,
             limits: Limits::DEFAULT,
             identity: Identity::default(),
+            require_2fa: crate::auth::totp::Policy::None,
             write_lock_timeout: Duration::from_secs(30),
             write_doubt_timeout: Duration::from_secs(300),
             idempotency_ttl: Duration::from_secs(86_400),

@@ -210,6 +210,7 @@ fn auth_state(
         },
         secure_cookies: settings.secure_cookies,
         oidc,
+        require_2fa: settings.require_2fa,
     }
 }
 

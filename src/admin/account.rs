@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, ok, redirect, registry};
 use crate::auth::AuthError;
-use crate::auth::login::{self, check_credentials};
+use crate::auth::login::check_credentials;
 use crate::auth::perms;
 use crate::auth::{AuthState, csrf, password, users};
 use crate::db::models::{LogEntry, User};
@@ -95,10 +95,14 @@ pub struct LoginForm {
     next: String,
 }
 
-/// What the login page says to a refused login, or `None` to let it in.
-fn refusal(checked: Result<User, AuthError>) -> Result<(Option<User>, Option<String>), AdminError> {
+/// What the login page says to a refused login, or `None` to let it in:
+/// staff, or anyone going to their own account pages.
+fn refusal(
+    checked: Result<User, AuthError>,
+    next: &str,
+) -> Result<(Option<User>, Option<String>), AdminError> {
     Ok(match checked {
-        Ok(user) if user.is_staff => (Some(user), None),
+        Ok(user) if user.is_staff || next.starts_with(registry::ACCOUNT) => (Some(user), None),
         Ok(user) => (Some(user), Some(STAFF_ONLY.to_owned())),
         Err(AuthError::BadCredentials) => (None, Some(STAFF_ONLY.to_owned())),
         Err(err @ AuthError::PasswordLoginOff) => (None, Some(err.to_string())),
@@ -124,7 +128,7 @@ pub async fn login(
     // A refusal before any password was checked (throttled, busy) is no
     // login attempt to keep: a flood of them would be a row each.
     let attempted = !matches!(checked, Err(AuthError::Throttled(_) | AuthError::PasswordLoginOff));
-    let (user, error) = refusal(checked)?;
+    let (user, error) = refusal(checked, &next)?;
     let username = form.username.clone();
     let succeeded = error.is_none();
     let recorded = user.clone();
@@ -141,8 +145,7 @@ pub async fn login(
         let status = actix_web::http::StatusCode::OK;
         return login_page(&req, &auth, error, &form.username, &next, status);
     };
-    login::start_session(&req, &user)?;
-    redirect(&next)
+    super::two_factor::after_password(&req, &auth, &user, &next).await
 }
 
 pub async fn logout(

@@ -51,7 +51,25 @@ impl FromRequest for Staff {
     }
 }
 
+/// Any active user signed in with a session (staff or not): the owner of
+/// the account pages.
+pub struct Member(pub Staff);
+
+impl FromRequest for Member {
+    type Error = AdminError;
+    type Future = LocalFuture<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { signed_in(&req, false).await.map(Member) })
+    }
+}
+
 async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
+    signed_in(req, true).await
+}
+
+async fn signed_in(req: &HttpRequest, staff_only: bool) -> Result<Staff, AdminError> {
     let to_login = || {
         let next = req.uri().path_and_query().map_or(super::registry::INDEX, |p| p.as_str());
         let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
@@ -68,7 +86,7 @@ async fn staff(req: &HttpRequest) -> Result<Staff, AdminError> {
         .and_then(|id| id.parse::<i32>().ok())
         .ok_or_else(to_login)?;
     let principal = auth.principal_of(user_id).await?.ok_or_else(to_login)?;
-    if !principal.is_active || !principal.is_staff {
+    if !principal.is_active || (staff_only && !principal.is_staff) {
         return Err(to_login());
     }
     req.extensions_mut().insert(crate::accesslog::Authenticated);

@@ -13,6 +13,7 @@ mod groups;
 pub mod registry;
 mod sso;
 mod tokens;
+mod two_factor;
 mod users;
 
 use actix_session::SessionExt;
@@ -47,6 +48,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(route(registry::INDEX), web::get().to(account::index))
             .service(form(route(registry::LOGIN), account::login_form, account::login))
             .route(route(registry::LOGOUT), web::post().to(account::logout))
+            .service(form(
+                route(registry::LOGIN_2FA),
+                two_factor::login_step_form,
+                two_factor::login_step,
+            ))
             .route(route(registry::OIDC_LOGIN), web::get().to(sso::start))
             .route(route(registry::OIDC_CALLBACK), web::get().to(sso::callback))
             .service(password_change)
@@ -71,6 +77,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(&FEEDS.route("{name}/columns/"), web::get().to(feeds::columns))
             .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
     );
+    // Everyone's own pages.
+    cfg.service(web::scope("/account").wrap(security_headers()).service(form(
+        registry::ACCOUNT_2FA.trim_start_matches("/account"),
+        two_factor::manage_form,
+        two_factor::manage,
+    )));
 }
 
 /// A form page, as Django's admin has them: GET shows it, POST takes it.

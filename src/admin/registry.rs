@@ -19,6 +19,13 @@ pub const LOGOUT: &str = "/admin/logout/";
 /// browser back (the redirect URI registered there).
 pub const OIDC_LOGIN: &str = "/admin/oidc/login/";
 pub const OIDC_CALLBACK: &str = "/admin/oidc/callback/";
+/// The second step of a login with two factors (or the enrolment that
+/// `REQUIRE_2FA` sends a user to).
+pub const LOGIN_2FA: &str = "/admin/login/2fa/";
+/// Everyone's own pages (any signed-in user).
+pub const ACCOUNT: &str = "/account/";
+/// Everyone's own two-factor settings.
+pub const ACCOUNT_2FA: &str = "/account/2fa/";
 /// Who one is, for a user who is not staff after a single sign-on.
 pub const ME: &str = "/api/auth/me/";
 pub const PASSWORD_CHANGE: &str = "/admin/password_change/";

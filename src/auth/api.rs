@@ -19,6 +19,9 @@ use crate::error::ApiError;
 pub struct Credentials {
     username: String,
     password: String,
+    /// The second factor, for an account with two-factor login: a TOTP
+    /// code or a recovery code.
+    otp: Option<String>,
     /// For `/api/auth/token/`: a name for the token.
     name: Option<String>,
     /// For `/api/auth/token/`: a lifetime such as "30d" or "12h".
@@ -70,6 +73,7 @@ pub async fn obtain_token(
         super::scopes::Restrictions::parse(&body.scopes.items(), &body.allowed_networks.items())
             .map_err(|e| ApiError::BadRequest(format!("scopes: {e}.")))?;
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
+    login::check_second_factor(&state, &req, &user, body.otp.as_deref()).await?;
     let name = body.name.unwrap_or_else(|| "api".into());
     let limits = state.token_limits;
     let (token, plain) = db::run(&state.pool, move |conn| {
@@ -94,6 +98,7 @@ pub async fn login(
     csrf::check_same_origin(&req)?;
     let body = body.into_inner();
     let user = check_credentials(&state, &req, &body.username, &body.password).await?;
+    login::check_second_factor(&state, &req, &user, body.otp.as_deref()).await?;
     let csrf = login::start_session(&req, &user)?;
     let user_id = user.id;
     db::run(&state.pool, move |conn| queries::touch_last_login(conn, user_id)).await?;

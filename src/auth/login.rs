@@ -7,7 +7,7 @@ use actix_web::{HttpMessage, HttpRequest};
 
 use super::{AuthError, AuthState, client_ip, csrf, password, users};
 use crate::db::models::User;
-use crate::db::{self, queries};
+use crate::db::{self, DbConnection, queries};
 use crate::error::ApiError;
 use crate::metrics::AuthFailure;
 
@@ -66,6 +66,68 @@ pub async fn check_credentials(
             Err(AuthError::BadCredentials)
         }
     }
+}
+
+/// The second factor for a password login outside the admin's pages (the
+/// API's session login and token): `otp` must be a right code when the
+/// account has two-factor login on; an account that `REQUIRE_2FA` covers
+/// and that has none is refused until it enrols. Throttled as passwords
+/// are, on a count of its own per account and address.
+pub async fn check_second_factor(
+    state: &AuthState,
+    req: &HttpRequest,
+    user: &User,
+    otp: Option<&str>,
+) -> Result<(), AuthError> {
+    let user_id = user.id;
+    let on = db::run(&state.pool, move |conn| users::has_two_factor(conn, user_id)).await?;
+    if !on {
+        return match state.require_2fa.applies(user.is_staff, user.is_superuser) {
+            true => Err(AuthError::SecondFactorMissing),
+            false => Ok(()),
+        };
+    }
+    let code = otp.ok_or(AuthError::SecondFactorNeeded)?.to_owned();
+    check_code(state, req, user, code).await
+}
+
+/// Checks a second-factor code for `user`: `check` answers what a right
+/// code gives (`None`: wrong or used). Throttled per account and address,
+/// on a count apart from the password's (which a right password clears).
+pub async fn throttled_code<T: Send + 'static>(
+    state: &AuthState,
+    req: &HttpRequest,
+    user: &User,
+    check: impl FnOnce(&mut DbConnection) -> Result<Option<T>, users::ServiceError> + Send + 'static,
+) -> Result<T, AuthError> {
+    let ip = client_ip(req);
+    let counted = format!("{}\u{0}2fa", user.username);
+    state.throttle.attempt_login(&counted, ip).await?.map_err(AuthError::Throttled)?;
+    match db::run(&state.pool, check).await? {
+        Some(given) => {
+            state.throttle.succeed_login(&counted, ip).await?;
+            Ok(given)
+        }
+        None => {
+            state.metrics.auth_failure(AuthFailure::BadPassword);
+            state.throttle.fail_login_address(ip).await?;
+            Err(AuthError::SecondFactorWrong)
+        }
+    }
+}
+
+/// A TOTP or recovery code for `user`, spent if right.
+pub async fn check_code(
+    state: &AuthState,
+    req: &HttpRequest,
+    user: &User,
+    code: String,
+) -> Result<(), AuthError> {
+    let user_id = user.id;
+    throttled_code(state, req, user, move |conn| {
+        Ok(users::check_second_factor(conn, user_id, &code)?.then_some(()))
+    })
+    .await
 }
 
 /// A hash imported from Django (or made with older parameters) is replaced

@@ -20,6 +20,7 @@ pub mod scopes;
 pub mod session;
 pub mod throttle;
 pub mod token;
+pub mod totp;
 pub mod users;
 
 use std::net::IpAddr;
@@ -56,6 +57,8 @@ pub struct AuthState {
     pub secure_cookies: bool,
     /// Single sign-on and JWT bearers (`OIDC_*`, `JWT_*`).
     pub oidc: Arc<oidc::Oidc>,
+    /// `REQUIRE_2FA`.
+    pub require_2fa: totp::Policy,
 }
 
 /// Why a login was refused or failed: the JSON API and the HTML admin each
@@ -66,6 +69,16 @@ pub enum AuthError {
     /// answer for all three.
     #[error("Unable to log in with provided credentials.")]
     BadCredentials,
+    /// The account has two-factor login on, and no code came with the
+    /// password (the API's `otp`).
+    #[error("A two-factor code is required: send it as \"otp\".")]
+    SecondFactorNeeded,
+    /// A wrong or used code.
+    #[error("That two-factor code is not right (or was used already).")]
+    SecondFactorWrong,
+    /// `REQUIRE_2FA` applies and the account has no second factor yet.
+    #[error("Your account must have two-factor login: set it up at /account/2fa/ first.")]
+    SecondFactorMissing,
     /// `OIDC_ONLY`: people log in through the identity provider.
     #[error("Password login is turned off here: log in with single sign-on.")]
     PasswordLoginOff,
@@ -74,6 +87,8 @@ pub enum AuthError {
     Throttled(std::time::Duration),
     #[error("reading the user")]
     Db(#[from] DbError),
+    #[error("checking the second factor")]
+    Service(#[from] users::ServiceError),
     #[error("checking the password")]
     Hashing(#[from] actix_web::error::BlockingError),
 }
@@ -88,7 +103,12 @@ impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::BadCredentials => Self::BadRequest(err.to_string()),
-            AuthError::PasswordLoginOff => Self::Forbidden(err.to_string()),
+            AuthError::PasswordLoginOff | AuthError::SecondFactorMissing => {
+                Self::Forbidden(err.to_string())
+            }
+            AuthError::SecondFactorNeeded | AuthError::SecondFactorWrong => {
+                Self::BadRequest(err.to_string())
+            }
             AuthError::Throttled(wait) => Self::Throttled(wait),
             err => Self::internal(err),
         }

@@ -11,10 +11,15 @@ use chrono::NaiveDateTime;
 
 mod idp;
 mod records;
+mod two_factor;
 pub use idp::{link_identity, sign_in, user_of_bearer};
 pub use records::{
     Link, add_link, put_group, put_token, put_user, set_group_holds, set_user_holds,
     validate_token_record,
+};
+pub use two_factor::{
+    check_second_factor, confirm_two_factor, has_two_factor, renew_recovery_codes,
+    reset_two_factor, start_two_factor, turn_off_two_factor,
 };
 
 use super::grant::Grant;

@@ -34,6 +34,9 @@ pub(crate) fn run(command: Command) -> Result<()> {
             createsuperuser(username, email, noinput, &db)
         }
         Command::Changepassword { username, db } => changepassword(&username, &db),
+        Command::TwoFactor(super::TwoFactorCommand::Reset { username, db }) => {
+            reset_two_factor(&username, &db)
+        }
         Command::Linkidentity { username, issuer, subject, client, db } => {
             linkidentity(&username, &issuer, subject, client, &db)
         }
@@ -85,17 +88,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
             };
             createtoken(&username, &spec, &db)
         }
-        Command::Revoketoken { prefix, db } => {
-            let granted = Granted::system();
-            if with_conn(&open(&db)?, |conn| {
-                users::revoke_token_by_prefix(conn, &granted, &prefix)
-            })? {
-                println!("Token {prefix} revoked.");
-                Ok(())
-            } else {
-                Err(format!("no token with prefix {prefix:?}"))
-            }
-        }
+        Command::Revoketoken { prefix, db } => revoketoken(&prefix, &db),
         Command::Dumpdata { db } => {
             let dump = with_conn(&open(&db)?, db::dump::dump)?;
             let text = serde_json::to_string_pretty(&dump).map_err(|e| e.to_string())?;
@@ -160,6 +153,27 @@ fn password_from_env_or_prompt(username: &str, email: &str) -> Result<String> {
         Ok(secret) => Ok(secret),
         Err(_) => new_password(username, email),
     }
+}
+
+fn revoketoken(prefix: &str, db: &DbArgs) -> Result<()> {
+    let granted = Granted::system();
+    if with_conn(&open(db)?, |conn| users::revoke_token_by_prefix(conn, &granted, prefix))? {
+        println!("Token {prefix} revoked.");
+        Ok(())
+    } else {
+        Err(format!("no token with prefix {prefix:?}"))
+    }
+}
+
+fn reset_two_factor(username: &str, db: &DbArgs) -> Result<()> {
+    let pool = open(db)?;
+    let was_on =
+        with_conn(&pool, |conn| users::reset_two_factor(conn, &Granted::system(), username))?;
+    match was_on {
+        true => println!("Two-factor login turned off for user '{username}'."),
+        false => println!("User '{username}' had no two-factor login; nothing changed."),
+    }
+    Ok(())
 }
 
 fn linkidentity(

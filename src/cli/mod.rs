@@ -60,6 +60,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Two-factor login: `2fa reset USER` turns it off for a lost device
+    /// (the user sets it up again; at the next login where REQUIRE_2FA
+    /// covers them).
+    #[command(name = "2fa", subcommand)]
+    TwoFactor(TwoFactorCommand),
     /// Link a user to their identity at an OpenID provider: a person by the
     /// provider's `sub` (an existing local user who will log in with single
     /// sign-on), or a service user to a client-credentials client.
@@ -256,4 +261,14 @@ fn private_files(supervised: bool) {
     if supervised && let Err(err) = follow() {
         tracing::warn!("cannot follow the parent process: {err}");
     }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TwoFactorCommand {
+    /// Turn two-factor login off for USER (its secret and recovery codes go).
+    Reset {
+        username: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }

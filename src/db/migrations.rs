@@ -70,6 +70,7 @@ const MIGRATIONS: &[Files] = &[
     migration!("2026-12-01-000010_feed_repair"),
     migration!("2026-12-01-000011_fine_grants"),
     migration!("2026-12-01-000012_oidc_identity"),
+    migration!("2026-12-01-000013_two_factor"),
 ];
 
 /// The engine a migration is written out for.

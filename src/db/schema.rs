@@ -160,6 +160,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_totp (user_id) {
+        user_id -> Integer,
+        secret -> Text,
+        confirmed_at -> Nullable<Timestamp>,
+        last_step -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    user_recovery_code (id) {
+        id -> Integer,
+        user_id -> Integer,
+        digest -> Text,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(auth_user_groups -> auth_user (user_id));
 diesel::joinable!(auth_user_groups -> auth_group (group_id));
 diesel::joinable!(auth_group_permissions -> auth_group (group_id));

@@ -316,6 +316,11 @@ impl TestApp {
         assert_eq!(sized.status(), 204, "size of {feed}");
     }
 
+    /// A JSON POST to `path` with no credentials (a fresh client).
+    pub async fn post_anonymously(&self, path: &str, body: Value) -> reqwest::Response {
+        client().post(format!("{}{path}", self.address)).json(&body).sent().await
+    }
+
     /// A user holding only `feed_grants` (`(codename, feed)` pairs); its id.
     pub fn user_granted(&self, username: &str, feed_grants: &[(&str, &str)]) -> i32 {
         create_user(&self.pool, UserSpec { grants: grants(feed_grants), ..spec(username) })

@@ -20,3 +20,4 @@ mod proxy;
 mod replicas;
 mod safety;
 mod security;
+mod two_factor;

@@ -427,11 +427,8 @@ async fn oidc_only_leaves_password_login_to_the_break_glass_superuser() {
     let (_, answer) = log_in(&app, "erin", USER_PASSWORD).await;
     assert_eq!(answer.status(), 200, "the form again");
     assert!(answer.text().await.unwrap().contains("Password login is turned off"));
-    let api = client()
-        .post(format!("{}/api/auth/login/", app.address))
-        .json(&json!({ "username": "erin", "password": USER_PASSWORD }))
-        .sent()
-        .await;
+    let body = json!({ "username": "erin", "password": USER_PASSWORD });
+    let api = app.post_anonymously("/api/auth/login/", body).await;
     assert_eq!(api.status(), 403);
     assert!(api.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("turned off"));
     let (_, answer) = log_in(&app, "admin", ADMIN_PASSWORD).await;

@@ -27,6 +27,7 @@ mod repairs;
 mod sessions;
 mod shared;
 mod tokens;
+mod totp;
 mod users;
 
 pub use grants::*;
@@ -40,6 +41,7 @@ pub use repairs::*;
 pub use sessions::*;
 pub use shared::*;
 pub use tokens::*;
+pub use totp::*;
 pub use users::*;
 
 diesel::define_sql_function! {

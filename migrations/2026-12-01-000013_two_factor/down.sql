@@ -1,0 +1,2 @@
+DROP TABLE user_recovery_code;
+DROP TABLE user_totp;
