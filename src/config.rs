@@ -249,6 +249,11 @@ pub struct Settings {
     #[arg(long, env = "TOKEN_MAX_LIFETIME", value_parser = parse_lifetime)]
     pub token_max_lifetime: Option<Duration>,
 
+    /// The longest an old token keeps working after its user rotates it
+    /// (the user picks up to this).
+    #[arg(long, env = "TOKEN_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub token_rotation_grace: Duration,
+
     /// Failed logins from one address, whatever the usernames, before
     /// every login from it gets 429 for the rest of THROTTLE_WINDOW.
     #[arg(long, env = "LOGIN_ADDRESS_FAILURE_LIMIT", default_value_t = 100)]
@@ -477,6 +482,7 @@ impl Settings {
             limits: Limits::DEFAULT,
             identity: Identity::default(),
             require_2fa: crate::auth::totp::Policy::None,
+            token_rotation_grace: Duration::from_secs(24 * 3600),
             write_lock_timeout: Duration::from_secs(30),
             write_doubt_timeout: Duration::from_secs(300),
             idempotency_ttl: Duration::from_secs(86_400),

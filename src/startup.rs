@@ -211,6 +211,7 @@ fn auth_state(
         secure_cookies: settings.secure_cookies,
         oidc,
         require_2fa: settings.require_2fa,
+        token_rotation_grace: settings.token_rotation_grace,
     }
 }
 

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::extract::Member;
 use super::{AdminError, CsrfForm, Layout, NoFields, Reply, Staff, ok, redirect, registry};
 use crate::auth::AuthError;
 use crate::auth::login::check_credentials;
@@ -223,7 +224,7 @@ struct PasswordChangePage<'a> {
     errors: Vec<String>,
 }
 
-pub async fn password_change_form(staff: Staff) -> Reply {
+pub async fn password_change_form(Member(staff): Member) -> Reply {
     ok(&PasswordChangePage { layout: &staff.layout, errors: Vec::new() })
 }
 
@@ -235,8 +236,10 @@ pub struct PasswordChangeForm {
     new_password2: String,
 }
 
+/// One's own password, staff or not (`Member`): the account page links
+/// here too.
 pub async fn password_change(
-    staff: Staff,
+    Member(staff): Member,
     CsrfForm(form): CsrfForm<PasswordChangeForm>,
     session: Session,
 ) -> Reply {
@@ -266,5 +269,5 @@ pub async fn password_change(
     staff.auth.write(move |conn| users::change_own_password(conn, user_id, &phc, None)).await?;
     session.renew();
     staff.flash("success", "Your password was changed.");
-    redirect(registry::INDEX)
+    redirect(if staff.principal.is_staff { registry::INDEX } else { registry::ACCOUNT })
 }

@@ -10,6 +10,7 @@ mod extract;
 mod feeds;
 pub(crate) mod fields;
 mod groups;
+mod own;
 pub mod registry;
 mod sso;
 mod tokens;
@@ -78,11 +79,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
     );
     // Everyone's own pages.
-    cfg.service(web::scope("/account").wrap(security_headers()).service(form(
-        registry::ACCOUNT_2FA.trim_start_matches("/account"),
-        two_factor::manage_form,
-        two_factor::manage,
-    )));
+    cfg.service(
+        web::scope("/account")
+            .wrap(security_headers())
+            .route("/", web::get().to(own::show))
+            .route("/tokens/", web::post().to(own::new_token))
+            .route("/tokens/{id}/revoke/", web::post().to(own::revoke))
+            .route("/tokens/{id}/rotate/", web::post().to(own::rotate))
+            .service(form(
+                registry::ACCOUNT_2FA.trim_start_matches("/account"),
+                two_factor::manage_form,
+                two_factor::manage,
+            )),
+    );
 }
 
 /// A form page, as Django's admin has them: GET shows it, POST takes it.

@@ -26,8 +26,6 @@ pub const LOGIN_2FA: &str = "/admin/login/2fa/";
 pub const ACCOUNT: &str = "/account/";
 /// Everyone's own two-factor settings.
 pub const ACCOUNT_2FA: &str = "/account/2fa/";
-/// Who one is, for a user who is not staff after a single sign-on.
-pub const ME: &str = "/api/auth/me/";
 pub const PASSWORD_CHANGE: &str = "/admin/password_change/";
 
 /// One kind of page in the index: a list, its objects' pages below it.

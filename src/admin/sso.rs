@@ -103,10 +103,10 @@ pub async fn callback(
     };
     req.extensions_mut().insert(crate::accesslog::Authenticated);
     login::start_session(&req, &user)?;
-    // The admin is staff's; anyone else's session serves the API (and
-    // their account page).
+    // The admin is staff's; anyone else's session serves the API and
+    // their account page.
     let admin_page = pending.next.starts_with(registry::SCOPE);
-    redirect(if user.is_staff || !admin_page { &pending.next } else { registry::ME })
+    redirect(if user.is_staff || !admin_page { &pending.next } else { registry::ACCOUNT })
 }
 
 /// The login page, saying why single sign-on did not let the person in.

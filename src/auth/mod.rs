@@ -59,6 +59,8 @@ pub struct AuthState {
     pub oidc: Arc<oidc::Oidc>,
     /// `REQUIRE_2FA`.
     pub require_2fa: totp::Policy,
+    /// `TOKEN_ROTATION_GRACE`.
+    pub token_rotation_grace: std::time::Duration,
 }
 
 /// Why a login was refused or failed: the JSON API and the HTML admin each
@@ -310,9 +312,10 @@ impl AuthState {
             return Err(ApiError::NotAuthenticated("User inactive or deleted.".into()));
         }
         if auth.claim_touch(now.and_utc().timestamp()) {
-            let (pool, id) = (self.pool.clone(), auth.token_id);
+            let (pool, id, from) = (self.pool.clone(), auth.token_id, ip.to_string());
             actix_web::rt::spawn(async move {
-                if let Err(err) = db::run(&pool, move |conn| queries::touch_token(conn, id)).await {
+                let touched = db::run(&pool, move |conn| queries::touch_token(conn, id, &from));
+                if let Err(err) = touched.await {
                     tracing::warn!("could not record token use: {err}");
                 }
             });

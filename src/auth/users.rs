@@ -569,6 +569,80 @@ fn insert_token(
     Ok((stored, plain))
 }
 
+/// One of `user_id`'s own tokens that still works, or not found (another
+/// user's token is as unknown as none).
+fn own_live_token(
+    conn: &mut DbConnection,
+    user_id: i32,
+    token_id: i32,
+) -> Result<Token, ServiceError> {
+    let (token, _) = queries::token_by_id(conn, token_id)?.ok_or_else(not_found)?;
+    let live = !token.revoked && token.expires_at.is_none_or(|at| at > queries::now());
+    if token.user_id != user_id || !live {
+        return Err(not_found());
+    }
+    Ok(token)
+}
+
+fn own_token_change(
+    conn: &mut DbConnection,
+    user_id: i32,
+    token: &Token,
+    changes: &[FieldChange],
+) -> Result<(), ServiceError> {
+    let id = token.id.to_string();
+    let object = Object { kind: Model::Token.object_type(), id, repr: &token.prefix };
+    record(conn, Actor::User(user_id), object, "change", changes)
+}
+
+/// Revokes one of the user's own tokens (the account page), at once.
+pub fn revoke_token_of(
+    conn: &mut DbConnection,
+    user_id: i32,
+    token_id: i32,
+) -> Result<(), ServiceError> {
+    conn.write_transaction(|conn| {
+        let token = own_live_token(conn, user_id, token_id)?;
+        queries::revoke_token_by_id(conn, token_id)?;
+        own_token_change(conn, user_id, &token, &[FieldChange::new("revoked", "false", "true")])
+    })
+}
+
+/// Rotates one of the user's own tokens: a new token (a new secret) with
+/// the same name, scopes, networks and expiry, and the old one working
+/// for `grace` more (never past its own expiry; no grace: it stops now),
+/// so that what uses it can be moved without a gap.
+pub fn rotate_token_of(
+    conn: &mut DbConnection,
+    user_id: i32,
+    token_id: i32,
+    grace: std::time::Duration,
+    limits: TokenLimits,
+) -> Result<(Token, PlainToken), ServiceError> {
+    conn.write_transaction(|conn| {
+        let old = own_live_token(conn, user_id, token_id)?;
+        let restrictions =
+            Restrictions::stored(old.scopes.as_deref(), old.allowed_networks.as_deref());
+        // The old one's place is given back first when it ends now.
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let ends = queries::now().checked_add_signed(grace).unwrap_or(NaiveDateTime::MAX);
+        let ends = old.expires_at.map_or(ends, |at| at.min(ends));
+        if grace.is_zero() {
+            queries::revoke_token_by_id(conn, token_id)?;
+        }
+        let spec = TokenSpec { name: &old.name, expires_at: old.expires_at, restrictions, limits };
+        let (new, plain) = insert_token(conn, user_id, &spec)?;
+        if !grace.is_zero() {
+            queries::set_token_expiry(conn, token_id, ends)?;
+        }
+        let until = if grace.is_zero() { "now".to_owned() } else { ends.to_string() };
+        let changes =
+            [FieldChange::new("rotated", "", format!("to {}, until {until}", new.prefix))];
+        own_token_change(conn, user_id, &old, &changes)?;
+        Ok((new, plain))
+    })
+}
+
 /// Revokes a token at once (the caller clears the cache).
 pub fn revoke_token(
     conn: &mut DbConnection,

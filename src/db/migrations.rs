@@ -71,6 +71,7 @@ const MIGRATIONS: &[Files] = &[
     migration!("2026-12-01-000011_fine_grants"),
     migration!("2026-12-01-000012_oidc_identity"),
     migration!("2026-12-01-000013_two_factor"),
+    migration!("2026-12-01-000014_token_last_address"),
 ];
 
 /// The engine a migration is written out for.

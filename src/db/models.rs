@@ -154,6 +154,8 @@ pub struct Token {
     pub scopes: Option<String>,
     /// Where it may be used from ("203.0.113.0/24,…").
     pub allowed_networks: Option<String>,
+    /// The address it was last used from (with `last_used_at`).
+    pub last_used_from: Option<String>,
 }
 
 /// Whether a token works: active, or why not.

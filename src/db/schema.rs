@@ -105,6 +105,7 @@ diesel::table! {
         revoked -> Bool,
         scopes -> Nullable<Text>,
         allowed_networks -> Nullable<Text>,
+        last_used_from -> Nullable<Text>,
     }
 }
 

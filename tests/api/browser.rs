@@ -332,5 +332,9 @@ async fn a_person_logs_in_through_the_providers_own_page_in_chromium() {
     assert_eq!(status, 200);
     assert_eq!(me["username"], who);
     assert_eq!(me["authenticated_by"], "session");
+    // Their own page.
+    c.goto(&format!("{base}/account/")).await.unwrap();
+    wait_for_text(&c, "Your tokens").await;
+    snap(&c, "account").await;
     c.close().await.unwrap();
 }

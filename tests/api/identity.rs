@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use lbasedb_proxy::db::queries;
 
 #[tokio::test]
 async fn a_token_works_as_the_password_of_http_basic() {
@@ -107,4 +108,110 @@ async fn a_secret_key_rotation_logs_nobody_out() {
         .await
         .0;
     assert_eq!(status, 302, "to the login page");
+}
+
+/// Signs `username` in at the admin's login page bound for `/account/`.
+async fn account_of(app: &TestApp, username: &str) -> Browser {
+    let browser = Browser { client: client(), base: app.address.clone() };
+    let fields = [("username", username), ("password", USER_PASSWORD), ("next", "/account/")];
+    let answer = browser.submit("/admin/login/", &fields).await;
+    assert_eq!(answer.status(), 302, "anyone may log in to their own page");
+    assert_eq!(answer.headers()["location"], "/account/");
+    browser
+}
+
+/// The secret the account page shows once.
+fn shown_secret(html: &str) -> String {
+    let marker = r#"id="token-secret">"#;
+    let at = html.find(marker).unwrap_or_else(|| panic!("a new token in {html}")) + marker.len();
+    html[at..].split('<').next().unwrap().to_owned()
+}
+
+async fn me_with(app: &TestApp, key: &str) -> reqwest::StatusCode {
+    client_with_token(key).get(format!("{}/api/auth/me/", app.address)).sent().await.status()
+}
+
+/// Token ids of `username`, newest first.
+fn token_ids(app: &TestApp, username: &str) -> Vec<i32> {
+    let mut conn = app.conn();
+    let user = queries::user_by_username(&mut conn, username).unwrap().unwrap();
+    queries::tokens_of(&mut conn, user.id, 100).unwrap().iter().map(|t| t.id).collect()
+}
+
+#[tokio::test]
+async fn everyone_manages_their_own_tokens_on_the_account_page() {
+    let app = spawn_app().await;
+    app.create_x_feeds(&["xy", "zz"]).await;
+    app.user_granted("yara", &[("lbasedb.view_feed", "xy"), ("lbasedb.view_data", "xy")]);
+    app.user_granted("zed", &[]);
+    let browser = account_of(&app, "yara").await;
+    let (status, page) = browser.get("/account/").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("lbasedb.view_data=xy") && page.contains("Two-factor login: off"));
+    assert_eq!(browser.get("/admin/").await.0, 302, "not staff: no admin");
+
+    // A token keeping one of what yara holds.
+    let made = browser
+        .post(
+            "/account/",
+            "/account/tokens/",
+            &[("name", "reader"), ("expires_in", "30d"), ("scopes", "lbasedb.view_feed=xy")],
+        )
+        .await;
+    let key = shown_secret(&made.text().await.unwrap());
+    assert_eq!(me_with(&app, &key).await, 200);
+    let scoped: Value =
+        client_with_token(&key).get(format!("{}/api/auth/me/", app.address)).sent_json().await;
+    assert_eq!(scoped["feed_grants"], json!({ "xy": ["lbasedb.view_feed"] }), "the scope kept");
+    // When and from where it was last used: written off the request.
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = browser.get("/account/").await.1;
+        if page.contains("from 127.0.0.1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(page.contains("from 127.0.0.1"), "{page}");
+
+    // Rotated with an hour's grace: both work; the new one is a new secret.
+    let id = token_ids(&app, "yara")[0];
+    let rotate = |id: i32, grace: &str| {
+        let path = format!("/account/tokens/{id}/rotate/");
+        let grace = grace.to_owned();
+        let browser = &browser;
+        async move { browser.post("/account/", &path, &[("grace", grace.as_str())]).await }
+    };
+    let rotated = shown_secret(&rotate(id, "1h").await.text().await.unwrap());
+    assert_ne!(rotated, key);
+    assert_eq!(me_with(&app, &rotated).await, 200);
+    assert_eq!(me_with(&app, &key).await, 200, "the old one, within its grace");
+    let ids = token_ids(&app, "yara");
+    let old = queries::token_by_id(&mut app.conn(), id).unwrap().unwrap().0;
+    let left = old.expires_at.unwrap() - queries::now();
+    assert!(left <= chrono::Duration::hours(1) && left > chrono::Duration::minutes(55));
+    // More grace than TOKEN_ROTATION_GRACE (24h) is refused; none ends it now.
+    let refused = rotate(ids[0], "2days").await.text().await.unwrap();
+    assert!(refused.contains("at most TOKEN_ROTATION_GRACE"), "{refused}");
+    let newest = shown_secret(&rotate(ids[0], "0").await.text().await.unwrap());
+    assert_eq!(me_with(&app, &rotated).await, 401, "no grace: the old stops at once");
+    assert_eq!(me_with(&app, &newest).await, 200);
+
+    // Revoked: it stops at once.
+    let newest_id = token_ids(&app, "yara")[0];
+    let revoked =
+        browser.post("/account/", &format!("/account/tokens/{newest_id}/revoke/"), &[]).await;
+    assert_eq!(revoked.status(), 302);
+    assert_eq!(me_with(&app, &newest).await, 401);
+
+    // Another user's tokens are not yara's to touch.
+    let zeds = issue_token(&app.pool, "zed", None);
+    let zed_id = token_ids(&app, "zed")[0];
+    for action in ["revoke", "rotate"] {
+        let path = format!("/account/tokens/{zed_id}/{action}/");
+        let answer = browser.post("/account/", &path, &[("grace", "1h")]).await;
+        assert_eq!(answer.status(), 404, "{action}");
+    }
+    assert_eq!(me_with(&app, &zeds).await, 200);
+    assert_eq!(token_ids(&app, "zed").len(), 1);
 }

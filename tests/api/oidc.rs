@@ -303,7 +303,7 @@ async fn a_person_logs_in_with_the_provider_groups_follow_the_claims() {
     let third = client();
     let answer = sign_in(&third, &app, &alice).await;
     assert_eq!(answer.status(), 302);
-    assert_eq!(answer.headers()["location"], "/api/auth/me/", "not staff: not to the admin");
+    assert_eq!(answer.headers()["location"], "/account/", "not staff: to their own page");
     let who = me(&third, &app).await.expect("a session");
     assert_eq!(who["groups"], json!(["local-only"]));
     // Each change in the user's history, by single sign-on.

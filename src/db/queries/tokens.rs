@@ -39,11 +39,32 @@ pub fn token_with_user(conn: &mut Conn, digest: &str) -> Result<Option<(Token, U
         .optional()?)
 }
 
-pub fn touch_token(conn: &mut Conn, token_id: i32) -> Result<(), DbError> {
+pub fn touch_token(conn: &mut Conn, token_id: i32, from: &str) -> Result<(), DbError> {
     diesel::update(authtoken_token::table.find(token_id))
-        .set(authtoken_token::last_used_at.eq(Some(now())))
+        .set((
+            authtoken_token::last_used_at.eq(Some(now())),
+            authtoken_token::last_used_from.eq(Some(from)),
+        ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Sets when a token stops working (a rotation's grace).
+pub fn set_token_expiry(conn: &mut Conn, token_id: i32, at: NaiveDateTime) -> Result<(), DbError> {
+    diesel::update(authtoken_token::table.find(token_id))
+        .set(authtoken_token::expires_at.eq(Some(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A user's tokens, newest first, at most `limit`.
+pub fn tokens_of(conn: &mut Conn, user_id: i32, limit: i64) -> Result<Vec<Token>, DbError> {
+    Ok(authtoken_token::table
+        .filter(authtoken_token::user_id.eq(user_id))
+        .order(authtoken_token::id.desc())
+        .limit(limit)
+        .select(Token::as_select())
+        .load(conn)?)
 }
 
 /// Revokes the token with this prefix; answers whether there was one.

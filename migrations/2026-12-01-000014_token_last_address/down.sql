@@ -1,0 +1,1 @@
+ALTER TABLE authtoken_token DROP COLUMN last_used_from;
