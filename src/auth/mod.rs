@@ -212,28 +212,44 @@ impl AuthState {
     }
 
     /// A JWT bearer: verified (`oidc::Oidc::bearer`), then the user linked
-    /// to its subject or client. A refused JWT counts as a bad token for
-    /// the address's throttle.
+    /// to its subject or client. Kept by its digest until its `exp` (within
+    /// the cache's lifetime, and cleared by any change to who may do what),
+    /// so that a client reusing its JWT pays for one signature check, not
+    /// one per request. A refused JWT counts as a bad token for the
+    /// address's throttle.
     async fn by_jwt(
         &self,
         jwt: &str,
         ip: IpAddr,
     ) -> Result<(Arc<Principal>, Credential), ApiError> {
-        let bearer = match self.oidc.bearer(jwt).await {
-            Ok(bearer) => bearer,
-            Err(oidc::Refused::Provider(why)) => {
-                tracing::warn!("a JWT bearer could not be checked: {why}");
-                return Err(ApiError::ProviderUnavailable);
-            }
-            Err(refused) => {
-                return Err(match self.bad_token(ip).await {
-                    throttled @ ApiError::Throttled(_) => throttled,
-                    _ => ApiError::NotAuthenticated(refused.to_string()),
-                });
+        let digest = token::digest(jwt);
+        let now = chrono::Utc::now().timestamp();
+        let user = match self.cache.jwt(&digest).filter(|(_, exp)| *exp > now) {
+            Some((user, _)) => Some(user),
+            None => {
+                let generation = self.cache.generation();
+                let (bearer, exp) = match self.oidc.bearer(jwt).await {
+                    Ok(verified) => verified,
+                    Err(oidc::Refused::Provider(why)) => {
+                        tracing::warn!("a JWT bearer could not be checked: {why}");
+                        return Err(ApiError::ProviderUnavailable);
+                    }
+                    Err(refused) => {
+                        return Err(match self.bad_token(ip).await {
+                            throttled @ ApiError::Throttled(_) => throttled,
+                            _ => ApiError::NotAuthenticated(refused.to_string()),
+                        });
+                    }
+                };
+                let found =
+                    db::run(&self.pool, move |conn| users::user_of_bearer(conn, &bearer)).await;
+                let user = found.map_err(ApiError::internal)?;
+                if let Some(user) = user {
+                    self.cache.put_jwt(generation, digest, (user, exp));
+                }
+                user
             }
         };
-        let user = db::run(&self.pool, move |conn| users::user_of_bearer(conn, &bearer)).await;
-        let user = user.map_err(ApiError::internal)?;
         let principal = match user {
             Some(id) => self.principal_of(id).await?,
             None => None,

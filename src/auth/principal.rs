@@ -179,6 +179,9 @@ pub struct CachedSession {
 #[derive(Clone)]
 pub struct AuthCache {
     tokens: Cache<String, Arc<TokenAuth>>,
+    /// Verified JWT bearers by digest: their user and `exp` (unix seconds),
+    /// so that a JWT's signature is checked once, not per request.
+    jwts: Cache<String, (i32, i64)>,
     users: Cache<i32, Arc<Principal>>,
     /// Sessions' states by the digest of their key.
     sessions: Cache<String, Arc<CachedSession>>,
@@ -192,6 +195,7 @@ impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             tokens: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            jwts: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             users: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             sessions: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             generation: Arc::default(),
@@ -201,6 +205,7 @@ impl AuthCache {
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.tokens.invalidate_all();
+        self.jwts.invalidate_all();
         self.users.invalidate_all();
         self.sessions.invalidate_all();
     }
@@ -253,6 +258,15 @@ impl AuthCache {
 
     pub fn put_token(&self, generation: u64, digest: String, auth: Arc<TokenAuth>) {
         self.put(&self.tokens, generation, digest, auth);
+    }
+
+    /// A verified JWT's user and `exp`, if cached.
+    pub fn jwt(&self, digest: &str) -> Option<(i32, i64)> {
+        self.jwts.get(digest)
+    }
+
+    pub fn put_jwt(&self, generation: u64, digest: String, user: (i32, i64)) {
+        self.put(&self.jwts, generation, digest, user);
     }
 
     pub fn put_user(&self, generation: u64, id: i32, principal: Arc<Principal>) {

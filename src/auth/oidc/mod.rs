@@ -390,11 +390,12 @@ impl Oidc {
     }
 
     /// Whom a JWT bearer stands for, once verified against `JWT_AUDIENCE`
-    /// and the trusted issuers.
-    pub async fn bearer(&self, token: &str) -> Result<Bearer, Refused> {
+    /// and the trusted issuers, and its `exp` (unix seconds).
+    pub async fn bearer(&self, token: &str) -> Result<(Bearer, i64), Refused> {
         let (audience, issuers) =
             self.bearers.as_ref().ok_or_else(|| refuse("JWT bearers are not accepted here."))?;
         let claims = self.verify(token, audience, issuers).await?;
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
         let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
         let issuer = issuer.trim_end_matches('/').to_owned();
         let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -402,9 +403,9 @@ impl Oidc {
         match (text("sub"), client) {
             // Client credentials: the client is its own subject.
             (sub, Some(client)) if sub.is_none_or(|sub| sub == client) => {
-                Ok(Bearer::Client { issuer, client_id: client.to_owned() })
+                Ok((Bearer::Client { issuer, client_id: client.to_owned() }, exp))
             }
-            (Some(sub), _) => Ok(Bearer::Person { issuer, subject: sub.to_owned() }),
+            (Some(sub), _) => Ok((Bearer::Person { issuer, subject: sub.to_owned() }, exp)),
             (None, _) => Err(refuse("The token names nobody (sub, client_id).")),
         }
     }
