@@ -585,3 +585,20 @@ async fn a_rotated_key_is_fetched_once_and_made_up_keys_fetch_at_a_bounded_rate(
     let fetches = provider.jwks_fetches().await;
     assert!(fetches <= 2 + 5, "{fetches} fetches for 50 made-up keys");
 }
+
+/// A JWT is verified once and then kept, but never past its `exp`.
+#[tokio::test]
+async fn a_kept_jwt_still_expires() {
+    let Some(provider) = &*PROVIDER else { return };
+    let app = app_with(provider, |s| s.identity.jwt_leeway = std::time::Duration::ZERO).await;
+    let hana = unique("hana");
+    linked_user(&app, provider, "hana", queries::PERSON, &hana);
+    let exp = chrono::Utc::now().timestamp() + 2;
+    let jwt = provider.sign(json!({ "sub": hana, "exp": exp })).await;
+    assert_eq!(bearer_status(&app, &jwt).await.0, 200);
+    assert_eq!(bearer_status(&app, &jwt).await.0, 200, "kept");
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (status, detail) = bearer_status(&app, &jwt).await;
+    assert_eq!(status, 401, "{detail}");
+    assert!(detail.contains("expired"), "{detail}");
+}
