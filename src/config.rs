@@ -395,6 +395,11 @@ pub struct Identity {
     #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
     pub jwt_leeway: Duration,
 
+    /// The longest a request to the provider (discovery, keys, the code's
+    /// exchange) may take, its answer's body included.
+    #[arg(long, env = "OIDC_HTTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub oidc_http_timeout: Duration,
+
     /// The shortest interval between two fetches of one issuer's keys (a
     /// token naming an unknown key makes one).
     #[arg(long, env = "JWKS_REFRESH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -422,6 +427,7 @@ impl Default for Identity {
             jwt_issuers: Vec::new(),
             jwt_audience: None,
             jwt_leeway: Duration::from_secs(30),
+            oidc_http_timeout: Duration::from_secs(10),
             jwks_refresh_interval: Duration::from_secs(10),
         }
     }

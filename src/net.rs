@@ -100,10 +100,7 @@ pub fn client_ip(req: &HttpRequest) -> IpAddr {
 /// The host this request was sent to: the `Host` header, or behind a
 /// trusted proxy the first `X-Forwarded-Host` it passes on.
 pub fn request_host(req: &HttpRequest) -> Option<String> {
-    let trusted = req
-        .app_data::<web::Data<TrustedProxies>>()
-        .is_some_and(|t| req.peer_addr().is_some_and(|p| t.contains(p.ip())));
-    let forwarded = trusted
+    let forwarded = from_trusted_proxy(req)
         .then(|| req.headers().get(header::X_FORWARDED_HOST))
         .flatten()
         .and_then(|v| v.to_str().ok())
@@ -111,6 +108,29 @@ pub fn request_host(req: &HttpRequest) -> Option<String> {
         .map(str::trim);
     let host = forwarded.or_else(|| req.headers().get(header::HOST)?.to_str().ok())?;
     Some(host.to_ascii_lowercase())
+}
+
+/// Whether the request's peer is one of `TRUSTED_PROXIES` (whose
+/// forwarding headers are believed).
+fn from_trusted_proxy(req: &HttpRequest) -> bool {
+    req.app_data::<web::Data<TrustedProxies>>()
+        .is_some_and(|t| req.peer_addr().is_some_and(|p| t.contains(p.ip())))
+}
+
+/// The scheme the client used: a trusted proxy's `X-Forwarded-Proto`
+/// (`http` or `https` only), else this listener's.
+pub fn request_scheme(req: &HttpRequest) -> &'static str {
+    let forwarded = from_trusted_proxy(req)
+        .then(|| req.headers().get("x-forwarded-proto"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').next().unwrap_or_default().trim().to_ascii_lowercase());
+    match forwarded.as_deref() {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ if req.app_config().secure() => "https",
+        _ => "http",
+    }
 }
 
 /// Whether `origin` (an `Origin` value, or a `Referer` URL) names `host`

@@ -53,6 +53,9 @@ pub fn login_page(
     Ok(super::html(status, &page))
 }
 
+/// The longest `?next=` followed.
+const MAX_NEXT_LEN: usize = 1024;
+
 #[derive(Deserialize)]
 pub struct Next {
     pub next: Option<String>,
@@ -60,11 +63,14 @@ pub struct Next {
 
 /// `?next=` is honoured for local paths only: one leading `/`, and no
 /// backslash or control character anywhere, since browsers drop tabs and
-/// newlines and read `\\` as `/` (`/\t/evil.example/` is `//evil.example/`).
+/// newlines and read `\\` as `/` (`/\t/evil.example/` is `//evil.example/`);
+/// and short: it is kept in the session through a login (a long one
+/// would make an anonymous visitor's state a database row).
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
-            if n.starts_with('/')
+            if n.len() <= MAX_NEXT_LEN
+                && n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.contains('\\')
                 && !n.chars().any(char::is_control) =>

@@ -24,10 +24,9 @@ const MAX_ERROR_LEN: usize = 100;
 pub async fn start(req: HttpRequest, auth: web::Data<AuthState>, query: web::Query<Next>) -> Reply {
     auth.oidc.display_name().ok_or(AdminError::NotFound)?;
     let next = safe_next(query.next.as_deref());
-    let here = {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    };
+    // Forwarding headers only from `TRUSTED_PROXIES`, as everywhere.
+    let host = crate::net::request_host(&req).unwrap_or_default();
+    let here = format!("{}://{host}", crate::net::request_scheme(&req));
     match auth.oidc.start(&here, next).await {
         Ok((pending, url)) => {
             let session = req.get_session();
@@ -35,7 +34,8 @@ pub async fn start(req: HttpRequest, auth: web::Data<AuthState>, query: web::Que
             redirect(&url)
         }
         Err(err) => {
-            tracing::warn!("single sign-on could not start: {err}");
+            // Said once per failed fetch (`Issuer::metadata`), not per login.
+            tracing::debug!("single sign-on could not start: {err}");
             refused(&req, &auth, next, "The identity provider cannot be reached; try again later.")
         }
     }

@@ -602,3 +602,191 @@ async fn a_kept_jwt_still_expires() {
     assert_eq!(status, 401, "{detail}");
     assert!(detail.contains("expired"), "{detail}");
 }
+
+/// `OIDC_REQUIRE_AMR`: a login the provider does not say was made with a
+/// second factor is refused (the test provider's password login says
+/// none), with no session; `OIDC_REQUIRE_ACR` is asked for as
+/// `acr_values` and checked likewise.
+#[tokio::test]
+async fn a_required_second_factor_at_the_provider_is_checked() {
+    let Some(provider) = &*PROVIDER else { return };
+    let app = app_with(provider, |s| s.identity.oidc_require_amr = vec!["mfa".into()]).await;
+    let ivy = unique("ivy");
+    provider.account(&ivy, json!({})).await;
+    let browser = client();
+    let answer = sign_in(&browser, &app, &ivy).await;
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.unwrap().contains("strongly enough (amr)"));
+    assert!(me(&browser, &app).await.is_none());
+
+    let app = app_with(provider, |s| s.identity.oidc_require_acr = vec!["gold".into()]).await;
+    let browser = client();
+    let asked = to_callback(&browser, &app, &ivy, |url| {
+        assert!(url.contains("acr_values=gold"), "{url}");
+        url
+    })
+    .await;
+    let answer = browser.get(asked).sent().await;
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.unwrap().contains("strongly enough (acr)"));
+}
+
+/// A provider that accepts connections (counting them) and answers each
+/// with headers at once, then its body a byte every half second: one that
+/// is down in the worst way.
+async fn trickling_provider() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (listener, url) = crate::helpers::listener().await;
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    crate::helpers::serve_each(listener, move |mut stream| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let start = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{";
+            if stream.write_all(start.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..200 {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if stream.write_all(b" ").await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (url, accepted)
+}
+
+/// A provider that trickles its answers is given up on within
+/// `OIDC_HTTP_TIMEOUT`, and a flood of logins while it is so costs it one
+/// connection (one fetch at a time, then none for a while), not one each.
+#[tokio::test]
+async fn a_stalling_provider_is_given_up_on_and_not_flooded() {
+    let (issuer, accepted) = trickling_provider().await;
+    let app = spawn_app_with(|s| {
+        let identity = &mut s.identity;
+        identity.oidc_issuer = Some(issuer.clone());
+        identity.oidc_client_id = Some(CLIENT_ID.into());
+        identity.oidc_client_secret = Some(CLIENT_SECRET.into());
+        identity.jwt_audience = Some(AUDIENCE.into());
+        identity.oidc_http_timeout = std::time::Duration::from_secs(1);
+        identity.jwks_refresh_interval = std::time::Duration::from_secs(30);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let logins = (0..40).map(|_| {
+        let url = format!("{}/admin/oidc/login/", app.address);
+        async move { client().get(url).sent().await.status() }
+    });
+    let statuses = futures_util::future::join_all(logins).await;
+    assert!(statuses.iter().all(|s| *s == 403), "{statuses:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(connections <= 2, "{connections} connections to the provider for 40 logins");
+    // A JWT bearer of that issuer is told the provider is away (503), at once.
+    let jwt = forged(json!({ "alg": "RS256", "kid": "k" }), json!({ "iss": issuer }), |_| vec![1]);
+    let started = std::time::Instant::now();
+    let answer = client_with_authorization(&format!("Bearer {jwt}"))
+        .get(format!("{}/api/auth/me/", app.address))
+        .sent()
+        .await;
+    assert_eq!(answer.status(), 503);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // Other traffic is served meanwhile.
+    assert_eq!(app.client.get(format!("{}/api/auth/me/", app.address)).sent_status().await, 200);
+}
+
+/// What an anonymous visitor starts is kept in its cookie, not in a row:
+/// a long `next` is not followed (nor kept), and the callback URL is this
+/// server's own, whatever forwarding headers an untrusted client sends.
+#[tokio::test]
+async fn starting_a_login_stores_nothing_and_names_this_server() {
+    let Some(provider) = &*PROVIDER else { return };
+    let app = app_with(provider, |_| {}).await;
+    let rows = || {
+        use diesel::prelude::*;
+        let mut conn = app.conn();
+        lbasedb_proxy::db::schema::session::table.count().get_result::<i64>(&mut conn).unwrap()
+    };
+    let before = rows();
+    let long = format!("/admin/{}", "a".repeat(5000));
+    for _ in 0..20 {
+        let answer = client()
+            .get(format!("{}/admin/oidc/login/", app.address))
+            .query(&[("next", &long)])
+            .header("x-forwarded-host", "attacker.example")
+            .header("x-forwarded-proto", "gopher")
+            .header("forwarded", "host=attacker.example;proto=https")
+            .sent()
+            .await;
+        assert_eq!(answer.status(), 302);
+        let to = answer.headers()["location"].to_str().unwrap().to_owned();
+        let redirect_uri: String = form_urlencoded::parse(to.split_once('?').unwrap().1.as_bytes())
+            .find(|(k, _)| k == "redirect_uri")
+            .unwrap()
+            .1
+            .into_owned();
+        assert_eq!(redirect_uri, format!("{}/admin/oidc/callback/", app.address));
+    }
+    assert_eq!(rows(), before, "no session row for an anonymous start");
+}
+
+/// A person is never taken for a client: a token that says an end user
+/// logged in, or whose subject is a linked person, is that person's; and a
+/// client's id is no subject to log in with.
+#[tokio::test]
+async fn a_client_link_is_not_a_persons_way_in() {
+    let Some(provider) = &*PROVIDER else { return };
+    let app = app_with(provider, |_| {}).await;
+    let client_id = unique("svc-client");
+    linked_user(&app, provider, "svc", queries::CLIENT, &client_id);
+    let as_client = provider.sign(json!({ "sub": client_id, "client_id": client_id })).await;
+    let me: Value = client_with_authorization(&format!("Bearer {as_client}"))
+        .get(format!("{}/api/auth/me/", app.address))
+        .sent_json()
+        .await;
+    assert_eq!(me["username"], "svc", "client credentials");
+    let now = chrono::Utc::now().timestamp();
+    let as_person =
+        provider.sign(json!({ "sub": client_id, "client_id": client_id, "auth_time": now })).await;
+    let (status, detail) = bearer_status(&app, &as_person).await;
+    assert_eq!(status, 401, "an end user's token is no client's: {detail}");
+    // Nor may a person whose subject is that client id log in.
+    provider.account(&client_id, json!({})).await;
+    let browser = client();
+    let answer = sign_in(&browser, &app, &client_id).await;
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.unwrap().contains("identity is a service"));
+    // A person linked with a subject equal to the client id is that person.
+    linked_user(&app, provider, "svc-owner", queries::PERSON, &client_id);
+    let me: Value = client_with_authorization(&format!("Bearer {as_client}"))
+        .get(format!("{}/api/auth/me/", app.address))
+        .sent_json()
+        .await;
+    assert_eq!(me["username"], "svc-owner", "a person's subject first");
+}
+
+/// An email the provider has not verified names no new user (and is not
+/// kept); one it vouches for may.
+#[tokio::test]
+async fn an_unverified_email_is_no_username() {
+    let Some(provider) = &*PROVIDER else { return };
+    let app = app_with(provider, |s| s.identity.oidc_username_claim = "email".into()).await;
+    let eve = unique("eve");
+    let ceo = format!("ceo-{eve}@corp.example");
+    provider.account(&eve, json!({ "email": ceo, "email_verified": false })).await;
+    assert_eq!(sign_in(&client(), &app, &eve).await.status(), 302);
+    let mut conn = app.conn();
+    assert!(queries::user_by_username(&mut conn, &ceo).unwrap().is_none());
+    let made = queries::user_by_username(&mut conn, &eve).unwrap().expect("named by sub");
+    assert_eq!(made.email, "", "an unverified address is not kept");
+    drop(conn);
+    let real = unique("real-ceo");
+    let owned = format!("owner-{real}@corp.example");
+    provider.account(&real, json!({ "email": owned, "email_verified": true })).await;
+    assert_eq!(sign_in(&client(), &app, &real).await.status(), 302);
+    let made = queries::user_by_username(&mut app.conn(), &owned).unwrap().expect("by email");
+    assert_eq!(made.email, owned);
+}

@@ -65,7 +65,7 @@ function configuration() {
     claims: {
       openid: ['sub'],
       profile: ['preferred_username', 'name'],
-      email: ['email'],
+      email: ['email', 'email_verified'],
       groups: ['groups'],
     },
     // The ID token carries the claims of the scopes granted, as Keycloak's

@@ -24,9 +24,8 @@ const MAX_DOCUMENT: usize = 256 * 1024;
 /// Keys kept per issuer: providers publish a handful.
 const MAX_KEYS: usize = 100;
 
-/// Connect and whole-answer time limits for the provider.
+/// The connect time limit for the provider (within `OIDC_HTTP_TIMEOUT`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Metadata {
@@ -34,6 +33,13 @@ pub struct Metadata {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
+}
+
+/// The discovery document as last fetched, and when a fetch last failed.
+#[derive(Default)]
+struct Discovered {
+    document: Option<(Arc<Metadata>, Instant)>,
+    failed: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -46,7 +52,12 @@ struct Key {
 pub struct Issuer {
     url: String,
     min_refresh: Duration,
-    metadata: RwLock<Option<(Arc<Metadata>, Instant)>>,
+    /// `OIDC_HTTP_TIMEOUT`: each exchange with the provider, whole.
+    timeout: Duration,
+    metadata: RwLock<Discovered>,
+    /// Held while the discovery document is fetched: one fetch serves every
+    /// request waiting for it (a flood of logins opens one connection).
+    discovering: tokio::sync::Mutex<()>,
     keys: RwLock<Arc<HashMap<String, Key>>>,
     /// When keys were last fetched; held while fetching, so that one fetch
     /// serves every request waiting on it.
@@ -54,11 +65,13 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    pub fn new(url: String, min_refresh: Duration) -> Self {
+    pub fn new(url: String, min_refresh: Duration, timeout: Duration) -> Self {
         Self {
             url,
             min_refresh,
+            timeout,
             metadata: RwLock::default(),
+            discovering: tokio::sync::Mutex::default(),
             keys: RwLock::default(),
             fetched: tokio::sync::Mutex::default(),
         }
@@ -69,25 +82,62 @@ impl Issuer {
         &self.url
     }
 
-    /// The discovery document, fetched at most once per `METADATA_TTL`.
+    /// The discovery document, fetched at most once per `METADATA_TTL`,
+    /// one fetch at a time. After a failed fetch none is tried for
+    /// `JWKS_REFRESH_INTERVAL` (the provider is down: requests are refused
+    /// at once, not each with a connection of its own), and a document
+    /// fetched before is used while the provider cannot give a new one.
     pub async fn metadata(&self) -> Result<Arc<Metadata>, Refused> {
-        if let Some((meta, at)) = &*self.metadata.read().unwrap_or_else(|e| e.into_inner())
-            && at.elapsed() < METADATA_TTL
-        {
-            return Ok(meta.clone());
+        if let Some(document) = self.known_metadata()? {
+            return Ok(document);
+        }
+        let _one = self.discovering.lock().await;
+        if let Some(document) = self.known_metadata()? {
+            return Ok(document);
         }
         let url = format!("{}/.well-known/openid-configuration", self.url);
-        let meta: Metadata = get_json(&url).await?;
-        if meta.issuer.trim_end_matches('/') != self.url {
-            return Err(Refused::Provider(format!(
-                "its discovery document names another issuer, {:?}",
-                meta.issuer
-            )));
+        let fetched = get_json::<Metadata>(&url, self.timeout).await.and_then(|meta| {
+            if meta.issuer.trim_end_matches('/') == self.url {
+                Ok(Arc::new(meta))
+            } else {
+                Err(Refused::Provider(format!(
+                    "its discovery document names another issuer, {:?}",
+                    meta.issuer
+                )))
+            }
+        });
+        let mut state = self.metadata.write().unwrap_or_else(|e| e.into_inner());
+        match fetched {
+            Ok(document) => {
+                *state =
+                    Discovered { document: Some((document.clone(), Instant::now())), failed: None };
+                Ok(document)
+            }
+            Err(err) => {
+                tracing::warn!("the OpenID provider {} could not be read: {err}", self.url);
+                state.failed = Some(Instant::now());
+                match &state.document {
+                    Some((stale, _)) => Ok(stale.clone()),
+                    None => Err(err),
+                }
+            }
         }
-        let meta = Arc::new(meta);
-        *self.metadata.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((meta.clone(), Instant::now()));
-        Ok(meta)
+    }
+
+    /// The document if it is fresh; an error if a fetch failed lately
+    /// (the stale document, if there is one, serves meanwhile).
+    fn known_metadata(&self) -> Result<Option<Arc<Metadata>>, Refused> {
+        let state = self.metadata.read().unwrap_or_else(|e| e.into_inner());
+        let recent_failure = state.failed.is_some_and(|at| at.elapsed() < self.min_refresh);
+        match &state.document {
+            Some((document, at)) if at.elapsed() < METADATA_TTL || recent_failure => {
+                Ok(Some(document.clone()))
+            }
+            None if recent_failure => {
+                Err(Refused::Provider("it could not be reached just now; retry shortly".into()))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The key that signed a token with this `kid` and `alg`: from the
@@ -106,7 +156,7 @@ impl Issuer {
         }
         *fetched = Some(Instant::now());
         let meta = self.metadata().await?;
-        let set: JwkSet = get_json(&meta.jwks_uri).await?;
+        let set: JwkSet = get_json(&meta.jwks_uri, self.timeout).await?;
         let keys = usable(&set);
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         drop(fetched);
@@ -193,31 +243,55 @@ fn tls() -> Result<openssl::ssl::SslConnector, Refused> {
     .map_err(Refused::Provider)
 }
 
-fn client() -> Result<awc::Client, Refused> {
-    let connector = awc::Connector::new().openssl(tls()?).timeout(CONNECT_TIMEOUT);
-    Ok(awc::Client::builder().connector(connector).timeout(TIMEOUT).disable_redirects().finish())
+fn client(timeout: Duration) -> Result<awc::Client, Refused> {
+    let connect = CONNECT_TIMEOUT.min(timeout);
+    let connector = awc::Connector::new().openssl(tls()?).timeout(connect);
+    Ok(awc::Client::builder().connector(connector).timeout(timeout).disable_redirects().finish())
 }
 
-pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, Refused> {
-    let answer = client()?.get(url).insert_header(("Accept", "application/json")).send().await;
-    read_json(url, answer).await
-}
-
-/// A form POST with the client's id and secret as HTTP Basic
-/// (`client_secret_basic`, each part form-encoded as RFC 6749 says).
-pub async fn post_form<T: DeserializeOwned>(
+/// `exchange` within `timeout` (`OIDC_HTTP_TIMEOUT`), the answer's body included: a provider
+/// that trickles its answer is given up on, not waited for.
+async fn within<T>(
     url: &str,
-    form: &[(&str, &str)],
-    (id, secret): (&str, &str),
+    timeout: Duration,
+    exchange: impl Future<Output = Result<T, Refused>>,
 ) -> Result<T, Refused> {
-    let encode = |part: &str| form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
-    let answer = client()?
-        .post(url)
-        .basic_auth(encode(id), encode(secret))
-        .insert_header(("Accept", "application/json"))
-        .send_form(&form)
-        .await;
-    read_json(url, answer).await
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+        Err(Refused::Provider(format!("{url}: no whole answer within {timeout:?}")))
+    })
+}
+
+async fn get_json<T: DeserializeOwned>(url: &str, timeout: Duration) -> Result<T, Refused> {
+    within(url, timeout, async {
+        let request = client(timeout)?.get(url).insert_header(("Accept", "application/json"));
+        read_json(url, request.send().await).await
+    })
+    .await
+}
+
+impl Issuer {
+    /// A form POST to this provider with the client's id and secret as
+    /// HTTP Basic (`client_secret_basic`, each part form-encoded as RFC 6749
+    /// says).
+    pub async fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        (id, secret): (&str, &str),
+    ) -> Result<T, Refused> {
+        let encode =
+            |part: &str| form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
+        within(url, self.timeout, async {
+            let answer = client(self.timeout)?
+                .post(url)
+                .basic_auth(encode(id), encode(secret))
+                .insert_header(("Accept", "application/json"))
+                .send_form(&form)
+                .await;
+            read_json(url, answer).await
+        })
+        .await
+    }
 }
 
 async fn read_json<T: DeserializeOwned, S>(

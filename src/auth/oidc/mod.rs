@@ -36,6 +36,10 @@ pub const ALGORITHMS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algo
 /// any decoding.
 pub const MAX_JWT_LEN: usize = 16 * 1024;
 
+/// Claims of a token made for an end user's login: such a token is never
+/// taken as a client acting for itself.
+const END_USER_CLAIMS: [&str; 5] = ["auth_time", "sid", "nonce", "acr", "amr"];
+
 /// A login started and not finished is forgotten after this.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -165,7 +169,7 @@ impl Oidc {
     /// Checks the settings together; a half-configured provider is an
     /// error at start, not at the first login.
     pub fn new(settings: &Settings) -> Result<Self, String> {
-        let refresh = settings.jwks_refresh_interval;
+        let (refresh, timeout) = (settings.jwks_refresh_interval, settings.oidc_http_timeout);
         let mut issuers: HashMap<String, Arc<Issuer>> = HashMap::new();
         let mut issuer = |url: &str| -> Result<Arc<Issuer>, String> {
             let url = url.trim().trim_end_matches('/').to_owned();
@@ -174,7 +178,7 @@ impl Oidc {
             }
             Ok(issuers
                 .entry(url.clone())
-                .or_insert_with(|| Arc::new(Issuer::new(url, refresh)))
+                .or_insert_with(|| Arc::new(Issuer::new(url, refresh, timeout)))
                 .clone())
         };
         let login = match &settings.oidc_issuer {
@@ -317,9 +321,9 @@ impl Oidc {
             ("redirect_uri", &pending.redirect_uri),
             ("code_verifier", &pending.verifier),
         ];
+        let client = (login.client_id.as_str(), login.client_secret.as_str());
         let answer: TokenAnswer =
-            keys::post_form(&meta.token_endpoint, &form, (&login.client_id, &login.client_secret))
-                .await?;
+            login.issuer.post_form(&meta.token_endpoint, &form, client).await?;
         let claims = self
             .verify(&answer.id_token, &login.client_id, std::slice::from_ref(&login.issuer))
             .await?;
@@ -361,12 +365,22 @@ impl Oidc {
             .filter(|sub| !sub.is_empty() && sub.len() <= 255)
             .ok_or_else(|| refuse("The ID token names nobody (sub)."))?;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        // An address the provider says it has not verified is anyone's to
+        // type: never a username, never kept. One it vouches for may name a
+        // new user; one it says nothing of (Entra ID's) is kept as the
+        // user's email only.
+        let verified = claims.get("email_verified").and_then(Value::as_bool);
+        let email = text("email").filter(|_| verified != Some(false));
+        let vouched = |name: &str| match name {
+            "email" => email.clone().filter(|_| verified == Some(true)),
+            other => text(other),
+        };
         let claimed = string_list(claims.get(&self.groups_claim));
         let mut person = Person {
             issuer: issuer.to_owned(),
             subject: subject.to_owned(),
-            username: text(&self.username_claim).or_else(|| text("email")),
-            email: text("email").unwrap_or_default(),
+            username: vouched(&self.username_claim).or_else(|| vouched("email")),
+            email: email.unwrap_or_default(),
             groups: BTreeSet::new(),
             managed: BTreeSet::new(),
             staff: false,
@@ -400,9 +414,12 @@ impl Oidc {
         let issuer = issuer.trim_end_matches('/').to_owned();
         let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
         let client = text("client_id").or_else(|| text("azp"));
+        // A token that says how an end user authenticated is a person's,
+        // whatever its `sub`.
+        let end_user = END_USER_CLAIMS.iter().any(|claim| claims.contains_key(*claim));
         match (text("sub"), client) {
             // Client credentials: the client is its own subject.
-            (sub, Some(client)) if sub.is_none_or(|sub| sub == client) => {
+            (sub, Some(client)) if !end_user && sub.is_none_or(|sub| sub == client) => {
                 Ok((Bearer::Client { issuer, client_id: client.to_owned() }, exp))
             }
             (Some(sub), _) => Ok((Bearer::Person { issuer, subject: sub.to_owned() }, exp)),

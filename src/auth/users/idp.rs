@@ -22,6 +22,13 @@ pub fn sign_in(
     create: bool,
 ) -> Result<User, ServiceError> {
     conn.write_transaction(|conn| {
+        // A subject that is a service's client id is no person's to log in
+        // with (nor to be made a user for).
+        if queries::user_by_identity(conn, &person.issuer, queries::CLIENT, &person.subject)?
+            .is_some()
+        {
+            return Err(no_entry("This identity is a service's; it cannot log in here."));
+        }
         let linked =
             queries::user_by_identity(conn, &person.issuer, queries::PERSON, &person.subject)?;
         let user = match linked {
@@ -149,11 +156,20 @@ pub fn user_of_bearer(
     bearer: &crate::auth::oidc::Bearer,
 ) -> Result<Option<i32>, ServiceError> {
     use crate::auth::oidc::Bearer;
-    let (issuer, kind, subject) = match bearer {
-        Bearer::Person { issuer, subject } => (issuer, queries::PERSON, subject),
-        Bearer::Client { issuer, client_id } => (issuer, queries::CLIENT, client_id),
-    };
-    Ok(queries::user_by_identity(conn, issuer, kind, subject)?)
+    match bearer {
+        Bearer::Person { issuer, subject } => {
+            Ok(queries::user_by_identity(conn, issuer, queries::PERSON, subject)?)
+        }
+        // A person linked with that subject is that person: a `sub` names
+        // someone before a client id does (at a provider where people may
+        // have a subject equal to a client's id).
+        Bearer::Client { issuer, client_id } => {
+            match queries::user_by_identity(conn, issuer, queries::PERSON, client_id)? {
+                Some(person) => Ok(Some(person)),
+                None => Ok(queries::user_by_identity(conn, issuer, queries::CLIENT, client_id)?),
+            }
+        }
+    }
 }
 
 /// Links a user to a person or client at a provider (the command line's
