@@ -149,6 +149,7 @@ async fn everyone_manages_their_own_tokens_on_the_account_page() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("lbasedb.view_data=xy") && page.contains("Two-factor login: off"));
     assert_eq!(browser.get("/admin/").await.0, 302, "not staff: no admin");
+    assert_eq!(browser.get("/admin/password_change/").await.0, 200, "but their own password");
 
     // A token keeping one of what yara holds.
     let made = browser
