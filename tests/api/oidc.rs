@@ -358,6 +358,21 @@ async fn a_local_user_with_the_same_name_is_never_taken_over() {
     let local = queries::user_by_username(&mut conn, &carol).unwrap().unwrap();
     assert!(!local.is_superuser, "carol is as she was");
     assert!(queries::identities_of(&mut conn, local.id).unwrap().is_empty());
+    // Nor by a lookalike of her name (NFKC, as Django normalises).
+    let fullwidth: String = carol
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                char::from_u32(c as u32 - 0x61 + 0xFF41).unwrap()
+            } else {
+                c
+            }
+        })
+        .collect();
+    provider.account(&format!("{carol}-wide"), json!({ "preferred_username": fullwidth })).await;
+    let answer = sign_in(&client(), &app, &format!("{carol}-wide")).await;
+    assert_eq!(answer.status(), 403, "{fullwidth}");
+    assert!(queries::user_by_username(&mut conn, &fullwidth).unwrap().is_none());
     // Her password still works.
     let (_, login) = log_in(&app, &carol, USER_PASSWORD).await;
     assert_eq!(login.status(), 302);

@@ -52,7 +52,10 @@ pub fn sign_in(
 /// A new user for a person never seen: named by the username claim, with
 /// no usable password (Django's `!` form), never in place of a local user.
 fn make_user(conn: &mut DbConnection, person: &Person) -> Result<User, ServiceError> {
-    let username = person.username.as_deref().unwrap_or(&person.subject).to_owned();
+    // NFKC, as Django's `normalize_username`: `ａｄｍｉｎ` is `admin` (and so
+    // refused below when a local `admin` exists), not a lookalike account.
+    use unicode_normalization::UnicodeNormalization;
+    let username: String = person.username.as_deref().unwrap_or(&person.subject).nfkc().collect();
     validate_username(&username).map_err(|_| {
         no_entry(format!(
             "The provider's username {:?} cannot be a username here; ask an administrator.",
