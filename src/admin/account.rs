@@ -249,16 +249,26 @@ pub async fn password_change(
     CsrfForm(form): CsrfForm<PasswordChangeForm>,
     session: Session,
 ) -> Reply {
+    csrf::check_same_origin(staff.request()).map_err(|_| AdminError::Csrf)?;
     let user_id = staff.principal.user_id;
     let user = db::run(&staff.auth.pool, move |conn| queries::user_by_id(conn, user_id))
         .await?
         .ok_or(AdminError::NotFound)?;
-    let (old, stored) = (form.old_password.clone(), user.password.clone());
-    let ip = crate::net::client_ip(staff.request());
-    let old_ok = staff.auth.hasher.admit(ip)?.verify(old, Some(stored)).await?;
+    // Checked as a login is (throttled per account and address): a
+    // session, perhaps a stolen one, is no oracle for the password.
+    let checked =
+        check_credentials(&staff.auth, staff.request(), &user.username, &form.old_password).await;
     let mut errors = Vec::new();
-    if !old_ok {
-        errors.push("Your old password was entered incorrectly. Please enter it again.".to_owned());
+    match checked {
+        Ok(_) => {}
+        Err(AuthError::BadCredentials) => errors
+            .push("Your old password was entered incorrectly. Please enter it again.".to_owned()),
+        Err(AuthError::Throttled(wait)) => errors.push(format!(
+            "Too many wrong passwords. Try again in {} seconds.",
+            wait.as_secs().max(1)
+        )),
+        Err(err @ AuthError::PasswordLoginOff) => errors.push(err.to_string()),
+        Err(other) => return Err(AdminError::Internal(other.into())),
     }
     if form.new_password1 != form.new_password2 {
         errors.push("The two password fields didn’t match.".to_owned());

@@ -18,6 +18,17 @@ use crate::db::{self, queries};
 /// The session's key for a password accepted and a code awaited.
 const PENDING: &str = "2fa_pending";
 
+/// The session's key for an enrolment under way: its secret lives here
+/// alone until a code from it is confirmed, so that no other session (a
+/// thief's, or one that knows only the password) ever sees it.
+const ENROLLING: &str = "2fa_enrolling";
+
+#[derive(Serialize, Deserialize)]
+struct Enrolling {
+    user_id: i32,
+    secret: String,
+}
+
 /// How long the code may take after the password.
 const PENDING_FOR: i64 = 300;
 
@@ -50,6 +61,9 @@ struct Page<'a> {
 pub struct CodeForm {
     code: String,
     action: String,
+    /// The account's password, to start an enrolment (a session alone,
+    /// perhaps a stolen one, may not put a device on the account).
+    password: String,
 }
 
 /// After a right password: a session at once, or the code first (or the
@@ -87,22 +101,24 @@ fn layout(req: &HttpRequest, user: Option<&str>) -> Result<Layout, AdminError> {
     Ok(Layout { user: user.map(str::to_owned), csrf: csrf::token(req)?, ..Layout::default() })
 }
 
-/// The enrolment's page: a secret not yet confirmed (made if there is
-/// none), as a QR code and as text.
-async fn enrol_page(
+/// The enrolment's page: this session's secret for `user` (a new one when
+/// `fresh` or when it has none), as a QR code and as text.
+fn enrol_page(
     req: &HttpRequest,
-    auth: &AuthState,
     user: &User,
     action: &'static str,
     error: Option<String>,
+    fresh: bool,
 ) -> Reply {
-    let user_id = user.id;
-    let pending = db::run(&auth.pool, move |conn| queries::totp_of(conn, user_id)).await?;
-    let secret = match pending.filter(|t| t.confirmed_at.is_none()) {
-        Some(pending) => pending.secret,
+    let session = req.get_session();
+    let kept = session.get::<Enrolling>(ENROLLING).ok().flatten();
+    let secret = match kept.filter(|e| e.user_id == user.id && !fresh) {
+        Some(enrolling) => enrolling.secret,
         None => {
-            let user_id = user.id;
-            db::run(&auth.pool, move |conn| users::start_two_factor(conn, user_id)).await?
+            let secret = totp::new_secret();
+            let enrolling = Enrolling { user_id: user.id, secret: secret.clone() };
+            session.insert(ENROLLING, &enrolling).map_err(|e| AdminError::Internal(e.into()))?;
+            secret
         }
     };
     let (_, qr) = totp::provisioning(&secret, &user.username)
@@ -131,11 +147,10 @@ pub async fn login_step_form(req: HttpRequest, auth: web::Data<AuthState>) -> Re
     let Some((_, user)) = pending_user(&req, &auth).await? else {
         return redirect(registry::LOGIN);
     };
-    let user_id = user.id;
-    if db::run(&auth.pool, move |conn| users::has_two_factor(conn, user_id)).await? {
+    if on(&auth, &user).await? {
         code_page(&req, None)
     } else {
-        enrol_page(&req, &auth, &user, registry::LOGIN_2FA, None).await
+        enrol_page(&req, &user, registry::LOGIN_2FA, None, false)
     }
 }
 
@@ -148,8 +163,7 @@ pub async fn login_step(
         return redirect(registry::LOGIN);
     };
     csrf::check_same_origin(&req).map_err(|_| AdminError::Csrf)?;
-    let user_id = user.id;
-    if db::run(&auth.pool, move |conn| users::has_two_factor(conn, user_id)).await? {
+    if on(&auth, &user).await? {
         return match login::check_code(&auth, &req, &user, form.code).await {
             Ok(()) => {
                 req.get_session().remove(PENDING);
@@ -168,7 +182,7 @@ pub async fn login_step(
             let layout = layout(&req, Some(&user.username))?;
             ok(&Page { layout, mode: "codes", codes, next: pending.next, ..Page::default() })
         }
-        Err(err) => enrol_page(&req, &auth, &user, registry::LOGIN_2FA, Some(said(err)?)).await,
+        Err(err) => enrol_page(&req, &user, registry::LOGIN_2FA, Some(said(err)?), false),
     }
 }
 
@@ -181,17 +195,31 @@ fn right<T>(checked: Result<T, users::ServiceError>) -> Result<Option<T>, users:
     }
 }
 
+/// Confirms this session's enrolment with `code`; its secret is then
+/// forgotten by the session.
 async fn confirm(
     req: &HttpRequest,
     auth: &AuthState,
     user: &User,
     code: String,
 ) -> Result<Vec<String>, AuthError> {
+    let session = req.get_session();
+    let enrolling = session.get::<Enrolling>(ENROLLING).ok().flatten();
+    let Some(enrolling) = enrolling.filter(|e| e.user_id == user.id) else {
+        return Err(AuthError::SecondFactorWrong);
+    };
     let who = user.clone();
-    login::throttled_code(auth, req, user, move |conn| {
-        right(users::confirm_two_factor(conn, &who, &code))
+    let codes = login::throttled_code(auth, req, user, move |conn| {
+        right(users::confirm_two_factor(conn, &who, &enrolling.secret, &code))
     })
-    .await
+    .await?;
+    session.remove(ENROLLING);
+    Ok(codes)
+}
+
+async fn on(auth: &AuthState, user: &User) -> Result<bool, AdminError> {
+    let user_id = user.id;
+    Ok(db::run(&auth.pool, move |conn| users::has_two_factor(conn, user_id)).await?)
 }
 
 /// The signed-in user's record (for the history's writes).
@@ -242,10 +270,26 @@ pub async fn manage(req: HttpRequest, member: Member, CsrfForm(form): CsrfForm<C
         ok(&Page { layout, mode: "codes", codes, next, ..Page::default() })
     };
     match form.action.as_str() {
-        "start" => enrol_page(&req, &auth, &user, action, None).await,
+        "start" => {
+            match login::check_credentials(&auth, &req, &user.username, &form.password).await {
+                Ok(_) if on(&auth, &user).await? => {
+                    let said = "Two-factor login is on already; turn it off first.".to_owned();
+                    manage_page(&req, &auth, &user, Some(said)).await
+                }
+                Ok(_) => enrol_page(&req, &user, action, None, true),
+                Err(AuthError::BadCredentials) => {
+                    let said = "Your password was entered incorrectly.".to_owned();
+                    manage_page(&req, &auth, &user, Some(said)).await
+                }
+                Err(err @ AuthError::PasswordLoginOff) => {
+                    manage_page(&req, &auth, &user, Some(err.to_string())).await
+                }
+                Err(err) => manage_page(&req, &auth, &user, Some(said(err)?)).await,
+            }
+        }
         "confirm" => match confirm(&req, &auth, &user, form.code).await {
             Ok(codes) => codes_page(codes),
-            Err(err) => enrol_page(&req, &auth, &user, action, Some(said(err)?)).await,
+            Err(err) => enrol_page(&req, &user, action, Some(said(err)?), false),
         },
         "codes" => {
             let who = user.clone();

@@ -3,6 +3,8 @@
 
 use actix_identity::Identity;
 use actix_session::SessionExt;
+use std::net::IpAddr;
+
 use actix_web::{HttpMessage, HttpRequest};
 
 use super::{AuthError, AuthState, client_ip, csrf, password, users};
@@ -92,8 +94,9 @@ pub async fn check_second_factor(
 }
 
 /// Checks a second-factor code for `user`: `check` answers what a right
-/// code gives (`None`: wrong or used). Throttled per account and address,
-/// on a count apart from the password's (which a right password clears).
+/// code gives (`None`: wrong or used). Throttled per account (from every
+/// address together) on a count apart from the password's, which a right
+/// password does not clear, and per address as passwords are.
 pub async fn throttled_code<T: Send + 'static>(
     state: &AuthState,
     req: &HttpRequest,
@@ -101,11 +104,17 @@ pub async fn throttled_code<T: Send + 'static>(
     check: impl FnOnce(&mut DbConnection) -> Result<Option<T>, users::ServiceError> + Send + 'static,
 ) -> Result<T, AuthError> {
     let ip = client_ip(req);
+    // The address's own limit first, as for passwords: past it, no code is
+    // checked for any account.
+    state.throttle.login_address_refused(ip).map_err(AuthError::Throttled)?;
+    // Counted per account, whatever the address: six digits cannot bear a
+    // count per address (a /48 of IPv6 is 65,536 of them).
     let counted = format!("{}\u{0}2fa", user.username);
-    state.throttle.attempt_login(&counted, ip).await?.map_err(AuthError::Throttled)?;
+    let anywhere = IpAddr::from([0, 0, 0, 0]);
+    state.throttle.attempt_login(&counted, anywhere).await?.map_err(AuthError::Throttled)?;
     match db::run(&state.pool, check).await? {
         Some(given) => {
-            state.throttle.succeed_login(&counted, ip).await?;
+            state.throttle.succeed_login(&counted, anywhere).await?;
             Ok(given)
         }
         None => {

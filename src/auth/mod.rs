@@ -183,7 +183,7 @@ impl AuthState {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let (principal, credential) = match parse_authorization(value.as_bytes())? {
                 Presented::Key(key) if oidc::looks_like_jwt(key) && self.oidc.takes_bearers() => {
-                    self.by_jwt(key, client_ip(req)).await?
+                    self.by_jwt(key, req).await?
                 }
                 Presented::Key(key) => self.by_token(key, client_ip(req)).await?,
                 Presented::Basic { username, key } => {
@@ -220,8 +220,9 @@ impl AuthState {
     async fn by_jwt(
         &self,
         jwt: &str,
-        ip: IpAddr,
+        req: &HttpRequest,
     ) -> Result<(Arc<Principal>, Credential), ApiError> {
+        let ip = client_ip(req);
         let digest = token::digest(jwt);
         let now = chrono::Utc::now().timestamp();
         let user = match self.cache.jwt(&digest).filter(|(_, exp)| *exp > now) {

@@ -19,7 +19,7 @@ pub use records::{
 };
 pub use two_factor::{
     check_second_factor, confirm_two_factor, has_two_factor, renew_recovery_codes,
-    reset_two_factor, start_two_factor, turn_off_two_factor,
+    reset_two_factor, turn_off_two_factor,
 };
 
 use super::grant::Grant;

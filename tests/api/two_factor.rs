@@ -69,7 +69,8 @@ async fn enrol(browser: &Browser) -> (String, String, Vec<String>) {
     let (status, page) = browser.get("/account/2fa/").await;
     assert_eq!(status, 200);
     assert!(page.contains("is <strong>off</strong>"));
-    let started = browser.submit("/account/2fa/", &[("action", "start")]).await;
+    let fields = [("action", "start"), ("password", USER_PASSWORD)];
+    let started = browser.submit("/account/2fa/", &fields).await;
     let page = started.text().await.unwrap();
     assert!(page.contains("<svg"), "a QR code");
     let secret = between(&page, r#"id="totp-secret">"#, "<").to_owned();
@@ -237,4 +238,132 @@ async fn turning_it_off_needs_a_code_and_2fa_reset_clears_a_lost_device() {
     assert_eq!(answer.headers()["location"], "/admin/");
     let history = app.run_ok(&["2fa", "reset", "xena"]);
     assert!(history.contains("nothing changed"));
+}
+
+/// The secret of an enrolment is its session's alone: another session of
+/// the account (a thief's, or one that knows only the password) never sees
+/// it, and starting needs the password, not only a session.
+#[tokio::test]
+async fn an_enrolment_secret_is_never_shown_to_another_session() {
+    let app = spawn_app_with(|s| s.require_2fa = "staff".parse().unwrap()).await;
+    create_user(&app.pool, spec("yves"));
+    let (thief, _) = password(&app, "yves", "/account/2fa/").await;
+    let without = thief.submit("/account/2fa/", &[("action", "start")]).await;
+    let page = without.text().await.unwrap();
+    assert!(!page.contains("totp-secret") && page.contains("password was entered incorrectly"));
+    let fields = [("action", "start"), ("password", USER_PASSWORD)];
+    let planted = thief.submit("/account/2fa/", &fields).await.text().await.unwrap();
+    let planted = between(&planted, r#"id="totp-secret">"#, "<").to_owned();
+    // The owner's own enrolment has a secret of its own.
+    let (owner, _) = password(&app, "yves", "/account/2fa/").await;
+    let (secret, _, _) = enrol(&owner).await;
+    assert_ne!(secret, planted);
+    // The thief's secret makes no code the account takes, and cannot be
+    // confirmed now that two-factor login is on.
+    let confirm = [("action", "confirm"), ("code", &totp(&planted, now()))];
+    let refused = thief.submit("/account/2fa/", &confirm).await.text().await.unwrap();
+    assert!(!refused.contains("recovery-codes"), "{refused}");
+    let (browser, _) = password(&app, "yves", "/account/").await;
+    assert!(
+        second_step(&browser, &totp(&planted, now()))
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("not right")
+    );
+    // Forced enrolment: two sessions that know the password see two secrets.
+    create_user(&app.pool, UserSpec { staff: true, ..spec("zoe") });
+    let (first, _) = password(&app, "zoe", "/admin/").await;
+    let (second, _) = password(&app, "zoe", "/admin/").await;
+    let one = first.get("/admin/login/2fa/").await.1;
+    let other = second.get("/admin/login/2fa/").await.1;
+    let secret_of = |page: &str| between(page, r#"id="totp-secret">"#, "<").to_owned();
+    assert_ne!(secret_of(&one), secret_of(&other));
+    assert_eq!(
+        secret_of(&one),
+        secret_of(&first.get("/admin/login/2fa/").await.1),
+        "kept per session"
+    );
+}
+
+/// Wrong codes are counted per account from every address together (six
+/// digits cannot bear a count per address), and an address past its own
+/// limit has no code checked.
+#[tokio::test]
+async fn wrong_codes_count_per_account_and_per_address() {
+    let app = spawn_app_with(|s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let (_, secret, _, _) = enrolled(&app, "abe").await;
+    for n in 0..5 {
+        let (browser, _) = password(&app, "abe", "/admin/").await;
+        let from = format!("198.51.{n}.7");
+        let page = browser.get("/admin/login/2fa/").await.1;
+        let csrf = crate::helpers::csrf_of(&page);
+        let answer = browser
+            .client
+            .post(format!("{}/admin/login/2fa/", app.address))
+            .header("x-forwarded-for", &from)
+            .form(&[("code", "999999"), ("csrfmiddlewaretoken", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.text().await.unwrap().contains("not right"), "{from}");
+    }
+    let (browser, _) = password(&app, "abe", "/admin/").await;
+    let page = second_step(&browser, &totp(&secret, now() + 30)).await.text().await.unwrap();
+    assert!(page.contains("Too many wrong codes"), "five addresses, one account: {page}");
+
+    let app = spawn_app_with(|s| s.login_address_failure_limit = 2).await;
+    let (_, secret, _, _) = enrolled(&app, "bea").await;
+    let (browser, _) = password(&app, "bea", "/admin/").await;
+    for _ in 0..2 {
+        second_step(&browser, "999999").await;
+    }
+    let page = second_step(&browser, &totp(&secret, now() + 30)).await.text().await.unwrap();
+    assert!(page.contains("Too many wrong codes"), "the address's limit: {page}");
+}
+
+/// The password change is checked as a login is: throttled, and from this
+/// site only.
+#[tokio::test]
+async fn the_password_change_is_no_oracle_and_same_origin_only() {
+    let app = spawn_app().await;
+    create_user(&app.pool, spec("cleo"));
+    let (browser, _) = password(&app, "cleo", "/account/").await;
+    let page = "/admin/password_change/";
+    let change = |old: &'static str| {
+        let fields = [
+            ("old_password", old),
+            ("new_password1", "a-new-long-secret"),
+            ("new_password2", "a-new-long-secret"),
+        ];
+        let browser = &browser;
+        async move { browser.submit(page, &fields).await }
+    };
+    for _ in 0..5 {
+        assert!(change("wrong-guess").await.text().await.unwrap().contains("entered incorrectly"));
+    }
+    let throttled = change(USER_PASSWORD).await.text().await.unwrap();
+    assert!(throttled.contains("Too many wrong passwords"), "{throttled}");
+    // From another site, even with the session's CSRF token: refused.
+    create_user(&app.pool, spec("cleon"));
+    let (other, _) = password(&app, "cleon", "/account/").await;
+    let csrf = crate::helpers::csrf_of(&other.get(page).await.1);
+    let answer = other
+        .client
+        .post(format!("{}{page}", app.address))
+        .header("origin", "http://evil.example")
+        .form(&[
+            ("old_password", USER_PASSWORD),
+            ("new_password1", "a-new-long-secret"),
+            ("new_password2", "a-new-long-secret"),
+            ("csrfmiddlewaretoken", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
 }

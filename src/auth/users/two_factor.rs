@@ -24,36 +24,22 @@ fn two_factor_change(
     record(conn, Actor::User(user.id), user_object(user), "change", &changes)
 }
 
-/// A new secret for `user` to add to an authenticator app; two-factor
-/// login is on once a code from it is confirmed. Refused while another is
-/// on (turn it off first: a second enrolment must not replace a device
-/// silently).
-pub fn start_two_factor(conn: &mut DbConnection, user_id: i32) -> Result<String, ServiceError> {
-    conn.write_transaction(|conn| {
-        if queries::totp_of(conn, user_id)?.is_some_and(|t| t.confirmed_at.is_some()) {
-            return Err(Denied("Two-factor login is on already; turn it off first.".into()).into());
-        }
-        let secret = totp::new_secret();
-        queries::start_totp(conn, user_id, &secret)?;
-        Ok(secret)
-    })
-}
-
-/// Confirms an enrolment with a code from the new secret: two-factor login
-/// is then on, and the ten recovery codes are answered (shown once).
+/// Turns two-factor login on with `secret` (made for this enrolment and
+/// kept only in the enrolling session, so that nobody else can have seen
+/// it), confirmed by a code from it; answers the ten recovery codes (shown
+/// once). Refused while it is on (turn it off first: a second enrolment
+/// must not replace a device silently).
 pub fn confirm_two_factor(
     conn: &mut DbConnection,
     user: &User,
+    secret: &str,
     code: &str,
 ) -> Result<Vec<String>, ServiceError> {
+    let step = totp::matching_step(secret, code, now_unix()).ok_or_else(wrong_code)?;
     conn.write_transaction(|conn| {
-        let pending = queries::totp_of(conn, user.id)?
-            .filter(|t| t.confirmed_at.is_none())
-            .ok_or_else(|| ServiceError::invalid("code", "Start the set-up again."))?;
-        let step = totp::matching_step(&pending.secret, code, now_unix()).ok_or_else(wrong_code)?;
-        if !queries::accept_step(conn, user.id, step)? {
-            return Err(wrong_code());
-        }
+        queries::enable_totp(conn, user.id, secret, step).map_err(|e| {
+            unique_as(e, "code", "Two-factor login is on already; turn it off first.")
+        })?;
         let codes = replace_codes(conn, user.id)?;
         two_factor_change(conn, user, "off", "on")?;
         Ok(codes)
@@ -69,7 +55,7 @@ fn replace_codes(conn: &mut DbConnection, user_id: i32) -> Result<Vec<String>, S
 
 /// Whether `user_id` has two-factor login on.
 pub fn has_two_factor(conn: &mut DbConnection, user_id: i32) -> Result<bool, ServiceError> {
-    Ok(queries::totp_of(conn, user_id)?.is_some_and(|t| t.confirmed_at.is_some()))
+    Ok(queries::totp_of(conn, user_id)?.is_some())
 }
 
 /// Checks a second factor: a TOTP code (its step past the last accepted)
@@ -80,7 +66,7 @@ pub fn check_second_factor(
     code: &str,
 ) -> Result<bool, ServiceError> {
     conn.write_transaction(|conn| {
-        let Some(on) = queries::totp_of(conn, user_id)?.filter(|t| t.confirmed_at.is_some()) else {
+        let Some(on) = queries::totp_of(conn, user_id)? else {
             return Ok(false);
         };
         if totp::looks_like_totp(code) {

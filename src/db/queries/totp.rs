@@ -17,13 +17,15 @@ pub fn totp_of(conn: &mut Conn, user_id: i32) -> Result<Option<UserTotp>, DbErro
     Ok(user_totp::table.find(user_id).first(conn).optional()?)
 }
 
-/// A new, unconfirmed secret for the user, in place of any other.
-pub fn start_totp(conn: &mut Conn, user_id: i32, secret: &str) -> Result<(), DbError> {
-    diesel::delete(user_totp::table.find(user_id)).execute(conn)?;
+/// Turns two-factor login on with `secret`, its first code's time step
+/// accepted; a unique violation if it is on already.
+pub fn enable_totp(conn: &mut Conn, user_id: i32, secret: &str, step: i64) -> Result<(), DbError> {
     diesel::insert_into(user_totp::table)
         .values((
             user_totp::user_id.eq(user_id),
             user_totp::secret.eq(secret),
+            user_totp::confirmed_at.eq(Some(now())),
+            user_totp::last_step.eq(step),
             user_totp::created_at.eq(now()),
         ))
         .execute(conn)?;
