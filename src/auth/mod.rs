@@ -182,7 +182,7 @@ impl AuthState {
     async fn authenticated(&self, req: &HttpRequest) -> Result<Option<Authenticated>, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let (principal, credential) = match parse_authorization(value.as_bytes())? {
-                Presented::Key(key) if oidc::looks_like_jwt(key) && self.oidc.takes_bearers() => {
+                Presented::Key(key) if self.oidc.takes_bearers() && oidc::looks_like_jwt(key) => {
                     self.by_jwt(key, req).await?
                 }
                 Presented::Key(key) => self.by_token(key, client_ip(req)).await?,

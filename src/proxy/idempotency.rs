@@ -133,8 +133,6 @@ impl std::fmt::Debug for Keys {
 /// the end. While any copy of it lives, its lease is renewed.
 #[derive(Clone)]
 pub struct Claimed {
-    keys: Arc<Keys>,
-    id: i32,
     pub digest: RequestDigest,
     state: Rc<ClaimState>,
 }
@@ -161,14 +159,8 @@ impl Drop for ClaimState {
         if self.handed.get() || self.settled.get() {
             return;
         }
-        let (pool, id) = (self.keys.pool.clone(), self.id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let released = db::run(&pool, move |conn| queries::release_key(conn, id)).await;
-                if let Err(err) = released {
-                    tracing::warn!("giving back an idempotency key: {err}");
-                }
-            });
+            runtime.spawn(give_back(self.keys.clone(), self.id));
         }
     }
 }
@@ -232,7 +224,7 @@ impl Keys {
                     settled: Default::default(),
                     _alive: alive,
                 });
-                let claimed = Claimed { keys: self.clone(), id, digest, state };
+                let claimed = Claimed { digest, state };
                 Ok(Keyed::First(claimed, body))
             }
             KeyClaim::InFlight => Err(ApiError::Conflict(
@@ -388,23 +380,26 @@ impl Claimed {
     /// Gives the key back unanswered: a retry with it is a first write.
     pub async fn release(self) {
         self.state.settled.set(true);
-        let id = self.id;
-        let released = db::run(&self.keys.pool, move |conn| queries::release_key(conn, id)).await;
-        if let Err(err) = released {
-            tracing::warn!("giving back an idempotency key: {err}");
-        }
+        give_back(self.state.keys.clone(), self.state.id).await;
     }
 
     async fn store(self, kept: KeptAnswer) {
         self.state.settled.set(true);
-        let expires = crate::db::queries::now() + self.keys.ttl;
-        let id = self.id;
+        let (keys, id) = (&self.state.keys, self.state.id);
+        let expires = crate::db::queries::now() + keys.ttl;
         let stored =
-            db::run(&self.keys.pool, move |conn| queries::keep_answer(conn, id, &kept, expires))
-                .await;
+            db::run(&keys.pool, move |conn| queries::keep_answer(conn, id, &kept, expires)).await;
         if let Err(err) = stored {
             tracing::error!("keeping the answer of an idempotent write: {err}");
         }
+    }
+}
+
+/// Gives claim `id` back unanswered: a retry with its key is a first write.
+async fn give_back(keys: Arc<Keys>, id: i32) {
+    let released = db::run(&keys.pool, move |conn| queries::release_key(conn, id)).await;
+    if let Err(err) = released {
+        tracing::warn!("giving back an idempotency key: {err}");
     }
 }
 

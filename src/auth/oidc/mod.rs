@@ -149,23 +149,6 @@ pub struct Oidc {
 }
 
 impl Oidc {
-    /// Nothing on: no provider, no bearers.
-    pub fn off() -> Self {
-        Self {
-            login: None,
-            bearers: None,
-            create_users: false,
-            username_claim: String::new(),
-            groups_claim: String::new(),
-            group_map: Vec::new(),
-            only: false,
-            break_glass: None,
-            require_acr: Vec::new(),
-            require_amr: Vec::new(),
-            leeway: 0,
-        }
-    }
-
     /// Checks the settings together; a half-configured provider is an
     /// error at start, not at the first login.
     pub fn new(settings: &Settings) -> Result<Self, String> {

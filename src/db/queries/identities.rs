@@ -52,11 +52,6 @@ pub fn link_identity(
     Ok(())
 }
 
-pub fn unlink_identities(conn: &mut Conn, user_id: i32) -> Result<usize, DbError> {
-    Ok(diesel::delete(oidc_identity::table.filter(oidc_identity::user_id.eq(user_id)))
-        .execute(conn)?)
-}
-
 pub fn touch_identity(
     conn: &mut Conn,
     issuer: &str,
