@@ -223,6 +223,13 @@ impl Audited {
     pub fn new(access: Access, audit: Audit) -> Self {
         Self { sent: 0, pending: Some((access, audit)) }
     }
+
+    /// Changes the row before it is recorded (how a long read ended).
+    pub fn update(&mut self, change: impl FnOnce(&mut Access)) {
+        if let Some((access, _)) = &mut self.pending {
+            change(access);
+        }
+    }
 }
 
 impl crate::body::Kept for Audited {

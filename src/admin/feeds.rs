@@ -6,16 +6,23 @@ use actix_web::web;
 use askama::Template;
 
 use super::changelist::{ChangeList, PageLink};
-use super::{AdminError, Layout, Reply, Staff, ok};
-use crate::auth::grant::Read;
+use super::explorer::{Explorer, TableQuery};
+use super::{
+    AdminError, CsrfForm, FEEDS, HistoryOf, Layout, NoFields, Reply, Staff, history_page, ok,
+    redirect,
+};
 use crate::auth::perms::{Model, ViewAccess};
 use crate::auth::principal::Principal;
+use crate::auth::users::{self, FieldChange};
 use crate::db::{self, queries};
 use crate::lbasedb::names::is_valid_name;
-use crate::lbasedb::perms::{VIEW_COL, VIEW_DATA, VIEW_FEED};
+use crate::lbasedb::perms::{
+    ADD_COL, ADD_FEED, CHANGE_FEED, DELETE_FEED, VIEW_COL, VIEW_DATA, VIEW_FEED,
+};
+use crate::proxy::on_behalf::OnBehalf;
 use crate::proxy::upstream::{Col, Upstream};
-
-const PREVIEW_ROWS: u64 = 10;
+use actix_web::http::Method;
+use serde::Deserialize;
 
 struct FeedInfo {
     name: String,
@@ -43,25 +50,6 @@ async fn info(upstream: &Upstream, who: &Principal, feed: &str) -> FeedInfo {
     FeedInfo { name: feed.to_owned(), size, cols }
 }
 
-/// The first rows of `cols`, as the proxy would let `who` read them: a
-/// grant on later rows only says which rows it allows instead.
-async fn preview(
-    upstream: &Upstream,
-    who: &Principal,
-    feed: &str,
-    cols: &[Col],
-    size: u64,
-) -> Result<Vec<Vec<String>>, String> {
-    let rows = size.min(PREVIEW_ROWS);
-    if let Some(reach) = who.reach(VIEW_DATA, feed) {
-        let names: Vec<String> = cols.iter().map(|col| col.name.clone()).collect();
-        let read = Read { columns: &names, rows: Some((0, rows)) };
-        // The page adds its own full stop.
-        reach.check(feed, read, Some(size)).map_err(|why| why.trim_end_matches('.').to_owned())?;
-    }
-    upstream.preview(feed, cols, rows).await
-}
-
 #[derive(Template)]
 #[template(path = "admin/feed_list.html")]
 struct ListPage<'a> {
@@ -71,6 +59,8 @@ struct ListPage<'a> {
     page: i64,
     pages: i64,
     page_links: Vec<PageLink>,
+    /// Whether the user may add feeds (`lbasedb.add_feed`).
+    can_add: bool,
 }
 
 /// Feeds a page shows: each costs the upstream two look-ups (its columns,
@@ -104,6 +94,7 @@ pub async fn list(staff: Staff, upstream: Upstream, query: web::Query<ListQuery>
         page: page + 1,
         pages,
         page_links: ChangeList::of(&*query).pages(pages),
+        can_add: staff.principal.has_perm(ADD_FEED),
     })
 }
 
@@ -112,10 +103,9 @@ pub async fn list(staff: Staff, upstream: Upstream, query: web::Query<ListQuery>
 struct DetailPage<'a> {
     layout: &'a Layout,
     feed: FeedInfo,
-    /// None: no `view_data` and `view_col` on this feed.
-    preview: Option<Vec<Vec<String>>>,
-    /// Why the first rows are not read (a column too wide to read).
-    preview_refused: Option<String>,
+    /// Its rows, chart and downloads; None without `view_col` and
+    /// `view_data` on it.
+    ex: Option<Explorer>,
     /// None: no `auth.view_group` (or `change_group`).
     group_grants: Option<queries::Holders>,
     /// None: no `auth.view_user` (or `change_user`).
@@ -123,12 +113,22 @@ struct DetailPage<'a> {
     /// The latest reads of its rows, with their columns and rows; None
     /// without `lbasedb.view_access`.
     reads: Option<Vec<crate::db::models::Access>>,
+    /// The changes offered: a column, a new name, the deletion.
+    can_add_column: bool,
+    can_rename: bool,
+    can_delete: bool,
+    datatypes: [&'static str; 6],
 }
 
 /// Reads of a feed its page lists, the latest first.
 const RECENT_READS: i64 = 20;
 
-pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -> Reply {
+pub async fn detail(
+    staff: Staff,
+    path: web::Path<String>,
+    upstream: Upstream,
+    query: web::Query<TableQuery>,
+) -> Reply {
     let name = path.into_inner();
     if !is_valid_name(&name) {
         return Err(AdminError::NotFound);
@@ -140,16 +140,11 @@ pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -
         return Err(AdminError::NotFound);
     }
     let feed = info(&upstream, &staff.principal, &name).await;
+    let (who, feed_name) = (staff.principal.clone(), name.clone());
     // Rows need the columns to be named, as through the API.
-    let (preview, preview_refused) = match (&feed.cols, feed.size) {
-        (Some(cols), Some(size)) if !cols.is_empty() => {
-            match preview(&upstream, &staff.principal, &name, cols, size).await {
-                Ok(rows) => (Some(rows), None),
-                Err(why) => (None, Some(why)),
-            }
-        }
-        (Some(_), Some(_)) => (Some(Vec::new()), None),
-        _ => (None, None),
+    let ex = match (&feed.cols, feed.size) {
+        (Some(_), Some(_)) => Explorer::for_staff(&staff, &upstream, &name, &query).await,
+        _ => None,
     };
     let reads = match staff.holds::<ViewAccess>() {
         true => {
@@ -172,11 +167,14 @@ pub async fn detail(staff: Staff, path: web::Path<String>, upstream: Upstream) -
     ok(&DetailPage {
         layout: &staff.layout,
         feed,
-        preview,
-        preview_refused,
+        ex,
         group_grants: view_groups.then_some(group_grants),
         user_grants: view_users.then_some(user_grants),
         reads,
+        can_add_column: who.has_feed_perm(ADD_COL, &feed_name),
+        can_rename: who.has_feed_perm(CHANGE_FEED, &feed_name),
+        can_delete: who.has_feed_perm(DELETE_FEED, &feed_name),
+        datatypes: DATATYPES,
     })
 }
 
@@ -190,4 +188,199 @@ pub async fn columns(staff: Staff, path: web::Path<String>, upstream: Upstream) 
         false => Vec::new(),
     };
     Ok(actix_web::HttpResponse::Ok().json(names))
+}
+
+/// Changes of feeds from the admin: each sent as the same request through
+/// the API would be (`proxy::on_behalf`: its permission, its checks, the
+/// feed's write lock, grants following a rename or a deletion, the
+/// audit), then kept in the admin's history.
+async fn change_feed(
+    staff: &Staff,
+    upstream: &Upstream,
+    (endpoint, method, query): (&str, Method, String),
+    body: Option<serde_json::Value>,
+) -> Result<(), String> {
+    let on = OnBehalf {
+        upstream: upstream.again(),
+        auth: staff.auth.clone(),
+        who: staff.principal.clone(),
+        req: staff.request().clone(),
+    };
+    on.change(endpoint, method, &query, body).await.map_err(|err| err.to_string())
+}
+
+/// Keeps a change in the feed's history (the change is made: a failure
+/// here is logged, not answered).
+async fn remember(staff: &Staff, feed: &str, action: &str, changes: Vec<FieldChange>) {
+    let (user_id, feed) = (staff.principal.user_id, feed.to_owned());
+    let action = action.to_owned();
+    let recorded = staff
+        .auth
+        .write(move |conn| users::record_feed_change(conn, user_id, &feed, &action, &changes))
+        .await;
+    if let Err(err) = recorded {
+        tracing::error!("a feed change is not in the admin's history: {err}");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NameForm {
+    name: String,
+}
+
+/// `POST /admin/lbasedb/feed/`: a new feed.
+pub async fn create(staff: Staff, upstream: Upstream, CsrfForm(form): CsrfForm<NameForm>) -> Reply {
+    let name = form.name.trim().to_owned();
+    let body = serde_json::json!({ "name": name });
+    match change_feed(&staff, &upstream, ("feed", Method::POST, String::new()), Some(body)).await {
+        Ok(()) => {
+            remember(&staff, &name, "add", Vec::new()).await;
+            staff.flash("success", format!("The feed “{name}” was added."));
+            redirect(&FEEDS.object(&name, "detail"))
+        }
+        Err(why) => {
+            staff.flash("error", format!("The feed was not added: {why}"));
+            redirect(FEEDS.list())
+        }
+    }
+}
+
+/// The datatypes a column can be made with; the two of a fixed width
+/// take it from the form.
+const DATATYPES: [&str; 6] = ["Int64", "Int32", "Float64", "Float32", "Bytes", "String"];
+
+#[derive(Debug, Deserialize)]
+pub struct ColumnForm {
+    name: String,
+    datatype: String,
+    #[serde(default)]
+    width: String,
+}
+
+/// `POST /admin/lbasedb/feed/<name>/columns/add/`: a new column.
+pub async fn add_column(
+    staff: Staff,
+    upstream: Upstream,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<ColumnForm>,
+) -> Reply {
+    let feed = feed_name(&path)?;
+    let back = FEEDS.object(feed, "detail");
+    let datatype = match form.datatype.as_str() {
+        "Bytes" | "String" => match form.width.trim().parse::<u64>() {
+            Ok(width) if width > 0 => format!("{}[{width}]", form.datatype),
+            _ => {
+                staff.flash("error", "The column was not added: give its width in bytes.");
+                return redirect(&back);
+            }
+        },
+        datatype if DATATYPES.contains(&datatype) => datatype.to_owned(),
+        _ => return Err(AdminError::BadForm),
+    };
+    let name = form.name.trim().to_owned();
+    let body = serde_json::json!({ "name": name, "datatype": datatype });
+    let request = ("col", Method::POST, format!("feed={feed}"));
+    match change_feed(&staff, &upstream, request, Some(body)).await {
+        Ok(()) => {
+            let change = FieldChange::new("column", "", format!("{name} ({datatype})"));
+            remember(&staff, feed, "add column", vec![change]).await;
+            staff.flash("success", format!("The column “{name}” ({datatype}) was added."));
+        }
+        Err(why) => staff.flash("error", format!("The column was not added: {why}")),
+    }
+    redirect(&back)
+}
+
+/// `POST /admin/lbasedb/feed/<name>/rename/`: the feed's new name (its
+/// grants follow it).
+pub async fn rename(
+    staff: Staff,
+    upstream: Upstream,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<NameForm>,
+) -> Reply {
+    let feed = feed_name(&path)?;
+    let new = form.name.trim().to_owned();
+    let body = serde_json::json!({ "name": new });
+    let request = ("feed", Method::PATCH, format!("name={feed}"));
+    match change_feed(&staff, &upstream, request, Some(body)).await {
+        Ok(()) => {
+            let change = FieldChange::new("name", feed, new.clone());
+            // Its history goes on under its new name.
+            remember(&staff, &new, "rename", vec![change]).await;
+            staff.flash("success", format!("The feed “{feed}” is now “{new}”."));
+            redirect(&FEEDS.object(&new, "detail"))
+        }
+        Err(why) => {
+            staff.flash("error", format!("The feed was not renamed: {why}"));
+            redirect(&FEEDS.object(feed, "detail"))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/feed_delete.html")]
+struct DeleteFeedPage<'a> {
+    layout: &'a Layout,
+    feed: FeedInfo,
+    /// Users and groups whose grants on it go with it.
+    holders: usize,
+}
+
+/// `GET /admin/lbasedb/feed/<name>/delete/`: what a deletion takes.
+pub async fn delete_form(staff: Staff, upstream: Upstream, path: web::Path<String>) -> Reply {
+    let feed = feed_name(&path)?;
+    if !staff.principal.has_feed_perm(DELETE_FEED, feed) {
+        return Err(AdminError::Forbidden);
+    }
+    if !upstream.feeds().await.iter().any(|name| name == feed) {
+        return Err(AdminError::NotFound);
+    }
+    let info = info(&upstream, &staff.principal, feed).await;
+    let name = feed.to_owned();
+    let (groups, users) =
+        db::run(&staff.auth.pool, move |conn| queries::feed_holders(conn, &name)).await?;
+    ok(&DeleteFeedPage { layout: &staff.layout, feed: info, holders: groups.len() + users.len() })
+}
+
+/// `POST /admin/lbasedb/feed/<name>/delete/`: the feed, its rows and its
+/// grants gone.
+pub async fn delete(
+    staff: Staff,
+    upstream: Upstream,
+    path: web::Path<String>,
+    _: CsrfForm<NoFields>,
+) -> Reply {
+    let feed = feed_name(&path)?;
+    let size = upstream.size(feed).await;
+    let request = ("feed", Method::DELETE, format!("name={feed}"));
+    match change_feed(&staff, &upstream, request, None).await {
+        Ok(()) => {
+            let rows = size.map_or_else(String::new, |size| format!("{size} rows"));
+            remember(&staff, feed, "delete", vec![FieldChange::new("rows", rows, "")]).await;
+            staff.flash("success", format!("The feed “{feed}” was deleted."));
+            redirect(FEEDS.list())
+        }
+        Err(why) => {
+            staff.flash("error", format!("The feed was not deleted: {why}"));
+            redirect(&FEEDS.object(feed, "detail"))
+        }
+    }
+}
+
+/// `/admin/lbasedb/feed/<name>/history/`: the admin's changes to it.
+pub async fn history(staff: Staff, path: web::Path<String>) -> Reply {
+    let feed = feed_name(&path)?;
+    if !staff.principal.has_feed_perm(VIEW_FEED, feed) {
+        return Err(AdminError::Forbidden);
+    }
+    history_page(&staff, HistoryOf::feed(feed)).await
+}
+
+/// A feed's name from a path: one the upstream could have, or 404.
+fn feed_name(name: &str) -> Result<&str, AdminError> {
+    match is_valid_name(name) {
+        true => Ok(name),
+        false => Err(AdminError::NotFound),
+    }
 }

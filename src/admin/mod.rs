@@ -6,6 +6,7 @@
 mod access;
 pub(crate) mod account;
 mod changelist;
+mod explorer;
 mod extract;
 mod feeds;
 pub(crate) mod fields;
@@ -73,8 +74,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(&TOKENS.route("{id}/revoke/"), web::post().to(tokens::revoke))
             .route(&TOKENS.route("{id}/history/"), web::get().to(tokens::history))
             .route(&ACCESS.route(""), web::get().to(access::list))
-            .route(&FEEDS.route(""), web::get().to(feeds::list))
+            .service(form(&FEEDS.route(""), feeds::list, feeds::create))
             .route(&FEEDS.route("{name}/"), web::get().to(feeds::detail))
+            .route(&FEEDS.route("{name}/columns/add/"), web::post().to(feeds::add_column))
+            .route(&FEEDS.route("{name}/rename/"), web::post().to(feeds::rename))
+            .service(form(&FEEDS.route("{name}/delete/"), feeds::delete_form, feeds::delete))
+            .route(&FEEDS.route("{name}/history/"), web::get().to(feeds::history))
             .route(&FEEDS.route("{name}/columns/"), web::get().to(feeds::columns))
             .default_service(web::to(|| async { AdminError::NotFound.error_response() })),
     );
@@ -86,6 +91,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tokens/", web::post().to(own::new_token))
             .route("/tokens/{id}/revoke/", web::post().to(own::revoke))
             .route("/tokens/{id}/rotate/", web::post().to(own::rotate))
+            .route("/feeds/", web::get().to(explorer::list))
+            .route("/feeds/{name}/", web::get().to(explorer::page))
+            .route("/feeds/{name}/chart/", web::get().to(explorer::chart))
+            .route("/feeds/{name}/download/", web::get().to(explorer::download))
             .service(form(
                 registry::ACCOUNT_2FA.trim_start_matches("/account"),
                 two_factor::manage_form,
@@ -123,7 +132,7 @@ fn security_headers() -> DefaultHeaders {
 
 /// The admin's own files, built into the binary (it works offline, with
 /// nothing to install beside it): path, content type, body.
-const STATIC: [(&str, &str, &str); 3] = [
+const STATIC: [(&str, &str, &str); 7] = [
     (
         "/static/admin/admin.css",
         "text/css; charset=utf-8",
@@ -138,6 +147,27 @@ const STATIC: [(&str, &str, &str); 3] = [
         "/static/admin/grants.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/admin/grants.js"),
+    ),
+    (
+        "/static/admin/explorer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/admin/explorer.js"),
+    ),
+    // uPlot 1.6.32 (MIT, its licence beside it), unchanged from npm.
+    (
+        "/static/admin/vendor/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/admin/vendor/uPlot.iife.min.js"),
+    ),
+    (
+        "/static/admin/vendor/uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/admin/vendor/uPlot.min.css"),
+    ),
+    (
+        "/static/admin/vendor/uPlot.LICENSE",
+        "text/plain; charset=utf-8",
+        include_str!("../../static/admin/vendor/uPlot.LICENSE"),
     ),
 ];
 
@@ -433,7 +463,7 @@ struct HistoryPage<'a> {
 /// What a History page is about.
 pub struct HistoryOf {
     object_type: &'static str,
-    id: i32,
+    key: String,
     name: String,
     back: String,
 }
@@ -443,14 +473,24 @@ impl HistoryOf {
     /// object's change page (to the list, for a token, which has none).
     pub fn new(model: Model, id: i32, name: String) -> Self {
         let back = registry::Entry::of(model).back(id);
-        Self { object_type: model.object_type(), id, name, back }
+        Self { object_type: model.object_type(), key: id.to_string(), name, back }
+    }
+
+    /// A feed of the upstream, by its name.
+    pub fn feed(name: &str) -> Self {
+        Self {
+            object_type: crate::auth::users::FEED_OBJECT,
+            key: name.to_owned(),
+            name: name.to_owned(),
+            back: FEEDS.object(name, "detail"),
+        }
     }
 }
 
 /// An object's History page: each action, who, when, and each changed
 /// field's old and new value.
 pub async fn history_page(staff: &Staff, of: HistoryOf) -> Reply {
-    let key = of.id.to_string();
+    let key = of.key;
     let object_type = of.object_type;
     let entries =
         db::run(&staff.auth.pool, move |conn| queries::object_history(conn, object_type, &key))

@@ -305,6 +305,23 @@ fn record(
     )?)
 }
 
+/// How the admin's history names a feed (its name is its key: the
+/// upstream has no other).
+pub const FEED_OBJECT: &str = "lbasedb.feed";
+
+/// Records a change the admin made to a feed of the upstream (made
+/// there already, under its write lock: `proxy::on_behalf`).
+pub fn record_feed_change(
+    conn: &mut DbConnection,
+    user_id: i32,
+    feed: &str,
+    action: &str,
+    changes: &[FieldChange],
+) -> Result<(), ServiceError> {
+    let object = Object { kind: FEED_OBJECT, id: feed.to_owned(), repr: feed };
+    record(conn, Actor::User(user_id), object, action, changes)
+}
+
 fn group_object(id: i32, name: &str) -> Object<'_> {
     Object { kind: Model::Group.object_type(), id: id.to_string(), repr: name }
 }

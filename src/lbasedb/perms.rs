@@ -9,6 +9,11 @@ pub const APP_LABEL: &str = "lbasedb";
 pub const VIEW_FEED: &str = Perm::new(Action::View, Object::Feed).codename();
 pub const VIEW_COL: &str = Perm::new(Action::View, Object::Col).codename();
 pub const VIEW_DATA: &str = Perm::new(Action::View, Object::Data).codename();
+/// What the admin's feed pages offer forms for.
+pub const ADD_FEED: &str = Perm::new(Action::Add, Object::Feed).codename();
+pub const CHANGE_FEED: &str = Perm::new(Action::Change, Object::Feed).codename();
+pub const DELETE_FEED: &str = Perm::new(Action::Delete, Object::Feed).codename();
+pub const ADD_COL: &str = Perm::new(Action::Add, Object::Col).codename();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {

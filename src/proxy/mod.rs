@@ -8,6 +8,7 @@ mod forward;
 pub mod headers;
 pub mod idempotency;
 pub mod limits;
+pub mod on_behalf;
 mod quota;
 pub mod repair;
 pub mod upstream;
@@ -423,15 +424,7 @@ async fn admitted(
         _ => classified.write_lock.clone(),
     };
     seen.read = classified.read.as_ref().map(ReadQuery::audited);
-    authorize(&classified, &who.principal)
-        .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
-    // The bounds first: what the grants' check costs grows with the
-    // columns a read names.
-    limits::check_query(classified.endpoint, req.method(), req.query_string(), &state.limits)
-        .map_err(ApiError::BadRequest)?;
-    within_grants(&classified, &who.principal, upstream)
-        .await
-        .inspect_err(|_| auth.metrics.auth_failure(AuthFailure::Forbidden))?;
+    allowed(&classified, &who.principal, req.method(), req.query_string(), upstream).await?;
     if let Some(why) = state.embedded.as_ref().and_then(|embedded| embedded.failure()) {
         return Err(ApiError::UpstreamFailed(why));
     }
@@ -645,7 +638,8 @@ async fn acknowledged(
     metered: Option<quota::Metered>,
 ) {
     if matches!(written.endpoint, Endpoint::Feed | Endpoint::Col) {
-        feed_changed(written.req, written.endpoint, auth, name).await;
+        let req = written.req;
+        feed_changed(written.endpoint, req.method(), req.query_string(), auth, name).await;
     }
     if let Some(metered) = metered {
         metered.count(written, auth).await;
@@ -658,13 +652,13 @@ async fn acknowledged(
 /// name. The upstream has already acted, so a failure here is logged
 /// loudly rather than answered.
 async fn feed_changed(
-    req: &HttpRequest,
     endpoint: Endpoint,
+    method: &Method,
+    query: &str,
     auth: &AuthState,
     name: Option<String>,
 ) {
-    let query = req.query_string();
-    let change = match (endpoint, req.method().as_str(), name) {
+    let change = match (endpoint, method.as_str(), name) {
         (Endpoint::Feed, method, new) => {
             let Ok(NameQuery { name: old }) = parse_form::<NameQuery>(query) else {
                 return;
@@ -689,6 +683,28 @@ async fn feed_changed(
     if let Err(err) = auth.write(move |conn| users::feed_changed(conn, &change)).await {
         tracing::error!("feed grants not updated after a feed or column changed: {err}");
     }
+}
+
+/// Whether `who` may make a classified request: its permission, its
+/// bounds, its grants. The API's requests and the admin's reads on behalf
+/// of a user (`on_behalf`) are all decided here.
+async fn allowed(
+    classified: &Classified,
+    who: &Principal,
+    method: &Method,
+    query: &str,
+    upstream: &Upstream,
+) -> Result<(), ApiError> {
+    let state = upstream.state();
+    authorize(classified, who)
+        .inspect_err(|_| state.metrics.auth_failure(AuthFailure::Forbidden))?;
+    // The bounds first: what the grants' check costs grows with the
+    // columns a read names.
+    limits::check_query(classified.endpoint, method, query, &state.limits)
+        .map_err(ApiError::BadRequest)?;
+    within_grants(classified, who, upstream)
+        .await
+        .inspect_err(|_| state.metrics.auth_failure(AuthFailure::Forbidden))
 }
 
 /// The one place where a classified request is allowed or refused.

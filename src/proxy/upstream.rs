@@ -7,14 +7,15 @@
 use std::time::Duration;
 
 use actix_web::dev::Payload;
+use actix_web::http::Method;
 use actix_web::{FromRequest, HttpRequest, web};
+use bytes::Bytes;
 use futures_util::future::{Ready, ready};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::ProxyState;
 use crate::error::ApiError;
-use crate::lbasedb::datatype;
 
 /// Largest answer read whole: a feed list, a column list, ten rows.
 const ANSWER_LIMIT: usize = 16 << 20;
@@ -142,34 +143,70 @@ impl Upstream {
         }
     }
 
-    /// The first `rows` rows of the named columns, as text; or why they
-    /// are not read (a column too wide to read, more than a read may be:
-    /// the limits of the API hold for the admin's own reads too).
-    pub async fn preview(
-        &self,
-        feed: &str,
-        cols: &[Col],
-        rows: u64,
-    ) -> Result<Vec<Vec<String>>, String> {
-        let named: Vec<(&str, &str)> =
-            cols.iter().map(|c| (c.name.as_str(), c.datatype.as_str())).collect();
-        let form = datatype::Form::Json;
-        if let Some(refused) = datatype::refuse_read(rows, &named, form, &self.state.limits) {
-            return Err(refused);
-        }
-        let names: String = cols.iter().map(|c| format!("&col[]={}", c.name)).collect();
-        let path = format!("data?feed={feed}&ix=0&size={rows}{names}");
-        let data: Value = self.get(&path, Duration::from_secs(10)).await.unwrap_or_default();
-        Ok((0..rows as usize)
-            .map(|i| {
-                cols.iter()
-                    .map(|c| match &data[&c.name][i] {
-                        Value::String(s) => s.clone(),
-                        Value::Null => String::new(),
-                        other => other.to_string(),
-                    })
-                    .collect()
-            })
-            .collect())
+    /// A read's raw bytes (`GET /bytes?{query}`), read whole: at most
+    /// `expected` bytes (what the query asks for). The upstream's refusal
+    /// passes as its detail.
+    pub async fn read_bytes(&self, query: &str, expected: u64) -> Result<Bytes, ApiError> {
+        let url = format!("{}/bytes?{query}", self.state.upstream);
+        let request = self.client.get(url).timeout(self.state.response_timeout);
+        let response = request.send().await.map_err(unreachable)?;
+        let limit = usize::try_from(expected).unwrap_or(usize::MAX).max(ANSWER_LIMIT);
+        answer_body(response, limit).await
     }
+
+    /// A change sent as the API would send it (`on_behalf`): its body a
+    /// small JSON value, or none.
+    pub async fn send(
+        &self,
+        method: &Method,
+        endpoint: &str,
+        query: &str,
+        body: Bytes,
+    ) -> Result<(), ApiError> {
+        let url = format!("{}/{endpoint}?{query}", self.state.upstream);
+        let mut request = self.client.request(method.clone(), url);
+        request = request.timeout(self.state.response_timeout);
+        let sent = match body.is_empty() {
+            true => request.send().await,
+            false => request.content_type("application/json").send_body(body).await,
+        };
+        answer_body(sent.map_err(unreachable)?, ANSWER_LIMIT).await.map(drop)
+    }
+}
+
+fn unreachable(err: awc::error::SendRequestError) -> ApiError {
+    use awc::error::SendRequestError::*;
+    tracing::warn!("the upstream did not answer the admin: {err}");
+    match err {
+        Timeout => ApiError::UpstreamTimeout,
+        Connect(_) => ApiError::UpstreamUnreachable,
+        _ => ApiError::UpstreamBroken,
+    }
+}
+
+/// A successful answer's body, or the upstream's refusal as the client's
+/// error: its `detail` (or its text), with its status.
+async fn answer_body(
+    mut response: awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+    >,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let status = response.status();
+    let body = response.body().limit(limit).await.map_err(|err| {
+        tracing::warn!("reading the upstream's answer: {err}");
+        ApiError::UpstreamBroken
+    })?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let detail = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+    Err(match status.as_u16() {
+        404 => ApiError::NotFound,
+        400..=499 => ApiError::BadRequest(format!("The upstream refused it: {detail}")),
+        _ => ApiError::UpstreamBroken,
+    })
 }

@@ -450,7 +450,7 @@ async fn feeds_show_what_the_admin_user_may_view_with_columns_preview_and_grants
     );
     let (_, detail) = browser.get("/admin/lbasedb/feed/xy/").await;
     assert!(detail.contains("2 rows") && detail.contains("Float64"));
-    assert!(detail.contains("<td>7</td><td>0.5</td>"), "{detail}");
+    assert!(detail.contains("<td class=\"num\">7</td><td class=\"num\">0.5</td>"), "{detail}");
     assert!(detail.contains("readers") && detail.contains("jo"), "who holds grants");
 
     let (jo, _) = log_in(&app, "jo", USER_PASSWORD).await;

@@ -338,3 +338,150 @@ async fn a_person_logs_in_through_the_providers_own_page_in_chromium() {
     snap(&c, "account").await;
     c.close().await.unwrap();
 }
+
+/// Runs `fetch` in the page and answers its status and text.
+async fn fetch_text(c: &Client, url: &str) -> (u64, String) {
+    let script = r#"
+        const [url, done] = arguments;
+        fetch(url, {credentials: "same-origin"})
+            .then(r => r.text().then(t => done({status: r.status, body: t})))
+            .catch(e => done({status: 0, body: String(e)}));
+    "#;
+    let answer = c.execute_async(script, vec![json!(url)]).await.unwrap();
+    (answer["status"].as_u64().unwrap(), answer["body"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The chart's last drawing, once its status says it drew rows
+/// `from..to`.
+async fn drawn(c: &Client, from: u64, to: u64) -> Value {
+    let needle = format!("for rows {from} to {to}");
+    for _ in 0..600 {
+        let status = c.find(Locator::Id("chart-status")).await.unwrap().text().await.unwrap();
+        if status.contains(&needle) {
+            return c.execute("return window.explorerShown;", vec![]).await.unwrap();
+        }
+        assert!(!status.contains("could not"), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the chart never drew rows {from} to {to}");
+}
+
+const BIG: u64 = 10_000_000;
+
+/// `x` a timestamp (one a second from 2026), `y` a wave with noise.
+fn big_feed_values(i: u64) -> (f64, f64) {
+    (1_767_225_600.0 + i as f64, (i as f64 / 200_000.0).sin() * 100.0 + (i % 997) as f64 / 100.0)
+}
+
+/// A feed of ten million rows, explored in Chromium: paged, drawn whole,
+/// zoomed into (the points received stay under the bound), drawn against
+/// its timestamp column, a range downloaded as CSV and compared with the
+/// API's answer; screenshots of the explorer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_million_row_feed_is_paged_drawn_zoomed_and_downloaded_in_chromium() {
+    let Some(driver) = start_driver() else { return };
+    let app = spawn_app().await;
+    app.create_feed("big", &[("x", "Float64"), ("y", "Float64")]).await;
+    const PART: u64 = 1_000_000;
+    for part in 0..BIG / PART {
+        let rows = part * PART..(part + 1) * PART;
+        let mut body = Vec::with_capacity(PART as usize * 16);
+        for i in rows.clone() {
+            body.extend_from_slice(&big_feed_values(i).0.to_le_bytes());
+        }
+        for i in rows {
+            body.extend_from_slice(&big_feed_values(i).1.to_le_bytes());
+        }
+        let appended = app
+            .upstream_client
+            .post(app.direct("bytes?feed=big&col[]=x&col[]=y"))
+            .body(body)
+            .sent()
+            .await;
+        assert_eq!(appended.status(), 204);
+    }
+    assert_eq!(app.size_of("big").await, BIG);
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let base = app.address.clone();
+    log_in_as_admin(&c, &base, false).await;
+
+    // The whole feed drawn as the page opens, in at most the points asked.
+    c.goto(&format!("{base}/admin/lbasedb/feed/big/")).await.unwrap();
+    let whole = drawn(&c, 0, BIG).await;
+    assert_eq!(whole["downsampled"], true);
+    let points = whole["points"].as_u64().unwrap();
+    assert!(points > 500 && points <= 4000, "{whole}");
+    assert_eq!(whole["series"], json!([points, points]), "two columns drawn");
+    eprintln!("10M rows drawn: {whole}");
+    let show = "document.getElementById(arguments[0]).scrollIntoView();";
+    c.execute(show, vec![json!("explorer-chart")]).await.unwrap();
+    snap(&c, "explorer").await;
+
+    // Paging: next, then a row far in.
+    wait_for_text(&c, "Rows 0 to 49 of 10000000.").await;
+    click(&c, "#page-next").await;
+    wait_for_text(&c, "Rows 50 to 99 of 10000000.").await;
+    fill(&c, "go-row", "5000000").await;
+    click(&c, ".explorer-nav button[type=submit]").await;
+    let text = wait_for_text(&c, "Rows 5000000 to 5000049 of 10000000.").await;
+    c.execute(show, vec![json!("explorer-rows")]).await.unwrap();
+    snap(&c, "explorer_rows").await;
+    let (x, y) = big_feed_values(5_000_000);
+    assert!(text.contains(&format!("{x:?}")) && text.contains(&format!("{y:?}")), "row 5000000");
+    let _ = drawn(&c, 0, BIG).await;
+
+    // Zoom into rows: the points received stay under the bound, every row
+    // shown once there are fewer rows than points.
+    let from = c.find(Locator::Css("#chart-form input[name=from]")).await.unwrap();
+    from.clear().await.unwrap();
+    from.send_keys("2000000").await.unwrap();
+    let to = c.find(Locator::Css("#chart-form input[name=to]")).await.unwrap();
+    to.clear().await.unwrap();
+    to.send_keys("2600000").await.unwrap();
+    click(&c, "#chart-form button[type=submit]").await;
+    let zoomed = drawn(&c, 2_000_000, 2_600_000).await;
+    assert_eq!(zoomed["downsampled"], true);
+    assert!(zoomed["points"].as_u64().unwrap() <= 4000, "{zoomed}");
+    click(&c, "#chart-pan-right").await;
+    let panned = drawn(&c, 2_300_000, 2_900_000).await;
+    assert!(panned["points"].as_u64().unwrap() <= 4000);
+    c.execute("window.explorerDraw(4000000, 4001000);", vec![]).await.unwrap();
+    let close = drawn(&c, 4_000_000, 4_001_000).await;
+    assert_eq!(close["downsampled"], false);
+    assert_eq!(close["points"], 1000);
+    // Against the timestamp column.
+    choose(&c, "#chart-form select[name=x]", "x").await;
+    click(&c, "#chart-reset").await;
+    let against = drawn(&c, 0, BIG).await;
+    assert!(against["points"].as_u64().unwrap() <= 4000);
+    c.execute(show, vec![json!("explorer-chart")]).await.unwrap();
+    snap(&c, "explorer_chart").await;
+    // However many points a script asks for.
+    let (status, body) = fetch_text(&c, "/account/feeds/big/chart/?y=x&y=y&points=1000000").await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert!(answer["rows"].as_array().unwrap().len() <= 4000);
+
+    // A CSV range across the explorer's read chunks, as the API reads it.
+    let (from, to) = (262_000u64, 262_300u64);
+    let (status, csv) =
+        fetch_text(&c, &format!("/account/feeds/big/download/?from={from}&to={to}")).await;
+    assert_eq!(status, 200);
+    let (status, data) = fetch(
+        &c,
+        &format!("/api/proxy/data?feed=big&ix={from}&size=300&col[]=x&col[]=y"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "index,x,y");
+    assert_eq!(lines.len(), 301);
+    for (k, line) in lines[1..].iter().enumerate() {
+        let fields: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
+        assert_eq!(fields[0] as u64, from + k as u64);
+        assert_eq!(fields[1], data["x"][k].as_f64().unwrap());
+        assert_eq!(fields[2], data["y"][k].as_f64().unwrap());
+    }
+}

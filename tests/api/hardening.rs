@@ -152,7 +152,7 @@ async fn a_column_made_too_wide_before_the_limit_is_refused_not_read() {
     let browser = admin(&app).await;
     let (status, page) = browser.get("/admin/lbasedb/feed/old/").await;
     assert_eq!(status, 200);
-    assert!(page.contains("id=\"preview-refused\"") && page.contains("MAX_COLUMN_WIDTH"), "{page}");
+    assert!(page.contains("id=\"rows-refused\"") && page.contains("MAX_COLUMN_WIDTH"), "{page}");
     assert_eq!(get_json(&direct, &format!("{}/version", lax.url())).await["version"], "0.1.10");
 
     // The same storage served with today's limit refuses it too.

@@ -513,6 +513,16 @@ impl Browser {
     }
 }
 
+/// Signs `username` in at the admin's login page bound for `/account/`.
+pub async fn account_of(app: &TestApp, username: &str) -> Browser {
+    let browser = Browser { client: client(), base: app.address.clone() };
+    let fields = [("username", username), ("password", USER_PASSWORD), ("next", "/account/")];
+    let answer = browser.submit("/admin/login/", &fields).await;
+    assert_eq!(answer.status(), 302, "anyone may log in to their own page");
+    assert_eq!(answer.headers()["location"], "/account/");
+    browser
+}
+
 pub async fn log_in(app: &TestApp, username: &str, password: &str) -> (Browser, reqwest::Response) {
     log_in_at(&app.address, username, password).await
 }

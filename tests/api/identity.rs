@@ -110,16 +110,6 @@ async fn a_secret_key_rotation_logs_nobody_out() {
     assert_eq!(status, 302, "to the login page");
 }
 
-/// Signs `username` in at the admin's login page bound for `/account/`.
-async fn account_of(app: &TestApp, username: &str) -> Browser {
-    let browser = Browser { client: client(), base: app.address.clone() };
-    let fields = [("username", username), ("password", USER_PASSWORD), ("next", "/account/")];
-    let answer = browser.submit("/admin/login/", &fields).await;
-    assert_eq!(answer.status(), 302, "anyone may log in to their own page");
-    assert_eq!(answer.headers()["location"], "/account/");
-    browser
-}
-
 /// The secret the account page shows once.
 fn shown_secret(html: &str) -> String {
     let marker = r#"id="token-secret">"#;

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod django;
 mod embedded;
+mod explorer;
 mod faults;
 mod grants;
 mod hardening;

@@ -1,0 +1,220 @@
+//! Requests the proxy makes to the upstream on behalf of a user signed in
+//! to the admin (the data explorer's reads, the feed pages' changes):
+//! decided by the same functions as the same request through the API
+//! (`classify`, `allowed`), held to the user's rate and share of the bytes
+//! in flight, changes under the feed's write lock with grants following
+//! them, and each in the data-access audit as that user's.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, web};
+use bytes::Bytes;
+
+use super::classify::{Classified, ReadQuery, Requirement, classify};
+use super::upstream::Upstream;
+use super::{
+    Holding, admit, allowed, check_files, classify_error, feed_changed, take_share, write_lock,
+};
+use crate::audit::Audited;
+use crate::auth::AuthState;
+use crate::auth::principal::Principal;
+use crate::db::models::Access;
+use crate::error::ApiError;
+use crate::lbasedb::datatype;
+
+/// How the audit names the credential of the admin's own requests.
+const CREDENTIAL: &str = "admin";
+
+/// A user's requests from one admin request: what they are checked
+/// against, and what their audit row says of where they came from.
+pub struct OnBehalf {
+    pub upstream: Upstream,
+    pub auth: web::Data<AuthState>,
+    pub who: Arc<Principal>,
+    pub req: HttpRequest,
+}
+
+/// A read under way: its user's place in flight, and its audit row,
+/// recorded when the read is dropped (with the bytes it sent).
+pub struct Reading {
+    _slot: Holding,
+    started: Instant,
+    audited: Option<Audited>,
+}
+
+impl crate::body::Kept for Reading {
+    fn sent(&mut self, bytes: usize) {
+        if let Some(audited) = &mut self.audited {
+            audited.sent(bytes);
+        }
+    }
+}
+
+impl Reading {
+    /// Ends the read with `status` (its audit row says how it ended).
+    pub fn finish(mut self, status: StatusCode) {
+        if let Some(audited) = &mut self.audited {
+            audited.update(|access| {
+                access.status = i32::from(status.as_u16());
+                access.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            });
+        }
+    }
+}
+
+impl OnBehalf {
+    /// The audit row of a request to `endpoint` with `query`, as the API's.
+    fn access(&self, method: &Method, classified: Option<&Classified>, status: u16) -> Access {
+        let feed = classified.and_then(|c| match &c.requires {
+            Requirement::Feed(_, feed) => Some(feed.clone()),
+            _ => c.write_lock.clone(),
+        });
+        let read = classified.and_then(|c| c.read.as_ref()).map(ReadQuery::audited);
+        Access {
+            at: crate::db::queries::now(),
+            username: self.who.username.clone(),
+            credential: CREDENTIAL.to_owned(),
+            client: crate::net::client_ip(&self.req).to_string(),
+            endpoint: classified.map_or("unknown", |c| c.endpoint.name()).to_owned(),
+            method: method.as_str().to_owned(),
+            feed,
+            status: i32::from(status),
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_ms: 0.0,
+            requests: 1,
+            request_id: Some(crate::requestid::of(&self.req).as_str().to_owned()),
+            read_columns: read.as_ref().map(|(columns, _)| columns.clone()),
+            read_rows: read.map(|(_, rows)| rows),
+        }
+    }
+
+    /// Classified and allowed as through the API; a refusal is audited.
+    async fn decide(
+        &self,
+        endpoint: &str,
+        method: &Method,
+        query: &str,
+    ) -> Result<Classified, ApiError> {
+        let classified = match classify(endpoint, method, query) {
+            Ok(classified) => classified,
+            Err(err) => return Err(self.refused(method, None, classify_error(err, method))),
+        };
+        match allowed(&classified, &self.who, method, query, &self.upstream).await {
+            Ok(()) => Ok(classified),
+            Err(err) => Err(self.refused(method, Some(&classified), err)),
+        }
+    }
+
+    fn refused(&self, method: &Method, classified: Option<&Classified>, err: ApiError) -> ApiError {
+        let status = actix_web::ResponseError::status_code(&err).as_u16();
+        self.upstream.state().audit.record(self.access(method, classified, status));
+        err
+    }
+
+    /// Starts a read of rows (`GET /bytes` with `query`, checked as the
+    /// API checks it: the columns, the rows and the grants): the user's
+    /// place in flight and the read's audit row, which covers every chunk
+    /// read with `chunk` while it lasts.
+    pub async fn start_read(&self, query: &str) -> Result<Reading, ApiError> {
+        let slot = admit(&self.auth, &self.who)?;
+        let classified = self.decide("bytes", &Method::GET, query).await?;
+        let access = self.access(&Method::GET, Some(&classified), 200);
+        let audited = Audited::new(access, self.upstream.state().audit.clone());
+        let holding = Holding { _slot: Some(slot), ..Holding::default() };
+        Ok(Reading { _slot: holding, started: Instant::now(), audited: Some(audited) })
+    }
+
+    /// Rows `ix..ix + size` of `cols` (name and datatype, in that order)
+    /// as the upstream's raw bytes, column after column: a part of a read
+    /// that `start_read` allowed, checked again as one API read (the grants
+    /// may have changed since), read whole within its share of the bytes
+    /// in flight.
+    pub async fn chunk(
+        &self,
+        feed: &str,
+        cols: &[(&str, &str)],
+        ix: u64,
+        size: u64,
+    ) -> Result<Bytes, ApiError> {
+        let query = bytes_query(feed, cols.iter().map(|(name, _)| *name), ix, size);
+        let classified = classify("bytes", &Method::GET, &query)
+            .map_err(|err| classify_error(err, &Method::GET))?;
+        allowed(&classified, &self.who, &Method::GET, &query, &self.upstream).await?;
+        let limits = &self.upstream.state().limits;
+        if let Some(refused) = datatype::refuse_read(size, cols, datatype::Form::Binary, limits) {
+            return Err(ApiError::TooLarge(refused));
+        }
+        let cost = datatype::read_cost(size, cols, datatype::Form::Binary);
+        let _share = take_share(self.upstream.state(), self.who.user_id, cost).await?;
+        self.upstream.read_bytes(&query, cost).await
+    }
+
+    /// Sends a change of a feed or its columns (`POST /feed`, `PATCH /feed`,
+    /// `DELETE /feed`, `POST /col`...) with a small JSON `body`, as the API
+    /// would: checked, under the feed's write lock, grants following a
+    /// rename or a deletion, audited. The upstream's refusal is its detail.
+    pub async fn change(
+        &self,
+        endpoint: &str,
+        method: Method,
+        query: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        let started = Instant::now();
+        let _slot = admit(&self.auth, &self.who)?;
+        let classified = self.decide(endpoint, &method, query).await?;
+        let body = body.map(|body| Bytes::from(body.to_string())).unwrap_or_default();
+        let state = self.upstream.state();
+        let facts = match super::limits::body_rule(classified.endpoint, &method) {
+            Some(rule) => {
+                super::limits::check_body(rule, &body, &state.limits).map_err(|detail| {
+                    self.refused(&method, Some(&classified), ApiError::BadRequest(detail))
+                })?
+            }
+            None => Default::default(),
+        };
+        let sent = async {
+            let _lock = match &classified.write_lock {
+                Some(feed) => {
+                    let lock = write_lock(state, feed).await?;
+                    state.repairs.before_write(&self.upstream, feed).await?;
+                    check_files(&self.upstream, feed, &facts).await?;
+                    state.columns.forget(feed);
+                    Some(lock)
+                }
+                None => None,
+            };
+            self.upstream.send(&method, classified.endpoint.name(), query, body.clone()).await
+        };
+        let answered = sent.await;
+        let status = match &answered {
+            Ok(()) => StatusCode::OK,
+            Err(err) => actix_web::ResponseError::status_code(err),
+        };
+        let mut access = self.access(&method, Some(&classified), status.as_u16());
+        access.bytes_in = body.len() as i64;
+        access.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        state.audit.record(access);
+        answered?;
+        feed_changed(classified.endpoint, &method, query, &self.auth, facts.name).await;
+        Ok(())
+    }
+}
+
+/// The query of a `/bytes` read of rows `ix..ix + size` of `cols`.
+pub fn bytes_query<'a>(
+    feed: &str,
+    cols: impl IntoIterator<Item = &'a str>,
+    ix: u64,
+    size: u64,
+) -> String {
+    let mut query = format!("feed={feed}&ix={ix}&size={size}");
+    for col in cols {
+        query.push_str("&col[]=");
+        query.push_str(col);
+    }
+    query
+}

@@ -1,0 +1,364 @@
+//! The data explorer (`/account/feeds/<name>/`, and the admin's feed page):
+//! its table, chart and downloads read what the API would give the same
+//! user, no more, and each read is in the audit; feeds made, renamed and
+//! deleted from the admin go through the proxy's own checks and locks.
+
+use lbasedb_proxy::db::queries;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ROWS: u64 = 25_000;
+const SPIKE: u64 = 12_345;
+
+/// Column after column, as `POST /bytes` takes them: `t` (Int64), `a`
+/// (Float64, with one spike), `b` (Float32), `raw` (Bytes[4]), `s`
+/// (String[8], one row holding markup).
+fn rows_as_bytes(rows: std::ops::Range<u64>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in rows.clone() {
+        body.extend_from_slice(&(i as i64 * 10).to_le_bytes());
+    }
+    for i in rows.clone() {
+        body.extend_from_slice(&a_value(i).to_le_bytes());
+    }
+    for i in rows.clone() {
+        body.extend_from_slice(&(i as f32 / 4.0).to_le_bytes());
+    }
+    for i in rows.clone() {
+        body.extend_from_slice(&(i as u32).to_le_bytes());
+    }
+    for i in rows {
+        let mut text = [0u8; 8];
+        let value = if i == 7 { "<b>&\"x".to_owned() } else { format!("r{i}") };
+        text[..value.len()].copy_from_slice(value.as_bytes());
+        body.extend_from_slice(&text);
+    }
+    body
+}
+
+fn a_value(i: u64) -> f64 {
+    if i == SPIKE { 1e6 } else { (i as f64 / 100.0).sin() * 100.0 }
+}
+
+const COLUMNS: [(&str, &str); 5] =
+    [("t", "Int64"), ("a", "Float64"), ("b", "Float32"), ("raw", "Bytes[4]"), ("s", "String[8]")];
+
+async fn fill_feed(app: &TestApp, feed: &str) {
+    app.create_feed(feed, &COLUMNS).await;
+    let cols: String = COLUMNS.iter().map(|(name, _)| format!("&col[]={name}")).collect();
+    let appended = app
+        .upstream_client
+        .post(app.direct(&format!("bytes?feed={feed}{cols}")))
+        .body(rows_as_bytes(0..ROWS))
+        .sent()
+        .await;
+    assert_eq!(appended.status(), 204);
+}
+
+/// The page an admin form's answer sends the browser to, with its
+/// message.
+async fn landing(browser: &Browser, response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 302, "a form answers with a redirect");
+    let to = response.headers()["location"].to_str().unwrap().to_owned();
+    browser.get(&to).await.1
+}
+
+async fn chart(browser: &Browser, path: &str) -> (reqwest::StatusCode, Value) {
+    let response = browser.client.get(format!("{}{path}", browser.base)).sent().await;
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_explorer_shows_draws_and_downloads_what_the_api_reads() {
+    let app = spawn_app().await;
+    fill_feed(&app, "m").await;
+    let all = [("lbasedb.view_feed", "m"), ("lbasedb.view_col", "m"), ("lbasedb.view_data", "m")];
+    let api = app.client_granted("ana", &all);
+    let ana = account_of(&app, "ana").await;
+
+    // The list and the table, paged.
+    let (status, list) = ana.get("/account/feeds/").await;
+    assert!(list.contains("/account/feeds/m/"), "{status} {list}");
+    let (status, page) = ana.get("/account/feeds/m/?ix=100&per=10").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Rows 100 to 109 of 25000."), "{page}");
+    assert!(page.contains("<td class=\"num\">1050</td>"), "row 105's t");
+    assert!(page.contains("<td>69000000</td>"), "row 105's bytes in hex");
+    assert!(page.contains("?ix=110&#38;per=10&#38;bytes=hex#rows"), "the next page");
+    assert!(page.contains("ix=24990"), "the last page");
+    let (_, page) = ana.get("/account/feeds/m/?ix=0&per=10&bytes=base64").await;
+    assert!(page.contains("<td>BwAAAA==</td>"), "row 7's bytes in base64");
+    assert!(page.contains("<td>&#60;b&#62;&#38;&#34;x</td>"), "markup in a value, escaped");
+    assert!(!page.contains("<b>&"), "markup in a value is escaped");
+    let (_, page) = ana.get("/account/feeds/m/?go=20000&per=1000").await;
+    assert!(page.contains("Rows 20000 to 20999 of 25000."));
+    let (_, page) = ana.get("/account/feeds/m/?per=5").await;
+    assert!(page.contains("Rows 0 to 9 of 25000."), "at least 10 a page");
+
+    // The chart: at most the points asked for, the spike kept.
+    let (status, whole) = chart(&ana, "/account/feeds/m/chart/?y=a&y=b&points=200").await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["downsampled"], true);
+    let points = whole["rows"].as_array().unwrap().len();
+    assert!(points <= 200 && points > 100, "{points} points");
+    for series in whole["series"].as_array().unwrap() {
+        assert_eq!(series["values"].as_array().unwrap().len(), points);
+    }
+    let max = whole["series"][0]["values"].as_array().unwrap().iter().filter_map(Value::as_f64);
+    assert_eq!(max.fold(f64::MIN, f64::max), 1e6, "the one-row spike is drawn");
+    let (_, capped) = chart(&ana, "/account/feeds/m/chart/?y=a&points=1000000").await;
+    assert!(capped["rows"].as_array().unwrap().len() <= 4000, "points are capped");
+    // Zoomed in: every row, the values the API gives, against `t`.
+    let (_, zoomed) = chart(&ana, "/account/feeds/m/chart/?y=a&x=t&from=12300&to=12400").await;
+    assert_eq!(zoomed["downsampled"], false);
+    let data: Value =
+        api.get(app.proxy("data?feed=m&ix=12300&size=100&col[]=a&col[]=t")).sent_json().await;
+    assert_eq!(zoomed["series"][0]["values"], data["a"]);
+    let xs: Vec<f64> =
+        zoomed["x"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let ts: Vec<f64> = data["t"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(xs, ts);
+    for (path, why) in [
+        ("/account/feeds/m/chart/?y=raw", "Bytes[4]"),
+        ("/account/feeds/m/chart/?y=nope", "No column"),
+        ("/account/feeds/m/chart/", "Name 1 to 8"),
+        ("/account/feeds/m/chart/?y=a&from=30000", "No rows"),
+    ] {
+        let (status, body) = chart(&ana, path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body["detail"].as_str().unwrap().contains(why), "{path}: {body}");
+    }
+
+    // Downloads: CSV as the API's values, raw as the API's bytes.
+    let csv = ana
+        .client
+        .get(format!("{}/account/feeds/m/download/?col=t&col=a&col=s&from=5&to=12", ana.base))
+        .sent()
+        .await;
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()["content-disposition"].to_str().unwrap().contains("m-5-12.csv"));
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "index,t,a,s");
+    assert_eq!(lines.len(), 8);
+    let data: Value =
+        api.get(app.proxy("data?feed=m&ix=5&size=7&col[]=t&col[]=a")).sent_json().await;
+    for (k, line) in lines[1..].iter().enumerate() {
+        let fields: Vec<&str> = line.splitn(4, ',').collect();
+        assert_eq!(fields[0].parse::<usize>().unwrap(), 5 + k);
+        assert_eq!(fields[1].parse::<i64>().unwrap(), data["t"][k].as_i64().unwrap());
+        assert_eq!(fields[2].parse::<f64>().unwrap(), data["a"][k].as_f64().unwrap());
+    }
+    assert_eq!(lines[3].splitn(4, ',').nth(3), Some("\"<b>&\"\"x\""), "quoted as CSV");
+    let raw = ana
+        .client
+        .get(format!("{}/account/feeds/m/download/?col=t&col=a&from=10&to=20&format=raw", ana.base))
+        .sent()
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let bytes = api.get(app.proxy("bytes?feed=m&ix=10&size=10&col[]=t&col[]=a")).sent().await;
+    assert_eq!(raw, bytes.bytes().await.unwrap(), "the upstream's raw bytes");
+    let (status, _) = chart(&ana, &format!("/account/feeds/m/download/?from=0&to={}", ROWS)).await;
+    assert_eq!(status, 200, "the whole feed, every column");
+
+    // Each read is in the audit, as ana's.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let query =
+        queries::AccessQuery { username: Some("ana".into()), per_page: 100, ..Default::default() };
+    let (rows, _) = queries::list_access(&mut app.conn(), &query).unwrap();
+    let explorer: Vec<_> = rows.iter().filter(|r| r.credential == "admin").collect();
+    assert!(
+        explorer.iter().any(|r| r.read_rows.as_deref() == Some("12300..12400")
+            && r.read_columns.as_deref() == Some("t,a")
+            && r.feed.as_deref() == Some("m")
+            && r.status == 200),
+        "{explorer:?}"
+    );
+    assert!(explorer.iter().any(|r| r.read_rows.as_deref() == Some("100..110")));
+    assert!(explorer.iter().any(|r| r.read_rows.as_deref() == Some("5..12") && r.bytes_out > 0));
+}
+
+#[tokio::test]
+async fn the_explorer_keeps_to_the_columns_and_rows_a_grant_names() {
+    let app = spawn_app().await;
+    fill_feed(&app, "m").await;
+    let listed = [("lbasedb.view_feed", "m"), ("lbasedb.view_col", "m")];
+    app.user_granted("win", &[listed[0], listed[1], ("lbasedb.view_data", "m[t,a]@0..1000")]);
+    let win = account_of(&app, "win").await;
+    let (_, page) = win.get("/account/feeds/m/?ix=0&per=10").await;
+    assert!(page.contains("Rows 0 to 9 of 25000."), "{page}");
+    assert!(page.contains(">t</th>") && page.contains(">a</th>") && !page.contains(">raw</th>"));
+    let (_, page) = win.get("/account/feeds/m/?ix=5000&per=10").await;
+    assert!(page.contains("id=\"rows-refused\""), "rows past the window: {page}");
+    let (status, _) = chart(&win, "/account/feeds/m/chart/?y=a").await;
+    assert_eq!(status, 403, "the whole feed is past the window");
+    let (status, inside) = chart(&win, "/account/feeds/m/chart/?y=a&from=0&to=1000").await;
+    assert_eq!(status, 200, "{inside}");
+    let (status, _) = chart(&win, "/account/feeds/m/chart/?y=b&from=0&to=1000").await;
+    assert_eq!(status, 400, "a column the grant does not name is not offered");
+    let (status, _) = chart(&win, "/account/feeds/m/download/?col=raw&to=10").await;
+    assert_eq!(status, 400);
+    let (status, _) = chart(&win, "/account/feeds/m/download/?from=900&to=1001").await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn a_one_feed_user_reaches_no_other_feed_through_the_explorer() {
+    let upstream = spawn_app().await;
+    fill_feed(&upstream, "mine").await;
+    fill_feed(&upstream, "other").await;
+    let relay = recording_relay(&upstream.upstream).await;
+    let secret = upstream.upstream_secret.clone();
+    let app = spawn_app_on(&relay.url, |s| s.lbasedb_secret = Some(secret)).await;
+    let mine = [("lbasedb.view_feed", "mine"), ("lbasedb.view_col", "mine")];
+    app.user_granted("one", &[mine[0], mine[1], ("lbasedb.view_data", "mine")]);
+    let one = account_of(&app, "one").await;
+    let (_, list) = one.get("/account/feeds/").await;
+    assert!(list.contains("/account/feeds/mine/") && !list.contains("other"), "{list}");
+    relay.heads.lock().await.clear();
+    for path in [
+        "/account/feeds/other/",
+        "/account/feeds/other/?ix=0&per=1000",
+        "/account/feeds/other/chart/?y=a",
+        "/account/feeds/other/chart/?y=a&x=t&from=0&to=10",
+        "/account/feeds/other/download/",
+        "/account/feeds/other/download/?col=t&format=raw",
+    ] {
+        let (status, _) = one.get(path).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    // The admin's pages are for staff.
+    let admin_page = one.client.get(format!("{}/admin/lbasedb/feed/other/", one.base)).sent().await;
+    let to = admin_page.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with("/admin/login/"), "{to}");
+    // Names that are no feed's, and a feed's name spelled to reach another.
+    for path in [
+        "/account/feeds/mine&feed=other/chart/?y=a",
+        "/account/feeds/mine%26feed%3Dother/download/",
+        "/account/feeds/..%2Fother/",
+    ] {
+        let (status, _) = one.get(path).await;
+        assert!(status == 404 || status == 403, "{path}: {status}");
+    }
+    let (status, _) = one.get("/account/feeds/mine/chart/?y=a&y=a&from=0&to=10").await;
+    assert_eq!(status, 200);
+    let heads = recorded(&relay).await;
+    assert!(heads.iter().all(|head| !head.contains("other")), "forwarded: {heads:?}");
+    assert!(heads.iter().any(|head| head.contains("feed=mine")), "{heads:?}");
+}
+
+#[tokio::test]
+async fn staff_make_rename_and_delete_feeds_through_the_proxys_checks() {
+    let app = spawn_app().await;
+    let admin = admin(&app).await;
+    let made = admin.submit("/admin/lbasedb/feed/", &[("name", "made")]).await;
+    let page = landing(&admin, made).await;
+    assert!(page.contains("The feed “made” was added."), "{page}");
+    for (name, datatype, width) in [("x", "Float64", ""), ("tag", "Bytes", "4")] {
+        let added = admin
+            .post(
+                "/admin/lbasedb/feed/made/",
+                "/admin/lbasedb/feed/made/columns/add/",
+                &[("name", name), ("datatype", datatype), ("width", width)],
+            )
+            .await;
+        assert!(landing(&admin, added).await.contains("was added"), "{name}");
+    }
+    let cols: Value = app.upstream_client.get(app.direct("col?feed=made")).sent_json().await;
+    let mut cols: Vec<String> = cols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}:{}", c["name"], c["datatype"]))
+        .collect();
+    cols.sort();
+    assert_eq!(cols, ["\"tag\":\"Bytes[4]\"", "\"x\":\"Float64\""]);
+    // Refused by the upstream's and the proxy's rules, said on the page.
+    let refused = admin
+        .post(
+            "/admin/lbasedb/feed/made/",
+            "/admin/lbasedb/feed/made/columns/add/",
+            &[("name", "x"), ("datatype", "Int64")],
+        )
+        .await;
+    assert!(landing(&admin, refused).await.contains("The column was not added"));
+    let wide = admin
+        .post(
+            "/admin/lbasedb/feed/made/",
+            "/admin/lbasedb/feed/made/columns/add/",
+            &[("name", "w"), ("datatype", "Bytes"), ("width", "100000000000")],
+        )
+        .await;
+    assert!(landing(&admin, wide).await.contains("MAX_COLUMN_WIDTH"));
+    let appended = app
+        .upstream_client
+        .post(app.direct("data?feed=made"))
+        .json(&json!({"x": [1.0, 2.0, 3.0], "tag": ["AAAAAA==", "AAAAAA==", "AAAAAA=="]}))
+        .sent()
+        .await;
+    assert_eq!(appended.status(), 204);
+    create_group(&app.pool, "readers", &[], &[("lbasedb.view_data", "made")]);
+
+    let renamed = admin
+        .post("/admin/lbasedb/feed/made/", "/admin/lbasedb/feed/made/rename/", &[("name", "kept")])
+        .await;
+    assert!(landing(&admin, renamed).await.contains("is now “kept”"));
+    let id = queries::group_by_name(&mut app.conn(), "readers").unwrap().unwrap().id;
+    let (_, grants) = queries::group_links(&mut app.conn(), id).unwrap();
+    assert_eq!(grants, vec!["lbasedb.view_data=kept".parse().unwrap()], "the grant follows");
+
+    let (status, confirm) = admin.get("/admin/lbasedb/feed/kept/delete/").await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("3 rows go") && confirm.contains("1 grant(s)"), "{confirm}");
+    let deleted = admin.submit("/admin/lbasedb/feed/kept/delete/", &[]).await;
+    assert!(landing(&admin, deleted).await.contains("The feed “kept” was deleted."));
+    let feeds: Value = app.upstream_client.get(app.direct("feed")).sent_json().await;
+    assert_eq!(feeds, json!([]));
+    let (_, grants) = queries::group_links(&mut app.conn(), id).unwrap();
+    assert!(grants.is_empty(), "its grants went with it");
+
+    let (_, history) = admin.get("/admin/lbasedb/feed/kept/history/").await;
+    for action in ["rename", "delete", "3 rows"] {
+        assert!(history.contains(action), "{action}: {history}");
+    }
+    let (_, history) = admin.get("/admin/lbasedb/feed/made/history/").await;
+    assert!(history.contains("add column") && history.contains("tag (Bytes[4])"), "{history}");
+    let (_, index) = admin.get("/admin/").await;
+    assert!(index.contains("made") || index.contains("kept"), "recent actions");
+
+    // A staff user who may only view feeds is offered no change, and a
+    // change sent anyway is refused before the upstream hears of it.
+    app.create_feed("kept2", &[("x", "Int64")]).await;
+    create_user(
+        &app.pool,
+        lbasedb_proxy::auth::users::UserSpec {
+            staff: true,
+            grants: crate::helpers::grants(&[("lbasedb.view_feed", "kept2")]),
+            ..spec("viewer")
+        },
+    );
+    let (viewer, _) = log_in(&app, "viewer", USER_PASSWORD).await;
+    let (_, list) = viewer.get("/admin/lbasedb/feed/").await;
+    assert!(!list.contains("id=\"add-feed\""));
+    let (_, detail) = viewer.get("/admin/lbasedb/feed/kept2/").await;
+    assert!(!detail.contains("id=\"add-column\"") && !detail.contains("id=\"delete-feed\""));
+    let refused =
+        viewer.post("/admin/lbasedb/feed/kept2/", "/admin/lbasedb/feed/kept2/delete/", &[]).await;
+    assert!(landing(&viewer, refused).await.contains("The feed was not deleted"));
+    let made = viewer.submit("/admin/lbasedb/feed/", &[("name", "sneaky")]).await;
+    assert!(landing(&viewer, made).await.contains("The feed was not added"));
+    let feeds: Value = app.upstream_client.get(app.direct("feed")).sent_json().await;
+    assert_eq!(feeds, json!([{"name": "kept2"}]));
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let query = queries::AccessQuery {
+        username: Some("viewer".into()),
+        per_page: 100,
+        ..Default::default()
+    };
+    let (rows, _) = queries::list_access(&mut app.conn(), &query).unwrap();
+    assert!(rows.iter().any(|r| r.status == 403 && r.method == "DELETE"), "{rows:?}");
+}
