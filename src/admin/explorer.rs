@@ -34,6 +34,12 @@ const CHUNK_BYTES: u64 = 4 << 20;
 const MIN_PER_PAGE: u64 = 10;
 const MAX_PER_PAGE: u64 = 1000;
 const DEFAULT_PER_PAGE: u64 = 50;
+/// Most bytes of rows one page of the table reads: rows that wide are
+/// shown fewer at a time.
+const PAGE_BYTES: u64 = 4 << 20;
+/// Bytes of a `Bytes[N]` or `String[N]` value a page shows (a download
+/// has them whole).
+const SHOWN_BYTES: usize = 64;
 /// Points a chart's series has at most (two per pixel column of a wide
 /// chart), and by default.
 pub const MAX_POINTS: usize = 4000;
@@ -298,6 +304,8 @@ pub struct Table {
     pub rows: Vec<(u64, Vec<Cell>)>,
     pub ix: u64,
     pub per: u64,
+    /// Whether the rows are too wide to show as many as asked.
+    pub narrowed: bool,
     pub bytes: Encoding,
     pub first: Option<String>,
     pub previous: Option<String>,
@@ -325,7 +333,14 @@ impl Table {
 
 /// The page of `feed` that `query` asks for, read as `on`'s user.
 pub async fn table(on: &OnBehalf, feed: &Feed, query: &TableQuery) -> Table {
-    let per = query.per.unwrap_or(DEFAULT_PER_PAGE).clamp(MIN_PER_PAGE, MAX_PER_PAGE);
+    let asked = query.per.unwrap_or(DEFAULT_PER_PAGE).clamp(MIN_PER_PAGE, MAX_PER_PAGE);
+    let row_width: u64 = feed
+        .cols
+        .iter()
+        .filter_map(|c| Kind::of(&c.datatype))
+        .map(|kind| kind.width() as u64)
+        .sum();
+    let per = asked.min((PAGE_BYTES / row_width.max(1)).max(1));
     let last_page = feed.size.saturating_sub(1) / per * per;
     let ix = query.go.or(query.ix).unwrap_or(0).min(last_page);
     let mut table = Table {
@@ -338,6 +353,7 @@ pub async fn table(on: &OnBehalf, feed: &Feed, query: &TableQuery) -> Table {
         rows: Vec::new(),
         ix,
         per,
+        narrowed: per < asked,
         bytes: query.bytes.unwrap_or_default(),
         first: None,
         previous: None,
@@ -380,7 +396,11 @@ async fn read_page(
             let cells = (0..layout.cols.len())
                 .map(|k| {
                     let kind = layout.cols[k].1;
-                    let text = kind.text(layout.value(chunk, n, k, i), bytes);
+                    let value = layout.value(chunk, n, k, i);
+                    let mut text = kind.text(&value[..value.len().min(SHOWN_BYTES)], bytes);
+                    if value.len() > SHOWN_BYTES {
+                        text.push_str(&format!("… ({} bytes)", value.len()));
+                    }
                     Cell { text, numeric: kind.is_numeric() }
                 })
                 .collect();

@@ -142,7 +142,14 @@ impl OnBehalf {
         let query = bytes_query(feed, cols.iter().map(|(name, _)| *name), ix, size);
         let classified = classify("bytes", &Method::GET, &query)
             .map_err(|err| classify_error(err, &Method::GET))?;
-        allowed(&classified, &self.who, &Method::GET, &query, &self.upstream).await?;
+        // The user as they are now (cached until anything changes): a
+        // grant taken away, or the user deactivated, stops a long read.
+        let who = match self.auth.principal_of(self.who.user_id).await {
+            Ok(Some(who)) if who.is_active => who,
+            Ok(_) => return Err(ApiError::permission_denied()),
+            Err(err) => return Err(ApiError::Internal(err.into())),
+        };
+        allowed(&classified, &who, &Method::GET, &query, &self.upstream).await?;
         let limits = &self.upstream.state().limits;
         if let Some(refused) = datatype::refuse_read(size, cols, datatype::Form::Binary, limits) {
             return Err(ApiError::TooLarge(refused));

@@ -362,3 +362,49 @@ async fn staff_make_rename_and_delete_feeds_through_the_proxys_checks() {
     let (rows, _) = queries::list_access(&mut app.conn(), &query).unwrap();
     assert!(rows.iter().any(|r| r.status == 403 && r.method == "DELETE"), "{rows:?}");
 }
+
+/// A page of wide rows reads a few megabytes, not a thousand rows of a
+/// megabyte each, and shows the start of each wide value.
+#[tokio::test]
+async fn wide_rows_are_shown_fewer_at_a_time_and_cut() {
+    let app = spawn_app().await;
+    app.create_sized_feed("wide", &[("blob", "Bytes[1000000]"), ("n", "Int32")], 20).await;
+    let (status, page) = admin(&app).await.get("/admin/lbasedb/feed/wide/?per=1000").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Rows 0 to 3 of 20. Rows this wide are shown 4 at a time."), "{page}");
+    let shown = format!("<td>{}… (1000000 bytes)</td>", "00".repeat(64));
+    assert_eq!(page.matches(&shown).count(), 4, "each value cut to its first 64 bytes");
+}
+
+/// Each chunk of a download is decided for the user as they are then: one
+/// deactivated while their download streams gets the rest of it cut, never
+/// a short file that looks whole.
+#[tokio::test]
+async fn a_download_stops_when_its_user_loses_access() {
+    use diesel::RunQueryDsl;
+    let app = spawn_app().await;
+    app.create_sized_feed("long", &[("v", "Float64")], 10_000_000).await;
+    let all = [("lbasedb.view_feed", "long"), ("lbasedb.view_col", "long")];
+    app.user_granted("dl", &[all[0], all[1], ("lbasedb.view_data", "long")]);
+    let dl = account_of(&app, "dl").await;
+    let mut response =
+        dl.client.get(format!("{}/account/feeds/long/download/", dl.base)).sent().await;
+    assert_eq!(response.status(), 200);
+    let mut received = 0;
+    while received < 1 << 20 {
+        received += response.chunk().await.unwrap().expect("more of the CSV").len();
+    }
+    let statement = "UPDATE auth_user SET is_active = false WHERE username = 'dl'";
+    diesel::sql_query(statement).execute(&mut app.conn()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let rest = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    // The whole CSV is "index,v\r\n" and ten million "<i>,0.0\r\n" lines.
+    assert!(rest.is_err(), "the answer is cut, not ended: {received} bytes received");
+    assert!(received < 120_000_000, "{received} bytes");
+}
