@@ -147,6 +147,7 @@ pub async fn log_requests(
             .map_body(|_, body| KeepUntilSent::new(body, Line { pending: None, sent: 0 })));
     };
     let client = client_ip_of(req.peer_addr(), req.headers(), &log.trusted);
+    crate::net::remember_client_ip(&mut req.extensions_mut(), client);
     let method = capped(req.method().as_str(), MAX_METHOD);
     let path = capped(req.path(), MAX_PATH);
     let res = next.call(req).await?;

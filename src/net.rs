@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use ipnet::IpNet;
 
 /// The networks whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
@@ -90,11 +90,27 @@ pub fn client_ip_of(
 }
 
 /// The client's address for this request, by the application's
-/// `TrustedProxies` (none registered: the peer).
+/// `TrustedProxies` (none registered: the peer): worked out once per
+/// request (the access log's middleware is the first to ask) and kept in
+/// its extensions for the throttles, the forwarded header and the audit.
 pub fn client_ip(req: &HttpRequest) -> IpAddr {
+    if let Some(&ClientIp(ip)) = req.extensions().get::<ClientIp>() {
+        return ip;
+    }
     let trusted = req.app_data::<web::Data<TrustedProxies>>();
     let none = TrustedProxies::default();
-    client_ip_of(req.peer_addr(), req.headers(), trusted.map_or(&none, |t| t.get_ref()))
+    let ip = client_ip_of(req.peer_addr(), req.headers(), trusted.map_or(&none, |t| t.get_ref()));
+    remember_client_ip(&mut req.extensions_mut(), ip);
+    ip
+}
+
+/// A request's client address, once worked out.
+#[derive(Debug, Clone, Copy)]
+struct ClientIp(IpAddr);
+
+/// Keeps `ip` as the request's client address.
+pub fn remember_client_ip(extensions: &mut actix_web::dev::Extensions, ip: IpAddr) {
+    extensions.insert(ClientIp(ip));
 }
 
 /// The host this request was sent to: the `Host` header, or behind a

@@ -48,7 +48,7 @@ proptest! {
             if let Requirement::Feed(_, feed) = &classified.requires {
                 prop_assert!(is_valid_name(feed), "{feed:?}");
             }
-            let _ = check_query(classified.endpoint, &method, &query, &Limits::DEFAULT);
+            let _ = check_query(&classified, &method, &Limits::DEFAULT);
         }
     }
 

@@ -110,9 +110,22 @@ pub struct Classified {
     /// locks none (there is nothing yet to race with); renaming one locks
     /// its old name.
     pub write_lock: Option<String>,
-    /// What a read of rows (`GET /data`, `/bytes`, `/raw`) names: what
-    /// fine-grained grants are checked against.
-    pub(crate) read: Option<ReadQuery>,
+    /// The columns and rows the query of `/data`, `/bytes` or `/raw` names
+    /// (any method), parsed once here for the decision, the limits, what a
+    /// read costs and the audit.
+    pub(crate) named: Option<ReadQuery>,
+    /// Whether the request reads rows (`GET /data`, `/bytes`, `/raw`):
+    /// what fine-grained grants are checked against.
+    reads: bool,
+    /// The column `PATCH` and `DELETE /col` name.
+    pub(crate) column: Option<String>,
+}
+
+impl Classified {
+    /// What a read of rows names; none for any other request.
+    pub fn read(&self) -> Option<&ReadQuery> {
+        self.named.as_ref().filter(|_| self.reads)
+    }
 }
 
 pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classified, ClassifyError> {
@@ -125,12 +138,10 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
     }
     scan(endpoint, query)?;
 
-    let mut read = None;
+    let (mut named, mut column) = (None, None);
     let mut feed_scoped = |action, object| -> Result<Requirement, ClassifyError> {
-        let (feed, named) = feed_of(endpoint, method, query)?;
-        if *method == Method::GET {
-            read = named;
-        }
+        let (feed, query_names, query_column) = feed_of(endpoint, method, query)?;
+        (named, column) = (query_names, query_column);
         Ok(Requirement::Feed(Perm::new(action, object), feed))
     };
     let requires = match (endpoint, method.as_str()) {
@@ -140,12 +151,14 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         (Endpoint::Feed, "PATCH") => {
             // Still read the old name, so that a query the upstream would
             // read differently is refused here too.
-            let (old, _) = feed_of(endpoint, method, query)?;
+            let (old, _, _) = feed_of(endpoint, method, query)?;
             return Ok(Classified {
                 endpoint,
                 requires: Requirement::Global(Perm::new(Change, Feed)),
                 write_lock: Some(old),
-                read: None,
+                named: None,
+                reads: false,
+                column: None,
             });
         }
         (Endpoint::Feed, _) => feed_scoped(Delete, Feed)?,
@@ -164,7 +177,8 @@ pub fn classify(endpoint: &str, method: &Method, query: &str) -> Result<Classifi
         Requirement::Feed(_, feed) if *method != Method::GET => Some(feed.clone()),
         _ => None,
     };
-    Ok(Classified { endpoint, requires, write_lock, read })
+    let reads = *method == Method::GET;
+    Ok(Classified { endpoint, requires, write_lock, named, reads, column })
 }
 
 /// Refuses what the upstream's parsers would read leniently or differently
@@ -198,15 +212,15 @@ fn scan(endpoint: Endpoint, query: &str) -> Result<(), ClassifyError> {
     Ok(())
 }
 
-/// The feed the upstream will act on, read with the upstream's own parser
-/// for this endpoint and method, and for `/data`, `/bytes` and `/raw` the
-/// columns and rows named.
-fn feed_of(
-    endpoint: Endpoint,
-    method: &Method,
-    query: &str,
-) -> Result<(String, Option<ReadQuery>), ClassifyError> {
+/// What the upstream will read of a query: the feed it acts on, read with
+/// the upstream's own parser for this endpoint and method; for `/data`,
+/// `/bytes` and `/raw` the columns and rows named; for `PATCH` and `DELETE
+/// /col` the column.
+type QueryNames = (String, Option<ReadQuery>, Option<String>);
+
+fn feed_of(endpoint: Endpoint, method: &Method, query: &str) -> Result<QueryNames, ClassifyError> {
     let invalid = |err: &dyn std::fmt::Display| bad(format!("Invalid query: {err}."));
+    let mut column = None;
     let (feed, read) = match endpoint {
         Endpoint::Feed => (parse_form::<NameQuery>(query).map_err(|e| invalid(&e))?.name, None),
         Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
@@ -215,6 +229,7 @@ fn feed_of(
             if q.name.is_none() {
                 return Err(bad("Query parameter \"name\" is required.".into()));
             }
+            column = q.name;
             (q.feed, None)
         }
         Endpoint::Col | Endpoint::Size => {
@@ -243,7 +258,7 @@ fn feed_of(
     if !is_valid_name(&feed) {
         return Err(bad(format!("\"{feed}\" is not a valid feed name.")));
     }
-    Ok((feed, read))
+    Ok((feed, read, column))
 }
 
 fn bad(detail: String) -> ClassifyError {

@@ -10,11 +10,10 @@
 use actix_web::http::Method;
 use serde::Deserialize;
 
-use super::classify::Endpoint;
+use super::classify::{Classified, Endpoint};
 use crate::config::Limits;
 use crate::lbasedb::datatype;
 use crate::lbasedb::names::{MAX_NAME_LEN, is_too_long};
-use crate::lbasedb::query::{ColQuery, DataQuery, RawQuery, parse_form, parse_qs};
 use crate::lbasedb::scan::DatasetScan;
 
 /// Small bodies the proxy reads whole before forwarding, because they name
@@ -108,80 +107,50 @@ pub fn check_body(rule: BodyRule, body: &[u8], limits: &Limits) -> Result<BodyFa
 }
 
 /// Refuses a query whose read is over `MAX_ROWS_PER_READ` or that names a
-/// column longer than any file name. Run after `classify`, which has
-/// already refused every query the upstream could read otherwise.
+/// column longer than any file name, from what `classify` parsed of it
+/// (which has already refused every query the upstream could read
+/// otherwise).
 pub fn check_query(
-    endpoint: Endpoint,
+    classified: &Classified,
     method: &Method,
-    query: &str,
     limits: &Limits,
 ) -> Result<(), String> {
-    let reads_rows =
-        *method == Method::GET || (endpoint == Endpoint::Bytes && *method == Method::DELETE);
-    match endpoint {
-        Endpoint::Data | Endpoint::Bytes => {
-            let Ok(q) = parse_qs::<DataQuery>(query) else {
-                return Ok(());
-            };
-            let cols = q.col.as_deref().unwrap_or_default();
-            if cols.len() as u64 > limits.max_read_columns {
-                return Err(format!(
-                    "A request names at most {} columns (MAX_READ_COLUMNS).",
-                    limits.max_read_columns
-                ));
-            }
-            for col in cols {
-                check_name(col)?;
-            }
-            if reads_rows {
-                check_rows(q.size.map(|s| s as u64), limits)?;
-            }
+    let reads_rows = reads_rows(classified.endpoint, method);
+    if let Some(named) = &classified.named {
+        if named.columns.len() as u64 > limits.max_read_columns {
+            return Err(format!(
+                "A request names at most {} columns (MAX_READ_COLUMNS).",
+                limits.max_read_columns
+            ));
         }
-        Endpoint::Raw => {
-            let Ok(q) = parse_form::<RawQuery>(query) else {
-                return Ok(());
-            };
-            check_name(&q.col)?;
-            if reads_rows {
-                check_rows(q.size.map(|s| s as u64), limits)?;
-            }
+        for col in &named.columns {
+            check_name(col)?;
         }
-        Endpoint::Col if matches!(*method, Method::PATCH | Method::DELETE) => {
-            if let Ok(ColQuery { name: Some(name), .. }) = parse_form::<ColQuery>(query) {
-                check_name(&name)?;
-            }
+        if reads_rows {
+            check_rows(named.size, limits)?;
         }
-        _ => {}
+    }
+    if let Some(column) = &classified.column {
+        check_name(column)?;
     }
     Ok(())
 }
 
-/// What a read asks the upstream to build whole: rows of the columns
-/// named, in the order named (repeats included). `None` for a request that
-/// reads no rows, or whose query the upstream will refuse itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadShape {
-    pub rows: u64,
-    pub cols: Vec<String>,
+/// Whether a request makes the upstream build rows: a read, or the zeros
+/// of `DELETE /bytes`.
+fn reads_rows(endpoint: Endpoint, method: &Method) -> bool {
+    *method == Method::GET || (endpoint == Endpoint::Bytes && *method == Method::DELETE)
 }
 
-pub fn read_shape(endpoint: Endpoint, method: &Method, query: &str) -> Option<ReadShape> {
-    let reads_rows =
-        *method == Method::GET || (endpoint == Endpoint::Bytes && *method == Method::DELETE);
-    if !reads_rows {
+/// What a read asks the upstream to build whole: rows of the columns
+/// named, in the order named (repeats included). `None` for a request that
+/// reads no rows, or whose query names no size (the upstream refuses it).
+pub fn read_shape<'a>(classified: &'a Classified, method: &Method) -> Option<(u64, &'a [String])> {
+    if !reads_rows(classified.endpoint, method) {
         return None;
     }
-    match endpoint {
-        Endpoint::Data | Endpoint::Bytes => {
-            let q = parse_qs::<DataQuery>(query).ok()?;
-            Some(ReadShape { rows: q.size? as u64, cols: q.col.unwrap_or_default() })
-        }
-        Endpoint::Raw => {
-            let q = parse_form::<RawQuery>(query).ok()?;
-            Some(ReadShape { rows: q.size? as u64, cols: vec![q.col] })
-        }
-        _ => None,
-    }
+    let named = classified.named.as_ref()?;
+    Some((named.size?, &named.columns))
 }
 
 /// The most a request's body may hold: JSON bodies of `/data` writes are
@@ -210,24 +179,19 @@ pub enum WriteMeter {
 impl WriteMeter {
     /// The meter of a write to a feed of these columns (name, datatype),
     /// if its cost can be more than its body.
-    pub fn of(
-        endpoint: Endpoint,
-        method: &Method,
-        query: &str,
-        columns: &[(&str, &str)],
-    ) -> Option<Self> {
+    pub fn of(classified: &Classified, method: &Method, columns: &[(&str, &str)]) -> Option<Self> {
         let widths: Vec<(String, u64)> = columns
             .iter()
             .map(|(name, datatype)| (name.to_string(), datatype::width(datatype).unwrap_or(0)))
             .collect();
-        match (endpoint, method.as_str()) {
+        match (classified.endpoint, method.as_str()) {
             (Endpoint::Data, "POST" | "PUT" | "PATCH") => Some(Self::Json {
                 scan: DatasetScan::new(),
                 columns: widths,
                 zeroes_others: *method == Method::PUT,
             }),
             (Endpoint::Bytes, "PUT") => {
-                let named_cols = parse_qs::<DataQuery>(query).ok()?.col?;
+                let named_cols = &classified.named.as_ref()?.columns;
                 let width = |name: &str| widths.iter().find(|(c, _)| c == name).map(|(_, w)| *w);
                 let named: u64 = named_cols.iter().filter_map(|c| width(c)).sum();
                 let others: u64 =
@@ -352,8 +316,9 @@ mod tests {
             ),
         ];
         for (endpoint, method, query, ok) in cases {
+            let classified = super::super::classify::classify(endpoint.name(), &method, &query);
             assert_eq!(
-                check_query(endpoint, &method, &query, &LIMITS).is_ok(),
+                check_query(&classified.unwrap(), &method, &LIMITS).is_ok(),
                 ok,
                 "{method} {endpoint:?} {query}"
             );
@@ -388,22 +353,22 @@ mod tests {
     #[test]
     fn writes_are_metered_as_the_upstream_builds_them() {
         let cols = [("x", "Float64"), ("b", "Bytes[1024]")];
-        let mut json = WriteMeter::of(Endpoint::Data, &Method::POST, "feed=a", &cols).unwrap();
+        let of = |e: Endpoint, m: Method, q: &str| {
+            let classified = super::super::classify::classify(e.name(), &m, q).unwrap();
+            WriteMeter::of(&classified, &m, &cols)
+        };
+        let mut json = of(Endpoint::Data, Method::POST, "feed=a").unwrap();
         // Cut inside the second value's string.
         json.feed(b"{\"b\":[\"\",\"");
         json.feed(b"\",\"\"]}");
         assert_eq!(json.cost(0), 3 * (96 + 4096));
-        let mut put = WriteMeter::of(Endpoint::Data, &Method::PUT, "feed=a&ix=0", &cols).unwrap();
+        let mut put = of(Endpoint::Data, Method::PUT, "feed=a&ix=0").unwrap();
         put.feed(br#"{"x":[1,2]}"#);
         assert_eq!(put.cost(0), 2 * (96 + 32) + 2 * 1024, "b zeroed for both rows");
-        let rows =
-            WriteMeter::of(Endpoint::Bytes, &Method::PUT, "feed=a&ix=0&col[]=x", &cols).unwrap();
+        let rows = of(Endpoint::Bytes, Method::PUT, "feed=a&ix=0&col[]=x").unwrap();
         assert_eq!(rows.cost(80), 10 * (8 + 1024), "ten rows of both columns");
-        assert!(WriteMeter::of(Endpoint::Bytes, &Method::POST, "feed=a&col[]=x", &cols).is_none());
-        assert!(
-            WriteMeter::of(Endpoint::Bytes, &Method::PUT, "feed=a&ix=0&col[]=nope", &cols)
-                .is_none()
-        );
+        assert!(of(Endpoint::Bytes, Method::POST, "feed=a&col[]=x").is_none());
+        assert!(of(Endpoint::Bytes, Method::PUT, "feed=a&ix=0&col[]=nope").is_none());
         assert_eq!(json.charge(Some(100), &LIMITS), 4800);
         assert_eq!(json.charge(None, &LIMITS), LIMITS.max_write_bytes);
         assert_eq!(rows.charge(Some(u64::MAX), &LIMITS), LIMITS.max_write_bytes);
@@ -411,14 +376,17 @@ mod tests {
 
     #[test]
     fn reads_are_shaped_as_the_upstream_builds_them() {
-        let shape = |e, m: Method, q: &str| read_shape(e, &m, q);
+        let shape = |e: Endpoint, m: Method, q: &str| {
+            let classified = super::super::classify::classify(e.name(), &m, q).unwrap();
+            read_shape(&classified, &m).map(|(rows, cols)| (rows, cols.to_vec()))
+        };
         assert_eq!(
             shape(Endpoint::Data, Method::GET, "feed=a&ix=0&size=5&col[]=x&col%5B%5D=x"),
-            Some(ReadShape { rows: 5, cols: vec!["x".into(), "x".into()] })
+            Some((5, vec!["x".into(), "x".into()]))
         );
         assert_eq!(
             shape(Endpoint::Raw, Method::GET, "feed=a&col=y&ix=2&size=7"),
-            Some(ReadShape { rows: 7, cols: vec!["y".into()] })
+            Some((7, vec!["y".into()]))
         );
         assert!(shape(Endpoint::Bytes, Method::DELETE, "feed=a&ix=0&size=3&col[]=x").is_some());
         assert_eq!(shape(Endpoint::Bytes, Method::POST, "feed=a&col[]=x"), None);

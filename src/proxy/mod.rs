@@ -44,7 +44,6 @@ use idempotency::{Answer, Keyed, RequestDigest};
 use upstream::Upstream;
 
 use crate::auth::users::{self, FeedChange};
-use crate::lbasedb::query::{ColQuery, NameQuery, parse_form};
 
 /// What every worker's proxy handler shares.
 #[derive(Debug, Clone)]
@@ -311,7 +310,7 @@ async fn handle(
             body_rows: rows.get(),
             bytes: seen.bytes_in.load(Ordering::Relaxed),
         };
-        acknowledged(written, auth, facts.name, metered).await;
+        acknowledged(written, &classified, auth, facts.name, metered).await;
     }
     let response = match response {
         Answer::Upstream(response) => response,
@@ -423,8 +422,8 @@ async fn admitted(
         Requirement::Feed(_, feed) => Some(feed.clone()),
         _ => classified.write_lock.clone(),
     };
-    seen.read = classified.read.as_ref().map(ReadQuery::audited);
-    allowed(&classified, &who.principal, req.method(), req.query_string(), upstream).await?;
+    seen.read = classified.read().map(ReadQuery::audited);
+    allowed(&classified, &who.principal, req.method(), upstream).await?;
     if let Some(why) = state.embedded.as_ref().and_then(|embedded| embedded.failure()) {
         return Err(ApiError::UpstreamFailed(why));
     }
@@ -470,17 +469,16 @@ async fn read_cost(
     upstream: &Upstream,
 ) -> Result<u64, ApiError> {
     let limits = &upstream.state().limits;
-    if let Some(shape) = limits::read_shape(classified.endpoint, req.method(), req.query_string()) {
+    if let Some((rows, cols)) = limits::read_shape(classified, req.method()) {
         let Requirement::Feed(_, feed) = &classified.requires else {
             return Ok(0);
         };
-        if shape.cols.is_empty() {
+        if cols.is_empty() {
             return Ok(0);
         }
-        let known = upstream.state().columns.of(upstream, feed, &shape.cols).await;
+        let known = upstream.state().columns.of(upstream, feed, cols).await;
         // A column the upstream does not have costs nothing: it refuses it.
-        let named: Vec<(&str, &str)> = shape
-            .cols
+        let named: Vec<(&str, &str)> = cols
             .iter()
             .filter_map(|name| known.iter().find(|c| &c.name == name))
             .map(|c| (c.name.as_str(), c.datatype.as_str()))
@@ -491,10 +489,10 @@ async fn read_cost(
             Endpoint::Data => datatype::Form::Json,
             _ => datatype::Form::Binary,
         };
-        if let Some(refused) = datatype::refuse_read(shape.rows, &named, form, limits) {
+        if let Some(refused) = datatype::refuse_read(rows, &named, form, limits) {
             return Err(ApiError::TooLarge(refused));
         }
-        return Ok(datatype::read_cost(shape.rows, &named, form));
+        return Ok(datatype::read_cost(rows, &named, form));
     }
     Ok(0)
 }
@@ -528,8 +526,7 @@ async fn write_meter(
     let known = upstream.state().columns.of(upstream, feed, &[]).await;
     let columns: Vec<(&str, &str)> =
         known.iter().map(|c| (c.name.as_str(), c.datatype.as_str())).collect();
-    let meter =
-        limits::WriteMeter::of(classified.endpoint, req.method(), req.query_string(), &columns);
+    let meter = limits::WriteMeter::of(classified, req.method(), &columns);
     if let (Some(meter), Some(length)) = (&meter, declared_length(req))
         && let Some(refused) = datatype::refuse_write(meter.cost(length), &upstream.state().limits)
     {
@@ -633,13 +630,13 @@ async fn read_small_body(payload: web::Payload) -> Result<bytes::Bytes, ApiError
 /// user's quota.
 async fn acknowledged(
     written: quota::Written<'_>,
+    classified: &Classified,
     auth: &AuthState,
     name: Option<String>,
     metered: Option<quota::Metered>,
 ) {
     if matches!(written.endpoint, Endpoint::Feed | Endpoint::Col) {
-        let req = written.req;
-        feed_changed(written.endpoint, req.method(), req.query_string(), auth, name).await;
+        feed_changed(classified, written.req.method(), auth, name).await;
     }
     if let Some(metered) = metered {
         metered.count(written, auth).await;
@@ -652,33 +649,24 @@ async fn acknowledged(
 /// name. The upstream has already acted, so a failure here is logged
 /// loudly rather than answered.
 async fn feed_changed(
-    endpoint: Endpoint,
+    classified: &Classified,
     method: &Method,
-    query: &str,
     auth: &AuthState,
     name: Option<String>,
 ) {
-    let change = match (endpoint, method.as_str(), name) {
-        (Endpoint::Feed, method, new) => {
-            let Ok(NameQuery { name: old }) = parse_form::<NameQuery>(query) else {
-                return;
-            };
-            match (method, new) {
-                ("DELETE", _) => FeedChange::Deleted(old),
-                ("PATCH", Some(new)) => FeedChange::Renamed { old, new },
-                _ => return,
-            }
+    // The feed acted on: the one `DELETE` names, the old name of a rename.
+    let Some(feed) = classified.write_lock.clone() else {
+        return;
+    };
+    let column = classified.column.clone();
+    let change = match (classified.endpoint, method.as_str(), name, column) {
+        (Endpoint::Feed, "DELETE", _, _) => FeedChange::Deleted(feed),
+        (Endpoint::Feed, "PATCH", Some(new), _) => FeedChange::Renamed { old: feed, new },
+        (Endpoint::Col, "DELETE", _, Some(column)) => FeedChange::ColumnDeleted { feed, column },
+        (Endpoint::Col, "PATCH", Some(new), Some(old)) => {
+            FeedChange::ColumnRenamed { feed, old, new }
         }
-        (_, method, new) => {
-            let Ok(ColQuery { feed, name: Some(column) }) = parse_form::<ColQuery>(query) else {
-                return;
-            };
-            match (method, new) {
-                ("DELETE", _) => FeedChange::ColumnDeleted { feed, column },
-                ("PATCH", Some(new)) => FeedChange::ColumnRenamed { feed, old: column, new },
-                _ => return,
-            }
-        }
+        _ => return,
     };
     if let Err(err) = auth.write(move |conn| users::feed_changed(conn, &change)).await {
         tracing::error!("feed grants not updated after a feed or column changed: {err}");
@@ -692,7 +680,6 @@ async fn allowed(
     classified: &Classified,
     who: &Principal,
     method: &Method,
-    query: &str,
     upstream: &Upstream,
 ) -> Result<(), ApiError> {
     let state = upstream.state();
@@ -700,8 +687,7 @@ async fn allowed(
         .inspect_err(|_| state.metrics.auth_failure(AuthFailure::Forbidden))?;
     // The bounds first: what the grants' check costs grows with the
     // columns a read names.
-    limits::check_query(classified.endpoint, method, query, &state.limits)
-        .map_err(ApiError::BadRequest)?;
+    limits::check_query(classified, method, &state.limits).map_err(ApiError::BadRequest)?;
     within_grants(classified, who, upstream)
         .await
         .inspect_err(|_| state.metrics.auth_failure(AuthFailure::Forbidden))
@@ -725,7 +711,7 @@ async fn within_grants(
     who: &Principal,
     upstream: &Upstream,
 ) -> Result<(), ApiError> {
-    let (Requirement::Feed(perm, feed), Some(read)) = (&classified.requires, &classified.read)
+    let (Requirement::Feed(perm, feed), Some(read)) = (&classified.requires, classified.read())
     else {
         return Ok(());
     };

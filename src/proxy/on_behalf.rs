@@ -71,7 +71,7 @@ impl OnBehalf {
             Requirement::Feed(_, feed) => Some(feed.clone()),
             _ => c.write_lock.clone(),
         });
-        let read = classified.and_then(|c| c.read.as_ref()).map(ReadQuery::audited);
+        let read = classified.and_then(Classified::read).map(ReadQuery::audited);
         Access {
             at: crate::db::queries::now(),
             username: self.who.username.clone(),
@@ -102,7 +102,7 @@ impl OnBehalf {
             Ok(classified) => classified,
             Err(err) => return Err(self.refused(method, None, classify_error(err, method))),
         };
-        match allowed(&classified, &self.who, method, query, &self.upstream).await {
+        match allowed(&classified, &self.who, method, &self.upstream).await {
             Ok(()) => Ok(classified),
             Err(err) => Err(self.refused(method, Some(&classified), err)),
         }
@@ -149,7 +149,7 @@ impl OnBehalf {
             Ok(_) => return Err(ApiError::permission_denied()),
             Err(err) => return Err(ApiError::Internal(err.into())),
         };
-        allowed(&classified, &who, &Method::GET, &query, &self.upstream).await?;
+        allowed(&classified, &who, &Method::GET, &self.upstream).await?;
         let limits = &self.upstream.state().limits;
         if let Some(refused) = datatype::refuse_read(size, cols, datatype::Form::Binary, limits) {
             return Err(ApiError::TooLarge(refused));
@@ -206,7 +206,7 @@ impl OnBehalf {
         access.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         state.audit.record(access);
         answered?;
-        feed_changed(classified.endpoint, &method, query, &self.auth, facts.name).await;
+        feed_changed(&classified, &method, &self.auth, facts.name).await;
         Ok(())
     }
 }

@@ -21,7 +21,6 @@ use crate::auth::quota::{self, Quota};
 use crate::db::{self, queries};
 use crate::error::ApiError;
 use crate::lbasedb::datatype;
-use crate::lbasedb::query::{DataQuery, RawQuery, parse_form, parse_qs};
 
 /// A write to count against its user's quota once acknowledged.
 pub struct Metered {
@@ -96,7 +95,7 @@ pub async fn admit(
     }
     let (quota, rows, bytes) = auth.write_quota_of(who).await?;
     let declared = super::declared_length(req).unwrap_or(0);
-    let known_rows = known_rows(req, classified.endpoint, feed, upstream, new_size).await;
+    let known_rows = known_rows(req, classified, feed, upstream, new_size).await;
     let adding = known_rows.unwrap_or(0);
     let spent = quota.rows.is_some_and(|max| rows >= max || rows.saturating_add(adding) > max)
         || quota.bytes.is_some_and(|max| bytes >= max || bytes.saturating_add(declared) > max);
@@ -118,7 +117,7 @@ pub async fn admit(
     let cap = QuotaCap {
         bytes: quota.bytes.map(|max| max.saturating_sub(bytes)),
         rows: quota.rows.map(|max| max.saturating_sub(rows)),
-        width: row_width(req, classified.endpoint, feed, upstream).await,
+        width: row_width(req, classified, feed, upstream).await,
     };
     Ok(Some(Metered { user_id: who.user_id, known_rows, cap }))
 }
@@ -128,19 +127,18 @@ pub async fn admit(
 /// zeroes; `None` for a write whose body says.
 async fn known_rows(
     req: &HttpRequest,
-    endpoint: Endpoint,
+    classified: &Classified,
     feed: &str,
     upstream: &Upstream,
     new_size: Option<u64>,
 ) -> Option<u64> {
-    match (endpoint, req.method().as_str()) {
+    match (classified.endpoint, req.method().as_str()) {
         (Endpoint::Size, _) => {
             let now = upstream.size(feed).await.unwrap_or(0);
             Some(new_size.unwrap_or(0).saturating_sub(now))
         }
         (Endpoint::Bytes, "DELETE") => {
-            let size = parse_qs::<DataQuery>(req.query_string()).ok().and_then(|q| q.size);
-            Some(size.unwrap_or(0) as u64)
+            Some(classified.named.as_ref().and_then(|named| named.size).unwrap_or(0))
         }
         _ => None,
     }
@@ -150,17 +148,17 @@ async fn known_rows(
 /// (its body is rows of them); `None` for any other write.
 async fn row_width(
     req: &HttpRequest,
-    endpoint: Endpoint,
+    classified: &Classified,
     feed: &str,
     upstream: &Upstream,
 ) -> Option<u64> {
-    let query = req.query_string();
-    let named = match (endpoint, req.method().as_str()) {
-        (Endpoint::Raw, _) => vec![parse_form::<RawQuery>(query).ok()?.col],
-        (Endpoint::Bytes, "POST" | "PUT" | "PATCH") => parse_qs::<DataQuery>(query).ok()?.col?,
+    let named = match (classified.endpoint, req.method().as_str()) {
+        (Endpoint::Raw, _) | (Endpoint::Bytes, "POST" | "PUT" | "PATCH") => {
+            &classified.named.as_ref()?.columns
+        }
         _ => return None,
     };
-    let cols = upstream.state().columns.of(upstream, feed, &named).await;
+    let cols = upstream.state().columns.of(upstream, feed, named).await;
     let width = named
         .iter()
         .filter_map(|name| cols.iter().find(|c| &c.name == name))
