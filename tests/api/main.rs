@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod browser;
+mod budget;
 mod cli;
 mod django;
 mod embedded;
