@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::Member;
 use super::{AdminError, Layout, Reply, ok};
-use crate::auth::principal::Principal;
 use crate::body::Kept;
+use crate::budget::Share;
 use crate::error::ApiError;
 use crate::lbasedb::datatype;
 use crate::lbasedb::names::is_valid_name;
@@ -35,8 +35,8 @@ const MIN_PER_PAGE: u64 = 10;
 const MAX_PER_PAGE: u64 = 1000;
 const DEFAULT_PER_PAGE: u64 = 50;
 /// Most bytes of rows one page of the table reads: rows that wide are
-/// shown fewer at a time.
-const PAGE_BYTES: u64 = 4 << 20;
+/// shown fewer at a time (a page's HTML is a few times more).
+const PAGE_BYTES: u64 = 1 << 20;
 /// Bytes of a `Bytes[N]` or `String[N]` value a page shows (a download
 /// has them whole).
 const SHOWN_BYTES: usize = 64;
@@ -57,15 +57,17 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// The feed `name` as `who` may explore it: `view_feed`, `view_col`
-    /// and `view_data` on it (403 otherwise, 404 for no such feed).
-    pub async fn open(upstream: &Upstream, who: &Principal, name: &str) -> Result<Self, ApiError> {
+    /// The feed `name` as `on`'s user may explore it: `view_feed`,
+    /// `view_col` and `view_data` on it (403 otherwise, in the audit; 404
+    /// for no such feed).
+    pub async fn open(on: &OnBehalf, name: &str) -> Result<Self, ApiError> {
+        let (upstream, who) = (&on.upstream, &on.who);
         if !is_valid_name(name) {
             return Err(ApiError::NotFound);
         }
         let may = [VIEW_FEED, VIEW_COL, VIEW_DATA].iter().all(|p| who.has_feed_perm(p, name));
         if !may {
-            return Err(ApiError::permission_denied());
+            return Err(on.refused_read(name, ApiError::permission_denied()));
         }
         let Some(mut cols) = upstream.cols(name).await else {
             return Err(ApiError::NotFound);
@@ -76,13 +78,14 @@ impl Feed {
     }
 
     /// The columns named, in the order named: each must be one the user
-    /// may see.
-    fn pick<'a>(&'a self, names: &[String]) -> Result<Vec<&'a Col>, ApiError> {
+    /// may see (a refusal is in the audit).
+    fn pick<'a>(&'a self, on: &OnBehalf, names: &[String]) -> Result<Vec<&'a Col>, ApiError> {
         names
             .iter()
             .map(|name| {
                 self.cols.iter().find(|c| &c.name == name).ok_or_else(|| {
-                    ApiError::BadRequest(format!("No column {name:?} you may read in this feed."))
+                    let why = format!("No column {name:?} you may read in this feed.");
+                    on.refused_read(&self.name, ApiError::BadRequest(why))
                 })
             })
             .collect()
@@ -176,7 +179,7 @@ impl Kind {
                 let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
                 String::from_utf8_lossy(&raw[..end])
                     .chars()
-                    .flat_map(|c| match c.is_control() {
+                    .flat_map(|c| match c.is_control() || is_bidi(c) {
                         true => c.escape_default().collect::<Vec<_>>(),
                         false => vec![c],
                     })
@@ -184,6 +187,12 @@ impl Kind {
             }
         }
     }
+}
+
+/// A character that reorders the text around it (U+202A to U+202E, U+2066
+/// to U+2069): shown escaped, so that a value cannot pass for another.
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A float as the shortest text that reads back the same (`1e300`, not
@@ -205,24 +214,40 @@ pub enum Encoding {
 }
 
 /// Columns of a read with what decodes them, and where each starts in a
-/// chunk of `rows` rows (the upstream writes column after column).
-struct RowLayout<'a> {
-    cols: Vec<(&'a Col, Kind)>,
+/// row's bytes (the upstream writes a chunk column after column).
+struct RowLayout {
+    cols: Vec<(Col, Kind)>,
+    /// Each column's start in a row, the widths of those before it.
+    starts: Vec<usize>,
     row_width: u64,
 }
 
-impl<'a> RowLayout<'a> {
-    fn new(cols: Vec<&'a Col>) -> Result<Self, ApiError> {
+impl RowLayout {
+    /// The layout of `cols`; refused when they cannot be read, or when one
+    /// row of them is wider than a chunk (a wide column named many times):
+    /// the explorer holds no more than a chunk of a read at a time.
+    fn new(cols: Vec<&Col>) -> Result<Self, ApiError> {
         let cols = cols
             .into_iter()
             .map(|col| {
-                Kind::of(&col.datatype).map(|kind| (col, kind)).ok_or_else(|| {
+                Kind::of(&col.datatype).map(|kind| (col.clone(), kind)).ok_or_else(|| {
                     ApiError::BadRequest(format!("Column {} cannot be read.", col.name))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let row_width = cols.iter().map(|(_, kind)| kind.width() as u64).sum::<u64>().max(1);
-        Ok(Self { cols, row_width })
+        let mut starts = Vec::with_capacity(cols.len());
+        let mut row_width = 0usize;
+        for (_, kind) in &cols {
+            starts.push(row_width);
+            row_width = row_width.saturating_add(kind.width());
+        }
+        if row_width as u64 > CHUNK_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "A row of these columns is {row_width} bytes; the explorer reads rows of at \
+                 most {CHUNK_BYTES} bytes (read it through the API)"
+            )));
+        }
+        Ok(Self { cols, starts, row_width: (row_width as u64).max(1) })
     }
 
     /// Rows one chunk reads.
@@ -236,9 +261,29 @@ impl<'a> RowLayout<'a> {
 
     /// Column `k`'s bytes of row `i` of a chunk of `rows` rows.
     fn value<'b>(&self, chunk: &'b [u8], rows: usize, k: usize, i: usize) -> &'b [u8] {
-        let start: usize = self.cols[..k].iter().map(|(_, kind)| kind.width() * rows).sum();
         let width = self.cols[k].1.width();
-        &chunk[start + i * width..start + (i + 1) * width]
+        let start = self.starts[k] * rows + i * width;
+        &chunk[start..start + width]
+    }
+
+    /// Reads rows `ix..ix + rows`: the bytes, and their share of the bytes
+    /// in flight, to be held as long as they are.
+    async fn read(
+        &self,
+        on: &OnBehalf,
+        feed: &str,
+        ix: u64,
+        rows: u64,
+    ) -> Result<(Bytes, Share), ApiError> {
+        let (chunk, share) = on.chunk(feed, &self.named(), ix, rows).await?;
+        if chunk.len() as u64 != rows * self.row_width {
+            tracing::warn!(
+                "feed {feed}: the upstream answered {} bytes for {rows} rows",
+                chunk.len()
+            );
+            return Err(ApiError::UpstreamBroken);
+        }
+        Ok((chunk, share))
     }
 }
 
@@ -247,23 +292,15 @@ impl<'a> RowLayout<'a> {
 async fn each_chunk(
     on: &OnBehalf,
     feed: &str,
-    layout: &RowLayout<'_>,
+    layout: &RowLayout,
     (from, to): (u64, u64),
     mut each: impl FnMut(&[u8], u64, usize) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
-    let named = layout.named();
     let step = layout.chunk_rows();
     let mut ix = from;
     while ix < to {
         let rows = step.min(to - ix);
-        let chunk = on.chunk(feed, &named, ix, rows).await?;
-        if chunk.len() as u64 != rows * layout.row_width {
-            tracing::warn!(
-                "feed {feed}: the upstream answered {} bytes for {rows} rows",
-                chunk.len()
-            );
-            return Err(ApiError::UpstreamBroken);
-        }
+        let (chunk, _share) = layout.read(on, feed, ix, rows).await?;
         each(&chunk, ix, rows as usize)?;
         ix += rows;
     }
@@ -389,9 +426,10 @@ async fn read_page(
 ) -> Result<Vec<(u64, Vec<Cell>)>, ApiError> {
     let layout = RowLayout::new(feed.cols.iter().collect())?;
     let query = bytes_query(&feed.name, feed.cols.iter().map(|c| c.name.as_str()), from, to - from);
-    let reading = on.start_read(&query).await?;
+    let mut reading = on.start_read(&query).await?;
     let mut rows = Vec::new();
     let read = each_chunk(on, &feed.name, &layout, (from, to), |chunk, ix, n| {
+        reading.sent(chunk.len());
         for i in 0..n {
             let cells = (0..layout.cols.len())
                 .map(|k| {
@@ -577,7 +615,7 @@ pub async fn chart(
     let query: ChartQuery = serde_html_form::from_str(req.query_string())
         .map_err(|err| ApiError::BadRequest(format!("Bad query: {err}.")))?;
     let on = on_behalf(&member, upstream);
-    let feed = Feed::open(&on.upstream, &on.who, &path).await?;
+    let feed = Feed::open(&on, &path).await?;
     if query.y.is_empty() || query.y.len() > MAX_SERIES {
         return Err(ApiError::BadRequest(format!("Name 1 to {MAX_SERIES} columns to draw (y).")));
     }
@@ -586,7 +624,7 @@ pub async fn chart(
     let x = query.x.filter(|x| !x.is_empty() && x != "index");
     let mut names: Vec<String> = x.iter().cloned().collect();
     names.extend(query.y.iter().cloned());
-    let layout = RowLayout::new(feed.pick(&names)?)?;
+    let layout = RowLayout::new(feed.pick(&on, &names)?)?;
     if let Some((col, _)) = layout.cols.iter().find(|(_, kind)| !kind.is_numeric()) {
         return Err(ApiError::BadRequest(format!(
             "Column {} is {}: only numbers are drawn.",
@@ -619,13 +657,15 @@ pub async fn chart(
     })
     .await;
     let mut reading = reading;
-    let status = read.as_ref().map_or_else(status_of, |_| StatusCode::OK);
+    if let Err(err) = read {
+        reading.finish(status_of(&err));
+        return Err(err);
+    }
     let mut chart = sampler.finish();
     chart.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    read?;
     let body = serde_json::to_vec(&chart).map_err(|err| ApiError::Internal(err.into()))?;
     reading.sent(body.len());
-    reading.finish(status);
+    reading.finish(StatusCode::OK);
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
@@ -664,7 +704,7 @@ pub async fn download(
     let query: DownloadQuery = serde_html_form::from_str(req.query_string())
         .map_err(|err| ApiError::BadRequest(format!("Bad query: {err}.")))?;
     let on = on_behalf(&member, upstream);
-    let feed = Arc::new(Feed::open(&on.upstream, &on.who, &path).await?);
+    let feed = Arc::new(Feed::open(&on, &path).await?);
     let names = match query.col.is_empty() {
         true => feed.cols.iter().map(|c| c.name.clone()).collect(),
         false => query.col.clone(),
@@ -674,8 +714,14 @@ pub async fn download(
     }
     let (from, to) = feed.range(query.from, query.to)?;
     // Checked before anything is read: names the user may see, datatypes
-    // the storage has.
-    RowLayout::new(feed.pick(&names)?)?;
+    // the storage has, rows no wider than a chunk.
+    let picked = feed.pick(&on, &names)?;
+    let layouts = match query.format {
+        Format::Csv => vec![RowLayout::new(picked)?],
+        Format::Raw => {
+            picked.into_iter().map(|col| RowLayout::new(vec![col])).collect::<Result<_, _>>()?
+        }
+    };
     let read_query = bytes_query(&feed.name, names.iter().map(String::as_str), from, to - from);
     let reading = on.start_read(&read_query).await?;
     let (content_type, extension) = match query.format {
@@ -687,12 +733,14 @@ pub async fn download(
         on,
         feed,
         names,
+        layouts,
         from,
         to,
         format: query.format,
         bytes: query.bytes.unwrap_or_default(),
         reading: Some(reading),
         next: (0, from),
+        pending: None,
         header: true,
     };
     Ok(HttpResponse::Ok()
@@ -704,99 +752,145 @@ pub async fn download(
         .streaming(futures_util::stream::unfold(download, Download::step)))
 }
 
+/// Most bytes of the answer one step of a download makes: a client that
+/// reads slowly (or not at all) holds this much of the answer and the
+/// chunk it comes from (that chunk within its user's share of the bytes
+/// in flight), never a whole chunk's text; and a worker turns to its
+/// other requests between steps.
+const PIECE_BYTES: usize = 64 << 10;
+
 /// A download under way: what is left to read.
 struct Download {
     on: OnBehalf,
     feed: Arc<Feed>,
     names: Vec<String>,
-    from: u64,
+    /// The columns read together: all of them (CSV), or one after the
+    /// other (raw, as `GET /bytes` answers: column after column).
+    layouts: Vec<RowLayout>,
     to: u64,
+    from: u64,
     format: Format,
     bytes: Encoding,
     /// Taken when the download ends (its audit row says how).
     reading: Option<Reading>,
-    /// The column (raw: one column at a time) and the row read next.
+    /// Which of `layouts` and which row are read next.
     next: (usize, u64),
+    /// The chunk being sent.
+    pending: Option<Pending>,
     header: bool,
+}
+
+/// A chunk read and not yet all sent: its bytes, held within their share
+/// of the bytes in flight, and how far it is sent (rows for CSV, bytes
+/// raw).
+struct Pending {
+    chunk: Bytes,
+    _share: Share,
+    layout: usize,
+    ix: u64,
+    rows: usize,
+    done: usize,
 }
 
 impl Download {
     async fn step(mut self) -> Option<(Result<Bytes, ApiError>, Self)> {
         let mut reading = self.reading.take()?;
-        let chunk = match self.chunk().await {
-            Ok(Some(chunk)) => chunk,
+        match self.piece().await {
+            Ok(Some(piece)) => {
+                reading.sent(piece.len());
+                self.reading = Some(reading);
+                Some((Ok(piece), self))
+            }
             Ok(None) => {
                 reading.finish(StatusCode::OK);
-                return None;
+                None
             }
             Err(err) => {
                 // The answer has begun: the client sees it cut.
                 tracing::warn!("a download of feed {} stopped: {err}", self.feed.name);
                 reading.finish(status_of(&err));
-                return Some((Err(err), self));
+                Some((Err(err), self))
             }
-        };
-        reading.sent(chunk.len());
-        self.reading = Some(reading);
-        Some((Ok(chunk), self))
+        }
     }
 
-    /// The next part of the answer; none when all is sent.
-    async fn chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
-        let (col, ix) = self.next;
-        let feed = self.feed.clone();
-        let all = feed.pick(&self.names)?;
-        let cols = match self.format {
-            Format::Raw if col < all.len() => vec![all[col]],
-            Format::Raw => return Ok(None),
-            Format::Csv if ix < self.to => all,
-            Format::Csv => return Ok(None),
+    /// The next piece of the answer; none when all is sent.
+    async fn piece(&mut self) -> Result<Option<Bytes>, ApiError> {
+        if self.pending.is_none() {
+            let (k, ix) = self.next;
+            let Some(layout) = self.layouts.get(k) else {
+                return Ok(None);
+            };
+            let rows = layout.chunk_rows().min(self.to - ix);
+            let (chunk, share) = layout.read(&self.on, &self.feed.name, ix, rows).await?;
+            self.next = match ix + rows < self.to {
+                true => (k, ix + rows),
+                false => (k + 1, self.from),
+            };
+            let rows = rows as usize;
+            self.pending = Some(Pending { chunk, _share: share, layout: k, ix, rows, done: 0 });
+        }
+        let Self { pending: Some(pending), layouts, .. } = self else {
+            return Ok(None);
         };
-        let layout = RowLayout::new(cols)?;
-        let rows = layout.chunk_rows().min(self.to - ix);
-        let chunk = self.on.chunk(&feed.name, &layout.named(), ix, rows).await?;
-        if chunk.len() as u64 != rows * layout.row_width {
-            return Err(ApiError::UpstreamBroken);
-        }
-        self.next = match (self.format, ix + rows < self.to) {
-            (_, true) => (col, ix + rows),
-            (Format::Raw, false) => (col + 1, self.from),
-            (Format::Csv, false) => (col, self.to),
+        let piece = match self.format {
+            Format::Raw => {
+                let end = (pending.done + PIECE_BYTES).min(pending.chunk.len());
+                let piece = pending.chunk.slice(pending.done..end);
+                pending.done = end;
+                piece
+            }
+            Format::Csv => {
+                let layout = &layouts[pending.layout];
+                let mut csv = String::new();
+                if std::mem::take(&mut self.header) {
+                    csv.push_str("index");
+                    for name in &self.names {
+                        csv.push(',');
+                        csv.push_str(&csv_field(name, true));
+                    }
+                    csv.push_str("\r\n");
+                }
+                while pending.done < pending.rows && csv.len() < PIECE_BYTES {
+                    let i = pending.done;
+                    csv.push_str(&(pending.ix + i as u64).to_string());
+                    for (k, (_, kind)) in layout.cols.iter().enumerate() {
+                        let value =
+                            kind.text(layout.value(&pending.chunk, pending.rows, k, i), self.bytes);
+                        csv.push(',');
+                        csv.push_str(&csv_field(&value, matches!(kind, Kind::Text(_))));
+                    }
+                    csv.push_str("\r\n");
+                    pending.done += 1;
+                }
+                Bytes::from(csv)
+            }
         };
-        if self.format == Format::Raw {
-            return Ok(Some(chunk));
+        let sent_all = match self.format {
+            Format::Raw => pending.done == pending.chunk.len(),
+            Format::Csv => pending.done == pending.rows,
+        };
+        if sent_all {
+            self.pending = None;
         }
-        let mut csv = String::with_capacity(chunk.len() * 3);
-        if std::mem::take(&mut self.header) {
-            csv.push_str("index");
-            for name in &self.names {
-                csv.push(',');
-                csv.push_str(&csv_field(name));
-            }
-            csv.push_str("\r\n");
-        }
-        let n = rows as usize;
-        for i in 0..n {
-            csv.push_str(&(ix + i as u64).to_string());
-            for (k, (_, kind)) in layout.cols.iter().enumerate() {
-                csv.push(',');
-                csv.push_str(&csv_field(&kind.text(layout.value(&chunk, n, k, i), self.bytes)));
-            }
-            csv.push_str("\r\n");
-        }
-        Ok(Some(Bytes::from(csv)))
+        Ok(Some(piece))
     }
 }
 
 /// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line
-/// break, and when it could start a spreadsheet formula.
-fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
-    let special = text.contains([',', '"', '\r', '\n'])
-        || text.starts_with(['=', '+', '@', '\t'])
-        || (text.starts_with('-') && text.parse::<f64>().is_err());
-    match special {
-        true => format!("\"{}\"", text.replace('"', "\"\"")).into(),
-        false => text.into(),
+/// break. A string (`is_text`) that a spreadsheet would take for a formula
+/// (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) is also
+/// prefixed with `'`, which spreadsheets show as text (OWASP's advice; the
+/// quotes alone are CSV's syntax and gone once the file is opened).
+/// Numbers, hex and base64 are left as they are: they are data, and no
+/// formula.
+fn csv_field(text: &str, is_text: bool) -> std::borrow::Cow<'_, str> {
+    let formula = is_text && text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let special = formula || text.contains([',', '"', '\r', '\n']);
+    match (special, formula) {
+        (false, _) => text.into(),
+        (true, false) => format!("\"{}\"", text.replace('"', "\"\"")).into(),
+        (true, true) => format!("\"'{}\"", text.replace('"', "\"\"")).into(),
     }
 }
 
@@ -815,7 +909,7 @@ pub struct Explorer {
 impl Explorer {
     /// `name` explored by `on`'s user, the table at `query`'s page.
     pub async fn open(on: &OnBehalf, name: &str, query: &TableQuery) -> Result<Self, ApiError> {
-        let feed = Feed::open(&on.upstream, &on.who, name).await?;
+        let feed = Feed::open(on, name).await?;
         let table = table(on, &feed, query).await;
         let numeric = feed
             .cols
@@ -936,8 +1030,12 @@ mod tests {
         assert_eq!(Kind::Bytes(3).text(&[0, 255, 16], Encoding::Hex), "00ff10");
         assert_eq!(Kind::Bytes(3).text(&[0, 255, 16], Encoding::Base64), "AP8Q");
         assert_eq!(Kind::Text(6).text(b"a<\n\0\0\0", Encoding::Hex), "a<\\n");
-        assert_eq!(csv_field("=1+1"), "\"=1+1\"");
-        assert_eq!(csv_field("-1.5"), "-1.5");
-        assert_eq!(csv_field("a,\"b"), "\"a,\"\"b\"");
+        let spoof = "a\u{202E}b".as_bytes();
+        assert_eq!(Kind::Text(spoof.len()).text(spoof, Encoding::Hex), "a\\u{202e}b");
+        assert_eq!(csv_field("=1+1", true), "\"'=1+1\"");
+        assert_eq!(csv_field("-x", true), "\"'-x\"");
+        assert_eq!(csv_field("-1.5", false), "-1.5");
+        assert_eq!(csv_field("+/8=", false), "+/8=", "base64 is data");
+        assert_eq!(csv_field("a,\"b", true), "\"a,\"\"b\"");
     }
 }

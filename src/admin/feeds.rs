@@ -172,7 +172,8 @@ pub async fn detail(
         user_grants: view_users.then_some(user_grants),
         reads,
         can_add_column: who.has_feed_perm(ADD_COL, &feed_name),
-        can_rename: who.has_feed_perm(CHANGE_FEED, &feed_name),
+        // A rename needs the permission everywhere (it makes a name).
+        can_rename: who.has_perm(CHANGE_FEED),
         can_delete: who.has_feed_perm(DELETE_FEED, &feed_name),
         datatypes: DATATYPES,
     })

@@ -74,14 +74,14 @@ pub fn check_body(rule: BodyRule, body: &[u8], limits: &Limits) -> Result<BodyFa
         BodyRule::Name => {
             let Name { name } = serde_json::from_slice(body).map_err(invalid)?;
             if let Some(name) = &name {
-                check_name(name)?;
+                check_new_name(name)?;
             }
             Ok(BodyFacts { name, ..BodyFacts::default() })
         }
         BodyRule::Column => {
             let Column { name, datatype } = serde_json::from_slice(body).map_err(invalid)?;
             if let Some(name) = &name {
-                check_name(name)?;
+                check_new_name(name)?;
             }
             // Without one the upstream answers `param required` itself.
             if let Some(refused) =
@@ -267,6 +267,21 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A name a feed or column is made with or renamed to: one the storage
+/// takes. The storage checks a rename's new name only after it has closed
+/// the feed, and then leaves it closed (gone from every read until the
+/// upstream restarts): such a name must never reach it.
+fn check_new_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    if !crate::lbasedb::names::is_valid_name(name) {
+        return Err(format!(
+            "{name:?} is not a valid name: letters, digits and _ in parts separated by dots, \
+             none starting with a digit."
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +348,9 @@ mod tests {
         let named = BodyFacts { name: Some("xy".into()), ..BodyFacts::default() };
         assert_eq!(ok(BodyRule::Name, &name("xy")), Ok(named));
         assert!(ok(BodyRule::Name, &name(&long)).is_err());
+        assert!(ok(BodyRule::Name, &name("a b")).is_err(), "a rename the storage fails closed");
+        assert!(ok(BodyRule::Name, &name("1x")).is_err());
+        assert!(ok(BodyRule::Name, &name("a.b_2")).is_ok());
         assert!(ok(BodyRule::Name, r#"{"name":"a","name":"b"}"#).is_err());
         assert!(ok(BodyRule::Name, r#"{"name":1}"#).is_err());
         assert!(ok(BodyRule::Name, "not json").is_err());

@@ -273,7 +273,7 @@ async fn handle(
         let meter = write_meter(&req, &classified, &upstream).await?;
         let cost = match &meter {
             Some(meter) => meter.charge(declared_length(&req), &state.limits),
-            None => read_cost(&req, &classified, &upstream).await?,
+            None => read_cost(req.method(), &classified, &upstream).await?,
         };
         let share = take_share(state, user_id, cost).await?;
         let quota = metered.as_ref().map(|metered| metered.cap);
@@ -464,12 +464,12 @@ async fn request_body(
 /// widths of the columns it names), refused (413) when it is more than one
 /// read may; 0 for any other request.
 async fn read_cost(
-    req: &HttpRequest,
+    method: &Method,
     classified: &Classified,
     upstream: &Upstream,
 ) -> Result<u64, ApiError> {
     let limits = &upstream.state().limits;
-    if let Some((rows, cols)) = limits::read_shape(classified, req.method()) {
+    if let Some((rows, cols)) = limits::read_shape(classified, method) {
         let Requirement::Feed(_, feed) = &classified.requires else {
             return Ok(0);
         };

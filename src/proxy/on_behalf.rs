@@ -15,11 +15,13 @@ use bytes::Bytes;
 use super::classify::{Classified, ReadQuery, Requirement, classify};
 use super::upstream::Upstream;
 use super::{
-    Holding, admit, allowed, check_files, classify_error, feed_changed, take_share, write_lock,
+    Holding, admit, allowed, check_files, classify_error, feed_changed, read_cost, take_share,
+    write_lock,
 };
 use crate::audit::Audited;
 use crate::auth::AuthState;
 use crate::auth::principal::Principal;
+use crate::budget::Share;
 use crate::db::models::Access;
 use crate::error::ApiError;
 use crate::lbasedb::datatype;
@@ -37,11 +39,21 @@ pub struct OnBehalf {
 }
 
 /// A read under way: its user's place in flight, and its audit row,
-/// recorded when the read is dropped (with the bytes it sent).
+/// recorded when the read is dropped (with the bytes it sent; one dropped
+/// before it was finished, its client gone, says 499).
 pub struct Reading {
     _slot: Holding,
     started: Instant,
     audited: Option<Audited>,
+    finished: bool,
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.end(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST));
+        }
+    }
 }
 
 impl crate::body::Kept for Reading {
@@ -55,10 +67,16 @@ impl crate::body::Kept for Reading {
 impl Reading {
     /// Ends the read with `status` (its audit row says how it ended).
     pub fn finish(mut self, status: StatusCode) {
+        self.end(status);
+    }
+
+    fn end(&mut self, status: StatusCode) {
+        self.finished = true;
+        let took = self.started.elapsed().as_secs_f64() * 1000.0;
         if let Some(audited) = &mut self.audited {
             audited.update(|access| {
                 access.status = i32::from(status.as_u16());
-                access.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+                access.duration_ms = took;
             });
         }
     }
@@ -114,6 +132,18 @@ impl OnBehalf {
         err
     }
 
+    /// A read of `feed` refused before it was classified (a feed the user
+    /// may not read, a column they may not see), in the audit as the API's
+    /// refusals are.
+    pub fn refused_read(&self, feed: &str, err: ApiError) -> ApiError {
+        let status = actix_web::ResponseError::status_code(&err).as_u16();
+        let mut access = self.access(&Method::GET, None, status);
+        access.endpoint = "bytes".to_owned();
+        access.feed = Some(feed.to_owned());
+        self.upstream.state().audit.record(access);
+        err
+    }
+
     /// Starts a read of rows (`GET /bytes` with `query`, checked as the
     /// API checks it: the columns, the rows and the grants): the user's
     /// place in flight and the read's audit row, which covers every chunk
@@ -121,24 +151,30 @@ impl OnBehalf {
     pub async fn start_read(&self, query: &str) -> Result<Reading, ApiError> {
         let slot = admit(&self.auth, &self.who)?;
         let classified = self.decide("bytes", &Method::GET, query).await?;
+        // As one API read: at most `MAX_READ_BYTES` in all, though it is
+        // read in chunks.
+        if let Err(err) = read_cost(&Method::GET, &classified, &self.upstream).await {
+            return Err(self.refused(&Method::GET, Some(&classified), err));
+        }
         let access = self.access(&Method::GET, Some(&classified), 200);
         let audited = Audited::new(access, self.upstream.state().audit.clone());
         let holding = Holding { _slot: Some(slot), ..Holding::default() };
-        Ok(Reading { _slot: holding, started: Instant::now(), audited: Some(audited) })
+        let started = Instant::now();
+        Ok(Reading { _slot: holding, started, audited: Some(audited), finished: false })
     }
 
     /// Rows `ix..ix + size` of `cols` (name and datatype, in that order)
     /// as the upstream's raw bytes, column after column: a part of a read
     /// that `start_read` allowed, checked again as one API read (the grants
-    /// may have changed since), read whole within its share of the bytes
-    /// in flight.
+    /// may have changed since), read whole; with its share of the bytes in
+    /// flight, which the caller holds for as long as it holds the bytes.
     pub async fn chunk(
         &self,
         feed: &str,
         cols: &[(&str, &str)],
         ix: u64,
         size: u64,
-    ) -> Result<Bytes, ApiError> {
+    ) -> Result<(Bytes, Share), ApiError> {
         let query = bytes_query(feed, cols.iter().map(|(name, _)| *name), ix, size);
         let classified = classify("bytes", &Method::GET, &query)
             .map_err(|err| classify_error(err, &Method::GET))?;
@@ -155,8 +191,8 @@ impl OnBehalf {
             return Err(ApiError::TooLarge(refused));
         }
         let cost = datatype::read_cost(size, cols, datatype::Form::Binary);
-        let _share = take_share(self.upstream.state(), self.who.user_id, cost).await?;
-        self.upstream.read_bytes(&query, cost).await
+        let share = take_share(self.upstream.state(), self.who.user_id, cost).await?;
+        Ok((self.upstream.read_bytes(&query, cost).await?, share))
     }
 
     /// Sends a change of a feed or its columns (`POST /feed`, `PATCH /feed`,

@@ -303,6 +303,16 @@ async fn staff_make_rename_and_delete_feeds_through_the_proxys_checks() {
     assert_eq!(appended.status(), 204);
     create_group(&app.pool, "readers", &[], &[("lbasedb.view_data", "made")]);
 
+    // A name the storage would fail on with the feed closed is never sent.
+    let refused = admin
+        .post("/admin/lbasedb/feed/made/", "/admin/lbasedb/feed/made/rename/", &[("name", "a b")])
+        .await;
+    assert!(landing(&admin, refused).await.contains("is not a valid name"));
+    let api = app.client.patch(app.proxy("feed?name=made")).json(&json!({"name": "1x"})).sent();
+    assert_eq!(api.await.status(), 400);
+    let feeds: Value = app.upstream_client.get(app.direct("feed")).sent_json().await;
+    assert_eq!(feeds, json!([{"name": "made"}]), "still there, still open");
+    assert_eq!(app.size_of("made").await, 3);
     let renamed = admin
         .post("/admin/lbasedb/feed/made/", "/admin/lbasedb/feed/made/rename/", &[("name", "kept")])
         .await;
@@ -363,7 +373,7 @@ async fn staff_make_rename_and_delete_feeds_through_the_proxys_checks() {
     assert!(rows.iter().any(|r| r.status == 403 && r.method == "DELETE"), "{rows:?}");
 }
 
-/// A page of wide rows reads a few megabytes, not a thousand rows of a
+/// A page of wide rows reads at most a megabyte, not a thousand rows of a
 /// megabyte each, and shows the start of each wide value.
 #[tokio::test]
 async fn wide_rows_are_shown_fewer_at_a_time_and_cut() {
@@ -371,9 +381,11 @@ async fn wide_rows_are_shown_fewer_at_a_time_and_cut() {
     app.create_sized_feed("wide", &[("blob", "Bytes[1000000]"), ("n", "Int32")], 20).await;
     let (status, page) = admin(&app).await.get("/admin/lbasedb/feed/wide/?per=1000").await;
     assert_eq!(status, 200);
-    assert!(page.contains("Rows 0 to 3 of 20. Rows this wide are shown 4 at a time."), "{page}");
+    assert!(page.contains("Rows 0 to 0 of 20. Rows this wide are shown 1 at a time."), "{page}");
     let shown = format!("<td>{}… (1000000 bytes)</td>", "00".repeat(64));
-    assert_eq!(page.matches(&shown).count(), 4, "each value cut to its first 64 bytes");
+    assert_eq!(page.matches(&shown).count(), 1, "a value cut to its first 64 bytes");
+    let (_, page) = admin(&app).await.get("/admin/lbasedb/feed/wide/?ix=7").await;
+    assert!(page.contains("Rows 7 to 7 of 20."), "paged one row at a time");
 }
 
 /// Each chunk of a download is decided for the user as they are then: one
@@ -407,4 +419,55 @@ async fn a_download_stops_when_its_user_loses_access() {
     // The whole CSV is "index,v\r\n" and ten million "<i>,0.0\r\n" lines.
     assert!(rest.is_err(), "the answer is cut, not ended: {received} bytes received");
     assert!(received < 120_000_000, "{received} bytes");
+}
+
+/// The explorer's reads are held to the API's bounds as a whole (though
+/// read in chunks), to rows no wider than a chunk, and leave a row in the
+/// audit when refused.
+#[tokio::test]
+async fn explorer_reads_keep_to_the_apis_bounds_and_are_audited_when_refused() {
+    let app = spawn_app_with(|s| s.limits.max_read_bytes = 1 << 20).await;
+    app.create_sized_feed("n", &[("a", "Float64"), ("b", "Float64")], 100_000).await;
+    app.create_sized_feed("w", &[("blob", "Bytes[1000000]")], 3).await;
+    app.create_x_feeds(&["hidden"]).await;
+    let all = |feed| {
+        [("lbasedb.view_feed", feed), ("lbasedb.view_col", feed), ("lbasedb.view_data", feed)]
+    };
+    let [a, b, c] = all("n");
+    let [d, e, f] = all("w");
+    app.user_granted("reader", &[a, b, c, d, e, f]);
+    let reader = account_of(&app, "reader").await;
+    // 100,000 rows of one Float64 column are 800,000 bytes; of two, over
+    // the 1 MiB one read may ask for.
+    let (status, _) = chart(&reader, "/account/feeds/n/chart/?y=a").await;
+    assert_eq!(status, 200);
+    let (status, body) = chart(&reader, "/account/feeds/n/chart/?y=a&y=b").await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("MAX_READ_BYTES"), "{body}");
+    let (status, _) = chart(&reader, "/account/feeds/n/download/?format=raw").await;
+    assert_eq!(status, 413);
+    // Five times a 1 MB column is a row wider than the explorer reads.
+    let wide = "/account/feeds/w/download/?col=blob&col=blob&col=blob&col=blob&col=blob&to=1";
+    let (status, body) = chart(&reader, wide).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("through the API"), "{body}");
+    // Probing another feed, or a column, leaves its trace.
+    let (status, _) = reader.get("/account/feeds/hidden/chart/?y=x").await;
+    assert_eq!(status, 403);
+    let (status, _) = chart(&reader, "/account/feeds/n/chart/?y=nope").await;
+    assert_eq!(status, 400);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let query = queries::AccessQuery {
+        username: Some("reader".into()),
+        per_page: 100,
+        ..Default::default()
+    };
+    let (rows, _) = queries::list_access(&mut app.conn(), &query).unwrap();
+    let has = |feed: &str, status: i32| {
+        rows.iter().any(|r| r.feed.as_deref() == Some(feed) && r.status == status)
+    };
+    assert!(has("hidden", 403), "{rows:?}");
+    assert!(has("n", 400), "the hidden column's probe: {rows:?}");
+    assert!(has("n", 413), "{rows:?}");
+    assert!(has("n", 200), "the chart of one column: {rows:?}");
 }
