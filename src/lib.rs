@@ -25,4 +25,5 @@ mod proptests;
 pub mod proxy;
 pub mod requestid;
 pub mod secret;
+pub mod skip;
 pub mod startup;

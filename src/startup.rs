@@ -29,6 +29,7 @@ use crate::lock::{InProcessLocks, PostgresLocks, WriteLocks};
 use crate::metrics::{Metrics, MetricsAllow};
 use crate::net::TrustedProxies;
 use crate::proxy::{self, ProxyState};
+use crate::skip::{Unless, carries_credentials};
 use std::sync::Arc;
 
 pub struct Application {
@@ -98,12 +99,15 @@ impl Application {
             App::new()
                 // Last wrapped runs first: the request's id, the log, then
                 // session, then identity.
-                .wrap(
+                // Neither for a proxied request with a token: it has no
+                // cookie to read (`skip`).
+                .wrap(Unless::new(
                     IdentityMiddleware::builder()
                         .login_deadline(Some(settings.session_max_age))
                         .build(),
-                )
-                .wrap(sessions(&settings, &auth, &key))
+                    carries_credentials,
+                ))
+                .wrap(Unless::new(sessions(&settings, &auth, &key), carries_credentials))
                 .wrap(Condition::new(rekeying, from_fn(crate::auth::fallback::rekey)))
                 .wrap(Condition::new(access_log_on, from_fn(accesslog::log_requests)))
                 .wrap(from_fn(crate::requestid::assign))
