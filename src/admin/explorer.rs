@@ -424,9 +424,16 @@ async fn read_page(
     to: u64,
     bytes: Encoding,
 ) -> Result<Vec<(u64, Vec<Cell>)>, ApiError> {
-    let layout = RowLayout::new(feed.cols.iter().collect())?;
     let query = bytes_query(&feed.name, feed.cols.iter().map(|c| c.name.as_str()), from, to - from);
+    // The API's checks first: their refusals say which limit.
     let mut reading = on.start_read(&query).await?;
+    let layout = match RowLayout::new(feed.cols.iter().collect()) {
+        Ok(layout) => layout,
+        Err(err) => {
+            reading.finish(status_of(&err));
+            return Err(err);
+        }
+    };
     let mut rows = Vec::new();
     let read = each_chunk(on, &feed.name, &layout, (from, to), |chunk, ix, n| {
         reading.sent(chunk.len());
@@ -624,17 +631,26 @@ pub async fn chart(
     let x = query.x.filter(|x| !x.is_empty() && x != "index");
     let mut names: Vec<String> = x.iter().cloned().collect();
     names.extend(query.y.iter().cloned());
-    let layout = RowLayout::new(feed.pick(&on, &names)?)?;
-    if let Some((col, _)) = layout.cols.iter().find(|(_, kind)| !kind.is_numeric()) {
+    let picked = feed.pick(&on, &names)?;
+    if let Some(col) = picked.iter().find(|c| !Kind::of(&c.datatype).is_some_and(Kind::is_numeric))
+    {
         return Err(ApiError::BadRequest(format!(
             "Column {} is {}: only numbers are drawn.",
             col.name, col.datatype
         )));
     }
     let started = Instant::now();
+    // The API's checks first: their refusals say which limit.
     let reading = on
         .start_read(&bytes_query(&feed.name, names.iter().map(String::as_str), from, to - from))
         .await?;
+    let layout = match RowLayout::new(picked) {
+        Ok(layout) => layout,
+        Err(err) => {
+            reading.finish(status_of(&err));
+            return Err(err);
+        }
+    };
     let x_name = x.clone().unwrap_or_else(|| "index".to_owned());
     let mut sampler = Downsampler::new(from, to, points, query.y.clone(), x_name);
     let offset = usize::from(x.is_some());
@@ -716,14 +732,20 @@ pub async fn download(
     // Checked before anything is read: names the user may see, datatypes
     // the storage has, rows no wider than a chunk.
     let picked = feed.pick(&on, &names)?;
+    let read_query = bytes_query(&feed.name, names.iter().map(String::as_str), from, to - from);
+    // The API's checks first: their refusals say which limit.
+    let reading = on.start_read(&read_query).await?;
     let layouts = match query.format {
-        Format::Csv => vec![RowLayout::new(picked)?],
-        Format::Raw => {
-            picked.into_iter().map(|col| RowLayout::new(vec![col])).collect::<Result<_, _>>()?
+        Format::Csv => RowLayout::new(picked).map(|layout| vec![layout]),
+        Format::Raw => picked.into_iter().map(|col| RowLayout::new(vec![col])).collect(),
+    };
+    let layouts = match layouts {
+        Ok(layouts) => layouts,
+        Err(err) => {
+            reading.finish(status_of(&err));
+            return Err(err);
         }
     };
-    let read_query = bytes_query(&feed.name, names.iter().map(String::as_str), from, to - from);
-    let reading = on.start_read(&read_query).await?;
     let (content_type, extension) = match query.format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Raw => ("application/octet-stream", "bin"),

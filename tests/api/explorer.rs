@@ -426,8 +426,8 @@ async fn a_download_stops_when_its_user_loses_access() {
 /// audit when refused.
 #[tokio::test]
 async fn explorer_reads_keep_to_the_apis_bounds_and_are_audited_when_refused() {
-    let app = spawn_app_with(|s| s.limits.max_read_bytes = 1 << 20).await;
-    app.create_sized_feed("n", &[("a", "Float64"), ("b", "Float64")], 100_000).await;
+    let app = spawn_app_with(|s| s.limits.max_read_bytes = 8 << 20).await;
+    app.create_sized_feed("n", &[("a", "Float64"), ("b", "Float64")], 600_000).await;
     app.create_sized_feed("w", &[("blob", "Bytes[1000000]")], 3).await;
     app.create_x_feeds(&["hidden"]).await;
     let all = |feed| {
@@ -437,8 +437,8 @@ async fn explorer_reads_keep_to_the_apis_bounds_and_are_audited_when_refused() {
     let [d, e, f] = all("w");
     app.user_granted("reader", &[a, b, c, d, e, f]);
     let reader = account_of(&app, "reader").await;
-    // 100,000 rows of one Float64 column are 800,000 bytes; of two, over
-    // the 1 MiB one read may ask for.
+    // 600,000 rows of one Float64 column are 4.8 MB; of two, over the
+    // 8 MiB one read may ask for.
     let (status, _) = chart(&reader, "/account/feeds/n/chart/?y=a").await;
     assert_eq!(status, 200);
     let (status, body) = chart(&reader, "/account/feeds/n/chart/?y=a&y=b").await;
@@ -446,7 +446,8 @@ async fn explorer_reads_keep_to_the_apis_bounds_and_are_audited_when_refused() {
     assert!(body["detail"].as_str().unwrap().contains("MAX_READ_BYTES"), "{body}");
     let (status, _) = chart(&reader, "/account/feeds/n/download/?format=raw").await;
     assert_eq!(status, 413);
-    // Five times a 1 MB column is a row wider than the explorer reads.
+    // Five times a 1 MB column is a read one API read may make, of rows
+    // wider than the explorer reads.
     let wide = "/account/feeds/w/download/?col=blob&col=blob&col=blob&col=blob&col=blob&to=1";
     let (status, body) = chart(&reader, wide).await;
     assert_eq!(status, 413, "{body}");
