@@ -19,12 +19,13 @@ use crate::helpers::*;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Allocations a request may cost, set from what the hot path reaches
-/// (measured 85.3 and 147.9: see `docs/performance.md`), with a little
-/// room for the background tasks' share (the audit's writer, the
-/// authentication poll).
-const BUDGET_VERSION: u64 = 89;
-const BUDGET_APPEND: u64 = 152;
+/// Allocations a request may cost (`GET /version`, a one-row append), set
+/// from what the hot path reaches (see `docs/performance.md`), with a
+/// little room for the background tasks' share (the audit's writer, the
+/// authentication poll): on SQLite 85.3 and 147.9 measured, on PostgreSQL
+/// (`TEST_BACKEND=postgres`, its driver allocating otherwise) 69.8 and 197.
+const BUDGET_SQLITE: (f64, f64) = (89.0, 152.0);
+const BUDGET_POSTGRES: (f64, f64) = (73.0, 204.0);
 
 /// Requests counted, after as many to warm the caches and connections.
 const REQUESTS: u64 = 500;
@@ -46,8 +47,12 @@ fn allocations_per_request_stay_within_budget() {
     };
     let (version, append) = (per("version:"), per("append:"));
     eprintln!("allocations per request: GET /version {version}, POST /data {append}");
-    assert!(version <= BUDGET_VERSION as f64, "GET /version: {version} allocations a request");
-    assert!(append <= BUDGET_APPEND as f64, "POST /data: {append} allocations a request");
+    let budget = match backend_server() {
+        Some(_) => BUDGET_POSTGRES,
+        None => BUDGET_SQLITE,
+    };
+    assert!(version <= budget.0, "GET /version: {version} allocations a request, past {budget:?}");
+    assert!(append <= budget.1, "POST /data: {append} allocations a request, past {budget:?}");
 }
 
 #[tokio::test]
