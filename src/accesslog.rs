@@ -12,6 +12,7 @@
 //! query string and all headers are left out, so that no token or cookie
 //! can land here.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -134,6 +135,25 @@ fn capped(text: &str, max: usize) -> String {
     out
 }
 
+/// A request's method as its line shows it: one of HTTP's own without a
+/// copy, any other cut short and escaped.
+fn method_of(method: &actix_web::http::Method) -> Cow<'static, str> {
+    use actix_web::http::Method;
+    let known: &[(Method, &'static str)] = &[
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+    ];
+    match known.iter().find(|(m, _)| m == method) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Owned(capped(method.as_str(), MAX_METHOD)),
+    }
+}
+
 /// The middleware: notes the request, and logs it when its answer is done.
 pub async fn log_requests(
     req: ServiceRequest,
@@ -148,7 +168,7 @@ pub async fn log_requests(
     };
     let client = client_ip_of(req.peer_addr(), req.headers(), &log.trusted);
     crate::net::remember_client_ip(&mut req.extensions_mut(), client);
-    let method = capped(req.method().as_str(), MAX_METHOD);
+    let method = method_of(req.method());
     let path = capped(req.path(), MAX_PATH);
     let res = next.call(req).await?;
     let by_someone = res.request().extensions().contains::<Authenticated>();
@@ -162,7 +182,7 @@ pub async fn log_requests(
 struct Pending {
     log: web::Data<AccessLog>,
     client: IpAddr,
-    method: String,
+    method: Cow<'static, str>,
     path: String,
     status: u16,
     by_someone: bool,
