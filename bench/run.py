@@ -148,6 +148,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid):
+    """CPU time of a process and its children (nginx's master and worker)."""
+    total = cpu_seconds(pid)
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            total += sum(cpu_seconds(int(child)) for child in f.read().split())
+    return total
+
+
 def reset_peak(pid):
     # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
     try:
@@ -247,7 +256,8 @@ def main():
             up = subprocess.Popen([BIN, "lbasedb", "--open", "--bind", f"127.0.0.1:{UP_PORT}", "--data",
                                    f"{work}/lbasedb"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(up)
-        procs.append(start_nginx(work))
+        nginx_process = start_nginx(work)
+        procs.append(nginx_process)
         database = f"{work}/proxy/db.sqlite3"
         if DATABASE:
             database = make_database(DATABASE)
@@ -332,9 +342,14 @@ def main():
             for _ in range(ROUNDS):
                 # Alternately, so that a slow spell of the machine falls on
                 # all of them rather than on one.
+                cpu = cpu_seconds(up.pid)
                 d = wrk(direct + path, conns, secs, method=method, body=body_path)
+                d["cpu_us"] = (cpu_seconds(up.pid) - cpu) * 1e6 / max(d["requests"], 1)
                 runs["direct"].append(d)
+                cpu = tree_cpu_seconds(nginx_process.pid)
                 n = wrk(nginx + path, conns, secs, method=method, body=body_path)
+                # nginx's CPU per request: its master and its worker.
+                n["cpu_us"] = (tree_cpu_seconds(nginx_process.pid) - cpu) * 1e6 / max(n["requests"], 1)
                 n["ratio"] = n["rps"] / d["rps"]
                 runs["nginx"].append(n)
                 for kind in kinds:
@@ -402,7 +417,7 @@ def summary(runs):
 def print_row(row, flush=False):
     if not HEADER_PRINTED:
         print("| workload | target | req/s median (min-max) | ratio to direct, median (min-max) | p50 / p99 ms "
-              "| proxy CPU µs/request, median (min-max) |")
+              "| CPU µs/request of the one measured, median (min-max) |")
         print("|---|---|---|---|---|---|")
         HEADER_PRINTED.append(1)
     for target, r in row["runs"].items():
