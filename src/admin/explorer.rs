@@ -944,21 +944,24 @@ impl Explorer {
         Ok(Self { feed, table, numeric, base })
     }
 
-    /// For the admin's feed page: the explorer for a staff user (none when
-    /// they may not read the feed's rows).
+    /// For the admin's feed page: the explorer for a staff user who may
+    /// read the feed's rows, or why it cannot be shown (the upstream down).
     pub async fn for_staff(
         staff: &super::Staff,
         upstream: &Upstream,
         name: &str,
         query: &TableQuery,
-    ) -> Option<Self> {
+    ) -> Result<Self, String> {
         let on = OnBehalf {
             upstream: upstream.again(),
             auth: staff.auth.clone(),
             who: staff.principal.clone(),
             req: staff.request().clone(),
         };
-        Self::open(&on, name, query).await.ok()
+        // The page adds its own full stop.
+        Self::open(&on, name, query)
+            .await
+            .map_err(|err| err.to_string().trim_end_matches('.').into())
     }
 }
 

@@ -106,6 +106,8 @@ struct DetailPage<'a> {
     /// Its rows, chart and downloads; None without `view_col` and
     /// `view_data` on it.
     ex: Option<Explorer>,
+    /// Why the explorer is not shown to someone who may read the rows.
+    ex_refused: Option<String>,
     /// None: no `auth.view_group` (or `change_group`).
     group_grants: Option<queries::Holders>,
     /// None: no `auth.view_user` (or `change_user`).
@@ -142,9 +144,12 @@ pub async fn detail(
     let feed = info(&upstream, &staff.principal, &name).await;
     let (who, feed_name) = (staff.principal.clone(), name.clone());
     // Rows need the columns to be named, as through the API.
-    let ex = match (&feed.cols, feed.size) {
-        (Some(_), Some(_)) => Explorer::for_staff(&staff, &upstream, &name, &query).await,
-        _ => None,
+    let (ex, ex_refused) = match (&feed.cols, feed.size) {
+        (Some(_), Some(_)) => match Explorer::for_staff(&staff, &upstream, &name, &query).await {
+            Ok(ex) => (Some(ex), None),
+            Err(why) => (None, Some(why)),
+        },
+        _ => (None, None),
     };
     let reads = match staff.holds::<ViewAccess>() {
         true => {
@@ -168,6 +173,7 @@ pub async fn detail(
         layout: &staff.layout,
         feed,
         ex,
+        ex_refused,
         group_grants: view_groups.then_some(group_grants),
         user_grants: view_users.then_some(user_grants),
         reads,
