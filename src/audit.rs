@@ -2,7 +2,9 @@
 //! proxied request becomes one `Access` row, sent on a bounded channel and
 //! written in batches by one task, off the request path: when the channel
 //! is full the row is dropped and counted (`lbasedb_proxy_audit_dropped_total`),
-//! never waited for. Rows are kept for `AUDIT_RETENTION` and purged hourly.
+//! never waited for. Rows are kept for `AUDIT_RETENTION` (purged hourly)
+//! and to `AUDIT_MAX_ROWS` (the oldest purged past it, checked every
+//! minute), both a batch at a time.
 //! With `AUDIT_LOG=json` each row is also one JSON line in the log.
 //!
 //! A request refused before anyone was authenticated costs its sender
@@ -45,12 +47,13 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Starts the writer (and the hourly purge of rows older than
-    /// `retention`) on the current runtime.
-    pub fn start(pool: Pool, metrics: Arc<Metrics>, retention: Duration, json_log: bool) -> Self {
+    /// Starts the writer (and the purges that keep the audit within
+    /// `keep`) on the current runtime.
+    pub fn start(pool: Pool, metrics: Arc<Metrics>, keep: Keep, json_log: bool) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(write_batches(pool.clone(), receiver, json_log));
-        tokio::spawn(purge_hourly(pool, retention));
+        tokio::spawn(purge_hourly(pool.clone(), keep.retention));
+        tokio::spawn(keep_within_budget(pool, metrics.clone(), keep.max_rows));
         Self { sender, metrics }
     }
 
@@ -203,12 +206,123 @@ async fn purge_hourly(pool: Pool, retention: Duration) {
     }
 }
 
-/// Deletes the rows older than `retention`; answers how many.
+/// How long and how much the audit keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    pub retention: Duration,
+    /// 0: no budget.
+    pub max_rows: u64,
+}
+
+/// Rows one purge statement deletes: each is a short transaction of its
+/// own, so that a purge of millions of rows never holds the database (nor
+/// the audit's writer) for long.
+const PURGE_BATCH: i64 = 10_000;
+
+/// Deletes the rows older than `retention`, a batch at a time; answers
+/// how many.
 pub fn purge(conn: &mut crate::db::DbConnection, retention: Duration) -> Result<usize, DbError> {
+    use schema::access_log::dsl::{access_log, at, id};
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let cutoff = queries::now().checked_sub_signed(retention).unwrap_or(chrono::NaiveDateTime::MIN);
-    Ok(diesel::delete(schema::access_log::table.filter(schema::access_log::at.lt(cutoff)))
-        .execute(conn)?)
+    let mut purged = 0;
+    loop {
+        // The batch's last row: rows are written in time order, the oldest
+        // with the lowest ids.
+        let last: Option<i32> = access_log
+            .filter(at.lt(cutoff))
+            .select(id)
+            .order(id.asc())
+            .offset(PURGE_BATCH - 1)
+            .first(conn)
+            .optional()?;
+        let deleted = match last {
+            Some(last) => {
+                diesel::delete(access_log.filter(id.le(last).and(at.lt(cutoff)))).execute(conn)?
+            }
+            None => diesel::delete(access_log.filter(at.lt(cutoff))).execute(conn)?,
+        };
+        purged += deleted;
+        if last.is_none() || deleted == 0 {
+            return Ok(purged);
+        }
+    }
+}
+
+/// Rows in the audit, from its first and last ids (rows go oldest first,
+/// so they run without gaps but for a write rolled back): no count of
+/// millions of rows every minute.
+pub fn rows(conn: &mut crate::db::DbConnection) -> Result<i64, DbError> {
+    use diesel::dsl::{max, min};
+    use schema::access_log::dsl::{access_log, id};
+    let (first, last): (Option<i32>, Option<i32>) =
+        access_log.select((min(id), max(id))).first(conn)?;
+    Ok(match (first, last) {
+        (Some(first), Some(last)) => i64::from(last) - i64::from(first) + 1,
+        _ => 0,
+    })
+}
+
+/// Deletes the oldest rows past `max_rows`, at most a batch a call;
+/// answers how many (0 when within the budget).
+pub fn purge_over_budget(
+    conn: &mut crate::db::DbConnection,
+    max_rows: u64,
+) -> Result<usize, DbError> {
+    use diesel::dsl::min;
+    use schema::access_log::dsl::{access_log, id};
+    let over = rows(conn)?.saturating_sub(i64::try_from(max_rows).unwrap_or(i64::MAX));
+    let first: Option<i32> = access_log.select(min(id)).first(conn)?;
+    let (Some(first), true) = (first, over > 0) else {
+        return Ok(0);
+    };
+    let bound = i64::from(first) + over.min(PURGE_BATCH);
+    let bound = i32::try_from(bound).unwrap_or(i32::MAX);
+    Ok(diesel::delete(access_log.filter(id.lt(bound))).execute(conn)?)
+}
+
+/// Every minute: the audit's size as a metric, a warning past 90% of
+/// `max_rows`, and the oldest rows past it purged a batch at a time.
+async fn keep_within_budget(pool: Pool, metrics: Arc<Metrics>, max_rows: u64) {
+    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+    let mut warned = false;
+    loop {
+        every_minute.tick().await;
+        let Ok(count) = db::run(&pool, rows).await else {
+            continue;
+        };
+        metrics.audit_rows(count);
+        if max_rows == 0 {
+            continue;
+        }
+        let near = count.unsigned_abs() >= max_rows / 10 * 9;
+        if near && !warned {
+            tracing::warn!(
+                "audit: {count} rows, near its budget of {max_rows} (AUDIT_MAX_ROWS): the \
+                 oldest go past it; keep them elsewhere with AUDIT_LOG=json if they matter"
+            );
+        }
+        warned = near;
+        // What is over the budget now: rows that come meanwhile wait for
+        // the next minute, so that the purge ends under any load.
+        let over = usize::try_from(count.unsigned_abs().saturating_sub(max_rows)).unwrap_or(0);
+        let mut purged = 0;
+        while purged < over {
+            match db::run(&pool, move |conn| purge_over_budget(conn, max_rows)).await {
+                Ok(0) => break,
+                Ok(deleted) => purged += deleted,
+                Err(err) => {
+                    tracing::warn!("audit: purging past its budget: {err}");
+                    break;
+                }
+            }
+            // Between batches the writer and everyone else get their turn.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if purged > 0 {
+            tracing::info!("audit: purged the {purged} oldest row(s) past AUDIT_MAX_ROWS");
+        }
+    }
 }
 
 /// A proxied request's audit row, kept by its response body

@@ -302,6 +302,12 @@ pub struct Settings {
     #[arg(long, env = "AUDIT_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
     pub audit_retention: Duration,
 
+    /// Most rows the data-access audit keeps beside its retention: past
+    /// it the oldest go, a batch at a time (checked every minute; a
+    /// warning in the log past 90%). 0: no budget.
+    #[arg(long, env = "AUDIT_MAX_ROWS", default_value_t = 20_000_000)]
+    pub audit_max_rows: u64,
+
     /// `json`: also write each audit row to the log as one JSON line
     /// (target `lbasedb_proxy::audit`).
     #[arg(long, env = "AUDIT_LOG", value_parser = ["json"])]
@@ -519,6 +525,7 @@ impl Settings {
             user_rate_limit: None,
             write_quota: None,
             audit_retention: Duration::from_secs(90 * 86_400),
+            audit_max_rows: 20_000_000,
             audit_log: None,
             user_max_in_flight: None,
             max_connections_per_address: 512,

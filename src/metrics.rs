@@ -36,6 +36,7 @@ pub struct Metrics {
     /// What acknowledged writes counted against write quotas, by unit.
     quota_written: IntCounterVec,
     in_flight: IntGauge,
+    audit_rows: IntGauge,
     write_lock_wait: Histogram,
 }
 
@@ -168,6 +169,13 @@ impl Metrics {
             IntGauge::new("lbasedb_proxy_in_flight_requests", "Proxied requests being served now."),
         );
         let write_lock_wait = registered(&registry, lock_waits());
+        let audit_rows = registered(
+            &registry,
+            IntGauge::new(
+                "lbasedb_proxy_audit_rows",
+                "Rows in the data-access audit (from its first and last ids, every minute).",
+            ),
+        );
         let [
             audit_dropped,
             writes_in_doubt,
@@ -227,6 +235,7 @@ impl Metrics {
             registry,
             duration,
             in_flight,
+            audit_rows,
             write_lock_wait,
         }
     }
@@ -273,6 +282,10 @@ impl Metrics {
     pub fn quota_written(&self, rows: u64, bytes: u64) {
         self.quota_written.with_label_values(&["rows"]).inc_by(rows);
         self.quota_written.with_label_values(&["bytes"]).inc_by(bytes);
+    }
+
+    pub fn audit_rows(&self, rows: i64) {
+        self.audit_rows.set(rows);
     }
 
     pub fn audit_dropped(&self) {

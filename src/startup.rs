@@ -101,12 +101,7 @@ impl Application {
                 // session, then identity.
                 // Neither for a proxied request with a token: it has no
                 // cookie to read (`skip`).
-                .wrap(Unless::new(
-                    IdentityMiddleware::builder()
-                        .login_deadline(Some(settings.session_max_age))
-                        .build(),
-                    carries_credentials,
-                ))
+                .wrap(Unless::new(identities(&settings), carries_credentials))
                 .wrap(Unless::new(sessions(&settings, &auth, &key), carries_credentials))
                 .wrap(Condition::new(rekeying, from_fn(crate::auth::fallback::rekey)))
                 .wrap(Condition::new(access_log_on, from_fn(accesslog::log_requests)))
@@ -286,6 +281,11 @@ fn open_database(settings: &Settings) -> io::Result<Pool> {
 
 /// Sessions in the database, their cookie `sessionid` (HttpOnly, Lax,
 /// Secure behind HTTPS), renewed on every request until idle too long.
+/// Who is signed in, from the session, for at most `SESSION_MAX_AGE`.
+fn identities(settings: &Settings) -> IdentityMiddleware {
+    IdentityMiddleware::builder().login_deadline(Some(settings.session_max_age)).build()
+}
+
 fn sessions(settings: &Settings, auth: &AuthState, key: &Key) -> SessionMiddleware<DbSessionStore> {
     let idle =
         actix_web::cookie::time::Duration::seconds(settings.session_idle_timeout.as_secs() as i64);

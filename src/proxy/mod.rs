@@ -93,7 +93,10 @@ impl ProxyState {
         let audit = Audit::start(
             pool.clone(),
             metrics.clone(),
-            settings.audit_retention,
+            crate::audit::Keep {
+                retention: settings.audit_retention,
+                max_rows: settings.audit_max_rows,
+            },
             settings.audit_log.is_some(),
         );
         // An unfinished claim outlives any write: its lock wait, its

@@ -529,3 +529,68 @@ async fn with_audit_log_json_each_request_is_one_json_line_in_the_log() {
     assert_eq!(row["status"], 200);
     assert_eq!(row["client"], "127.0.0.1");
 }
+
+/// `n` audit rows, straight in the database, `at` the given time.
+fn fill_audit(app: &TestApp, n: usize, at: chrono::NaiveDateTime) {
+    use diesel::prelude::*;
+    use lbasedb_proxy::db::models::Access;
+    use lbasedb_proxy::db::schema::access_log;
+    let row = Access {
+        at,
+        username: "bulk".into(),
+        credential: "abcd1234".into(),
+        client: "192.0.2.1".into(),
+        endpoint: "version".into(),
+        method: "GET".into(),
+        feed: None,
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 20,
+        duration_ms: 0.5,
+        requests: 1,
+        request_id: None,
+        read_columns: None,
+        read_rows: None,
+    };
+    let mut conn = app.conn();
+    for _ in 0..n.div_ceil(500) {
+        let rows = vec![row.clone(); 500];
+        let insert = diesel::insert_into(access_log::table).values(&rows);
+        lbasedb_proxy::on_engine!(&mut *conn, |c| insert.execute(c)).unwrap();
+    }
+}
+
+/// `AUDIT_MAX_ROWS`: past it the oldest rows go, a batch at a time; the
+/// retention's purge goes a batch at a time too; the size is a metric.
+#[tokio::test]
+async fn the_audit_keeps_to_its_row_budget_oldest_first_in_batches() {
+    use diesel::prelude::*;
+    use lbasedb_proxy::audit;
+    use lbasedb_proxy::db::schema::access_log;
+    let app = spawn_app_with(|s| s.audit_max_rows = 0).await;
+    let old = queries::now() - chrono::Duration::days(100);
+    fill_audit(&app, 25_000, old);
+    fill_audit(&app, 5_000, queries::now());
+    let mut conn = app.conn();
+    assert_eq!(audit::rows(&mut conn).unwrap(), 30_000);
+    // A batch a call: 10,000 at most.
+    assert_eq!(audit::purge_over_budget(&mut conn, 12_000).unwrap(), 10_000);
+    assert_eq!(audit::purge_over_budget(&mut conn, 12_000).unwrap(), 8_000);
+    assert_eq!(audit::purge_over_budget(&mut conn, 12_000).unwrap(), 0);
+    let left: i64 = access_log::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(left, 12_000);
+    assert_eq!(audit::rows(&mut conn).unwrap(), 12_000);
+    let first: i32 =
+        access_log::table.select(access_log::id).order(access_log::id).first(&mut conn).unwrap();
+    assert_eq!(first, 18_001, "the oldest went first");
+    // The retention's purge: the 7,000 old rows left, in batches.
+    let purged = audit::purge(&mut conn, std::time::Duration::from_secs(90 * 86_400)).unwrap();
+    assert_eq!(purged, 7_000);
+    let left: i64 = access_log::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(left, 5_000);
+    drop(conn);
+    // The size, as a metric (measured at start, then every minute).
+    let metrics =
+        app.anon.get(format!("{}/metrics", app.address)).sent().await.text().await.unwrap();
+    assert!(metrics.contains("lbasedb_proxy_audit_rows"), "{metrics}");
+}
