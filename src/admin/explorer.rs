@@ -307,9 +307,9 @@ async fn each_chunk(
     Ok(())
 }
 
-/// The handlers' parts of a signed-in user's request.
-fn on_behalf(member: &Member, upstream: Upstream) -> OnBehalf {
-    let staff = &member.0;
+/// The upstream requests of a signed-in user's admin request (the
+/// explorer's reads, the feed pages' changes).
+pub fn on_behalf(staff: &super::Staff, upstream: Upstream) -> OnBehalf {
     OnBehalf {
         upstream,
         auth: staff.auth.clone(),
@@ -429,10 +429,7 @@ async fn read_page(
     let mut reading = on.start_read(&query).await?;
     let layout = match RowLayout::new(feed.cols.iter().collect()) {
         Ok(layout) => layout,
-        Err(err) => {
-            reading.finish(status_of(&err));
-            return Err(err);
-        }
+        Err(err) => return Err(reading.failed(err)),
     };
     let mut rows = Vec::new();
     let read = each_chunk(on, &feed.name, &layout, (from, to), |chunk, ix, n| {
@@ -621,7 +618,7 @@ pub async fn chart(
 ) -> Result<HttpResponse, ApiError> {
     let query: ChartQuery = serde_html_form::from_str(req.query_string())
         .map_err(|err| ApiError::BadRequest(format!("Bad query: {err}.")))?;
-    let on = on_behalf(&member, upstream);
+    let on = on_behalf(&member.0, upstream);
     let feed = Feed::open(&on, &path).await?;
     if query.y.is_empty() || query.y.len() > MAX_SERIES {
         return Err(ApiError::BadRequest(format!("Name 1 to {MAX_SERIES} columns to draw (y).")));
@@ -646,10 +643,7 @@ pub async fn chart(
         .await?;
     let layout = match RowLayout::new(picked) {
         Ok(layout) => layout,
-        Err(err) => {
-            reading.finish(status_of(&err));
-            return Err(err);
-        }
+        Err(err) => return Err(reading.failed(err)),
     };
     let x_name = x.clone().unwrap_or_else(|| "index".to_owned());
     let mut sampler = Downsampler::new(from, to, points, query.y.clone(), x_name);
@@ -674,8 +668,7 @@ pub async fn chart(
     .await;
     let mut reading = reading;
     if let Err(err) = read {
-        reading.finish(status_of(&err));
-        return Err(err);
+        return Err(reading.failed(err));
     }
     let mut chart = sampler.finish();
     chart.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -719,7 +712,7 @@ pub async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let query: DownloadQuery = serde_html_form::from_str(req.query_string())
         .map_err(|err| ApiError::BadRequest(format!("Bad query: {err}.")))?;
-    let on = on_behalf(&member, upstream);
+    let on = on_behalf(&member.0, upstream);
     let feed = Arc::new(Feed::open(&on, &path).await?);
     let names = match query.col.is_empty() {
         true => feed.cols.iter().map(|c| c.name.clone()).collect(),
@@ -741,10 +734,7 @@ pub async fn download(
     };
     let layouts = match layouts {
         Ok(layouts) => layouts,
-        Err(err) => {
-            reading.finish(status_of(&err));
-            return Err(err);
-        }
+        Err(err) => return Err(reading.failed(err)),
     };
     let (content_type, extension) = match query.format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
@@ -830,8 +820,7 @@ impl Download {
             Err(err) => {
                 // The answer has begun: the client sees it cut.
                 tracing::warn!("a download of feed {} stopped: {err}", self.feed.name);
-                reading.finish(status_of(&err));
-                Some((Err(err), self))
+                Some((Err(reading.failed(err)), self))
             }
         }
     }
@@ -932,6 +921,11 @@ impl Explorer {
     /// `name` explored by `on`'s user, the table at `query`'s page.
     pub async fn open(on: &OnBehalf, name: &str, query: &TableQuery) -> Result<Self, ApiError> {
         let feed = Feed::open(on, name).await?;
+        Ok(Self::of(on, feed, query).await)
+    }
+
+    /// `feed`, as its user may see it, explored at `query`'s page.
+    pub async fn of(on: &OnBehalf, feed: Feed, query: &TableQuery) -> Self {
         let table = table(on, &feed, query).await;
         let numeric = feed
             .cols
@@ -941,27 +935,7 @@ impl Explorer {
             .collect();
         // One place serves every user's chart and downloads.
         let base = format!("{}feeds/{}/", super::registry::ACCOUNT, feed.name);
-        Ok(Self { feed, table, numeric, base })
-    }
-
-    /// For the admin's feed page: the explorer for a staff user who may
-    /// read the feed's rows, or why it cannot be shown (the upstream down).
-    pub async fn for_staff(
-        staff: &super::Staff,
-        upstream: &Upstream,
-        name: &str,
-        query: &TableQuery,
-    ) -> Result<Self, String> {
-        let on = OnBehalf {
-            upstream: upstream.again(),
-            auth: staff.auth.clone(),
-            who: staff.principal.clone(),
-            req: staff.request().clone(),
-        };
-        // The page adds its own full stop.
-        Self::open(&on, name, query)
-            .await
-            .map_err(|err| err.to_string().trim_end_matches('.').into())
+        Self { feed, table, numeric, base }
     }
 }
 
@@ -980,7 +954,7 @@ pub async fn page(
     upstream: Upstream,
     query: web::Query<TableQuery>,
 ) -> Reply {
-    let on = on_behalf(&member, upstream);
+    let on = on_behalf(&member.0, upstream);
     let ex = Explorer::open(&on, &path, &query).await.map_err(page_error)?;
     ok(&ExplorePage { layout: &member.0.layout, ex })
 }

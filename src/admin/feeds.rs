@@ -6,7 +6,7 @@ use actix_web::web;
 use askama::Template;
 
 use super::changelist::{ChangeList, PageLink};
-use super::explorer::{Explorer, TableQuery};
+use super::explorer::{self, Explorer, TableQuery};
 use super::{
     AdminError, CsrfForm, FEEDS, HistoryOf, Layout, NoFields, Reply, Staff, history_page, ok,
     redirect,
@@ -19,7 +19,6 @@ use crate::lbasedb::names::is_valid_name;
 use crate::lbasedb::perms::{
     ADD_COL, ADD_FEED, CHANGE_FEED, DELETE_FEED, VIEW_COL, VIEW_DATA, VIEW_FEED,
 };
-use crate::proxy::on_behalf::OnBehalf;
 use crate::proxy::upstream::{Col, Upstream};
 use actix_web::http::Method;
 use serde::Deserialize;
@@ -143,12 +142,16 @@ pub async fn detail(
     }
     let feed = info(&upstream, &staff.principal, &name).await;
     let (who, feed_name) = (staff.principal.clone(), name.clone());
-    // Rows need the columns to be named, as through the API.
+    // Rows need the columns to be named, as through the API; the explorer
+    // starts from what `info` has read of the feed.
+    let may_read = [VIEW_COL, VIEW_DATA].iter().all(|p| who.has_feed_perm(p, &name));
     let (ex, ex_refused) = match (&feed.cols, feed.size) {
-        (Some(_), Some(_)) => match Explorer::for_staff(&staff, &upstream, &name, &query).await {
-            Ok(ex) => (Some(ex), None),
-            Err(why) => (None, Some(why)),
-        },
+        (Some(cols), Some(size)) => {
+            let rows = explorer::Feed { name: name.clone(), size, cols: cols.clone() };
+            let on = explorer::on_behalf(&staff, upstream.again());
+            (Some(Explorer::of(&on, rows, &query).await), None)
+        }
+        _ if may_read => (None, Some("the upstream did not tell its columns and size".into())),
         _ => (None, None),
     };
     let reads = match staff.holds::<ViewAccess>() {
@@ -207,12 +210,7 @@ async fn change_feed(
     (endpoint, method, query): (&str, Method, String),
     body: Option<serde_json::Value>,
 ) -> Result<(), String> {
-    let on = OnBehalf {
-        upstream: upstream.again(),
-        auth: staff.auth.clone(),
-        who: staff.principal.clone(),
-        req: staff.request().clone(),
-    };
+    let on = explorer::on_behalf(staff, upstream.again());
     on.change(endpoint, method, &query, body).await.map_err(|err| err.to_string())
 }
 

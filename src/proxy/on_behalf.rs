@@ -44,7 +44,7 @@ pub struct OnBehalf {
 pub struct Reading {
     _slot: Holding,
     started: Instant,
-    audited: Option<Audited>,
+    audited: Audited,
     finished: bool,
 }
 
@@ -58,9 +58,7 @@ impl Drop for Reading {
 
 impl crate::body::Kept for Reading {
     fn sent(&mut self, bytes: usize) {
-        if let Some(audited) = &mut self.audited {
-            audited.sent(bytes);
-        }
+        self.audited.sent(bytes);
     }
 }
 
@@ -70,15 +68,19 @@ impl Reading {
         self.end(status);
     }
 
+    /// Ends the read with `err`'s status; answers `err`.
+    pub fn failed(self, err: ApiError) -> ApiError {
+        self.finish(actix_web::ResponseError::status_code(&err));
+        err
+    }
+
     fn end(&mut self, status: StatusCode) {
         self.finished = true;
         let took = self.started.elapsed().as_secs_f64() * 1000.0;
-        if let Some(audited) = &mut self.audited {
-            audited.update(|access| {
-                access.status = i32::from(status.as_u16());
-                access.duration_ms = took;
-            });
-        }
+        self.audited.update(|access| {
+            access.status = i32::from(status.as_u16());
+            access.duration_ms = took;
+        });
     }
 }
 
@@ -160,7 +162,7 @@ impl OnBehalf {
         let audited = Audited::new(access, self.upstream.state().audit.clone());
         let holding = Holding { _slot: Some(slot), ..Holding::default() };
         let started = Instant::now();
-        Ok(Reading { _slot: holding, started, audited: Some(audited), finished: false })
+        Ok(Reading { _slot: holding, started, audited, finished: false })
     }
 
     /// Rows `ix..ix + size` of `cols` (name and datatype, in that order)
