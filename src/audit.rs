@@ -1,18 +1,26 @@
-//! The data-access audit: who read or wrote what, when, from where. Every
-//! proxied request becomes one `Access` row, sent on a bounded channel and
-//! written in batches by one task, off the request path: when the channel
-//! is full the row is dropped and counted (`lbasedb_proxy_audit_dropped_total`),
-//! never waited for. Rows are kept for `AUDIT_RETENTION` (purged hourly)
-//! and to `AUDIT_MAX_ROWS` (the oldest purged past it, checked every
-//! minute), both a batch at a time.
-//! With `AUDIT_LOG=json` each row is also one JSON line in the log.
+//! The data-access audit: who read or wrote what, when, from where, how
+//! much. Every proxied request becomes an `Access`, sent on a bounded
+//! channel to one writer task, off the request path: when the channel is
+//! full the row is dropped and counted (`lbasedb_proxy_audit_dropped_total`),
+//! never waited for.
+//!
+//! By default (`AUDIT_DETAIL=minutes`) the writer counts requests per
+//! minute, user, credential, client, endpoint, method, feed, status and
+//! columns read, and once a second adds what it counted into those rows
+//! (`minute_key` names one), so that the audit grows with distinct
+//! activity, not with requests; every replica adds into the same rows.
+//! `AUDIT_DETAIL=requests` keeps a row per request instead. Rows are kept
+//! for `AUDIT_RETENTION` (purged hourly) and to `AUDIT_MAX_ROWS` (the
+//! oldest purged past it, checked every minute), both a batch at a time.
+//! With `AUDIT_LOG=json` each request is also one JSON line in the log.
 //!
 //! A request refused before anyone was authenticated costs its sender
-//! nothing, so it must cost the disk almost nothing too: such refusals are
-//! counted together, one row per client (an IPv6 client by its /64),
-//! second, endpoint, method and status, with the number of requests.
+//! nothing, so it must cost the disk almost nothing too, whatever the
+//! detail: such refusals are counted per minute, client (an IPv6 client by
+//! its /64, past `CLIENTS` in a minute all as `*`) and status, their
+//! endpoint and method `*` where they vary.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,12 +40,27 @@ impl std::fmt::Debug for Audit {
 /// Rows waiting to be written; past this many, new ones are dropped.
 /// Room for a quarter second at a quarter million requests a second.
 const QUEUE: usize = 65_536;
-/// How long the writer lets rows gather after a write that was not full:
-/// a transaction per handful of rows would cost more than the requests.
-const GATHER: Duration = Duration::from_millis(250);
-/// Most rows one write takes: under load, one transaction every few
-/// thousand requests rather than one per few.
+/// Most rows the writer takes off the queue at once.
 const BATCH: usize = 4096;
+/// How often the writer writes what it has: a request is in the admin's
+/// access log about this long after it ended, and each write is one
+/// transaction of a few rows, whatever the rate.
+const FLUSH: Duration = Duration::from_secs(1);
+/// Most rows counted between two writes: keys that vary with every request
+/// (a client naming a new feed each time) are written early, costing a
+/// row each but never memory.
+const KEYS: usize = 16_384;
+
+/// How much of each request the audit keeps (`AUDIT_DETAIL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Detail {
+    /// A row per minute and key, counting its requests.
+    #[default]
+    Minutes,
+    /// A row per request, with its id (refusals before anyone was
+    /// authenticated are counted all the same).
+    Requests,
+}
 
 /// Where proxied requests report to.
 #[derive(Clone)]
@@ -51,7 +74,7 @@ impl Audit {
     /// `keep`) on the current runtime.
     pub fn start(pool: Pool, metrics: Arc<Metrics>, keep: Keep, json_log: bool) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(pool.clone(), receiver, json_log));
+        tokio::spawn(write_batches(pool.clone(), receiver, keep.detail, json_log));
         tokio::spawn(purge_hourly(pool.clone(), keep.retention));
         tokio::spawn(keep_within_budget(pool, metrics.clone(), keep.max_rows));
         Self { sender, metrics }
@@ -65,125 +88,446 @@ impl Audit {
     }
 }
 
-async fn write_batches(pool: Pool, mut receiver: mpsc::Receiver<Access>, json_log: bool) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut refusals = Refusals::default();
+async fn write_batches(
+    pool: Pool,
+    mut receiver: mpsc::Receiver<Access>,
+    detail: Detail,
+    json_log: bool,
+) {
+    let mut received = Vec::with_capacity(BATCH);
+    let mut pending = Pending::default();
+    let mut due = tokio::time::Instant::now() + FLUSH;
     loop {
-        // Woken at least once a second, so that counted refusals are
-        // written when their second is over, whatever comes next.
-        let received =
-            tokio::time::timeout(Duration::from_secs(1), receiver.recv_many(&mut batch, BATCH))
-                .await
-                .ok();
-        let closed = received == Some(0);
-        let mut rows: Vec<Access> = batch.drain(..).filter_map(|a| refusals.add(a)).collect();
+        let taken = tokio::time::timeout_at(due, receiver.recv_many(&mut received, BATCH)).await;
         // The channel closed (shutting down): what is counted goes now.
-        rows.extend(refusals.due(closed));
-        write(&pool, rows, json_log).await;
+        let closed = taken == Ok(0);
+        for mut access in received.drain(..) {
+            // A row of one request: its longest duration is its own.
+            access.duration_max_ms = access.duration_ms;
+            let refusal = access.username.is_empty();
+            if json_log && !refusal {
+                log_json(&access);
+            }
+            if detail == Detail::Requests && !refusal {
+                pending.requests.push(access);
+            } else {
+                pending.minutes.add(access);
+            }
+        }
+        let full = pending.requests.len() >= BATCH || pending.minutes.rows.len() >= KEYS;
+        if closed || full || tokio::time::Instant::now() >= due {
+            let requests = std::mem::take(&mut pending.requests);
+            let counted = pending.minutes.take();
+            if json_log {
+                // Counted refusals: a line per row, with how many.
+                counted.iter().filter(|c| c.access.username.is_empty()).for_each(|c| {
+                    log_json(&c.access);
+                });
+            }
+            write(&pool, requests, counted).await;
+            due = tokio::time::Instant::now() + FLUSH;
+        }
         if closed {
             return;
         }
-        if received.is_some_and(|n| n < BATCH) {
-            tokio::time::sleep(GATHER).await;
-        }
     }
 }
 
-async fn write(pool: &Pool, rows: Vec<Access>, json_log: bool) {
-    if json_log {
-        for access in &rows {
-            if let Ok(line) = serde_json::to_string(access) {
-                tracing::info!(target: "lbasedb_proxy::audit", "{line}");
-            }
-        }
-    }
-    let count = rows.len();
-    if count > 0
-        && let Err(err) = db::run(pool, move |conn| insert(conn, &rows)).await
-    {
-        tracing::error!("audit: {count} row(s) not written: {err}");
+fn log_json(access: &Access) {
+    if let Ok(line) = serde_json::to_string(access) {
+        tracing::info!(target: "lbasedb_proxy::audit", "{line}");
     }
 }
 
-/// Requests refused before anyone was authenticated, counted together per
-/// client, second and status until their second is over (an endpoint or a
-/// method that varies within one row reads `*`); past `CLIENTS` clients in
-/// one second, the others are counted together as client `*`.
+/// What the writer holds between two writes.
 #[derive(Default)]
-struct Refusals {
-    rows: HashMap<(i64, String, i32), Access>,
-    /// The clients counted apart, by second.
-    clients: HashMap<i64, Vec<String>>,
+struct Pending {
+    /// Rows written as they are (`Detail::Requests`).
+    requests: Vec<Access>,
+    minutes: Minutes,
 }
 
-/// Clients counted apart in one second: a flood from many addresses costs
-/// at most this many rows (times the statuses) a second.
-const CLIENTS: usize = 16;
+/// Tries a write this many times: on PostgreSQL two replicas adding into
+/// the same rows at once may deadlock, and one of them is told to retry.
+const TRIES: u32 = 3;
 
-impl Refusals {
-    /// Counts `access` if it is such a refusal; else hands it back.
-    fn add(&mut self, mut access: Access) -> Option<Access> {
-        if !access.username.is_empty() {
-            return Some(access);
-        }
-        let second = access.at.and_utc().timestamp();
-        if let Ok(ip) = access.client.parse::<std::net::IpAddr>() {
-            access.client = crate::net::counted_as(ip).to_string();
-        }
-        let apart = self.clients.entry(second).or_default();
-        if !apart.contains(&access.client) {
-            if apart.len() < CLIENTS {
-                apart.push(access.client.clone());
-            } else {
-                access.client = "*".into();
+async fn write(pool: &Pool, requests: Vec<Access>, counted: Vec<Counted>) {
+    let count = requests.len() + counted.len();
+    if count == 0 {
+        return;
+    }
+    let (requests, counted) = (Arc::new(requests), Arc::new(counted));
+    for tried in 1..=TRIES {
+        let (requests, counted) = (requests.clone(), counted.clone());
+        let written = db::run(pool, move |conn| {
+            conn.write_transaction(|conn| {
+                insert(conn, &requests)?;
+                add_up(conn, &counted)
+            })
+        })
+        .await;
+        match written {
+            Ok(_) => return,
+            Err(err) if tried == TRIES => {
+                tracing::error!("audit: {count} row(s) not written: {err}");
+            }
+            Err(err) => {
+                tracing::warn!("audit: writing {count} row(s), will retry: {err}");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(tried))).await;
             }
         }
-        let key = (second, access.client.clone(), access.status);
-        match self.rows.get_mut(&key) {
-            Some(row) => {
-                row.requests += access.requests;
-                row.request_id = None;
-                row.bytes_in = row.bytes_in.saturating_add(access.bytes_in);
-                row.bytes_out = row.bytes_out.saturating_add(access.bytes_out);
-                row.duration_ms = row.duration_ms.max(access.duration_ms);
-                for (kept, seen) in
-                    [(&mut row.endpoint, &access.endpoint), (&mut row.method, &access.method)]
-                {
-                    if kept != seen {
-                        *kept = "*".into();
-                    }
+    }
+}
+
+/// Clients whose refusals are counted apart in one minute: a flood from
+/// many addresses costs at most this many rows (times the statuses) a
+/// minute.
+const CLIENTS: usize = 64;
+
+/// What names a row of the minute: every field of a request's row but its
+/// numbers (for a refusal, its endpoint and method are not part of it).
+#[derive(PartialEq, Eq, Hash)]
+struct Key {
+    minute: i64,
+    username: String,
+    credential: String,
+    client: String,
+    endpoint: String,
+    method: String,
+    feed: Option<String>,
+    status: i32,
+    read_columns: Option<String>,
+}
+
+impl Key {
+    /// The key, taken out of `access`.
+    fn take(access: &mut Access, minute: i64) -> Self {
+        let refusal = access.username.is_empty();
+        let named =
+            |field: &mut String| if refusal { String::new() } else { std::mem::take(field) };
+        let (endpoint, method) = (named(&mut access.endpoint), named(&mut access.method));
+        Self {
+            minute,
+            username: std::mem::take(&mut access.username),
+            credential: std::mem::take(&mut access.credential),
+            client: std::mem::take(&mut access.client),
+            endpoint,
+            method,
+            feed: access.feed.take(),
+            status: access.status,
+            read_columns: access.read_columns.take(),
+        }
+    }
+
+    /// The row's name in the table: a digest of the key, so that no one
+    /// who picks a user or a feed name can make their requests count in
+    /// another's row (SHA-256, cut to 128 bits; each field with its length).
+    fn digest(&self) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.minute.to_be_bytes());
+        hash.update(self.status.to_be_bytes());
+        let texts = [
+            Some(&self.username),
+            Some(&self.credential),
+            Some(&self.client),
+            Some(&self.endpoint),
+            Some(&self.method),
+            self.feed.as_ref(),
+            self.read_columns.as_ref(),
+        ];
+        for text in texts {
+            match text {
+                Some(text) => {
+                    hash.update((text.len() as u64).to_be_bytes());
+                    hash.update(text.as_bytes());
+                }
+                None => hash.update(u64::MAX.to_be_bytes()),
+            }
+        }
+        hex::encode(&hash.finalize()[..16])
+    }
+
+    /// `access`'s row, its key put back.
+    fn join(self, mut access: Access) -> Counted {
+        let minute_key = self.digest();
+        if !self.username.is_empty() {
+            access.endpoint = self.endpoint;
+            access.method = self.method;
+        }
+        access.at = chrono::DateTime::from_timestamp(self.minute * 60, 0)
+            .map_or(access.at, |at| at.naive_utc());
+        access.username = self.username;
+        access.credential = self.credential;
+        access.client = self.client;
+        access.feed = self.feed;
+        access.status = self.status;
+        access.read_columns = self.read_columns;
+        Counted { access, minute_key }
+    }
+}
+
+/// Requests counted per minute and key, until written.
+#[derive(Default)]
+struct Minutes {
+    /// The numbers of each key's requests, in the first one's row, and
+    /// when it came (rows are written in that order, oldest first).
+    rows: HashMap<Key, (u64, Access)>,
+    came: u64,
+    /// The clients whose refusals are counted apart, by minute.
+    clients: HashMap<i64, HashSet<String>>,
+}
+
+impl Minutes {
+    fn add(&mut self, mut access: Access) {
+        let minute = access.at.and_utc().timestamp().div_euclid(60);
+        if access.username.is_empty() {
+            if let Ok(ip) = access.client.parse::<std::net::IpAddr>() {
+                access.client = crate::net::counted_as(ip).to_string();
+            }
+            let apart = self.clients.entry(minute).or_default();
+            if !apart.contains(&access.client) {
+                if apart.len() < CLIENTS {
+                    apart.insert(access.client.clone());
+                } else {
+                    access.client = "*".into();
                 }
             }
+        }
+        let key = Key::take(&mut access, minute);
+        match self.rows.get_mut(&key) {
+            Some((_, row)) => add_into(row, &access),
             None => {
-                access.at = chrono::DateTime::from_timestamp(second, 0)
-                    .map_or(access.at, |at| at.naive_utc());
-                self.rows.insert(key, access);
+                self.came += 1;
+                self.rows.insert(key, (self.came, access));
             }
         }
-        None
     }
 
-    /// The rows whose second is over (all of them when `all`).
-    fn due(&mut self, all: bool) -> Vec<Access> {
-        let now = chrono::Utc::now().timestamp();
-        let over = |second: i64| all || second < now;
-        self.clients.retain(|second, _| !over(*second));
-        let due: Vec<_> = self.rows.keys().filter(|key| over(key.0)).cloned().collect();
-        due.into_iter().filter_map(|key| self.rows.remove(&key)).collect()
+    /// The rows counted so far, to be added into the table's.
+    fn take(&mut self) -> Vec<Counted> {
+        let minute = chrono::Utc::now().timestamp().div_euclid(60);
+        self.clients.retain(|&m, _| m >= minute - 1);
+        let mut rows: Vec<_> = self.rows.drain().collect();
+        rows.sort_unstable_by_key(|(_, (came, _))| *came);
+        rows.into_iter().map(|(key, (_, access))| key.join(access)).collect()
     }
 }
 
-/// One transaction; statements of at most 256 rows (SQLite's bound
-/// parameters stay far under its limit).
-fn insert(conn: &mut crate::db::DbConnection, rows: &[Access]) -> Result<usize, DbError> {
-    conn.write_transaction(|conn| {
-        let mut written = 0;
-        for chunk in rows.chunks(256) {
-            let insert = diesel::insert_into(schema::access_log::table).values(chunk);
-            written += crate::on_engine!(conn, |c| insert.execute(c))?;
+/// Adds `more`'s numbers into `row` (the same key's): the SQL of `add_up`
+/// does the same with the table's rows.
+fn add_into(row: &mut Access, more: &Access) {
+    row.requests = row.requests.saturating_add(more.requests);
+    row.bytes_in = row.bytes_in.saturating_add(more.bytes_in);
+    row.bytes_out = row.bytes_out.saturating_add(more.bytes_out);
+    row.duration_ms += more.duration_ms;
+    row.duration_max_ms = row.duration_max_ms.max(more.duration_max_ms);
+    row.request_id = None;
+    row.read_from = row.read_from.zip(more.read_from).map(|(a, b)| a.min(b));
+    row.read_to = row.read_to.zip(more.read_to).map(|(a, b)| a.max(b));
+    for (kept, seen) in [(&mut row.endpoint, &more.endpoint), (&mut row.method, &more.method)] {
+        if kept != seen {
+            *kept = "*".into();
         }
-        Ok(written)
-    })
+    }
+}
+
+/// One minute's row, as added into the table.
+#[derive(Insertable)]
+#[diesel(table_name = schema::access_log)]
+struct Counted {
+    #[diesel(embed)]
+    access: Access,
+    minute_key: String,
+}
+
+/// Statements of at most 256 rows (SQLite's bound parameters stay far
+/// under its limit).
+const ROWS_A_STATEMENT: usize = 256;
+
+fn insert(conn: &mut crate::db::DbConnection, rows: &[Access]) -> Result<usize, DbError> {
+    let mut written = 0;
+    for chunk in rows.chunks(ROWS_A_STATEMENT) {
+        let insert = diesel::insert_into(schema::access_log::table).values(chunk);
+        written += crate::on_engine!(conn, |c| insert.execute(c))?;
+    }
+    Ok(written)
+}
+
+/// Adds `rows` into the table's rows of the same keys, making those that
+/// are not there. Two statements a batch of rows, on both engines: an
+/// update of the rows there, then an insert of the others. An upsert
+/// (`INSERT … ON CONFLICT DO UPDATE`) alone would draw a new id for every
+/// row it updates, on both engines: ids would run out (PostgreSQL's are
+/// 32 bits) and stop counting the rows, which `rows` needs. The insert
+/// still adds into a row that another replica made meanwhile.
+fn add_up(conn: &mut crate::db::DbConnection, rows: &[Counted]) -> Result<usize, DbError> {
+    let mut written = 0;
+    for chunk in rows.chunks(ROWS_A_STATEMENT) {
+        for insert in [false, true] {
+            let statement = AddUp { rows: chunk, insert };
+            written += crate::on_engine!(&mut *conn, |c| statement.execute(c))?;
+        }
+    }
+    Ok(written)
+}
+
+/// One of `add_up`'s statements for a batch of rows: the update, or the
+/// insert. Written by hand: diesel has no `UPDATE … FROM (VALUES …)`.
+struct AddUp<'a> {
+    rows: &'a [Counted],
+    insert: bool,
+}
+
+/// `Counted`'s columns in the order `AddUp` binds them: a `VALUES` list's
+/// are `v.column1` … on both engines.
+const COLUMNS: [&str; 18] = [
+    "minute_key",
+    "at",
+    "username",
+    "credential",
+    "client",
+    "endpoint",
+    "method",
+    "feed",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "requests",
+    "request_id",
+    "read_columns",
+    "duration_max_ms",
+    "read_from",
+    "read_to",
+];
+
+/// How a row of the table takes in another's numbers (`new` names the
+/// other's columns); `add_into` does the same in memory. `CASE` rather than
+/// `GREATEST` (PostgreSQL) or `max` (SQLite): both engines read it.
+fn merge(new: impl Fn(&str) -> String) -> String {
+    let [requests, bytes_in, bytes_out, duration, longest, from, to, endpoint, method] = [
+        "requests",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+        "duration_max_ms",
+        "read_from",
+        "read_to",
+        "endpoint",
+        "method",
+    ]
+    .map(new);
+    format!(
+        "requests = access_log.requests + {requests}, \
+         bytes_in = access_log.bytes_in + {bytes_in}, \
+         bytes_out = access_log.bytes_out + {bytes_out}, \
+         duration_ms = access_log.duration_ms + {duration}, \
+         duration_max_ms = CASE WHEN {longest} > access_log.duration_max_ms \
+             THEN {longest} ELSE access_log.duration_max_ms END, \
+         read_from = CASE WHEN {from} < access_log.read_from \
+             THEN {from} ELSE access_log.read_from END, \
+         read_to = CASE WHEN {to} IS NULL OR access_log.read_to IS NULL THEN NULL \
+             WHEN {to} > access_log.read_to THEN {to} ELSE access_log.read_to END, \
+         endpoint = CASE WHEN {endpoint} = access_log.endpoint \
+             THEN access_log.endpoint ELSE '*' END, \
+         method = CASE WHEN {method} = access_log.method \
+             THEN access_log.method ELSE '*' END, \
+         request_id = NULL"
+    )
+}
+
+/// `v.columnN` of a `VALUES` list for the column `name`.
+fn listed(name: &str) -> String {
+    let n = COLUMNS.iter().position(|c| *c == name).map_or(0, |i| i + 1);
+    format!("v.column{n}")
+}
+
+impl diesel::query_builder::QueryId for AddUp<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Conn> RunQueryDsl<Conn> for AddUp<'_> {}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for AddUp<'_>
+where
+    DB: diesel::backend::Backend,
+    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    chrono::NaiveDateTime: diesel::serialize::ToSql<diesel::sql_types::Timestamp, DB>,
+    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    f64: diesel::serialize::ToSql<diesel::sql_types::Double, DB>,
+    DB: diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Timestamp>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Double>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text, Timestamp};
+        out.unsafe_to_cache_prepared();
+        // Either statement is `… FROM (VALUES (…), …) AS v …`.
+        let (before, after) = if self.insert {
+            let before = format!(
+                "INSERT INTO access_log ({}) SELECT {} FROM ",
+                COLUMNS.join(", "),
+                COLUMNS.map(listed).join(", ")
+            );
+            let after = format!(
+                " WHERE NOT EXISTS (SELECT 1 FROM access_log a WHERE a.minute_key = v.column1) \
+                 ON CONFLICT (minute_key) WHERE minute_key IS NOT NULL DO UPDATE SET {}",
+                merge(|name| format!("excluded.{name}"))
+            );
+            (before, after)
+        } else {
+            let before = format!("UPDATE access_log SET {} FROM ", merge(listed));
+            (before, " WHERE access_log.minute_key = v.column1".to_owned())
+        };
+        out.push_sql(&before);
+        out.push_sql("(VALUES ");
+        // Each row's fields in `COLUMNS`' order.
+        for (i, row) in self.rows.iter().enumerate() {
+            let a = &row.access;
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(&row.minute_key)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamp, _>(&a.at)?;
+            for text in [&a.username, &a.credential, &a.client, &a.endpoint, &a.method] {
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(text)?;
+            }
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&a.feed)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Integer, _>(&a.status)?;
+            for number in [&a.bytes_in, &a.bytes_out] {
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(number)?;
+            }
+            out.push_sql(", ");
+            out.push_bind_param::<Double, _>(&a.duration_ms)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&a.requests)?;
+            for text in [&a.request_id, &a.read_columns] {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, _>(text)?;
+            }
+            out.push_sql(", ");
+            out.push_bind_param::<Double, _>(&a.duration_max_ms)?;
+            for number in [&a.read_from, &a.read_to] {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<BigInt>, _>(number)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(") AS v");
+        out.push_sql(&after);
+        Ok(())
+    }
 }
 
 async fn purge_hourly(pool: Pool, retention: Duration) {
@@ -209,6 +553,7 @@ async fn purge_hourly(pool: Pool, retention: Duration) {
 /// How long and how much the audit keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct Keep {
+    pub detail: Detail,
     pub retention: Duration,
     /// 0: no budget.
     pub max_rows: u64,
@@ -358,5 +703,114 @@ impl Drop for Audited {
             access.bytes_out = i64::try_from(self.sent).unwrap_or(i64::MAX);
             audit.record(access);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(username: &str, feed: &str, second: i64) -> Access {
+        Access {
+            at: chrono::DateTime::from_timestamp(1_800_000_000 + second, 0).unwrap().naive_utc(),
+            username: username.into(),
+            credential: if username.is_empty() { String::new() } else { "abcd1234".into() },
+            client: "192.0.2.7".into(),
+            endpoint: "data".into(),
+            method: "GET".into(),
+            feed: Some(feed.into()),
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 100 + second,
+            duration_ms: 1.0 + second as f64,
+            requests: 1,
+            request_id: Some(format!("id-{second}")),
+            read_columns: Some("x".into()),
+            duration_max_ms: 1.0 + second as f64,
+            read_from: Some(second),
+            read_to: Some(second + 10),
+        }
+    }
+
+    #[test]
+    fn a_minutes_requests_of_one_key_are_one_row_that_adds_them_up() {
+        let mut minutes = Minutes::default();
+        // 1_800_000_000 is a minute's first second: 0..59 one minute, 60 the next.
+        for second in [0, 30, 59, 60] {
+            minutes.add(request("alice", "fa", second));
+        }
+        minutes.add(request("alice", "fb", 1));
+        minutes.add(request("bob", "fa", 2));
+        let rows = minutes.take();
+        let counts: Vec<_> = rows
+            .iter()
+            .map(|c| (c.access.username.as_str(), c.access.feed.as_deref(), c.access.requests))
+            .collect();
+        // In the order their first request came.
+        assert_eq!(
+            counts,
+            [
+                ("alice", Some("fa"), 3),
+                ("alice", Some("fa"), 1),
+                ("alice", Some("fb"), 1),
+                ("bob", Some("fa"), 1)
+            ]
+        );
+        let first = &rows[0].access;
+        assert_eq!(first.bytes_out, 100 + 130 + 159);
+        assert_eq!((first.duration_ms, first.duration_max_ms), (1.0 + 31.0 + 60.0, 60.0));
+        assert_eq!((first.read_from, first.read_to), (Some(0), Some(69)));
+        assert_eq!(first.request_id, None, "several requests have no one id");
+        assert_eq!(first.at.and_utc().timestamp(), 1_800_000_000);
+        assert_eq!(rows[2].access.request_id.as_deref(), Some("id-1"), "one request keeps it");
+        assert_eq!(rows[1].access.at.and_utc().timestamp(), 1_800_000_060);
+        let keys: std::collections::HashSet<_> = rows.iter().map(|c| &c.minute_key).collect();
+        assert_eq!(keys.len(), 4);
+        assert!(minutes.take().is_empty());
+    }
+
+    #[test]
+    fn refusals_are_counted_per_client_whatever_their_endpoint_and_clients_are_bounded() {
+        let mut minutes = Minutes::default();
+        let mut other = request("", "fa", 1);
+        other.endpoint = "col".into();
+        minutes.add(request("", "fa", 0));
+        minutes.add(other);
+        for i in 0..(CLIENTS + 10) {
+            let mut from = request("", "fa", 2);
+            from.client = format!("198.51.100.{i}");
+            minutes.add(from);
+        }
+        let rows = minutes.take();
+        let first = &rows[0].access;
+        assert_eq!((first.requests, first.endpoint.as_str()), (2, "*"));
+        assert_eq!(rows.len(), 1 + CLIENTS, "past the bound, clients count as one");
+        let star = rows.iter().find(|c| c.access.client == "*").unwrap();
+        assert_eq!(star.access.requests, 11);
+    }
+
+    #[test]
+    fn keys_that_differ_have_digests_that_differ() {
+        let key = |username: &str, feed: Option<&str>| Key {
+            minute: 1,
+            username: username.into(),
+            credential: "c".into(),
+            client: "a".into(),
+            endpoint: "data".into(),
+            method: "GET".into(),
+            feed: feed.map(str::to_owned),
+            status: 200,
+            read_columns: None,
+        };
+        let digests = [
+            key("ab", Some("c")).digest(),
+            key("a", Some("bc")).digest(),
+            key("abc", None).digest(),
+            key("abc", Some("")).digest(),
+        ];
+        let distinct: std::collections::HashSet<_> = digests.iter().collect();
+        assert_eq!(distinct.len(), 4, "{digests:?}");
+        assert_eq!(key("ab", Some("c")).digest(), digests[0]);
+        assert_eq!(digests[0].len(), 32);
     }
 }

@@ -298,6 +298,14 @@ pub struct Settings {
     #[arg(long, env = "USER_MAX_IN_FLIGHT")]
     pub user_max_in_flight: Option<usize>,
 
+    /// How much of each proxied request the data-access audit keeps:
+    /// `minutes`, a row per minute, user, credential, client, endpoint,
+    /// method, feed, status and columns read, counting its requests, bytes
+    /// and durations (the database grows with distinct activity, not with
+    /// requests); `requests`, a row per request, with its id.
+    #[arg(long, env = "AUDIT_DETAIL", value_enum, default_value_t = crate::audit::Detail::Minutes)]
+    pub audit_detail: crate::audit::Detail,
+
     /// How long the data-access audit keeps its rows (purged hourly).
     #[arg(long, env = "AUDIT_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
     pub audit_retention: Duration,
@@ -524,6 +532,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             user_rate_limit: None,
             write_quota: None,
+            audit_detail: crate::audit::Detail::Minutes,
             audit_retention: Duration::from_secs(90 * 86_400),
             audit_max_rows: 20_000_000,
             audit_log: None,

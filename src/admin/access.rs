@@ -1,7 +1,8 @@
 //! `/admin/lbasedb/access/`: the data-access audit, newest first, with a
-//! search (user or feed), filters (user, feed, method, status class, date
-//! range), pages of 100, and the same rows as CSV. Needs
-//! `lbasedb.view_access` (superusers have it).
+//! search (user or feed), filters (user, feed, method, status class, a
+//! range of days or minutes), what the matching rows count in all
+//! (requests, bytes, clients), pages of 100, and the same rows as CSV.
+//! Needs `lbasedb.view_access` (superusers have it).
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -34,10 +35,21 @@ pub struct AccessParams {
     format: Option<String>,
 }
 
-/// A day as a form gives it (`2026-11-28`), from its first second.
-fn day(text: &Option<String>) -> Option<NaiveDateTime> {
-    let date = NaiveDate::parse_from_str(text.as_deref()?.trim(), "%Y-%m-%d").ok()?;
-    date.and_hms_opt(0, 0, 0)
+/// A time as a form gives it: a day (`2026-11-28`, from its first second;
+/// `until` a day takes in that day) or a minute (`2026-11-28T14:05`, from
+/// its first second, as a `datetime-local` input sends it; `until` a
+/// minute stops before it).
+fn time(text: &Option<String>, until: bool) -> Option<NaiveDateTime> {
+    let text = text.as_deref()?.trim();
+    if let Ok(at) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M") {
+        return Some(at);
+    }
+    let start = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?;
+    // (The last day chrono knows has no day after it: until then.)
+    Some(match until {
+        true => start.checked_add_signed(chrono::Duration::days(1)).unwrap_or(NaiveDateTime::MAX),
+        false => start,
+    })
 }
 
 fn nonempty(text: &Option<String>) -> Option<String> {
@@ -57,12 +69,8 @@ impl AccessParams {
                 .and_then(|s| s.strip_suffix("xx"))
                 .and_then(|s| s.parse().ok())
                 .filter(|c| (1..=5).contains(c)),
-            from: day(&self.from),
-            // "Until" a day includes that day.
-            // (The last day chrono knows has no day after it: until then.)
-            until: day(&self.until).map(|d| {
-                d.checked_add_signed(chrono::Duration::days(1)).unwrap_or(NaiveDateTime::MAX)
-            }),
+            from: time(&self.from, false),
+            until: time(&self.until, true),
             page: self.p.unwrap_or(0).max(0),
             per_page,
             reads_only: false,
@@ -80,6 +88,9 @@ struct ListPage<'a> {
     layout: &'a Layout,
     rows: Vec<Access>,
     total: i64,
+    totals: queries::AccessTotals,
+    /// The totals' clients, comma-separated ("and more" past the bound).
+    clients: String,
     params: &'a AccessParams,
     filters: Vec<Filter>,
     page: i64,
@@ -93,8 +104,12 @@ pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
     let csv = params.format.as_deref() == Some("csv");
     let query = params.query(if csv { CSV_ROWS } else { PER_PAGE });
     let q = queries::AccessQuery { page: if csv { 0 } else { query.page }, ..query.clone() };
-    let (rows, total) =
-        db::run(&staff.auth.pool, move |conn| queries::list_access(conn, &q)).await?;
+    let (rows, totals) = db::run(&staff.auth.pool, move |conn| {
+        let rows = queries::list_access(conn, &q)?;
+        let totals = if csv { Default::default() } else { queries::access_totals(conn, &q)? };
+        Ok::<_, db::DbError>((rows, totals))
+    })
+    .await?;
     if csv {
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
@@ -120,7 +135,14 @@ pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
             params.status.as_deref(),
         ),
     ];
+    let total = totals.rows;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
+    let mut clients = totals.clients.clone();
+    if clients.len() as i64 > queries::TOTALS_CLIENTS {
+        clients.truncate(queries::TOTALS_CLIENTS as usize);
+        clients.push("and more".into());
+    }
+    let clients = clients.join(", ");
     let csv_url = {
         let base = list.with("format", Some("csv".into()));
         format!("{}{base}", super::ACCESS.list())
@@ -129,6 +151,8 @@ pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
         layout: &staff.layout,
         rows,
         total,
+        totals,
+        clients,
         params: &params,
         filters,
         page: query.page + 1,
@@ -153,8 +177,8 @@ fn field(text: &str) -> String {
 
 fn to_csv(rows: &[Access]) -> String {
     let mut out = String::from(
-        "at,user,credential,client,endpoint,method,feed,status,bytes_in,bytes_out,duration_ms,\
-         requests,request_id,read_columns,read_rows\r\n",
+        "at,user,credential,client,endpoint,method,feed,status,requests,bytes_in,bytes_out,\
+         duration_ms,duration_max_ms,request_id,read_columns,read_rows\r\n",
     );
     for r in rows {
         let line = [
@@ -166,13 +190,14 @@ fn to_csv(rows: &[Access]) -> String {
             field(&r.method),
             field(r.feed.as_deref().unwrap_or_default()),
             r.status.to_string(),
+            r.requests.to_string(),
             r.bytes_in.to_string(),
             r.bytes_out.to_string(),
             format!("{:.3}", r.duration_ms),
-            r.requests.to_string(),
+            format!("{:.3}", r.duration_max_ms),
             field(r.request_id.as_deref().unwrap_or_default()),
             field(r.read_columns.as_deref().unwrap_or_default()),
-            field(r.read_rows.as_deref().unwrap_or_default()),
+            r.rows_read().unwrap_or_default(),
         ]
         .join(",");
         out.push_str(&line);

@@ -162,7 +162,7 @@ pub async fn detail(
                 per_page: RECENT_READS,
                 ..Default::default()
             };
-            Some(db::run(&staff.auth.pool, move |conn| queries::list_access(conn, &query)).await?.0)
+            Some(db::run(&staff.auth.pool, move |conn| queries::list_access(conn, &query)).await?)
         }
         false => None,
     };

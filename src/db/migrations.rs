@@ -72,6 +72,7 @@ const MIGRATIONS: &[Files] = &[
     migration!("2026-12-01-000012_oidc_identity"),
     migration!("2026-12-01-000013_two_factor"),
     migration!("2026-12-01-000014_token_last_address"),
+    migration!("2026-12-02-000015_audit_minutes", per_engine),
 ];
 
 /// The engine a migration is written out for.

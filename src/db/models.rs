@@ -248,14 +248,38 @@ pub struct Access {
     pub status: i32,
     pub bytes_in: i64,
     pub bytes_out: i64,
+    /// The requests' durations added up; `duration_max_ms` the longest.
     pub duration_ms: f64,
-    /// How many requests the row stands for (refusals before anyone was
-    /// authenticated are counted together, see `audit`).
+    /// How many requests the row stands for (one a minute and key by
+    /// default, see `audit`).
     pub requests: i64,
     /// `X-Request-Id` (`requestid`); none for a row of several requests.
     pub request_id: Option<String>,
-    /// What a read of rows named: its columns, comma-separated as named,
-    /// and its rows, `FROM..TO`.
+    /// What a read of rows named: its columns, comma-separated as named
+    /// (the same for every request a row counts), and the span of the rows
+    /// read, from `read_from` to `read_to` (none: to the end).
     pub read_columns: Option<String>,
-    pub read_rows: Option<String>,
+    pub duration_max_ms: f64,
+    pub read_from: Option<i64>,
+    pub read_to: Option<i64>,
+}
+
+impl Access {
+    /// The rows read, `FROM..TO` (`FROM..` to the end), as the admin and
+    /// the CSV show them.
+    pub fn rows_read(&self) -> Option<String> {
+        let from = self.read_from?;
+        Some(format!("{from}..{}", self.read_to.map(|to| to.to_string()).unwrap_or_default()))
+    }
+
+    /// The row with what a read named (`ReadQuery::audited`): its columns,
+    /// and its rows from and to.
+    pub fn with_read(self, read: Option<(String, i64, Option<i64>)>) -> Self {
+        match read {
+            Some((columns, from, to)) => {
+                Self { read_columns: Some(columns), read_from: Some(from), read_to: to, ..self }
+            }
+            None => Self { read_columns: None, read_from: None, read_to: None, ..self },
+        }
+    }
 }

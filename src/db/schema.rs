@@ -18,7 +18,10 @@ diesel::table! {
         requests -> BigInt,
         request_id -> Nullable<Text>,
         read_columns -> Nullable<Text>,
-        read_rows -> Nullable<Text>,
+        minute_key -> Nullable<Text>,
+        duration_max_ms -> Double,
+        read_from -> Nullable<BigInt>,
+        read_to -> Nullable<BigInt>,
     }
 }
 

@@ -283,9 +283,9 @@ impl ReadQuery {
     }
 
     /// Its columns (comma-separated as named, cut after `AUDITED_COLUMNS`
-    /// bytes with how many more) and rows (`FROM..TO`, a bound it does not
-    /// name empty), as the audit keeps them.
-    pub fn audited(&self) -> (String, String) {
+    /// bytes with how many more) and rows (from, and to unless it reads to
+    /// the end), as the audit keeps them.
+    pub fn audited(&self) -> (String, i64, Option<i64>) {
         let mut columns = String::new();
         for (i, name) in self.columns.iter().enumerate() {
             if columns.len() + name.len() > AUDITED_COLUMNS {
@@ -297,12 +297,10 @@ impl ReadQuery {
             }
             columns.push_str(name);
         }
-        let rows = match (self.ix, self.size) {
-            (Some(ix), Some(size)) => format!("{ix}..{}", ix.saturating_add(size)),
-            (Some(ix), None) => format!("{ix}.."),
-            (None, _) => "..".to_owned(),
-        };
-        (columns, rows)
+        let number = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let from = self.ix.map_or(0, number);
+        let to = self.ix.zip(self.size).map(|(ix, size)| number(ix.saturating_add(size)));
+        (columns, from, to)
     }
 }
 

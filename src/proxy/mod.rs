@@ -94,6 +94,7 @@ impl ProxyState {
             pool.clone(),
             metrics.clone(),
             crate::audit::Keep {
+                detail: settings.audit_detail,
                 retention: settings.audit_retention,
                 max_rows: settings.audit_max_rows,
             },
@@ -178,9 +179,12 @@ pub async fn proxy(
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         requests: 1,
         request_id: Some(crate::requestid::of(&req).as_str().to_owned()),
-        read_columns: seen.read.as_ref().map(|(columns, _)| columns.clone()),
-        read_rows: seen.read.map(|(_, rows)| rows),
-    };
+        read_columns: None,
+        duration_max_ms: 0.0,
+        read_from: None,
+        read_to: None,
+    }
+    .with_read(seen.read);
     match answer {
         // Recorded when its body is done, with the bytes it sent; what the
         // request holds (its place in flight, its share of the budget) is
@@ -223,7 +227,7 @@ struct Seen {
     credential: Option<Credential>,
     feed: Option<String>,
     /// A read's columns and rows, as the audit keeps them.
-    read: Option<(String, String)>,
+    read: Option<(String, i64, Option<i64>)>,
     bytes_in: Arc<AtomicU64>,
 }
 

@@ -106,9 +106,12 @@ impl OnBehalf {
             duration_ms: 0.0,
             requests: 1,
             request_id: Some(crate::requestid::of(&self.req).as_str().to_owned()),
-            read_columns: read.as_ref().map(|(columns, _)| columns.clone()),
-            read_rows: read.map(|(_, rows)| rows),
+            read_columns: None,
+            duration_max_ms: 0.0,
+            read_from: None,
+            read_to: None,
         }
+        .with_read(read)
     }
 
     /// Classified and allowed as through the API; a refusal is audited.

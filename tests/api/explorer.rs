@@ -72,7 +72,8 @@ async fn chart(browser: &Browser, path: &str) -> (reqwest::StatusCode, Value) {
 
 #[tokio::test]
 async fn the_explorer_shows_draws_and_downloads_what_the_api_reads() {
-    let app = spawn_app().await;
+    // A row per request in the audit, to find each read in it.
+    let app = spawn_app_with(|s| s.audit_detail = lbasedb_proxy::audit::Detail::Requests).await;
     fill_feed(&app, "m").await;
     let all = [("lbasedb.view_feed", "m"), ("lbasedb.view_col", "m"), ("lbasedb.view_data", "m")];
     let api = app.client_granted("ana", &all);
@@ -166,20 +167,19 @@ async fn the_explorer_shows_draws_and_downloads_what_the_api_reads() {
     assert_eq!(status, 200, "the whole feed, every column");
 
     // Each read is in the audit, as ana's.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    let query =
-        queries::AccessQuery { username: Some("ana".into()), per_page: 100, ..Default::default() };
-    let (rows, _) = queries::list_access(&mut app.conn(), &query).unwrap();
-    let explorer: Vec<_> = rows.iter().filter(|r| r.credential == "admin").collect();
-    assert!(
-        explorer.iter().any(|r| r.read_rows.as_deref() == Some("12300..12400")
-            && r.read_columns.as_deref() == Some("t,a")
-            && r.feed.as_deref() == Some("m")
-            && r.status == 200),
-        "{explorer:?}"
-    );
-    assert!(explorer.iter().any(|r| r.read_rows.as_deref() == Some("100..110")));
-    assert!(explorer.iter().any(|r| r.read_rows.as_deref() == Some("5..12") && r.bytes_out > 0));
+    let read = |r: &lbasedb_proxy::db::models::Access, rows: &str| {
+        r.credential == "admin" && r.rows_read().as_deref() == Some(rows)
+    };
+    audit_of(&app, "ana", |rows| {
+        rows.iter().any(|r| {
+            read(r, "12300..12400")
+                && r.read_columns.as_deref() == Some("t,a")
+                && r.feed.as_deref() == Some("m")
+                && r.status == 200
+        }) && rows.iter().any(|r| read(r, "100..110"))
+            && rows.iter().any(|r| read(r, "5..12") && r.bytes_out > 0)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -363,14 +363,8 @@ async fn staff_make_rename_and_delete_feeds_through_the_proxys_checks() {
     assert!(landing(&viewer, made).await.contains("The feed was not added"));
     let feeds: Value = app.upstream_client.get(app.direct("feed")).sent_json().await;
     assert_eq!(feeds, json!([{"name": "kept2"}]));
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    let query = queries::AccessQuery {
-        username: Some("viewer".into()),
-        per_page: 100,
-        ..Default::default()
-    };
-    let (rows, _) = queries::list_access(&mut app.conn(), &query).unwrap();
-    assert!(rows.iter().any(|r| r.status == 403 && r.method == "DELETE"), "{rows:?}");
+    audit_of(&app, "viewer", |rows| rows.iter().any(|r| r.status == 403 && r.method == "DELETE"))
+        .await;
 }
 
 /// A page of wide rows reads at most a megabyte, not a thousand rows of a
@@ -457,18 +451,12 @@ async fn explorer_reads_keep_to_the_apis_bounds_and_are_audited_when_refused() {
     assert_eq!(status, 403);
     let (status, _) = chart(&reader, "/account/feeds/n/chart/?y=nope").await;
     assert_eq!(status, 400);
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    let query = queries::AccessQuery {
-        username: Some("reader".into()),
-        per_page: 100,
-        ..Default::default()
-    };
-    let (rows, _) = queries::list_access(&mut app.conn(), &query).unwrap();
-    let has = |feed: &str, status: i32| {
-        rows.iter().any(|r| r.feed.as_deref() == Some(feed) && r.status == status)
-    };
-    assert!(has("hidden", 403), "{rows:?}");
-    assert!(has("n", 400), "the hidden column's probe: {rows:?}");
-    assert!(has("n", 413), "{rows:?}");
-    assert!(has("n", 200), "the chart of one column: {rows:?}");
+    // The hidden column's probe (400), the chart of one column (200).
+    audit_of(&app, "reader", |rows| {
+        let has = |feed: &str, status: i32| {
+            rows.iter().any(|r| r.feed.as_deref() == Some(feed) && r.status == status)
+        };
+        has("hidden", 403) && has("n", 400) && has("n", 413) && has("n", 200)
+    })
+    .await;
 }

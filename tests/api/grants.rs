@@ -209,7 +209,7 @@ async fn answers_hold_only_what_was_granted_and_refusals_say_the_rows_allowed() 
     };
     let mut read = Vec::new();
     for _ in 0..40 {
-        read = queries::list_access(&mut setup.app.conn(), &query).unwrap().0;
+        read = queries::list_access(&mut setup.app.conn(), &query).unwrap();
         if !read.is_empty() {
             break;
         }
@@ -217,7 +217,7 @@ async fn answers_hold_only_what_was_granted_and_refusals_say_the_rows_allowed() 
     }
     let row = read.first().expect("the read is in the audit");
     assert_eq!(
-        (row.read_columns.as_deref(), row.read_rows.as_deref()),
+        (row.read_columns.as_deref(), row.rows_read().as_deref()),
         (Some("t,temp"), Some("0..3"))
     );
     let (_, page) = admin(&setup.app).await.get("/admin/lbasedb/feed/s/").await;

@@ -698,3 +698,26 @@ async fn read_until_head_end(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Op
         }
     }
 }
+
+/// A user's rows in the audit, newest first, once `done` holds of them
+/// (the audit is written every second); fails the test after ten seconds.
+pub async fn audit_of(
+    app: &TestApp,
+    username: &str,
+    done: impl Fn(&[lbasedb_proxy::db::models::Access]) -> bool,
+) -> Vec<lbasedb_proxy::db::models::Access> {
+    let query = lbasedb_proxy::db::queries::AccessQuery {
+        username: Some(username.into()),
+        per_page: 1000,
+        ..Default::default()
+    };
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = lbasedb_proxy::db::queries::list_access(&mut app.conn(), &query).unwrap();
+        if done(&rows) {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the audit of {username} is not as expected: {rows:?}");
+}

@@ -304,7 +304,11 @@ async fn audited(app: &TestApp, count: usize) -> Vec<lbasedb_proxy::db::models::
 #[tokio::test]
 async fn a_request_is_followed_by_its_id_from_the_answer_to_the_upstream_and_the_audit() {
     let upstream = recording_upstream().await;
-    let app = spawn_app_on(&upstream.url, |_| {}).await;
+    // A row per request (AUDIT_DETAIL=requests): each with its id.
+    let requests = |s: &mut lbasedb_proxy::config::Settings| {
+        s.audit_detail = lbasedb_proxy::audit::Detail::Requests;
+    };
+    let app = spawn_app_on(&upstream.url, requests).await;
     let id_of = |response: &reqwest::Response| {
         response.headers()["x-request-id"].to_str().unwrap().to_owned()
     };
@@ -340,6 +344,7 @@ async fn a_request_is_followed_by_its_id_from_the_answer_to_the_upstream_and_the
     // Behind a trusted proxy, its id is kept, if it is a plain short one.
     let upstream = recording_upstream().await;
     let app = spawn_app_on(&upstream.url, |s| {
+        requests(s);
         s.trusted_proxies = vec![lbasedb_proxy::net::parse_net("127.0.0.1").unwrap()];
     })
     .await;
@@ -366,9 +371,138 @@ async fn a_request_is_followed_by_its_id_from_the_answer_to_the_upstream_and_the
     assert_eq!(rows[0].request_id.as_deref(), Some("lb-7f3a:42"));
 }
 
+/// The minute a time is in, as the access page's `from` takes it.
+fn minute_of(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M").to_string()
+}
+
+/// What a user's rows count in the audit once it has counted `requests`.
+async fn counted(app: &TestApp, user: &str, requests: i64) -> queries::AccessTotals {
+    let query = queries::AccessQuery { username: Some(user.into()), ..Default::default() };
+    for _ in 0..100 {
+        let totals = queries::access_totals(&mut app.conn(), &query).unwrap();
+        if totals.requests >= requests {
+            return totals;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the audit counted fewer than {requests} requests of {user}");
+}
+
+#[tokio::test]
+async fn the_audit_counts_each_minutes_requests_and_bytes_per_user_feed_and_client() {
+    use lbasedb_proxy::db::models::Access;
+    let app = spawn_app().await;
+    app.create_sized_feed("fa", &[("x", "Int64")], 1000).await;
+    app.create_sized_feed("fb", &[("x", "Float64")], 1000).await;
+    app.user_granted("alice", &[("lbasedb.view_data", "fa")]);
+    app.user_granted("bob", &[("lbasedb.view_data", "fb")]);
+    let alice = client_with_token(&issue_token(&app.pool, "alice", None));
+    let bob = client_with_token(&issue_token(&app.pool, "bob", None));
+    let started = chrono::Utc::now();
+    // Reads of different sizes, so that a byte lost or counted twice shows.
+    let mut sent = std::collections::HashMap::<(&str, &str), (i64, i64)>::new();
+    for i in 0..120 {
+        for (user, client, feed) in [("alice", &alice, "fa"), ("bob", &bob, "fb")] {
+            if user == "bob" && i % 3 != 0 {
+                continue;
+            }
+            let path = format!("data?feed={feed}&ix={i}&size={}&col=x", 1 + i % 17);
+            let answer = app.get_proxy_as(client, &path).await;
+            assert_eq!(answer.status(), 200);
+            let counts = sent.entry((user, feed)).or_default();
+            counts.0 += 1;
+            counts.1 += answer.bytes().await.unwrap().len() as i64;
+        }
+    }
+    // Refused: alice has no grant on fb.
+    for _ in 0..7 {
+        assert_eq!(app.get_proxy_as(&alice, "data?feed=fb&ix=0&size=1&col=x").await.status(), 403);
+    }
+    let ended = chrono::Utc::now();
+    let minutes = (ended.timestamp() / 60 - started.timestamp() / 60 + 1) as usize;
+
+    let totals = counted(&app, "alice", 127).await;
+    assert_eq!(totals.requests, 127, "{totals:?}");
+    assert_eq!(totals.bytes_out, sent[&("alice", "fa")].1);
+    assert_eq!(totals.clients, ["127.0.0.1"]);
+    assert_eq!(counted(&app, "bob", 40).await.bytes_out, sent[&("bob", "fb")].1);
+    // A row a minute and key: alice's reads of fa, alice's refusals on fb,
+    // bob's reads of fb; not a row per request.
+    let rows: Vec<Access> = {
+        use diesel::prelude::*;
+        use lbasedb_proxy::db::schema::access_log;
+        access_log::table.select(Access::as_select()).load(&mut app.conn()).unwrap()
+    };
+    let of = |user: &str, feed: &str, status: i32| -> Vec<&Access> {
+        rows.iter()
+            .filter(|r| r.username == user && r.feed.as_deref() == Some(feed) && r.status == status)
+            .collect()
+    };
+    for (user, feed, status, requests) in
+        [("alice", "fa", 200, 120), ("bob", "fb", 200, 40), ("alice", "fb", 403, 7)]
+    {
+        let kept = of(user, feed, status);
+        assert!(!kept.is_empty() && kept.len() <= minutes, "{user} {feed}: {kept:?}");
+        assert_eq!(kept.iter().map(|r| r.requests).sum::<i64>(), requests, "{kept:?}");
+        for row in &kept {
+            assert_eq!(row.at.and_utc().timestamp() % 60, 0, "a minute's row: {row:?}");
+            assert_eq!(row.read_columns.as_deref(), Some("x"));
+            assert!(row.duration_max_ms <= row.duration_ms && row.duration_max_ms > 0.0);
+            if row.requests > 1 {
+                assert_eq!(row.request_id, None, "several requests have no one id");
+            }
+        }
+    }
+    // alice read rows i..i+1+i%17 of fa: the span of her reads.
+    let spans: Vec<_> = of("alice", "fa", 200).iter().map(|r| (r.read_from, r.read_to)).collect();
+    assert_eq!(spans.iter().filter_map(|s| s.0).min(), Some(0));
+    assert_eq!(spans.iter().filter_map(|s| s.1).max(), (0..120).map(|i| i + 1 + i % 17).max());
+
+    // The admin's page and CSV tell the same, for a range of minutes.
+    let browser = admin(&app).await;
+    let until = minute_of(ended + chrono::Duration::minutes(1));
+    let range = format!("from={}&until={until}", minute_of(started));
+    let (_, page) =
+        browser.get(&format!("/admin/lbasedb/access/?user=alice&feed=fa&{range}")).await;
+    assert!(page.contains("<strong>120 request(s)</strong>"), "{page}");
+    assert!(page.contains(&format!("{} bytes out, from 127.0.0.1.", sent[&("alice", "fa")].1)));
+    let (_, page) = browser.get(&format!("/admin/lbasedb/access/?q=bob&{range}")).await;
+    assert!(page.contains("<strong>40 request(s)</strong>"), "{page}");
+    // Until the minute they started in: none of them.
+    let (_, page) =
+        browser.get(&format!("/admin/lbasedb/access/?q=alice&until={}", minute_of(started))).await;
+    assert!(page.contains("<strong>0 request(s)</strong>"), "{page}");
+    let csv = browser
+        .client
+        .get(format!("{}/admin/lbasedb/access/?format=csv&{range}", app.address))
+        .sent()
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let mut from_csv = std::collections::HashMap::<(String, String), (i64, i64)>::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields[column("status")] != "200" {
+            continue;
+        }
+        let key = (fields[column("user")].to_owned(), fields[column("feed")].to_owned());
+        let counts = from_csv.entry(key).or_default();
+        counts.0 += fields[column("requests")].parse::<i64>().unwrap();
+        counts.1 += fields[column("bytes_out")].parse::<i64>().unwrap();
+    }
+    for ((user, feed), counts) in &sent {
+        assert_eq!(from_csv[&(user.to_string(), feed.to_string())], *counts, "{csv}");
+    }
+}
+
 #[tokio::test]
 async fn every_proxied_request_is_audited_with_who_what_and_how_much() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.audit_detail = lbasedb_proxy::audit::Detail::Requests).await;
     app.create_feed("xy", &[("x", "Int64")]).await;
     app.user_granted("reader", &[("lbasedb.view_data", "xy")]);
     let token = issue_token(&app.pool, "reader", None);
@@ -456,7 +590,8 @@ async fn the_access_page_searches_filters_and_exports_csv_for_view_access_only()
 async fn audit_rows_past_the_retention_are_purged() {
     use diesel::prelude::*;
     use lbasedb_proxy::db::schema::access_log;
-    let app = spawn_app().await;
+    // A row per request: the second is not counted into the first's row.
+    let app = spawn_app_with(|s| s.audit_detail = lbasedb_proxy::audit::Detail::Requests).await;
     app.get_proxy("version").await;
     audited(&app, 1).await;
     let mut conn = app.conn();
@@ -550,7 +685,9 @@ fn fill_audit(app: &TestApp, n: usize, at: chrono::NaiveDateTime) {
         requests: 1,
         request_id: None,
         read_columns: None,
-        read_rows: None,
+        duration_max_ms: 0.5,
+        read_from: None,
+        read_to: None,
     };
     let mut conn = app.conn();
     for _ in 0..n.div_ceil(500) {

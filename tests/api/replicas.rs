@@ -454,3 +454,80 @@ async fn two_replicas_count_writes_into_one_write_quota() {
     assert_eq!(me["write_quota"]["rows_today"], 10);
     assert_eq!(me["write_quota"]["rows_per_day"], 10);
 }
+
+#[tokio::test]
+async fn two_replicas_add_into_the_same_minute_rows_of_the_audit() {
+    let test = "two_replicas_add_into_the_same_minute_rows_of_the_audit";
+    let Some(pair) = two_replicas(test, "audit", &[]).await else {
+        return;
+    };
+    let Pair { database, a, b, .. } = &pair;
+    let admin = client_with_token(&token(&a.base, "admin", ADMIN_PASSWORD).await);
+    // Both replicas at once for three seconds, on two endpoints: each adds
+    // what it counted into the same rows every second, in any order.
+    let mut tasks = Vec::new();
+    for replica in [a, b] {
+        for worker in 0..4 {
+            let client = admin.clone();
+            let urls = [replica.url("/api/proxy/version"), replica.url("/api/proxy/feed")];
+            tasks.push(tokio::spawn(async move {
+                let mut made = [0i64; 2];
+                let until = Instant::now() + Duration::from_secs(3);
+                let mut i = worker;
+                while Instant::now() < until {
+                    let answer = client.get(&urls[i % 2]).sent().await;
+                    assert_eq!(answer.status(), 200);
+                    made[i % 2] += 1;
+                    i += 1;
+                }
+                made
+            }));
+        }
+    }
+    let mut made = [0i64; 2];
+    for task in tasks {
+        let [version, feed] = task.await.unwrap();
+        made = [made[0] + version, made[1] + feed];
+    }
+    let pool = db::connect(database).unwrap();
+    let rows = || {
+        use diesel::prelude::*;
+        use lbasedb_proxy::db::models::Access;
+        use lbasedb_proxy::db::schema::access_log;
+        access_log::table
+            .filter(access_log::username.eq("admin"))
+            .select(Access::as_select())
+            .load::<Access>(&mut pool.get().unwrap())
+            .unwrap()
+    };
+    let counted = |rows: &[lbasedb_proxy::db::models::Access], endpoint: &str| -> i64 {
+        rows.iter().filter(|r| r.endpoint == endpoint).map(|r| r.requests).sum()
+    };
+    let started = Instant::now();
+    let mut kept = rows();
+    while counted(&kept, "version") < made[0] || counted(&kept, "feed") < made[1] {
+        assert!(started.elapsed() < Duration::from_secs(10), "counted {kept:?} of {made:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        kept = rows();
+    }
+    assert_eq!([counted(&kept, "version"), counted(&kept, "feed")], made, "{kept:?}");
+    // One row a minute and endpoint, both replicas' counts in it.
+    let mut keys: Vec<_> = kept.iter().map(|r| (r.at, r.endpoint.clone())).collect();
+    let all = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), all, "two rows of one minute and key: {kept:?}");
+    assert!(all <= 4, "three seconds are at most two minutes: {kept:?}");
+    // No id drawn in vain: ids count rows (the budget relies on it).
+    let ids: Vec<i32> = {
+        use diesel::prelude::*;
+        use lbasedb_proxy::db::schema::access_log;
+        access_log::table
+            .select(access_log::id)
+            .order(access_log::id)
+            .load(&mut pool.get().unwrap())
+            .unwrap()
+    };
+    let span = ids.last().unwrap() - ids.first().unwrap() + 1;
+    assert!(span as usize <= ids.len() + 2, "ids {ids:?}");
+}

@@ -113,14 +113,52 @@ fn access_filter(q: &AccessQuery) -> AccessFilter<'_> {
     query
 }
 
-/// A page of the access log, newest first, and how many rows match.
-pub fn list_access(conn: &mut Conn, q: &AccessQuery) -> Result<(Vec<Access>, i64), DbError> {
-    let total = access_filter(q).count().get_result(conn)?;
-    let rows = access_filter(q)
+/// A page of the access log, newest first.
+pub fn list_access(conn: &mut Conn, q: &AccessQuery) -> Result<Vec<Access>, DbError> {
+    Ok(access_filter(q)
         .order(access_log::id.desc())
         .offset(q.page * q.per_page)
         .limit(q.per_page)
         .select(Access::as_select())
+        .load(conn)?)
+}
+
+/// What the rows that match count in all: "alice read feed xy from 14:00
+/// to 14:05: N requests, M bytes, from these addresses".
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AccessTotals {
+    pub rows: i64,
+    pub requests: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    /// The clients, in order, at most `TOTALS_CLIENTS` (one more tells
+    /// that there are more).
+    pub clients: Vec<String>,
+}
+
+/// Most clients `AccessTotals` names.
+pub const TOTALS_CLIENTS: i64 = 20;
+
+pub fn access_totals(conn: &mut Conn, q: &AccessQuery) -> Result<AccessTotals, DbError> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Nullable};
+    // A sum of BIGINTs is NUMERIC on PostgreSQL: cast back.
+    let sum = |column: &str| sql::<Nullable<BigInt>>(&format!("CAST(SUM({column}) AS BIGINT)"));
+    let (rows, requests, bytes_in, bytes_out): (i64, Option<i64>, Option<i64>, Option<i64>) =
+        access_filter(q)
+            .select((diesel::dsl::count_star(), sum("requests"), sum("bytes_in"), sum("bytes_out")))
+            .first(conn)?;
+    let clients = access_filter(q)
+        .select(access_log::client)
+        .distinct()
+        .order(access_log::client)
+        .limit(TOTALS_CLIENTS + 1)
         .load(conn)?;
-    Ok((rows, total))
+    Ok(AccessTotals {
+        rows,
+        requests: requests.unwrap_or(0),
+        bytes_in: bytes_in.unwrap_or(0),
+        bytes_out: bytes_out.unwrap_or(0),
+        clients,
+    })
 }
