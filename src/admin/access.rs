@@ -41,20 +41,34 @@ pub struct AccessParams {
 /// minute stops before it).
 fn time(text: &Option<String>, until: bool) -> Option<NaiveDateTime> {
     let text = text.as_deref()?.trim();
-    if let Ok(at) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M") {
-        return Some(at);
-    }
-    let start = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?;
-    // (The last day chrono knows has no day after it: until then.)
-    Some(match until {
-        true => start.checked_add_signed(chrono::Duration::days(1)).unwrap_or(NaiveDateTime::MAX),
-        false => start,
-    })
+    let at = match NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M") {
+        Ok(at) => at,
+        Err(_) => {
+            let start = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?;
+            // (The last day chrono knows has no day after it: until then.)
+            match until {
+                true => start
+                    .checked_add_signed(chrono::Duration::days(1))
+                    .unwrap_or(NaiveDateTime::MAX),
+                false => start,
+            }
+        }
+    };
+    // Within years 1 to 9999, which both engines store (PostgreSQL refuses
+    // a year before 4713 BC): no row is from before or after.
+    let first = NaiveDate::from_ymd_opt(1, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0))?;
+    let last = NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(23, 59, 59))?;
+    Some(at.clamp(first, last))
 }
 
+/// A filter's text, NULs left out (PostgreSQL's text holds none).
 fn nonempty(text: &Option<String>) -> Option<String> {
-    text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned)
+    let text = text.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
+    Some(text.replace('\0', ""))
 }
+
+/// Most pages one can ask for: past the last, a page is empty.
+const MAX_PAGE: i64 = 1_000_000;
 
 impl AccessParams {
     fn query(&self, per_page: i64) -> queries::AccessQuery {
@@ -71,7 +85,7 @@ impl AccessParams {
                 .filter(|c| (1..=5).contains(c)),
             from: time(&self.from, false),
             until: time(&self.until, true),
-            page: self.p.unwrap_or(0).max(0),
+            page: self.p.unwrap_or(0).clamp(0, MAX_PAGE),
             per_page,
             reads_only: false,
         }
@@ -91,6 +105,8 @@ struct ListPage<'a> {
     totals: queries::AccessTotals,
     /// The totals' clients, comma-separated ("and more" past the bound).
     clients: String,
+    /// The time filters given that are not a time (and so not applied).
+    unread: Vec<&'static str>,
     params: &'a AccessParams,
     filters: Vec<Filter>,
     page: i64,
@@ -99,9 +115,18 @@ struct ListPage<'a> {
     csv: String,
 }
 
+/// Access-log pages computed at once: each scans the audit (a page, its
+/// totals, its clients) and an export holds up to `CSV_ROWS` rows in
+/// memory, so that a few staff users (or one in many tabs) can neither take
+/// the database's connections from the proxy nor fill memory. An export
+/// takes both.
+static QUERIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
     staff.require::<ViewAccess>()?;
     let csv = params.format.as_deref() == Some("csv");
+    // Never closed: the permit is always given, in turn.
+    let _turn = QUERIES.acquire_many(if csv { 2 } else { 1 }).await;
     let query = params.query(if csv { CSV_ROWS } else { PER_PAGE });
     let q = queries::AccessQuery { page: if csv { 0 } else { query.page }, ..query.clone() };
     let (rows, totals) = db::run(&staff.auth.pool, move |conn| {
@@ -153,6 +178,11 @@ pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
         total,
         totals,
         clients,
+        unread: [("from", &params.from), ("until", &params.until)]
+            .into_iter()
+            .filter(|(_, text)| nonempty(text).is_some() && time(text, false).is_none())
+            .map(|(name, _)| name)
+            .collect(),
         params: &params,
         filters,
         page: query.page + 1,
@@ -166,8 +196,11 @@ pub async fn list(staff: Staff, params: web::Query<AccessParams>) -> Reply {
 /// quotes doubled; one that a spreadsheet would read as a formula gets a
 /// leading quote (`'=…`).
 fn field(text: &str) -> String {
-    let text =
-        if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -211,10 +244,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_are_a_day_or_a_minute_within_years_1_to_9999() {
+        let at = |text: &str, until| time(&Some(text.into()), until).map(|t| t.to_string());
+        assert_eq!(at("2026-12-02", false).unwrap(), "2026-12-02 00:00:00");
+        assert_eq!(at("2026-12-02", true).unwrap(), "2026-12-03 00:00:00");
+        assert_eq!(at("2026-12-02T14:05", true).unwrap(), "2026-12-02 14:05:00");
+        assert_eq!(at("-99999-01-01", false).unwrap(), "0001-01-01 00:00:00");
+        assert_eq!(at("+262142-12-31", true).unwrap(), "9999-12-31 23:59:59");
+        assert_eq!(at("yesterday", false), None);
+    }
+
+    #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {
         assert_eq!(field("plain"), "plain");
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=cmd()"), "'=cmd()");
+        assert_eq!(field("\t=1+1"), "'\t=1+1");
+        assert_eq!(field("\r=1+1"), "\"'\r=1+1\"");
     }
 }

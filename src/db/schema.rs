@@ -3,7 +3,7 @@
 
 diesel::table! {
     access_log (id) {
-        id -> Integer,
+        id -> BigInt,
         at -> Timestamp,
         username -> Text,
         credential -> Text,

@@ -258,6 +258,13 @@ fn feed_of(endpoint: Endpoint, method: &Method, query: &str) -> Result<QueryName
     if !is_valid_name(&feed) {
         return Err(bad(format!("\"{feed}\" is not a valid feed name.")));
     }
+    // No column has a control character in its name: one named is refused
+    // before anything is kept of it (a NUL would fail the audit's write on
+    // PostgreSQL).
+    let named = read.iter().flat_map(|r| r.columns.iter()).chain(column.iter());
+    if let Some(name) = named.into_iter().find(|name| name.chars().any(char::is_control)) {
+        return Err(bad(format!("{name:?} is not a valid column name.")));
+    }
     Ok((feed, read, column))
 }
 
@@ -275,7 +282,7 @@ pub struct ReadQuery {
 }
 
 /// Most bytes of column names an audit row keeps of one read.
-const AUDITED_COLUMNS: usize = 1024;
+const AUDITED_COLUMNS: usize = 4096;
 
 impl ReadQuery {
     pub fn as_read(&self) -> crate::auth::grant::Read<'_> {
@@ -286,10 +293,15 @@ impl ReadQuery {
     /// bytes with how many more) and rows (from, and to unless it reads to
     /// the end), as the audit keeps them.
     pub fn audited(&self) -> (String, i64, Option<i64>) {
+        // Each column once: a name repeated a thousand times must not push
+        // another out of the row.
+        let mut seen = std::collections::HashSet::with_capacity(self.columns.len());
+        let distinct: Vec<&str> =
+            self.columns.iter().map(String::as_str).filter(|name| seen.insert(*name)).collect();
         let mut columns = String::new();
-        for (i, name) in self.columns.iter().enumerate() {
+        for (i, name) in distinct.iter().enumerate() {
             if columns.len() + name.len() > AUDITED_COLUMNS {
-                columns.push_str(&format!(",…(+{})", self.columns.len() - i));
+                columns.push_str(&format!(",…(+{})", distinct.len() - i));
                 break;
             }
             if i > 0 {
@@ -448,6 +460,22 @@ mod tests {
                 "{method} /{endpoint}?{query} was not refused: {:?}",
                 classify(endpoint, &method, query)
             );
+        }
+    }
+
+    #[test]
+    fn a_read_is_audited_with_each_column_once_and_no_control_character() {
+        let mut query = String::from("feed=f&ix=0&size=1");
+        for _ in 0..520 {
+            query.push_str("&col[]=x");
+        }
+        query.push_str("&col[]=ssn");
+        let read = classify("data", &Method::GET, &query).unwrap();
+        assert_eq!(read.read().unwrap().audited().0, "x,ssn", "a repeated name hides no other");
+        for bad in ["feed=f&col[]=x%00", "feed=f&col=%0A&ix=0", "feed=f&col=x%1B[2J&ix=0"] {
+            let endpoint = if bad.contains("col[]") { "data" } else { "raw" };
+            let refused = classify(endpoint, &Method::GET, bad);
+            assert!(matches!(refused, Err(ClassifyError::BadQuery(_))), "{bad}: {refused:?}");
         }
     }
 

@@ -196,9 +196,13 @@ pub async fn proxy(
                 .map_body(|_, body| KeepUntilSent::new(body, (held, audited)))
                 .map_into_boxed_body())
         }
+        // A refusal too is recorded once sent, with the bytes it sent.
         Err(err) => {
-            state.audit.record(access);
-            Err(err)
+            let audited = Audited::new(access, state.audit.clone());
+            Ok(err
+                .error_response()
+                .map_body(|_, body| KeepUntilSent::new(body, audited))
+                .map_into_boxed_body())
         }
     }
 }

@@ -470,24 +470,31 @@ async fn two_replicas_add_into_the_same_minute_rows_of_the_audit() {
         for worker in 0..4 {
             let client = admin.clone();
             let urls = [replica.url("/api/proxy/version"), replica.url("/api/proxy/feed")];
+            let size = replica.url("/api/proxy/size?feed=");
             tasks.push(tokio::spawn(async move {
-                let mut made = [0i64; 2];
+                let mut made = [0i64; 3];
                 let until = Instant::now() + Duration::from_secs(3);
                 let mut i = worker;
                 while Instant::now() < until {
-                    let answer = client.get(&urls[i % 2]).sent().await;
-                    assert_eq!(answer.status(), 200);
-                    made[i % 2] += 1;
+                    // And a hundred keys more (feeds that are not there),
+                    // added into by both replicas in the same seconds.
+                    if i % 3 == 2 {
+                        let answer = client.get(format!("{size}n{}", i % 100)).sent().await;
+                        assert!(answer.status().is_client_error(), "{}", answer.status());
+                    } else {
+                        assert_eq!(client.get(&urls[i % 3]).sent().await.status(), 200);
+                    }
+                    made[i % 3] += 1;
                     i += 1;
                 }
                 made
             }));
         }
     }
-    let mut made = [0i64; 2];
+    let mut made = [0i64; 3];
     for task in tasks {
-        let [version, feed] = task.await.unwrap();
-        made = [made[0] + version, made[1] + feed];
+        let [version, feed, size] = task.await.unwrap();
+        made = [made[0] + version, made[1] + feed, made[2] + size];
     }
     let pool = db::connect(database).unwrap();
     let rows = || {
@@ -505,21 +512,23 @@ async fn two_replicas_add_into_the_same_minute_rows_of_the_audit() {
     };
     let started = Instant::now();
     let mut kept = rows();
-    while counted(&kept, "version") < made[0] || counted(&kept, "feed") < made[1] {
+    let all = |kept: &[_]| [counted(kept, "version"), counted(kept, "feed"), counted(kept, "size")];
+    while all(&kept).iter().zip(made).any(|(counted, made)| *counted < made) {
         assert!(started.elapsed() < Duration::from_secs(10), "counted {kept:?} of {made:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
         kept = rows();
     }
-    assert_eq!([counted(&kept, "version"), counted(&kept, "feed")], made, "{kept:?}");
-    // One row a minute and endpoint, both replicas' counts in it.
-    let mut keys: Vec<_> = kept.iter().map(|r| (r.at, r.endpoint.clone())).collect();
-    let all = keys.len();
+    assert_eq!(all(&kept), made, "{kept:?}");
+    // One row a minute and key, both replicas' counts in it.
+    let mut keys: Vec<_> =
+        kept.iter().map(|r| (r.at, r.endpoint.clone(), r.feed.clone())).collect();
+    let rows = keys.len();
     keys.sort();
     keys.dedup();
-    assert_eq!(keys.len(), all, "two rows of one minute and key: {kept:?}");
-    assert!(all <= 4, "three seconds are at most two minutes: {kept:?}");
+    assert_eq!(keys.len(), rows, "two rows of one minute and key: {kept:?}");
+    assert!(rows <= 2 * 102, "three seconds are at most two minutes: {kept:?}");
     // No id drawn in vain: ids count rows (the budget relies on it).
-    let ids: Vec<i32> = {
+    let ids: Vec<i64> = {
         use diesel::prelude::*;
         use lbasedb_proxy::db::schema::access_log;
         access_log::table
