@@ -441,27 +441,39 @@ fn insert(conn: &mut crate::db::DbConnection, rows: &[Access]) -> Result<usize, 
 
 /// Adds `rows` into the table's rows of the same keys, making those that
 /// are not there. Two statements a batch of rows, on both engines: an
-/// update of the rows there, then an insert of the others. An upsert
-/// (`INSERT … ON CONFLICT DO UPDATE`) alone would draw a new id for every
-/// row it updates, on both engines: ids would run out (PostgreSQL's are
-/// 32 bits) and stop counting the rows, which `rows` needs. The insert
-/// still adds into a row that another replica made meanwhile.
+/// update of the rows there (answering which), then an upsert of the
+/// others. An upsert (`INSERT … ON CONFLICT DO UPDATE`) alone would draw a
+/// new id for every row it updates, on both engines: ids would stop
+/// counting the rows, which `rows` needs. The upsert adds into a row that
+/// another replica made since the update (drawing an id in vain then
+/// only); an insert of the rows not there would lose those counts.
 fn add_up(conn: &mut crate::db::DbConnection, rows: &[Counted]) -> Result<usize, DbError> {
     let mut written = 0;
     for chunk in rows.chunks(ROWS_A_STATEMENT) {
-        for insert in [false, true] {
-            let statement = AddUp { rows: chunk, insert };
-            written += crate::on_engine!(&mut *conn, |c| statement.execute(c))?;
+        let update = AddUp { rows: chunk.iter().collect(), insert: false };
+        let updated: Vec<String> = crate::on_engine!(&mut *conn, |c| update.load::<String>(c))?;
+        written += updated.len();
+        let updated: HashSet<&str> = updated.iter().map(String::as_str).collect();
+        let fresh: Vec<&Counted> =
+            chunk.iter().filter(|row| !updated.contains(row.minute_key.as_str())).collect();
+        if !fresh.is_empty() {
+            let insert = AddUp { rows: fresh, insert: true };
+            written += crate::on_engine!(&mut *conn, |c| insert.execute(c))?;
         }
     }
     Ok(written)
 }
 
 /// One of `add_up`'s statements for a batch of rows: the update, or the
-/// insert. Written by hand: diesel has no `UPDATE … FROM (VALUES …)`.
+/// upsert. Written by hand: diesel has no `UPDATE … FROM (VALUES …)`.
 struct AddUp<'a> {
-    rows: &'a [Counted],
+    rows: Vec<&'a Counted>,
     insert: bool,
+}
+
+/// The update answers the keys of the rows it updated.
+impl diesel::query_builder::Query for AddUp<'_> {
+    type SqlType = diesel::sql_types::Text;
 }
 
 /// `Counted`'s columns in the order `AddUp` binds them: a `VALUES` list's
@@ -556,24 +568,21 @@ where
         use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text, Timestamp};
         out.unsafe_to_cache_prepared();
         // Either statement is `… FROM (VALUES (…), …) AS v …`.
+        // `UPDATE … FROM (VALUES (…), …) AS v …` or `INSERT … VALUES (…), …
+        // ON CONFLICT …`.
         let (before, after) = if self.insert {
-            let before = format!(
-                "INSERT INTO access_log ({}) SELECT {} FROM ",
-                COLUMNS.join(", "),
-                COLUMNS.map(listed).join(", ")
-            );
+            let before = format!("INSERT INTO access_log ({}) VALUES ", COLUMNS.join(", "));
             let after = format!(
-                " WHERE NOT EXISTS (SELECT 1 FROM access_log a WHERE a.minute_key = v.column1) \
-                 ON CONFLICT (minute_key) WHERE minute_key IS NOT NULL DO UPDATE SET {}",
+                " ON CONFLICT (minute_key) WHERE minute_key IS NOT NULL DO UPDATE SET {}",
                 merge(|name| format!("excluded.{name}"))
             );
             (before, after)
         } else {
-            let before = format!("UPDATE access_log SET {} FROM ", merge(listed));
-            (before, " WHERE access_log.minute_key = v.column1".to_owned())
+            let before = format!("UPDATE access_log SET {} FROM (VALUES ", merge(listed));
+            let after = ") AS v WHERE access_log.minute_key = v.column1 RETURNING minute_key";
+            (before, after.to_owned())
         };
         out.push_sql(&before);
-        out.push_sql("(VALUES ");
         // Each row's fields in `COLUMNS`' order.
         for (i, row) in self.rows.iter().enumerate() {
             let a = &row.access;
@@ -609,7 +618,6 @@ where
             }
             out.push_sql(")");
         }
-        out.push_sql(") AS v");
         out.push_sql(&after);
         Ok(())
     }

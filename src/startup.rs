@@ -101,6 +101,7 @@ impl Application {
                 // session, then identity.
                 // Neither for a proxied request with a token: it has no
                 // cookie to read (`skip`).
+                .wrap(Condition::new(rekeying, from_fn(crate::auth::fallback::renew_rekeyed)))
                 .wrap(Unless::new(identities(&settings), carries_credentials))
                 .wrap(Unless::new(sessions(&settings, &auth, &key), carries_credentials))
                 .wrap(Condition::new(rekeying, from_fn(crate::auth::fallback::rekey)))
@@ -279,28 +280,34 @@ fn open_database(settings: &Settings) -> io::Result<Pool> {
     Ok(pool)
 }
 
-/// Sessions in the database, their cookie `sessionid` (HttpOnly, Lax,
-/// Secure behind HTTPS), renewed on every request until idle too long.
 /// Who is signed in, from the session, for at most `SESSION_MAX_AGE`.
 fn identities(settings: &Settings) -> IdentityMiddleware {
     IdentityMiddleware::builder().login_deadline(Some(settings.session_max_age)).build()
 }
 
+/// Sessions in the database, their cookie `sessionid` (HttpOnly, Lax,
+/// Secure behind HTTPS), ended after `SESSION_IDLE_TIMEOUT` unused.
 fn sessions(settings: &Settings, auth: &AuthState, key: &Key) -> SessionMiddleware<DbSessionStore> {
-    let idle =
-        actix_web::cookie::time::Duration::seconds(settings.session_idle_timeout.as_secs() as i64);
+    let seconds = |d: std::time::Duration| {
+        actix_web::cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    };
+    let idle = seconds(settings.session_idle_timeout);
     SessionMiddleware::builder(
-        DbSessionStore::new(auth.pool.clone(), auth.cache.clone()),
+        DbSessionStore::new(auth.pool.clone(), auth.cache.clone(), idle),
         key.clone(),
     )
     .cookie_name("sessionid".into())
     .cookie_http_only(true)
     .cookie_same_site(SameSite::Lax)
     .cookie_secure(settings.secure_cookies)
+    // The cookie lives as long as a session may and is set when the
+    // session changes; the idle timeout is the session row's, pushed back
+    // by each use (`DbSessionStore`). Set on every answer, the cookie cost
+    // an encryption and a `Set-Cookie` a request.
     .session_lifecycle(
         PersistentSession::default()
-            .session_ttl(idle)
-            .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            .session_ttl(seconds(settings.session_max_age))
+            .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
     )
     .build()
 }

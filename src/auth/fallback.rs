@@ -5,6 +5,7 @@
 //! current key. Without fallbacks this costs nothing; with them, a cookie
 //! the current key opens is decrypted once more (microseconds).
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -78,7 +79,31 @@ pub async fn rekey(
             .and_then(|header| keys.rekey_header(header));
         if let Some(header) = rekeyed.and_then(|h| HeaderValue::from_str(&h).ok()) {
             req.headers_mut().insert(COOKIE, header);
+            req.extensions_mut().insert(Rekeyed);
         }
+    }
+    next.call(req).await
+}
+
+/// A request whose session cookie `rekey` rewrote.
+#[derive(Clone, Copy)]
+struct Rekeyed;
+
+/// The session entry that marks a session as changed once rekeyed.
+const REKEYED: &str = "rekeyed";
+
+/// The middleware, inside the session middleware: a session whose cookie
+/// was rekeyed is changed (an entry of its own), so that its answer sets a
+/// cookie of the current key; the session middleware sets the cookie only
+/// when the session changes.
+pub async fn renew_rekeyed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.extensions().get::<Rekeyed>().is_some() {
+        use actix_session::SessionExt;
+        // A state that cannot be written was not read either: nothing to keep.
+        let _ = req.get_session().insert(REKEYED, true);
     }
     next.call(req).await
 }

@@ -38,13 +38,19 @@ pub struct DbSessionStore {
     /// Sessions whose expiry was pushed back lately: the idle timeout is
     /// extended on every request, but written at most once a minute.
     extended: Cache<String, ()>,
+    /// How long a session lasts unused (`SESSION_IDLE_TIMEOUT`), kept
+    /// here, not in the cookie: the cookie lives as long as a session may
+    /// (`SESSION_MAX_AGE`) and is set when the session changes only, never
+    /// encrypted again and sent back on every answer.
+    idle: Duration,
 }
 
 impl DbSessionStore {
-    pub fn new(pool: Pool, cache: AuthCache) -> Self {
+    pub fn new(pool: Pool, cache: AuthCache, idle: Duration) -> Self {
         Self {
             pool,
             cache,
+            idle,
             extended: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(StdDuration::from_secs(60))
@@ -108,7 +114,9 @@ impl SessionStore for DbSessionStore {
         let digest = digest(key.as_ref());
         if let Some(cached) = self.cache.session(&digest) {
             if cached.expires_at > queries::now() {
-                return Ok(Some(cached.state.clone()));
+                let state = cached.state.clone();
+                self.extend(digest).await.map_err(LoadError::Other)?;
+                return Ok(Some(state));
             }
             self.cache.forget_session(&digest);
             return Ok(None);
@@ -126,16 +134,19 @@ impl SessionStore for DbSessionStore {
         let state: State =
             serde_json::from_str(&raw).map_err(|e| LoadError::Deserialization(e.into()))?;
         let cached = Arc::new(CachedSession { state: state.clone(), expires_at });
-        self.cache.put_session(generation, digest, cached);
+        self.cache.put_session(generation, digest.clone(), cached);
+        self.extend(digest).await.map_err(LoadError::Other)?;
         Ok(Some(state))
     }
 
-    async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+    /// `_ttl` is the cookie's (`SESSION_MAX_AGE`); a session row lasts
+    /// `idle` from its last use.
+    async fn save(&self, state: State, _ttl: &Duration) -> Result<SessionKey, SaveError> {
         if let Some(key) = cookie_held_key(&state) {
             return SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()));
         }
         let key = new_key();
-        self.write(&key, &state, ttl, SessionWrite::New).await.map_err(SaveError::Other)?;
+        self.write(&key, &state, SessionWrite::New).await.map_err(SaveError::Other)?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
@@ -148,7 +159,7 @@ impl SessionStore for DbSessionStore {
         let mut state = state;
         if !key.as_ref().starts_with(COOKIE_HELD) {
             let stored = self
-                .write(key.as_ref(), &state, ttl, SessionWrite::Existing)
+                .write(key.as_ref(), &state, SessionWrite::Existing)
                 .await
                 .map_err(UpdateError::Other)?;
             if stored {
@@ -164,20 +175,13 @@ impl SessionStore for DbSessionStore {
         self.save(state, ttl).await.map_err(|e| UpdateError::Other(e.into()))
     }
 
-    async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
+    /// Not called: the cookie is set when the session changes only
+    /// (`TtlExtensionPolicy::OnStateChanges`), and `load` extends the row.
+    async fn update_ttl(&self, key: &SessionKey, _ttl: &Duration) -> Result<(), anyhow::Error> {
         if key.as_ref().starts_with(COOKIE_HELD) {
             return Ok(());
         }
-        let digest = digest(key.as_ref());
-        if self.extended.contains_key(&digest) {
-            return Ok(());
-        }
-        self.extended.insert(digest.clone(), ());
-        let expires = expiry(ttl);
-        // The cached copy has the old expiry: read again next time.
-        self.cache.forget_session(&digest);
-        db::run(&self.pool, move |conn| queries::session_extend(conn, &digest, expires)).await?;
-        Ok(())
+        self.extend(digest(key.as_ref())).await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
@@ -193,19 +197,32 @@ impl SessionStore for DbSessionStore {
 }
 
 impl DbSessionStore {
+    /// Pushes the expiry of the session `digest` names back to `idle` from
+    /// now: on each use, written at most once a minute.
+    async fn extend(&self, digest: String) -> Result<(), anyhow::Error> {
+        if self.extended.contains_key(&digest) {
+            return Ok(());
+        }
+        self.extended.insert(digest.clone(), ());
+        let expires = expiry(&self.idle);
+        // The cached copy has the old expiry: read again next time.
+        self.cache.forget_session(&digest);
+        db::run(&self.pool, move |conn| queries::session_extend(conn, &digest, expires)).await?;
+        Ok(())
+    }
+
     /// Stores `state` under `key`; answers whether it did (`write` says
     /// whether the session may be made, or must still be there).
     async fn write(
         &self,
         key: &str,
         state: &State,
-        ttl: &Duration,
         write: SessionWrite,
     ) -> Result<bool, anyhow::Error> {
         let digest = digest(key);
         let user = user_of(state);
         let raw = serde_json::to_string(state)?;
-        let expires = expiry(ttl);
+        let expires = expiry(&self.idle);
         let stored = db::run(&self.pool, move |conn| {
             queries::session_store(conn, write, &digest, &raw, user, expires)
         })

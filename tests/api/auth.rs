@@ -442,6 +442,23 @@ async fn an_idle_session_expires() {
     assert_eq!(browser.get(&me).sent_status().await, 401);
 }
 
+/// The session cookie is set when the session changes (login, logout),
+/// not sent again on every answer: its idle timeout is the server's.
+#[tokio::test]
+async fn a_session_request_sets_no_cookie_and_the_session_lasts_its_idle_timeout() {
+    let app = spawn_app_with(|s| s.session_idle_timeout = Duration::from_secs(2)).await;
+    let (browser, _) = login(&app, "admin", ADMIN_PASSWORD).await;
+    let me = format!("{}/api/auth/me/", app.address);
+    for path in [me.clone(), app.proxy("version")] {
+        let answer = browser.get(&path).sent().await;
+        assert_eq!(answer.status(), 200, "{path}");
+        assert!(!answer.headers().contains_key("set-cookie"), "{path}: {:?}", answer.headers());
+    }
+    // The cookie outlives the idle timeout; the session does not.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(browser.get(&me).sent_status().await, 401);
+}
+
 #[tokio::test]
 async fn expired_session_rows_are_purged_and_live_ones_kept() {
     let app = spawn_app().await;
