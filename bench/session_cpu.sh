@@ -27,7 +27,8 @@ for round in 1 2 3; do
 done
 if [ -n "$PERF" ]; then
   wrk -t1 -c32 -d12s -H "$(header $PERF)" http://127.0.0.1:18781/api/proxy/version >/dev/null &
-  sleep 1; perf record -e cpu-clock -F 999 -g -p $PX -o /tmp/$PERF.perf -- sleep 8 2>/dev/null; wait
+  WRK=$!
+  sleep 1; perf record -e cpu-clock -F 999 -g -p $PX -o /tmp/$PERF.perf -- sleep 8 2>/dev/null; wait $WRK
   echo "perf report -i /tmp/$PERF.perf --children --sort symbol -g none --stdio | grep Waker::wake"
 fi
 kill $UP $PX; sleep 0.5; rm -rf $W

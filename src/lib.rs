@@ -18,6 +18,7 @@ pub mod fsperm;
 pub mod health;
 pub mod lbasedb;
 pub mod lock;
+pub mod logwriter;
 pub mod metrics;
 pub mod net;
 #[cfg(test)]

@@ -4,13 +4,14 @@
 //! reason, kind. Who and which feed belong in the audit, not here (a label
 //! per user or feed would grow without end).
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::auth::{AuthState, Credential};
@@ -38,6 +39,29 @@ pub struct Metrics {
     in_flight: IntGauge,
     audit_rows: IntGauge,
     write_lock_wait: Histogram,
+    /// Each endpoint's series, found once.
+    handles: Box<[Handles; ENDPOINTS.len()]>,
+}
+
+/// The endpoint labels of proxied requests.
+const ENDPOINTS: [&str; 8] = ["version", "feed", "col", "size", "data", "bytes", "raw", "unknown"];
+/// The method labels: Lbasedb's methods, and the rest as one.
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OTHER"];
+/// The statuses whose series are kept at hand; others are looked up.
+const STATUSES: [u16; 16] =
+    [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503, 504];
+
+/// One endpoint's series, each made on its first use (a series appears in
+/// `/metrics` once something counted in it, as with `with_label_values`)
+/// and then kept: a request counts without hashing its labels and taking
+/// the vector's lock four times, as `with_label_values` does.
+#[derive(Debug, Default)]
+struct Handles {
+    duration: OnceLock<Histogram>,
+    request_bytes: OnceLock<IntCounter>,
+    response_bytes: OnceLock<IntCounter>,
+    /// By method, then status (`METHODS` x `STATUSES`).
+    requests: [[OnceLock<IntCounter>; STATUSES.len()]; METHODS.len()],
 }
 
 /// Why an upstream request failed.
@@ -234,6 +258,7 @@ impl Metrics {
             ),
             registry,
             duration,
+            handles: Box::default(),
             in_flight,
             audit_rows,
             write_lock_wait,
@@ -242,23 +267,58 @@ impl Metrics {
 
     /// A proxied request's outcome.
     pub fn request(&self, endpoint: &str, method: &Method, status: StatusCode, started: Instant) {
-        let method = match *method {
-            Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE => {
-                method.as_str()
-            }
-            _ => "OTHER",
+        let m = match *method {
+            Method::GET => 0,
+            Method::POST => 1,
+            Method::PUT => 2,
+            Method::PATCH => 3,
+            Method::DELETE => 4,
+            _ => 5,
         };
-        self.requests.with_label_values(&[endpoint, method, status.as_str()]).inc();
-        self.duration.with_label_values(&[endpoint]).observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed().as_secs_f64();
+        let (e, s) =
+            (Self::endpoint(endpoint), STATUSES.iter().position(|&s| s == status.as_u16()));
+        let series =
+            |vec: &IntCounterVec| vec.with_label_values(&[endpoint, METHODS[m], status.as_str()]);
+        match (e, s) {
+            (Some(e), Some(s)) => {
+                self.handles[e].requests[m][s].get_or_init(|| series(&self.requests)).inc();
+            }
+            _ => series(&self.requests).inc(),
+        }
+        match e {
+            Some(e) => self.handles[e]
+                .duration
+                .get_or_init(|| self.duration.with_label_values(&[endpoint]))
+                .observe(elapsed),
+            None => self.duration.with_label_values(&[endpoint]).observe(elapsed),
+        }
     }
 
     pub fn request_bytes(&self, endpoint: &str, bytes: u64) {
-        self.request_bytes.with_label_values(&[endpoint]).inc_by(bytes);
+        match Self::endpoint(endpoint) {
+            Some(e) => self.handles[e]
+                .request_bytes
+                .get_or_init(|| self.request_bytes.with_label_values(&[endpoint]))
+                .inc_by(bytes),
+            None => self.request_bytes.with_label_values(&[endpoint]).inc_by(bytes),
+        }
     }
 
     /// The counter of an endpoint's response bytes, to count a stream with.
-    pub fn response_bytes(&self, endpoint: &str) -> prometheus::IntCounter {
-        self.response_bytes.with_label_values(&[endpoint])
+    pub fn response_bytes(&self, endpoint: &str) -> IntCounter {
+        match Self::endpoint(endpoint) {
+            Some(e) => self.handles[e]
+                .response_bytes
+                .get_or_init(|| self.response_bytes.with_label_values(&[endpoint]))
+                .clone(),
+            None => self.response_bytes.with_label_values(&[endpoint]),
+        }
+    }
+
+    /// Where an endpoint's series are kept at hand.
+    fn endpoint(label: &str) -> Option<usize> {
+        ENDPOINTS.iter().position(|e| *e == label)
     }
 
     pub fn upstream_error(&self, kind: UpstreamError) {
@@ -358,4 +418,44 @@ pub async fn serve(
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(auth.metrics.render()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kept series and the looked-up ones are the same series: a
+    /// request counts once, under its own labels, whichever way it went.
+    #[test]
+    fn kept_series_count_in_the_vectors_series() {
+        let metrics = Metrics::new();
+        let started = Instant::now();
+        for _ in 0..3 {
+            metrics.request("version", &Method::GET, StatusCode::OK, started);
+        }
+        // A status not kept at hand, a method counted as OTHER, an
+        // endpoint label not kept at hand.
+        metrics.request("version", &Method::GET, StatusCode::IM_A_TEAPOT, started);
+        metrics.request("data", &Method::HEAD, StatusCode::OK, started);
+        metrics.request("other", &Method::GET, StatusCode::OK, started);
+        metrics.request_bytes("data", 5);
+        metrics.request_bytes("data", 7);
+        metrics.response_bytes("version").inc_by(11);
+        metrics.response_bytes("version").inc_by(2);
+        let text = metrics.render();
+        for line in [
+            r#"lbasedb_proxy_requests_total{endpoint="version",method="GET",status="200"} 3"#,
+            r#"lbasedb_proxy_requests_total{endpoint="version",method="GET",status="418"} 1"#,
+            r#"lbasedb_proxy_requests_total{endpoint="data",method="OTHER",status="200"} 1"#,
+            r#"lbasedb_proxy_requests_total{endpoint="other",method="GET",status="200"} 1"#,
+            r#"lbasedb_proxy_request_duration_seconds_count{endpoint="version"} 4"#,
+            r#"lbasedb_proxy_request_bytes_total{endpoint="data"} 12"#,
+            r#"lbasedb_proxy_response_bytes_total{endpoint="version"} 13"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        // Nothing counted, nothing shown: no series for the kept handles
+        // never used.
+        assert!(!text.contains(r#"endpoint="raw""#), "{text}");
+    }
 }

@@ -176,32 +176,37 @@ struct ServeDefaults {
     settings: Settings,
 }
 
-/// Lines the log holds while its writer catches up; past them a request's
-/// worker waits (no line is lost), as it did when it wrote its own.
-const LOG_BUFFERED_LINES: usize = 65_536;
-
 /// Logs to standard error, one line an event, filtered by `RUST_LOG`
 /// (`info` when unset; a directive that does not parse is left out).
-/// Lines are handed to a thread of their own and written in batches (a
-/// buffer flushed whenever no line waits), so that the access log's line
-/// per request costs a worker neither the lock on standard error nor a
-/// system call. The guard writes what is left when `main` returns.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines are written by a thread of their own, in batches (`logwriter`),
+/// so that the access log's line per request costs a worker neither the
+/// lock on standard error nor a system call nor a wake-up. The guard
+/// writes what is left when `main` returns.
+fn init_logging() -> Option<crate::logwriter::Guard> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
         .from_env_lossy();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_BUFFERED_LINES)
-        .lossy(false)
-        .thread_name("log writer")
-        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    guard
+    let ansi = std::io::stderr().is_terminal();
+    match crate::logwriter::start(std::io::stderr(), "log writer") {
+        Ok((writer, guard)) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(writer)
+                .with_ansi(ansi)
+                .init();
+            Some(guard)
+        }
+        // No thread to be had: each line written by its worker.
+        Err(_) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .init();
+            None
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
