@@ -261,7 +261,9 @@ mod tests {
         let rows = 1_000_000;
         let xs: Vec<String> = (0..rows).map(|i: u32| (f64::from(i) / 3.0).to_string()).collect();
         let body = format!(r#"{{"x":[{}],"y":[{}]}}"#, xs.join(","), xs.join(","));
-        for (name, bulk) in [("bytewise", false), ("bulk", true), ("bytewise", false), ("bulk", true)] {
+        for (name, bulk) in
+            [("bytewise", false), ("bulk", true), ("bytewise", false), ("bulk", true)]
+        {
             let started = std::time::Instant::now();
             let mut scan = DatasetScan::new();
             for chunk in body.as_bytes().chunks(64 << 10) {
