@@ -212,7 +212,7 @@ impl AuthState {
     }
 
     /// A JWT bearer: verified (`oidc::Oidc::bearer`), then the user linked
-    /// to its subject or client. Kept by its digest until its `exp` (within
+    /// to its subject or client. Kept (by the JWT itself) until its `exp` (within
     /// the cache's lifetime, and cleared by any change to who may do what),
     /// so that a client reusing its JWT pays for one signature check, not
     /// one per request. A refused JWT counts as a bad token for the
@@ -223,9 +223,9 @@ impl AuthState {
         req: &HttpRequest,
     ) -> Result<(Arc<Principal>, Credential), ApiError> {
         let ip = client_ip(req);
-        let digest = token::digest(jwt);
+        let presented = crate::secret::Presented::new(jwt);
         let now = chrono::Utc::now().timestamp();
-        let user = match self.cache.jwt(&digest).filter(|(_, exp)| *exp > now) {
+        let user = match self.cache.jwt(&presented).filter(|(_, exp)| *exp > now) {
             Some((user, _)) => Some(user),
             None => {
                 let generation = self.cache.generation();
@@ -246,7 +246,7 @@ impl AuthState {
                     db::run(&self.pool, move |conn| users::user_of_bearer(conn, &bearer)).await;
                 let user = found.map_err(ApiError::internal)?;
                 if let Some(user) = user {
-                    self.cache.put_jwt(generation, digest, (user, exp));
+                    self.cache.put_jwt(generation, presented, (user, exp));
                 }
                 user
             }
@@ -272,11 +272,12 @@ impl AuthState {
         key: &str,
         ip: IpAddr,
     ) -> Result<(Arc<Principal>, Credential), ApiError> {
-        let digest = token::digest(key);
-        let auth = match self.cache.token(&digest) {
+        let presented = crate::secret::Presented::new(key);
+        let auth = match self.cache.token(&presented) {
             Some(auth) => auth,
             None => {
                 let generation = self.cache.generation();
+                let digest = token::digest(key);
                 let found = db::run(&self.pool, {
                     let digest = digest.clone();
                     move |conn| -> Result<_, DbError> {
@@ -306,7 +307,7 @@ impl AuthState {
                         token.last_used_at.map_or(0, |t| t.and_utc().timestamp()),
                     ),
                 });
-                self.cache.put_token(generation, digest, auth.clone());
+                self.cache.put_token(generation, presented, auth.clone());
                 auth
             }
         };

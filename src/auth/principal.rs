@@ -18,6 +18,7 @@ use super::grant::Reach;
 use crate::db::models::User;
 use crate::db::queries::Holdings;
 use crate::lbasedb::perms::{VIEW_COL, VIEW_DATA};
+use crate::secret::Presented;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Principal {
@@ -171,17 +172,18 @@ pub struct CachedSession {
     pub expires_at: NaiveDateTime,
 }
 
-/// Principals by token digest and by user id, and sessions by key digest. Any change this process makes
+/// Principals by token and by user id, and sessions by key digest. Any change this process makes
 /// to users, groups, grants or tokens clears both at once; a change made
 /// elsewhere (another replica, the CLI) raises the database's change
 /// counter, which `changes::watch` polls, clearing them within its
 /// interval. `ttl` is only a backstop.
 #[derive(Clone)]
 pub struct AuthCache {
-    tokens: Cache<String, Arc<TokenAuth>>,
-    /// Verified JWT bearers by digest: their user and `exp` (unix seconds),
-    /// so that a JWT's signature is checked once, not per request.
-    jwts: Cache<String, (i32, i64)>,
+    /// Tokens by the token itself (`Presented`: not hashed per request).
+    tokens: Cache<Presented, Arc<TokenAuth>>,
+    /// Verified JWT bearers, by the JWT itself: their user and `exp` (unix
+    /// seconds), so that a JWT's signature is checked once, not per request.
+    jwts: Cache<Presented, (i32, i64)>,
     users: Cache<i32, Arc<Principal>>,
     /// Sessions' states by the digest of their key.
     sessions: Cache<String, Arc<CachedSession>>,
@@ -233,8 +235,8 @@ impl AuthCache {
         self.generation.load(Ordering::SeqCst)
     }
 
-    pub fn token(&self, digest: &str) -> Option<Arc<TokenAuth>> {
-        self.tokens.get(digest)
+    pub fn token(&self, token: &Presented) -> Option<Arc<TokenAuth>> {
+        self.tokens.get(token)
     }
 
     pub fn user(&self, id: i32) -> Option<Arc<Principal>> {
@@ -256,17 +258,17 @@ impl AuthCache {
         }
     }
 
-    pub fn put_token(&self, generation: u64, digest: String, auth: Arc<TokenAuth>) {
-        self.put(&self.tokens, generation, digest, auth);
+    pub fn put_token(&self, generation: u64, token: Presented, auth: Arc<TokenAuth>) {
+        self.put(&self.tokens, generation, token, auth);
     }
 
     /// A verified JWT's user and `exp`, if cached.
-    pub fn jwt(&self, digest: &str) -> Option<(i32, i64)> {
-        self.jwts.get(digest)
+    pub fn jwt(&self, jwt: &Presented) -> Option<(i32, i64)> {
+        self.jwts.get(jwt)
     }
 
-    pub fn put_jwt(&self, generation: u64, digest: String, user: (i32, i64)) {
-        self.put(&self.jwts, generation, digest, user);
+    pub fn put_jwt(&self, generation: u64, jwt: Presented, user: (i32, i64)) {
+        self.put(&self.jwts, generation, jwt, user);
     }
 
     pub fn put_user(&self, generation: u64, id: i32, principal: Arc<Principal>) {
