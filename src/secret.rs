@@ -30,8 +30,8 @@ pub fn constant_time_eq(sent: &[u8], expected: &[u8]) -> bool {
 /// authentication cache: the cache is looked up by the secret itself, so
 /// that a request that hits it is not hashed with SHA-256 (1.1% of a
 /// token request's CPU, more for a JWT of a kilobyte); the SHA-256 digest
-/// is for the database,
-/// where a stolen copy must not be usable, and is computed on a miss only.
+/// is for the database, where a stolen copy must not be usable, and is
+/// computed on a miss only.
 /// Keys compare in constant time, and never print.
 #[derive(Clone)]
 pub struct Presented(Box<str>);

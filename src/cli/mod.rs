@@ -210,7 +210,9 @@ fn init_logging() -> Option<crate::logwriter::Guard> {
 }
 
 pub fn main() -> ExitCode {
-    let _log = init_logging();
+    // Written out (`Guard`'s drop) before a fatal error is printed, so that
+    // the error stays the log's last line.
+    let mut log = init_logging();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {
         Command::Serve(Box::new(ServeDefaults::parse_from(["lbasedb-proxy"]).settings))
@@ -219,6 +221,7 @@ pub fn main() -> ExitCode {
         return match manage::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
+                drop(log.take());
                 eprintln!("lbasedb-proxy: {err}");
                 ExitCode::FAILURE
             }
@@ -245,6 +248,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            drop(log.take());
             eprintln!("lbasedb-proxy: {err}");
             if crate::lbasedb::files::TooManyFiles::is(&err) {
                 // Restarting would fail the same way: say so to whoever

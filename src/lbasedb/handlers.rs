@@ -507,6 +507,13 @@ impl FromRequest for Written {
                 scan.feed(&chunk);
                 body.extend_from_slice(&chunk);
             }
+            if scan.too_many_keys() {
+                let most = super::scan::MAX_KEYS;
+                return Err(LbError::invalid_input(format!(
+                    "A dataset names at most {most} keys."
+                ))
+                .into());
+            }
             let cost = write_cost(&req, &scan).await;
             let limits = req.app_data::<web::Data<crate::config::Limits>>();
             if let Some(refused) = limits.and_then(|l| datatype::refuse_write(cost, l)) {

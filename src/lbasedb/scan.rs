@@ -9,9 +9,18 @@
 //! Not a validator: a body that is not a dataset is counted as far as it
 //! goes, and the storage's own parser says what is wrong with it.
 
-/// Longest key kept: no column name is longer (`names::MAX_NAME_LEN`); a
-/// longer key is counted under its first bytes.
+/// Longest key kept, decoded: no column name is longer
+/// (`names::MAX_NAME_LEN`); a longer key is counted under its first bytes.
 const MAX_KEY: usize = 256;
+/// Longest key read as written: `MAX_KEY` characters each escaped
+/// (`\uXXXX`, a surrogate pair for one outside the BMP). A longer key is
+/// no column's name whatever it decodes to.
+const MAX_RAW_KEY: usize = 12 * MAX_KEY;
+/// Most keys a dataset may name: a feed has at most `MAX_COLUMNS_PER_FEED`
+/// columns (1,024 by default). Past it the write is refused: each key is
+/// kept while the body streams (a 64 MiB body of `"":[],` is ten million
+/// keys).
+pub const MAX_KEYS: usize = 4096;
 
 /// The bytes `step` acts on outside a string: `"`, brackets, braces and
 /// commas.
@@ -36,11 +45,19 @@ pub struct DatasetScan {
     key_next: bool,
     key: Vec<u8>,
     reading_key: bool,
+    /// The key last read (its place in `counts`), if it was kept.
+    current: Option<usize>,
     /// The column whose list is open, and whether it has a value yet.
     column: Option<usize>,
     value_seen: bool,
-    /// Values per key, in the order met (a key met twice counts twice).
+    /// Values per key, decoded as the storage's parser decodes it, in the
+    /// order met (a key met twice counts twice).
     counts: Vec<(String, u64)>,
+    /// The keys met, to tell a key met twice (`"x"` and `"\u0078"` too).
+    seen: std::collections::HashSet<String>,
+    repeated: bool,
+    /// More than `MAX_KEYS` keys: the write is refused.
+    too_many: bool,
 }
 
 impl DatasetScan {
@@ -94,13 +111,11 @@ impl DatasetScan {
                 self.in_string = false;
                 if self.reading_key {
                     self.reading_key = false;
-                    let key = String::from_utf8_lossy(&self.key).into_owned();
-                    self.counts.push((key, 0));
-                    self.key.clear();
+                    self.key_read();
                 }
                 return;
             }
-            if self.reading_key && self.key.len() < MAX_KEY {
+            if self.reading_key && self.key.len() < MAX_RAW_KEY {
                 self.key.push(byte);
             }
             return;
@@ -129,7 +144,7 @@ impl DatasetScan {
                     self.key_next = true;
                 }
                 if self.depth == 2 && byte == b'[' {
-                    self.column = self.counts.len().checked_sub(1);
+                    self.column = self.current.take();
                     self.value_seen = false;
                 }
             }
@@ -148,9 +163,44 @@ impl DatasetScan {
         }
     }
 
+    /// A key read whole: decoded as JSON (a key the storage reads as `b`
+    /// is priced as `b` however it is escaped), kept unless there are too
+    /// many.
+    fn key_read(&mut self) {
+        let mut quoted = Vec::with_capacity(self.key.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(&self.key);
+        quoted.push(b'"');
+        let mut key = serde_json::from_slice::<String>(&quoted)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&self.key).into_owned());
+        self.key.clear();
+        if key.len() > MAX_KEY {
+            let mut end = MAX_KEY;
+            while !key.is_char_boundary(end) {
+                end -= 1;
+            }
+            key.truncate(end);
+        }
+        if self.counts.len() >= MAX_KEYS {
+            self.too_many = true;
+            self.current = None;
+            return;
+        }
+        if !self.seen.insert(key.clone()) {
+            self.repeated = true;
+        }
+        self.current = Some(self.counts.len());
+        self.counts.push((key, 0));
+    }
+
     /// Values per key so far.
     pub fn counts(&self) -> &[(String, u64)] {
         &self.counts
+    }
+
+    /// Whether the dataset names more than `MAX_KEYS` keys.
+    pub fn too_many_keys(&self) -> bool {
+        self.too_many
     }
 
     /// The most values any key has: the rows a write would take.
@@ -169,11 +219,7 @@ impl DatasetScan {
     /// refuses lists of other lengths, and of a key met twice keeps one).
     pub fn uniform_rows(&self) -> Option<u64> {
         let first = self.counts.first().map_or(0, |(_, n)| *n);
-        let distinct = self
-            .counts
-            .iter()
-            .enumerate()
-            .all(|(i, (key, _))| self.counts[..i].iter().all(|(other, _)| other != key));
+        let distinct = !self.repeated && !self.too_many;
         (distinct && self.counts.iter().all(|(_, n)| *n == first)).then_some(first)
     }
 }
@@ -184,7 +230,11 @@ impl DatasetScan {
 /// and when the write zeroes the columns it does not name (a `PUT`), their
 /// rows too.
 pub fn write_cost(scan: &DatasetScan, columns: &[(String, u64)], zeroes_others: bool) -> u64 {
-    let width = |name: &str| columns.iter().find(|(c, _)| c == name).map_or(0, |(_, w)| *w);
+    // Counted again at each chunk of a body: by look-ups, not by searching
+    // the columns for each key (a feed may have 1,024, a body 4,096 keys).
+    let widths: std::collections::HashMap<&str, u64> =
+        columns.iter().map(|(name, width)| (name.as_str(), *width)).collect();
+    let width = |name: &str| widths.get(name).copied().unwrap_or(0);
     let values = scan
         .counts()
         .iter()
@@ -193,7 +243,7 @@ pub fn write_cost(scan: &DatasetScan, columns: &[(String, u64)], zeroes_others: 
     let zeroed = if zeroes_others {
         let others: u64 = columns
             .iter()
-            .filter(|(name, _)| !scan.counts().iter().any(|(key, _)| key == name))
+            .filter(|(name, _)| !scan.seen.contains(name))
             .map(|(_, w)| *w)
             .fold(0u64, u64::saturating_add);
         others.saturating_mul(scan.rows())
@@ -294,7 +344,10 @@ mod tests {
             counts(r#"{"x":[[1,2],[3]], "y":[{"a":[1,2,3]}]}"#),
             pairs(&[("x", 2), ("y", 1)])
         );
-        assert_eq!(counts(r#"{"k\"ey":[1]}"#), pairs(&[("k\\\"ey", 1)]));
+        // Keys as the storage's parser reads them: escapes decoded.
+        assert_eq!(counts(r#"{"k\"ey":[1]}"#), pairs(&[("k\"ey", 1)]));
+        assert_eq!(counts(r#"{"\u0062":["",""]}"#), pairs(&[("b", 2)]));
+        assert_eq!(counts(r#"{"\ud83d\ude00":[1]}"#), pairs(&[("\u{1f600}", 1)]));
         assert_eq!(counts(" { \"x\" :\n[ 1 ,\t2 ] } "), pairs(&[("x", 2)]));
         assert_eq!(counts(r#"{"x":[1],"x":[1,2]}"#), pairs(&[("x", 1), ("x", 2)]));
         assert_eq!(scan(r#"{"x":[1,2],"y":[1,2,3,4]}"#).rows(), 4);
@@ -308,6 +361,26 @@ mod tests {
             let _ = scan(junk).rows();
         }
         assert_eq!(counts(&format!(r#"{{"{}":[1]}}"#, "k".repeat(1000)))[0].0.len(), MAX_KEY);
+    }
+
+    #[test]
+    fn a_key_is_read_as_the_storage_reads_it_and_keys_are_bounded() {
+        // The same key escaped: a key named twice, rows not certain.
+        assert_eq!(scan(r#"{"x":[1],"\u0078":[1,2]}"#).uniform_rows(), None);
+        assert_eq!(scan(r#"{"x":[1],"\u0078":[1,2]}"#).most_rows(), 2);
+        // An escape the parser refuses: counted under its text.
+        assert_eq!(counts(r#"{"\q":[1]}"#), vec![("\\q".to_owned(), 1)]);
+        let keys = |n: usize| {
+            let keys: Vec<String> = (0..n).map(|i| format!(r#""k{i}":[{i}]"#)).collect();
+            format!("{{{}}}", keys.join(","))
+        };
+        let within = scan(&keys(MAX_KEYS));
+        assert!(!within.too_many_keys());
+        assert_eq!(within.uniform_rows(), Some(1));
+        let past = scan(&keys(MAX_KEYS + 1));
+        assert!(past.too_many_keys());
+        assert_eq!(past.counts().len(), MAX_KEYS, "no key kept past the bound");
+        assert_eq!(past.uniform_rows(), None);
     }
 
     #[test]

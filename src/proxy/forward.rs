@@ -26,10 +26,9 @@ use super::headers::{
 use super::idempotency::{Answer, Claimed, RequestDigest};
 use super::limits::WriteMeter;
 use super::quota::QuotaCap;
-use super::repair::{AppendedRows, Torn};
+use super::repair::{AppendedRows, BodyRows, Torn};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::lbasedb::datatype::refuse_write;
 use crate::lock::WriteGuard;
 use crate::metrics::{Metrics, UpstreamError};
 use std::sync::Arc;
@@ -484,7 +483,7 @@ impl RequestBody {
             return Some(Cut::OverLimit);
         }
         if let Some(meter) = &self.meter
-            && let Some(costly) = refuse_write(meter.cost(self.sent), &self.limits)
+            && let Some(costly) = meter.refusal(self.sent, &self.limits)
         {
             return Some(Cut::Costly(costly));
         }
@@ -530,7 +529,10 @@ impl Stream for RequestBody {
             }
             Poll::Ready(None) => {
                 let sent = this.sent;
-                this.rows.set(this.meter.as_ref().and_then(|meter| meter.rows(sent)));
+                this.rows.set(BodyRows {
+                    certain: this.meter.as_ref().and_then(|meter| meter.rows(sent)),
+                    most: this.meter.as_ref().map(|meter| meter.rows_so_far(sent)),
+                });
                 this.finish();
                 Poll::Ready(None)
             }

@@ -227,6 +227,20 @@ impl WriteMeter {
         }
     }
 
+    /// Why the write is to be refused, `sent` bytes of its body in: it
+    /// names too many keys, or it costs more than `MAX_WRITE_BYTES`.
+    pub fn refusal(&self, sent: u64, limits: &Limits) -> Option<String> {
+        if let Self::Json { scan, .. } = self
+            && scan.too_many_keys()
+        {
+            return Some(format!(
+                "A dataset names at most {} keys.",
+                crate::lbasedb::scan::MAX_KEYS
+            ));
+        }
+        datatype::refuse_write(self.cost(sent), limits)
+    }
+
     /// What the write costs, `sent` bytes of its body in.
     pub fn cost(&self, sent: u64) -> u64 {
         match self {

@@ -318,7 +318,7 @@ async fn handle(
         let written = quota::Written {
             req: &req,
             endpoint: classified.endpoint,
-            body_rows: rows.get(),
+            body_rows: rows.get().certain.or(rows.get().most),
             bytes: seen.bytes_in.load(Ordering::Relaxed),
         };
         acknowledged(written, &classified, auth, facts.name, metered).await;

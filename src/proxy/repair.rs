@@ -150,7 +150,20 @@ impl Repairs {
 
 /// The rows an append adds, when certain: told by its body once it has gone
 /// by (`forward`), read when it has been stored.
-pub type AppendedRows = Rc<Cell<Option<u64>>>;
+pub type AppendedRows = Rc<Cell<BodyRows>>;
+
+/// The rows a write's body held, as its meter counted them once the whole
+/// body had gone by.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyRows {
+    /// What an append adds, when certain: every key once, every list as
+    /// long (what undoing a torn append needs).
+    pub certain: Option<u64>,
+    /// The longest list: what the write may have written, at most (what
+    /// the write quota counts when the rows are not certain: a key named
+    /// twice, lists of different lengths).
+    pub most: Option<u64>,
+}
 
 /// What an append needs to be undone: the feed's size before it, and a way
 /// to the upstream; and, for the next append's size before, the rows it
@@ -167,7 +180,7 @@ impl Torn {
     /// append (where sizes are kept); else it is asked again.
     pub fn ended(self, feed: &str, stored: bool) {
         let repairs = &self.upstream.state().repairs;
-        match (stored, self.rows.get()) {
+        match (stored, self.rows.get().certain) {
             (true, Some(rows)) if !repairs.shared => {
                 repairs.sizes().insert(feed.to_owned(), self.size + rows);
             }

@@ -1259,6 +1259,96 @@ async fn a_write_that_would_build_more_than_max_write_bytes_never_reaches_the_st
     assert_eq!(app.size_of("w").await, 1002);
 }
 
+#[test]
+fn a_fatal_error_is_the_last_line_of_the_log() {
+    // The log is written every 50 ms by its own thread; the error, printed
+    // straight, came out before the lines that led to it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("BIND", taken.local_addr().unwrap().to_string())
+        .env("DATA_DIR", data.path())
+        .env("LBASEDB_PROXY_SUPERUSER_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "info")
+        .env_remove("LBASEDB_URL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.lines().count() > 1, "lines before the error: {log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.starts_with("lbasedb-proxy: "), "the error last: {log}");
+}
+
+// The third pass: an outsider's attacks on the write meter (the count of
+// a JSON write's values as it streams by), each a test that failed before
+// its fix.
+
+#[tokio::test]
+async fn the_write_meter_reads_keys_as_the_storage_does_and_bounds_how_many() {
+    let app = spawn_app().await;
+    let writer = wide_feed(&app).await;
+    // `\u0062lob` is `blob` to the storage's parser: 300 empty strings are
+    // 300 MiB values however the key is written (the meter took it for a
+    // column of no width, and the storage grew by the whole of it).
+    let escaped = r#"{"\u0062lob": ["#.to_owned() + &vec![r#""""#; 300].join(",") + "]}";
+    let through = |body: &str| {
+        writer
+            .post(app.proxy("data?feed=w"))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .sent()
+    };
+    let pushed = through(&escaped).await;
+    assert_eq!(pushed.status(), 413);
+    assert!(detail(pushed).await.contains("MAX_WRITE_BYTES"));
+    // A dataset of more keys than any feed has columns: each key is kept
+    // while the body streams (ten million of them in a 64 MiB body), and
+    // telling repeated keys apart cost time squared in their number.
+    let many: String = (0..5000).map(|i| format!(r#""k{i}":[]"#)).collect::<Vec<_>>().join(",");
+    let many = format!("{{{many}}}");
+    let refused = through(&many).await;
+    assert_eq!(refused.status(), 413);
+    assert!(detail(refused).await.contains("at most 4096 keys"));
+    // The embedded server refuses both on its own, before it parses.
+    for body in [escaped, many] {
+        let direct = app
+            .upstream_client
+            .post(app.direct("data?feed=w"))
+            .header("content-type", "application/json")
+            .body(body)
+            .sent()
+            .await;
+        assert_eq!(direct.status(), 400);
+    }
+    assert_eq!(app.size_of("w").await, 1000, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_key_named_twice_counts_its_rows_against_the_write_quota() {
+    let app = spawn_app_with(|s| s.write_quota = Some("5rows/day".parse().unwrap())).await;
+    app.create_feed("q", &[("x", "Int64")]).await;
+    let writer = app.client_granted("quota", &[("lbasedb.add_data", "q")]);
+    // The storage keeps the last list of a key named twice: 4 rows. The
+    // rows were "not certain" and counted as none.
+    let twice = r#"{"x": [1], "\u0078": [1, 2, 3, 4]}"#;
+    let append = || {
+        writer
+            .post(app.proxy("data?feed=q"))
+            .header("content-type", "application/json")
+            .body(twice)
+            .sent()
+    };
+    assert_eq!(append().await.status(), 204);
+    assert_eq!(app.size_of("q").await, 4);
+    let me = get_json(&writer, &format!("{}/api/auth/me/", app.address)).await;
+    assert_eq!(me["write_quota"]["rows_today"], 4);
+    assert_eq!(append().await.status(), 429, "4 of 5 rows used: 4 more pass it");
+    assert_eq!(app.size_of("q").await, 4);
+}
+
 #[tokio::test]
 async fn a_json_read_is_priced_at_what_it_costs_the_storage_in_memory() {
     let app = spawn_app().await;
