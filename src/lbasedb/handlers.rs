@@ -509,10 +509,9 @@ impl FromRequest for Written {
             }
             if scan.too_many_keys() {
                 let most = super::scan::MAX_KEYS;
-                return Err(LbError::invalid_input(format!(
-                    "A dataset names at most {most} keys."
-                ))
-                .into());
+                return Err(
+                    LbError::invalid_input(format!("A dataset names at most {most} keys")).into()
+                );
             }
             let cost = write_cost(&req, &scan).await;
             let limits = req.app_data::<web::Data<crate::config::Limits>>();

@@ -58,11 +58,50 @@ pub struct DatasetScan {
     repeated: bool,
     /// More than `MAX_KEYS` keys: the write is refused.
     too_many: bool,
+    /// The longest list so far.
+    most: u64,
+    /// What the write costs as it is counted, when the feed's columns
+    /// were given (`priced`): the proxy asks at every chunk of a body, and
+    /// adding it up again then cost time in chunks times keys (a trickle
+    /// of two-byte chunks after 4,096 keys: seconds of a worker's time).
+    prices: Option<Prices>,
+}
+
+/// A priced scan's running cost.
+#[derive(Debug, Default, Clone)]
+struct Prices {
+    /// Each column's width, by name.
+    widths: std::collections::HashMap<String, u64>,
+    /// What one value of each key in `counts` costs (`json_value_cost`).
+    per_value: Vec<u64>,
+    /// The values' cost so far.
+    values: u64,
+    /// The widths of the columns no key has named yet (what a PUT zeroes,
+    /// for every row).
+    unnamed: u64,
 }
 
 impl DatasetScan {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A scan that keeps what the write costs a feed of these columns
+    /// (name, width) as it counts (`cost`).
+    pub fn priced(columns: &[(String, u64)]) -> Self {
+        let widths: std::collections::HashMap<String, u64> = columns.iter().cloned().collect();
+        let unnamed = widths.values().fold(0u64, |sum, w| sum.saturating_add(*w));
+        Self { prices: Some(Prices { widths, unnamed, ..Prices::default() }), ..Self::default() }
+    }
+
+    /// What the write costs so far, as `write_cost` counts it, for a scan
+    /// made `priced` (else nothing).
+    pub fn cost(&self, zeroes_others: bool) -> u64 {
+        let Some(prices) = &self.prices else {
+            return 0;
+        };
+        let zeroed = if zeroes_others { prices.unnamed.saturating_mul(self.most) } else { 0 };
+        prices.values.saturating_add(zeroed)
     }
 
     /// Counts the values in the next bytes of the body. After each byte
@@ -127,7 +166,12 @@ impl DatasetScan {
         if self.depth == 2 && !matches!(byte, b',' | b']') && !self.value_seen {
             self.value_seen = true;
             if let Some(column) = self.column {
-                self.counts[column].1 += 1;
+                let count = &mut self.counts[column].1;
+                *count += 1;
+                self.most = self.most.max(*count);
+                if let Some(prices) = &mut self.prices {
+                    prices.values = prices.values.saturating_add(prices.per_value[column]);
+                }
             }
         }
         match byte {
@@ -186,8 +230,14 @@ impl DatasetScan {
             self.current = None;
             return;
         }
-        if !self.seen.insert(key.clone()) {
-            self.repeated = true;
+        let first = self.seen.insert(key.clone());
+        self.repeated |= !first;
+        if let Some(prices) = &mut self.prices {
+            let width = prices.widths.get(&key).copied();
+            if first {
+                prices.unnamed = prices.unnamed.saturating_sub(width.unwrap_or(0));
+            }
+            prices.per_value.push(super::datatype::json_value_cost(width.unwrap_or(0)));
         }
         self.current = Some(self.counts.len());
         self.counts.push((key, 0));
@@ -205,13 +255,13 @@ impl DatasetScan {
 
     /// The most values any key has: the rows a write would take.
     pub fn rows(&self) -> u64 {
-        self.counts.iter().map(|(_, n)| *n).max().unwrap_or(0)
+        self.most
     }
 
     /// The most values any key has had so far: the rows the dataset holds
     /// at least.
     pub fn most_rows(&self) -> u64 {
-        self.counts.iter().map(|(_, n)| *n).max().unwrap_or(0)
+        self.most
     }
 
     /// The rows an append of this dataset adds, when that is certain: every
@@ -301,6 +351,36 @@ mod tests {
                 from = cut;
             }
             proptest::prop_assert_eq!(chunked.counts(), reference.counts());
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The running cost of a priced scan is what `write_cost` adds up
+        /// from the counts, at every chunk of a body.
+        #[test]
+        fn a_priced_scan_costs_what_write_cost_counts(
+            body in pieces(),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+            widths in proptest::collection::vec(0u64..2000, 3),
+            zeroes in proptest::prelude::any::<bool>(),
+        ) {
+            let columns: Vec<(String, u64)> =
+                ["x", "y", "a,b]\"["].iter().zip(&widths).map(|(c, w)| (c.to_string(), *w)).collect();
+            let bytes = body.as_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut priced = DatasetScan::priced(&columns);
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                priced.feed(&bytes[from..cut]);
+                from = cut;
+                proptest::prop_assert_eq!(
+                    priced.cost(zeroes),
+                    write_cost(&priced, &columns, zeroes)
+                );
+            }
         }
     }
 

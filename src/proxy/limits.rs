@@ -170,7 +170,8 @@ pub fn body_limit(endpoint: Endpoint, body_limit: u64, limits: &Limits) -> u64 {
 pub enum WriteMeter {
     /// A `/data` write: a record per value, the width of each value's
     /// column; a `PUT` zeroes the columns it does not name, for every row.
-    Json { scan: DatasetScan, columns: Vec<(String, u64)>, zeroes_others: bool },
+    /// The scan keeps the cost as it counts (`DatasetScan::priced`).
+    Json { scan: Box<DatasetScan>, zeroes_others: bool },
     /// A `PUT /bytes`: `named` bytes a row of the body, `all` bytes a row
     /// written (the columns not named are zeroed).
     Rows { named: u64, all: u64 },
@@ -186,8 +187,7 @@ impl WriteMeter {
             .collect();
         match (classified.endpoint, method.as_str()) {
             (Endpoint::Data, "POST" | "PUT" | "PATCH") => Some(Self::Json {
-                scan: DatasetScan::new(),
-                columns: widths,
+                scan: Box::new(DatasetScan::priced(&widths)),
                 zeroes_others: *method == Method::PUT,
             }),
             (Endpoint::Bytes, "PUT") => {
@@ -234,7 +234,7 @@ impl WriteMeter {
             && scan.too_many_keys()
         {
             return Some(format!(
-                "A dataset names at most {} keys.",
+                "A dataset names at most {} keys",
                 crate::lbasedb::scan::MAX_KEYS
             ));
         }
@@ -244,9 +244,7 @@ impl WriteMeter {
     /// What the write costs, `sent` bytes of its body in.
     pub fn cost(&self, sent: u64) -> u64 {
         match self {
-            Self::Json { scan, columns, zeroes_others } => {
-                crate::lbasedb::scan::write_cost(scan, columns, *zeroes_others)
-            }
+            Self::Json { scan, zeroes_others } => scan.cost(*zeroes_others),
             Self::Rows { named, all } => (sent / named).saturating_mul(*all),
         }
     }
