@@ -21,6 +21,8 @@ const MAX_RAW_KEY: usize = 12 * MAX_KEY;
 /// kept while the body streams (a 64 MiB body of `"":[],` is ten million
 /// keys).
 pub const MAX_KEYS: usize = 4096;
+/// Keys searched for one by one; past them, a set.
+const SEARCHED: usize = 16;
 
 /// The bytes `step` acts on outside a string: `"`, brackets, braces and
 /// commas.
@@ -53,7 +55,8 @@ pub struct DatasetScan {
     /// Values per key, decoded as the storage's parser decodes it, in the
     /// order met (a key met twice counts twice).
     counts: Vec<(String, u64)>,
-    /// The keys met, to tell a key met twice (`"x"` and `"\u0078"` too).
+    /// The keys met once there are more than `SEARCHED`, to tell a key met
+    /// twice (`"x"` and `"\u0078"` too).
     seen: std::collections::HashSet<String>,
     repeated: bool,
     /// More than `MAX_KEYS` keys: the write is refused.
@@ -88,8 +91,8 @@ impl DatasetScan {
 
     /// A scan that keeps what the write costs a feed of these columns
     /// (name, width) as it counts (`cost`).
-    pub fn priced(columns: &[(String, u64)]) -> Self {
-        let widths: std::collections::HashMap<String, u64> = columns.iter().cloned().collect();
+    pub fn priced(columns: Vec<(String, u64)>) -> Self {
+        let widths: std::collections::HashMap<String, u64> = columns.into_iter().collect();
         let unnamed = widths.values().fold(0u64, |sum, w| sum.saturating_add(*w));
         Self { prices: Some(Prices { widths, unnamed, ..Prices::default() }), ..Self::default() }
     }
@@ -211,12 +214,17 @@ impl DatasetScan {
     /// is priced as `b` however it is escaped), kept unless there are too
     /// many.
     fn key_read(&mut self) {
-        let mut quoted = Vec::with_capacity(self.key.len() + 2);
-        quoted.push(b'"');
-        quoted.extend_from_slice(&self.key);
-        quoted.push(b'"');
-        let mut key = serde_json::from_slice::<String>(&quoted)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&self.key).into_owned());
+        let as_written = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
+        // Without a backslash a key is its own text.
+        let mut key = if self.key.contains(&b'\\') {
+            let mut quoted = Vec::with_capacity(self.key.len() + 2);
+            quoted.push(b'"');
+            quoted.extend_from_slice(&self.key);
+            quoted.push(b'"');
+            serde_json::from_slice::<String>(&quoted).unwrap_or_else(|_| as_written(&self.key))
+        } else {
+            as_written(&self.key)
+        };
         self.key.clear();
         if key.len() > MAX_KEY {
             let mut end = MAX_KEY;
@@ -230,7 +238,7 @@ impl DatasetScan {
             self.current = None;
             return;
         }
-        let first = self.seen.insert(key.clone());
+        let first = !self.named(&key);
         self.repeated |= !first;
         if let Some(prices) = &mut self.prices {
             let width = prices.widths.get(&key).copied();
@@ -240,7 +248,27 @@ impl DatasetScan {
             prices.per_value.push(super::datatype::json_value_cost(width.unwrap_or(0)));
         }
         self.current = Some(self.counts.len());
+        match self.counts.len() {
+            n if n < SEARCHED => {}
+            n if n == SEARCHED => {
+                self.seen = self.counts.iter().map(|(k, _)| k.clone()).collect();
+                self.seen.insert(key.clone());
+            }
+            _ => {
+                self.seen.insert(key.clone());
+            }
+        }
         self.counts.push((key, 0));
+    }
+
+    /// Whether a key was named: searched for among a few (no set made for
+    /// them: a dataset names a handful of columns), looked up past them.
+    fn named(&self, key: &str) -> bool {
+        if self.counts.len() <= SEARCHED {
+            self.counts.iter().any(|(k, _)| k == key)
+        } else {
+            self.seen.contains(key)
+        }
     }
 
     /// Values per key so far.
@@ -293,7 +321,7 @@ pub fn write_cost(scan: &DatasetScan, columns: &[(String, u64)], zeroes_others: 
     let zeroed = if zeroes_others {
         let others: u64 = columns
             .iter()
-            .filter(|(name, _)| !scan.seen.contains(name))
+            .filter(|(name, _)| !scan.named(name))
             .map(|(_, w)| *w)
             .fold(0u64, u64::saturating_add);
         others.saturating_mul(scan.rows())
@@ -371,7 +399,7 @@ mod tests {
             let bytes = body.as_bytes();
             let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
             cuts.sort_unstable();
-            let mut priced = DatasetScan::priced(&columns);
+            let mut priced = DatasetScan::priced(columns.clone());
             let mut from = 0;
             for cut in cuts.into_iter().chain([bytes.len()]) {
                 priced.feed(&bytes[from..cut]);
@@ -454,6 +482,15 @@ mod tests {
             let keys: Vec<String> = (0..n).map(|i| format!(r#""k{i}":[{i}]"#)).collect();
             format!("{{{}}}", keys.join(","))
         };
+        // A repeated key is found among a few keys and among many.
+        for n in [3, SEARCHED, SEARCHED + 1, 40] {
+            let once = keys(n);
+            assert_eq!(scan(&once).uniform_rows(), Some(1), "{n} keys");
+            let twice = format!("{},\"k{}\":[0]}}", &once[..once.len() - 1], n - 1);
+            assert_eq!(scan(&twice).uniform_rows(), None, "{n} keys, the last twice");
+            let first_again = format!("{},\"k0\":[0]}}", &once[..once.len() - 1]);
+            assert_eq!(scan(&first_again).uniform_rows(), None, "{n} keys, the first twice");
+        }
         let within = scan(&keys(MAX_KEYS));
         assert!(!within.too_many_keys());
         assert_eq!(within.uniform_rows(), Some(1));

@@ -187,7 +187,7 @@ impl WriteMeter {
             .collect();
         match (classified.endpoint, method.as_str()) {
             (Endpoint::Data, "POST" | "PUT" | "PATCH") => Some(Self::Json {
-                scan: Box::new(DatasetScan::priced(&widths)),
+                scan: Box::new(DatasetScan::priced(widths)),
                 zeroes_others: *method == Method::PUT,
             }),
             (Endpoint::Bytes, "PUT") => {
