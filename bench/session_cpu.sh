@@ -7,20 +7,13 @@
 # wake-ups were found this way).
 #
 #   bench/session_cpu.sh [PROXY_BIN]
-BIN=${1:-target/release/lbasedb-proxy}
-W=$(mktemp -d); mkdir -p $W/up
-$BIN lbasedb --bind 127.0.0.1:18780 --data $W/up --open >/dev/null 2>&1 &
-UP=$!
-BIND=127.0.0.1:18781 DATA_DIR=$W/p LBASEDB_URL=http://127.0.0.1:18780 LBASEDB_PROXY_SUPERUSER_PASSWORD=bench-0123456789 RUST_LOG=info $BIN serve >/dev/null 2>$W/log &
-PX=$!
-for _ in $(seq 50); do curl -s -o /dev/null 127.0.0.1:18781/api/auth/token/ && break; sleep 0.2; done
-TOKEN=$(curl -s -XPOST 127.0.0.1:18781/api/auth/token/ -d username=admin -d password=bench-0123456789 | python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')
-COOKIE=$(curl -s -D - -o /dev/null -XPOST 127.0.0.1:18781/api/auth/login/ -H 'content-type: application/json' -d '{"username":"admin","password":"bench-0123456789"}' | awk -F': ' 'tolower($1)=="set-cookie"{split($2,a,";"); printf "%s; ", a[1]}')
-cpu() { awk '{print $14+$15}' /proc/$PX/stat; }
+BIN=${1:-target/release/lbasedb-proxy}; UPPORT=18780; PXPORT=18781
+. bench/common.sh
+COOKIE=$(curl -s -D - -o /dev/null -XPOST 127.0.0.1:$PXPORT/api/auth/login/ -H 'content-type: application/json' -d '{"username":"admin","password":"bench-0123456789"}' | awk -F': ' 'tolower($1)=="set-cookie"{split($2,a,";"); printf "%s; ", a[1]}')
 header() { if [ "$1" = token ]; then echo "Authorization: Token $TOKEN"; else echo "Cookie: $COOKIE"; fi; }
 for round in 1 2 3; do
   for kind in token session; do
-    b=$(cpu); out=$(wrk -t1 -c32 -d6s -H "$(header $kind)" http://127.0.0.1:18781/api/proxy/version); a=$(cpu)
+    b=$(cpu $PX); out=$(wrk -t1 -c32 -d6s -H "$(header $kind)" http://127.0.0.1:18781/api/proxy/version); a=$(cpu $PX)
     n=$(echo "$out" | awk '/requests in/{print $1}'); rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
     python3 -c "print('$kind', '$rps req/s', round(($a-$b)/100/$n*1e6,1), 'us CPU/req')"
   done

@@ -216,7 +216,7 @@ impl WriteMeter {
     /// The rows this write's body holds at least, `sent` bytes of it in.
     pub fn rows_so_far(&self, sent: u64) -> u64 {
         match self {
-            Self::Json { scan, .. } => scan.most_rows(),
+            Self::Json { scan, .. } => scan.rows(),
             Self::Rows { named, .. } => sent / named,
         }
     }
