@@ -26,7 +26,8 @@ pub fn constant_time_eq(sent: &[u8], expected: &[u8]) -> bool {
     sent.ct_eq(expected).into()
 }
 
-/// A secret a client presents (an API token, a JWT) as the key of the
+/// A secret a client presents (an API token, a JWT, the `Cookie` header of
+/// a session) as the key of the
 /// authentication cache: the cache is looked up by the secret itself, so
 /// that a request that hits it is not hashed with SHA-256 (1.1% of a
 /// token request's CPU, more for a JWT of a kilobyte); the SHA-256 digest
@@ -39,6 +40,18 @@ pub struct Presented(Box<str>);
 impl Presented {
     pub fn new(secret: &str) -> Self {
         Self(secret.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

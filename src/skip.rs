@@ -1,8 +1,10 @@
 //! A middleware that some requests go around: the session and identity
 //! middlewares are for cookies, and a proxied request that carries its
-//! credentials in `Authorization` never reads one. Going around them
-//! spares it a session state and an identity made (and put in its
-//! extensions) per request (`docs/performance.md`).
+//! credentials in `Authorization` never reads one, nor does one whose
+//! session is already known (`auth::session::KnownSessions`). Going around
+//! them spares it a session state and an identity made (and put in its
+//! extensions), a cookie decrypted and a key hashed per request
+//! (`docs/performance.md`).
 
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -93,8 +95,12 @@ where
 
 /// A proxied request with its credentials in `Authorization` (a token, a
 /// JWT, HTTP Basic): the proxy authenticates it by that header alone, and
-/// never reads or sets a cookie for it.
-pub fn carries_credentials(req: &ServiceRequest) -> bool {
+/// never reads or sets a cookie for it. Or one whose session
+/// `KnownSessions` recognised: read from the session cache, with nothing
+/// for the middlewares to load, extend or end.
+pub fn goes_around(req: &ServiceRequest) -> bool {
+    use actix_web::HttpMessage;
     req.path().starts_with("/api/proxy/")
-        && req.headers().contains_key(actix_web::http::header::AUTHORIZATION)
+        && (req.headers().contains_key(actix_web::http::header::AUTHORIZATION)
+            || req.extensions().contains::<crate::auth::session::KnownSession>())
 }

@@ -29,7 +29,7 @@ use crate::lock::{InProcessLocks, PostgresLocks, WriteLocks};
 use crate::metrics::{Metrics, MetricsAllow};
 use crate::net::TrustedProxies;
 use crate::proxy::{self, ProxyState};
-use crate::skip::{Unless, carries_credentials};
+use crate::skip::{Unless, goes_around};
 use std::sync::Arc;
 
 pub struct Application {
@@ -95,21 +95,30 @@ impl Application {
             settings.upstream_connections() as u64,
             workers,
         );
+        let session_store = session_store(&settings, &auth);
+        let known_sessions = web::Data::new(crate::auth::session::KnownSessions::new(
+            session_store.clone(),
+            key.clone(),
+            settings.session_max_age,
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 // Last wrapped runs first: the request's id, the log, then
                 // session, then identity.
-                // Neither for a proxied request with a token: it has no
-                // cookie to read (`skip`).
+                // Neither for a proxied request with a token, which has no
+                // cookie to read, nor for one whose session is known
+                // (`skip`).
                 .wrap(Condition::new(rekeying, from_fn(crate::auth::fallback::renew_rekeyed)))
-                .wrap(Unless::new(identities(&settings), carries_credentials))
-                .wrap(Unless::new(sessions(&settings, &auth, &key), carries_credentials))
+                .wrap(Unless::new(identities(&settings), goes_around))
+                .wrap(Unless::new(sessions(&settings, &session_store, &key), goes_around))
                 .wrap(Condition::new(rekeying, from_fn(crate::auth::fallback::rekey)))
+                .wrap(from_fn(crate::auth::session::recognise))
                 .wrap(Condition::new(access_log_on, from_fn(accesslog::log_requests)))
                 .wrap(from_fn(crate::requestid::assign))
                 .wrap(from_fn(crate::connections::bound))
                 .app_data(access_log.clone())
                 .app_data(session_keys.clone())
+                .app_data(known_sessions.clone())
                 .app_data(web::Data::new(trusted.clone()))
                 .app_data(web::Data::new(metrics_allow.clone()))
                 .app_data(auth.clone())
@@ -285,31 +294,43 @@ fn identities(settings: &Settings) -> IdentityMiddleware {
     IdentityMiddleware::builder().login_deadline(Some(settings.session_max_age)).build()
 }
 
-/// Sessions in the database, their cookie `sessionid` (HttpOnly, Lax,
-/// Secure behind HTTPS), ended after `SESSION_IDLE_TIMEOUT` unused.
-fn sessions(settings: &Settings, auth: &AuthState, key: &Key) -> SessionMiddleware<DbSessionStore> {
-    let seconds = |d: std::time::Duration| {
-        actix_web::cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-    };
-    let idle = seconds(settings.session_idle_timeout);
-    SessionMiddleware::builder(
-        DbSessionStore::new(auth.pool.clone(), auth.cache.clone(), idle),
-        key.clone(),
+fn seconds(d: std::time::Duration) -> actix_web::cookie::time::Duration {
+    actix_web::cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Sessions in the database, ended after `SESSION_IDLE_TIMEOUT` unused:
+/// one store for all workers, so that `KnownSessions` sees what each
+/// extended.
+fn session_store(settings: &Settings, auth: &AuthState) -> DbSessionStore {
+    DbSessionStore::new(
+        auth.pool.clone(),
+        auth.cache.clone(),
+        seconds(settings.session_idle_timeout),
     )
-    .cookie_name("sessionid".into())
-    .cookie_http_only(true)
-    .cookie_same_site(SameSite::Lax)
-    .cookie_secure(settings.secure_cookies)
-    // The cookie lives as long as a session may and is set when the
-    // session changes; the idle timeout is the session row's, pushed back
-    // by each use (`DbSessionStore`). Set on every answer, the cookie cost
-    // an encryption and a `Set-Cookie` a request.
-    .session_lifecycle(
-        PersistentSession::default()
-            .session_ttl(seconds(settings.session_max_age))
-            .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
-    )
-    .build()
+}
+
+/// Sessions of `store`, their cookie `sessionid` (HttpOnly, Lax, Secure
+/// behind HTTPS).
+fn sessions(
+    settings: &Settings,
+    store: &DbSessionStore,
+    key: &Key,
+) -> SessionMiddleware<DbSessionStore> {
+    SessionMiddleware::builder(store.clone(), key.clone())
+        .cookie_name(crate::auth::fallback::SESSION_COOKIE.into())
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_secure(settings.secure_cookies)
+        // The cookie lives as long as a session may and is set when the
+        // session changes; the idle timeout is the session row's, pushed back
+        // by each use (`DbSessionStore`). Set on every answer, the cookie cost
+        // an encryption and a `Set-Cookie` a request.
+        .session_lifecycle(
+            PersistentSession::default()
+                .session_ttl(seconds(settings.session_max_age))
+                .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
+        )
+        .build()
 }
 
 /// Every route and scope of the application.

@@ -79,6 +79,11 @@ pub fn form_is_genuine(req: &HttpRequest, body: &[u8]) -> bool {
 }
 
 fn session_token(req: &HttpRequest) -> Option<String> {
+    use actix_web::HttpMessage;
+    // Gone around the session middleware: its state is the known session's.
+    if let Some(known) = req.extensions().get::<super::session::KnownSession>() {
+        return known.session.get(SESSION_KEY);
+    }
     req.get_session().get::<String>(SESSION_KEY).ok().flatten()
 }
 

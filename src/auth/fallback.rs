@@ -71,7 +71,11 @@ pub async fn rekey(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if let Some(keys) = req.app_data::<actix_web::web::Data<SessionKeys>>().cloned() {
+    // A known session's cookie is of the current key (`KnownSessions`).
+    let known = req.extensions().contains::<super::session::KnownSession>();
+    if let Some(keys) = req.app_data::<actix_web::web::Data<SessionKeys>>().cloned()
+        && !known
+    {
         let rekeyed = req
             .headers()
             .get(COOKIE)

@@ -166,10 +166,31 @@ impl TokenAuth {
     }
 }
 
-/// A session's state as stored, and when it expires.
+/// A session's state as stored, and when it expires; with the identity
+/// actix-identity keeps in it read once, for `session::KnownSessions`.
 pub struct CachedSession {
     pub state: std::collections::HashMap<String, String>,
     pub expires_at: NaiveDateTime,
+    /// The signed-in user (`actix_identity.user_id`).
+    pub user: Option<i32>,
+    /// When they logged in, unix seconds (`actix_identity.logged_in_at`).
+    pub logged_in_at: Option<i64>,
+}
+
+impl CachedSession {
+    pub fn new(
+        state: std::collections::HashMap<String, String>,
+        expires_at: NaiveDateTime,
+    ) -> Self {
+        use super::session::{LOGGED_IN_AT_KEY, read, user_of};
+        let (user, logged_in_at) = (user_of(&state), read(&state, LOGGED_IN_AT_KEY));
+        Self { state, expires_at, user, logged_in_at }
+    }
+
+    /// A value of the state, as actix-session reads it (JSON).
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        super::session::read(&self.state, key)
+    }
 }
 
 /// Principals by token and by user id, and sessions by key digest. Any change this process makes

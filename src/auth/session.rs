@@ -15,7 +15,13 @@ use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::body::MessageBody;
+use actix_web::cookie::Key;
 use actix_web::cookie::time::Duration;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{AUTHORIZATION, COOKIE};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
 use moka::sync::Cache;
 
 use std::sync::Arc;
@@ -24,9 +30,12 @@ use super::principal::{AuthCache, CachedSession};
 use super::token::digest;
 use crate::db::queries::SessionWrite;
 use crate::db::{self, Pool, queries};
+use crate::secret::Presented;
 
 /// The session key under which actix-identity keeps the user id.
 pub const IDENTITY_KEY: &str = "actix_identity.user_id";
+/// And when they logged in (unix seconds), for its login deadline.
+pub const LOGGED_IN_AT_KEY: &str = "actix_identity.logged_in_at";
 
 #[derive(Clone)]
 pub struct DbSessionStore {
@@ -68,9 +77,13 @@ fn expiry(ttl: &Duration) -> chrono::NaiveDateTime {
         .unwrap_or(chrono::NaiveDateTime::MAX)
 }
 
-fn user_of(state: &State) -> Option<i32> {
-    let raw = state.get(IDENTITY_KEY)?;
-    serde_json::from_str::<String>(raw).ok()?.parse().ok()
+/// A value of a session's state, as actix-session reads it (JSON).
+pub(super) fn read<T: serde::de::DeserializeOwned>(state: &State, key: &str) -> Option<T> {
+    serde_json::from_str(state.get(key)?).ok()
+}
+
+pub(super) fn user_of(state: &State) -> Option<i32> {
+    read::<String>(state, IDENTITY_KEY)?.parse().ok()
 }
 
 fn new_key() -> String {
@@ -133,7 +146,7 @@ impl SessionStore for DbSessionStore {
         };
         let state: State =
             serde_json::from_str(&raw).map_err(|e| LoadError::Deserialization(e.into()))?;
-        let cached = Arc::new(CachedSession { state: state.clone(), expires_at });
+        let cached = Arc::new(CachedSession::new(state.clone(), expires_at));
         self.cache.put_session(generation, digest.clone(), cached);
         self.extend(digest).await.map_err(LoadError::Other)?;
         Ok(Some(state))
@@ -242,6 +255,137 @@ impl DbSessionStore {
             other => Ok(other?),
         }
     }
+}
+
+/// Sessions a proxied request can use without the session and identity
+/// middlewares: browser code sends the same `Cookie` header request after
+/// request, so the header's session key is worked out once (the cookie
+/// decrypted and the key hashed, as those middlewares do it on every
+/// request) and kept by the header itself. A request whose header is known
+/// and whose session is cached, live, within its login deadline and pushed
+/// back lately goes around both middlewares (`skip::goes_around`);
+/// anything else goes through them, which do the work it needs (load,
+/// extend, log out) as before. What a session can do is still read from
+/// the session cache on every request, which every change to a session
+/// clears (`docs/performance.md`).
+#[derive(Clone)]
+pub struct KnownSessions {
+    /// Session key digests by the whole `Cookie` header that carried them:
+    /// a header decrypts to one key for good, so this never goes stale.
+    /// Only headers that signed someone in are kept.
+    by_header: Cache<Presented, Arc<str>>,
+    store: DbSessionStore,
+    key: Key,
+    /// `SESSION_MAX_AGE`, the identity middleware's login deadline.
+    login_deadline: i64,
+}
+
+/// What `KnownSessions` keeps at most, in bytes of headers: the headers are
+/// the clients', so they are bounded by size, not by count.
+const KNOWN_HEADERS_BYTES: u64 = 16 << 20;
+
+/// A request whose session `KnownSessions` recognised: who signed it in,
+/// and the session's state (its CSRF token).
+pub struct KnownSession {
+    pub user: i32,
+    pub session: Arc<CachedSession>,
+}
+
+impl KnownSessions {
+    pub fn new(store: DbSessionStore, key: Key, login_deadline: StdDuration) -> Self {
+        let by_header = Cache::builder()
+            .weigher(|header: &Presented, _: &Arc<str>| {
+                u32::try_from(header.len() + 64).unwrap_or(u32::MAX)
+            })
+            .max_capacity(KNOWN_HEADERS_BYTES)
+            .time_to_idle(StdDuration::from_secs(3600))
+            .build();
+        let login_deadline = i64::try_from(login_deadline.as_secs()).unwrap_or(i64::MAX);
+        Self { by_header, store, key, login_deadline }
+    }
+
+    /// The session of a `Cookie` header, if it needs none of the
+    /// middlewares' work.
+    fn ready(&self, header: &Presented) -> Option<KnownSession> {
+        let digest = self.by_header.get(header)?;
+        let session = self.store.cache.session(&digest)?;
+        let now = queries::now();
+        let user = session.user?;
+        // actix-identity logs out once more than the deadline has passed
+        // since the login (to the nanosecond); a second early is left to it.
+        let signed_in =
+            now.and_utc().timestamp().saturating_sub(session.logged_in_at?) < self.login_deadline;
+        let live = session.expires_at > now && self.store.extended.contains_key(&*digest);
+        (signed_in && live).then_some(KnownSession { user, session })
+    }
+
+    /// Keeps the key of the session cookie in `header`, which signed in the
+    /// request it came with: read as actix-web reads cookies (the first of
+    /// that name, percent-decoded) and opened as actix-session opens it,
+    /// with the current key only (a cookie of an old key goes through
+    /// `fallback::rekey` every time).
+    fn learn(&self, header: Presented) {
+        let Some(key) = session_key(header.as_str(), &self.key) else {
+            return;
+        };
+        if !key.starts_with(COOKIE_HELD) {
+            self.by_header.insert(header, digest(&key).into());
+        }
+    }
+}
+
+fn session_key(header: &str, key: &Key) -> Option<String> {
+    use actix_web::cookie::{Cookie, CookieJar};
+    let cookie = header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| Cookie::parse_encoded(pair).ok())
+        .find(|cookie| cookie.name() == super::fallback::SESSION_COOKIE)?;
+    let mut jar = CookieJar::new();
+    jar.add_original(cookie.into_owned());
+    let opened = jar.private(key).get(super::fallback::SESSION_COOKIE)?;
+    Some(opened.value().to_owned())
+}
+
+/// The middleware, before the session and identity middlewares (and
+/// `fallback::rekey`): marks a proxied request whose session it knows
+/// (`KnownSession`), so that they are gone around, and learns the header
+/// of one they signed in.
+pub async fn recognise(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let header = match req.app_data::<web::Data<KnownSessions>>() {
+        Some(known) if by_cookie_alone(&req) => {
+            let mut headers = req.headers().get_all(COOKIE);
+            match (headers.next(), headers.next()) {
+                (Some(value), None) => std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .map(|text| (known.clone(), Presented::new(text))),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some((known, header)) = header else {
+        return next.call(req).await;
+    };
+    if let Some(session) = known.ready(&header) {
+        req.extensions_mut().insert(session);
+        return next.call(req).await;
+    }
+    let response = next.call(req).await?;
+    // No `Authorization`: whoever signed it in did so by its session.
+    if response.request().extensions().contains::<crate::accesslog::Authenticated>() {
+        known.learn(header);
+    }
+    Ok(response)
+}
+
+/// A proxied request with no `Authorization`: its session is all it has.
+fn by_cookie_alone(req: &ServiceRequest) -> bool {
+    req.path().starts_with("/api/proxy/") && !req.headers().contains_key(AUTHORIZATION)
 }
 
 #[cfg(test)]

@@ -529,3 +529,153 @@ async fn a_revocation_written_by_another_process_is_enforced_within_a_second() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Logs `username` in and answers the `Cookie` header a browser would send
+/// from then on (the session's cookie and the CSRF token's), and the CSRF
+/// token: sent by hand, the same header every time, as browser code sends
+/// it and as a thief would replay it.
+async fn session_header(app: &TestApp, username: &str, password: &str) -> (String, String) {
+    let response = builder_without_cookies()
+        .post(format!("{}/api/auth/login/", app.address))
+        .json(&json!({"username": username, "password": password}))
+        .sent()
+        .await;
+    assert_eq!(response.status(), 200, "login");
+    let cookie =
+        |name: &str| response.cookies().find(|c| c.name() == name).expect(name).value().to_owned();
+    let (session, csrf) = (cookie("sessionid"), cookie("csrftoken"));
+    (format!("sessionid={session}; csrftoken={csrf}"), csrf)
+}
+
+fn builder_without_cookies() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Sends `method` to `url` with the session's `Cookie` header (and a CSRF
+/// header if given); answers the status.
+async fn by_session(method: Method, url: &str, header: &str, csrf: Option<&str>) -> u16 {
+    let mut request =
+        builder_without_cookies().request(method.clone(), url).header("cookie", header);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrftoken", csrf);
+    }
+    if method == Method::POST {
+        request = request.json(&json!({"x": [1]}));
+    }
+    request.sent_status().await.as_u16()
+}
+
+/// A proxied request whose session's `Cookie` header is known goes around
+/// the session and identity middlewares (`KnownSessions`): every check they
+/// make still holds for it, request after request with the same header.
+#[tokio::test]
+async fn a_known_session_is_ended_by_logout_password_change_and_deactivation() {
+    let app = spawn_app().await;
+    app.create_feed("xy", &[("x", "Int64")]).await;
+    let id = create_user(&app.pool, UserSpec { superuser: true, ..spec("carol") });
+    let (version, data) = (app.proxy("version"), app.proxy("data?feed=xy"));
+
+    let (header, csrf) = session_header(&app, "carol", USER_PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(by_session(Method::GET, &version, &header, None).await, 200);
+    }
+    // Unsafe methods still need the session's CSRF token, and only it.
+    assert_eq!(by_session(Method::POST, &data, &header, None).await, 403);
+    assert_eq!(by_session(Method::POST, &data, &header, Some("nope")).await, 403);
+    assert_eq!(by_session(Method::POST, &data, &header, Some(&csrf)).await, 204);
+    assert_eq!(by_session(Method::POST, &data, &header, Some(&csrf[1..])).await, 403);
+    assert_eq!(app.size_of("xy").await, 1);
+    let logout = format!("{}/api/auth/logout/", app.address);
+    assert_eq!(by_session(Method::POST, &logout, &header, Some(&csrf)).await, 200);
+    assert_eq!(by_session(Method::GET, &version, &header, None).await, 401, "after logout");
+    assert_eq!(by_session(Method::POST, &data, &header, Some(&csrf)).await, 401);
+
+    let (header, _) = session_header(&app, "carol", USER_PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(by_session(Method::GET, &version, &header, None).await, 200);
+    }
+    // Changed by another process (this test, on the database): the session
+    // cache is cleared within the poll interval, as for any session.
+    let phc = queries::user_by_username(&mut app.conn(), "carol").unwrap().unwrap().password;
+    users::set_password(&mut app.conn(), &Granted::system(), id, &phc).unwrap();
+    refused_within_a_second(&version, &header).await;
+
+    let (header, _) = session_header(&app, "carol", USER_PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(by_session(Method::GET, &version, &header, None).await, 200);
+    }
+    users::set_active(&mut app.conn(), &Granted::system(), id, false).unwrap();
+    refused_within_a_second(&version, &header).await;
+}
+
+/// Asks `url` with the session's `header` until it is refused (401), for
+/// at most a second (the authentication caches' poll is 250 ms).
+async fn refused_within_a_second(url: &str, header: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        match by_session(Method::GET, url, header, None).await {
+            401 => return,
+            status => assert_eq!(status, 200),
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "still signed in after a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The idle timeout and the login deadline (`SESSION_MAX_AGE`) end a known
+/// session as they end any: a cookie replayed past them opens nothing.
+#[tokio::test]
+async fn a_known_session_ends_at_its_idle_timeout_and_its_login_deadline() {
+    let version = |app: &TestApp| app.proxy("version");
+    let app = spawn_app_with(|s| s.session_idle_timeout = Duration::from_secs(2)).await;
+    let (header, _) = session_header(&app, "admin", ADMIN_PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(by_session(Method::GET, &version(&app), &header, None).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(by_session(Method::GET, &version(&app), &header, None).await, 401, "idle");
+
+    let app = spawn_app_with(|s| s.session_max_age = Duration::from_secs(2)).await;
+    let (header, _) = session_header(&app, "admin", ADMIN_PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(by_session(Method::GET, &version(&app), &header, None).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let me = format!("{}/api/auth/me/", app.address);
+    assert_eq!(by_session(Method::GET, &version(&app), &header, None).await, 401, "deadline");
+    assert_eq!(by_session(Method::GET, &me, &header, None).await, 401);
+}
+
+/// A header that names the session cookie twice, or two `Cookie` headers,
+/// are read as the session middleware reads them (the first cookie of the
+/// name), never as a known session of another cookie.
+#[tokio::test]
+async fn a_session_cookie_named_twice_is_read_as_the_session_middleware_reads_it() {
+    let app = spawn_app().await;
+    let version = app.proxy("version");
+    let (header, _) = session_header(&app, "admin", ADMIN_PASSWORD).await;
+    for _ in 0..2 {
+        assert_eq!(by_session(Method::GET, &version, &header, None).await, 200);
+    }
+    let session = header.split("; ").next().unwrap();
+    let forged = "sessionid=AAAA";
+    for first_forged in [format!("{forged}; {header}"), format!("{forged}; {session}")] {
+        for _ in 0..2 {
+            assert_eq!(by_session(Method::GET, &version, &first_forged, None).await, 401);
+        }
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            by_session(Method::GET, &version, &format!("{session}; {forged}"), None).await,
+            200
+        );
+    }
+    // Two headers: the first of them names the session.
+    let two = builder_without_cookies()
+        .get(&version)
+        .header("cookie", forged)
+        .header("cookie", session)
+        .sent_status()
+        .await;
+    assert_eq!(two, 401);
+}
