@@ -280,9 +280,16 @@ pub struct KnownSessions {
     login_deadline: i64,
 }
 
-/// What `KnownSessions` keeps at most, in bytes of headers: the headers are
-/// the clients', so they are bounded by size, not by count.
-const KNOWN_HEADERS_BYTES: u64 = 16 << 20;
+/// What `KnownSessions` keeps at most, in bytes of memory: the headers are
+/// the clients', so they are bounded by size, not by count. About 6,000
+/// browsers' headers; past them the least used go the middlewares' way.
+const KNOWN_HEADERS_BYTES: u64 = 4 << 20;
+
+/// An entry's memory beside its header: the digest (64 bytes and its
+/// `Arc`), the cache's own records of it and the allocator's share. Counted
+/// as the header's length alone, 100,000 headers of 172 bytes took 46 MiB
+/// where 16 were meant (an attack test's measure).
+const ENTRY_OVERHEAD: usize = 512;
 
 /// A request whose session `KnownSessions` recognised: who signed it in,
 /// and the session's state (its CSRF token).
@@ -293,15 +300,18 @@ pub struct KnownSession {
 
 impl KnownSessions {
     pub fn new(store: DbSessionStore, key: Key, login_deadline: StdDuration) -> Self {
-        let by_header = Cache::builder()
+        let login_deadline = i64::try_from(login_deadline.as_secs()).unwrap_or(i64::MAX);
+        Self { by_header: Self::headers(), store, key, login_deadline }
+    }
+
+    fn headers() -> Cache<Presented, Arc<str>> {
+        Cache::builder()
             .weigher(|header: &Presented, _: &Arc<str>| {
-                u32::try_from(header.len() + 64).unwrap_or(u32::MAX)
+                u32::try_from(header.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .max_capacity(KNOWN_HEADERS_BYTES)
             .time_to_idle(StdDuration::from_secs(3600))
-            .build();
-        let login_deadline = i64::try_from(login_deadline.as_secs()).unwrap_or(i64::MAX);
-        Self { by_header, store, key, login_deadline }
+            .build()
     }
 
     /// The session of a `Cookie` header, if it needs none of the
@@ -325,6 +335,10 @@ impl KnownSessions {
     /// with the current key only (a cookie of an old key goes through
     /// `fallback::rekey` every time).
     fn learn(&self, header: Presented) {
+        // Known already (its session was due to be extended, or not cached).
+        if self.by_header.contains_key(&header) {
+            return;
+        }
         let Some(key) = session_key(header.as_str(), &self.key) else {
             return;
         };
@@ -356,19 +370,17 @@ pub async fn recognise(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let header = match req.app_data::<web::Data<KnownSessions>>() {
-        Some(known) if by_cookie_alone(&req) => {
-            let mut headers = req.headers().get_all(COOKIE);
-            match (headers.next(), headers.next()) {
-                (Some(value), None) => std::str::from_utf8(value.as_bytes())
-                    .ok()
-                    .map(|text| (known.clone(), Presented::new(text))),
-                _ => None,
-            }
+    let header = by_cookie_alone(&req).then(|| {
+        let mut headers = req.headers().get_all(COOKIE);
+        match (headers.next(), headers.next()) {
+            (Some(value), None) => std::str::from_utf8(value.as_bytes()).ok().map(Presented::new),
+            _ => None,
         }
-        _ => None,
+    });
+    let Some(Some(header)) = header else {
+        return next.call(req).await;
     };
-    let Some((known, header)) = header else {
+    let Some(known) = req.app_data::<web::Data<KnownSessions>>().cloned() else {
         return next.call(req).await;
     };
     if let Some(session) = known.ready(&header) {
@@ -391,6 +403,61 @@ fn by_cookie_alone(req: &ServiceRequest) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session cookie's value as the session middleware sends it.
+    fn sealed(key: &Key, value: &str) -> String {
+        use super::super::fallback::SESSION_COOKIE;
+        use actix_web::cookie::{Cookie, CookieJar};
+        let mut jar = CookieJar::new();
+        jar.private_mut(key).add(Cookie::new(SESSION_COOKIE, value.to_owned()));
+        let sent = jar.get(SESSION_COOKIE).unwrap().encoded().stripped().to_string();
+        sent.split_once('=').unwrap().1.to_owned()
+    }
+
+    #[test]
+    fn a_header_is_read_as_actix_web_reads_cookies_and_opened_with_the_current_key() {
+        let (key, old) = (Key::generate(), Key::generate());
+        let cookie = sealed(&key, "the-key");
+        for header in [
+            format!("sessionid={cookie}"),
+            format!("csrftoken=abc; sessionid={cookie}; other=1"),
+            format!(" ;;sessionid={cookie} ;"),
+            format!("sessionid={cookie}; sessionid={}", sealed(&key, "second")),
+            format!("broken; sessionid={cookie}"),
+        ] {
+            assert_eq!(session_key(&header, &key).as_deref(), Some("the-key"), "{header}");
+        }
+        // The first of the name is the session's, opened or not.
+        for header in [
+            format!("sessionid=AAAA; sessionid={cookie}"),
+            format!("sessionid={}; sessionid={cookie}", sealed(&old, "old")),
+            format!("SessionID={cookie}"),
+            format!("sessionid={}", sealed(&old, "the-key")),
+            String::new(),
+        ] {
+            assert_eq!(session_key(&header, &key), None, "{header}");
+        }
+    }
+
+    /// A user varying their other cookies makes a new header a request:
+    /// what they are kept in is bounded in memory, not by count of headers.
+    #[test]
+    fn the_known_headers_are_bounded_with_what_each_costs_beside_its_text() {
+        let headers = KnownSessions::headers();
+        let digest: Arc<str> = "d".repeat(64).into();
+        for i in 0..40_000 {
+            headers.insert(
+                Presented::new(&format!("sessionid=x; z{i:05}={}", "p".repeat(80))),
+                digest.clone(),
+            );
+        }
+        headers.run_pending_tasks();
+        // Each entry's memory beside its 100-byte header, as measured (the
+        // attack test's 100,000 headers of 172 bytes took 46 MiB): 400 bytes.
+        let each = 100 + 400;
+        assert!(headers.weighted_size() <= KNOWN_HEADERS_BYTES, "{}", headers.weighted_size());
+        assert!(headers.entry_count() <= KNOWN_HEADERS_BYTES / each, "{}", headers.entry_count());
+    }
 
     #[test]
     fn anonymous_state_rides_in_the_cookie_and_never_an_identity() {
