@@ -112,17 +112,18 @@ pub async fn renew_rekeyed(
     next.call(req).await
 }
 
+/// A session cookie's value as the session middleware sends it.
+#[cfg(test)]
+pub(crate) fn sealed(key: &Key, value: &str) -> String {
+    let mut jar = CookieJar::new();
+    jar.private_mut(key).add(Cookie::new(SESSION_COOKIE, value.to_owned()));
+    let sent = jar.get(SESSION_COOKIE).unwrap().encoded().stripped().to_string();
+    sent.split_once('=').unwrap().1.to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A session cookie's value as the session middleware sends it.
-    fn sealed(key: &Key, value: &str) -> String {
-        let mut jar = CookieJar::new();
-        jar.private_mut(key).add(Cookie::new(SESSION_COOKIE, value.to_owned()));
-        let sent = jar.get(SESSION_COOKIE).unwrap().encoded().stripped().to_string();
-        sent.split_once('=').unwrap().1.to_owned()
-    }
 
     #[test]
     fn a_cookie_of_an_old_key_is_sealed_again_with_the_current_one() {

@@ -404,18 +404,9 @@ fn by_cookie_alone(req: &ServiceRequest) -> bool {
 mod tests {
     use super::*;
 
-    /// A session cookie's value as the session middleware sends it.
-    fn sealed(key: &Key, value: &str) -> String {
-        use super::super::fallback::SESSION_COOKIE;
-        use actix_web::cookie::{Cookie, CookieJar};
-        let mut jar = CookieJar::new();
-        jar.private_mut(key).add(Cookie::new(SESSION_COOKIE, value.to_owned()));
-        let sent = jar.get(SESSION_COOKIE).unwrap().encoded().stripped().to_string();
-        sent.split_once('=').unwrap().1.to_owned()
-    }
-
     #[test]
     fn a_header_is_read_as_actix_web_reads_cookies_and_opened_with_the_current_key() {
+        use super::super::fallback::sealed;
         let (key, old) = (Key::generate(), Key::generate());
         let cookie = sealed(&key, "the-key");
         for header in [
