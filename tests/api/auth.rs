@@ -12,9 +12,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Sent, TestApp, USER_PASSWORD, client, client_with_token, create_group,
-    create_user, issue_token, recorded, recording_upstream, spawn_app, spawn_app_on,
-    spawn_app_with, spec,
+    ADMIN_PASSWORD, Sent, TestApp, USER_PASSWORD, client, client_with_token,
+    client_without_cookies, create_group, create_user, issue_token, recorded, recording_upstream,
+    spawn_app, spawn_app_on, spawn_app_with, spec,
 };
 
 /// Every endpoint and method, with the permission it needs, on feed `xy`.
@@ -535,7 +535,7 @@ async fn a_revocation_written_by_another_process_is_enforced_within_a_second() {
 /// token: sent by hand, the same header every time, as browser code sends
 /// it and as a thief would replay it.
 async fn session_header(app: &TestApp, username: &str, password: &str) -> (String, String) {
-    let response = builder_without_cookies()
+    let response = client_without_cookies()
         .post(format!("{}/api/auth/login/", app.address))
         .json(&json!({"username": username, "password": password}))
         .sent()
@@ -547,15 +547,11 @@ async fn session_header(app: &TestApp, username: &str, password: &str) -> (Strin
     (format!("sessionid={session}; csrftoken={csrf}"), csrf)
 }
 
-fn builder_without_cookies() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
 /// Sends `method` to `url` with the session's `Cookie` header (and a CSRF
 /// header if given); answers the status.
 async fn by_session(method: Method, url: &str, header: &str, csrf: Option<&str>) -> u16 {
     let mut request =
-        builder_without_cookies().request(method.clone(), url).header("cookie", header);
+        client_without_cookies().request(method.clone(), url).header("cookie", header);
     if let Some(csrf) = csrf {
         request = request.header("x-csrftoken", csrf);
     }
@@ -671,7 +667,7 @@ async fn a_session_cookie_named_twice_is_read_as_the_session_middleware_reads_it
         );
     }
     // Two headers: the first of them names the session.
-    let two = builder_without_cookies()
+    let two = client_without_cookies()
         .get(&version)
         .header("cookie", forged)
         .header("cookie", session)

@@ -17,8 +17,8 @@ use lbasedb_proxy::db::queries;
 
 use crate::helpers::{
     ADMIN_PASSWORD, Sent, TestApp, USER_PASSWORD, admin, client, client_with_authorization,
-    client_with_token, create_group, create_user, get_json, issue_token, log_in, spawn_app,
-    spawn_app_on, spawn_app_with, spec,
+    client_with_token, client_without_cookies, create_group, create_user, get_json, issue_token,
+    log_in, spawn_app, spawn_app_on, spawn_app_with, spec,
 };
 use crate::safety::{UpstreamProcess, app_on, free_port};
 
@@ -1583,8 +1583,7 @@ async fn the_feed_list_is_paged_so_a_page_costs_the_upstream_a_bounded_number_of
 async fn an_ended_session_stays_ended_though_a_request_of_it_was_in_flight() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app().await;
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build();
-    let plain = plain.unwrap();
+    let plain = client_without_cookies();
     let login = plain
         .post(format!("{}/api/auth/login/", app.address))
         .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))

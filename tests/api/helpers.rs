@@ -167,6 +167,11 @@ fn builder() -> reqwest::ClientBuilder {
         .timeout(Duration::from_secs(60))
 }
 
+/// A client that keeps no cookies: a test sends its `Cookie` header by hand.
+pub fn client_without_cookies() -> reqwest::Client {
+    builder().build().expect("an HTTP client")
+}
+
 /// A cookie-aware client with no credentials.
 pub fn client() -> reqwest::Client {
     builder().cookie_store(true).build().expect("an HTTP client")
