@@ -16,7 +16,9 @@ upstream: the cost of the proxy's own path without the upstream round trip.
 Prints a table and writes target/bench/results.json and chart.svg.
 
 Usage: python3 bench/run.py [--quick] [--small] [--grants] [--replicas N] [--database postgres://…]
-                            [--rounds N] [--upstream-bin PATH] [--log LEVEL]
+                            [--rounds N] [--upstream-bin PATH] [--proxy-bin PATH] [--log LEVEL]
+  --proxy-bin  the lbasedb-proxy binary to measure (default: this tree's,
+               built in release mode first): to compare an older build
   --log        the proxy's RUST_LOG (default `info`, its own default: an
                access-log line a request, written to a file)
   --quick      shorter runs, for a smoke test
@@ -45,6 +47,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROXY_BIN = "--proxy-bin" in sys.argv
 BIN = os.path.join(ROOT, "target", "release", "lbasedb-proxy")
 OUT = os.path.join(ROOT, "target", "bench")
 UP_PORT, PROXY_PORT = 18080, 18000
@@ -61,6 +64,7 @@ def flag(name, default=None):
 REPLICAS = int(flag("--replicas", "1"))
 ROUNDS = int(flag("--rounds", "2" if QUICK else "5"))
 UPSTREAM_BIN = flag("--upstream-bin")
+BIN = os.path.abspath(flag("--proxy-bin", BIN))
 NGINX_PORT = 18001
 DATABASE = flag("--database")
 SMALL_ONLY = "--small" in sys.argv or REPLICAS > 1 or DATABASE is not None
@@ -248,7 +252,8 @@ def wrk(url, connections, seconds, headers=(), method="GET", body=None, expect_r
 
 def main():
     ensure_wrk()
-    run("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    if not PROXY_BIN:
+        run("cargo", "build", "--release", "--quiet", cwd=ROOT)
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="lbasedb-bench-")
     procs = []
@@ -344,7 +349,7 @@ def main():
                           ["token", "token, columns", "token, window from the end"])]
         elif SMALL_ONLY:
             workloads = workloads[:2]
-        results = {"machine": machine(), "replicas": REPLICAS, "log": LOG, "upstream": "lbasedb-api" if UPSTREAM_BIN else "embedded",
+        results = {"machine": machine(), "proxy_bin": BIN if PROXY_BIN else None, "replicas": REPLICAS, "log": LOG, "upstream": "lbasedb-api" if UPSTREAM_BIN else "embedded",
                    "database": "postgresql" if DATABASE else "sqlite", "rows": ROWS, "body_bytes": os.path.getsize(body_path), "workloads": []}
         idle = status_field(proxy.pid, "VmRSS")
         results["proxy_idle_rss_kb"] = idle

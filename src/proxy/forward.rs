@@ -545,3 +545,64 @@ impl Drop for RequestBody {
         self.finish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// The `Date` header of one request sent by awc from a runtime of its
+    /// own on this thread, as a server saw it.
+    fn date_sent(address: &str) -> chrono::DateTime<chrono::Utc> {
+        let echoed = actix_web::rt::System::new().block_on(async {
+            let mut answer = awc::Client::default().get(address).send().await.unwrap();
+            answer.body().await.unwrap()
+        });
+        let echoed = std::str::from_utf8(&echoed).unwrap();
+        chrono::DateTime::parse_from_rfc2822(echoed).unwrap().to_utc()
+    }
+
+    /// The vendored awc keeps one codec config, and so one date task, a
+    /// thread (vendor/README.md). A runtime's end stops that task: a thread
+    /// that runs another runtime later must still send the current date,
+    /// not the one the first runtime last set.
+    #[test]
+    fn a_request_from_a_later_runtime_on_the_same_thread_carries_the_current_date() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut date = String::new();
+                for line in BufReader::new(&stream).lines() {
+                    let line = line.unwrap();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("date")
+                    {
+                        date = value.trim().to_owned();
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{date}",
+                    date.len()
+                );
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        for round in 0..2 {
+            if round > 0 {
+                // Past the two seconds after which a kept date is stale.
+                std::thread::sleep(Duration::from_millis(3500));
+            }
+            let behind = chrono::Utc::now() - date_sent(&address);
+            assert!(
+                behind < chrono::TimeDelta::milliseconds(2500),
+                "round {round}: the date sent was {behind} behind"
+            );
+        }
+    }
+}
