@@ -552,21 +552,41 @@ mod tests {
     use std::net::TcpListener;
     use std::time::Duration;
 
-    /// The `Date` header of one request sent by awc from a runtime of its
-    /// own on this thread, as a server saw it.
-    fn date_sent(address: &str) -> chrono::DateTime<chrono::Utc> {
-        let echoed = actix_web::rt::System::new().block_on(async {
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    /// A runtime on this thread, started for one request and ended after it.
+    #[derive(Debug, Clone, Copy)]
+    enum Runtime {
+        ActixSystem,
+        /// A tokio runtime and a `LocalSet`, with no actix system.
+        Tokio,
+    }
+
+    /// How far behind the time it was sent the `Date` header of one
+    /// request sent by awc from a new `runtime` was, as a server saw it.
+    fn date_behind(address: &str, runtime: Runtime) -> TimeDelta {
+        async fn fetch(address: &str) -> actix_web::web::Bytes {
             let mut answer = awc::Client::default().get(address).send().await.unwrap();
             answer.body().await.unwrap()
-        });
+        }
+        let sent = Utc::now();
+        let echoed = match runtime {
+            Runtime::ActixSystem => actix_web::rt::System::new().block_on(fetch(address)),
+            Runtime::Tokio => {
+                let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                tokio::task::LocalSet::new().block_on(&tokio.unwrap(), fetch(address))
+            }
+        };
         let echoed = std::str::from_utf8(&echoed).unwrap();
-        chrono::DateTime::parse_from_rfc2822(echoed).unwrap().to_utc()
+        sent - DateTime::parse_from_rfc2822(echoed).unwrap().to_utc()
     }
 
     /// The vendored awc keeps one codec config, and so one date task, a
     /// thread (vendor/README.md). A runtime's end stops that task: a thread
     /// that runs another runtime later must still send the current date,
-    /// not the one the first runtime last set.
+    /// not the one the first runtime last set. A config made for the
+    /// request dates it within the second (the header has no fractions);
+    /// one kept from the runtime before would be as old as the pause.
     #[test]
     fn a_request_from_a_later_runtime_on_the_same_thread_carries_the_current_date() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -593,15 +613,23 @@ mod tests {
                 stream.write_all(answer.as_bytes()).unwrap();
             }
         });
-        for round in 0..2 {
-            if round > 0 {
-                // Past the two seconds after which a kept date is stale.
-                std::thread::sleep(Duration::from_millis(3500));
-            }
-            let behind = chrono::Utc::now() - date_sent(&address);
+        let fresh = TimeDelta::milliseconds(1250);
+        // Another actix system: a new config at once, though a kept one
+        // would still pass the check by time (its date under 2 s old).
+        // Then runtimes without a system: a new config once the kept
+        // one's date is 2 s old.
+        let rounds = [
+            (Runtime::ActixSystem, Duration::ZERO),
+            (Runtime::ActixSystem, Duration::from_millis(1500)),
+            (Runtime::Tokio, Duration::ZERO),
+            (Runtime::Tokio, Duration::from_millis(2500)),
+        ];
+        for (runtime, pause) in rounds {
+            std::thread::sleep(pause);
+            let behind = date_behind(&address, runtime);
             assert!(
-                behind < chrono::TimeDelta::milliseconds(2500),
-                "round {round}: the date sent was {behind} behind"
+                behind < fresh,
+                "{runtime:?} after {pause:?}: the date sent was {behind} behind"
             );
         }
     }

@@ -170,30 +170,39 @@ where
 // through the eventfd on every request. One config a thread, shared by its requests, keeps one
 // such task a thread. (vendor/README.md)
 thread_local! {
-    static CODEC_CONFIG: std::cell::RefCell<Option<actix_http::ServiceConfig>> =
+    static CODEC_CONFIG: std::cell::RefCell<Option<(Option<usize>, actix_http::ServiceConfig)>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// The thread's codec config, made anew when its date task is no longer running (it ends with
-/// the runtime it was spawned on, and a thread may run one runtime after another).
+/// The thread's codec config. Its date task ends with the runtime it was spawned on, and a
+/// thread may run one runtime after another: the config is made anew in another actix system,
+/// and, for runtimes that are not one, when its date has not moved for two seconds.
 fn codec_config() -> actix_http::ServiceConfig {
-    // `ServiceConfig::default()`'s request timeout: its deadline is the date task's last tick
-    // plus this, so a deadline less than `REQUEST_TIMEOUT - STALE` away means a stale date.
-    const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-    const STALE: std::time::Duration = std::time::Duration::from_secs(2);
+    use std::time::{Duration, Instant};
+    // The config's request timeout: its deadline is the date task's last tick plus this, so a
+    // deadline less than `REQUEST_TIMEOUT - STALE` away means a stale date.
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    const STALE: Duration = Duration::from_secs(2);
+    let system = actix_rt::System::try_current().map(|system| system.id());
     CODEC_CONFIG.with(|cell| {
         let mut kept = cell.borrow_mut();
         let live = |config: &actix_http::ServiceConfig| {
             config.client_request_deadline().is_some_and(|deadline| {
-                deadline.saturating_duration_since(std::time::Instant::now())
-                    > REQUEST_TIMEOUT - STALE
+                deadline.saturating_duration_since(Instant::now()) > REQUEST_TIMEOUT - STALE
             })
         };
         match &*kept {
-            Some(config) if live(config) => config.clone(),
+            Some((made_in, config)) if *made_in == system && live(config) => config.clone(),
             _ => {
-                let config = actix_http::ServiceConfig::default();
-                *kept = Some(config.clone());
+                // `ServiceConfig::default()`'s settings, with the timeout the check above reads.
+                let config = actix_http::ServiceConfig::new(
+                    actix_http::KeepAlive::default(),
+                    REQUEST_TIMEOUT,
+                    Duration::ZERO,
+                    false,
+                    None,
+                );
+                *kept = Some((system, config.clone()));
                 config
             }
         }
