@@ -47,7 +47,6 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROXY_BIN = "--proxy-bin" in sys.argv
 BIN = os.path.join(ROOT, "target", "release", "lbasedb-proxy")
 OUT = os.path.join(ROOT, "target", "bench")
 UP_PORT, PROXY_PORT = 18080, 18000
@@ -64,7 +63,8 @@ def flag(name, default=None):
 REPLICAS = int(flag("--replicas", "1"))
 ROUNDS = int(flag("--rounds", "2" if QUICK else "5"))
 UPSTREAM_BIN = flag("--upstream-bin")
-BIN = os.path.abspath(flag("--proxy-bin", BIN))
+PROXY_BIN = flag("--proxy-bin")
+BIN = os.path.abspath(PROXY_BIN) if PROXY_BIN else BIN
 NGINX_PORT = 18001
 DATABASE = flag("--database")
 SMALL_ONLY = "--small" in sys.argv or REPLICAS > 1 or DATABASE is not None
@@ -349,7 +349,7 @@ def main():
                           ["token", "token, columns", "token, window from the end"])]
         elif SMALL_ONLY:
             workloads = workloads[:2]
-        results = {"machine": machine(), "proxy_bin": BIN if PROXY_BIN else None, "replicas": REPLICAS, "log": LOG, "upstream": "lbasedb-api" if UPSTREAM_BIN else "embedded",
+        results = {"machine": machine(), "proxy_bin": PROXY_BIN and BIN, "replicas": REPLICAS, "log": LOG, "upstream": "lbasedb-api" if UPSTREAM_BIN else "embedded",
                    "database": "postgresql" if DATABASE else "sqlite", "rows": ROWS, "body_bytes": os.path.getsize(body_path), "workloads": []}
         idle = status_field(proxy.pid, "VmRSS")
         results["proxy_idle_rss_kb"] = idle
