@@ -5,8 +5,10 @@
 # hyper-util; no authentication, log or anything else of the proxy's),
 # pingora's bare proxy (bench/pingora_floor, if built: it needs cmake) and
 # lbasedb-proxy with a token (RUST_LOG=info), all in front of one
-# upstream, in turns: ROUNDS rounds (default 3) of 6 s at c=32 and at c=1
-# each, CPU of each forwarder's process from /proc (nginx: its worker).
+# upstream, in turns: ROUNDS rounds (default 3) of DURATION s (default 6)
+# at c=32 and at c=1 each, CPU of each forwarder's process from /proc
+# (nginx: its worker); then each one's medians (and spreads) over the
+# rounds, ratios to the upstream straight in the same round.
 # Build the example first: cargo build --release --example forward_floor;
 # and, for pingora, (cd bench/pingora_floor && cargo build --release).
 #
@@ -15,7 +17,7 @@
 # embedded one (PROXY_BIN lbasedb --open).
 BIN=${1:-target/release/lbasedb-proxy}; UPBIN=$2; FLOOR=target/release/examples/forward_floor
 PINGORA=bench/pingora_floor/target/release/pingora-floor
-ROUNDS=${ROUNDS:-3}; UP=18980
+ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-6}; UP=18980
 W=$(mktemp -d); mkdir -p $W/up $W/body $W/proxy
 if [ -n "$UPBIN" ]; then
   HOST=127.0.0.1 PORT=$UP DATA_PATH=$W/up WORKERS=1 $UPBIN >/dev/null 2>&1 &
@@ -43,13 +45,13 @@ NGW=$(pgrep -P $NG)
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 one() { # name pid url [header]
   local b a out n rps
-  b=$(cpu $2); out=$(wrk -t1 -c$C -d6s ${4:+-H "$4"} $3); a=$(cpu $2)
+  b=$(cpu $2); out=$(wrk -t1 -c$C -d${DURATION}s ${4:+-H "$4"} $3); a=$(cpu $2)
   n=$(echo "$out" | awk '/requests in/{print $1}'); rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   python3 -c "print('c=$C', '$1', '$rps req/s', round(($a-$b)/100/$n*1e6,1), 'us CPU/req')"
 }
 for round in $(seq $ROUNDS); do
   for C in 32 1; do
-    out=$(wrk -t1 -c$C -d6s http://127.0.0.1:$UP/version)
+    out=$(wrk -t1 -c$C -d${DURATION}s http://127.0.0.1:$UP/version)
     echo "c=$C upstream $(echo "$out" | awk '/Requests\/sec/{print $2}') req/s"
     one nginx $NGW http://127.0.0.1:18982/version
     one floor-actix $ACTIX http://127.0.0.1:18983/version
@@ -57,5 +59,23 @@ for round in $(seq $ROUNDS); do
     [ -n "$PF" ] && one floor-pingora $PF http://127.0.0.1:18986/version
     one lbasedb-proxy $PX http://127.0.0.1:18985/api/proxy/version "Authorization: Token $TOKEN"
   done
-done
+done | tee $W/rounds
+python3 - $W/rounds <<'EOP'
+import re, statistics as st, sys
+rows, upstream = {}, {}
+for line in open(sys.argv[1]):
+    m = re.match(r'c=(\d+) (\S+) ([\d.]+) req/s(?: ([\d.]+) us)?', line)
+    if not m:
+        continue
+    c, who, rps = m.group(1), m.group(2), float(m.group(3))
+    if who == 'upstream':
+        upstream[c] = rps
+    else:
+        rows.setdefault((c, who), []).append((float(m.group(4)), rps / upstream[c]))
+print('medians (min-max) of the rounds:')
+for (c, who), v in rows.items():
+    cpu, ratio = [x[0] for x in v], [x[1] for x in v]
+    print(f'c={c:>2} {who:14} CPU {st.median(cpu):6.1f} us ({min(cpu):.1f}-{max(cpu):.1f})'
+          f'  ratio {st.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f})')
+EOP
 kill $UPPID $NG $ACTIX $HYPER $PX $PF; wait 2>/dev/null; rm -rf $W
