@@ -9,23 +9,10 @@
 #
 #   bench/nginx_cpu.sh [PROXY_BIN]
 BIN=${1:-target/release/lbasedb-proxy}
-W=$(mktemp -d); mkdir -p $W/up $W/body $W/proxy
-$BIN lbasedb --bind 127.0.0.1:18980 --data $W/up --open >/dev/null 2>&1 &
-UP=$!
-cat > $W/nginx.conf <<EOC
-worker_processes 1; daemon off; user root; pid $W/nginx.pid; error_log $W/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $W/body; proxy_temp_path $W/proxy;
-  upstream lbasedb { server 127.0.0.1:18980; keepalive 32; }
-  server { listen 127.0.0.1:18982; client_max_body_size 0;
-    location / { proxy_pass http://lbasedb; proxy_http_version 1.1; proxy_set_header Connection "";
-                 proxy_buffering off; proxy_request_buffering off; } } }
-EOC
-nginx -c $W/nginx.conf -p $W &
-NG=$!
-sleep 1
-WORKER=$(pgrep -P $NG)
-cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+UPPORT=18980; PXPORT=18981
+. bench/common.sh
+start_nginx 18982
+WORKER=$NGW
 for round in 1 2; do
   b=$(cpu $WORKER); out=$(wrk -t1 -c32 -d6s http://127.0.0.1:18982/version); a=$(cpu $WORKER)
   n=$(echo "$out" | awk '/requests in/{print $1}'); rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
@@ -35,4 +22,4 @@ wrk -t1 -c32 -d12s http://127.0.0.1:18982/version >/dev/null & WRK=$!
 sleep 1; perf record -e cpu-clock -F 999 -g -p $WORKER -o /tmp/nginx.perf -- sleep 8 2>/dev/null; wait $WRK
 wrk -t1 -c32 -d10s http://127.0.0.1:18982/version >/dev/null & WRK=$!
 sleep 1; timeout 5 strace -f -c -p $WORKER -o /tmp/nginx.strace 2>/dev/null; wait $WRK
-kill $UP $NG; wait 2>/dev/null; rm -rf $W
+kill $UP $NG $PX; wait 2>/dev/null; rm -rf $W

@@ -5,7 +5,8 @@
 //! (`bench/floor.sh`, docs/performance.md "The floor of the crates").
 //!
 //! - `actix`: actix-web's server and awc's client, as the proxy has them
-//!   (one worker a core, the request and the answer streamed).
+//!   (one worker a core, the request and the answer streamed, headers
+//!   chosen by the proxy's own rules, `proxy::headers`).
 //! - `hyper`: hyper's HTTP/1 server and hyper-util's pooled client on a
 //!   tokio runtime of one thread a core.
 //!
@@ -19,21 +20,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-
-/// Hop-by-hop headers (RFC 9110, 7.6.1), not passed on by a proxy.
-fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-    )
-}
+use lbasedb_proxy::proxy::headers::{forward_request_header, forward_response_header};
 
 async fn actix_forward(
     req: HttpRequest,
@@ -44,7 +31,7 @@ async fn actix_forward(
     let url = format!("{}{}", upstream.get_ref(), req.uri());
     let mut out = client.request(req.method().clone(), url);
     for (name, value) in req.headers() {
-        if !hop_by_hop(name.as_str()) {
+        if forward_request_header(req.headers(), name) {
             out = out.append_header((name.clone(), value.clone()));
         }
     }
@@ -52,7 +39,7 @@ async fn actix_forward(
         Ok(answer) => {
             let mut response = HttpResponse::build(answer.status());
             for (name, value) in answer.headers() {
-                if !hop_by_hop(name.as_str()) {
+                if forward_response_header(answer.headers(), name) {
                     response.append_header((name.clone(), value.clone()));
                 }
             }
